@@ -1,0 +1,120 @@
+/*
+ * tier_rpc.h -- a small gRPC-like RPC layer over nng + protobuf-c.
+ *
+ * A call is a protobuf message wrapped in the envelope of proto/rpc.proto
+ * (method, request id, timeout, metadata) and sent over an nng req0 socket;
+ * the reply comes back in an envelope with a gRPC status code.  This layer
+ * knows nothing of tiers or comments: it moves messages, enforces sizes and
+ * deadlines, dedupes resent requests and answers Health.
+ *
+ * Server: rep0 served by a pool of threads, each with its own nng context,
+ * so one slow call holds up only its own thread.  Handlers fill a reply that
+ * the server allocated, taking memory from the call's arena
+ * (tier_rpc_alloc), which is reset after the reply is sent: handlers never
+ * free what they put in a reply.
+ *
+ * Client: req0 with a bounded pool of contexts; safe from many threads.
+ *
+ * All functions return a tier_status (common/tier_status.h).
+ */
+#ifndef TIER_RPC_H
+#define TIER_RPC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tier_status.h"
+
+#define TIER_RPC_MAX_MSG_DEFAULT (4u << 20) /* like gRPC's default */
+#define TIER_RPC_TIMEOUT_DEFAULT_MS 10000u
+#define TIER_RPC_HEALTH_METHOD "tier.rpc.Health/Check"
+
+/* A status with its message, as a caller sees it. */
+typedef struct {
+    int code; /* tier_status */
+    char message[256];
+} tier_rpc_error;
+
+/* ------------------------------------------------------------------ server */
+
+typedef struct tier_rpc_server tier_rpc_server;
+typedef struct tier_rpc_call tier_rpc_call;
+
+typedef struct {
+    unsigned nthreads; /* calls served at once; 0 = 16 */
+    size_t max_msg;    /* largest request accepted; 0 = 4 MiB */
+} tier_rpc_server_opts;
+
+/*
+ * A method.  `req` is the unpacked request; `reply` is an initialised,
+ * empty reply message of the method's reply type.  Return TIER_OK and fill
+ * `reply`, or return an error code (tier_rpc_set_message says why); the
+ * reply is then not sent.
+ */
+typedef int (*tier_rpc_fn)(void *arg, tier_rpc_call *call, const ProtobufCMessage *req,
+                           ProtobufCMessage *reply);
+
+/* A dependency probe for Health: return TIER_OK, or an error with a
+ * reason written into msg. */
+typedef int (*tier_rpc_health_fn)(void *arg, char *msg, size_t msglen);
+
+int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_server_opts *opts);
+/* Register methods and health probes before tier_rpc_server_start. */
+int tier_rpc_server_add(tier_rpc_server *s, const char *method, const ProtobufCMessageDescriptor *req,
+                        const ProtobufCMessageDescriptor *reply, tier_rpc_fn fn, void *arg);
+int tier_rpc_server_add_health(tier_rpc_server *s, const char *name, tier_rpc_health_fn fn,
+                               void *arg);
+int tier_rpc_server_start(tier_rpc_server *s);
+/* Stops serving, waits for calls in progress, frees everything. */
+void tier_rpc_server_close(tier_rpc_server *s);
+
+/* Counters, for tests and logs. */
+typedef struct {
+    uint64_t served;            /* replies sent */
+    uint64_t deadline_dropped;  /* requests found past their deadline */
+    uint64_t bad_envelope;      /* garbage frames answered INVALID_ARGUMENT */
+    uint64_t deduped;           /* resent requests answered from the cache */
+} tier_rpc_server_stats;
+void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out);
+
+/* Within a handler. */
+void *tier_rpc_alloc(tier_rpc_call *call, size_t size); /* zeroed; lives until the reply is sent */
+char *tier_rpc_strdup(tier_rpc_call *call, const char *s);
+char *tier_rpc_strndup(tier_rpc_call *call, const char *s, size_t n);
+int tier_rpc_set_message(tier_rpc_call *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4))); /* returns code, for `return tier_rpc_set_message(...)` */
+int64_t tier_rpc_deadline_mono_us(const tier_rpc_call *call); /* 0 = none */
+/* Metadata value sent by the client under key, or NULL. */
+const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_call *call, const char *key);
+
+/* ------------------------------------------------------------------ client */
+
+typedef struct tier_rpc_client tier_rpc_client;
+
+typedef struct {
+    unsigned max_inflight; /* calls in flight at once; 0 = 64; more wait */
+    uint32_t timeout_ms;   /* default per call; 0 = TIER_RPC_TIMEOUT_DEFAULT_MS */
+    size_t max_msg;        /* largest reply accepted and request sent; 0 = 4 MiB */
+} tier_rpc_client_opts;
+
+int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts);
+void tier_rpc_client_close(tier_rpc_client *c);
+
+/*
+ * One call.  On TIER_OK *reply_out holds the unpacked reply: free it with
+ * protobuf_c_message_free_unpacked(*reply_out, NULL).  On error *reply_out
+ * is NULL and err (if not NULL) holds the code and message.
+ * timeout_ms 0 = the client's default.  A dead server gives UNAVAILABLE,
+ * a live one too slow DEADLINE_EXCEEDED.
+ */
+int tier_rpc_call(tier_rpc_client *c, const char *method, const ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply_out,
+                  uint32_t timeout_ms, tier_rpc_error *err);
+
+/* Same with raw bytes in and out (tests and benchmarks use it).  *out is
+ * malloc'ed; free() it. */
+int tier_rpc_call_raw(tier_rpc_client *c, const char *method, const void *req, size_t reqlen,
+                      void **out, size_t *outlen, uint32_t timeout_ms, tier_rpc_error *err);
+
+#endif

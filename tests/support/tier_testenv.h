@@ -1,0 +1,70 @@
+/*
+ * tier_testenv.h -- what the tests share: real services, free ports,
+ * temporary directories and child processes.
+ *
+ * The services (redis-server, mariadbd) are started by scripts/services.sh
+ * for the whole test run; their addresses reach the tests through the
+ * environment (TIER_REDIS_HOST/PORT, TIER_MYSQL_HOST/PORT/USER/PASSWORD/DB),
+ * which scripts/test.sh exports.  A test that needs a service and finds no
+ * address fails: it never skips.
+ */
+#ifndef TIER_TESTENV_H
+#define TIER_TESTENV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* ---- ports, directories, processes (testenv.c) */
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int tier_test_free_port(void);
+/* "tcp://127.0.0.1:<free port>" into buf. */
+void tier_test_tcp_url(char *buf, size_t len);
+/* "ipc:///tmp/tier-test-<pid>-<n>.sock" into buf. */
+void tier_test_ipc_url(char *buf, size_t len);
+/* mkdtemp under $TMPDIR (or /tmp); the path is malloc'ed. */
+char *tier_test_tmpdir(void);
+/* rm -rf path (used on tmpdirs only). */
+void tier_test_rmtree(const char *path);
+/* Path of a built binary: TIER_BIN_DIR "/" name, malloc'ed. */
+char *tier_test_bin(const char *name);
+/* fork+exec argv (argv[0] a path); stdout/stderr go to logpath if not NULL
+ * (appended).  Extra environment "K=V" strings in envp (NULL-terminated) are
+ * added.  Returns the pid or -1. */
+pid_t tier_test_spawn(char *const argv[], char *const envp[], const char *logpath);
+/* Wait up to timeout_ms for pid to exit; returns its exit status
+ * (0..255), 128+signal if killed, or -1 on timeout. */
+int tier_test_wait(pid_t pid, int timeout_ms);
+/* Run argv to completion (timeout_ms), capturing stdout+stderr into out
+ * (NUL-terminated, truncated to outlen).  Returns the exit status as above. */
+int tier_test_run(char *const argv[], char *const envp[], char *out, size_t outlen,
+                  int timeout_ms);
+/* Read a whole file; malloc'ed, NUL-terminated; NULL if missing. */
+char *tier_test_slurp(const char *path, size_t *len);
+/* Write a file with the given bytes. */
+bool tier_test_write_file(const char *path, const void *data, size_t len);
+
+/* ---- databases (testenv_db.c) */
+
+typedef struct {
+    char host[64];
+    int port;
+    char user[64];
+    char password[128];
+    char db[64];
+} tier_test_mysql;
+
+/* Fills from the environment; fails the test (cr_assert) if unset. */
+void tier_test_mysql_env(tier_test_mysql *out);
+/* Creates a fresh database named tier_t_<pid>_<counter>, applies sql/
+ * with scripts/migrate.sh (storage root as given, may be NULL) and writes
+ * its name into m->db. */
+void tier_test_db_create(tier_test_mysql *m, const char *storage_root);
+void tier_test_db_drop(const tier_test_mysql *m);
+/* Runs scripts/migrate.sh against m->db; returns its exit status. */
+int tier_test_db_migrate(const tier_test_mysql *m, const char *storage_root);
+/* Redis address from the environment (cr_assert if unset). */
+void tier_test_redis_env(char *host, size_t hostlen, int *port);
+
+#endif
