@@ -39,7 +39,7 @@ typedef struct {
 /* ------------------------------------------------------------------ server */
 
 typedef struct tier_rpc_server tier_rpc_server;
-typedef struct tier_rpc_call tier_rpc_call;
+typedef struct tier_rpc_ctx tier_rpc_ctx;
 
 typedef struct {
     unsigned nthreads; /* calls served at once; 0 = 16 */
@@ -52,7 +52,7 @@ typedef struct {
  * `reply`, or return an error code (tier_rpc_set_message says why); the
  * reply is then not sent.
  */
-typedef int (*tier_rpc_fn)(void *arg, tier_rpc_call *call, const ProtobufCMessage *req,
+typedef int (*tier_rpc_fn)(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
                            ProtobufCMessage *reply);
 
 /* A dependency probe for Health: return TIER_OK, or an error with a
@@ -79,14 +79,14 @@ typedef struct {
 void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out);
 
 /* Within a handler. */
-void *tier_rpc_alloc(tier_rpc_call *call, size_t size); /* zeroed; lives until the reply is sent */
-char *tier_rpc_strdup(tier_rpc_call *call, const char *s);
-char *tier_rpc_strndup(tier_rpc_call *call, const char *s, size_t n);
-int tier_rpc_set_message(tier_rpc_call *call, int code, const char *fmt, ...)
+void *tier_rpc_alloc(tier_rpc_ctx *call, size_t size); /* zeroed; lives until the reply is sent */
+char *tier_rpc_strdup(tier_rpc_ctx *call, const char *s);
+char *tier_rpc_strndup(tier_rpc_ctx *call, const char *s, size_t n);
+int tier_rpc_set_message(tier_rpc_ctx *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4))); /* returns code, for `return tier_rpc_set_message(...)` */
-int64_t tier_rpc_deadline_mono_us(const tier_rpc_call *call); /* 0 = none */
+int64_t tier_rpc_deadline_mono_us(const tier_rpc_ctx *call); /* 0 = none */
 /* Metadata value sent by the client under key, or NULL. */
-const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_call *call, const char *key);
+const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_ctx *call, const char *key);
 
 /* ------------------------------------------------------------------ client */
 
@@ -116,5 +116,16 @@ int tier_rpc_call(tier_rpc_client *c, const char *method, const ProtobufCMessage
  * malloc'ed; free() it. */
 int tier_rpc_call_raw(tier_rpc_client *c, const char *method, const void *req, size_t reqlen,
                       void **out, size_t *outlen, uint32_t timeout_ms, tier_rpc_error *err);
+
+/*
+ * Asynchronous raw call: returns at once (after waiting for a free context
+ * if all max_inflight are busy); done(arg, code, payload, len, message) runs
+ * later on an nng thread with the reply payload (valid only during the
+ * callback).  Must not block for long.
+ */
+typedef void (*tier_rpc_done_fn)(void *arg, int code, const void *payload, size_t len,
+                                 const char *message);
+int tier_rpc_call_async(tier_rpc_client *c, const char *method, const void *req, size_t reqlen,
+                        uint32_t timeout_ms, tier_rpc_done_fn done, void *arg);
 
 #endif

@@ -1,0 +1,395 @@
+/*
+ * tier_rpc_client.c -- the client half of the RPC layer (see tier_rpc.h).
+ *
+ * One req0 socket per client and a bounded pool of contexts, one per call
+ * in flight (a new send on a context would cancel its earlier request, and
+ * nng 1.5.2's req timers cost O(n^2) in the number of contexts, so the pool
+ * is small and reused).  Calls beyond the pool wait for a free context.
+ *
+ * nng would resend a request on a timer and whenever its pipe drops; the
+ * timer is disabled (our deadline governs instead), and every request
+ * carries (client id, request id) so the server answers a pipe-drop resend
+ * from its dedupe cache instead of running a non-idempotent call twice.
+ *
+ * A call that times out is UNAVAILABLE when no connection to the server
+ * exists (it is down or unreachable), DEADLINE_EXCEEDED otherwise.
+ */
+#include "tier_rpc.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "rpc.pb-c.h"
+#include "tier_time.h"
+
+typedef struct tier_rpc_client tier_rpc_client;
+
+/* One context; for asynchronous calls also the call's state. */
+typedef struct {
+    nng_ctx ctx;
+    nng_aio *aio;      /* synchronous calls */
+    nng_aio *async;    /* asynchronous calls: callback-driven */
+    tier_rpc_client *c;
+    bool sending;
+    int64_t deadline_ms;
+    tier_rpc_done_fn done;
+    void *arg;
+} slot;
+
+struct tier_rpc_client {
+    nng_socket sock;
+    char url[256];
+    uint64_t client_id;
+    atomic_uint_fast64_t next_request;
+    atomic_int npipes;
+    uint32_t timeout_ms;
+    size_t max_msg;
+    unsigned nslots;
+    slot *slots;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned *free_slots; /* stack of indexes into slots */
+    unsigned nfree;
+};
+
+static void set_err(tier_rpc_error *err, int code, const char *fmt, const char *arg)
+{
+    char buf[1024];
+
+    if (err == NULL)
+        return;
+    err->code = code;
+    snprintf(buf, sizeof(buf), fmt, arg);
+    snprintf(err->message, sizeof(err->message), "%.*s", (int)sizeof(err->message) - 1, buf);
+}
+
+static void async_step(void *arg);
+
+static void pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    tier_rpc_client *c = arg;
+    (void)p;
+    atomic_fetch_add(&c->npipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+}
+
+int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts)
+{
+    tier_rpc_client *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    snprintf(c->url, sizeof(c->url), "%s", url);
+    c->nslots = opts && opts->max_inflight ? opts->max_inflight : 64;
+    c->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : TIER_RPC_TIMEOUT_DEFAULT_MS;
+    c->max_msg = opts && opts->max_msg ? opts->max_msg : TIER_RPC_MAX_MSG_DEFAULT;
+    if (getrandom(&c->client_id, sizeof(c->client_id), 0) != sizeof(c->client_id))
+        c->client_id = (uint64_t)tier_mono_us() ^ ((uint64_t)getpid() << 40);
+    c->client_id |= 1; /* 0 means "no dedupe" on the wire */
+    atomic_init(&c->next_request, 1);
+    atomic_init(&c->npipes, 0);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->slots = calloc(c->nslots, sizeof(slot));
+    c->free_slots = calloc(c->nslots, sizeof(unsigned));
+    if (c->slots == NULL || c->free_slots == NULL || nng_req0_open(&c->sock) != 0) {
+        free(c->slots);
+        free(c->free_slots);
+        free(c);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 20);
+    nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 500);
+    nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, c->max_msg + 4096);
+    nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_added, c);
+    nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_added, c);
+    for (unsigned i = 0; i < c->nslots; i++) {
+        c->slots[i].c = c;
+        if (nng_ctx_open(&c->slots[i].ctx, c->sock) != 0 ||
+            nng_aio_alloc(&c->slots[i].aio, NULL, NULL) != 0 ||
+            nng_aio_alloc(&c->slots[i].async, async_step, &c->slots[i]) != 0) {
+            c->nslots = i;
+            tier_rpc_client_close(c);
+            return TIER_RESOURCE_EXHAUSTED;
+        }
+        nng_ctx_set_ms(c->slots[i].ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+        c->free_slots[c->nfree++] = i;
+    }
+    /* Non-blocking: the server may come up later; nng keeps redialling. */
+    if (nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+        tier_rpc_client_close(c);
+        return TIER_INVALID_ARGUMENT;
+    }
+    *out = c;
+    return TIER_OK;
+}
+
+void tier_rpc_client_close(tier_rpc_client *c)
+{
+    if (c == NULL)
+        return;
+    nng_close(c->sock);
+    for (unsigned i = 0; i < c->nslots; i++) {
+        nng_aio_free(c->slots[i].aio);
+        nng_aio_free(c->slots[i].async);
+    }
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c->slots);
+    free(c->free_slots);
+    free(c);
+}
+
+static slot *slot_get(tier_rpc_client *c)
+{
+    slot *s;
+    pthread_mutex_lock(&c->mu);
+    while (c->nfree == 0)
+        pthread_cond_wait(&c->cv, &c->mu);
+    s = &c->slots[c->free_slots[--c->nfree]];
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
+static void slot_put(tier_rpc_client *c, slot *s)
+{
+    pthread_mutex_lock(&c->mu);
+    c->free_slots[c->nfree++] = (unsigned)(s - c->slots);
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Maps a failed send/recv to a status. */
+static int transport_error(tier_rpc_client *c, int rv, tier_rpc_error *err)
+{
+    if (rv == NNG_ETIMEDOUT && atomic_load(&c->npipes) > 0) {
+        set_err(err, TIER_DEADLINE_EXCEEDED, "deadline exceeded calling %s", c->url);
+        return TIER_DEADLINE_EXCEEDED;
+    }
+    if (rv == NNG_ETIMEDOUT) {
+        set_err(err, TIER_UNAVAILABLE, "no connection to %s", c->url);
+        return TIER_UNAVAILABLE;
+    }
+    set_err(err, TIER_UNAVAILABLE, "transport: %s", nng_strerror(rv));
+    return TIER_UNAVAILABLE;
+}
+
+/* Sends the envelope, waits for the reply envelope; *rep is unpacked with
+ * the default allocator. */
+static int roundtrip(tier_rpc_client *c, Tier__Rpc__Request *req, uint32_t timeout_ms,
+                     Tier__Rpc__Reply **rep, tier_rpc_error *err)
+{
+    size_t n = tier__rpc__request__get_packed_size(req);
+    nng_msg *msg;
+    slot *s;
+    int rv;
+
+    if (n > c->max_msg) {
+        set_err(err, TIER_RESOURCE_EXHAUSTED, "request larger than the limit (%s)", "4 MiB default");
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    if (nng_msg_alloc(&msg, n) != 0) {
+        set_err(err, TIER_RESOURCE_EXHAUSTED, "%s", "out of memory");
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    tier__rpc__request__pack(req, nng_msg_body(msg));
+    s = slot_get(c);
+    nng_aio_set_timeout(s->aio, (nng_duration)timeout_ms);
+    nng_aio_set_msg(s->aio, msg);
+    nng_ctx_send(s->ctx, s->aio);
+    nng_aio_wait(s->aio);
+    if ((rv = nng_aio_result(s->aio)) != 0) {
+        nng_msg_free(msg);
+        slot_put(c, s);
+        return transport_error(c, rv, err);
+    }
+    int64_t left = req->deadline_ms - tier_now_ms();
+    nng_aio_set_timeout(s->aio, left > 0 ? (nng_duration)left : 1);
+    nng_ctx_recv(s->ctx, s->aio);
+    nng_aio_wait(s->aio);
+    if ((rv = nng_aio_result(s->aio)) != 0) {
+        slot_put(c, s);
+        return transport_error(c, rv, err);
+    }
+    msg = nng_aio_get_msg(s->aio);
+    slot_put(c, s);
+    *rep = tier__rpc__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+    nng_msg_free(msg);
+    if (*rep == NULL) {
+        set_err(err, TIER_INTERNAL, "malformed reply envelope from %s", c->url);
+        return TIER_INTERNAL;
+    }
+    if ((*rep)->code != TIER__RPC__CODE__OK) {
+        set_err(err, (int)(*rep)->code, "%s", (*rep)->message);
+        rv = (int)(*rep)->code;
+        tier__rpc__reply__free_unpacked(*rep, NULL);
+        *rep = NULL;
+        return rv;
+    }
+    return TIER_OK;
+}
+
+/* Wraps the payload in an envelope and makes the call. */
+static int invoke(tier_rpc_client *c, const char *method, const void *data, size_t len,
+                  uint32_t timeout_ms, Tier__Rpc__Reply **rep, tier_rpc_error *err)
+{
+    Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
+    int rv;
+
+    if (timeout_ms == 0)
+        timeout_ms = c->timeout_ms;
+    req.method = (char *)method;
+    req.client_id = c->client_id;
+    req.request_id = atomic_fetch_add(&c->next_request, 1);
+    req.deadline_ms = tier_now_ms() + timeout_ms;
+    req.payload.data = (uint8_t *)data;
+    req.payload.len = len;
+    if ((rv = roundtrip(c, &req, timeout_ms, rep, err)) == TIER_OK && err != NULL) {
+        err->code = TIER_OK;
+        err->message[0] = '\0';
+    }
+    return rv;
+}
+
+int tier_rpc_call_raw(tier_rpc_client *c, const char *method, const void *data, size_t len,
+                      void **out, size_t *outlen, uint32_t timeout_ms, tier_rpc_error *err)
+{
+    Tier__Rpc__Reply *rep = NULL;
+    int rv;
+
+    *out = NULL;
+    *outlen = 0;
+    if ((rv = invoke(c, method, data, len, timeout_ms, &rep, err)) != TIER_OK)
+        return rv;
+    *out = malloc(rep->payload.len ? rep->payload.len : 1);
+    if (*out == NULL) {
+        tier__rpc__reply__free_unpacked(rep, NULL);
+        set_err(err, TIER_RESOURCE_EXHAUSTED, "%s", "out of memory");
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    memcpy(*out, rep->payload.data, rep->payload.len);
+    *outlen = rep->payload.len;
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    return TIER_OK;
+}
+
+int tier_rpc_call(tier_rpc_client *c, const char *method, const ProtobufCMessage *msg,
+                  const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply_out,
+                  uint32_t timeout_ms, tier_rpc_error *err)
+{
+    Tier__Rpc__Reply *rep = NULL;
+    uint8_t stackbuf[512];
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+    int rv;
+
+    *reply_out = NULL;
+    if (buf == NULL) {
+        set_err(err, TIER_RESOURCE_EXHAUSTED, "%s", "out of memory");
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    protobuf_c_message_pack(msg, buf);
+    rv = invoke(c, method, buf, n, timeout_ms, &rep, err);
+    if (buf != stackbuf)
+        free(buf);
+    if (rv != TIER_OK)
+        return rv;
+    *reply_out = protobuf_c_message_unpack(reply_desc, NULL, rep->payload.len, rep->payload.data);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    if (*reply_out == NULL) {
+        set_err(err, TIER_INTERNAL, "malformed %s in reply", reply_desc->name);
+        return TIER_INTERNAL;
+    }
+    return TIER_OK;
+}
+
+/* Finishes an asynchronous call: unpacks the envelope, calls back, frees
+ * the context for the next call. */
+static void async_finish(slot *s, int rv, nng_msg *msg)
+{
+    tier_rpc_client *c = s->c;
+    tier_rpc_error err = {TIER_OK, ""};
+    Tier__Rpc__Reply *rep = NULL;
+    tier_rpc_done_fn done = s->done;
+    void *arg = s->arg;
+
+    if (rv != 0) {
+        transport_error(c, rv, &err);
+    } else {
+        rep = tier__rpc__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+        if (rep == NULL)
+            set_err(&err, TIER_INTERNAL, "malformed reply envelope from %s", c->url);
+        else if (rep->code != TIER__RPC__CODE__OK)
+            set_err(&err, (int)rep->code, "%s", rep->message);
+    }
+    if (msg != NULL)
+        nng_msg_free(msg);
+    slot_put(c, s);
+    if (err.code == TIER_OK)
+        done(arg, TIER_OK, rep->payload.data, rep->payload.len, "");
+    else
+        done(arg, err.code, NULL, 0, err.message);
+    if (rep != NULL)
+        tier__rpc__reply__free_unpacked(rep, NULL);
+}
+
+static void async_step(void *arg)
+{
+    slot *s = arg;
+    int rv = nng_aio_result(s->async);
+
+    if (s->sending) {
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(s->async));
+            async_finish(s, rv, NULL);
+            return;
+        }
+        int64_t left = s->deadline_ms - tier_now_ms();
+        s->sending = false;
+        nng_aio_set_timeout(s->async, left > 0 ? (nng_duration)left : 1);
+        nng_ctx_recv(s->ctx, s->async);
+        return;
+    }
+    async_finish(s, rv, rv == 0 ? nng_aio_get_msg(s->async) : NULL);
+}
+
+int tier_rpc_call_async(tier_rpc_client *c, const char *method, const void *data, size_t len,
+                        uint32_t timeout_ms, tier_rpc_done_fn done, void *arg)
+{
+    Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
+    nng_msg *msg;
+    slot *s;
+    size_t n;
+
+    if (timeout_ms == 0)
+        timeout_ms = c->timeout_ms;
+    req.method = (char *)method;
+    req.client_id = c->client_id;
+    req.request_id = atomic_fetch_add(&c->next_request, 1);
+    req.deadline_ms = tier_now_ms() + timeout_ms;
+    req.payload.data = (uint8_t *)data;
+    req.payload.len = len;
+    n = tier__rpc__request__get_packed_size(&req);
+    if (n > c->max_msg)
+        return TIER_RESOURCE_EXHAUSTED;
+    if (nng_msg_alloc(&msg, n) != 0)
+        return TIER_RESOURCE_EXHAUSTED;
+    tier__rpc__request__pack(&req, nng_msg_body(msg));
+    s = slot_get(c);
+    s->done = done;
+    s->arg = arg;
+    s->deadline_ms = req.deadline_ms;
+    s->sending = true;
+    nng_aio_set_timeout(s->async, (nng_duration)timeout_ms);
+    nng_aio_set_msg(s->async, msg);
+    nng_ctx_send(s->ctx, s->async);
+    return TIER_OK;
+}

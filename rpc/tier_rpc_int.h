@@ -1,0 +1,45 @@
+/*
+ * tier_rpc_int.h -- pieces of the RPC layer shared by its own files only:
+ * the per-thread arena and the cache that dedupes resent requests.
+ */
+#ifndef TIER_RPC_INT_H
+#define TIER_RPC_INT_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- arena: bump allocation, freed all at once after each call. */
+
+typedef struct tier_rpc_arena_block tier_rpc_arena_block;
+typedef struct {
+    tier_rpc_arena_block *head; /* newest block; the first one is kept on reset */
+    ProtobufCAllocator pbc;     /* protobuf-c allocator drawing from this arena */
+} tier_rpc_arena;
+
+void tier_rpc_arena_init(tier_rpc_arena *a);
+void *tier_rpc_arena_alloc(tier_rpc_arena *a, size_t size); /* zeroed, NULL if out of memory */
+void tier_rpc_arena_reset(tier_rpc_arena *a);
+void tier_rpc_arena_fini(tier_rpc_arena *a);
+
+/* ---- dedupe: replies of recent calls by (client id, request id). */
+
+typedef struct tier_rpc_dedupe tier_rpc_dedupe;
+
+typedef enum {
+    TIER_DEDUPE_NEW,    /* first time seen: run it, then tier_rpc_dedupe_finish */
+    TIER_DEDUPE_CACHED, /* already answered: *reply holds a malloc'ed copy */
+    TIER_DEDUPE_BUSY,   /* still running elsewhere past the wait: answer UNAVAILABLE */
+} tier_dedupe_result;
+
+tier_rpc_dedupe *tier_rpc_dedupe_alloc(unsigned capacity);
+void tier_rpc_dedupe_free(tier_rpc_dedupe *d);
+/* Looks the call up, registering it as running when new.  A call running
+ * elsewhere is waited for until wait_until_us (monotonic). */
+tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
+                                         int64_t wait_until_us, void **reply, size_t *len);
+/* Stores the packed reply envelope of a call begun with NEW. */
+void tier_rpc_dedupe_finish(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
+                            const void *reply, size_t len);
+
+#endif

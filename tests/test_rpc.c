@@ -1,0 +1,494 @@
+/*
+ * test_rpc.c -- the RPC layer over real nng sockets (tcp:// and ipc://):
+ * round trips, concurrency, deadlines, unknown methods, garbage, truncated
+ * and oversized frames, resend dedupe, a dead server, Health.
+ */
+#include <criterion/criterion.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rpc.pb-c.h"
+#include "tier.pb-c.h"
+#include "tier_rpc.h"
+#include "tier_testenv.h"
+#include "tier_time.h"
+
+static atomic_int in_handler, max_in_handler, counter;
+
+/* test.Echo: content.cid = request cid, filename "echo". */
+static int echo(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, ProtobufCMessage *rep)
+{
+    const Tier__GetContentRequest *in = (const Tier__GetContentRequest *)req;
+    Tier__GetContentReply *out = (Tier__GetContentReply *)rep;
+
+    (void)arg;
+    out->content = tier_rpc_alloc(call, sizeof(*out->content));
+    tier__content__init(out->content);
+    out->content->cid = in->cid;
+    out->content->filename = tier_rpc_strdup(call, "echo");
+    return TIER_OK;
+}
+
+/* test.Sleep: sleeps cid milliseconds, counting concurrent sleepers. */
+static int sleeper(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                   ProtobufCMessage *rep)
+{
+    const Tier__GetContentRequest *in = (const Tier__GetContentRequest *)req;
+    int now = atomic_fetch_add(&in_handler, 1) + 1;
+    int prev = atomic_load(&max_in_handler);
+
+    while (now > prev && !atomic_compare_exchange_weak(&max_in_handler, &prev, now))
+        ;
+    usleep((useconds_t)in->cid * 1000);
+    atomic_fetch_sub(&in_handler, 1);
+    return echo(arg, call, req, rep);
+}
+
+/* test.Count: not idempotent: every run adds one. */
+static int count(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, ProtobufCMessage *rep)
+{
+    Tier__GetContentReply *out = (Tier__GetContentReply *)rep;
+    (void)arg;
+    (void)req;
+    out->content = tier_rpc_alloc(call, sizeof(*out->content));
+    tier__content__init(out->content);
+    out->content->cid = atomic_fetch_add(&counter, 1) + 1;
+    return TIER_OK;
+}
+
+static int probe_ok(void *arg, char *msg, size_t len)
+{
+    (void)arg;
+    (void)msg;
+    (void)len;
+    return TIER_OK;
+}
+
+static int probe_down(void *arg, char *msg, size_t len)
+{
+    (void)arg;
+    snprintf(msg, len, "connection refused");
+    return TIER_UNAVAILABLE;
+}
+
+static tier_rpc_server *start_server(const char *url, unsigned nthreads, bool down)
+{
+    tier_rpc_server_opts o = {.nthreads = nthreads};
+    tier_rpc_server *s;
+
+    cr_assert_eq(tier_rpc_server_open(&s, url, &o), TIER_OK, "listen on %s", url);
+    tier_rpc_server_add(s, "test.Echo", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, echo, NULL);
+    tier_rpc_server_add(s, "test.Sleep", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, sleeper, NULL);
+    tier_rpc_server_add(s, "test.Count", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, count, NULL);
+    tier_rpc_server_add_health(s, "redis", probe_ok, NULL);
+    tier_rpc_server_add_health(s, "mysql", down ? probe_down : probe_ok, NULL);
+    cr_assert_eq(tier_rpc_server_start(s), TIER_OK);
+    return s;
+}
+
+static tier_rpc_client *open_client(const char *url)
+{
+    tier_rpc_client *c;
+    cr_assert_eq(tier_rpc_client_open(&c, url, NULL), TIER_OK);
+    return c;
+}
+
+/* Calls method with GetContentRequest{cid}; returns the status, *cid_out
+ * the reply's cid. */
+static int call_cid(tier_rpc_client *c, const char *method, int64_t cid, uint32_t timeout_ms,
+                    int64_t *cid_out, tier_rpc_error *err)
+{
+    Tier__GetContentRequest req = TIER__GET_CONTENT_REQUEST__INIT;
+    Tier__GetContentReply *rep;
+    int rv;
+
+    req.cid = cid;
+    rv = tier_rpc_call(c, method, &req.base, &tier__get_content_reply__descriptor,
+                       (ProtobufCMessage **)&rep, timeout_ms, err);
+    if (rv == TIER_OK) {
+        if (cid_out != NULL)
+            *cid_out = rep->content ? rep->content->cid : -1;
+        tier__get_content_reply__free_unpacked(rep, NULL);
+    }
+    return rv;
+}
+
+static void roundtrip(const char *url)
+{
+    tier_rpc_server *s = start_server(url, 4, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_error err;
+
+    for (int64_t i = 1; i <= 100; i++) {
+        int64_t got = 0;
+        cr_assert_eq(call_cid(c, "test.Echo", i * 7919, 0, &got, &err), TIER_OK, "%s",
+                     err.message);
+        cr_assert_eq(got, i * 7919);
+    }
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+Test(rpc, roundtrip_tcp)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    roundtrip(url);
+}
+
+Test(rpc, roundtrip_ipc)
+{
+    char url[256];
+    tier_test_ipc_url(url, sizeof(url));
+    roundtrip(url);
+}
+
+typedef struct {
+    tier_rpc_client *c;
+    int base;
+    atomic_int *ok;
+} burst_arg;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending;
+    int wrong;
+    int64_t expect[8];
+    int got_ok;
+} burst_state;
+
+typedef struct {
+    burst_state *st;
+    int64_t expect;
+} one_call;
+
+static void burst_done(void *arg, int code, const void *payload, size_t len, const char *msg)
+{
+    one_call *oc = arg;
+    burst_state *st = oc->st;
+    Tier__GetContentReply *rep = NULL;
+
+    (void)msg;
+    if (code == TIER_OK)
+        rep = tier__get_content_reply__unpack(NULL, len, payload);
+    pthread_mutex_lock(&st->mu);
+    if (rep != NULL && rep->content != NULL && rep->content->cid == oc->expect)
+        st->got_ok++;
+    else
+        st->wrong++;
+    st->pending--;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    if (rep != NULL)
+        tier__get_content_reply__free_unpacked(rep, NULL);
+}
+
+/* Each thread keeps 8 calls in flight at once: 8 threads, 64 in flight. */
+static void *burst(void *p)
+{
+    burst_arg *a = p;
+    burst_state st = {.pending = 0};
+    one_call calls[8];
+
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_cond_init(&st.cv, NULL);
+    for (int round = 0; round < 4; round++) {
+        st.pending = 8;
+        for (int i = 0; i < 8; i++) {
+            Tier__GetContentRequest req = TIER__GET_CONTENT_REQUEST__INIT;
+            uint8_t buf[32];
+            /* cid is also the sleep in ms: 20 ms keeps them overlapping */
+            req.cid = 20;
+            size_t n = tier__get_content_request__pack(&req, buf);
+            calls[i] = (one_call){&st, 20};
+            cr_assert_eq(tier_rpc_call_async(a->c, "test.Sleep", buf, n, 5000, burst_done,
+                                             &calls[i]),
+                         TIER_OK);
+        }
+        pthread_mutex_lock(&st.mu);
+        while (st.pending > 0)
+            pthread_cond_wait(&st.cv, &st.mu);
+        pthread_mutex_unlock(&st.mu);
+    }
+    atomic_fetch_add(a->ok, st.got_ok);
+    cr_assert_eq(st.wrong, 0);
+    return NULL;
+}
+
+Test(rpc, sixty_four_in_flight_from_eight_threads)
+{
+    char url[128];
+    tier_rpc_server *s;
+    tier_rpc_client *c;
+    pthread_t t[8];
+    burst_arg a[8];
+    atomic_int ok = 0;
+
+    tier_test_tcp_url(url, sizeof(url));
+    s = start_server(url, 64, false);
+    c = open_client(url);
+    atomic_store(&max_in_handler, 0);
+    for (int i = 0; i < 8; i++) {
+        a[i] = (burst_arg){c, i, &ok};
+        pthread_create(&t[i], NULL, burst, &a[i]);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(atomic_load(&ok), 8 * 4 * 8);
+    /* Many calls really were being served at once, not one after another. */
+    cr_assert_geq(atomic_load(&max_in_handler), 32, "max concurrent %d",
+                  atomic_load(&max_in_handler));
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+Test(rpc, deadline_exceeded_and_dropped)
+{
+    char url[128];
+    tier_rpc_server *s;
+    tier_rpc_client *c;
+    tier_rpc_server_stats st;
+    tier_rpc_error err;
+    int64_t t0;
+
+    tier_test_tcp_url(url, sizeof(url));
+    s = start_server(url, 1, false);
+    c = open_client(url);
+    /* A slow call times out at the client with DEADLINE_EXCEEDED. */
+    t0 = tier_mono_ms();
+    cr_assert_eq(call_cid(c, "test.Sleep", 600, 100, NULL, &err), TIER_DEADLINE_EXCEEDED, "%s",
+                 err.message);
+    cr_assert_lt(tier_mono_ms() - t0, 600);
+    /* The next call waits behind it on the only server thread, past its own
+     * deadline: the server must drop it without running it. */
+    cr_assert_eq(call_cid(c, "test.Count", 0, 100, NULL, &err), TIER_DEADLINE_EXCEEDED);
+    usleep(700 * 1000);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_geq(st.deadline_dropped, 1);
+    cr_assert_eq(atomic_load(&counter), 0, "a call past its deadline ran");
+    /* And the server goes on serving. */
+    int64_t got;
+    cr_assert_eq(call_cid(c, "test.Echo", 5, 2000, &got, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(got, 5);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+Test(rpc, unknown_method_is_unimplemented)
+{
+    char url[128];
+    tier_rpc_error err;
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, false);
+    tier_rpc_client *c = open_client(url);
+
+    cr_assert_eq(call_cid(c, "test.Nope", 1, 0, NULL, &err), TIER_UNIMPLEMENTED);
+    cr_assert(strstr(err.message, "test.Nope") != NULL, "%s", err.message);
+    cr_assert_eq(call_cid(c, "test.Echo", 1, 0, NULL, &err), TIER_OK);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* Sends raw bytes on a bare req0 socket; returns the reply envelope or NULL
+ * when none came within timeout_ms. */
+static Tier__Rpc__Reply *raw_send(const char *url, const void *data, size_t len, int timeout_ms)
+{
+    nng_socket sock;
+    void *buf = NULL;
+    size_t n = 0;
+    Tier__Rpc__Reply *rep = NULL;
+
+    cr_assert_eq(nng_req0_open(&sock), 0);
+    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, timeout_ms);
+    nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    cr_assert_eq(nng_dial(sock, url, NULL, 0), 0);
+    cr_assert_eq(nng_send(sock, (void *)data, len, 0), 0);
+    if (nng_recv(sock, &buf, &n, NNG_FLAG_ALLOC) == 0) {
+        rep = tier__rpc__reply__unpack(NULL, n, buf);
+        cr_assert_not_null(rep, "the server's answer is an envelope");
+        nng_free(buf, n);
+    }
+    nng_close(sock);
+    return rep;
+}
+
+static size_t pack_request(const char *method, uint64_t client, uint64_t id, const void *payload,
+                           size_t plen, uint8_t **out)
+{
+    Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
+    req.method = (char *)method;
+    req.client_id = client;
+    req.request_id = id;
+    req.payload.data = (uint8_t *)payload;
+    req.payload.len = plen;
+    size_t n = tier__rpc__request__get_packed_size(&req);
+    *out = malloc(n);
+    tier__rpc__request__pack(&req, *out);
+    return n;
+}
+
+static void assert_still_serving(tier_rpc_client *c)
+{
+    int64_t got = 0;
+    tier_rpc_error err;
+    cr_assert_eq(call_cid(c, "test.Echo", 42, 3000, &got, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(got, 42);
+}
+
+Test(rpc, garbage_truncated_and_oversized_frames)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 4, false);
+    tier_rpc_client *c = open_client(url);
+    Tier__Rpc__Reply *rep;
+    uint8_t *frame;
+    size_t n;
+
+    /* Garbage. */
+    const char junk[] = "\xff\xff\xff\xff\x0f this is not protobuf";
+    rep = raw_send(url, junk, sizeof(junk), 3000);
+    cr_assert_not_null(rep);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__INVALID_ARGUMENT);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    assert_still_serving(c);
+
+    /* A valid envelope cut short. */
+    n = pack_request("test.Echo", 0, 1, "0123456789", 10, &frame);
+    rep = raw_send(url, frame, n - 4, 3000);
+    cr_assert_not_null(rep);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__INVALID_ARGUMENT);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    free(frame);
+    assert_still_serving(c);
+
+    /* A valid envelope whose payload is not the method's message. */
+    n = pack_request("test.Echo", 0, 2, "\x08", 1, &frame);
+    rep = raw_send(url, frame, n, 3000);
+    cr_assert_not_null(rep);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__INVALID_ARGUMENT);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    free(frame);
+
+    /* Over the 4 MiB limit: answered RESOURCE_EXHAUSTED. */
+    size_t big = (5u << 20);
+    uint8_t *payload = calloc(1, big);
+    n = pack_request("test.Echo", 0, 3, payload, big, &frame);
+    rep = raw_send(url, frame, n, 5000);
+    cr_assert_not_null(rep);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__RESOURCE_EXHAUSTED);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    free(frame);
+    free(payload);
+    assert_still_serving(c);
+
+    /* Far over it: nng drops that connection; nobody else notices. */
+    big = (20u << 20);
+    payload = calloc(1, big);
+    n = pack_request("test.Echo", 0, 4, payload, big, &frame);
+    rep = raw_send(url, frame, n, 500);
+    cr_assert_null(rep);
+    free(frame);
+    free(payload);
+    assert_still_serving(c);
+
+    /* Our own client refuses to send an oversized request at all. */
+    void *out;
+    size_t outlen;
+    tier_rpc_error err;
+    payload = calloc(1, 5u << 20);
+    cr_assert_eq(tier_rpc_call_raw(c, "test.Echo", payload, 5u << 20, &out, &outlen, 0, &err),
+                 TIER_RESOURCE_EXHAUSTED);
+    free(payload);
+    assert_still_serving(c);
+
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+Test(rpc, resent_request_runs_once)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, false);
+    uint8_t *frame;
+    size_t n = pack_request("test.Count", 0xabcdef, 77, "", 0, &frame);
+    Tier__Rpc__Reply *r1, *r2;
+    tier_rpc_server_stats st;
+
+    atomic_store(&counter, 0);
+    r1 = raw_send(url, frame, n, 3000);
+    r2 = raw_send(url, frame, n, 3000); /* what nng does after a pipe drop */
+    cr_assert(r1 && r2);
+    cr_assert_eq(r1->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(r2->payload.len, r1->payload.len);
+    cr_assert_eq(memcmp(r1->payload.data, r2->payload.data, r1->payload.len), 0);
+    cr_assert_eq(atomic_load(&counter), 1, "the call ran %d times", atomic_load(&counter));
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_eq(st.deduped, 1);
+    tier__rpc__reply__free_unpacked(r1, NULL);
+    tier__rpc__reply__free_unpacked(r2, NULL);
+    free(frame);
+    tier_rpc_server_close(s);
+}
+
+Test(rpc, stopped_server_is_unavailable)
+{
+    char url[128];
+    tier_rpc_error err;
+    int64_t t0;
+
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, false);
+    tier_rpc_client *c = open_client(url);
+    assert_still_serving(c);
+    tier_rpc_server_close(s);
+
+    t0 = tier_mono_ms();
+    cr_assert_eq(call_cid(c, "test.Echo", 1, 300, NULL, &err), TIER_UNAVAILABLE, "%d %s",
+                 err.code, err.message);
+    cr_assert_lt(tier_mono_ms() - t0, 300 + 1000, "UNAVAILABLE within the call's timeout");
+    tier_rpc_client_close(c);
+
+    /* Never started at all. */
+    tier_test_tcp_url(url, sizeof(url));
+    c = open_client(url);
+    cr_assert_eq(call_cid(c, "test.Echo", 1, 200, NULL, &err), TIER_UNAVAILABLE);
+    tier_rpc_client_close(c);
+}
+
+Test(rpc, health_names_the_dependency_down)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, true);
+    tier_rpc_client *c = open_client(url);
+    Tier__Rpc__HealthRequest req = TIER__RPC__HEALTH_REQUEST__INIT;
+    Tier__Rpc__HealthReply *rep;
+    tier_rpc_error err;
+
+    cr_assert_eq(tier_rpc_call(c, TIER_RPC_HEALTH_METHOD, &req.base,
+                               &tier__rpc__health_reply__descriptor, (ProtobufCMessage **)&rep, 0,
+                               &err),
+                 TIER_OK);
+    cr_assert_eq(rep->status, TIER__RPC__HEALTH_REPLY__STATUS__NOT_SERVING);
+    cr_assert_eq(rep->n_dependencies, 2);
+    cr_assert_str_eq(rep->dependencies[1]->name, "mysql");
+    cr_assert_not(rep->dependencies[1]->ok);
+    cr_assert_str_eq(rep->dependencies[1]->message, "connection refused");
+    cr_assert(rep->dependencies[0]->ok);
+    tier__rpc__health_reply__free_unpacked(rep, NULL);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
