@@ -7,9 +7,12 @@
  * knows nothing of tiers or comments: it moves messages, enforces sizes and
  * deadlines, dedupes resent requests and answers Health.
  *
- * Server: rep0 served by a pool of threads, each with its own nng context,
- * so one slow call holds up only its own thread.  Handlers fill a reply that
- * the server allocated, taking memory from the call's arena
+ * Server: rep0 served through many nng contexts at once (64 by default),
+ * driven by nng's completion callbacks.  Methods registered TIER_RPC_INLINE
+ * (quick, never blocking) run right in the callback; all others are handed
+ * to a pool of threads, so one slow call (MySQL, a lock) holds up only its
+ * own pool thread while the rest keep being served.  Handlers fill a reply
+ * that the server allocated, taking memory from the call's arena
  * (tier_rpc_alloc), which is reset after the reply is sent: handlers never
  * free what they put in a reply.
  *
@@ -42,9 +45,13 @@ typedef struct tier_rpc_server tier_rpc_server;
 typedef struct tier_rpc_ctx tier_rpc_ctx;
 
 typedef struct {
-    unsigned nthreads; /* calls served at once; 0 = 16 */
-    size_t max_msg;    /* largest request accepted; 0 = 4 MiB */
+    unsigned nthreads;  /* pool threads for blocking methods; 0 = 16 */
+    unsigned ncontexts; /* requests received at once; 0 = max(64, nthreads) */
+    size_t max_msg;     /* largest request accepted; 0 = 4 MiB */
 } tier_rpc_server_opts;
+
+/* Method flags. */
+#define TIER_RPC_INLINE 1u /* runs on nng's callback thread: must not block */
 
 /*
  * A method.  `req` is the unpacked request; `reply` is an initialised,
@@ -62,7 +69,8 @@ typedef int (*tier_rpc_health_fn)(void *arg, char *msg, size_t msglen);
 int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_server_opts *opts);
 /* Register methods and health probes before tier_rpc_server_start. */
 int tier_rpc_server_add(tier_rpc_server *s, const char *method, const ProtobufCMessageDescriptor *req,
-                        const ProtobufCMessageDescriptor *reply, tier_rpc_fn fn, void *arg);
+                        const ProtobufCMessageDescriptor *reply, tier_rpc_fn fn, void *arg,
+                        unsigned flags);
 int tier_rpc_server_add_health(tier_rpc_server *s, const char *name, tier_rpc_health_fn fn,
                                void *arg);
 int tier_rpc_server_start(tier_rpc_server *s);

@@ -85,11 +85,11 @@ static tier_rpc_server *start_server(const char *url, unsigned nthreads, bool do
 
     cr_assert_eq(tier_rpc_server_open(&s, url, &o), TIER_OK, "listen on %s", url);
     tier_rpc_server_add(s, "test.Echo", &tier__get_content_request__descriptor,
-                        &tier__get_content_reply__descriptor, echo, NULL);
+                        &tier__get_content_reply__descriptor, echo, NULL, TIER_RPC_INLINE);
     tier_rpc_server_add(s, "test.Sleep", &tier__get_content_request__descriptor,
-                        &tier__get_content_reply__descriptor, sleeper, NULL);
+                        &tier__get_content_reply__descriptor, sleeper, NULL, 0);
     tier_rpc_server_add(s, "test.Count", &tier__get_content_request__descriptor,
-                        &tier__get_content_reply__descriptor, count, NULL);
+                        &tier__get_content_reply__descriptor, count, NULL, 0);
     tier_rpc_server_add_health(s, "redis", probe_ok, NULL);
     tier_rpc_server_add_health(s, "mysql", down ? probe_down : probe_ok, NULL);
     cr_assert_eq(tier_rpc_server_start(s), TIER_OK);
