@@ -85,10 +85,9 @@ tier_move_hook_fn tier_move_test_hook = NULL;
 /* Steps passed to the hook, in the order they run:
  *   same filesystem:  "rename" "renamed" | fallback: "link" "linked" "fsync_dir" "unlink_src"
  *   across:           "open_tmp" "tmp_created" "copy_file_range"/"write" "copied" "fsync_tmp"
- *                     "verified" "install" ("install_link") "installed" "fsync_dir"
- *                     "unlink_src" "src_unlinked"
- *   both present:     "fsync_dir" "unlink_src"
- * Returns the errno to inject, 0 to run the step. */
+ *                     "verified" "install" ("install_link" "install_linked") "installed"
+ * "fsync_dir" "unlink_src" "src_unlinked" both present:     "fsync_dir" "unlink_src" Returns the
+ * errno to inject, 0 to run the step. */
 static int hook(const char *step)
 {
     return tier_move_test_hook != NULL ? tier_move_test_hook(step) : 0;
@@ -152,7 +151,7 @@ static int fail_errno(tier_move_result *res, int e, const char *what, const char
     char buf[128];
 
     /* GNU strerror_r (we build with _GNU_SOURCE) returns the message. */
-    return set_result(res, code, permanent, "%s %s: %s", what, name,
+    return set_result(res, code, permanent, "%s %.100s: %s", what, name,
                       strerror_r(e, buf, sizeof(buf)));
 }
 
@@ -543,6 +542,8 @@ static int install_tmp(mover *m, const char *tmp, int *linked)
         if (e == 0 && linkat(m->dfd, tmp, m->dfd, name, 0) != 0)
             e = errno;
         *linked = e == 0;
+        if (*linked)
+            hook("install_linked");
         /* D now names the inode (or not, on error); T is removed by the
          * caller either way.  A crash in between leaves T as a second name
          * of D, which cleanup removes harmlessly. */
@@ -578,7 +579,7 @@ static int move_by_copy(mover *m, const struct stat *sst)
         e = hook("open_tmp");
         out = e != 0
                   ? -1
-                  : openat(m->dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                  : openat(m->dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (out < 0 && e == 0)
             e = errno;
         if (out < 0 && e != EEXIST) {
