@@ -852,3 +852,67 @@ Test(move, concurrent_attempts_link_fallback)
     inject("rename", EINVAL);
     race(silver, 5);
 }
+
+/* Same filesystem but told EXDEV: the copy path runs where copy_file_range
+ * really copies (across filesystems this kernel answers EXDEV and the
+ * read/write fallback does the work). */
+Test(move, copy_path_with_copy_file_range)
+{
+    tier_move_result res;
+    size_t size = (9u << 20) + 1;
+    unsigned char *data = make_file(bronze, "f", size, 30);
+
+    inject("rename", EXDEV);
+    cr_assert_eq(move(bronze, silver, "f", &res), TIER_OK, "%s", res.reason);
+    cr_assert_eq(res.crossed_fs, 1);
+    assert_file(silver, "f", data, size);
+    cr_assert_not(exists(bronze, "f"));
+    cr_assert_eq(count_entries(silver, NULL), 1);
+    free(data);
+}
+
+/* Another worker's start-up cleanup removes our temporary mid-move: this
+ * attempt fails transiently, nothing is lost, and the retry succeeds. */
+static void cleanup_everything(void)
+{
+    cr_assert_eq(tier_move_cleanup_dir(gold, 0), TIER_OK);
+}
+
+Test(move, temporary_removed_by_cleanup_mid_move)
+{
+    tier_move_result res;
+    unsigned char *data = make_file(bronze, "f", 123456, 31);
+
+    act_at = "verified";
+    act = cleanup_everything;
+    tier_move_test_hook = test_hook;
+    cr_assert_eq(move(bronze, gold, "f", &res), TIER_UNAVAILABLE, "%s", res.reason);
+    assert_code(res, TIER_UNAVAILABLE, 0);
+    assert_file(bronze, "f", data, 123456);
+    cr_assert_eq(count_entries(gold, NULL), 0);
+    clear_faults();
+    cr_assert_eq(move(bronze, gold, "f", &res), TIER_OK, "%s", res.reason);
+    assert_file(gold, "f", data, 123456);
+    cr_assert_not(exists(bronze, "f"));
+    free(data);
+}
+
+/* A slow attempt whose job was finished by someone else (and the file moved
+ * on) while it was copying must not install its copy: that would resurrect
+ * the file in a second place. */
+static void source_moved_on(void)
+{
+    cr_assert_eq(unlink(path_of(bronze, "f")), 0);
+}
+
+Test(move, slow_attempt_does_not_resurrect_moved_file)
+{
+    tier_move_result res;
+
+    free(make_file(bronze, "f", 100000, 32));
+    act_at = "verified";
+    act = source_moved_on;
+    tier_move_test_hook = test_hook;
+    cr_assert_eq(move(bronze, gold, "f", &res), TIER_NOT_FOUND, "%s", res.reason);
+    cr_assert_eq(count_entries(gold, NULL), 0, "copy installed after the source was gone");
+}

@@ -42,7 +42,11 @@
  * a different inode) starts over from "look at the state", a bounded number
  * of times.  Before removing S in case (2) we fsync D and its directory, so
  * an attempt that crashed before its own step d cannot make us delete the
- * only durable copy.
+ * only durable copy.  A slow copier re-checks, just before step c, that S
+ * is still the inode it copied (and asks progress() once more): if another
+ * attempt finished meanwhile and the file has since moved on, it discards T
+ * instead of resurrecting a second copy under D.  Rename and link need S to
+ * exist, so the same-filesystem paths cannot resurrect anything.
  *
  * Every error path after T was created unlinks T.  Symlinks are never
  * followed: the directories are opened O_NOFOLLOW, the file with O_NOFOLLOW
@@ -556,7 +560,7 @@ static int move_by_copy(mover *m, const struct stat *sst)
     const char *name = m->spec->filename;
     char tmp[TIER_NAME_MAX + 1];
     int in = -1, out = -1, equal = 0, linked = 0, rc, e;
-    struct stat ist, ost;
+    struct stat ist, ost, cur;
     struct timespec times[2];
 
     m->res->crossed_fs = 1;
@@ -630,6 +634,25 @@ static int move_by_copy(mover *m, const struct stat *sst)
         goto fail_tmp;
     }
     hook("verified");
+
+    /* Last look before the point of no return.  A slow attempt that lost its
+     * lease may reach this point after another attempt finished the move and
+     * the file was even moved on; installing now would resurrect a second
+     * copy.  So ask the lease once more and check that the source is still
+     * the file we copied.  (A window of a few system calls remains; closing
+     * it entirely needs fencing by the job layer.) */
+    m->bytes_left = 0;
+    if ((rc = progress_tick(m, 0)) != TIER_OK)
+        goto fail_tmp;
+    e = stat_entry(m->sfd, name, &cur);
+    if (e == ENOENT || (e == 0 && (cur.st_dev != ist.st_dev || cur.st_ino != ist.st_ino))) {
+        rc = AGAIN; /* moved (or replaced) by someone else meanwhile */
+        goto fail_tmp;
+    }
+    if (e != 0) {
+        rc = fail_errno(m->res, e, "stat source", name);
+        goto fail_tmp;
+    }
 
     e = install_tmp(m, tmp, &linked);
     if (e == ENOENT) {
