@@ -1,0 +1,96 @@
+/*
+ * tier_client.c -- libtier: one function per method, all the same shape,
+ * so they are stamped out by one macro over tier_rpc_call().
+ */
+#include "tier_client.h"
+
+#include <stdlib.h>
+
+#include "tier_methods.h"
+
+struct tier_client {
+    tier_rpc_client *rpc;
+    uint32_t timeout_ms;
+};
+
+int tier_client_open(tier_client **out, const char *url)
+{
+    tier_client *c = calloc(1, sizeof(*c));
+    int rv;
+
+    if (c == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    if ((rv = tier_rpc_client_open(&c->rpc, url, NULL)) != TIER_OK) {
+        free(c);
+        return rv;
+    }
+    *out = c;
+    return TIER_OK;
+}
+
+void tier_client_close(tier_client *c)
+{
+    if (c == NULL)
+        return;
+    tier_rpc_client_close(c->rpc);
+    free(c);
+}
+
+void tier_client_set_timeout(tier_client *c, uint32_t timeout_ms)
+{
+    c->timeout_ms = timeout_ms;
+}
+
+void tier_free(void *reply)
+{
+    if (reply != NULL)
+        protobuf_c_message_free_unpacked(reply, NULL);
+}
+
+#define TIER_METHOD(fn, name, Req, Rep, desc)                                                      \
+    int fn(tier_client *c, const Req *req, Rep **reply, tier_error *err)                           \
+    {                                                                                              \
+        return tier_rpc_call(c->rpc, name, &req->base, &desc, (ProtobufCMessage **)reply,          \
+                             c->timeout_ms, err);                                                  \
+    }
+
+TIER_METHOD(tier_health, TIER_RPC_HEALTH_METHOD, Tier__Rpc__HealthRequest, Tier__Rpc__HealthReply,
+            tier__rpc__health_reply__descriptor)
+TIER_METHOD(tier_add_content, TIER_M_ADD_CONTENT, Tier__AddContentRequest,
+            Tier__AddContentReply, tier__add_content_reply__descriptor)
+TIER_METHOD(tier_report_views, TIER_M_REPORT_VIEWS, Tier__ReportViewsRequest,
+            Tier__ReportViewsReply, tier__report_views_reply__descriptor)
+TIER_METHOD(tier_get_content, TIER_M_GET_CONTENT, Tier__GetContentRequest,
+            Tier__GetContentReply, tier__get_content_reply__descriptor)
+TIER_METHOD(tier_get_history, TIER_M_GET_HISTORY, Tier__GetHistoryRequest,
+            Tier__GetHistoryReply, tier__get_history_reply__descriptor)
+TIER_METHOD(tier_list_levels, TIER_M_LIST_LEVELS, Tier__ListLevelsRequest,
+            Tier__ListLevelsReply, tier__list_levels_reply__descriptor)
+TIER_METHOD(tier_set_levels, TIER_M_SET_LEVELS, Tier__SetLevelsRequest, Tier__ListLevelsReply,
+            tier__list_levels_reply__descriptor)
+TIER_METHOD(tier_list_jobs, TIER_M_LIST_JOBS, Tier__ListJobsRequest, Tier__ListJobsReply,
+            tier__list_jobs_reply__descriptor)
+TIER_METHOD(tier_get_job, TIER_M_GET_JOB, Tier__GetJobRequest, Tier__GetJobReply,
+            tier__get_job_reply__descriptor)
+TIER_METHOD(tier_claim_job, TIER_M_CLAIM_JOB, Tier__ClaimJobRequest, Tier__ClaimJobReply,
+            tier__claim_job_reply__descriptor)
+TIER_METHOD(tier_renew_lease, TIER_M_RENEW_LEASE, Tier__RenewLeaseRequest,
+            Tier__RenewLeaseReply, tier__renew_lease_reply__descriptor)
+TIER_METHOD(tier_complete_job, TIER_M_COMPLETE_JOB, Tier__CompleteJobRequest,
+            Tier__CompleteJobReply, tier__complete_job_reply__descriptor)
+TIER_METHOD(tier_fail_job, TIER_M_FAIL_JOB, Tier__FailJobRequest, Tier__FailJobReply,
+            tier__fail_job_reply__descriptor)
+TIER_METHOD(tier_post_comment, TIER_M_POST_COMMENT, Tier__PostCommentRequest,
+            Tier__PostCommentReply, tier__post_comment_reply__descriptor)
+TIER_METHOD(tier_post_comments, TIER_M_POST_COMMENTS, Tier__PostCommentsRequest,
+            Tier__PostCommentsReply, tier__post_comments_reply__descriptor)
+TIER_METHOD(tier_edit_comment, TIER_M_EDIT_COMMENT, Tier__EditCommentRequest,
+            Tier__CommentReply, tier__comment_reply__descriptor)
+TIER_METHOD(tier_delete_comment, TIER_M_DELETE_COMMENT, Tier__DeleteCommentRequest,
+            Tier__CommentReply, tier__comment_reply__descriptor)
+TIER_METHOD(tier_restore_comment, TIER_M_RESTORE_COMMENT, Tier__RestoreCommentRequest,
+            Tier__CommentReply, tier__comment_reply__descriptor)
+TIER_METHOD(tier_top_contents, TIER_M_TOP_CONTENTS, Tier__TopContentsRequest,
+            Tier__TopContentsReply, tier__top_contents_reply__descriptor)
+TIER_METHOD(tier_latest_comments, TIER_M_LATEST_COMMENTS, Tier__LatestCommentsRequest,
+            Tier__LatestCommentsReply, tier__latest_comments_reply__descriptor)

@@ -1,0 +1,116 @@
+/*
+ * tier_client.h -- libtier, the C client library of tier.
+ *
+ *   tier_client *c;
+ *   tier_error err;
+ *   if (tier_client_open(&c, "tcp://127.0.0.1:7400") != TIER_OK) ...
+ *   Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
+ *   Tier__ReportViewsReply *rep;
+ *   if (tier_report_views(c, &req, &rep, &err) == TIER_OK) {
+ *       ...
+ *       tier_free(rep);
+ *   } else
+ *       fprintf(stderr, "%s: %s\n", tier_status_name(err.code), err.message);
+ *   tier_client_close(c);
+ *
+ * One function per method of proto/tier.proto.  Each returns a status code
+ * (common/tier_status.h); on TIER_OK *reply holds the reply, to be freed
+ * with tier_free(); otherwise *reply is NULL and err (may be NULL) says why.
+ * A tier_client is safe to use from many threads at once.
+ */
+#ifndef TIER_CLIENT_H
+#define TIER_CLIENT_H
+
+#include <stdint.h>
+
+#include "rpc.pb-c.h"
+#include "tier.pb-c.h"
+#include "tier_rpc.h"
+#include "tier_status.h"
+
+typedef struct tier_client tier_client;
+typedef tier_rpc_error tier_error;
+
+/* url: tierd's address, e.g. "tcp://127.0.0.1:7400".  Returns at once; the
+ * connection is made (and remade) in the background. */
+int tier_client_open(tier_client **out, const char *url);
+void tier_client_close(tier_client *c);
+/* Per-call timeout for later calls (default 10 s). */
+void tier_client_set_timeout(tier_client *c, uint32_t timeout_ms);
+
+/* Frees any reply returned by the functions below. */
+void tier_free(void *reply);
+
+/* Health: SERVING, or NOT_SERVING naming the dependency that is down. */
+int tier_health(tier_client *c, const Tier__Rpc__HealthRequest *req, Tier__Rpc__HealthReply **reply,
+                tier_error *err);
+
+/* ---- tiering */
+
+/* Registers a file already in the default level's directory.
+ * INVALID_ARGUMENT bad name, FAILED_PRECONDITION file missing,
+ * ALREADY_EXISTS cid or filename taken. */
+int tier_add_content(tier_client *c, const Tier__AddContentRequest *req,
+                     Tier__AddContentReply **reply, tier_error *err);
+/* Reports view counts; one result per report (NOT_FOUND per unknown cid). */
+int tier_report_views(tier_client *c, const Tier__ReportViewsRequest *req,
+                      Tier__ReportViewsReply **reply, tier_error *err);
+/* A content and its active move job, if any.  NOT_FOUND for unknown cids. */
+int tier_get_content(tier_client *c, const Tier__GetContentRequest *req,
+                     Tier__GetContentReply **reply, tier_error *err);
+/* Level changes of a content, newest first. */
+int tier_get_history(tier_client *c, const Tier__GetHistoryRequest *req,
+                     Tier__GetHistoryReply **reply, tier_error *err);
+/* The level table. */
+int tier_list_levels(tier_client *c, const Tier__ListLevelsRequest *req,
+                     Tier__ListLevelsReply **reply, tier_error *err);
+/* Replaces the level table (INVALID_ARGUMENT on gaps, overlaps, ...). */
+int tier_set_levels(tier_client *c, const Tier__SetLevelsRequest *req,
+                    Tier__ListLevelsReply **reply, tier_error *err);
+/* Move jobs, optionally of one status. */
+int tier_list_jobs(tier_client *c, const Tier__ListJobsRequest *req, Tier__ListJobsReply **reply,
+                   tier_error *err);
+/* The active job of a content.  NOT_FOUND when it has none. */
+int tier_get_job(tier_client *c, const Tier__GetJobRequest *req, Tier__GetJobReply **reply,
+                 tier_error *err);
+
+/* ---- worker protocol (used by tier-worker) */
+
+/* Claims jobs; per job OK (yours, with a lease) or why not. */
+int tier_claim_job(tier_client *c, const Tier__ClaimJobRequest *req, Tier__ClaimJobReply **reply,
+                   tier_error *err);
+/* Extends the leases of jobs being worked on. */
+int tier_renew_lease(tier_client *c, const Tier__RenewLeaseRequest *req,
+                     Tier__RenewLeaseReply **reply, tier_error *err);
+/* Reports moves done; OK per job once its level is durable in MySQL. */
+int tier_complete_job(tier_client *c, const Tier__CompleteJobRequest *req,
+                      Tier__CompleteJobReply **reply, tier_error *err);
+/* Reports a failed move (permanent: parked; else retried later). */
+int tier_fail_job(tier_client *c, const Tier__FailJobRequest *req, Tier__FailJobReply **reply,
+                  tier_error *err);
+
+/* ---- ranking */
+
+/* Posts one comment (server time); durable when OK. */
+int tier_post_comment(tier_client *c, const Tier__PostCommentRequest *req,
+                      Tier__PostCommentReply **reply, tier_error *err);
+/* Posts a batch (imports, backfill with time_ms); one result per comment. */
+int tier_post_comments(tier_client *c, const Tier__PostCommentsRequest *req,
+                       Tier__PostCommentsReply **reply, tier_error *err);
+/* Replaces a comment's body; NOT_FOUND for unknown ids. */
+int tier_edit_comment(tier_client *c, const Tier__EditCommentRequest *req,
+                      Tier__CommentReply **reply, tier_error *err);
+/* Soft-deletes a comment; FAILED_PRECONDITION if already deleted. */
+int tier_delete_comment(tier_client *c, const Tier__DeleteCommentRequest *req,
+                        Tier__CommentReply **reply, tier_error *err);
+/* Restores a deleted comment; FAILED_PRECONDITION if it is live. */
+int tier_restore_comment(tier_client *c, const Tier__RestoreCommentRequest *req,
+                         Tier__CommentReply **reply, tier_error *err);
+/* Contents by comment-count change over [from, to): exact. */
+int tier_top_contents(tier_client *c, const Tier__TopContentsRequest *req,
+                      Tier__TopContentsReply **reply, tier_error *err);
+/* Newest live comments of a content, paged with a cursor. */
+int tier_latest_comments(tier_client *c, const Tier__LatestCommentsRequest *req,
+                         Tier__LatestCommentsReply **reply, tier_error *err);
+
+#endif

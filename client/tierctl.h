@@ -1,0 +1,45 @@
+/*
+ * tierctl.h -- what tierctl's command files share: the parsed global
+ * options, the command table, and output helpers.
+ *
+ * Each command file (tierctl_tiering.c, tierctl_ranking.c) exports a NULL-
+ * terminated table of tierctl_cmd.  A command returns a status code; main
+ * turns it into the exit code (0, or 64 + code) and prints the error.
+ */
+#ifndef TIERCTL_H
+#define TIERCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tier_client.h"
+
+typedef struct {
+    tier_client *client;
+    bool json;
+    tier_error err; /* filled by the failing call */
+} tierctl;
+
+typedef struct {
+    const char *name;  /* "views", "comment", ... */
+    const char *usage; /* "views CID COUNT" */
+    const char *help;  /* one line */
+    int (*run)(tierctl *t, int argc, char **argv); /* argv[0] is the command name */
+} tierctl_cmd;
+
+extern const tierctl_cmd tierctl_tiering_cmds[];
+extern const tierctl_cmd tierctl_ranking_cmds[];
+
+#define TIERCTL_USAGE (-1) /* a command's return for a usage error: exit 2 */
+
+/* Sets t->err for a usage error and returns TIERCTL_USAGE. */
+int tierctl_usage(tierctl *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses a decimal int64; false if it is not one. */
+bool tierctl_int(const char *s, int64_t *out);
+/* Writes s as a JSON string literal (with quotes). */
+void tierctl_json_str(FILE *f, const char *s);
+/* "2026-11-23 10:03:04.123" (UTC) for ms since the epoch. */
+const char *tierctl_time(int64_t ms, char *buf, size_t len);
+
+#endif

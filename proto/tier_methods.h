@@ -1,0 +1,28 @@
+/*
+ * tier_methods.h -- the wire names of tier's methods, shared by tierd
+ * (which registers them) and libtier (which calls them).
+ */
+#ifndef TIER_METHODS_H
+#define TIER_METHODS_H
+
+#define TIER_M_ADD_CONTENT "tier.Tier/AddContent"
+#define TIER_M_REPORT_VIEWS "tier.Tier/ReportViews"
+#define TIER_M_GET_CONTENT "tier.Tier/GetContent"
+#define TIER_M_GET_HISTORY "tier.Tier/GetHistory"
+#define TIER_M_LIST_LEVELS "tier.Tier/ListLevels"
+#define TIER_M_SET_LEVELS "tier.Tier/SetLevels"
+#define TIER_M_LIST_JOBS "tier.Tier/ListJobs"
+#define TIER_M_GET_JOB "tier.Tier/GetJob"
+#define TIER_M_CLAIM_JOB "tier.Tier/ClaimJob"
+#define TIER_M_RENEW_LEASE "tier.Tier/RenewLease"
+#define TIER_M_COMPLETE_JOB "tier.Tier/CompleteJob"
+#define TIER_M_FAIL_JOB "tier.Tier/FailJob"
+#define TIER_M_POST_COMMENT "tier.Tier/PostComment"
+#define TIER_M_POST_COMMENTS "tier.Tier/PostComments"
+#define TIER_M_EDIT_COMMENT "tier.Tier/EditComment"
+#define TIER_M_DELETE_COMMENT "tier.Tier/DeleteComment"
+#define TIER_M_RESTORE_COMMENT "tier.Tier/RestoreComment"
+#define TIER_M_TOP_CONTENTS "tier.Tier/TopContents"
+#define TIER_M_LATEST_COMMENTS "tier.Tier/LatestComments"
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * tier_db.h -- MySQL/MariaDB connections: configuration, connecting,
+ * prepared statements cached per connection, and errors as status codes.
+ *
+ * Every statement that carries data is prepared (tier_db_prepare): user data
+ * never becomes SQL text.  A connection is used by one thread at a time;
+ * tier_db_pool_* hands them out (see common/tier_pool.h).
+ */
+#ifndef TIER_DB_H
+#define TIER_DB_H
+
+#include <mysql.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tier_pool.h"
+
+typedef struct {
+    char host[256];
+    int port;
+    char user[64];
+    char password[256]; /* from the environment or a config file, never argv */
+    char db[64];
+} tier_db_config;
+
+/* Defaults (127.0.0.1:3306, user tier, db tier) overridden by TIER_MYSQL_HOST,
+ * TIER_MYSQL_PORT, TIER_MYSQL_USER, TIER_MYSQL_PASSWORD, TIER_MYSQL_DB. */
+void tier_db_config_from_env(tier_db_config *cfg);
+
+typedef struct tier_db tier_db;
+
+/* Connects; on failure returns UNAVAILABLE (or PERMISSION_DENIED for bad
+ * credentials) with the server's message in err. */
+int tier_db_open(tier_db **out, const tier_db_config *cfg, char *err, size_t errlen);
+void tier_db_close(tier_db *db);
+MYSQL *tier_db_handle(tier_db *db);
+int tier_db_ping(tier_db *db, char *err, size_t errlen);
+
+/* The prepared statement for sql on this connection, prepared on first use.
+ * sql must be a string literal (its address is the cache key).  NULL on
+ * error (see tier_db_status). */
+MYSQL_STMT *tier_db_prepare(tier_db *db, const char *sql);
+
+/* Status code for the connection's (or statement's, if not NULL) last
+ * error: UNAVAILABLE for lost connections (the caller should drop the
+ * connection), ALREADY_EXISTS for duplicate keys, INTERNAL otherwise.  Logs
+ * the error with `what`. */
+int tier_db_status(tier_db *db, MYSQL_STMT *st, const char *what);
+/* True when the last error means the connection is unusable. */
+bool tier_db_broken(tier_db *db);
+
+/* Runs a statement without parameters or results (BEGIN, COMMIT...). */
+int tier_db_exec(tier_db *db, const char *sql);
+
+/* A pool of connections opened with cfg (which must outlive the pool). */
+tier_pool *tier_db_pool_alloc(size_t size, const tier_db_config *cfg);
+/* Returns a connection to the pool, dropping it if it is broken. */
+void tier_db_pool_put(tier_pool *p, tier_db *db);
+
+/* Bind helpers: fill one MYSQL_BIND. */
+void tier_db_bind_i64(MYSQL_BIND *b, long long *v);
+void tier_db_bind_i32(MYSQL_BIND *b, int *v);
+void tier_db_bind_str(MYSQL_BIND *b, const char *s, unsigned long *len);
+/* An output buffer for a string/blob column. */
+void tier_db_bind_buf(MYSQL_BIND *b, char *buf, unsigned long cap, unsigned long *len,
+                      my_bool *is_null);
+
+#endif

@@ -1,0 +1,197 @@
+/*
+ * config.c -- tierd's configuration: defaults < config file < environment
+ * < flags.  Passwords are accepted from the file and the environment only,
+ * never as flags: a command line is visible to every user of the machine.
+ */
+#include "tierd.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: tierd [options]\n"
+            "\n"
+            "The tier coordinator: serves the tier API (tiering and ranking) over nng.\n"
+            "\n"
+            "  --listen URL        rpc address            (TIER_LISTEN, tcp://127.0.0.1:7400)\n"
+            "  --push URL          move-job push address  (TIER_PUSH, tcp://127.0.0.1:7401)\n"
+            "  --redis HOST:PORT   Redis                  (TIER_REDIS_HOST, TIER_REDIS_PORT)\n"
+            "  --mysql HOST:PORT   MySQL/MariaDB          (TIER_MYSQL_HOST, TIER_MYSQL_PORT)\n"
+            "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
+            "  --mysql-db NAME                            (TIER_MYSQL_DB, tier)\n"
+            "  --threads N         rpc worker threads     (TIER_THREADS, 16)\n"
+            "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
+            "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
+            "  --config FILE       key = value file       (TIER_CONFIG)\n"
+            "  --help\n"
+            "\n"
+            "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
+            "mysql_password / redis_password in the config file. Never on the command line.\n"
+            "Logs go to stderr; TIER_LOG=debug|info|warn|error sets the level.\n");
+}
+
+static void set_hostport(char *host, size_t hlen, int *port, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL) {
+        snprintf(host, hlen, "%s", v);
+        return;
+    }
+    snprintf(host, hlen, "%.*s", (int)(colon - v), v);
+    *port = atoi(colon + 1);
+}
+
+/* One "key = value" setting, from the file or the environment. */
+static int apply(tierd_config *c, const char *key, const char *v)
+{
+    if (strcmp(key, "listen") == 0)
+        snprintf(c->listen, sizeof(c->listen), "%s", v);
+    else if (strcmp(key, "push") == 0)
+        snprintf(c->push, sizeof(c->push), "%s", v);
+    else if (strcmp(key, "redis") == 0)
+        set_hostport(c->kv.host, sizeof(c->kv.host), &c->kv.port, v);
+    else if (strcmp(key, "redis_password") == 0)
+        snprintf(c->kv.password, sizeof(c->kv.password), "%s", v);
+    else if (strcmp(key, "mysql") == 0)
+        set_hostport(c->db.host, sizeof(c->db.host), &c->db.port, v);
+    else if (strcmp(key, "mysql_user") == 0)
+        snprintf(c->db.user, sizeof(c->db.user), "%s", v);
+    else if (strcmp(key, "mysql_password") == 0)
+        snprintf(c->db.password, sizeof(c->db.password), "%s", v);
+    else if (strcmp(key, "mysql_db") == 0)
+        snprintf(c->db.db, sizeof(c->db.db), "%s", v);
+    else if (strcmp(key, "threads") == 0)
+        c->threads = (unsigned)atoi(v);
+    else if (strcmp(key, "lease_ms") == 0)
+        c->lease_ms = (uint32_t)atoi(v);
+    else if (strcmp(key, "retention_min") == 0)
+        c->retention_min = atoll(v);
+    else
+        return -1;
+    return 0;
+}
+
+static int load_file(tierd_config *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int lineno = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "tierd: cannot read config file %s\n", path);
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *eq, *k = line, *v, *end;
+        lineno++;
+        line[strcspn(line, "\r\n")] = '\0';
+        while (*k == ' ' || *k == '\t')
+            k++;
+        if (*k == '#' || *k == '\0')
+            continue;
+        if ((eq = strchr(k, '=')) == NULL) {
+            fprintf(stderr, "tierd: %s:%d: expected key = value\n", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        for (end = eq; end > k && (end[-1] == ' ' || end[-1] == '\t'); end--)
+            ;
+        *end = '\0';
+        for (v = eq + 1; *v == ' ' || *v == '\t'; v++)
+            ;
+        if (apply(c, k, v) != 0) {
+            fprintf(stderr, "tierd: %s:%d: unknown key \"%s\"\n", path, lineno, k);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+static void load_env(tierd_config *c)
+{
+    static const struct {
+        const char *env, *key;
+    } map[] = {
+        {"TIER_LISTEN", "listen"},         {"TIER_PUSH", "push"},
+        {"TIER_THREADS", "threads"},       {"TIER_LEASE_MS", "lease_ms"},
+        {"TIER_RETENTION_MIN", "retention_min"},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        const char *v = getenv(map[i].env);
+        if (v != NULL && *v != '\0')
+            apply(c, map[i].key, v);
+    }
+}
+
+int tierd_config_load(tierd_config *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},   {"push", required_argument, NULL, 'p'},
+        {"redis", required_argument, NULL, 'r'},    {"mysql", required_argument, NULL, 'm'},
+        {"mysql-user", required_argument, NULL, 'u'}, {"mysql-db", required_argument, NULL, 'd'},
+        {"threads", required_argument, NULL, 't'},  {"lease-ms", required_argument, NULL, 'L'},
+        {"retention-min", required_argument, NULL, 'R'},
+        {"config", required_argument, NULL, 'c'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *file = getenv("TIER_CONFIG");
+    int o;
+
+    memset(c, 0, sizeof(*c));
+    snprintf(c->listen, sizeof(c->listen), "tcp://127.0.0.1:7400");
+    snprintf(c->push, sizeof(c->push), "tcp://127.0.0.1:7401");
+    c->threads = 16;
+    c->lease_ms = 30000;
+    c->retention_min = 30 * 24 * 60;
+    snprintf(c->db.host, sizeof(c->db.host), "127.0.0.1");
+    c->db.port = 3306;
+    snprintf(c->db.user, sizeof(c->db.user), "tier");
+    snprintf(c->db.db, sizeof(c->db.db), "tier");
+    snprintf(c->kv.host, sizeof(c->kv.host), "127.0.0.1");
+    c->kv.port = 6379;
+
+    /* First pass: only --config and --help, so the file sits below flags. */
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == 'c')
+            file = optarg;
+        else if (o == 'h') {
+            usage(stdout);
+            return 1;
+        }
+    }
+    if (file != NULL && load_file(c, file) != 0)
+        return -1;
+    load_env(c);
+    optind = 1;
+    opterr = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'l': apply(c, "listen", optarg); break;
+        case 'p': apply(c, "push", optarg); break;
+        case 'r': apply(c, "redis", optarg); break;
+        case 'm': apply(c, "mysql", optarg); break;
+        case 'u': apply(c, "mysql_user", optarg); break;
+        case 'd': apply(c, "mysql_db", optarg); break;
+        case 't': apply(c, "threads", optarg); break;
+        case 'L': apply(c, "lease_ms", optarg); break;
+        case 'R': apply(c, "retention_min", optarg); break;
+        case 'c': break;
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tierd: unexpected argument \"%s\"\n", argv[optind]);
+        return -1;
+    }
+    if (c->threads == 0)
+        c->threads = 16;
+    c->db_conns = c->threads + 4;
+    return 0;
+}

@@ -1,0 +1,37 @@
+/*
+ * main.c -- tierd, the tier coordinator.  See tierd.h for the map.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+
+#include "tier_log.h"
+#include "tierd.h"
+
+int main(int argc, char **argv)
+{
+    tierd_config cfg;
+    sigset_t set;
+    tierd *d;
+    int sig, rv;
+
+    tier_log_init("tierd", TIER_LOG_INFO);
+    rv = tierd_config_load(&cfg, argc, argv);
+    if (rv != 0)
+        return rv > 0 ? 0 : 2;
+    /* Block the stop signals in every thread; main waits for them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((rv = tierd_open(&d, &cfg)) != TIER_OK) {
+        tier_error("not started: %s", tier_status_name(rv));
+        return 1;
+    }
+    sigwait(&set, &sig);
+    tier_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    tierd_close(d);
+    tier_info("stopped");
+    return 0;
+}

@@ -1,0 +1,128 @@
+/*
+ * server.c -- puts tierd together: checks that Redis and MySQL answer,
+ * opens the connection pools, opens the modules, registers Health probes
+ * and every module's methods, and starts serving.
+ */
+#include "tierd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tier_log.h"
+
+struct tierd {
+    tierd_config cfg;
+    tierd_deps deps;
+    tier_rpc_server *srv;
+    tiering *tiering;
+    ranking *ranking;
+};
+
+static int probe_mysql(void *arg, char *msg, size_t len)
+{
+    tier_pool *pool = arg;
+    tier_db *db = tier_pool_get(pool);
+    int rv;
+
+    if (db == NULL) {
+        snprintf(msg, len, "cannot connect");
+        return TIER_UNAVAILABLE;
+    }
+    rv = tier_db_ping(db, msg, len);
+    tier_db_pool_put(pool, db);
+    return rv;
+}
+
+static int probe_redis(void *arg, char *msg, size_t len)
+{
+    tier_pool *pool = arg;
+    tier_kv *kv = tier_pool_get(pool);
+    int rv;
+
+    if (kv == NULL) {
+        snprintf(msg, len, "cannot connect");
+        return TIER_UNAVAILABLE;
+    }
+    rv = tier_kv_ping(kv, msg, len);
+    tier_kv_pool_put(pool, kv);
+    return rv;
+}
+
+/* Connects once to each dependency so that a misconfigured or dead one
+ * stops start-up with a message naming it. */
+static int check_dependencies(const tierd_config *cfg)
+{
+    char err[512];
+    tier_kv *kv;
+    tier_db *db;
+    int rv;
+
+    if ((rv = tier_kv_open(&kv, &cfg->kv, err, sizeof(err))) != TIER_OK) {
+        tier_error("cannot reach Redis: %s", err);
+        return rv;
+    }
+    tier_kv_close(kv);
+    if ((rv = tier_db_open(&db, &cfg->db, err, sizeof(err))) != TIER_OK) {
+        tier_error("cannot reach MySQL: %s", err);
+        return rv;
+    }
+    tier_db_close(db);
+    return TIER_OK;
+}
+
+int tierd_open(tierd **out, const tierd_config *cfg)
+{
+    tierd *d = calloc(1, sizeof(*d));
+    tier_rpc_server_opts opts = {.nthreads = cfg->threads};
+    int rv;
+
+    if (d == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    d->cfg = *cfg;
+    if ((rv = check_dependencies(&d->cfg)) != TIER_OK) {
+        free(d);
+        return rv;
+    }
+    d->deps.cfg = &d->cfg;
+    d->deps.db = tier_db_pool_alloc(d->cfg.db_conns, &d->cfg.db);
+    d->deps.kv = tier_kv_pool_alloc(d->cfg.threads + 4, &d->cfg.kv);
+    if (d->deps.db == NULL || d->deps.kv == NULL) {
+        tierd_close(d);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    if ((rv = tiering_open(&d->tiering, &d->deps)) != TIER_OK ||
+        (rv = ranking_open(&d->ranking, &d->deps)) != TIER_OK) {
+        tier_error("cannot load state (%s)", tier_status_name(rv));
+        tierd_close(d);
+        return rv;
+    }
+    if ((rv = tier_rpc_server_open(&d->srv, d->cfg.listen, &opts)) != TIER_OK) {
+        tier_error("cannot listen on %s", d->cfg.listen);
+        tierd_close(d);
+        return rv;
+    }
+    tier_rpc_server_add_health(d->srv, "redis", probe_redis, d->deps.kv);
+    tier_rpc_server_add_health(d->srv, "mysql", probe_mysql, d->deps.db);
+    if ((rv = tiering_register(d->tiering, d->srv)) != TIER_OK ||
+        (rv = ranking_register(d->ranking, d->srv)) != TIER_OK ||
+        (rv = tier_rpc_server_start(d->srv)) != TIER_OK) {
+        tierd_close(d);
+        return rv;
+    }
+    tier_info("serving on %s (redis %s:%d, mysql %s:%d/%s)", d->cfg.listen, d->cfg.kv.host,
+              d->cfg.kv.port, d->cfg.db.host, d->cfg.db.port, d->cfg.db.db);
+    *out = d;
+    return TIER_OK;
+}
+
+void tierd_close(tierd *d)
+{
+    if (d == NULL)
+        return;
+    tier_rpc_server_close(d->srv); /* first: no handler runs after this */
+    tiering_close(d->tiering);
+    ranking_close(d->ranking);
+    tier_pool_free(d->deps.db);
+    tier_pool_free(d->deps.kv);
+    free(d);
+}
