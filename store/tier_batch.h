@@ -1,0 +1,42 @@
+/*
+ * tier_batch.h -- group commit: many threads submit items, one flusher
+ * thread applies them in batches (one transaction per batch), and each
+ * submitter returns only once its item's batch has been applied.
+ *
+ * Why: with innodb_flush_log_at_trx_commit=1 every COMMIT waits for an
+ * fsync.  One commit per comment or per finished move caps a writer at a
+ * few thousand per second; one commit per batch of whatever arrived while
+ * the previous fsync ran keeps the same durability (an acknowledged item is
+ * committed) at a hundred times the rate.  The batch size adapts by itself:
+ * under light load a batch is one item and adds no delay.
+ *
+ * Used by the tiering CompleteJob path and the ranking write path: one
+ * mechanism for both.
+ */
+#ifndef TIER_BATCH_H
+#define TIER_BATCH_H
+
+#include <stddef.h>
+
+typedef struct tier_batcher tier_batcher;
+
+/*
+ * Applies items[0..n) in one go; returns a status (common/tier_status.h)
+ * that every submitter of the batch receives.  Per-item results, if any,
+ * are written by fn into the items themselves.  Runs on the flusher thread
+ * only, so it may keep a connection of its own in arg.
+ */
+typedef int (*tier_batch_fn)(void *arg, void **items, size_t n);
+
+/* max_batch: most items per call of fn. */
+tier_batcher *tier_batcher_alloc(size_t max_batch, tier_batch_fn fn, void *arg);
+/* Stops the flusher after applying everything already submitted. */
+void tier_batcher_free(tier_batcher *b);
+
+/* Blocks until item's batch is applied; returns fn's status for it. */
+int tier_batcher_submit(tier_batcher *b, void *item);
+/* Submits n items together (they may still be split across batches);
+ * returns the first non-OK status, or OK. */
+int tier_batcher_submit_many(tier_batcher *b, void **items, size_t n);
+
+#endif
