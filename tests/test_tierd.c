@@ -1,0 +1,158 @@
+/*
+ * test_tierd.c -- the tierd process and `tierctl health`: start-up with
+ * real Redis and MariaDB, a clear error and non-zero exit when either is
+ * down, clean shutdown on SIGTERM and SIGINT, --help everywhere.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tier_testenv.h"
+
+typedef struct {
+    tier_test_mysql m;
+    char redis_host[64];
+    int redis_port;
+    char env[8][256];
+    char *envp[9];
+} env;
+
+/* The environment a tierd needs; mysql_port / redis_port < 0 keep the real
+ * ones, else point at that (dead) port. */
+static void make_env(env *e, int mysql_port, int redis_port)
+{
+    tier_test_mysql_env(&e->m);
+    tier_test_db_create(&e->m, NULL);
+    tier_test_redis_env(e->redis_host, sizeof(e->redis_host), &e->redis_port);
+    snprintf(e->env[0], 256, "TIER_MYSQL_HOST=%s", e->m.host);
+    snprintf(e->env[1], 256, "TIER_MYSQL_PORT=%d", mysql_port >= 0 ? mysql_port : e->m.port);
+    snprintf(e->env[2], 256, "TIER_MYSQL_USER=%s", e->m.user);
+    snprintf(e->env[3], 256, "TIER_MYSQL_PASSWORD=%s", e->m.password);
+    snprintf(e->env[4], 256, "TIER_MYSQL_DB=%s", e->m.db);
+    snprintf(e->env[5], 256, "TIER_REDIS_HOST=%s", e->redis_host);
+    snprintf(e->env[6], 256, "TIER_REDIS_PORT=%d", redis_port >= 0 ? redis_port : e->redis_port);
+    snprintf(e->env[7], 256, "TIER_LOG=info");
+    for (int i = 0; i < 8; i++)
+        e->envp[i] = e->env[i];
+    e->envp[8] = NULL;
+}
+
+static int run_tierd(env *e, char *out, size_t outlen)
+{
+    char listen[128], push[128];
+    char *bin = tier_test_bin("tierd");
+    tier_test_tcp_url(listen, sizeof(listen));
+    tier_test_tcp_url(push, sizeof(push));
+    char *argv[] = {bin, "--listen", listen, "--push", push, NULL};
+    int st = tier_test_run(argv, e->envp, out, outlen, 20000);
+    free(bin);
+    return st;
+}
+
+Test(tierd, exits_naming_redis_when_redis_is_down)
+{
+    env e;
+    char out[8192];
+    make_env(&e, -1, tier_test_free_port());
+    int st = run_tierd(&e, out, sizeof(out));
+    cr_assert(st > 0 && st < 128, "exit status %d", st);
+    cr_assert(strstr(out, "cannot reach Redis") != NULL, "output: %s", out);
+    cr_assert(strstr(out, "ERROR") != NULL, "leveled log line: %s", out);
+    tier_test_db_drop(&e.m);
+}
+
+Test(tierd, exits_naming_mysql_when_mysql_is_down)
+{
+    env e;
+    char out[8192];
+    make_env(&e, tier_test_free_port(), -1);
+    int st = run_tierd(&e, out, sizeof(out));
+    cr_assert(st > 0 && st < 128, "exit status %d", st);
+    cr_assert(strstr(out, "cannot reach MySQL") != NULL, "output: %s", out);
+    tier_test_db_drop(&e.m);
+}
+
+Test(tierd, bad_flag_and_help)
+{
+    char out[8192];
+    char *bin = tier_test_bin("tierd");
+    char *help[] = {bin, "--help", NULL};
+    char *bad[] = {bin, "--no-such-flag", NULL};
+    cr_assert_eq(tier_test_run(help, NULL, out, sizeof(out), 5000), 0);
+    cr_assert(strstr(out, "usage: tierd") != NULL);
+    cr_assert(strstr(out, "TIER_MYSQL_PASSWORD") != NULL, "says where the password comes from");
+    cr_assert_eq(tier_test_run(bad, NULL, out, sizeof(out), 5000), 2);
+    free(bin);
+    char *ctl = tier_test_bin("tierctl");
+    char *ctlhelp[] = {ctl, "--help", NULL};
+    cr_assert_eq(tier_test_run(ctlhelp, NULL, out, sizeof(out), 5000), 0);
+    cr_assert(strstr(out, "health") != NULL);
+    free(ctl);
+}
+
+/* Polls `tierctl health` until it answers (tierd is starting). */
+static int health(const char *url, char *out, size_t outlen, bool json)
+{
+    char *ctl = tier_test_bin("tierctl");
+    char *argv[] = {ctl, "--url", (char *)url, "--timeout", "1000", json ? "--json" : "health",
+                    json ? "health" : NULL, NULL};
+    int st = -1;
+    for (int i = 0; i < 50; i++) {
+        st = tier_test_run(argv, NULL, out, outlen, 10000);
+        if (st != 64 + 14) /* UNAVAILABLE: not up yet */
+            break;
+        usleep(100 * 1000);
+    }
+    free(ctl);
+    return st;
+}
+
+static void serve_and_stop(int sig)
+{
+    env e;
+    char listen[128], push[128], out[4096], log[256];
+    char *bin = tier_test_bin("tierd");
+    char *dir = tier_test_tmpdir();
+
+    make_env(&e, -1, -1);
+    tier_test_tcp_url(listen, sizeof(listen));
+    tier_test_tcp_url(push, sizeof(push));
+    snprintf(log, sizeof(log), "%s/tierd.log", dir);
+    char *argv[] = {bin, "--listen", listen, "--push", push, NULL};
+    pid_t pid = tier_test_spawn(argv, e.envp, log);
+    cr_assert_gt(pid, 0);
+
+    cr_assert_eq(health(listen, out, sizeof(out), false), 0, "tierctl health: %s", out);
+    cr_assert(strstr(out, "SERVING") != NULL, "%s", out);
+    cr_assert(strstr(out, "redis") != NULL && strstr(out, "mysql") != NULL, "%s", out);
+    cr_assert_eq(health(listen, out, sizeof(out), true), 0);
+    cr_assert(strstr(out, "\"status\": \"SERVING\"") != NULL, "%s", out);
+
+    kill(pid, sig);
+    cr_assert_eq(tier_test_wait(pid, 10000), 0, "clean exit on signal %d", sig);
+    char *text = tier_test_slurp(log, NULL);
+    cr_assert(text && strstr(text, "shutting down") && strstr(text, "stopped"), "%s", text);
+    free(text);
+    /* Gone: health now fails with UNAVAILABLE (exit 64 + 14). */
+    char *ctl = tier_test_bin("tierctl");
+    char *h[] = {ctl, "--url", listen, "--timeout", "300", "health", NULL};
+    cr_assert_eq(tier_test_run(h, NULL, out, sizeof(out), 5000), 64 + 14, "%s", out);
+    free(ctl);
+    tier_test_db_drop(&e.m);
+    tier_test_rmtree(dir);
+    free(dir);
+    free(bin);
+}
+
+Test(tierd, serves_health_and_stops_on_sigterm)
+{
+    serve_and_stop(SIGTERM);
+}
+
+Test(tierd, stops_on_sigint)
+{
+    serve_and_stop(SIGINT);
+}
