@@ -56,16 +56,16 @@ void tier_free(void *reply)
 
 TIER_METHOD(tier_health, TIER_RPC_HEALTH_METHOD, Tier__Rpc__HealthRequest, Tier__Rpc__HealthReply,
             tier__rpc__health_reply__descriptor)
-TIER_METHOD(tier_add_content, TIER_M_ADD_CONTENT, Tier__AddContentRequest,
-            Tier__AddContentReply, tier__add_content_reply__descriptor)
+TIER_METHOD(tier_add_content, TIER_M_ADD_CONTENT, Tier__AddContentRequest, Tier__AddContentReply,
+            tier__add_content_reply__descriptor)
 TIER_METHOD(tier_report_views, TIER_M_REPORT_VIEWS, Tier__ReportViewsRequest,
             Tier__ReportViewsReply, tier__report_views_reply__descriptor)
-TIER_METHOD(tier_get_content, TIER_M_GET_CONTENT, Tier__GetContentRequest,
-            Tier__GetContentReply, tier__get_content_reply__descriptor)
-TIER_METHOD(tier_get_history, TIER_M_GET_HISTORY, Tier__GetHistoryRequest,
-            Tier__GetHistoryReply, tier__get_history_reply__descriptor)
-TIER_METHOD(tier_list_levels, TIER_M_LIST_LEVELS, Tier__ListLevelsRequest,
-            Tier__ListLevelsReply, tier__list_levels_reply__descriptor)
+TIER_METHOD(tier_get_content, TIER_M_GET_CONTENT, Tier__GetContentRequest, Tier__GetContentReply,
+            tier__get_content_reply__descriptor)
+TIER_METHOD(tier_get_history, TIER_M_GET_HISTORY, Tier__GetHistoryRequest, Tier__GetHistoryReply,
+            tier__get_history_reply__descriptor)
+TIER_METHOD(tier_list_levels, TIER_M_LIST_LEVELS, Tier__ListLevelsRequest, Tier__ListLevelsReply,
+            tier__list_levels_reply__descriptor)
 TIER_METHOD(tier_set_levels, TIER_M_SET_LEVELS, Tier__SetLevelsRequest, Tier__ListLevelsReply,
             tier__list_levels_reply__descriptor)
 TIER_METHOD(tier_list_jobs, TIER_M_LIST_JOBS, Tier__ListJobsRequest, Tier__ListJobsReply,
@@ -74,8 +74,8 @@ TIER_METHOD(tier_get_job, TIER_M_GET_JOB, Tier__GetJobRequest, Tier__GetJobReply
             tier__get_job_reply__descriptor)
 TIER_METHOD(tier_claim_job, TIER_M_CLAIM_JOB, Tier__ClaimJobRequest, Tier__ClaimJobReply,
             tier__claim_job_reply__descriptor)
-TIER_METHOD(tier_renew_lease, TIER_M_RENEW_LEASE, Tier__RenewLeaseRequest,
-            Tier__RenewLeaseReply, tier__renew_lease_reply__descriptor)
+TIER_METHOD(tier_renew_lease, TIER_M_RENEW_LEASE, Tier__RenewLeaseRequest, Tier__RenewLeaseReply,
+            tier__renew_lease_reply__descriptor)
 TIER_METHOD(tier_complete_job, TIER_M_COMPLETE_JOB, Tier__CompleteJobRequest,
             Tier__CompleteJobReply, tier__complete_job_reply__descriptor)
 TIER_METHOD(tier_fail_job, TIER_M_FAIL_JOB, Tier__FailJobRequest, Tier__FailJobReply,
@@ -84,8 +84,8 @@ TIER_METHOD(tier_post_comment, TIER_M_POST_COMMENT, Tier__PostCommentRequest,
             Tier__PostCommentReply, tier__post_comment_reply__descriptor)
 TIER_METHOD(tier_post_comments, TIER_M_POST_COMMENTS, Tier__PostCommentsRequest,
             Tier__PostCommentsReply, tier__post_comments_reply__descriptor)
-TIER_METHOD(tier_edit_comment, TIER_M_EDIT_COMMENT, Tier__EditCommentRequest,
-            Tier__CommentReply, tier__comment_reply__descriptor)
+TIER_METHOD(tier_edit_comment, TIER_M_EDIT_COMMENT, Tier__EditCommentRequest, Tier__CommentReply,
+            tier__comment_reply__descriptor)
 TIER_METHOD(tier_delete_comment, TIER_M_DELETE_COMMENT, Tier__DeleteCommentRequest,
             Tier__CommentReply, tier__comment_reply__descriptor)
 TIER_METHOD(tier_restore_comment, TIER_M_RESTORE_COMMENT, Tier__RestoreCommentRequest,

@@ -92,8 +92,8 @@ static int cmd_health(tierctl *t, int argc, char **argv)
         printf("%s\n", serving ? "SERVING" : "NOT_SERVING");
         for (size_t i = 0; i < rep->n_dependencies; i++)
             printf("  %-8s %s%s%s\n", rep->dependencies[i]->name,
-                   rep->dependencies[i]->ok ? "ok" : "DOWN",
-                   rep->dependencies[i]->ok ? "" : ": ", rep->dependencies[i]->message);
+                   rep->dependencies[i]->ok ? "ok" : "DOWN", rep->dependencies[i]->ok ? "" : ": ",
+                   rep->dependencies[i]->message);
     }
     tier_free(rep);
     if (!serving) {

@@ -22,9 +22,9 @@ typedef struct {
 } tierctl;
 
 typedef struct {
-    const char *name;  /* "views", "comment", ... */
-    const char *usage; /* "views CID COUNT" */
-    const char *help;  /* one line */
+    const char *name;                              /* "views", "comment", ... */
+    const char *usage;                             /* "views CID COUNT" */
+    const char *help;                              /* one line */
     int (*run)(tierctl *t, int argc, char **argv); /* argv[0] is the command name */
 } tierctl_cmd;
 

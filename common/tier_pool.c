@@ -18,8 +18,7 @@ struct tier_pool {
     void *arg;
 };
 
-tier_pool *tier_pool_alloc(size_t size, tier_pool_open_fn open, tier_pool_close_fn close,
-                           void *arg)
+tier_pool *tier_pool_alloc(size_t size, tier_pool_open_fn open, tier_pool_close_fn close, void *arg)
 {
     tier_pool *p = calloc(1, sizeof(*p));
     if (p == NULL)

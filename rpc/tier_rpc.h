@@ -68,7 +68,8 @@ typedef int (*tier_rpc_health_fn)(void *arg, char *msg, size_t msglen);
 
 int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_server_opts *opts);
 /* Register methods and health probes before tier_rpc_server_start. */
-int tier_rpc_server_add(tier_rpc_server *s, const char *method, const ProtobufCMessageDescriptor *req,
+int tier_rpc_server_add(tier_rpc_server *s, const char *method,
+                        const ProtobufCMessageDescriptor *req,
                         const ProtobufCMessageDescriptor *reply, tier_rpc_fn fn, void *arg,
                         unsigned flags);
 int tier_rpc_server_add_health(tier_rpc_server *s, const char *name, tier_rpc_health_fn fn,
@@ -79,10 +80,10 @@ void tier_rpc_server_close(tier_rpc_server *s);
 
 /* Counters, for tests and logs. */
 typedef struct {
-    uint64_t served;            /* replies sent */
-    uint64_t deadline_dropped;  /* requests found past their deadline */
-    uint64_t bad_envelope;      /* garbage frames answered INVALID_ARGUMENT */
-    uint64_t deduped;           /* resent requests answered from the cache */
+    uint64_t served;           /* replies sent */
+    uint64_t deadline_dropped; /* requests found past their deadline */
+    uint64_t bad_envelope;     /* garbage frames answered INVALID_ARGUMENT */
+    uint64_t deduped;          /* resent requests answered from the cache */
 } tier_rpc_server_stats;
 void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out);
 
@@ -91,7 +92,8 @@ void *tier_rpc_alloc(tier_rpc_ctx *call, size_t size); /* zeroed; lives until th
 char *tier_rpc_strdup(tier_rpc_ctx *call, const char *s);
 char *tier_rpc_strndup(tier_rpc_ctx *call, const char *s, size_t n);
 int tier_rpc_set_message(tier_rpc_ctx *call, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4))); /* returns code, for `return tier_rpc_set_message(...)` */
+    __attribute__((format(printf, 3,
+                          4))); /* returns code, for `return tier_rpc_set_message(...)` */
 int64_t tier_rpc_deadline_mono_us(const tier_rpc_ctx *call); /* 0 = none */
 /* Metadata value sent by the client under key, or NULL. */
 const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_ctx *call, const char *key);

@@ -35,8 +35,8 @@ typedef struct tier_rpc_client tier_rpc_client;
 /* One context; for asynchronous calls also the call's state. */
 typedef struct {
     nng_ctx ctx;
-    nng_aio *aio;      /* synchronous calls */
-    nng_aio *async;    /* asynchronous calls: callback-driven */
+    nng_aio *aio;   /* synchronous calls */
+    nng_aio *async; /* asynchronous calls: callback-driven */
     tier_rpc_client *c;
     bool sending;
     int64_t deadline_ms;
@@ -182,25 +182,70 @@ static int transport_error(tier_rpc_client *c, int rv, tier_rpc_error *err)
     return TIER_UNAVAILABLE;
 }
 
-/* Sends the envelope, waits for the reply envelope; *rep is unpacked with
- * the default allocator. */
-static int roundtrip(tier_rpc_client *c, Tier__Rpc__Request *req, uint32_t timeout_ms,
-                     Tier__Rpc__Reply **rep, tier_rpc_error *err)
+/* Wraps a payload in a request envelope, packed into a new nng message.
+ * The deadline (wall clock, for the server) is returned in *deadline_ms. */
+static int envelope(tier_rpc_client *c, const char *method, const void *data, size_t len,
+                    uint32_t timeout_ms, nng_msg **out, int64_t *deadline_ms, tier_rpc_error *err)
 {
-    size_t n = tier__rpc__request__get_packed_size(req);
+    Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
+    size_t n;
+
+    req.method = (char *)method;
+    req.client_id = c->client_id;
+    req.request_id = atomic_fetch_add(&c->next_request, 1);
+    req.deadline_ms = tier_now_ms() + timeout_ms;
+    req.payload.data = (uint8_t *)data;
+    req.payload.len = len;
+    n = tier__rpc__request__get_packed_size(&req);
+    if (n > c->max_msg) {
+        set_err(err, TIER_RESOURCE_EXHAUSTED, "request larger than the limit (%s)",
+                "4 MiB default");
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    if (nng_msg_alloc(out, n) != 0) {
+        set_err(err, TIER_RESOURCE_EXHAUSTED, "%s", "out of memory");
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    tier__rpc__request__pack(&req, nng_msg_body(*out));
+    *deadline_ms = req.deadline_ms;
+    return TIER_OK;
+}
+
+/* Unpacks a reply envelope; NULL with err set unless its code is OK. */
+static Tier__Rpc__Reply *open_reply(tier_rpc_client *c, nng_msg *msg, tier_rpc_error *err)
+{
+    Tier__Rpc__Reply *rep = tier__rpc__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+
+    if (rep == NULL) {
+        set_err(err, TIER_INTERNAL, "malformed reply envelope from %s", c->url);
+        return NULL;
+    }
+    if (rep->code != TIER__RPC__CODE__OK) {
+        set_err(err, (int)rep->code, "%s", rep->message);
+        tier__rpc__reply__free_unpacked(rep, NULL);
+        return NULL;
+    }
+    if (err != NULL) {
+        err->code = TIER_OK;
+        err->message[0] = '\0';
+    }
+    return rep;
+}
+
+/* Wraps the payload in an envelope, sends it and waits for the reply
+ * envelope; *rep is unpacked with the default allocator. */
+static int invoke(tier_rpc_client *c, const char *method, const void *data, size_t len,
+                  uint32_t timeout_ms, Tier__Rpc__Reply **rep, tier_rpc_error *err)
+{
+    int64_t deadline;
     nng_msg *msg;
     slot *s;
     int rv;
 
-    if (n > c->max_msg) {
-        set_err(err, TIER_RESOURCE_EXHAUSTED, "request larger than the limit (%s)", "4 MiB default");
-        return TIER_RESOURCE_EXHAUSTED;
-    }
-    if (nng_msg_alloc(&msg, n) != 0) {
-        set_err(err, TIER_RESOURCE_EXHAUSTED, "%s", "out of memory");
-        return TIER_RESOURCE_EXHAUSTED;
-    }
-    tier__rpc__request__pack(req, nng_msg_body(msg));
+    if (timeout_ms == 0)
+        timeout_ms = c->timeout_ms;
+    if ((rv = envelope(c, method, data, len, timeout_ms, &msg, &deadline, err)) != TIER_OK)
+        return rv;
     s = slot_get(c);
     nng_aio_set_timeout(s->aio, (nng_duration)timeout_ms);
     nng_aio_set_msg(s->aio, msg);
@@ -211,7 +256,7 @@ static int roundtrip(tier_rpc_client *c, Tier__Rpc__Request *req, uint32_t timeo
         slot_put(c, s);
         return transport_error(c, rv, err);
     }
-    int64_t left = req->deadline_ms - tier_now_ms();
+    int64_t left = deadline - tier_now_ms();
     nng_aio_set_timeout(s->aio, left > 0 ? (nng_duration)left : 1);
     nng_ctx_recv(s->ctx, s->aio);
     nng_aio_wait(s->aio);
@@ -221,42 +266,9 @@ static int roundtrip(tier_rpc_client *c, Tier__Rpc__Request *req, uint32_t timeo
     }
     msg = nng_aio_get_msg(s->aio);
     slot_put(c, s);
-    *rep = tier__rpc__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+    *rep = open_reply(c, msg, err);
     nng_msg_free(msg);
-    if (*rep == NULL) {
-        set_err(err, TIER_INTERNAL, "malformed reply envelope from %s", c->url);
-        return TIER_INTERNAL;
-    }
-    if ((*rep)->code != TIER__RPC__CODE__OK) {
-        set_err(err, (int)(*rep)->code, "%s", (*rep)->message);
-        rv = (int)(*rep)->code;
-        tier__rpc__reply__free_unpacked(*rep, NULL);
-        *rep = NULL;
-        return rv;
-    }
-    return TIER_OK;
-}
-
-/* Wraps the payload in an envelope and makes the call. */
-static int invoke(tier_rpc_client *c, const char *method, const void *data, size_t len,
-                  uint32_t timeout_ms, Tier__Rpc__Reply **rep, tier_rpc_error *err)
-{
-    Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
-    int rv;
-
-    if (timeout_ms == 0)
-        timeout_ms = c->timeout_ms;
-    req.method = (char *)method;
-    req.client_id = c->client_id;
-    req.request_id = atomic_fetch_add(&c->next_request, 1);
-    req.deadline_ms = tier_now_ms() + timeout_ms;
-    req.payload.data = (uint8_t *)data;
-    req.payload.len = len;
-    if ((rv = roundtrip(c, &req, timeout_ms, rep, err)) == TIER_OK && err != NULL) {
-        err->code = TIER_OK;
-        err->message[0] = '\0';
-    }
-    return rv;
+    return *rep != NULL ? TIER_OK : err ? err->code : TIER_INTERNAL;
 }
 
 int tier_rpc_call_raw(tier_rpc_client *c, const char *method, const void *data, size_t len,
@@ -321,15 +333,10 @@ static void async_finish(slot *s, int rv, nng_msg *msg)
     tier_rpc_done_fn done = s->done;
     void *arg = s->arg;
 
-    if (rv != 0) {
+    if (rv != 0)
         transport_error(c, rv, &err);
-    } else {
-        rep = tier__rpc__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
-        if (rep == NULL)
-            set_err(&err, TIER_INTERNAL, "malformed reply envelope from %s", c->url);
-        else if (rep->code != TIER__RPC__CODE__OK)
-            set_err(&err, (int)rep->code, "%s", rep->message);
-    }
+    else
+        rep = open_reply(c, msg, &err);
     if (msg != NULL)
         nng_msg_free(msg);
     slot_put(c, s);
@@ -364,29 +371,19 @@ static void async_step(void *arg)
 int tier_rpc_call_async(tier_rpc_client *c, const char *method, const void *data, size_t len,
                         uint32_t timeout_ms, tier_rpc_done_fn done, void *arg)
 {
-    Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
+    int64_t deadline;
     nng_msg *msg;
     slot *s;
-    size_t n;
+    int rv;
 
     if (timeout_ms == 0)
         timeout_ms = c->timeout_ms;
-    req.method = (char *)method;
-    req.client_id = c->client_id;
-    req.request_id = atomic_fetch_add(&c->next_request, 1);
-    req.deadline_ms = tier_now_ms() + timeout_ms;
-    req.payload.data = (uint8_t *)data;
-    req.payload.len = len;
-    n = tier__rpc__request__get_packed_size(&req);
-    if (n > c->max_msg)
-        return TIER_RESOURCE_EXHAUSTED;
-    if (nng_msg_alloc(&msg, n) != 0)
-        return TIER_RESOURCE_EXHAUSTED;
-    tier__rpc__request__pack(&req, nng_msg_body(msg));
+    if ((rv = envelope(c, method, data, len, timeout_ms, &msg, &deadline, NULL)) != TIER_OK)
+        return rv;
     s = slot_get(c);
     s->done = done;
     s->arg = arg;
-    s->deadline_ms = req.deadline_ms;
+    s->deadline_ms = deadline;
     s->sending = true;
     nng_aio_set_timeout(s->async, (nng_duration)timeout_ms);
     nng_aio_set_msg(s->async, msg);

@@ -134,8 +134,7 @@ tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, ui
     while ((i = find(d, client, request)) >= 0 && !d->entries[i].done) {
         struct timespec ts = {.tv_sec = wait_until_us / 1000000,
                               .tv_nsec = (wait_until_us % 1000000) * 1000};
-        if (tier_mono_us() >= wait_until_us ||
-            pthread_cond_timedwait(&d->cv, &d->mu, &ts) != 0) {
+        if (tier_mono_us() >= wait_until_us || pthread_cond_timedwait(&d->cv, &d->mu, &ts) != 0) {
             if ((i = find(d, client, request)) >= 0 && d->entries[i].done)
                 break;
             pthread_mutex_unlock(&d->mu);

@@ -79,7 +79,7 @@ struct tier_rpc_server {
     size_t nprobes;
     tier_rpc_ctx *ctxs;
     pthread_t *threads;
-    unsigned nstarted; /* pool threads running */
+    unsigned nstarted;  /* pool threads running */
     pthread_mutex_t mu; /* guards the queue and `closing` */
     pthread_cond_t cv;
     tier_rpc_ctx *qhead, *qtail;
@@ -323,8 +323,8 @@ static void run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
         dispatch(call, msg);
         return;
     }
-    switch (tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, wait, &cached,
-                                  &clen)) {
+    switch (
+        tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, wait, &cached, &clen)) {
     case TIER_DEDUPE_CACHED:
         atomic_fetch_add(&s->deduped, 1);
         nng_msg_clear(msg);
@@ -475,8 +475,12 @@ static void *pool_main(void *arg)
 int tier_rpc_server_start(tier_rpc_server *s)
 {
     qsort(s->methods, s->nmethods, sizeof(method), method_cmp);
-    s->health = (method){TIER_RPC_HEALTH_METHOD, &tier__rpc__health_request__descriptor,
-                         &tier__rpc__health_reply__descriptor, health_check, s, 0};
+    s->health = (method){TIER_RPC_HEALTH_METHOD,
+                         &tier__rpc__health_request__descriptor,
+                         &tier__rpc__health_reply__descriptor,
+                         health_check,
+                         s,
+                         0};
     s->ctxs = calloc(s->ncontexts, sizeof(tier_rpc_ctx));
     s->threads = calloc(s->nthreads, sizeof(pthread_t));
     if (s->ctxs == NULL || s->threads == NULL)

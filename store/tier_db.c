@@ -71,9 +71,8 @@ int tier_db_open(tier_db **out, const tier_db_config *cfg, char *err, size_t err
         snprintf(err, errlen, "MySQL at %s:%d: %s", cfg->host, cfg->port, mysql_error(db->my));
         mysql_close(db->my);
         free(db);
-        return e == ER_ACCESS_DENIED_ERROR || e == ER_DBACCESS_DENIED_ERROR
-                   ? TIER_PERMISSION_DENIED
-                   : TIER_UNAVAILABLE;
+        return e == ER_ACCESS_DENIED_ERROR || e == ER_DBACCESS_DENIED_ERROR ? TIER_PERMISSION_DENIED
+                                                                            : TIER_UNAVAILABLE;
     }
     tier_db_exec(db, "SET time_zone = '+00:00'");
     *out = db;

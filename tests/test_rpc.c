@@ -131,8 +131,7 @@ static void roundtrip(const char *url)
 
     for (int64_t i = 1; i <= 100; i++) {
         int64_t got = 0;
-        cr_assert_eq(call_cid(c, "test.Echo", i * 7919, 0, &got, &err), TIER_OK, "%s",
-                     err.message);
+        cr_assert_eq(call_cid(c, "test.Echo", i * 7919, 0, &got, &err), TIER_OK, "%s", err.message);
         cr_assert_eq(got, i * 7919);
     }
     tier_rpc_client_close(c);
@@ -212,9 +211,9 @@ static void *burst(void *p)
             req.cid = 20;
             size_t n = tier__get_content_request__pack(&req, buf);
             calls[i] = (one_call){&st, 20};
-            cr_assert_eq(tier_rpc_call_async(a->c, "test.Sleep", buf, n, 5000, burst_done,
-                                             &calls[i]),
-                         TIER_OK);
+            cr_assert_eq(
+                tier_rpc_call_async(a->c, "test.Sleep", buf, n, 5000, burst_done, &calls[i]),
+                TIER_OK);
         }
         pthread_mutex_lock(&st.mu);
         while (st.pending > 0)
@@ -456,8 +455,8 @@ Test(rpc, stopped_server_is_unavailable)
     tier_rpc_server_close(s);
 
     t0 = tier_mono_ms();
-    cr_assert_eq(call_cid(c, "test.Echo", 1, 300, NULL, &err), TIER_UNAVAILABLE, "%d %s",
-                 err.code, err.message);
+    cr_assert_eq(call_cid(c, "test.Echo", 1, 300, NULL, &err), TIER_UNAVAILABLE, "%d %s", err.code,
+                 err.message);
     cr_assert_lt(tier_mono_ms() - t0, 300 + 1000, "UNAVAILABLE within the call's timeout");
     tier_rpc_client_close(c);
 

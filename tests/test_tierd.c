@@ -97,8 +97,14 @@ Test(tierd, bad_flag_and_help)
 static int health(const char *url, char *out, size_t outlen, bool json)
 {
     char *ctl = tier_test_bin("tierctl");
-    char *argv[] = {ctl, "--url", (char *)url, "--timeout", "1000", json ? "--json" : "health",
-                    json ? "health" : NULL, NULL};
+    char *argv[] = {ctl,
+                    "--url",
+                    (char *)url,
+                    "--timeout",
+                    "1000",
+                    json ? "--json" : "health",
+                    json ? "health" : NULL,
+                    NULL};
     int st = -1;
     for (int i = 0; i < 50; i++) {
         st = tier_test_run(argv, NULL, out, outlen, 10000);

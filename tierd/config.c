@@ -12,26 +12,25 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: tierd [options]\n"
-            "\n"
-            "The tier coordinator: serves the tier API (tiering and ranking) over nng.\n"
-            "\n"
-            "  --listen URL        rpc address            (TIER_LISTEN, tcp://127.0.0.1:7400)\n"
-            "  --push URL          move-job push address  (TIER_PUSH, tcp://127.0.0.1:7401)\n"
-            "  --redis HOST:PORT   Redis                  (TIER_REDIS_HOST, TIER_REDIS_PORT)\n"
-            "  --mysql HOST:PORT   MySQL/MariaDB          (TIER_MYSQL_HOST, TIER_MYSQL_PORT)\n"
-            "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
-            "  --mysql-db NAME                            (TIER_MYSQL_DB, tier)\n"
-            "  --threads N         rpc worker threads     (TIER_THREADS, 16)\n"
-            "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
-            "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
-            "  --config FILE       key = value file       (TIER_CONFIG)\n"
-            "  --help\n"
-            "\n"
-            "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
-            "mysql_password / redis_password in the config file. Never on the command line.\n"
-            "Logs go to stderr; TIER_LOG=debug|info|warn|error sets the level.\n");
+    fprintf(f, "usage: tierd [options]\n"
+               "\n"
+               "The tier coordinator: serves the tier API (tiering and ranking) over nng.\n"
+               "\n"
+               "  --listen URL        rpc address            (TIER_LISTEN, tcp://127.0.0.1:7400)\n"
+               "  --push URL          move-job push address  (TIER_PUSH, tcp://127.0.0.1:7401)\n"
+               "  --redis HOST:PORT   Redis                  (TIER_REDIS_HOST, TIER_REDIS_PORT)\n"
+               "  --mysql HOST:PORT   MySQL/MariaDB          (TIER_MYSQL_HOST, TIER_MYSQL_PORT)\n"
+               "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
+               "  --mysql-db NAME                            (TIER_MYSQL_DB, tier)\n"
+               "  --threads N         rpc worker threads     (TIER_THREADS, 16)\n"
+               "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
+               "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
+               "  --config FILE       key = value file       (TIER_CONFIG)\n"
+               "  --help\n"
+               "\n"
+               "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
+               "mysql_password / redis_password in the config file. Never on the command line.\n"
+               "Logs go to stderr; TIER_LOG=debug|info|warn|error sets the level.\n");
 }
 
 static void set_hostport(char *host, size_t hlen, int *port, const char *v)
@@ -118,8 +117,10 @@ static void load_env(tierd_config *c)
     static const struct {
         const char *env, *key;
     } map[] = {
-        {"TIER_LISTEN", "listen"},         {"TIER_PUSH", "push"},
-        {"TIER_THREADS", "threads"},       {"TIER_LEASE_MS", "lease_ms"},
+        {"TIER_LISTEN", "listen"},
+        {"TIER_PUSH", "push"},
+        {"TIER_THREADS", "threads"},
+        {"TIER_LEASE_MS", "lease_ms"},
         {"TIER_RETENTION_MIN", "retention_min"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
@@ -132,12 +133,17 @@ static void load_env(tierd_config *c)
 int tierd_config_load(tierd_config *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"listen", required_argument, NULL, 'l'},   {"push", required_argument, NULL, 'p'},
-        {"redis", required_argument, NULL, 'r'},    {"mysql", required_argument, NULL, 'm'},
-        {"mysql-user", required_argument, NULL, 'u'}, {"mysql-db", required_argument, NULL, 'd'},
-        {"threads", required_argument, NULL, 't'},  {"lease-ms", required_argument, NULL, 'L'},
+        {"listen", required_argument, NULL, 'l'},
+        {"push", required_argument, NULL, 'p'},
+        {"redis", required_argument, NULL, 'r'},
+        {"mysql", required_argument, NULL, 'm'},
+        {"mysql-user", required_argument, NULL, 'u'},
+        {"mysql-db", required_argument, NULL, 'd'},
+        {"threads", required_argument, NULL, 't'},
+        {"lease-ms", required_argument, NULL, 'L'},
         {"retention-min", required_argument, NULL, 'R'},
-        {"config", required_argument, NULL, 'c'},   {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *file = getenv("TIER_CONFIG");
@@ -173,17 +179,38 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     opterr = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'l': apply(c, "listen", optarg); break;
-        case 'p': apply(c, "push", optarg); break;
-        case 'r': apply(c, "redis", optarg); break;
-        case 'm': apply(c, "mysql", optarg); break;
-        case 'u': apply(c, "mysql_user", optarg); break;
-        case 'd': apply(c, "mysql_db", optarg); break;
-        case 't': apply(c, "threads", optarg); break;
-        case 'L': apply(c, "lease_ms", optarg); break;
-        case 'R': apply(c, "retention_min", optarg); break;
-        case 'c': break;
-        default: usage(stderr); return -1;
+        case 'l':
+            apply(c, "listen", optarg);
+            break;
+        case 'p':
+            apply(c, "push", optarg);
+            break;
+        case 'r':
+            apply(c, "redis", optarg);
+            break;
+        case 'm':
+            apply(c, "mysql", optarg);
+            break;
+        case 'u':
+            apply(c, "mysql_user", optarg);
+            break;
+        case 'd':
+            apply(c, "mysql_db", optarg);
+            break;
+        case 't':
+            apply(c, "threads", optarg);
+            break;
+        case 'L':
+            apply(c, "lease_ms", optarg);
+            break;
+        case 'R':
+            apply(c, "retention_min", optarg);
+            break;
+        case 'c':
+            break;
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {

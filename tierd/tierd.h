@@ -24,13 +24,13 @@
 #include "tier_rpc.h"
 
 typedef struct {
-    char listen[256];     /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
-    char push[256];       /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
-    tier_db_config db;    /* TIER_MYSQL_* */
-    tier_kv_config kv;    /* TIER_REDIS_* */
-    unsigned threads;     /* rpc pool threads (TIER_THREADS), default 16 */
-    unsigned db_conns;    /* MySQL connections, default threads + 4 */
-    uint32_t lease_ms;    /* default job lease (TIER_LEASE_MS), default 30000 */
+    char listen[256];      /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
+    char push[256];        /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
+    tier_db_config db;     /* TIER_MYSQL_* */
+    tier_kv_config kv;     /* TIER_REDIS_* */
+    unsigned threads;      /* rpc pool threads (TIER_THREADS), default 16 */
+    unsigned db_conns;     /* MySQL connections, default threads + 4 */
+    uint32_t lease_ms;     /* default job lease (TIER_LEASE_MS), default 30000 */
     int64_t retention_min; /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
 } tierd_config;
 

@@ -117,8 +117,7 @@ int tier_test_wait(pid_t pid, int timeout_ms)
     }
 }
 
-int tier_test_run(char *const argv[], char *const envp[], char *out, size_t outlen,
-                  int timeout_ms)
+int tier_test_run(char *const argv[], char *const envp[], char *out, size_t outlen, int timeout_ms)
 {
     int fds[2];
     pid_t pid;
