@@ -38,8 +38,7 @@ pid_t tier_test_spawn(char *const argv[], char *const envp[], const char *logpat
 int tier_test_wait(pid_t pid, int timeout_ms);
 /* Run argv to completion (timeout_ms), capturing stdout+stderr into out
  * (NUL-terminated, truncated to outlen).  Returns the exit status as above. */
-int tier_test_run(char *const argv[], char *const envp[], char *out, size_t outlen,
-                  int timeout_ms);
+int tier_test_run(char *const argv[], char *const envp[], char *out, size_t outlen, int timeout_ms);
 /* Read a whole file; malloc'ed, NUL-terminated; NULL if missing. */
 char *tier_test_slurp(const char *path, size_t *len);
 /* Write a file with the given bytes. */
