@@ -51,8 +51,7 @@ static int env_port(const char *name)
     copy_env(name, buf, sizeof(buf));
     char *end = NULL;
     long p = strtol(buf, &end, 10);
-    cr_assert(end != buf && *end == '\0' && p > 0 && p < 65536, "%s=%s is not a port", name,
-              buf);
+    cr_assert(end != buf && *end == '\0' && p > 0 && p < 65536, "%s=%s is not a port", name, buf);
     return (int)p;
 }
 
@@ -84,8 +83,8 @@ static MYSQL *connect_server(const tier_test_mysql *m, const char *db)
     unsigned int timeout = 10;
     mysql_options(c, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
     mysql_options(c, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (mysql_real_connect(c, m->host, m->user, m->password, db, (unsigned int)m->port, NULL,
-                           0) == NULL) {
+    if (mysql_real_connect(c, m->host, m->user, m->password, db, (unsigned int)m->port, NULL, 0) ==
+        NULL) {
         char err[512];
         snprintf(err, sizeof(err), "%s", mysql_error(c));
         mysql_close(c);
