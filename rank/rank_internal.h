@@ -1,0 +1,128 @@
+/*
+ * rank_internal.h -- data structures shared by the files of the ranking
+ * index (tier_rank.c: entities, ingest, expiry; rank_block.c: the sorted
+ * block lists; rank_query.c: the threshold-algorithm query).
+ *
+ * Two views of the same events are kept:
+ *
+ *   - random access: per entity (a (service, cid) pair, numbered densely) a
+ *     vector of cumulative sums sorted by minute, so the exact sum of any
+ *     window is two binary searches away;
+ *
+ *   - sorted access: per service, blocks of 4^L aligned minutes
+ *     (L = 0..nlevels-1) holding every entity with an event in the block and
+ *     its net change there, sorted by change descending.
+ *
+ * The cumulative sums are kept modulo 2^32 (uint32): a difference of two
+ * of them is exact whenever the true difference fits in int32, which is all
+ * we promise, and it halves the memory of 64-bit sums.
+ */
+#ifndef RANK_INTERNAL_H
+#define RANK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tier_rank.h"
+
+#define RANK_LEVELS_MAX 14
+#define RANK_NONE UINT32_MAX
+
+/* Cumulative counts of one entity up to and including `minute`. */
+typedef struct {
+    int32_t minute;
+    uint32_t delta, created, deleted, restored;
+} rank_cum;
+
+/* One entity's change within a block. */
+typedef struct {
+    uint32_t ent;
+    int32_t delta;
+} rank_entry;
+
+/* A block of 4^level minutes starting at `start` (a multiple of 4^level).
+ * version counts the events that fell into it; the sorted list e[] is valid
+ * when built and built_version == version.  For level 0, e[] is also the
+ * list of entities touched in the minute (appended unsorted by ingest). */
+typedef struct {
+    int64_t start;
+    rank_entry *e;
+    uint32_t n, cap;
+    uint32_t version, built_version;
+    uint8_t level, built;
+} rank_block;
+
+/* Blocks of one level of one service: v[i] is block number first + i, or
+ * NULL when that block has no events. */
+typedef struct {
+    int64_t first;
+    rank_block **v;
+    uint32_t n, cap;
+} rank_blockvec;
+
+typedef struct {
+    char *name;
+    rank_blockvec lv[RANK_LEVELS_MAX];
+} rank_service;
+
+/* c[0..n) sorted by minute, strictly increasing.  After expiry c[0] may be a
+ * sentinel older than the retained range that only serves as the base. */
+typedef struct {
+    int64_t cid;
+    rank_cum *c;
+    uint32_t svc;
+    uint32_t n, cap;
+} rank_entity;
+
+struct tier_rank {
+    pthread_rwlock_t lock;    /* shared: queries; exclusive: everything else */
+    pthread_mutex_t build_mu; /* serialises block builds done under `lock` shared */
+    int64_t retention;
+    int nlevels;
+    int64_t open;    /* the open minute, -1 before any */
+    int64_t expired; /* minutes < expired are gone */
+
+    rank_service *svc;
+    uint32_t nsvc, svc_cap;
+
+    rank_entity *ent;
+    uint32_t nent, ent_cap;
+    uint32_t *freeids;
+    uint32_t nfree, free_cap;
+
+    uint32_t *slots; /* open addressing (service, cid) -> entity, RANK_NONE empty */
+    uint32_t slot_mask, nlive;
+
+    int64_t *acc; /* build scratch, indexed by entity, under build_mu */
+    uint32_t *stamp;
+    uint32_t scratch_cap, cur_stamp;
+
+    _Atomic size_t mem;
+};
+
+/* Memory helpers that keep r->mem equal to the bytes held. */
+void *rank_realloc(tier_rank *r, void *p, size_t old_bytes, size_t new_bytes);
+void rank_release(tier_rank *r, void *p, size_t bytes);
+/* Grows *p (elements of `size`, capacity *cap) to hold `need`; 0 or -1. */
+int rank_reserve(tier_rank *r, void **p, uint32_t *cap, uint32_t need, size_t size);
+
+static inline int64_t rank_level_len(int level)
+{
+    return (int64_t)1 << (2 * level);
+}
+
+/* Cumulative of entity e over minutes < m (zero when none). */
+rank_cum rank_cum_before(const rank_entity *e, int64_t m);
+/* Index of the first entry with minute >= m. */
+uint32_t rank_lower_bound(const rank_entity *e, int64_t m);
+
+/* Blocks (rank_block.c). */
+rank_block *rank_block_get(tier_rank *r, rank_blockvec *bv, int level, int64_t start, int create);
+int rank_block_ensure(tier_rank *r, rank_service *s, rank_block *b);
+void rank_blocks_expire(tier_rank *r, rank_blockvec *bv, int level, int64_t before);
+void rank_blockvec_free(tier_rank *r, rank_blockvec *bv);
+int rank_build_completed(tier_rank *r, int64_t old_open, int64_t new_open);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * tier_rank.h -- the in-memory ranking index: exact top-K contents by
+ * comment-count change over any window of minutes.
+ *
+ * Every comment event is a signed change to one content, identified by
+ * (service, cid), in the minute it happened: a creation is +1 (created=1),
+ * a soft delete -1 (deleted=1), a restore +1 (restored=1).  tier_rank_top()
+ * answers "which `limit` contents changed most (or least) between
+ * from_minute (inclusive) and to_minute (exclusive)", exactly, ties broken
+ * by cid ascending and then service name ascending.  Only contents with at
+ * least one event in the window are candidates.
+ *
+ * Minutes are integers (minutes since the Unix epoch in tier) in
+ * [0, INT32_MAX).  The index keeps `retention_minutes` of history: a window
+ * may be at most that long, and events older than the retained range are
+ * ignored.  The "open" minute is max(tier_rank_set_now(), the latest event
+ * minute); minutes before it are complete and get their sorted lists built.
+ *
+ * Thread safety: every function may be called from any thread; adds take an
+ * exclusive lock, queries a shared one.
+ *
+ * Exactness: per content and window, each of change/created/deleted/restored
+ * is exact while its magnitude stays below 2^31 (more than 800 events per
+ * second on one content for 30 days).
+ */
+#ifndef TIER_RANK_H
+#define TIER_RANK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TIER_RANK_LIMIT_MAX 1000
+
+typedef struct tier_rank tier_rank;
+
+typedef struct {
+    const char *service; /* non-empty */
+    int64_t cid;
+    int64_t minute; /* [0, INT32_MAX) */
+    int32_t delta, created, deleted, restored;
+} tier_rank_event;
+
+typedef struct {
+    const char *service; /* points into the index, valid while it lives */
+    int64_t cid;
+    int64_t change, created, deleted, restored;
+} tier_rank_row;
+
+/* retention_minutes in [1, 2^26]; TIER_INVALID_ARGUMENT otherwise. */
+int tier_rank_alloc(tier_rank **out, int64_t retention_minutes);
+void tier_rank_free(tier_rank *r);
+
+/* Applies n events.  The whole batch is validated first (TIER_INVALID_ARGUMENT
+ * and nothing applied if any event is malformed).  Events older than the
+ * retained range are skipped.  Events whose four numbers are all zero are
+ * no-ops.  TIER_RESOURCE_EXHAUSTED if memory runs out (events before the
+ * failing one stay applied). */
+int tier_rank_add_batch(tier_rank *r, const tier_rank_event *ev, size_t n);
+
+/* Moves the open minute forward (never back); minutes < it are complete. */
+void tier_rank_set_now(tier_rank *r, int64_t minute);
+
+/* Top `limit` (1..1000) contents over [from_minute, to_minute), best first.
+ * service NULL or "" ranks all services together.  decrease != 0 ranks by
+ * smallest change first.  rows must hold `limit` rows; *nrows gets the count.
+ * TIER_INVALID_ARGUMENT when from >= to, to - from > retention, limit is 0 or
+ * above 1000, or a pointer is NULL. */
+int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
+                  int decrease, uint32_t limit, tier_rank_row *rows, size_t *nrows);
+
+/* Drops everything about minutes < before_minute.  Windows starting earlier
+ * are afterwards computed from before_minute on. */
+void tier_rank_expire(tier_rank *r, int64_t before_minute);
+
+/* Bytes held by the index (allocations it made, by capacity). */
+size_t tier_rank_memory(const tier_rank *r);
+
+#endif
