@@ -1,0 +1,381 @@
+/*
+ * test_rank.c -- the ranking index against a brute-force oracle.
+ *
+ * Every test keeps the log of the events it fed the index and recomputes
+ * each answer the slow way: sum the events of the window per
+ * (service, cid), sort by change (then cid, then service), cut at `limit`.
+ * The streams mix creates, deletes and restores over three services, go
+ * mostly forward in time but also backfill older (already complete, already
+ * sorted) minutes and write into the open minute, and queries are
+ * interleaved with ingest so stale sorted lists get exercised.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tier_rank.h"
+#include "tier_status.h"
+
+#define NSVC 3
+#define NCID 300
+#define BASE_MINUTE 28000000
+
+static const char *svc_names[NSVC] = {"beta", "alpha", "gamma"};
+
+typedef struct {
+    tier_rank_event *ev;
+    size_t n, cap;
+} event_log;
+
+static uint64_t rng_state = 0x1234567ULL;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int64_t rnd_range(int64_t lo, int64_t hi) /* [lo, hi] */
+{
+    return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1));
+}
+
+static void log_push(event_log *lg, tier_rank_event e)
+{
+    if (lg->n == lg->cap) {
+        lg->cap = lg->cap ? lg->cap * 2 : 1024;
+        lg->ev = realloc(lg->ev, lg->cap * sizeof(*lg->ev));
+        cr_assert_not_null(lg->ev);
+    }
+    lg->ev[lg->n++] = e;
+}
+
+/* A random create/delete/restore; skewed cids so some entities dominate. */
+static tier_rank_event random_event(int64_t minute)
+{
+    tier_rank_event e = {0};
+    e.service = svc_names[rnd() % NSVC];
+    int64_t c = rnd_range(1, NCID);
+    e.cid = rnd() % 3 ? c % 20 + 1 : c;
+    e.minute = minute;
+    int kind = (int)(rnd() % 10);
+    if (kind < 6) {
+        e.delta = 1;
+        e.created = 1;
+    } else if (kind < 9) {
+        e.delta = -1;
+        e.deleted = 1;
+    } else {
+        e.delta = 1;
+        e.restored = 1;
+    }
+    return e;
+}
+
+/* ---- oracle ---- */
+
+typedef struct {
+    int svc;
+    int64_t cid;
+    int64_t change, created, deleted, restored;
+    int seen;
+} agg;
+
+static int svc_index(const char *name)
+{
+    for (int i = 0; i < NSVC; i++)
+        if (strcmp(svc_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static int oracle_dec;
+
+static int agg_cmp(const void *pa, const void *pb)
+{
+    const agg *a = pa, *b = pb;
+    if (a->change != b->change)
+        return (oracle_dec ? a->change > b->change : a->change < b->change) ? 1 : -1;
+    if (a->cid != b->cid)
+        return a->cid < b->cid ? -1 : 1;
+    return strcmp(svc_names[a->svc], svc_names[b->svc]);
+}
+
+static size_t oracle(const event_log *lg, int64_t min_minute, const char *service, int64_t from,
+                     int64_t to, int dec, uint32_t limit, agg *out)
+{
+    static agg table[NSVC][NCID + 1];
+    memset(table, 0, sizeof(table));
+    int want = service && service[0] ? svc_index(service) : -1;
+    for (size_t i = 0; i < lg->n; i++) {
+        const tier_rank_event *e = &lg->ev[i];
+        if (e->minute < from || e->minute >= to || e->minute < min_minute)
+            continue;
+        int s = svc_index(e->service);
+        if (want >= 0 && s != want)
+            continue;
+        agg *a = &table[s][e->cid];
+        a->svc = s;
+        a->cid = e->cid;
+        a->change += e->delta;
+        a->created += e->created;
+        a->deleted += e->deleted;
+        a->restored += e->restored;
+        a->seen = 1;
+    }
+    size_t n = 0;
+    for (int s = 0; s < NSVC; s++)
+        for (int c = 0; c <= NCID; c++)
+            if (table[s][c].seen)
+                out[n++] = table[s][c];
+    oracle_dec = dec;
+    qsort(out, n, sizeof(agg), agg_cmp);
+    return n < limit ? n : limit;
+}
+
+static void check_query(tier_rank *r, const event_log *lg, int64_t min_minute, const char *service,
+                        int64_t from, int64_t to, int dec, uint32_t limit)
+{
+    static agg want[NSVC * (NCID + 1)];
+    static tier_rank_row got[TIER_RANK_LIMIT_MAX];
+    size_t nwant = oracle(lg, min_minute, service, from, to, dec, limit, want), ngot = 0;
+    int rc = tier_rank_top(r, service, from, to, dec, limit, got, &ngot);
+    cr_assert_eq(rc, TIER_OK, "rc %d", rc);
+    cr_assert_eq(ngot, nwant, "window [%ld,%ld) svc %s dec %d limit %u: got %zu rows, want %zu",
+                 (long)from, (long)to, service ? service : "-", dec, limit, ngot, nwant);
+    for (size_t i = 0; i < ngot; i++) {
+        const agg *w = &want[i];
+        cr_assert(strcmp(got[i].service, svc_names[w->svc]) == 0 && got[i].cid == w->cid &&
+                      got[i].change == w->change && got[i].created == w->created &&
+                      got[i].deleted == w->deleted && got[i].restored == w->restored,
+                  "window [%ld,%ld) svc %s dec %d limit %u row %zu: got %s/%ld %ld, want %s/%ld "
+                  "%ld",
+                  (long)from, (long)to, service ? service : "-", dec, limit, i, got[i].service,
+                  (long)got[i].cid, (long)got[i].change, svc_names[w->svc], (long)w->cid,
+                  (long)w->change);
+    }
+}
+
+static uint32_t random_limit(void)
+{
+    switch (rnd() % 4) {
+    case 0:
+        return 1;
+    case 1:
+        return (uint32_t)rnd_range(1, 10);
+    case 2:
+        return (uint32_t)rnd_range(1, 1000);
+    default:
+        return 1000;
+    }
+}
+
+/* A window somewhere around [lo, hi): tiny, medium, huge, or past the data. */
+static void random_window(int64_t lo, int64_t hi, int64_t retention, int64_t *from, int64_t *to)
+{
+    int64_t len;
+    switch (rnd() % 4) {
+    case 0:
+        len = rnd_range(1, 3);
+        break;
+    case 1:
+        len = rnd_range(1, 80);
+        break;
+    case 2:
+        len = rnd_range(1, retention);
+        break;
+    default:
+        len = retention;
+        break;
+    }
+    *from = rnd_range(lo - 50, hi + 20);
+    if (rnd() % 5 == 0)
+        *from = hi - len + rnd_range(0, 2); /* ending about now */
+    *to = *from + len;
+}
+
+static const char *random_service(void)
+{
+    int k = (int)(rnd() % 5);
+    return k < NSVC ? svc_names[k] : (k == NSVC ? NULL : "");
+}
+
+static void feed(tier_rank *r, event_log *lg, tier_rank_event *batch, size_t n)
+{
+    cr_assert_eq(tier_rank_add_batch(r, batch, n), TIER_OK);
+    for (size_t i = 0; i < n; i++)
+        log_push(lg, batch[i]);
+}
+
+/* Generates one batch: mostly the current minute, some backfill. */
+static size_t make_batch(tier_rank_event *batch, size_t max, int64_t now, int64_t start)
+{
+    size_t n = (size_t)rnd_range(1, (int64_t)max);
+    for (size_t i = 0; i < n; i++) {
+        int64_t m = now;
+        if (rnd() % 10 == 0 && now > start)
+            m = rnd_range(start, now); /* backfill into a complete minute */
+        batch[i] = random_event(m);
+    }
+    return n;
+}
+
+Test(rank, random_windows_match_brute_force)
+{
+    const int64_t retention = 4096;
+    tier_rank *r = NULL;
+    cr_assert_eq(tier_rank_alloc(&r, retention), TIER_OK);
+    event_log lg = {0};
+    tier_rank_event batch[64];
+    int64_t start = BASE_MINUTE + 77, now = start;
+    int queries = 0;
+    for (int step = 0; step < 1500; step++) {
+        size_t n = make_batch(batch, 64, now, start);
+        feed(r, &lg, batch, n);
+        if (rnd() % 3 == 0)
+            now += rnd_range(1, rnd() % 10 == 0 ? 40 : 2);
+        if (rnd() % 7 == 0)
+            tier_rank_set_now(r, now);
+        if (step % 2 == 0) {
+            int64_t from, to;
+            random_window(start, now + 1, retention, &from, &to);
+            check_query(r, &lg, 0, random_service(), from, to, (int)(rnd() % 2), random_limit());
+            queries++;
+        }
+    }
+    for (int i = 0; i < 500; i++) {
+        int64_t from, to;
+        random_window(start, now + 1, retention, &from, &to);
+        check_query(r, &lg, 0, random_service(), from, to, (int)(rnd() % 2), random_limit());
+        queries++;
+    }
+    cr_assert_geq(queries, 1000);
+    cr_assert_gt(tier_rank_memory(r), 0);
+    tier_rank_free(r);
+    free(lg.ev);
+}
+
+Test(rank, ties_break_by_cid_then_service)
+{
+    tier_rank *r = NULL;
+    cr_assert_eq(tier_rank_alloc(&r, 43200), TIER_OK);
+    tier_rank_event ev[] = {
+        {"zeta", 5, 100, 1, 1, 0, 0},  {"alpha", 5, 100, 1, 1, 0, 0},
+        {"alpha", 9, 101, 1, 1, 0, 0}, {"alpha", 2, 102, 1, 1, 0, 0},
+        {"zeta", 1, 103, 2, 2, 0, 0},  {"alpha", 7, 103, -1, 0, 1, 0},
+    };
+    cr_assert_eq(tier_rank_add_batch(r, ev, 6), TIER_OK);
+    tier_rank_row rows[10];
+    size_t n = 0;
+    cr_assert_eq(tier_rank_top(r, NULL, 100, 104, 0, 10, rows, &n), TIER_OK);
+    cr_assert_eq(n, 6);
+    const char *svc[] = {"zeta", "alpha", "alpha", "zeta", "alpha", "alpha"};
+    int64_t cid[] = {1, 2, 5, 5, 9, 7};
+    for (size_t i = 0; i < n; i++)
+        cr_assert(strcmp(rows[i].service, svc[i]) == 0 && rows[i].cid == cid[i], "row %zu: %s/%ld",
+                  i, rows[i].service, (long)rows[i].cid);
+    cr_assert_eq(tier_rank_top(r, "alpha", 100, 104, 1, 2, rows, &n), TIER_OK);
+    cr_assert_eq(n, 2);
+    cr_assert(rows[0].cid == 7 && rows[0].change == -1 && rows[0].deleted == 1);
+    cr_assert(rows[1].cid == 2 && rows[1].change == 1);
+    tier_rank_free(r);
+}
+
+Test(rank, expiry_drops_old_minutes)
+{
+    const int64_t retention = 600;
+    tier_rank *r = NULL;
+    cr_assert_eq(tier_rank_alloc(&r, retention), TIER_OK);
+    event_log lg = {0};
+    tier_rank_event batch[64];
+    int64_t start = BASE_MINUTE, now = start;
+    for (int step = 0; step < 800; step++) {
+        size_t n = make_batch(batch, 64, now, start);
+        feed(r, &lg, batch, n);
+        now += rnd() % 2;
+    }
+    size_t before_mem = tier_rank_memory(r);
+    int64_t cut = start + (now - start) / 2;
+    tier_rank_expire(r, cut);
+    cr_assert_lt(tier_rank_memory(r), before_mem);
+    for (int i = 0; i < 300; i++) {
+        int64_t from, to;
+        random_window(start, now + 1, retention, &from, &to);
+        check_query(r, &lg, cut, random_service(), from, to, (int)(rnd() % 2), random_limit());
+    }
+    /* events older than the cut are ignored from now on */
+    tier_rank_event old = {"alpha", 1, cut - 1, 5, 5, 0, 0};
+    cr_assert_eq(tier_rank_add_batch(r, &old, 1), TIER_OK);
+    for (int step = 0; step < 200; step++) {
+        size_t n = make_batch(batch, 64, now, cut);
+        feed(r, &lg, batch, n);
+        now += rnd() % 2;
+        int64_t from, to;
+        random_window(cut, now + 1, retention, &from, &to);
+        check_query(r, &lg, cut, random_service(), from, to, (int)(rnd() % 2), random_limit());
+    }
+    tier_rank_expire(r, now + 10); /* everything */
+    tier_rank_row rows[5];
+    size_t n = 9;
+    cr_assert_eq(tier_rank_top(r, NULL, now - 5, now + 5, 0, 5, rows, &n), TIER_OK);
+    cr_assert_eq(n, 0);
+    tier_rank_free(r);
+    free(lg.ev);
+}
+
+Test(rank, automatic_retention_keeps_working)
+{
+    const int64_t retention = 64;
+    tier_rank *r = NULL;
+    cr_assert_eq(tier_rank_alloc(&r, retention), TIER_OK);
+    event_log lg = {0};
+    tier_rank_event batch[32];
+    int64_t now = BASE_MINUTE;
+    for (int step = 0; step < 2000; step++) {
+        size_t n = make_batch(batch, 32, now, now - 30);
+        feed(r, &lg, batch, n);
+        now += rnd() % 2;
+        if (step % 4 == 0) {
+            /* windows inside the last `retention` minutes are always intact */
+            int64_t len = rnd_range(1, retention);
+            int64_t to = rnd_range(now - retention + len + 1, now + 1);
+            check_query(r, &lg, 0, random_service(), to - len, to, (int)(rnd() % 2),
+                        random_limit());
+        }
+    }
+    tier_rank_free(r);
+    free(lg.ev);
+}
+
+Test(rank, invalid_arguments)
+{
+    tier_rank *r = NULL;
+    cr_assert_eq(tier_rank_alloc(&r, 0), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_alloc(&r, 100), TIER_OK);
+    tier_rank_row rows[1];
+    size_t n;
+    cr_assert_eq(tier_rank_top(r, NULL, 10, 10, 0, 1, rows, &n), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_top(r, NULL, 11, 10, 0, 1, rows, &n), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_top(r, NULL, 0, 10, 0, 0, rows, &n), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_top(r, NULL, 0, 10, 0, 1001, rows, &n), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_top(r, NULL, 0, 101, 0, 1, rows, &n), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_top(r, NULL, 0, 10, 0, 1, NULL, &n), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_top(r, NULL, 0, 100, 0, 1, rows, &n), TIER_OK);
+    cr_assert_eq(n, 0);
+    tier_rank_event bad[] = {{"a", 1, 5, 1, 1, 0, 0}, {NULL, 1, 5, 1, 1, 0, 0}};
+    cr_assert_eq(tier_rank_add_batch(r, bad, 2), TIER_INVALID_ARGUMENT);
+    bad[1].service = "";
+    cr_assert_eq(tier_rank_add_batch(r, bad, 2), TIER_INVALID_ARGUMENT);
+    bad[1].service = "b";
+    bad[1].minute = -1;
+    cr_assert_eq(tier_rank_add_batch(r, bad, 2), TIER_INVALID_ARGUMENT);
+    /* nothing of a rejected batch was applied */
+    cr_assert_eq(tier_rank_top(r, NULL, 0, 100, 0, 1, rows, &n), TIER_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(tier_rank_top(r, "nope", 0, 100, 0, 1, rows, &n), TIER_OK);
+    cr_assert_eq(n, 0);
+    tier_rank_free(r);
+}
