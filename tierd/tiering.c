@@ -1,33 +1,796 @@
 /*
- * tiering.c -- seed 000: levels, contents, view reports and move jobs.
- * (Being built: issue 3.  Until then it registers no methods.)
+ * tiering.c -- seed 000: levels, contents and view reports.  The move jobs
+ * are in tiering_jobs.c; tiering_int.h explains the state and its locks.
+ *
+ * ReportViews is the hot path: where nothing moves (the count's level is
+ * the content's level and it has no job) the answer comes from memory under
+ * one stripe mutex per report, with no Redis and no MySQL.  Only reports
+ * that need a job, or meet one, go on to Redis, in one script call.
  */
-#include "tierd.h"
+#include "tiering_int.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
-struct tiering {
-    const tierd_deps *deps;
-};
+#include "tier_contents.h"
+#include "tier_log.h"
+#include "tier_methods.h"
+#include "tier_name.h"
+
+/* ------------------------------------------------------------ levels */
+
+const char *tiering_intern(tiering *t, const char *name, size_t len)
+{
+    interned *i;
+
+    pthread_mutex_lock(&t->intern_mu);
+    for (i = t->names; i != NULL; i = i->next)
+        if (strlen(i->name) == len && memcmp(i->name, name, len) == 0)
+            break;
+    if (i == NULL && (i = malloc(sizeof(*i) + len + 1)) != NULL) {
+        memcpy(i->name, name, len);
+        i->name[len] = '\0';
+        i->next = t->names;
+        t->names = i;
+    }
+    pthread_mutex_unlock(&t->intern_mu);
+    return i ? i->name : "";
+}
+
+const tl_level *tiering_level(const level_table *lt, const char *name)
+{
+    for (size_t i = 0; i < lt->n; i++)
+        if (lt->v[i].name == name)
+            return &lt->v[i];
+    return NULL;
+}
+
+/* Levels are sorted and never overlap: the first whose max holds count. */
+const tl_level *tiering_target(const level_table *lt, int64_t count)
+{
+    for (size_t i = 0; i < lt->n; i++)
+        if (count >= lt->v[i].min && count <= lt->v[i].max)
+            return &lt->v[i];
+    return NULL;
+}
+
+static level_table *table_new(tiering *t, const tier_level_row *rows, size_t n)
+{
+    level_table *lt = calloc(1, sizeof(*lt));
+    if (lt == NULL || (lt->v = calloc(n ? n : 1, sizeof(tl_level))) == NULL) {
+        free(lt);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t pl = strlen(rows[i].path);
+        bool slash = pl > 0 && rows[i].path[pl - 1] == '/';
+        lt->v[i].name = tiering_intern(t, rows[i].name, strlen(rows[i].name));
+        lt->v[i].min = rows[i].min_counts;
+        lt->v[i].max = rows[i].max_counts;
+        if ((lt->v[i].path = malloc(pl + 2)) != NULL)
+            snprintf(lt->v[i].path, pl + 2, "%s%s", rows[i].path, slash ? "" : "/");
+    }
+    lt->n = n;
+    return lt;
+}
+
+static void table_free(level_table *lt)
+{
+    while (lt != NULL) {
+        level_table *next = lt->retired;
+        for (size_t i = 0; i < lt->n; i++)
+            free(lt->v[i].path);
+        free(lt->v);
+        free(lt);
+        lt = next;
+    }
+}
+
+/* ------------------------------------------------------------ contents */
+
+static stripe *stripe_of(tiering *t, int64_t cid)
+{
+    uint64_t h = (uint64_t)cid * 0x9E3779B97F4A7C15ull;
+    return &t->stripes[h >> 56];
+}
+
+static size_t slot_of(const stripe *s, int64_t cid)
+{
+    uint64_t h = (uint64_t)cid * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h >> 20) & (s->cap - 1);
+}
+
+/* Caller holds s->mu. */
+static content *stripe_find(stripe *s, int64_t cid)
+{
+    if (s->cap == 0)
+        return NULL;
+    for (size_t i = slot_of(s, cid);; i = (i + 1) & (s->cap - 1)) {
+        if (s->slot[i] == NULL)
+            return NULL;
+        if (s->slot[i]->cid == cid)
+            return s->slot[i];
+    }
+}
+
+static bool stripe_put(stripe *s, content *c)
+{
+    if ((s->n + 1) * 4 > s->cap * 3) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        content **old = s->slot, **slot = calloc(cap, sizeof(*slot));
+        size_t oldcap = s->cap;
+        if (slot == NULL)
+            return false;
+        s->slot = slot;
+        s->cap = cap;
+        s->n = 0;
+        for (size_t i = 0; i < oldcap; i++)
+            if (old[i] != NULL)
+                stripe_put(s, old[i]);
+        free(old);
+    }
+    size_t i = slot_of(s, c->cid);
+    while (s->slot[i] != NULL)
+        i = (i + 1) & (s->cap - 1);
+    s->slot[i] = c;
+    s->n++;
+    return true;
+}
+
+static int add_content(tiering *t, int64_t cid, const char *level, const char *fname, size_t flen)
+{
+    content *c = calloc(1, sizeof(*c));
+    stripe *s = stripe_of(t, cid);
+    bool ok;
+
+    if (c == NULL || (c->filename = malloc(flen + 1)) == NULL) {
+        free(c);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    memcpy(c->filename, fname, flen);
+    c->filename[flen] = '\0';
+    c->cid = cid;
+    c->level = tiering_intern(t, level, strlen(level));
+    pthread_mutex_lock(&s->mu);
+    ok = stripe_put(s, c);
+    pthread_mutex_unlock(&s->mu);
+    if (!ok) {
+        free(c->filename);
+        free(c);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    int64_t m = atomic_load(&t->max_cid);
+    while (cid > m && !atomic_compare_exchange_weak(&t->max_cid, &m, cid))
+        ;
+    return TIER_OK;
+}
+
+content *tiering_find(tiering *t, int64_t cid)
+{
+    stripe *s = stripe_of(t, cid);
+    pthread_mutex_lock(&s->mu);
+    content *c = stripe_find(s, cid);
+    pthread_mutex_unlock(&s->mu);
+    return c; /* contents are never freed while tierd runs */
+}
+
+static int by_cid(const void *a, const void *b)
+{
+    int64_t x = (*(content *const *)a)->cid, y = (*(content *const *)b)->cid;
+    return x < y ? -1 : x > y;
+}
+
+void tiering_acquire(tiering *t, content **cs, size_t n)
+{
+    qsort(cs, n, sizeof(*cs), by_cid);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && cs[i] == cs[i - 1])
+            continue;
+        stripe *s = stripe_of(t, cs[i]->cid);
+        pthread_mutex_lock(&s->mu);
+        while (cs[i]->busy)
+            pthread_cond_wait(&s->cv, &s->mu);
+        cs[i]->busy = true;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+void tiering_release(tiering *t, content **cs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && cs[i] == cs[i - 1])
+            continue;
+        stripe *s = stripe_of(t, cs[i]->cid);
+        pthread_mutex_lock(&s->mu);
+        cs[i]->busy = false;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+void tiering_set(tiering *t, content *c, const char *level, bool has_job)
+{
+    stripe *s = stripe_of(t, c->cid);
+    pthread_mutex_lock(&s->mu);
+    c->level = level;
+    c->has_job = has_job;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int load_content(void *arg, int64_t cid, const char *level, const char *fname, size_t flen)
+{
+    return add_content(arg, cid, level, fname, flen) != TIER_OK;
+}
+
+/* Levels and contents from MySQL. */
+static int load_state(tiering *t)
+{
+    tier_db *db = tier_pool_get(t->deps->db);
+    tier_level_row *rows = NULL;
+    size_t n = 0;
+    int rv;
+
+    if (db == NULL) {
+        tier_error("MySQL: cannot connect to load levels and contents");
+        return TIER_UNAVAILABLE;
+    }
+    if ((rv = tier_contents_levels(db, &rows, &n)) == TIER_OK) {
+        atomic_store(&t->levels, table_new(t, rows, n));
+        if (atomic_load(&t->levels) == NULL)
+            rv = TIER_RESOURCE_EXHAUSTED;
+    }
+    free(rows);
+    if (rv == TIER_OK)
+        rv = tier_contents_scan(db, load_content, t);
+    tier_db_pool_put(t->deps->db, db);
+    return rv;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static const char *status_name(int code)
+{
+    return tier_status_name(code);
+}
+
+static tier_db *get_db(tiering *t, tier_rpc_ctx *call)
+{
+    tier_db *db = tier_pool_get(t->deps->db);
+    if (db == NULL)
+        tier_rpc_set_message(call, TIER_UNAVAILABLE, "MySQL: cannot connect");
+    return db;
+}
+
+static int db_error(tier_rpc_ctx *call, int rv, const char *what)
+{
+    if (rv == TIER_UNAVAILABLE)
+        return tier_rpc_set_message(call, rv, "MySQL: unavailable (%s)", what);
+    return tier_rpc_set_message(call, rv, "MySQL: %s failed (%s)", what, status_name(rv));
+}
+
+/* ------------------------------------------------------------ AddContent */
+
+static int do_add(tiering *t, tier_rpc_ctx *call, const Tier__AddContentRequest *req,
+                  Tier__AddContentReply *rep)
+{
+    level_table *lt = atomic_load(&t->levels);
+    const tl_level *dl = tiering_target(lt, 0);
+    size_t flen = strlen(req->filename);
+    char path[4096 + 512];
+    struct stat sb;
+    int64_t cid = req->cid;
+    tier_content_row row;
+    tier_db *db;
+    int rv;
+
+    if (dl == NULL || dl->min != 0)
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "no default level");
+    snprintf(path, sizeof(path), "%s%s", dl->path, req->filename);
+    errno = 0;
+    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
+                                    "%s is not a regular file in level %s (%s)", req->filename,
+                                    dl->name, errno ? strerror(errno) : "not a file");
+    if (cid == 0)
+        cid = atomic_load(&t->max_cid) + 1;
+    else if (tiering_find(t, cid) != NULL)
+        return tier_rpc_set_message(call, TIER_ALREADY_EXISTS, "cid %lld is taken", (long long)cid);
+    if ((db = get_db(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_contents_insert(db, cid, dl->name, req->filename, flen);
+    if (rv == TIER_OK)
+        rv = tier_contents_get(db, cid, &row);
+    tier_db_pool_put(t->deps->db, db);
+    if (rv == TIER_ALREADY_EXISTS)
+        return tier_rpc_set_message(call, rv, "filename %s is taken", req->filename);
+    if (rv != TIER_OK)
+        return db_error(call, rv, "insert content");
+    if ((rv = add_content(t, cid, dl->name, req->filename, flen)) != TIER_OK)
+        return tier_rpc_set_message(call, rv, "out of memory");
+    rep->content = tier_rpc_alloc(call, sizeof(Tier__Content));
+    tier__content__init(rep->content);
+    rep->content->cid = cid;
+    rep->content->level = (char *)dl->name;
+    rep->content->filename = tier_rpc_strdup(call, req->filename);
+    rep->content->generate_time_ms = row.generate_ms;
+    rep->content->update_time_ms = row.update_ms;
+    return TIER_OK;
+}
+
+static int h_add_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                         ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    const Tier__AddContentRequest *req = (const Tier__AddContentRequest *)in;
+    int rv;
+
+    /* protobuf-c hands us a C string: an embedded NUL has already cut it
+     * short, so strlen is what we can check. */
+    if (!tier_name_valid(req->filename, strlen(req->filename)))
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "bad filename: 1..255 bytes, no '/', not . or ..");
+    if (req->cid < 0)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "cid must be > 0 (0: pick)");
+    pthread_mutex_lock(&t->admin_mu); /* serialises cid picking and SetLevels */
+    rv = do_add(t, call, req, (Tier__AddContentReply *)out);
+    pthread_mutex_unlock(&t->admin_mu);
+    return rv;
+}
+
+/* ------------------------------------------------------------ ReportViews */
+
+static void result_init(Tier__ViewResult *r, int64_t cid, int64_t count)
+{
+    tier__view_result__init(r);
+    r->cid = cid;
+    r->count = count;
+    r->target = r->db_level = r->filename = r->worker_id = r->status = (char *)"";
+}
+
+/* Fast path for one report: fills r; returns the content when the report
+ * needs Redis (a job is needed or exists), else NULL. */
+static content *report_fast(tiering *t, const level_table *lt, tier_rpc_ctx *call,
+                            const Tier__ViewReport *in, Tier__ViewResult *r)
+{
+    const tl_level *tl;
+    content *c;
+    stripe *s;
+
+    result_init(r, in->cid, in->count);
+    if (in->count < 0) {
+        r->code = TIER__RPC__CODE__INVALID_ARGUMENT;
+        r->message = (char *)"count must be >= 0";
+        return NULL;
+    }
+    if ((tl = tiering_target(lt, in->count)) == NULL) {
+        r->code = TIER__RPC__CODE__OUT_OF_RANGE;
+        r->message = tier_rpc_strdup(call, "count is above the top level");
+        return NULL;
+    }
+    s = stripe_of(t, in->cid);
+    pthread_mutex_lock(&s->mu);
+    if ((c = stripe_find(s, in->cid)) == NULL) {
+        pthread_mutex_unlock(&s->mu);
+        r->code = TIER__RPC__CODE__NOT_FOUND;
+        r->message = (char *)"no such content";
+        return NULL;
+    }
+    r->target = (char *)tl->name;
+    r->db_level = (char *)c->level;
+    r->filename = c->filename;
+    bool done = !c->busy && !c->has_job && tl->name == c->level;
+    pthread_mutex_unlock(&s->mu);
+    if (done)
+        r->status = (char *)"done";
+    return done ? NULL : c;
+}
+
+static int report_slow(tiering *t, const level_table *lt, tier_rpc_ctx *call,
+                       Tier__ReportViewsRequest *req, Tier__ViewResult **res, size_t *idx,
+                       content **cs, size_t n)
+{
+    tl_report *r = tier_rpc_alloc(call, n * sizeof(*r));
+    content **sorted = tier_rpc_alloc(call, n * sizeof(*sorted));
+    size_t m = 0;
+    int rv = TIER_OK;
+
+    if (r == NULL || sorted == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(sorted, cs, n * sizeof(*cs));
+    tiering_acquire(t, sorted, n);
+    for (size_t i = 0; i < n; i++) {
+        content *c = cs[i];
+        Tier__ViewResult *x = res[idx[i]];
+        const tl_level *tl = tiering_target(lt, req->reports[idx[i]]->count);
+        x->db_level = (char *)c->level; /* may have changed while we waited */
+        if (!c->has_job && tl->name == c->level) {
+            x->status = (char *)"done";
+            continue;
+        }
+        r[m++] = (tl_report){c, req->reports[idx[i]]->count, tl, x};
+    }
+    if (m > 0)
+        rv = tiering_apply_reports(t, r, m, call);
+    tiering_release(t, sorted, n);
+    (void)rv; /* per-item codes say it */
+    return TIER_OK;
+}
+
+static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                          ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    Tier__ReportViewsRequest *req = (Tier__ReportViewsRequest *)in;
+    Tier__ReportViewsReply *rep = (Tier__ReportViewsReply *)out;
+    level_table *lt = atomic_load(&t->levels);
+    size_t n = req->n_reports, nslow = 0;
+    Tier__ViewResult *rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
+    Tier__ViewResult **res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
+    content **slow = NULL;
+    size_t *idx = NULL;
+
+    if (rs == NULL || res == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        content *c;
+        res[i] = &rs[i];
+        if ((c = report_fast(t, lt, call, req->reports[i], res[i])) == NULL)
+            continue;
+        if (slow == NULL) {
+            slow = tier_rpc_alloc(call, n * sizeof(*slow));
+            idx = tier_rpc_alloc(call, n * sizeof(*idx));
+            if (slow == NULL || idx == NULL)
+                return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        slow[nslow] = c;
+        idx[nslow++] = i;
+    }
+    rep->results = res;
+    rep->n_results = n;
+    if (nslow > 0)
+        return report_slow(t, lt, call, req, res, idx, slow, nslow);
+    return TIER_OK;
+}
+
+/* ------------------------------------------------------------ GetContent / GetHistory */
+
+static int h_get_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                         ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    const Tier__GetContentRequest *req = (const Tier__GetContentRequest *)in;
+    Tier__GetContentReply *rep = (Tier__GetContentReply *)out;
+    content *c = tiering_find(t, req->cid);
+    tier_content_row row;
+    tier_db *db;
+    int rv;
+
+    if (c == NULL)
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "no content %lld", (long long)req->cid);
+    if ((db = get_db(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_contents_get(db, req->cid, &row);
+    tier_db_pool_put(t->deps->db, db);
+    if (rv != TIER_OK)
+        return db_error(call, rv, "read content");
+    rep->content = tier_rpc_alloc(call, sizeof(Tier__Content));
+    tier__content__init(rep->content);
+    rep->content->cid = req->cid;
+    rep->content->level = tier_rpc_strdup(call, row.level);
+    rep->content->filename = tier_rpc_strndup(call, row.filename, row.flen);
+    rep->content->generate_time_ms = row.generate_ms;
+    rep->content->update_time_ms = row.update_ms;
+    if (!c->has_job)
+        return TIER_OK;
+    /* The job, if any: a GetJob of our own. */
+    Tier__GetJobRequest jr = TIER__GET_JOB_REQUEST__INIT;
+    Tier__GetJobReply jrep = TIER__GET_JOB_REPLY__INIT;
+    jr.cid = req->cid;
+    rv = tiering_get_job(t, call, &jr, &jrep);
+    if (rv == TIER_OK)
+        rep->job = jrep.job;
+    return rv == TIER_NOT_FOUND ? TIER_OK : rv;
+}
+
+static int h_get_history(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                         ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    const Tier__GetHistoryRequest *req = (const Tier__GetHistoryRequest *)in;
+    Tier__GetHistoryReply *rep = (Tier__GetHistoryReply *)out;
+    unsigned limit = req->limit == 0 ? 100 : req->limit > 10000 ? 10000 : req->limit;
+    tier_history_row *rows;
+    size_t n = 0;
+    tier_db *db;
+    int rv;
+
+    if (tiering_find(t, req->cid) == NULL)
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "no content %lld", (long long)req->cid);
+    if ((rows = malloc(limit * sizeof(*rows))) == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    if ((db = get_db(t, call)) == NULL) {
+        free(rows);
+        return TIER_UNAVAILABLE;
+    }
+    rv = tier_contents_history(db, req->cid, limit, rows, &n);
+    tier_db_pool_put(t->deps->db, db);
+    if (rv != TIER_OK) {
+        free(rows);
+        return db_error(call, rv, "read history");
+    }
+    rep->entries = tier_rpc_alloc(call, (n + 1) * sizeof(*rep->entries));
+    for (size_t i = 0; i < n; i++) {
+        Tier__HistoryEntry *e = tier_rpc_alloc(call, sizeof(*e));
+        tier__history_entry__init(e);
+        e->cid = req->cid;
+        e->old_update_time_ms = rows[i].old_ms;
+        e->old_level = tier_rpc_strdup(call, rows[i].old_level);
+        e->new_update_time_ms = rows[i].new_ms;
+        e->new_level = tier_rpc_strdup(call, rows[i].new_level);
+        rep->entries[i] = e;
+    }
+    rep->n_entries = n;
+    free(rows);
+    return TIER_OK;
+}
+
+/* ------------------------------------------------------------ levels */
+
+static void fill_levels(tier_rpc_ctx *call, const level_table *lt, Tier__ListLevelsReply *rep)
+{
+    rep->levels = tier_rpc_alloc(call, (lt->n + 1) * sizeof(*rep->levels));
+    for (size_t i = 0; i < lt->n; i++) {
+        Tier__Level *l = tier_rpc_alloc(call, sizeof(*l));
+        tier__level__init(l);
+        l->name = (char *)lt->v[i].name;
+        l->min_counts = lt->v[i].min;
+        l->max_counts = lt->v[i].max;
+        l->path = tier_rpc_strdup(call, lt->v[i].path);
+        rep->levels[i] = l;
+    }
+    rep->n_levels = lt->n;
+}
+
+static int h_list_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                         ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    (void)in;
+    fill_levels(call, atomic_load(&t->levels), (Tier__ListLevelsReply *)out);
+    return TIER_OK;
+}
+
+static int by_min(const void *a, const void *b)
+{
+    const tier_level_row *x = a, *y = b;
+    return x->min_counts < y->min_counts ? -1 : x->min_counts > y->min_counts;
+}
+
+/* The checks of SetLevels on rows sorted by min_counts. */
+static int check_levels(tier_rpc_ctx *call, const tier_level_row *v, size_t n)
+{
+    if (n == 0)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "no levels");
+    if (v[0].min_counts != 0)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "no level starts at 0");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].min_counts > v[i].max_counts)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "level %s: min > max",
+                                        v[i].name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(v[i].name, v[j].name) == 0)
+                return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "level %s twice",
+                                            v[i].name);
+        if (i == 0)
+            continue;
+        if (v[i].min_counts <= v[i - 1].max_counts)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "levels %s and %s overlap",
+                                        v[i - 1].name, v[i].name);
+        if (v[i].min_counts - 1 != v[i - 1].max_counts)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "gap between levels %s and %s",
+                                        v[i - 1].name, v[i].name);
+    }
+    return TIER_OK;
+}
+
+static int parse_levels(tier_rpc_ctx *call, const Tier__SetLevelsRequest *req, tier_level_row *v)
+{
+    for (size_t i = 0; i < req->n_levels; i++) {
+        const Tier__Level *l = req->levels[i];
+        size_t nl = strlen(l->name), pl = strlen(l->path);
+        if (!tier_level_name_valid(l->name, nl))
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                        "bad level name: 1..32 of [A-Za-z0-9_-]");
+        if (l->min_counts < 0 || l->max_counts < 0)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "level %s: negative count",
+                                        l->name);
+        if (pl == 0 || l->path[0] != '/' || pl >= sizeof(v[i].path) - 1)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                        "level %s: path must be absolute", l->name);
+        memcpy(v[i].name, l->name, nl + 1);
+        memcpy(v[i].path, l->path, pl + 1);
+        v[i].min_counts = l->min_counts;
+        v[i].max_counts = l->max_counts;
+    }
+    qsort(v, req->n_levels, sizeof(*v), by_min);
+    return check_levels(call, v, req->n_levels);
+}
+
+static bool level_in_use(tiering *t, const char *name)
+{
+    bool used = false;
+    for (size_t i = 0; i < NSTRIPES && !used; i++) {
+        stripe *s = &t->stripes[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t j = 0; j < s->cap && !used; j++)
+            used = s->slot[j] != NULL && s->slot[j]->level == name;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return used;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[4098];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int do_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *v, size_t n)
+{
+    level_table *old = atomic_load(&t->levels), *lt;
+    tier_db *db;
+    int rv;
+
+    for (size_t i = 0; i < old->n; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < n && !kept; j++)
+            kept = strcmp(old->v[i].name, v[j].name) == 0;
+        if (!kept && level_in_use(t, old->v[i].name))
+            return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "level %s holds contents",
+                                        old->v[i].name);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (mkdirs(v[i].path) != 0)
+            return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "cannot create %s: %s",
+                                        v[i].path, strerror(errno));
+    if ((db = get_db(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_contents_set_levels(db, v, n);
+    tier_db_pool_put(t->deps->db, db);
+    if (rv != TIER_OK)
+        return db_error(call, rv, "replace levels");
+    if ((lt = table_new(t, v, n)) == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    lt->retired = old; /* readers may still hold it: freed at close */
+    atomic_store(&t->levels, lt);
+    return TIER_OK;
+}
+
+static int h_set_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                        ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    const Tier__SetLevelsRequest *req = (const Tier__SetLevelsRequest *)in;
+    tier_level_row *v;
+    int rv;
+
+    if (req->n_levels > 64)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "at most 64 levels");
+    if ((v = calloc(req->n_levels + 1, sizeof(*v))) == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    if ((rv = parse_levels(call, req, v)) == TIER_OK) {
+        pthread_mutex_lock(&t->admin_mu);
+        rv = do_set_levels(t, call, v, req->n_levels);
+        pthread_mutex_unlock(&t->admin_mu);
+    }
+    free(v);
+    if (rv == TIER_OK)
+        fill_levels(call, atomic_load(&t->levels), (Tier__ListLevelsReply *)out);
+    return rv;
+}
+
+/* ------------------------------------------------------------ module */
 
 int tiering_open(tiering **out, const tierd_deps *deps)
 {
     tiering *t = calloc(1, sizeof(*t));
+    char err[512];
+    int rv;
+
     if (t == NULL)
         return TIER_RESOURCE_EXHAUSTED;
     t->deps = deps;
+    pthread_mutex_init(&t->admin_mu, NULL);
+    pthread_mutex_init(&t->intern_mu, NULL);
+    for (size_t i = 0; i < NSTRIPES; i++) {
+        pthread_mutex_init(&t->stripes[i].mu, NULL);
+        pthread_cond_init(&t->stripes[i].cv, NULL);
+    }
+    if ((rv = load_state(t)) != TIER_OK) {
+        tier_error("tiering: cannot load levels and contents from MySQL (%s)", status_name(rv));
+        tiering_close(t);
+        return rv;
+    }
+    if ((rv = tiering_jobs_open(t, err, sizeof(err))) != TIER_OK) {
+        tier_error("tiering: %s", err);
+        tiering_close(t);
+        return rv;
+    }
+    tier_info("tiering: %zu levels, %lld max cid", atomic_load(&t->levels)->n,
+              (long long)atomic_load(&t->max_cid));
     *out = t;
     return TIER_OK;
 }
 
 int tiering_register(tiering *t, tier_rpc_server *srv)
 {
-    (void)t;
-    (void)srv;
-    return TIER_OK;
+    static const struct {
+        const char *name;
+        const ProtobufCMessageDescriptor *req, *rep;
+        tier_rpc_fn fn;
+    } m[] = {
+        {TIER_M_ADD_CONTENT, &tier__add_content_request__descriptor,
+         &tier__add_content_reply__descriptor, h_add_content},
+        /* Pooled, not INLINE: a report that needs a job waits for Redis. */
+        {TIER_M_REPORT_VIEWS, &tier__report_views_request__descriptor,
+         &tier__report_views_reply__descriptor, h_report_views},
+        {TIER_M_GET_CONTENT, &tier__get_content_request__descriptor,
+         &tier__get_content_reply__descriptor, h_get_content},
+        {TIER_M_GET_HISTORY, &tier__get_history_request__descriptor,
+         &tier__get_history_reply__descriptor, h_get_history},
+        {TIER_M_SET_LEVELS, &tier__set_levels_request__descriptor,
+         &tier__list_levels_reply__descriptor, h_set_levels},
+    };
+    int rv;
+
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if ((rv = tier_rpc_server_add(srv, m[i].name, m[i].req, m[i].rep, m[i].fn, t, 0)) !=
+            TIER_OK)
+            return rv;
+    /* Memory only, never blocks. */
+    if ((rv = tier_rpc_server_add(srv, TIER_M_LIST_LEVELS, &tier__list_levels_request__descriptor,
+                                  &tier__list_levels_reply__descriptor, h_list_levels, t,
+                                  TIER_RPC_INLINE)) != TIER_OK)
+        return rv;
+    return tiering_jobs_register(t, srv);
 }
 
 void tiering_close(tiering *t)
 {
+    if (t == NULL)
+        return;
+    tiering_jobs_close(t);
+    for (size_t i = 0; i < NSTRIPES; i++) {
+        stripe *s = &t->stripes[i];
+        for (size_t j = 0; j < s->cap; j++) {
+            if (s->slot[j] != NULL) {
+                free(s->slot[j]->filename);
+                free(s->slot[j]);
+            }
+        }
+        free(s->slot);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+    }
+    table_free(atomic_load(&t->levels));
+    while (t->names != NULL) {
+        interned *next = t->names->next;
+        free(t->names);
+        t->names = next;
+    }
+    pthread_mutex_destroy(&t->admin_mu);
+    pthread_mutex_destroy(&t->intern_mu);
     free(t);
 }

@@ -1,0 +1,65 @@
+/*
+ * tier_contents.h -- the tiering tables in MySQL: level, contents and
+ * update_history (sql/001, sql/002).
+ *
+ * MySQL is the truth for where a file is (contents.content_level).  Every
+ * statement is prepared; user data only ever travels as bound parameters.
+ * Level changes are written by tier_contents_commit only, which sets
+ * content_level and lets the BEFORE trigger of sql/002 stamp update_time
+ * when the level really changes: committing the same level again (a
+ * recovery replay) changes nothing and writes no history row.
+ */
+#ifndef TIER_CONTENTS_H
+#define TIER_CONTENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tier_db.h"
+
+typedef struct {
+    char name[33];
+    int64_t min_counts, max_counts;
+    char path[4097];
+} tier_level_row;
+
+/* All levels, ordered by min_counts; *out is malloc'ed. */
+int tier_contents_levels(tier_db *db, tier_level_row **out, size_t *n);
+
+/* Replaces the level table in one transaction. */
+int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n);
+
+/* Calls fn for every content (in cid order); fn returns non-zero to stop. */
+typedef int (*tier_contents_fn)(void *arg, int64_t cid, const char *level, const char *filename,
+                                size_t flen);
+int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg);
+
+/* Inserts a content; ALREADY_EXISTS when the cid or the filename is taken. */
+int tier_contents_insert(tier_db *db, int64_t cid, const char *level, const char *filename,
+                         size_t flen);
+
+typedef struct {
+    char level[33];
+    char filename[256];
+    size_t flen;
+    int64_t generate_ms, update_ms;
+} tier_content_row;
+
+/* NOT_FOUND when there is no such cid. */
+int tier_contents_get(tier_db *db, int64_t cid, tier_content_row *out);
+
+typedef struct {
+    int64_t old_ms, new_ms;
+    char old_level[33], new_level[33];
+} tier_history_row;
+
+/* Up to limit rows, newest first, into out (caller's array of limit). */
+int tier_contents_history(tier_db *db, int64_t cid, unsigned limit, tier_history_row *out,
+                          size_t *n);
+
+/* Sets content_level of cids[i] to levels[i] for i < n, in one transaction
+ * (statements of 128, 16 and 1 rows).  The history rows come from the
+ * trigger. */
+int tier_contents_commit(tier_db *db, const int64_t *cids, const char *const *levels, size_t n);
+
+#endif

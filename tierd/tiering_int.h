@@ -1,0 +1,122 @@
+/*
+ * tiering_int.h -- what the files of the tiering module share.
+ *
+ *   tiering.c       state in memory (levels, contents), open/close, the
+ *                   content and level methods, ReportViews
+ *   tiering_jobs.c  the job methods (claim, renew, complete, fail, list),
+ *                   the push socket, the reaper, start-up recovery
+ *
+ * Why memory can be trusted: tierd is the only writer of the contents and
+ * level tables and of the job keys (workers act only through its RPCs), and
+ * a single tierd runs against one database and one key prefix.  So the
+ * copy loaded at start stays exact, and a report where nothing moves is
+ * answered from memory alone.
+ *
+ * Locking.  Contents live in NSTRIPES hash tables, each with a mutex, so
+ * the pool threads rarely meet.  A content's `busy` flag (set and cleared
+ * under its stripe's mutex, waited for on the stripe's condition) is held
+ * by the one thread that changes its job's existence or its level: the
+ * report slow path, completion, failure and recovery.  While a thread holds
+ * busy it may read the content's fields without the mutex; it writes them
+ * under the mutex.  Threads take several busy flags in increasing cid
+ * order only, so they never deadlock.  Claims and renewals change a job's
+ * state only inside Redis scripts and need no flag.
+ *
+ * The level table is immutable once published: SetLevels builds a new one
+ * and swaps the pointer; old tables are kept until close, so readers need
+ * no lock.  Level names are interned: equal names are equal pointers.
+ */
+#ifndef TIERING_INT_H
+#define TIERING_INT_H
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "tier.pb-c.h"
+#include "tier_batch.h"
+#include "tier_jobs.h"
+#include "tierd.h"
+
+#define NSTRIPES 256
+
+typedef struct {
+    const char *name; /* interned */
+    int64_t min, max;
+    char *path; /* absolute, ends in '/' */
+} tl_level;
+
+typedef struct level_table {
+    size_t n;
+    tl_level *v; /* by min_counts */
+    struct level_table *retired;
+} level_table;
+
+typedef struct {
+    int64_t cid;
+    const char *level; /* interned; where the file is (MySQL's value) */
+    char *filename;
+    bool has_job; /* a job hash exists in Redis for this cid */
+    bool busy;
+} content;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    content **slot; /* open addressing by cid */
+    size_t cap, n;
+} stripe;
+
+typedef struct interned {
+    struct interned *next;
+    char name[];
+} interned;
+
+struct tiering {
+    const tierd_deps *deps;
+    stripe stripes[NSTRIPES];
+    _Atomic(level_table *) levels;
+    pthread_mutex_t admin_mu; /* AddContent, SetLevels */
+    pthread_mutex_t intern_mu;
+    interned *names;
+    _Atomic int64_t max_cid;
+    tier_jobs *jobs;
+    tier_batcher *batcher;
+    nng_socket push;
+    bool push_open;
+    pthread_t reaper;
+    bool reaper_started;
+    atomic_bool stopping;
+};
+
+/* A report to apply to Redis for a content whose busy flag is held. */
+typedef struct {
+    content *c;
+    int64_t count;
+    const tl_level *target;
+    Tier__ViewResult *res; /* filled when not NULL */
+} tl_report;
+
+/* tiering.c */
+const char *tiering_intern(tiering *t, const char *name, size_t len);
+const tl_level *tiering_level(const level_table *lt, const char *name);
+const tl_level *tiering_target(const level_table *lt, int64_t count);
+content *tiering_find(tiering *t, int64_t cid); /* NULL if unknown */
+/* Takes the busy flags of cs[0..n) (sorted in place, duplicates allowed). */
+void tiering_acquire(tiering *t, content **cs, size_t n);
+void tiering_release(tiering *t, content **cs, size_t n);
+void tiering_set(tiering *t, content *c, const char *level, bool has_job);
+
+/* tiering_jobs.c */
+int tiering_jobs_open(tiering *t, char *err, size_t errlen);
+void tiering_jobs_close(tiering *t);
+int tiering_jobs_register(tiering *t, tier_rpc_server *srv);
+/* Applies reports (busy held) in one script call; fills res; returns
+ * UNAVAILABLE when Redis is down (res then say so). */
+int tiering_apply_reports(tiering *t, tl_report *r, size_t n, tier_rpc_ctx *call);
+int tiering_get_job(tiering *t, tier_rpc_ctx *call, const Tier__GetJobRequest *req,
+                    Tier__GetJobReply *rep);
+int tiering_job_to_proto(tier_rpc_ctx *call, const tier_jobs_view *v, Tier__Job *out);
+
+#endif
