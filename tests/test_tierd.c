@@ -138,8 +138,9 @@ static void serve_and_stop(int sig)
     cr_assert(strstr(out, "\"status\": \"SERVING\"") != NULL, "%s", out);
 
     kill(pid, sig);
-    cr_assert_eq(tier_test_wait(pid, 10000), 0, "clean exit on signal %d", sig);
+    int st = tier_test_wait(pid, 10000);
     char *text = tier_test_slurp(log, NULL);
+    cr_assert_eq(st, 0, "clean exit on signal %d, got %d: %s", sig, st, text);
     cr_assert(text && strstr(text, "shutting down") && strstr(text, "stopped"), "%s", text);
     free(text);
     /* Gone: health now fails with UNAVAILABLE (exit 64 + 14). */

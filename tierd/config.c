@@ -122,12 +122,24 @@ static void load_env(tierd_config *c)
         {"TIER_THREADS", "threads"},
         {"TIER_LEASE_MS", "lease_ms"},
         {"TIER_RETENTION_MIN", "retention_min"},
+        {"TIER_MYSQL_USER", "mysql_user"},
+        {"TIER_MYSQL_PASSWORD", "mysql_password"},
+        {"TIER_MYSQL_DB", "mysql_db"},
+        {"TIER_REDIS_PASSWORD", "redis_password"},
     };
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-        const char *v = getenv(map[i].env);
-        if (v != NULL && *v != '\0')
+    const char *v;
+
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if ((v = getenv(map[i].env)) != NULL && *v != '\0')
             apply(c, map[i].key, v);
-    }
+    if ((v = getenv("TIER_MYSQL_HOST")) != NULL && *v != '\0')
+        snprintf(c->db.host, sizeof(c->db.host), "%s", v);
+    if ((v = getenv("TIER_MYSQL_PORT")) != NULL && *v != '\0')
+        c->db.port = atoi(v);
+    if ((v = getenv("TIER_REDIS_HOST")) != NULL && *v != '\0')
+        snprintf(c->kv.host, sizeof(c->kv.host), "%s", v);
+    if ((v = getenv("TIER_REDIS_PORT")) != NULL && *v != '\0')
+        c->kv.port = atoi(v);
 }
 
 int tierd_config_load(tierd_config *c, int argc, char **argv)
