@@ -23,9 +23,11 @@
  * shared lock plus build_mu: never two at once, which is what makes the
  * shared scratch arrays safe.
  *
+ * Order: change descending, and within equal changes cid ascending (cids
+ * are unique within a service, and a block belongs to one service).
  * Sorting is an LSD radix sort on the 32-bit key ~(delta ^ sign) that skips
  * the byte passes in which every key agrees (changes are mostly small, so
- * typically one or two passes run).
+ * typically one or two passes run), then a cid sort of each run of ties.
  */
 #include "rank_internal.h"
 
@@ -166,6 +168,37 @@ static int radix_sort(rank_entry *e, uint32_t n)
     return 0;
 }
 
+/* Within each run of equal changes, orders entries by cid ascending, so the
+ * query can bound the cid of an unseen entity that would tie (see
+ * rank_query.c).  Runs are found after the radix sort by change. */
+static int cmp_cid(const void *a, const void *b)
+{
+    const int64_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+static int sort_runs_by_cid(const tier_rank *r, rank_entry *e, uint32_t n)
+{
+    int64_t *tmp = NULL;
+    for (uint32_t lo = 0, hi; lo < n; lo = hi) {
+        for (hi = lo + 1; hi < n && e[hi].delta == e[lo].delta; hi++)
+            ;
+        if (hi - lo < 2)
+            continue;
+        if (tmp == NULL && (tmp = malloc((size_t)n * 2 * sizeof(int64_t))) == NULL)
+            return -1;
+        for (uint32_t i = lo; i < hi; i++) {
+            tmp[2 * (i - lo)] = r->ent[e[i].ent].cid;
+            tmp[2 * (i - lo) + 1] = e[i].ent;
+        }
+        qsort(tmp, hi - lo, 2 * sizeof(int64_t), cmp_cid);
+        for (uint32_t i = lo; i < hi; i++)
+            e[i].ent = (uint32_t)tmp[2 * (i - lo) + 1];
+    }
+    free(tmp);
+    return 0;
+}
+
 /* ---- building ---- */
 
 static void build_leaf(tier_rank *r, rank_block *b)
@@ -251,7 +284,7 @@ int rank_block_ensure(tier_rank *r, rank_service *s, rank_block *b)
         build_leaf(r, b);
     else if (build_inner(r, s, b) != TIER_OK)
         return TIER_RESOURCE_EXHAUSTED;
-    if (radix_sort(b->e, b->n) != 0)
+    if (radix_sort(b->e, b->n) != 0 || sort_runs_by_cid(r, b->e, b->n) != 0)
         return TIER_RESOURCE_EXHAUSTED;
     b->built = 1;
     b->built_version = version;

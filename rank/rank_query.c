@@ -25,6 +25,13 @@
  * DECREASE mirrors it with min(next, 0), min over services.  Taking the max
  * per service rather than one sum over all lists keeps "all services"
  * queries as sharp as single-service ones.
+ *
+ * Ties: a worst row EQUAL to T would force reading every tied entry (e.g.
+ * DECREASE over hours, where fewer than `limit` contents lost comments and
+ * the answer is padded with the smallest cids whose change is exactly 0).
+ * Lists order ties by cid ascending in reading order, which bounds the cid
+ * of an unseen entity that could reach T exactly (see threshold()); when
+ * that bound exceeds the worst row's cid, ties cannot displace it either.
  */
 #include "rank_internal.h"
 
@@ -35,9 +42,14 @@
 
 #define TA_STEP 16
 
+/* pos counts the entries read; cur is the array index of the next one.
+ * INCREASE reads e[] forwards.  DECREASE reads the runs of equal change
+ * from the last run to the first, each run forwards, [run_lo, run_hi), so
+ * that both orders meet ties by cid ascending. */
 typedef struct {
     const rank_entry *e;
     uint32_t n, pos, svc;
+    uint32_t cur, run_lo, run_hi;
 } ta_list;
 
 typedef struct {
@@ -58,6 +70,8 @@ typedef struct {
     uint32_t seen_mask, nseen;
     int64_t *tsum;
     uint8_t *talive;
+    int64_t *strict_max, *zero_min; /* cid bounds for ties, see tie_blocked() */
+    uint8_t *nstrict, *nzero;
 } ta_query;
 
 /* ---- ordering ---- */
@@ -157,6 +171,33 @@ static int seen_insert(ta_query *q, uint32_t id)
 
 /* ---- lists ---- */
 
+/* DECREASE: moves to the run of equal change that ends at run_hi. */
+static void list_next_run(ta_list *l)
+{
+    if (l->run_hi == 0)
+        return;
+    int32_t v = l->e[l->run_hi - 1].delta;
+    uint32_t lo = 0, hi = l->run_hi - 1; /* first index with delta <= v */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (l->e[mid].delta > v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    l->run_lo = l->cur = lo;
+}
+
+static void list_advance(const ta_query *q, ta_list *l)
+{
+    l->pos++;
+    l->cur++;
+    if (q->dec && l->cur == l->run_hi) {
+        l->run_hi = l->run_lo;
+        list_next_run(l);
+    }
+}
+
 static int add_list(ta_query *q, uint32_t svc, int level, int64_t start)
 {
     rank_service *s = &q->r->svc[svc];
@@ -180,6 +221,10 @@ static int add_list(ta_query *q, uint32_t svc, int level, int64_t start)
     l->n = b->n;
     l->pos = 0;
     l->svc = svc;
+    l->run_hi = b->n;
+    l->run_lo = l->cur = 0;
+    if (q->dec)
+        list_next_run(l);
     return TIER_OK;
 }
 
@@ -221,9 +266,8 @@ static int64_t window_sum(const ta_query *q, uint32_t ent)
 
 static int read_list(ta_query *q, ta_list *l, uint32_t count)
 {
-    for (; count > 0 && l->pos < l->n; count--, l->pos++) {
-        uint32_t idx = q->dec ? l->n - 1 - l->pos : l->pos;
-        uint32_t ent = l->e[idx].ent;
+    for (; count > 0 && l->pos < l->n; count--, list_advance(q, l)) {
+        uint32_t ent = l->e[l->cur].ent;
         int fresh = seen_insert(q, ent);
         if (fresh < 0)
             return TIER_RESOURCE_EXHAUSTED;
@@ -235,30 +279,66 @@ static int read_list(ta_query *q, ta_list *l, uint32_t count)
     return TIER_OK;
 }
 
-/* The bound on any unseen entity's sum; returns 0 when every list is
- * exhausted (nobody is unseen). */
-static int threshold(ta_query *q, int64_t *t)
+static void threshold_list(ta_query *q, const ta_list *l)
+{
+    uint32_t s = l->svc - q->svc_lo;
+    int64_t v = l->e[l->cur].delta, cid = q->r->ent[l->e[l->cur].ent].cid;
+    q->talive[s] = 1;
+    if (v != 0 && (v < 0) == q->dec) { /* a strictly useful next value */
+        q->tsum[s] += v;
+        if (!q->nstrict[s] || cid > q->strict_max[s])
+            q->strict_max[s] = cid;
+        q->nstrict[s] = 1;
+    } else if (v == 0) {
+        if (!q->nzero[s] || cid < q->zero_min[s])
+            q->zero_min[s] = cid;
+        q->nzero[s] = 1;
+    }
+}
+
+/* Per service s with unread entries: T_s, the bound on the sum of an unseen
+ * entity of s.  An unseen entity X whose sum EQUALS T_s takes the next value
+ * of every list whose next value counts (so it sits in that list's current
+ * run, whose cids ascend: cid(X) >= each such list's next cid) and 0 in the
+ * others -- being in the window it is then in some list's run of zeros:
+ * cid(X) >= the smallest next cid among lists whose next value is 0. */
+static void threshold(ta_query *q)
 {
     uint32_t ns = q->svc_hi - q->svc_lo;
     memset(q->tsum, 0, ns * sizeof(int64_t));
     memset(q->talive, 0, ns);
-    for (uint32_t j = 0; j < q->nlists; j++) {
-        ta_list *l = &q->lists[j];
-        if (l->pos >= l->n)
-            continue;
-        int64_t v = l->e[q->dec ? l->n - 1 - l->pos : l->pos].delta;
-        q->tsum[l->svc - q->svc_lo] += q->dec ? (v < 0 ? v : 0) : (v > 0 ? v : 0);
-        q->talive[l->svc - q->svc_lo] = 1;
-    }
-    int any = 0;
+    memset(q->nstrict, 0, ns);
+    memset(q->nzero, 0, ns);
+    for (uint32_t j = 0; j < q->nlists; j++)
+        if (q->lists[j].pos < q->lists[j].n)
+            threshold_list(q, &q->lists[j]);
+}
+
+/* Can an unseen entity of service s still displace the worst kept row w? */
+static int may_enter(const ta_query *q, uint32_t s, const ta_cand *w)
+{
+    int64_t t = q->tsum[s], wcid = q->r->ent[w->ent].cid;
+    if (t != w->sum)
+        return q->dec ? t < w->sum : t > w->sum;
+    if (q->nstrict[s])
+        return q->strict_max[s] <= wcid; /* equal cid: other service, be safe */
+    if (q->nzero[s])
+        return q->zero_min[s] <= wcid;
+    return 0;
+}
+
+/* 1 when the answer is final. */
+static int done(ta_query *q)
+{
+    threshold(q);
+    uint32_t ns = q->svc_hi - q->svc_lo;
     for (uint32_t s = 0; s < ns; s++) {
         if (!q->talive[s])
             continue;
-        if (!any || (q->dec ? q->tsum[s] < *t : q->tsum[s] > *t))
-            *t = q->tsum[s];
-        any = 1;
+        if (q->nheap < q->limit || may_enter(q, s, &q->heap[0]))
+            return 0;
     }
-    return any;
+    return 1;
 }
 
 static int run_ta(ta_query *q)
@@ -267,14 +347,8 @@ static int run_ta(ta_query *q)
         for (uint32_t j = 0; j < q->nlists; j++)
             if (read_list(q, &q->lists[j], TA_STEP) != TIER_OK)
                 return TIER_RESOURCE_EXHAUSTED;
-        int64_t t = 0;
-        if (!threshold(q, &t))
+        if (done(q))
             return TIER_OK;
-        if (q->nheap == q->limit) {
-            int64_t w = q->heap[0].sum;
-            if (q->dec ? w < t : w > t)
-                return TIER_OK;
-        }
     }
 }
 
@@ -329,7 +403,12 @@ static int query_locked(ta_query *q, const char *service, tier_rank_row *rows, s
     q->heap = malloc((size_t)q->limit * sizeof(ta_cand));
     q->tsum = malloc((size_t)ns * sizeof(int64_t));
     q->talive = malloc(ns);
-    if (q->heap == NULL || q->tsum == NULL || q->talive == NULL || seen_grow(q) != 0)
+    q->strict_max = malloc((size_t)ns * sizeof(int64_t));
+    q->zero_min = malloc((size_t)ns * sizeof(int64_t));
+    q->nstrict = malloc(ns);
+    q->nzero = malloc(ns);
+    if (q->heap == NULL || q->tsum == NULL || q->talive == NULL || q->strict_max == NULL ||
+        q->zero_min == NULL || q->nstrict == NULL || q->nzero == NULL || seen_grow(q) != 0)
         return TIER_RESOURCE_EXHAUSTED;
     pthread_mutex_lock(&r->build_mu);
     int rc = collect_lists(q, q->from, q->to < r->open ? q->to : r->open);
@@ -363,5 +442,9 @@ int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_
     free(q.seen);
     free(q.tsum);
     free(q.talive);
+    free(q.strict_max);
+    free(q.zero_min);
+    free(q.nstrict);
+    free(q.nzero);
     return rc;
 }
