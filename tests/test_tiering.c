@@ -1,0 +1,705 @@
+/*
+ * test_tiering.c -- tiering (seed 000) against a real tierd process, real
+ * Redis and MariaDB, over real nng.  The worker is played by the test with
+ * libtier (ClaimJob / CompleteJob / FailJob) and rename(2).
+ *
+ * Isolation: each test has its own database (tier_test_db_create), its own
+ * storage directories and its own Redis key prefix (TIER_REDIS_PREFIX).
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tier_client.h"
+#include "tier_db.h"
+#include "tier_testenv.h"
+
+typedef struct {
+    tier_test_mysql m;
+    char *root;
+    char listen[128], push[128], prefix[64], log[512];
+    char env[4][300];
+    char *envp[5];
+    pid_t pid;
+    tier_client *c;
+    MYSQL *my;
+    redisContext *rd;
+} fx;
+
+static int seq;
+/* libtier returns INTERNAL for any error when err is NULL: always pass one. */
+static tier_error E;
+
+static void sql(fx *f, const char *q)
+{
+    cr_assert(mysql_query(f->my, q) == 0, "%s: %s", q, mysql_error(f->my));
+    MYSQL_RES *r = mysql_store_result(f->my);
+    if (r)
+        mysql_free_result(r);
+}
+
+/* First column of the first row of q, as a string ("" if none). */
+static void sql1(fx *f, const char *q, char *out, size_t len)
+{
+    cr_assert(mysql_query(f->my, q) == 0, "%s: %s", q, mysql_error(f->my));
+    MYSQL_RES *r = mysql_store_result(f->my);
+    MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
+    snprintf(out, len, "%s", row && row[0] ? row[0] : "");
+    if (r)
+        mysql_free_result(r);
+}
+
+static void file_in(fx *f, const char *level, const char *name)
+{
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/%s/%s", f->root, level, name);
+    cr_assert(tier_test_write_file(p, name, strlen(name)));
+}
+
+static bool exists_in(fx *f, const char *level, const char *name)
+{
+    char p[1024];
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s/%s/%s", f->root, level, name);
+    return stat(p, &sb) == 0;
+}
+
+static void move_file(fx *f, const char *from, const char *to, const char *name)
+{
+    char a[1024], b[1024];
+    snprintf(a, sizeof(a), "%s/%s/%s", f->root, from, name);
+    snprintf(b, sizeof(b), "%s/%s/%s", f->root, to, name);
+    cr_assert(rename(a, b) == 0, "rename %s %s", a, b);
+}
+
+static void tierd_start(fx *f, const char *lease_ms)
+{
+    char *bin = tier_test_bin("tierd");
+    char *argv[] = {bin,
+                    "--listen",
+                    f->listen,
+                    "--push",
+                    f->push,
+                    "--lease-ms",
+                    (char *)(lease_ms ? lease_ms : "30000"),
+                    NULL};
+    f->pid = tier_test_spawn(argv, f->envp, f->log);
+    cr_assert_gt(f->pid, 0);
+    free(bin);
+    for (int i = 0; i < 100; i++) {
+        Tier__ListLevelsRequest req = TIER__LIST_LEVELS_REQUEST__INIT;
+        Tier__ListLevelsReply *rep;
+        if (tier_list_levels(f->c, &req, &rep, &E) == TIER_OK) {
+            tier_free(rep);
+            return;
+        }
+        usleep(100 * 1000);
+    }
+    char *log = tier_test_slurp(f->log, NULL);
+    cr_assert_fail("tierd did not start: %s", log ? log : "");
+}
+
+static void tierd_stop(fx *f, int sig)
+{
+    kill(f->pid, sig);
+    cr_assert_neq(tier_test_wait(f->pid, 10000), -1, "tierd did not stop");
+}
+
+/* The seed's contents: cids 1..6 on their levels, loaded at start. */
+static void setup(fx *f, const char *lease_ms)
+{
+    static const char *const seeded[][2] = {{"gold", "a.mp4"},   {"bronze", "b.mp4"},
+                                            {"silver", "c.mp4"}, {"bronze", "d.mp4"},
+                                            {"silver", "e.mp4"}, {"gold", "f.mp4"}};
+    char dir[1024], q[512];
+
+    memset(f, 0, sizeof(*f));
+    f->root = tier_test_tmpdir();
+    tier_test_mysql_env(&f->m);
+    tier_test_db_create(&f->m, f->root);
+    for (const char *const *l = (const char *const[]){"bronze", "silver", "gold", NULL}; *l; l++) {
+        snprintf(dir, sizeof(dir), "%s/%s", f->root, *l);
+        mkdir(dir, 0755);
+    }
+    f->my = mysql_init(NULL);
+    cr_assert(mysql_real_connect(f->my, f->m.host, f->m.user, f->m.password, f->m.db,
+                                 (unsigned)f->m.port, NULL, 0) != NULL,
+              "%s", mysql_error(f->my));
+    for (int i = 0; i < 6; i++) {
+        file_in(f, seeded[i][0], seeded[i][1]);
+        snprintf(q, sizeof(q),
+                 "INSERT INTO contents (cid, content_level, filename) VALUES (%d, '%s', '%s')",
+                 i + 1, seeded[i][0], seeded[i][1]);
+        sql(f, q);
+    }
+    char host[64];
+    int port;
+    tier_test_redis_env(host, sizeof(host), &port);
+    f->rd = redisConnect(host, port);
+    cr_assert(f->rd && !f->rd->err);
+    snprintf(f->prefix, sizeof(f->prefix), "tt%d_%d:", (int)getpid(), seq++);
+    snprintf(f->env[0], 300, "TIER_MYSQL_DB=%s", f->m.db);
+    snprintf(f->env[1], 300, "TIER_REDIS_PREFIX=%s", f->prefix);
+    snprintf(f->env[2], 300, "TIER_LOG=info");
+    snprintf(f->env[3], 300, "TIER_THREADS=8");
+    for (int i = 0; i < 4; i++)
+        f->envp[i] = f->env[i];
+    snprintf(f->log, sizeof(f->log), "%s/tierd.log", f->root);
+    tier_test_tcp_url(f->listen, sizeof(f->listen));
+    tier_test_tcp_url(f->push, sizeof(f->push));
+    cr_assert_eq(tier_client_open(&f->c, f->listen), TIER_OK);
+    tier_client_set_timeout(f->c, 5000);
+    tierd_start(f, lease_ms);
+}
+
+static void teardown(fx *f)
+{
+    tierd_stop(f, SIGTERM);
+    tier_client_close(f->c);
+    mysql_close(f->my);
+    redisFree(f->rd);
+    tier_test_db_drop(&f->m);
+    tier_test_rmtree(f->root);
+    free(f->root);
+}
+
+/* ---------------------------------------------------------- calls */
+
+static Tier__ViewResult *report(fx *f, int64_t cid, int64_t count, Tier__ReportViewsReply **keep)
+{
+    Tier__ViewReport v = TIER__VIEW_REPORT__INIT, *list[1] = {&v};
+    Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
+    tier_error err;
+    v.cid = cid;
+    v.count = count;
+    req.reports = list;
+    req.n_reports = 1;
+    cr_assert_eq(tier_report_views(f->c, &req, keep, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq((*keep)->n_results, 1);
+    return (*keep)->results[0];
+}
+
+static int add(fx *f, const char *name, int64_t cid, tier_error *err)
+{
+    Tier__AddContentRequest req = TIER__ADD_CONTENT_REQUEST__INIT;
+    Tier__AddContentReply *rep = NULL;
+    req.filename = (char *)name;
+    req.cid = cid;
+    int rv = tier_add_content(f->c, &req, &rep, err);
+    tier_free(rep);
+    return rv;
+}
+
+/* Claims one job; returns the code, the fence in *fence. */
+static int claim(fx *f, const char *worker, int64_t cid, uint32_t lease_ms, uint64_t *fence)
+{
+    Tier__ClaimJobRequest req = TIER__CLAIM_JOB_REQUEST__INIT;
+    Tier__ClaimJobReply *rep;
+    int64_t cids[1] = {cid};
+    tier_error err;
+    req.worker_id = (char *)worker;
+    req.cids = cids;
+    req.n_cids = 1;
+    req.lease_ms = lease_ms;
+    cr_assert_eq(tier_claim_job(f->c, &req, &rep, &err), TIER_OK, "%s", err.message);
+    int code = rep->results[0]->code;
+    if (code == TIER_OK && fence) {
+        cr_assert(rep->results[0]->job != NULL);
+        cr_assert_str_eq(rep->results[0]->job->status, "claimed");
+        cr_assert_str_eq(rep->results[0]->job->worker_id, worker);
+        *fence = rep->results[0]->job->fence;
+    }
+    tier_free(rep);
+    return code;
+}
+
+static int complete(fx *f, const char *worker, int64_t cid, uint64_t fence, char *msg, size_t len)
+{
+    Tier__CompleteJobRequest req = TIER__COMPLETE_JOB_REQUEST__INIT;
+    Tier__JobRef ref = TIER__JOB_REF__INIT, *refs[1] = {&ref};
+    Tier__CompleteJobReply *rep;
+    tier_error err;
+    ref.cid = cid;
+    ref.fence = fence;
+    req.worker_id = (char *)worker;
+    req.jobs = refs;
+    req.n_jobs = 1;
+    cr_assert_eq(tier_complete_job(f->c, &req, &rep, &err), TIER_OK, "%s", err.message);
+    int code = rep->results[0]->code;
+    if (msg)
+        snprintf(msg, len, "%s", rep->results[0]->message);
+    tier_free(rep);
+    return code;
+}
+
+static int fail_job(fx *f, const char *worker, int64_t cid, uint64_t fence, const char *reason,
+                    bool permanent, uint32_t retry_ms)
+{
+    Tier__FailJobRequest req = TIER__FAIL_JOB_REQUEST__INIT;
+    Tier__JobRef ref = TIER__JOB_REF__INIT;
+    Tier__FailJobReply *rep = NULL;
+    ref.cid = cid;
+    ref.fence = fence;
+    req.worker_id = (char *)worker;
+    req.job = &ref;
+    req.reason = (char *)reason;
+    req.permanent = permanent;
+    req.retry_after_ms = retry_ms;
+    int rv = tier_fail_job(f->c, &req, &rep, &E);
+    tier_free(rep);
+    return rv;
+}
+
+/* The job of cid (status copied into st) or NOT_FOUND. */
+static int get_job(fx *f, int64_t cid, char *st, size_t len, Tier__Job *out)
+{
+    Tier__GetJobRequest req = TIER__GET_JOB_REQUEST__INIT;
+    Tier__GetJobReply *rep;
+    req.cid = cid;
+    int rv = tier_get_job(f->c, &req, &rep, &E);
+    if (rv == TIER_OK) {
+        snprintf(st, len, "%s", rep->job->status);
+        if (out) {
+            *out = *rep->job;
+            out->target = out->reason = out->worker_id = NULL;
+        }
+        tier_free(rep);
+    }
+    return rv;
+}
+
+static void level_of(fx *f, int64_t cid, char *out, size_t len)
+{
+    char q[256];
+    snprintf(q, sizeof(q), "SELECT content_level FROM contents WHERE cid = %lld", (long long)cid);
+    sql1(f, q, out, len);
+}
+
+static int history_rows(fx *f, int64_t cid)
+{
+    char q[256], n[32];
+    snprintf(q, sizeof(q), "SELECT COUNT(*) FROM update_history WHERE cid = %lld", (long long)cid);
+    sql1(f, q, n, sizeof(n));
+    return atoi(n);
+}
+
+/* ---------------------------------------------------------- tests */
+
+Test(tiering, seed_walkthrough)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    char buf[64], msg[256];
+    uint64_t fence = 0;
+    tier_error err;
+
+    setup(&f, NULL);
+    file_in(&f, "bronze", "g.mp4");
+    cr_assert_eq(add(&f, "g.mp4", 7, &err), TIER_OK, "%s", err.message);
+
+    Tier__ViewResult *r = report(&f, 7, 1964, &rep);
+    cr_assert_eq(r->code, TIER_OK);
+    cr_assert_str_eq(r->target, "silver");
+    cr_assert_str_eq(r->db_level, "bronze");
+    cr_assert_str_eq(r->filename, "g.mp4");
+    cr_assert_str_eq(r->worker_id, "");
+    cr_assert_str_eq(r->status, "update");
+    cr_assert_eq(r->count, 1964);
+    tier_free(rep);
+
+    /* Completing a job nobody claimed: the seed's "check your status again". */
+    cr_assert_eq(complete(&f, "w1", 7, 0, msg, sizeof(msg)), TIER_FAILED_PRECONDITION);
+    cr_assert_str_eq(msg, "check your status again");
+    cr_assert_eq(complete(&f, "w1", 8, 1, msg, sizeof(msg)), TIER_FAILED_PRECONDITION);
+
+    cr_assert_eq(claim(&f, "w1", 7, 0, &fence), TIER_OK);
+    cr_assert_eq(fence, 1);
+    move_file(&f, "bronze", "silver", "g.mp4");
+    cr_assert_eq(complete(&f, "w1", 7, fence, msg, sizeof(msg)), TIER_OK, "%s", msg);
+    /* Retried completion (lost reply): still OK, no second history row. */
+    cr_assert_eq(complete(&f, "w1", 7, fence, msg, sizeof(msg)), TIER_OK, "%s", msg);
+
+    level_of(&f, 7, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "silver");
+    cr_assert_eq(history_rows(&f, 7), 1);
+    sql1(&f,
+         "SELECT CONCAT(old_content_level, '>', new_content_level) FROM update_history "
+         "WHERE cid = 7",
+         buf, sizeof(buf));
+    cr_assert_str_eq(buf, "bronze>silver");
+    cr_assert_eq(get_job(&f, 7, buf, sizeof(buf), NULL), TIER_NOT_FOUND);
+    cr_assert(exists_in(&f, "silver", "g.mp4"));
+
+    Tier__GetHistoryRequest hr = TIER__GET_HISTORY_REQUEST__INIT;
+    Tier__GetHistoryReply *h;
+    hr.cid = 7;
+    cr_assert_eq(tier_get_history(f.c, &hr, &h, &E), TIER_OK);
+    cr_assert_eq(h->n_entries, 1);
+    cr_assert_str_eq(h->entries[0]->new_level, "silver");
+    tier_free(h);
+
+    /* Now on silver: the same count is "done", no job. */
+    r = report(&f, 7, 1964, &rep);
+    cr_assert_str_eq(r->status, "done");
+    cr_assert_str_eq(r->db_level, "silver");
+    tier_free(rep);
+    teardown(&f);
+}
+
+Test(tiering, batch_done_unknown_and_bad_counts)
+{
+    fx f;
+    Tier__ViewReport v[4], *list[4];
+    Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ReportViewsReply *rep;
+    int64_t cids[4] = {1, 999, 3, 4}, counts[4] = {5000, 10, 1500, -1};
+    char st[32];
+
+    setup(&f, NULL);
+    for (int i = 0; i < 4; i++) {
+        tier__view_report__init(&v[i]);
+        v[i].cid = cids[i];
+        v[i].count = counts[i];
+        list[i] = &v[i];
+    }
+    req.reports = list;
+    req.n_reports = 4;
+    cr_assert_eq(tier_report_views(f.c, &req, &rep, NULL), TIER_OK);
+    cr_assert_eq(rep->n_results, 4);
+    cr_assert_eq(rep->results[0]->code, TIER_OK);
+    cr_assert_str_eq(rep->results[0]->status, "done");
+    cr_assert_str_eq(rep->results[0]->target, "gold");
+    cr_assert_eq(rep->results[1]->code, TIER_NOT_FOUND);
+    cr_assert_eq(rep->results[2]->code, TIER_OK);
+    cr_assert_str_eq(rep->results[2]->status, "done");
+    cr_assert_eq(rep->results[3]->code, TIER_INVALID_ARGUMENT);
+    tier_free(rep);
+    cr_assert_eq(get_job(&f, 1, st, sizeof(st), NULL), TIER_NOT_FOUND);
+    cr_assert_eq(get_job(&f, 3, st, sizeof(st), NULL), TIER_NOT_FOUND);
+    teardown(&f);
+}
+
+Test(tiering, report_retargets_unclaimed_and_waits_for_claimed)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    Tier__Job j;
+    char st[32], lvl[32];
+    uint64_t fence;
+
+    setup(&f, NULL);
+    /* cid 2 (b.mp4) on bronze: a job to silver, retargeted to gold. */
+    cr_assert_str_eq(report(&f, 2, 1500, &rep)->status, "update");
+    tier_free(rep);
+    Tier__ViewResult *r = report(&f, 2, 2500, &rep);
+    cr_assert_str_eq(r->status, "update");
+    cr_assert_str_eq(r->target, "gold");
+    tier_free(rep);
+    Tier__GetJobRequest gr = TIER__GET_JOB_REQUEST__INIT;
+    Tier__GetJobReply *g;
+    gr.cid = 2;
+    cr_assert_eq(tier_get_job(f.c, &gr, &g, &E), TIER_OK);
+    cr_assert_str_eq(g->job->target, "gold");
+    cr_assert_eq(g->job->count, 2500);
+    tier_free(g);
+    /* Back to bronze's range: the unclaimed job is cancelled. */
+    cr_assert_str_eq(report(&f, 2, 10, &rep)->status, "done");
+    tier_free(rep);
+    cr_assert_eq(get_job(&f, 2, st, sizeof(st), NULL), TIER_NOT_FOUND);
+
+    /* Claimed: a report waits for the end of the job, then moves on. */
+    cr_assert_str_eq(report(&f, 2, 1500, &rep)->status, "update");
+    tier_free(rep);
+    cr_assert_eq(claim(&f, "w1", 2, 0, &fence), TIER_OK);
+    r = report(&f, 2, 2500, &rep);
+    cr_assert_str_eq(r->status, "claimed");
+    cr_assert_str_eq(r->worker_id, "w1");
+    tier_free(rep);
+    cr_assert_eq(get_job(&f, 2, st, sizeof(st), &j), TIER_OK);
+    cr_assert_str_eq(st, "claimed");
+    move_file(&f, "bronze", "silver", "b.mp4");
+    cr_assert_eq(complete(&f, "w1", 2, fence, NULL, 0), TIER_OK);
+    level_of(&f, 2, lvl, sizeof(lvl));
+    cr_assert_str_eq(lvl, "silver");
+    /* The remembered report made a fresh job: silver -> gold. */
+    cr_assert_eq(tier_get_job(f.c, &gr, &g, &E), TIER_OK);
+    cr_assert_str_eq(g->job->status, "update");
+    cr_assert_str_eq(g->job->db_level, "silver");
+    cr_assert_str_eq(g->job->target, "gold");
+    cr_assert_geq(g->job->fence, fence, "fences never go back");
+    tier_free(g);
+    teardown(&f);
+}
+
+Test(tiering, second_claim_refused)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    uint64_t fence;
+
+    setup(&f, NULL);
+    report(&f, 4, 3000, &rep);
+    tier_free(rep);
+    cr_assert_eq(claim(&f, "w1", 4, 0, &fence), TIER_OK);
+    cr_assert_eq(claim(&f, "w2", 4, 0, NULL), TIER_ALREADY_EXISTS);
+    cr_assert_eq(claim(&f, "w1", 4, 0, NULL), TIER_ALREADY_EXISTS);
+    cr_assert_eq(claim(&f, "w2", 5, 0, NULL), TIER_NOT_FOUND);
+    /* Another worker cannot complete it. */
+    cr_assert_eq(complete(&f, "w2", 4, fence, NULL, 0), TIER_FAILED_PRECONDITION);
+    teardown(&f);
+}
+
+Test(tiering, expired_lease_cannot_complete_and_is_pushed_again)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    uint64_t fence, fence2;
+    char st[32];
+    nng_socket pull;
+    void *buf;
+    size_t len;
+
+    setup(&f, NULL);
+    cr_assert_eq(nng_pull0_open(&pull), 0);
+    nng_setopt_ms(pull, NNG_OPT_RECVTIMEO, 3000);
+    cr_assert_eq(nng_dial(pull, f.push, NULL, 0), 0);
+    usleep(200 * 1000);
+    report(&f, 4, 3000, &rep);
+    tier_free(rep);
+    /* The notification. */
+    cr_assert_eq(nng_recv(pull, &buf, &len, NNG_FLAG_ALLOC), 0);
+    Tier__MoveJob *m = tier__move_job__unpack(NULL, len, buf);
+    cr_assert(m != NULL);
+    cr_assert_eq(m->cid, 4);
+    cr_assert_str_eq(m->filename, "d.mp4");
+    cr_assert_str_eq(m->target, "gold");
+    cr_assert(strstr(m->src_dir, "/bronze") != NULL && strstr(m->dst_dir, "/gold") != NULL);
+    tier__move_job__free_unpacked(m, NULL);
+    nng_free(buf, len);
+
+    cr_assert_eq(claim(&f, "w1", 4, 300, &fence), TIER_OK);
+    usleep(700 * 1000);
+    cr_assert_eq(complete(&f, "w1", 4, fence, NULL, 0), TIER_FAILED_PRECONDITION);
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_OK);
+    cr_assert_str_eq(st, "update", "the reaper took the lease back");
+    /* Pushed again (drain until we see cid 4). */
+    bool seen = false;
+    for (int i = 0; i < 5 && !seen; i++) {
+        if (nng_recv(pull, &buf, &len, NNG_FLAG_ALLOC) != 0)
+            break;
+        m = tier__move_job__unpack(NULL, len, buf);
+        seen = m && m->cid == 4;
+        tier__move_job__free_unpacked(m, NULL);
+        nng_free(buf, len);
+    }
+    cr_assert(seen, "job pushed again after its lease ran out");
+    cr_assert_eq(claim(&f, "w2", 4, 0, &fence2), TIER_OK);
+    cr_assert_eq(fence2, fence + 1);
+    cr_assert_eq(complete(&f, "w1", 4, fence, NULL, 0), TIER_FAILED_PRECONDITION);
+    move_file(&f, "bronze", "gold", "d.mp4");
+    cr_assert_eq(complete(&f, "w2", 4, fence2, NULL, 0), TIER_OK);
+    nng_close(pull);
+    teardown(&f);
+}
+
+Test(tiering, fail_permanent_and_transient)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    Tier__ListJobsRequest lr = TIER__LIST_JOBS_REQUEST__INIT;
+    Tier__ListJobsReply *l;
+    uint64_t fence;
+    char st[32];
+
+    setup(&f, NULL);
+    report(&f, 2, 1200, &rep);
+    tier_free(rep);
+    cr_assert_eq(claim(&f, "w1", 2, 0, &fence), TIER_OK);
+    cr_assert_eq(fail_job(&f, "w2", 2, fence, "nope", true, 0), TIER_FAILED_PRECONDITION);
+    cr_assert_eq(fail_job(&f, "w1", 2, fence, "b.mp4 not exists", true, 0), TIER_OK);
+    lr.status = "failed";
+    cr_assert_eq(tier_list_jobs(f.c, &lr, &l, &E), TIER_OK);
+    cr_assert_eq(l->n_jobs, 1);
+    cr_assert_eq(l->jobs[0]->cid, 2);
+    cr_assert_str_eq(l->jobs[0]->reason, "b.mp4 not exists");
+    cr_assert_str_eq(l->jobs[0]->status, "failed");
+    tier_free(l);
+    cr_assert_eq(claim(&f, "w1", 2, 0, NULL), TIER_FAILED_PRECONDITION);
+    /* A later report starts a fresh job. */
+    cr_assert_str_eq(report(&f, 2, 1200, &rep)->status, "update");
+    tier_free(rep);
+
+    /* Transient: back to update, claimable after retry_after_ms. */
+    cr_assert_eq(claim(&f, "w1", 2, 0, &fence), TIER_OK);
+    cr_assert_eq(fail_job(&f, "w1", 2, fence, "EAGAIN", false, 100), TIER_OK);
+    cr_assert_eq(get_job(&f, 2, st, sizeof(st), NULL), TIER_OK);
+    cr_assert_str_eq(st, "update");
+    cr_assert_eq(claim(&f, "w2", 2, 0, &fence), TIER_OK);
+    lr.status = "bogus";
+    cr_assert_eq(tier_list_jobs(f.c, &lr, &l, &E), TIER_INVALID_ARGUMENT);
+    teardown(&f);
+}
+
+Test(tiering, done_but_not_committed_is_committed_at_start)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    uint64_t fence;
+    char lvl[32], st[32];
+
+    setup(&f, NULL);
+    report(&f, 4, 1500, &rep);
+    tier_free(rep);
+    cr_assert_eq(claim(&f, "w1", 4, 0, &fence), TIER_OK);
+    move_file(&f, "bronze", "silver", "d.mp4");
+    /* Crash between "done" in Redis and the MySQL commit. */
+    tierd_stop(&f, SIGKILL);
+    redisReply *r = redisCommand(f.rd, "HSET %sjob:4 status done", f.prefix);
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(f.rd, "ZREM %sjobs:claimed 4", f.prefix));
+    freeReplyObject(redisCommand(f.rd, "SADD %sjobs:done 4", f.prefix));
+    level_of(&f, 4, lvl, sizeof(lvl));
+    cr_assert_str_eq(lvl, "bronze");
+    tierd_start(&f, NULL);
+    level_of(&f, 4, lvl, sizeof(lvl));
+    cr_assert_str_eq(lvl, "silver");
+    cr_assert_eq(history_rows(&f, 4), 1);
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_NOT_FOUND);
+    /* The worker's retry after the restart is acknowledged. */
+    cr_assert_eq(complete(&f, "w1", 4, fence, NULL, 0), TIER_OK);
+    teardown(&f);
+}
+
+Test(tiering, add_content_errors)
+{
+    fx f;
+    tier_error err;
+    char name[300];
+    Tier__GetContentRequest gr = TIER__GET_CONTENT_REQUEST__INIT;
+    Tier__GetContentReply *g;
+
+    setup(&f, NULL);
+    cr_assert_eq(add(&f, "missing.mp4", 0, &err), TIER_FAILED_PRECONDITION);
+    file_in(&f, "bronze", "x.mp4");
+    cr_assert_eq(add(&f, "x.mp4", 3, &err), TIER_ALREADY_EXISTS, "cid 3 is taken");
+    cr_assert_eq(add(&f, "../x", 0, &err), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(add(&f, "a/b", 0, &err), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(add(&f, "..", 0, &err), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(add(&f, ".", 0, &err), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(add(&f, "", 0, &err), TIER_INVALID_ARGUMENT);
+    memset(name, 'n', 256);
+    name[256] = '\0';
+    cr_assert_eq(add(&f, name, 0, &err), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(add(&f, "x.mp4", -4, &err), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(add(&f, "x.mp4", 0, &err), TIER_OK, "%s", err.message);
+    gr.cid = 7; /* max + 1 */
+    cr_assert_eq(tier_get_content(f.c, &gr, &g, &E), TIER_OK);
+    cr_assert_str_eq(g->content->filename, "x.mp4");
+    cr_assert_str_eq(g->content->level, "bronze");
+    cr_assert_gt(g->content->generate_time_ms, 0);
+    cr_assert(g->job == NULL);
+    tier_free(g);
+    cr_assert_eq(add(&f, "x.mp4", 0, &err), TIER_ALREADY_EXISTS, "filename taken");
+    gr.cid = 12345;
+    cr_assert_eq(tier_get_content(f.c, &gr, &g, &E), TIER_NOT_FOUND);
+    teardown(&f);
+}
+
+static int set_levels(fx *f, const char *spec[][4], size_t n)
+{
+    Tier__SetLevelsRequest req = TIER__SET_LEVELS_REQUEST__INIT;
+    Tier__Level lv[8], *lp[8];
+    Tier__ListLevelsReply *rep = NULL;
+    for (size_t i = 0; i < n; i++) {
+        tier__level__init(&lv[i]);
+        lv[i].name = (char *)spec[i][0];
+        lv[i].min_counts = atoll(spec[i][1]);
+        lv[i].max_counts = atoll(spec[i][2]);
+        lv[i].path = (char *)spec[i][3];
+        lp[i] = &lv[i];
+    }
+    req.levels = lp;
+    req.n_levels = n;
+    int rv = tier_set_levels(f->c, &req, &rep, &E);
+    tier_free(rep);
+    return rv;
+}
+
+Test(tiering, set_levels_refusals)
+{
+    fx f;
+    char b[512], s[512], g[512], x[512];
+
+    setup(&f, NULL);
+    snprintf(b, sizeof(b), "%s/bronze", f.root);
+    snprintf(s, sizeof(s), "%s/silver", f.root);
+    snprintf(g, sizeof(g), "%s/gold", f.root);
+    snprintf(x, sizeof(x), "%s/new/platinum", f.root);
+    const char *gap[][4] = {
+        {"bronze", "0", "999", b}, {"silver", "1001", "1999", s}, {"gold", "2000", "9000000", g}};
+    const char *overlap[][4] = {
+        {"bronze", "0", "999", b}, {"silver", "999", "1999", s}, {"gold", "2000", "9000000", g}};
+    const char *two0[][4] = {{"bronze", "0", "999", b}, {"silver", "0", "1999", s}};
+    const char *rel[][4] = {{"bronze", "0", "999", "bronze/"}, {"silver", "1000", "1999", s}};
+    const char *badname[][4] = {{"bro nze", "0", "999", b}};
+    const char *dup[][4] = {{"bronze", "0", "999", b}, {"bronze", "1000", "1999", s}};
+    const char *minmax[][4] = {{"bronze", "0", "999", b}, {"silver", "1000", "500", s}};
+    const char *neg[][4] = {{"bronze", "-5", "999", b}};
+    const char *nozero[][4] = {{"bronze", "1", "999", b}};
+    const char *dropgold[][4] = {{"bronze", "0", "999", b}, {"silver", "1000", "9000000", s}};
+    const char *ok[][4] = {{"bronze", "0", "999", b},
+                           {"silver", "1000", "1999", s},
+                           {"gold", "2000", "99999", g},
+                           {"platinum", "100000", "9000000000", x}};
+    cr_assert_eq(set_levels(&f, gap, 3), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, overlap, 3), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, two0, 2), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, rel, 2), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, badname, 1), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, dup, 2), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, minmax, 2), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, neg, 1), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, nozero, 1), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, NULL, 0), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(set_levels(&f, dropgold, 2), TIER_FAILED_PRECONDITION, "gold holds a.mp4");
+    cr_assert_eq(set_levels(&f, ok, 4), TIER_OK);
+    struct stat sb;
+    cr_assert(stat(x, &sb) == 0 && S_ISDIR(sb.st_mode), "directory created");
+    char n[32];
+    sql1(&f, "SELECT COUNT(*) FROM level", n, sizeof(n));
+    cr_assert_str_eq(n, "4");
+    Tier__ReportViewsReply *rep;
+    cr_assert_str_eq(report(&f, 1, 200000, &rep)->target, "platinum");
+    tier_free(rep);
+    teardown(&f);
+}
+
+static int run_tierd_with(const char *var, int port, char *out, size_t len)
+{
+    char listen[128], push[128], e[64];
+    char *bin = tier_test_bin("tierd");
+    snprintf(e, sizeof(e), "%s=%d", var, port);
+    char *envp[] = {e, NULL};
+    tier_test_tcp_url(listen, sizeof(listen));
+    tier_test_tcp_url(push, sizeof(push));
+    char *argv[] = {bin, "--listen", listen, "--push", push, NULL};
+    int st = tier_test_run(argv, envp, out, len, 20000);
+    free(bin);
+    return st;
+}
+
+Test(tiering, dead_dependency_at_start)
+{
+    char out[4096];
+    int st = run_tierd_with("TIER_REDIS_PORT", tier_test_free_port(), out, sizeof(out));
+    cr_assert(st > 0 && st < 128 && strstr(out, "Redis"), "%d %s", st, out);
+    st = run_tierd_with("TIER_MYSQL_PORT", tier_test_free_port(), out, sizeof(out));
+    cr_assert(st > 0 && st < 128 && strstr(out, "MySQL"), "%d %s", st, out);
+}
