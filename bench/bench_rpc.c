@@ -2,7 +2,7 @@
  * bench_rpc.c -- unary call throughput and latency of the RPC layer on
  * loopback tcp://, against bare nng req/rep + protobuf-c as the baseline.
  *
- *   bench_rpc [--seconds S] [--runs R] [--threads N]
+ *   bench_rpc [--seconds S] [--runs R] [--threads N] [--contexts N]
  *
  * The server runs in a child process (so client and server share the
  * machine's two cores but not an allocator or a lock).  The request has two
@@ -45,9 +45,9 @@ static int rpc_handler(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *re
     return TIER_OK;
 }
 
-static void run_rpc_server(const char *url, unsigned threads)
+static void run_rpc_server(const char *url, unsigned threads, unsigned contexts)
 {
-    tier_rpc_server_opts o = {.nthreads = threads};
+    tier_rpc_server_opts o = {.nthreads = threads, .ncontexts = contexts};
     tier_rpc_server *s;
     if (tier_rpc_server_open(&s, url, &o) != TIER_OK)
         exit(1);
@@ -326,7 +326,7 @@ int main(int argc, char **argv)
 {
     double seconds = 3;
     int runs = 3;
-    unsigned threads = 16;
+    unsigned threads = 16, contexts = 0;
     int levels[] = {1, 8, 64};
     char url[2][64];
 
@@ -337,8 +337,10 @@ int main(int argc, char **argv)
             runs = atoi(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = (unsigned)atoi(argv[++i]);
+        else if (strcmp(argv[i], "--contexts") == 0 && i + 1 < argc)
+            contexts = (unsigned)atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--seconds S] [--runs R] [--threads N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--runs R] [--threads N] [--contexts N]\n", argv[0]);
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
@@ -348,7 +350,7 @@ int main(int argc, char **argv)
     snprintf(url[1], sizeof(url[1]), "tcp://127.0.0.1:%d", base + 1);
     pid_t srv[2];
     if ((srv[0] = fork()) == 0)
-        run_rpc_server(url[0], threads);
+        run_rpc_server(url[0], threads, contexts);
     if ((srv[1] = fork()) == 0)
         run_bare_server(url[1], 16);
     usleep(300 * 1000);
