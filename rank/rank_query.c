@@ -341,11 +341,33 @@ static int done(ta_query *q)
     return 1;
 }
 
+/* Whether reading list l can still reveal an entity that enters the heap.
+ * Once the heap is full with worst row w, an entity all of whose unread
+ * entries are 0 or of the wrong sign (negative for INCREASE, positive for
+ * DECREASE) has a sum on the wrong side of 0, or exactly 0 and then a cid
+ * >= the zero entry's (ties ascend by cid).  Entities with a useful entry
+ * elsewhere are found through that list, so l may be skipped while its next
+ * value cannot help: wrong sign unless w itself is on the wrong side of 0;
+ * zero unless w is 0 with a cid not below the next one. */
+static int worth_reading(const ta_query *q, const ta_list *l)
+{
+    if (l->pos >= l->n || q->nheap < q->limit)
+        return 1;
+    int64_t v = l->e[l->cur].delta, w = q->heap[0].sum;
+    if (v != 0 && (v < 0) == q->dec)
+        return 1; /* a useful value */
+    if (q->dec ? w > 0 : w < 0)
+        return 1; /* w itself is on the wrong side: anything may beat it */
+    if (v != 0 || w != 0)
+        return 0;
+    return q->r->ent[l->e[l->cur].ent].cid <= q->r->ent[q->heap[0].ent].cid;
+}
+
 static int run_ta(ta_query *q)
 {
     for (;;) {
         for (uint32_t j = 0; j < q->nlists; j++)
-            if (read_list(q, &q->lists[j], TA_STEP) != TIER_OK)
+            if (worth_reading(q, &q->lists[j]) && read_list(q, &q->lists[j], TA_STEP) != TIER_OK)
                 return TIER_RESOURCE_EXHAUSTED;
         if (done(q))
             return TIER_OK;
