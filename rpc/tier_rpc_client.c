@@ -237,11 +237,14 @@ static Tier__Rpc__Reply *open_reply(tier_rpc_client *c, nng_msg *msg, tier_rpc_e
 static int invoke(tier_rpc_client *c, const char *method, const void *data, size_t len,
                   uint32_t timeout_ms, Tier__Rpc__Reply **rep, tier_rpc_error *err)
 {
+    tier_rpc_error local;
     int64_t deadline;
     nng_msg *msg;
     slot *s;
     int rv;
 
+    if (err == NULL)
+        err = &local; /* the code is needed even when the caller wants no message */
     if (timeout_ms == 0)
         timeout_ms = c->timeout_ms;
     if ((rv = envelope(c, method, data, len, timeout_ms, &msg, &deadline, err)) != TIER_OK)
@@ -268,7 +271,7 @@ static int invoke(tier_rpc_client *c, const char *method, const void *data, size
     slot_put(c, s);
     *rep = open_reply(c, msg, err);
     nng_msg_free(msg);
-    return *rep != NULL ? TIER_OK : err ? err->code : TIER_INTERNAL;
+    return *rep != NULL ? TIER_OK : err->code;
 }
 
 int tier_rpc_call_raw(tier_rpc_client *c, const char *method, const void *data, size_t len,
