@@ -294,6 +294,8 @@ Test(rpc, unknown_method_is_unimplemented)
 
     cr_assert_eq(call_cid(c, "test.Nope", 1, 0, NULL, &err), TIER_UNIMPLEMENTED);
     cr_assert(strstr(err.message, "test.Nope") != NULL, "%s", err.message);
+    cr_assert_eq(call_cid(c, "test.Nope", 1, 0, NULL, NULL), TIER_UNIMPLEMENTED,
+                 "the code does not depend on asking for the message");
     cr_assert_eq(call_cid(c, "test.Echo", 1, 0, NULL, &err), TIER_OK);
     tier_rpc_client_close(c);
     tier_rpc_server_close(s);
