@@ -1,33 +1,224 @@
 /*
- * ranking.c -- seed 003: comments, top contents, latest comments.
- * (Being built: issue 4.  Until then it registers no methods.)
+ * ranking.c -- seed 003: comments, exact top contents by comment-count
+ * change over any window of minutes, latest comments.  This file holds the
+ * module's lifetime; see ranking_int.h for the map.
+ *
+ * Start-up: the next comment id comes from max(id) in MySQL, and the rank
+ * index is rebuilt by streaming comment_minute (within the retention) in
+ * minute order, so a restarted tierd answers exactly as before.
+ *
+ * The tick: once a second the index learns the current minute
+ * (tier_rank_set_now), which closes finished minutes (their sorted lists get
+ * built) and, every retention/16, drops what fell out of the retention.
+ * Every ten minutes comment_minute rows older than the retention are purged
+ * from MySQL in small chunks.
  */
-#include "tierd.h"
-
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-struct ranking {
-    const tierd_deps *deps;
-};
+#include "ranking_int.h"
+#include "tier_log.h"
+#include "tier_methods.h"
+#include "tier_time.h"
+
+/* ------------------------------------------------------------ rebuild */
+
+#define REBUILD_CHUNK 16384
+
+typedef struct {
+    tier_rank *rank;
+    tier_rank_event ev[REBUILD_CHUNK];
+    char svc[REBUILD_CHUNK][TIER_COMMENT_SERVICE_MAX * 4 + 1];
+    size_t n;
+    unsigned long long rows;
+    int rv;
+} rebuild;
+
+static int rebuild_flush(rebuild *b)
+{
+    if (b->n > 0 && b->rv == TIER_OK)
+        b->rv = tier_rank_add_batch(b->rank, b->ev, b->n);
+    b->n = 0;
+    return b->rv;
+}
+
+static int rebuild_row(void *arg, const tier_comment_minute *m)
+{
+    rebuild *b = arg;
+
+    snprintf(b->svc[b->n], sizeof(b->svc[b->n]), "%s", m->service);
+    b->ev[b->n] = (tier_rank_event){b->svc[b->n], m->cid,     m->minute,  m->delta,
+                                    m->created,   m->deleted, m->restored};
+    b->rows++;
+    if (++b->n == REBUILD_CHUNK && rebuild_flush(b) != TIER_OK)
+        return 1;
+    return 0;
+}
+
+/* Loads next_id and the index from MySQL. */
+static int ranking_load(ranking *r)
+{
+    int64_t t0 = tier_mono_ms(), now_min = ranking_minute(tier_now_ms());
+    tier_db *db = tier_pool_get(r->deps->db);
+    rebuild *b = calloc(1, sizeof(*b));
+    int rv = TIER_RESOURCE_EXHAUSTED;
+
+    if (db == NULL || b == NULL)
+        goto out;
+    b->rank = r->rank;
+    if ((rv = ranking_load_next_id(r, db)) != TIER_OK ||
+        (rv = tier_comments_scan_minutes(db, now_min - r->retention, rebuild_row, b)) != TIER_OK ||
+        (rv = rebuild_flush(b)) != TIER_OK)
+        goto out;
+    tier_rank_set_now(r->rank, now_min);
+    tier_rank_expire(r->rank, now_min - r->retention);
+    tier_info("ranking: index rebuilt from %llu minute rows in %lld ms, %zu bytes; next id %lld",
+              b->rows, (long long)(tier_mono_ms() - t0), tier_rank_memory(r->rank),
+              (long long)r->next_id);
+out:
+    if (db != NULL)
+        tier_db_pool_put(r->deps->db, db);
+    free(b);
+    return rv;
+}
+
+/* ------------------------------------------------------------ tick */
+
+static void purge_old_minutes(ranking *r, int64_t before)
+{
+    tier_db *db = tier_pool_get(r->deps->db);
+    unsigned long long n = 0, total = 0;
+
+    if (db == NULL)
+        return;
+    /* Small chunks: each DELETE is a short transaction of its own. */
+    do {
+        if (tier_comments_purge_minutes(db, before, 10000, &n) != TIER_OK)
+            break;
+        total += n;
+    } while (n == 10000 && !r->stop);
+    tier_db_pool_put(r->deps->db, db);
+    if (total > 0)
+        tier_info("ranking: purged %llu comment_minute rows before minute %lld", total,
+                  (long long)before);
+}
+
+static void *tick_main(void *arg)
+{
+    ranking *r = arg;
+    int64_t last_purge = tier_mono_ms();
+
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        if (r->stop)
+            break;
+        pthread_mutex_unlock(&r->mu);
+        int64_t now_min = ranking_minute(tier_now_ms());
+        tier_rank_set_now(r->rank, now_min);
+        if (tier_mono_ms() - last_purge >= 600000) {
+            purge_old_minutes(r, now_min - r->retention);
+            last_purge = tier_mono_ms();
+        }
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ module */
+
+/* Health probe "ranking": always OK; its message reports the index. */
+static int probe_rank(void *arg, char *msg, size_t len)
+{
+    ranking *r = arg;
+    snprintf(msg, len, "rank index %zu bytes", tier_rank_memory(r->rank));
+    return TIER_OK;
+}
 
 int ranking_open(ranking **out, const tierd_deps *deps)
 {
-    ranking *t = calloc(1, sizeof(*t));
-    if (t == NULL)
+    ranking *r = calloc(1, sizeof(*r));
+    int rv;
+
+    if (r == NULL)
         return TIER_RESOURCE_EXHAUSTED;
-    t->deps = deps;
-    *out = t;
+    r->deps = deps;
+    r->retention = deps->cfg->retention_min;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if ((rv = tier_rank_alloc(&r->rank, r->retention)) != TIER_OK) {
+        tier_error("ranking: bad retention %lld minutes", (long long)r->retention);
+        ranking_close(r);
+        return rv;
+    }
+    if ((rv = ranking_load(r)) != TIER_OK) {
+        ranking_close(r);
+        return rv;
+    }
+    if ((r->batcher = tier_batcher_alloc(RANKING_MAX_BATCH, ranking_flush, r)) == NULL ||
+        pthread_create(&r->ticker, NULL, tick_main, r) != 0) {
+        ranking_close(r);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    r->ticking = true;
+    *out = r;
     return TIER_OK;
 }
 
-int ranking_register(ranking *t, tier_rpc_server *srv)
+int ranking_register(ranking *r, tier_rpc_server *srv)
 {
-    (void)t;
-    (void)srv;
-    return TIER_OK;
+    static const struct {
+        const char *name;
+        const ProtobufCMessageDescriptor *req, *rep;
+        tier_rpc_fn fn;
+    } m[] = {
+        {TIER_M_POST_COMMENT, &tier__post_comment_request__descriptor,
+         &tier__post_comment_reply__descriptor, ranking_h_post_comment},
+        {TIER_M_POST_COMMENTS, &tier__post_comments_request__descriptor,
+         &tier__post_comments_reply__descriptor, ranking_h_post_comments},
+        {TIER_M_EDIT_COMMENT, &tier__edit_comment_request__descriptor,
+         &tier__comment_reply__descriptor, ranking_h_edit_comment},
+        {TIER_M_DELETE_COMMENT, &tier__delete_comment_request__descriptor,
+         &tier__comment_reply__descriptor, ranking_h_delete_comment},
+        {TIER_M_RESTORE_COMMENT, &tier__restore_comment_request__descriptor,
+         &tier__comment_reply__descriptor, ranking_h_restore_comment},
+        /* Pooled: the index query takes a read lock, which a flush or the
+         * close of a minute may hold for a while. */
+        {TIER_M_TOP_CONTENTS, &tier__top_contents_request__descriptor,
+         &tier__top_contents_reply__descriptor, ranking_h_top_contents},
+        {TIER_M_LATEST_COMMENTS, &tier__latest_comments_request__descriptor,
+         &tier__latest_comments_reply__descriptor, ranking_h_latest_comments},
+    };
+    int rv;
+
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if ((rv = tier_rpc_server_add(srv, m[i].name, m[i].req, m[i].rep, m[i].fn, r, 0)) !=
+            TIER_OK)
+            return rv;
+    return tier_rpc_server_add_health(srv, "ranking", probe_rank, r);
 }
 
-void ranking_close(ranking *t)
+void ranking_close(ranking *r)
 {
-    free(t);
+    if (r == NULL)
+        return;
+    if (r->ticking) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->ticker, NULL);
+    }
+    tier_batcher_free(r->batcher); /* applies what was submitted, then stops */
+    tier_db_close(r->wdb);
+    tier_rank_free(r->rank);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
 }

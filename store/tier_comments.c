@@ -1,0 +1,588 @@
+/*
+ * tier_comments.c -- see tier_comments.h.
+ *
+ * The multi-row INSERTs are the only statements whose text is generated:
+ * their text holds placeholders only ("(?, ?, ...), (?, ...)"), is built
+ * once per arity at first use, and its address is the prepared-statement
+ * cache key like any literal's.  Fixed arities (1000/100/10/1 rows) keep the
+ * number of prepared statements per connection small whatever the batch
+ * size.
+ */
+#include "tier_comments.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tier_status.h"
+
+static const char SQL_MAX_ID[] = "SELECT COALESCE(MAX(id), 0) FROM comments";
+static const char SQL_LOCK[] = "SELECT service, cid, author, body, created_ms, modified_ms, "
+                               "deleted FROM comments WHERE id = ? FOR UPDATE";
+static const char SQL_SET_DELETED[] = "UPDATE comments SET deleted = ? WHERE id = ?";
+static const char SQL_EDIT[] = "UPDATE comments SET body = ?, modified_ms = ? WHERE id = ?";
+static const char SQL_LATEST[] =
+    "SELECT id, service, cid, author, body, created_ms, modified_ms FROM comments "
+    "FORCE INDEX (latest) WHERE cid = ? AND deleted = 0 AND id < ? ORDER BY id DESC LIMIT ?";
+static const char SQL_LATEST_SVC[] =
+    "SELECT id, service, cid, author, body, created_ms, modified_ms FROM comments "
+    "FORCE INDEX (latest_svc) WHERE service = ? AND cid = ? AND deleted = 0 AND id < ? "
+    "ORDER BY id DESC LIMIT ?";
+static const char SQL_SCAN_MINUTES[] =
+    "SELECT minute, service, cid, delta, created, deleted, restored FROM comment_minute "
+    "WHERE minute >= ? ORDER BY minute, service, cid";
+static const char SQL_PURGE_MINUTES[] = "DELETE FROM comment_minute WHERE minute < ? LIMIT ?";
+
+/* ------------------------------------------------------------ helpers */
+
+static int run(tier_db *db, const char *sql, MYSQL_BIND *params, MYSQL_STMT **out)
+{
+    MYSQL_STMT *st = tier_db_prepare(db, sql);
+
+    if (st == NULL)
+        return tier_db_status(db, NULL, "prepare");
+    if ((params != NULL && mysql_stmt_bind_param(st, params) != 0) || mysql_stmt_execute(st) != 0)
+        return tier_db_status(db, st, sql);
+    *out = st;
+    return TIER_OK;
+}
+
+static void bind_blob(MYSQL_BIND *b, const char *s, unsigned long *len)
+{
+    tier_db_bind_str(b, s, len);
+    b->buffer_type = MYSQL_TYPE_BLOB; /* bytes, no charset conversion */
+}
+
+void tier_comment_clear(tier_comment *c)
+{
+    free(c->service);
+    free(c->author);
+    free(c->body);
+    memset(c, 0, sizeof(*c));
+}
+
+int tier_comments_max_id(tier_db *db, int64_t *out)
+{
+    MYSQL_BIND res[1];
+    long long v = 0;
+    MYSQL_STMT *st;
+    int rv;
+
+    if ((rv = run(db, SQL_MAX_ID, NULL, &st)) != TIER_OK)
+        return rv;
+    tier_db_bind_i64(&res[0], &v);
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+        return tier_db_status(db, st, "max id");
+    rv = mysql_stmt_fetch(st);
+    mysql_stmt_free_result(st);
+    if (rv != 0)
+        return tier_db_status(db, st, "max id");
+    *out = v;
+    return TIER_OK;
+}
+
+/* ------------------------------------------------------------ multi-row statements */
+
+static const size_t ARITIES[] = {1000, 100, 10, 1};
+#define NARITIES (sizeof(ARITIES) / sizeof(ARITIES[0]))
+/* Rows of one statement carry at most this many bytes of strings, well
+ * under max_allowed_packet (64 MiB in scripts/services.sh, 16 MiB by
+ * default): a statement of 1000 bodies of 64 KiB would not fit. */
+#define CHUNK_BYTES (8u << 20)
+
+static char *insert_sql[NARITIES];
+static char *upsert_sql[NARITIES];
+static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
+
+static char *build_multi(const char *head, const char *row, const char *tail, size_t n)
+{
+    size_t cap = strlen(head) + n * (strlen(row) + 2) + strlen(tail) + 1;
+    char *s = malloc(cap), *p = s;
+
+    if (s == NULL)
+        return NULL;
+    p += sprintf(p, "%s", head);
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%s", i ? ", " : "", row);
+    sprintf(p, "%s", tail);
+    return s;
+}
+
+static void build_sql(void)
+{
+    for (size_t a = 0; a < NARITIES; a++) {
+        insert_sql[a] =
+            build_multi("INSERT INTO comments (id, service, cid, author, body, created_ms) VALUES ",
+                        "(?, ?, ?, ?, ?, ?)", "", ARITIES[a]);
+        upsert_sql[a] =
+            build_multi("INSERT INTO comment_minute (minute, service, cid, delta, created, "
+                        "deleted, restored) VALUES ",
+                        "(?, ?, ?, ?, ?, ?, ?)",
+                        " ON DUPLICATE KEY UPDATE delta = delta + VALUES(delta), "
+                        "created = created + VALUES(created), deleted = deleted + VALUES(deleted), "
+                        "restored = restored + VALUES(restored)",
+                        ARITIES[a]);
+    }
+}
+
+/* A multi-row statement: `width` parameters per row, bound by `bind`. */
+typedef struct {
+    char **sql; /* per arity */
+    size_t width;
+    void (*bind)(const void *rows, size_t i, MYSQL_BIND *p, unsigned long *lens, long long *nums);
+    size_t (*bytes)(const void *rows, size_t i);
+} multi;
+
+/* The largest arity that fits the rows left and the byte budget. */
+static size_t pick_arity(const multi *m, const void *rows, size_t at, size_t left)
+{
+    for (size_t a = 0; a < NARITIES; a++) {
+        size_t bytes = 0, k = ARITIES[a];
+        if (k > left)
+            continue;
+        for (size_t i = 0; i < k && bytes <= CHUNK_BYTES; i++)
+            bytes += m->bytes(rows, at + i);
+        if (bytes <= CHUNK_BYTES || k == 1)
+            return a;
+    }
+    return NARITIES - 1;
+}
+
+static int run_multi(tier_db *db, const multi *m, const void *rows, size_t n)
+{
+    size_t w = m->width, maxk = ARITIES[0];
+    MYSQL_BIND *p = calloc(maxk * w, sizeof(*p));
+    unsigned long *lens = calloc(maxk * w, sizeof(*lens));
+    long long *nums = calloc(maxk * w, sizeof(*nums));
+    MYSQL_STMT *st;
+    int rv = TIER_OK;
+
+    if (p == NULL || lens == NULL || nums == NULL)
+        rv = TIER_RESOURCE_EXHAUSTED;
+    for (size_t at = 0; rv == TIER_OK && at < n;) {
+        size_t a = pick_arity(m, rows, at, n - at), k = ARITIES[a];
+        if (m->sql[a] == NULL) {
+            rv = TIER_RESOURCE_EXHAUSTED;
+            break;
+        }
+        for (size_t i = 0; i < k; i++)
+            m->bind(rows, at + i, &p[i * w], &lens[i * w], &nums[i * w]);
+        rv = run(db, m->sql[a], p, &st);
+        at += k;
+    }
+    free(p);
+    free(lens);
+    free(nums);
+    return rv;
+}
+
+/* comments rows: the POST ops. */
+static void bind_comment(const void *rows, size_t i, MYSQL_BIND *p, unsigned long *lens,
+                         long long *nums)
+{
+    const tier_comment_op *op = ((tier_comment_op *const *)rows)[i];
+    nums[0] = op->id;
+    nums[1] = op->cid;
+    nums[2] = op->time_ms;
+    lens[0] = op->service_len;
+    lens[1] = op->author_len;
+    lens[2] = op->body_len;
+    tier_db_bind_i64(&p[0], &nums[0]);
+    tier_db_bind_str(&p[1], op->service, &lens[0]);
+    tier_db_bind_i64(&p[2], &nums[1]);
+    tier_db_bind_str(&p[3], op->author, &lens[1]);
+    bind_blob(&p[4], op->body, &lens[2]);
+    tier_db_bind_i64(&p[5], &nums[2]);
+}
+
+static size_t comment_bytes(const void *rows, size_t i)
+{
+    const tier_comment_op *op = ((tier_comment_op *const *)rows)[i];
+    return op->service_len + op->author_len + op->body_len + 64;
+}
+
+static void bind_minute(const void *rows, size_t i, MYSQL_BIND *p, unsigned long *lens,
+                        long long *nums)
+{
+    const tier_comment_minute *m = &((const tier_comment_minute *)rows)[i];
+    nums[0] = m->minute;
+    nums[1] = m->cid;
+    nums[2] = m->delta;
+    nums[3] = m->created;
+    nums[4] = m->deleted;
+    nums[5] = m->restored;
+    lens[0] = strlen(m->service);
+    tier_db_bind_i64(&p[0], &nums[0]);
+    tier_db_bind_str(&p[1], m->service, &lens[0]);
+    tier_db_bind_i64(&p[2], &nums[1]);
+    for (int k = 3; k < 7; k++)
+        tier_db_bind_i64(&p[k], &nums[k - 1]);
+}
+
+static size_t minute_bytes(const void *rows, size_t i)
+{
+    (void)rows;
+    (void)i;
+    return 128;
+}
+
+static const multi INSERT_COMMENTS = {insert_sql, 6, bind_comment, comment_bytes};
+static const multi UPSERT_MINUTES = {upsert_sql, 7, bind_minute, minute_bytes};
+
+/* ------------------------------------------------------------ per-minute aggregation */
+
+/* Open addressing over (minute, service, cid); `cap` a power of two at
+ * least twice the number of changes, so it never fills. */
+typedef struct {
+    tier_comment_minute *rows;
+    size_t n;
+    uint32_t *slot; /* index + 1 into rows, 0 = empty */
+    size_t cap;
+} agg;
+
+static uint64_t agg_hash(const char *s, int64_t cid, int64_t minute)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    h ^= (uint64_t)cid * 0x9e3779b97f4a7c15ull;
+    h ^= (uint64_t)minute * 0xc2b2ae3d27d4eb4full;
+    return h ^ (h >> 29);
+}
+
+static int agg_init(agg *g, size_t changes)
+{
+    g->cap = 16;
+    while (g->cap < 2 * changes)
+        g->cap *= 2;
+    g->n = 0;
+    g->rows = malloc((changes + 1) * sizeof(*g->rows));
+    g->slot = calloc(g->cap, sizeof(*g->slot));
+    return g->rows && g->slot ? TIER_OK : TIER_RESOURCE_EXHAUSTED;
+}
+
+static void agg_add(agg *g, const char *service, int64_t cid, int64_t ms, int kind)
+{
+    int64_t minute = ms / 60000;
+    size_t i = agg_hash(service, cid, minute) & (g->cap - 1);
+    tier_comment_minute *m;
+
+    for (; g->slot[i] != 0; i = (i + 1) & (g->cap - 1)) {
+        m = &g->rows[g->slot[i] - 1];
+        if (m->cid == cid && m->minute == minute && strcmp(m->service, service) == 0)
+            goto found;
+    }
+    m = &g->rows[g->n++];
+    *m = (tier_comment_minute){service, cid, minute, 0, 0, 0, 0};
+    g->slot[i] = (uint32_t)g->n;
+found:
+    if (kind == TIER_COP_POST)
+        m->delta++, m->created++;
+    else if (kind == TIER_COP_DELETE)
+        m->delta--, m->deleted++;
+    else if (kind == TIER_COP_RESTORE)
+        m->delta++, m->restored++;
+}
+
+/* ------------------------------------------------------------ edits, deletes, restores */
+
+/* Result buffers for reading one comment back. */
+typedef struct {
+    char service[TIER_COMMENT_SERVICE_MAX * 4 + 1];
+    char author[TIER_COMMENT_AUTHOR_MAX * 4 + 1];
+    char body[TIER_COMMENT_BODY_MAX + 1];
+    unsigned long sl, al, bl;
+    my_bool sn, an, bn;
+    long long cid, created, modified;
+    int deleted;
+} row_buf;
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static size_t clamp(unsigned long len, size_t cap)
+{
+    return len < cap ? len : cap - 1;
+}
+
+/* Reads comment `id` FOR UPDATE into rb; NOT_FOUND when absent. */
+static int lock_row(tier_db *db, int64_t id, row_buf *rb)
+{
+    MYSQL_BIND p[1], res[7];
+    long long lid = id;
+    MYSQL_STMT *st;
+    int rv;
+
+    tier_db_bind_i64(&p[0], &lid);
+    if ((rv = run(db, SQL_LOCK, p, &st)) != TIER_OK)
+        return rv;
+    tier_db_bind_buf(&res[0], rb->service, sizeof(rb->service) - 1, &rb->sl, &rb->sn);
+    tier_db_bind_i64(&res[1], &rb->cid);
+    tier_db_bind_buf(&res[2], rb->author, sizeof(rb->author) - 1, &rb->al, &rb->an);
+    tier_db_bind_buf(&res[3], rb->body, sizeof(rb->body) - 1, &rb->bl, &rb->bn);
+    res[3].buffer_type = MYSQL_TYPE_BLOB;
+    tier_db_bind_i64(&res[4], &rb->created);
+    tier_db_bind_i64(&res[5], &rb->modified);
+    tier_db_bind_i32(&res[6], &rb->deleted);
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+        return tier_db_status(db, st, "lock comment");
+    rv = mysql_stmt_fetch(st);
+    mysql_stmt_free_result(st);
+    if (rv == MYSQL_NO_DATA)
+        return TIER_NOT_FOUND;
+    if (rv != 0 && rv != MYSQL_DATA_TRUNCATED)
+        return tier_db_status(db, st, "lock comment");
+    return TIER_OK;
+}
+
+static int set_deleted(tier_db *db, int64_t id, int deleted)
+{
+    MYSQL_BIND p[2];
+    long long lid = id;
+    MYSQL_STMT *st;
+
+    tier_db_bind_i32(&p[0], &deleted);
+    tier_db_bind_i64(&p[1], &lid);
+    return run(db, SQL_SET_DELETED, p, &st);
+}
+
+static int set_body(tier_db *db, int64_t id, const char *body, size_t len, int64_t ms)
+{
+    MYSQL_BIND p[3];
+    long long lid = id, lms = ms;
+    unsigned long bl = len;
+    MYSQL_STMT *st;
+
+    bind_blob(&p[0], body, &bl);
+    tier_db_bind_i64(&p[1], &lms);
+    tier_db_bind_i64(&p[2], &lid);
+    return run(db, SQL_EDIT, p, &st);
+}
+
+/* Fills op->after from the row as it is after the change. */
+static int fill_after(tier_comment_op *op, const row_buf *rb)
+{
+    tier_comment *c = &op->after;
+    size_t bl = op->kind == TIER_COP_EDIT ? op->body_len : clamp(rb->bl, sizeof(rb->body));
+
+    c->id = op->id;
+    c->service = dup_n(rb->service, clamp(rb->sl, sizeof(rb->service)));
+    c->cid = rb->cid;
+    c->author = dup_n(rb->author, clamp(rb->al, sizeof(rb->author)));
+    c->body = dup_n(op->kind == TIER_COP_EDIT ? op->body : rb->body, bl);
+    c->body_len = bl;
+    c->created_ms = rb->created;
+    c->modified_ms = op->kind == TIER_COP_EDIT ? op->time_ms : rb->modified;
+    c->deleted = op->kind == TIER_COP_DELETE;
+    if (c->service == NULL || c->author == NULL || c->body == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    return TIER_OK;
+}
+
+/* One edit/delete/restore; per-item outcomes go into op->code, the return
+ * value is a failure of the whole transaction. */
+static int apply_change(tier_db *db, tier_comment_op *op, row_buf *rb)
+{
+    int rv = lock_row(db, op->id, rb);
+
+    op->code = TIER_OK;
+    if (rv == TIER_NOT_FOUND) {
+        op->code = TIER_NOT_FOUND;
+        return TIER_OK;
+    }
+    if (rv != TIER_OK)
+        return rv;
+    /* A deleted comment can only be restored: editing it would change
+     * what nobody can see. */
+    if ((op->kind != TIER_COP_RESTORE && rb->deleted) ||
+        (op->kind == TIER_COP_RESTORE && !rb->deleted)) {
+        op->code = TIER_FAILED_PRECONDITION;
+        return TIER_OK;
+    }
+    if (op->kind == TIER_COP_EDIT)
+        rv = set_body(db, op->id, op->body, op->body_len, op->time_ms);
+    else
+        rv = set_deleted(db, op->id, op->kind == TIER_COP_DELETE);
+    return rv != TIER_OK ? rv : fill_after(op, rb);
+}
+
+/* ------------------------------------------------------------ apply */
+
+/* The body of the transaction; `posts` is scratch for n pointers. */
+static int apply_ops(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next,
+                     tier_comment_op **posts, agg *g)
+{
+    size_t np = 0;
+    row_buf *rb = NULL;
+    int rv;
+
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i]->kind != TIER_COP_POST)
+            continue;
+        ops[i]->id = (*next)++;
+        ops[i]->code = TIER_OK;
+        posts[np++] = ops[i];
+        agg_add(g, ops[i]->service, ops[i]->cid, ops[i]->time_ms, TIER_COP_POST);
+    }
+    if (np > 0 && (rv = run_multi(db, &INSERT_COMMENTS, posts, np)) != TIER_OK)
+        return rv;
+    for (size_t i = 0; i < n; i++) {
+        tier_comment_op *op = ops[i];
+        if (op->kind == TIER_COP_POST)
+            continue;
+        if (rb == NULL && (rb = malloc(sizeof(*rb))) == NULL)
+            return TIER_RESOURCE_EXHAUSTED;
+        if ((rv = apply_change(db, op, rb)) != TIER_OK) {
+            free(rb);
+            return rv;
+        }
+        if (op->code == TIER_OK)
+            agg_add(g, op->after.service, op->after.cid, op->time_ms, op->kind);
+    }
+    free(rb);
+    return g->n > 0 ? run_multi(db, &UPSERT_MINUTES, g->rows, g->n) : TIER_OK;
+}
+
+int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next_id,
+                        tier_comment_minute **mins, size_t *nmins)
+{
+    tier_comment_op **posts = malloc((n + 1) * sizeof(*posts));
+    int64_t next = *next_id;
+    agg g;
+    int rv;
+
+    pthread_once(&sql_once, build_sql);
+    *mins = NULL;
+    *nmins = 0;
+    rv = agg_init(&g, n);
+    if (rv == TIER_OK && posts == NULL)
+        rv = TIER_RESOURCE_EXHAUSTED;
+    if (rv == TIER_OK && (rv = tier_db_exec(db, "BEGIN")) == TIER_OK) {
+        rv = apply_ops(db, ops, n, &next, posts, &g);
+        rv = rv == TIER_OK ? tier_db_exec(db, "COMMIT") : rv;
+        if (rv != TIER_OK)
+            tier_db_exec(db, "ROLLBACK");
+    }
+    free(posts);
+    free(g.slot);
+    if (rv != TIER_OK) {
+        for (size_t i = 0; i < n; i++)
+            tier_comment_clear(&ops[i]->after);
+        free(g.rows);
+        return rv;
+    }
+    *next_id = next;
+    *mins = g.rows;
+    *nmins = g.n;
+    return TIER_OK;
+}
+
+/* ------------------------------------------------------------ reads */
+
+int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t service_len,
+                         int64_t before, uint32_t limit, tier_comment_fn fn, void *arg)
+{
+    MYSQL_BIND p[4], res[7];
+    long long lcid = cid, lbefore = before, llimit = limit, id, rcid, created, modified;
+    unsigned long sl = service_len;
+    row_buf *rb = malloc(sizeof(*rb));
+    MYSQL_STMT *st;
+    size_t k = 0;
+    int rv;
+
+    if (rb == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    if (service_len > 0)
+        tier_db_bind_str(&p[k++], service, &sl);
+    tier_db_bind_i64(&p[k++], &lcid);
+    tier_db_bind_i64(&p[k++], &lbefore);
+    tier_db_bind_i64(&p[k++], &llimit);
+    if ((rv = run(db, service_len > 0 ? SQL_LATEST_SVC : SQL_LATEST, p, &st)) != TIER_OK)
+        goto out;
+    tier_db_bind_i64(&res[0], &id);
+    tier_db_bind_buf(&res[1], rb->service, sizeof(rb->service) - 1, &rb->sl, &rb->sn);
+    tier_db_bind_i64(&res[2], &rcid);
+    tier_db_bind_buf(&res[3], rb->author, sizeof(rb->author) - 1, &rb->al, &rb->an);
+    tier_db_bind_buf(&res[4], rb->body, sizeof(rb->body) - 1, &rb->bl, &rb->bn);
+    res[4].buffer_type = MYSQL_TYPE_BLOB;
+    tier_db_bind_i64(&res[5], &created);
+    tier_db_bind_i64(&res[6], &modified);
+    if (mysql_stmt_bind_result(st, res) != 0) {
+        rv = tier_db_status(db, st, "latest");
+        goto out;
+    }
+    while ((rv = mysql_stmt_fetch(st)) == 0 || rv == MYSQL_DATA_TRUNCATED) {
+        size_t bl = clamp(rb->bl, sizeof(rb->body));
+        rb->service[clamp(rb->sl, sizeof(rb->service))] = '\0';
+        rb->author[clamp(rb->al, sizeof(rb->author))] = '\0';
+        rb->body[bl] = '\0';
+        tier_comment c = {id, rb->service, rcid,     rb->author, rb->body,
+                          bl, created,     modified, false};
+        if (fn(arg, &c) != 0)
+            break;
+    }
+    rv = rv == 1 ? tier_db_status(db, st, "latest") : TIER_OK;
+    mysql_stmt_free_result(st); /* also drains rows left after an early stop */
+out:
+    free(rb);
+    return rv;
+}
+
+int tier_comments_scan_minutes(tier_db *db, int64_t from_minute, tier_minute_fn fn, void *arg)
+{
+    MYSQL_BIND p[1], res[7];
+    long long from = from_minute, minute, cid;
+    int delta, created, deleted, restored;
+    char service[TIER_COMMENT_SERVICE_MAX * 4 + 1];
+    unsigned long sl;
+    my_bool sn;
+    MYSQL_STMT *st;
+    int rv;
+
+    tier_db_bind_i64(&p[0], &from);
+    if ((rv = run(db, SQL_SCAN_MINUTES, p, &st)) != TIER_OK)
+        return rv;
+    tier_db_bind_i64(&res[0], &minute);
+    tier_db_bind_buf(&res[1], service, sizeof(service) - 1, &sl, &sn);
+    tier_db_bind_i64(&res[2], &cid);
+    tier_db_bind_i32(&res[3], &delta);
+    tier_db_bind_i32(&res[4], &created);
+    tier_db_bind_i32(&res[5], &deleted);
+    tier_db_bind_i32(&res[6], &restored);
+    if (mysql_stmt_bind_result(st, res) != 0)
+        return tier_db_status(db, st, "scan minutes");
+    /* Streamed (no store_result): millions of rows need no client buffer. */
+    while ((rv = mysql_stmt_fetch(st)) == 0 || rv == MYSQL_DATA_TRUNCATED) {
+        service[clamp(sl, sizeof(service))] = '\0';
+        tier_comment_minute m = {service, cid, minute, delta, created, deleted, restored};
+        if (fn(arg, &m) != 0)
+            break;
+    }
+    rv = rv == 1 ? tier_db_status(db, st, "scan minutes") : TIER_OK;
+    mysql_stmt_free_result(st);
+    return rv;
+}
+
+int tier_comments_purge_minutes(tier_db *db, int64_t before_minute, unsigned limit,
+                                unsigned long long *deleted)
+{
+    MYSQL_BIND p[2];
+    long long before = before_minute, lim = limit;
+    MYSQL_STMT *st;
+    int rv;
+
+    tier_db_bind_i64(&p[0], &before);
+    tier_db_bind_i64(&p[1], &lim);
+    if ((rv = run(db, SQL_PURGE_MINUTES, p, &st)) != TIER_OK)
+        return rv;
+    *deleted = mysql_stmt_affected_rows(st);
+    return TIER_OK;
+}

@@ -1,0 +1,84 @@
+/*
+ * ranking_int.h -- what the files of the ranking module share.
+ *
+ *   ranking.c        lifetime: rebuild of the index at start, the clock
+ *                    tick, method registration, the Health probe
+ *   ranking_write.c  PostComment(s), Edit/Delete/RestoreComment and the
+ *                    batcher's flush (MySQL transaction, then the index)
+ *   ranking_read.c   TopContents (the index) and LatestComments (MySQL)
+ *
+ * Invariant: the index holds exactly the count changes committed to
+ * comment_minute within the retention, because the only writer of both is
+ * the flusher, which feeds the index the very aggregates it just committed
+ * (and start-up rebuilds the index from comment_minute).
+ */
+#ifndef RANKING_INT_H
+#define RANKING_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tier_batch.h"
+#include "tier_comments.h"
+#include "tier.pb-c.h"
+#include "tier_rank.h"
+#include "tierd.h"
+
+/* Backfilled comments may be at most this far in the future. */
+#define RANKING_MAX_SKEW_MS 5000
+/* Largest PostComments batch accepted. */
+#define RANKING_MAX_POSTS 10000
+/* Most items one flush commits at once. */
+#define RANKING_MAX_BATCH 4096
+
+struct ranking {
+    const tierd_deps *deps;
+    tier_rank *rank;
+    int64_t retention; /* minutes */
+
+    /* Write path: the flusher thread alone touches wdb and next_id. */
+    tier_batcher *batcher;
+    tier_db *wdb;
+    int64_t next_id;
+
+    /* The clock tick. */
+    pthread_t ticker;
+    bool ticking;
+    bool stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static inline int64_t ranking_minute(int64_t ms)
+{
+    return ms / 60000;
+}
+
+/* Validation shared by the handlers. */
+bool ranking_service_valid(const char *s, size_t len);
+bool ranking_utf8_valid(const char *s, size_t len);
+
+/* Flush function given to the batcher (ranking_write.c). */
+int ranking_flush(void *arg, void **items, size_t n);
+/* Loads next_id from MySQL into r (ranking_write.c). */
+int ranking_load_next_id(ranking *r, tier_db *db);
+
+/* Handlers. */
+int ranking_h_post_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                           ProtobufCMessage *reply);
+int ranking_h_post_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                            ProtobufCMessage *reply);
+int ranking_h_edit_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                           ProtobufCMessage *reply);
+int ranking_h_delete_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                             ProtobufCMessage *reply);
+int ranking_h_restore_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                              ProtobufCMessage *reply);
+int ranking_h_top_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                           ProtobufCMessage *reply);
+int ranking_h_latest_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                              ProtobufCMessage *reply);
+
+#endif

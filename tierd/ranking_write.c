@@ -1,0 +1,335 @@
+/*
+ * ranking_write.c -- the write side of ranking: PostComment, PostComments,
+ * EditComment, DeleteComment, RestoreComment, and the flush that makes them
+ * durable.
+ *
+ * A handler validates, turns the request into tier_comment_ops and submits
+ * them to the one batcher; it returns (and the client gets its answer) only
+ * after the flush that carried them has
+ *   1. committed them to MySQL in one transaction with their per-minute
+ *      count changes (store/tier_comments.c), and
+ *   2. added those same changes to the in-memory rank index.
+ * So an acknowledged comment is durable and already counted by TopContents.
+ *
+ * Ids: assigned by the flusher, the single writer, from max(id) + 1 loaded
+ * at start (and reloaded after a lost connection, in case a COMMIT whose
+ * answer was lost did go through).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ranking_int.h"
+#include "tier_log.h"
+#include "tier_methods.h"
+#include "tier_time.h"
+
+/* ------------------------------------------------------------ validation */
+
+bool ranking_service_valid(const char *s, size_t len)
+{
+    /* Lower-case ASCII only: comment_minute's key compares service with a
+     * case- and trailing-space-insensitive collation, the index byte by
+     * byte; with this alphabet both agree. */
+    if (len < 1 || len > TIER_COMMENT_SERVICE_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+bool ranking_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned c = *p++;
+        int more = c < 0x80             ? 0
+                   : (c & 0xe0) == 0xc0 ? 1
+                   : (c & 0xf0) == 0xe0 ? 2
+                   : (c & 0xf8) == 0xf0 ? 3
+                                        : -1;
+        unsigned cp = more == 0 ? c : more == 1 ? c & 0x1f : more == 2 ? c & 0x0f : c & 0x07;
+        if (more < 0 || end - p < more)
+            return false;
+        for (int k = 0; k < more; k++, p++) {
+            if ((*p & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (*p & 0x3f);
+        }
+        static const unsigned min[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[more] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp == 0)
+            return false;
+    }
+    return true;
+}
+
+static bool body_valid(const char *s, size_t len)
+{
+    return len >= 1 && len <= TIER_COMMENT_BODY_MAX && s != NULL;
+}
+
+/* Checks one comment to post and fills op; INVALID_ARGUMENT with msg. */
+static int check_post(const Tier__PostCommentRequest *c, int64_t now, tier_comment_op *op,
+                      char *msg, size_t len)
+{
+    size_t sl = c->service ? strlen(c->service) : 0, al = c->author ? strlen(c->author) : 0;
+    size_t bl = c->body ? strlen(c->body) : 0;
+
+    if (!ranking_service_valid(c->service, sl))
+        snprintf(msg, len, "service must be 1..64 bytes of [a-z0-9_.-]");
+    else if (c->cid <= 0)
+        snprintf(msg, len, "cid must be positive");
+    else if (al < 1 || al > TIER_COMMENT_AUTHOR_MAX || !ranking_utf8_valid(c->author, al))
+        snprintf(msg, len, "author must be 1..255 bytes of UTF-8");
+    else if (!body_valid(c->body, bl))
+        snprintf(msg, len, "body must be 1..65536 bytes");
+    else if (c->time_ms < 0 || c->time_ms > now + RANKING_MAX_SKEW_MS)
+        snprintf(msg, len, "time_ms %lld is in the future (or negative)", (long long)c->time_ms);
+    else {
+        *op = (tier_comment_op){.kind = TIER_COP_POST,
+                                .service = c->service,
+                                .service_len = sl,
+                                .cid = c->cid,
+                                .author = c->author,
+                                .author_len = al,
+                                .body = c->body,
+                                .body_len = bl,
+                                .time_ms = c->time_ms ? c->time_ms : now};
+        return TIER_OK;
+    }
+    return TIER_INVALID_ARGUMENT;
+}
+
+/* ------------------------------------------------------------ flush */
+
+int ranking_load_next_id(ranking *r, tier_db *db)
+{
+    int64_t max;
+    int rv = tier_comments_max_id(db, &max);
+    if (rv == TIER_OK)
+        r->next_id = max + 1;
+    return rv;
+}
+
+/* The flusher's own connection, reopened when it broke. */
+static tier_db *writer_db(ranking *r)
+{
+    char err[512];
+
+    if (r->wdb != NULL && !tier_db_broken(r->wdb))
+        return r->wdb;
+    tier_db_close(r->wdb);
+    r->wdb = NULL;
+    if (tier_db_open(&r->wdb, &r->deps->cfg->db, err, sizeof(err)) != TIER_OK) {
+        tier_error("ranking: writer: %s", err);
+        r->wdb = NULL;
+        return NULL;
+    }
+    /* A COMMIT whose answer was lost may have gone through. */
+    if (ranking_load_next_id(r, r->wdb) != TIER_OK) {
+        tier_db_close(r->wdb);
+        r->wdb = NULL;
+    }
+    return r->wdb;
+}
+
+static void feed_index(ranking *r, const tier_comment_minute *m, size_t n)
+{
+    tier_rank_event *ev = malloc((n + 1) * sizeof(*ev));
+    int rv = TIER_RESOURCE_EXHAUSTED;
+
+    if (ev != NULL) {
+        for (size_t i = 0; i < n; i++)
+            ev[i] = (tier_rank_event){m[i].service, m[i].cid,     m[i].minute,  m[i].delta,
+                                      m[i].created, m[i].deleted, m[i].restored};
+        rv = tier_rank_add_batch(r->rank, ev, n);
+    }
+    free(ev);
+    /* Committed but not counted: only a restart (rebuild) heals this. */
+    if (rv != TIER_OK)
+        tier_error("ranking: index update failed (%s); restart tierd to rebuild it",
+                   tier_status_name(rv));
+}
+
+int ranking_flush(void *arg, void **items, size_t n)
+{
+    ranking *r = arg;
+    tier_db *db = writer_db(r);
+    tier_comment_minute *mins;
+    size_t nmins;
+    int rv;
+
+    if (db == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_comments_apply(db, (tier_comment_op **)items, n, &r->next_id, &mins, &nmins);
+    if (rv != TIER_OK)
+        return rv;
+    if (nmins > 0)
+        feed_index(r, mins, nmins);
+    free(mins);
+    return TIER_OK;
+}
+
+/* ------------------------------------------------------------ posts */
+
+int ranking_h_post_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                           ProtobufCMessage *reply)
+{
+    ranking *r = arg;
+    const Tier__PostCommentRequest *q = (const Tier__PostCommentRequest *)req;
+    Tier__PostCommentReply *rep = (Tier__PostCommentReply *)reply;
+    tier_comment_op op;
+    char msg[128];
+    int rv;
+
+    if (check_post(q, tier_now_ms(), &op, msg, sizeof(msg)) != TIER_OK)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "%s", msg);
+    if ((rv = tier_batcher_submit(r->batcher, &op)) != TIER_OK)
+        return tier_rpc_set_message(call, rv, "comment not stored");
+    rep->id = op.id;
+    rep->created_ms = op.time_ms;
+    return TIER_OK;
+}
+
+/* Allocates the reply's results, one per comment. */
+static Tier__PostCommentResult **alloc_results(tier_rpc_ctx *call, size_t n)
+{
+    Tier__PostCommentResult **res = tier_rpc_alloc(call, (n + 1) * sizeof(*res));
+    Tier__PostCommentResult *cells = tier_rpc_alloc(call, (n + 1) * sizeof(*cells));
+
+    if (res == NULL || cells == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        tier__post_comment_result__init(&cells[i]);
+        res[i] = &cells[i];
+    }
+    return res;
+}
+
+int ranking_h_post_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                            ProtobufCMessage *reply)
+{
+    ranking *r = arg;
+    const Tier__PostCommentsRequest *q = (const Tier__PostCommentsRequest *)req;
+    Tier__PostCommentsReply *rep = (Tier__PostCommentsReply *)reply;
+    size_t n = q->n_comments, nops = 0;
+    int64_t now = tier_now_ms();
+    char msg[128];
+
+    if (n > RANKING_MAX_POSTS)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "at most %d comments per call",
+                                    RANKING_MAX_POSTS);
+    Tier__PostCommentResult **res = alloc_results(call, n);
+    tier_comment_op *ops = malloc((n + 1) * sizeof(*ops));
+    void **items = malloc((n + 1) * sizeof(*items));
+    if (res == NULL || ops == NULL || items == NULL) {
+        free(ops);
+        free(items);
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        int code = check_post(q->comments[i], now, &ops[i], msg, sizeof(msg));
+        res[i]->code = (Tier__Rpc__Code)code;
+        if (code != TIER_OK)
+            res[i]->message = tier_rpc_strdup(call, msg);
+        else
+            items[nops++] = &ops[i];
+    }
+    int rv = tier_batcher_submit_many(r->batcher, items, nops);
+    for (size_t i = 0; rv == TIER_OK && i < n; i++) {
+        if ((int)res[i]->code == TIER_OK) {
+            res[i]->id = ops[i].id;
+            res[i]->created_ms = ops[i].time_ms;
+        }
+    }
+    free(ops);
+    free(items);
+    if (rv != TIER_OK)
+        return tier_rpc_set_message(call, rv, "comments not stored");
+    rep->n_results = n;
+    rep->results = res;
+    return TIER_OK;
+}
+
+/* ------------------------------------------------------------ edit, delete, restore */
+
+/* Copies a comment into the call's arena. */
+static Tier__Comment *comment_reply(tier_rpc_ctx *call, const tier_comment *c)
+{
+    Tier__Comment *m = tier_rpc_alloc(call, sizeof(*m));
+
+    if (m == NULL)
+        return NULL;
+    tier__comment__init(m);
+    m->id = c->id;
+    m->service = tier_rpc_strdup(call, c->service);
+    m->cid = c->cid;
+    m->author = tier_rpc_strdup(call, c->author);
+    m->body = tier_rpc_strndup(call, c->body, c->body_len);
+    m->created_ms = c->created_ms;
+    m->modified_ms = c->modified_ms;
+    m->deleted = c->deleted;
+    return m->service && m->author && m->body ? m : NULL;
+}
+
+static const char *refusal(const tier_comment_op *op)
+{
+    if (op->code == TIER_NOT_FOUND)
+        return "no such comment";
+    if (op->kind == TIER_COP_RESTORE)
+        return "comment is not deleted";
+    if (op->kind == TIER_COP_DELETE)
+        return "comment is already deleted";
+    return "comment is deleted (restore it first)";
+}
+
+/* Submits one edit/delete/restore and answers with the comment after it. */
+static int change(ranking *r, tier_rpc_ctx *call, tier_comment_op *op, ProtobufCMessage *reply)
+{
+    Tier__CommentReply *rep = (Tier__CommentReply *)reply;
+    int rv;
+
+    if (op->id <= 0)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "id must be positive");
+    op->time_ms = tier_now_ms();
+    if ((rv = tier_batcher_submit(r->batcher, op)) != TIER_OK)
+        return tier_rpc_set_message(call, rv, "change not stored");
+    if (op->code != TIER_OK)
+        return tier_rpc_set_message(call, op->code, "%s: %lld", refusal(op), (long long)op->id);
+    rep->comment = comment_reply(call, &op->after);
+    tier_comment_clear(&op->after);
+    if (rep->comment == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    return TIER_OK;
+}
+
+int ranking_h_edit_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                           ProtobufCMessage *reply)
+{
+    const Tier__EditCommentRequest *q = (const Tier__EditCommentRequest *)req;
+    size_t bl = q->body ? strlen(q->body) : 0;
+    tier_comment_op op = {.kind = TIER_COP_EDIT, .id = q->id, .body = q->body, .body_len = bl};
+
+    if (!body_valid(q->body, bl))
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "body must be 1..65536 bytes");
+    return change(arg, call, &op, reply);
+}
+
+int ranking_h_delete_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                             ProtobufCMessage *reply)
+{
+    const Tier__DeleteCommentRequest *q = (const Tier__DeleteCommentRequest *)req;
+    tier_comment_op op = {.kind = TIER_COP_DELETE, .id = q->id};
+    return change(arg, call, &op, reply);
+}
+
+int ranking_h_restore_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                              ProtobufCMessage *reply)
+{
+    const Tier__RestoreCommentRequest *q = (const Tier__RestoreCommentRequest *)req;
+    tier_comment_op op = {.kind = TIER_COP_RESTORE, .id = q->id};
+    return change(arg, call, &op, reply);
+}
