@@ -1,8 +1,310 @@
 /*
- * tierctl_ranking.c -- tierctl's ranking commands (being built).
+ * tierctl_ranking.c -- tierctl's ranking commands:
+ *
+ *   comment post SERVICE CID AUTHOR BODY
+ *   comment edit ID BODY | comment delete ID | comment restore ID
+ *   comments CID [-n N] [--cursor C] [--service S]
+ *   top --from T --to T [-n N] [--service S] [--decrease]
+ *
+ * Times T are UTC: "2026-11-23 10:03" (or with a 'T'), milliseconds since
+ * the epoch, "now", or relative to now: "-60m", "-2h", "-1d".  Windows are
+ * whole minutes, so "now" means the end of the current minute (the window
+ * --from -60m --to now is the last 60 minutes, the current one included).
  */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tier_time.h"
 #include "tierctl.h"
 
+/* ------------------------------------------------------------ times */
+
+/* The end of the current minute, in ms. */
+static int64_t minute_end_now(void)
+{
+    return (tier_now_ms() / 60000 + 1) * 60000;
+}
+
+static bool parse_relative(const char *s, int64_t *out)
+{
+    char *end;
+    long long v = strtoll(s + 1, &end, 10);
+    int64_t unit;
+
+    if (end == s + 1 || v < 0 || end[0] == '\0' || end[1] != '\0')
+        return false;
+    switch (*end) {
+    case 'm':
+        unit = 60000;
+        break;
+    case 'h':
+        unit = 3600000;
+        break;
+    case 'd':
+        unit = 86400000;
+        break;
+    default:
+        return false;
+    }
+    *out = minute_end_now() - v * unit;
+    return true;
+}
+
+static bool parse_date(const char *s, int64_t *out)
+{
+    int y, mo, d, h, mi, n = 0;
+    struct tm tm = {0};
+
+    if ((sscanf(s, "%d-%d-%d %d:%d%n", &y, &mo, &d, &h, &mi, &n) != 5 &&
+         sscanf(s, "%d-%d-%dT%d:%d%n", &y, &mo, &d, &h, &mi, &n) != 5) ||
+        s[n] != '\0')
+        return false;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    *out = (int64_t)timegm(&tm) * 1000;
+    return true;
+}
+
+/* A time argument (see the top of the file) into ms. */
+static bool parse_time(const char *s, int64_t *out)
+{
+    if (strcmp(s, "now") == 0) {
+        *out = minute_end_now();
+        return true;
+    }
+    if (s[0] == '-')
+        return parse_relative(s, out);
+    return parse_date(s, out) || tierctl_int(s, out);
+}
+
+/* ------------------------------------------------------------ output */
+
+static void print_comment(const tierctl *t, const Tier__Comment *c)
+{
+    char cr[32], md[32];
+
+    if (t->json) {
+        printf("{\"id\": %lld, \"service\": ", (long long)c->id);
+        tierctl_json_str(stdout, c->service);
+        printf(", \"cid\": %lld, \"author\": ", (long long)c->cid);
+        tierctl_json_str(stdout, c->author);
+        printf(", \"body\": ");
+        tierctl_json_str(stdout, c->body);
+        printf(", \"created_ms\": %lld, \"modified_ms\": %lld, \"deleted\": %s}",
+               (long long)c->created_ms, (long long)c->modified_ms, c->deleted ? "true" : "false");
+        return;
+    }
+    printf("%lld  %s  cid %lld  %s  created %s  modified %s%s\n  %s", (long long)c->id, c->service,
+           (long long)c->cid, c->author, tierctl_time(c->created_ms, cr, sizeof(cr)),
+           tierctl_time(c->modified_ms, md, sizeof(md)), c->deleted ? "  DELETED" : "", c->body);
+}
+
+/* ------------------------------------------------------------ comment */
+
+static int comment_post(tierctl *t, int argc, char **argv)
+{
+    Tier__PostCommentRequest req = TIER__POST_COMMENT_REQUEST__INIT;
+    Tier__PostCommentReply *rep;
+    char buf[32];
+    int rv;
+
+    if (argc != 6 || !tierctl_int(argv[3], &req.cid))
+        return tierctl_usage(t, "usage: tierctl comment post SERVICE CID AUTHOR BODY");
+    req.service = argv[2];
+    req.author = argv[4];
+    req.body = argv[5];
+    if ((rv = tier_post_comment(t->client, &req, &rep, &t->err)) != TIER_OK)
+        return rv;
+    if (t->json)
+        printf("{\"id\": %lld, \"created_ms\": %lld}\n", (long long)rep->id,
+               (long long)rep->created_ms);
+    else
+        printf("comment %lld at %s\n", (long long)rep->id,
+               tierctl_time(rep->created_ms, buf, sizeof(buf)));
+    tier_free(rep);
+    return TIER_OK;
+}
+
+/* edit, delete, restore: all answer with the comment after the change. */
+static int comment_change(tierctl *t, int argc, char **argv)
+{
+    const char *op = argv[1];
+    Tier__CommentReply *rep = NULL;
+    int64_t id;
+    int rv;
+
+    bool edit = strcmp(op, "edit") == 0;
+    if (argc != (edit ? 4 : 3) || !tierctl_int(argv[2], &id))
+        return tierctl_usage(t, "usage: tierctl comment %s ID%s", op, edit ? " BODY" : "");
+    if (edit) {
+        Tier__EditCommentRequest req = TIER__EDIT_COMMENT_REQUEST__INIT;
+        req.id = id;
+        req.body = argv[3];
+        rv = tier_edit_comment(t->client, &req, &rep, &t->err);
+    } else if (strcmp(op, "delete") == 0) {
+        Tier__DeleteCommentRequest req = TIER__DELETE_COMMENT_REQUEST__INIT;
+        req.id = id;
+        rv = tier_delete_comment(t->client, &req, &rep, &t->err);
+    } else {
+        Tier__RestoreCommentRequest req = TIER__RESTORE_COMMENT_REQUEST__INIT;
+        req.id = id;
+        rv = tier_restore_comment(t->client, &req, &rep, &t->err);
+    }
+    if (rv != TIER_OK)
+        return rv;
+    if (rep->comment != NULL)
+        print_comment(t, rep->comment);
+    printf("\n");
+    tier_free(rep);
+    return TIER_OK;
+}
+
+static int cmd_comment(tierctl *t, int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "post") == 0)
+        return comment_post(t, argc, argv);
+    if (argc >= 2 && (strcmp(argv[1], "edit") == 0 || strcmp(argv[1], "delete") == 0 ||
+                      strcmp(argv[1], "restore") == 0))
+        return comment_change(t, argc, argv);
+    return tierctl_usage(t, "usage: tierctl comment post|edit|delete|restore ...");
+}
+
+/* ------------------------------------------------------------ comments */
+
+static int print_latest(tierctl *t, const Tier__LatestCommentsReply *rep)
+{
+    if (t->json) {
+        printf("{\"comments\": [");
+        for (size_t i = 0; i < rep->n_comments; i++) {
+            printf("%s", i ? ", " : "");
+            print_comment(t, rep->comments[i]);
+        }
+        printf("], \"next_cursor\": %lld}\n", (long long)rep->next_cursor);
+        return TIER_OK;
+    }
+    for (size_t i = 0; i < rep->n_comments; i++) {
+        print_comment(t, rep->comments[i]);
+        printf("\n");
+    }
+    if (rep->next_cursor != 0)
+        printf("(more: --cursor %lld)\n", (long long)rep->next_cursor);
+    return TIER_OK;
+}
+
+static int cmd_comments(tierctl *t, int argc, char **argv)
+{
+    Tier__LatestCommentsRequest req = TIER__LATEST_COMMENTS_REQUEST__INIT;
+    Tier__LatestCommentsReply *rep;
+    int64_t v;
+    int rv;
+
+    if (argc < 2 || !tierctl_int(argv[1], &req.cid))
+        return tierctl_usage(t, "usage: tierctl comments CID [-n N] [--cursor C] [--service S]");
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-n") == 0 && i + 1 < argc && tierctl_int(argv[i + 1], &v) && v >= 0)
+            req.n = (uint32_t)v, i++;
+        else if (strcmp(argv[i], "--cursor") == 0 && i + 1 < argc &&
+                 tierctl_int(argv[i + 1], &req.cursor))
+            i++;
+        else if (strcmp(argv[i], "--service") == 0 && i + 1 < argc)
+            req.service = argv[++i];
+        else
+            return tierctl_usage(t, "comments: unexpected argument \"%s\"", argv[i]);
+    }
+    if ((rv = tier_latest_comments(t->client, &req, &rep, &t->err)) != TIER_OK)
+        return rv;
+    print_latest(t, rep);
+    tier_free(rep);
+    return TIER_OK;
+}
+
+/* ------------------------------------------------------------ top */
+
+static void print_top(tierctl *t, const Tier__TopContentsReply *rep)
+{
+    if (t->json) {
+        printf("{\"rows\": [");
+        for (size_t i = 0; i < rep->n_rows; i++) {
+            const Tier__TopRow *r = rep->rows[i];
+            printf("%s{\"service\": ", i ? ", " : "");
+            tierctl_json_str(stdout, r->service);
+            printf(", \"cid\": %lld, \"change\": %lld, \"created\": %lld, \"deleted\": %lld, "
+                   "\"restored\": %lld}",
+                   (long long)r->cid, (long long)r->change, (long long)r->created,
+                   (long long)r->deleted, (long long)r->restored);
+        }
+        printf("]}\n");
+        return;
+    }
+    printf("%-5s %-16s %-20s %8s %8s %8s %8s\n", "rank", "service", "cid", "change", "created",
+           "deleted", "restored");
+    for (size_t i = 0; i < rep->n_rows; i++) {
+        const Tier__TopRow *r = rep->rows[i];
+        printf("%-5zu %-16s %-20lld %8lld %8lld %8lld %8lld\n", i + 1, r->service,
+               (long long)r->cid, (long long)r->change, (long long)r->created,
+               (long long)r->deleted, (long long)r->restored);
+    }
+}
+
+/* Parses top's options into req; false on a usage error (t->err set). */
+static bool top_args(tierctl *t, int argc, char **argv, Tier__TopContentsRequest *req)
+{
+    bool from = false, to = false;
+    int64_t v;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--from") == 0 && next && parse_time(next, &req->from_ms))
+            from = true, i++;
+        else if (strcmp(a, "--to") == 0 && next && parse_time(next, &req->to_ms))
+            to = true, i++;
+        else if (strcmp(a, "-n") == 0 && next && tierctl_int(next, &v) && v >= 0 && v <= 1000000)
+            req->limit = (uint32_t)v, i++;
+        else if (strcmp(a, "--service") == 0 && next)
+            req->service = argv[++i];
+        else if (strcmp(a, "--decrease") == 0)
+            req->order = TIER__ORDER__DECREASE;
+        else {
+            tierctl_usage(t, "top: bad argument \"%s\" (times: \"2026-11-23 10:03\", -60m, now)",
+                          a);
+            return false;
+        }
+    }
+    if (!from || !to) {
+        tierctl_usage(t, "usage: tierctl top --from T --to T [-n N] [--service S] [--decrease]");
+        return false;
+    }
+    return true;
+}
+
+static int cmd_top(tierctl *t, int argc, char **argv)
+{
+    Tier__TopContentsRequest req = TIER__TOP_CONTENTS_REQUEST__INIT;
+    Tier__TopContentsReply *rep;
+    int rv;
+
+    if (!top_args(t, argc, argv, &req))
+        return TIERCTL_USAGE;
+    if ((rv = tier_top_contents(t->client, &req, &rep, &t->err)) != TIER_OK)
+        return rv;
+    print_top(t, rep);
+    tier_free(rep);
+    return TIER_OK;
+}
+
 const tierctl_cmd tierctl_ranking_cmds[] = {
+    {"comment", "comment post SERVICE CID AUTHOR BODY", "post a comment (durable when it returns)",
+     cmd_comment},
+    {"comment", "comment edit ID BODY | delete ID | restore ID",
+     "edit, soft-delete or restore a comment", cmd_comment},
+    {"comments", "comments CID [-n N] [--cursor C] [--service S]",
+     "newest live comments of a content, paged", cmd_comments},
+    {"top", "top --from T --to T [-n N] [--service S] [--decrease]",
+     "contents by comment-count change over [from, to) (T: \"2026-11-23 10:03\", -60m, now)",
+     cmd_top},
     {NULL, NULL, NULL, NULL},
 };
