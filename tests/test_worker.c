@@ -46,6 +46,43 @@ typedef struct {
 } fx;
 
 static int seq;
+/* Children and the tmpfs directory of the running test, kept outside the
+ * test's stack frame for the cleanup after a failed assertion. */
+static pid_t children[16];
+static char shm_dir[64];
+
+static void child_add(pid_t pid)
+{
+    for (int i = 0; i < 16; i++)
+        if (children[i] <= 0) {
+            children[i] = pid;
+            return;
+        }
+}
+
+static void child_gone(pid_t pid)
+{
+    for (int i = 0; i < 16; i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
+/* Runs after every test, also after a failed assertion (which skips the
+ * test's own teardown): no tierd or worker outlives its test. */
+static void kill_children(void)
+{
+    for (int i = 0; i < 16; i++)
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            tier_test_wait(children[i], 5000);
+            children[i] = 0;
+        }
+    if (getenv("TIER_TEST_KEEP") == NULL && shm_dir[0] != '\0')
+        tier_test_rmtree(shm_dir);
+    shm_dir[0] = '\0';
+}
+
+TestSuite(worker, .fini = kill_children);
 
 /* ---------------------------------------------------------- sql */
 
@@ -169,6 +206,7 @@ static void tierd_start(fx *f)
     char *argv[] = {bin, "--listen", f->listen, "--push", f->push, NULL};
     f->tierd = tier_test_spawn(argv, f->envp, f->tlog);
     cr_assert_gt(f->tierd, 0);
+    child_add(f->tierd);
     free(bin);
     for (int i = 0; i < 200; i++) {
         Tier__ListLevelsRequest req = TIER__LIST_LEVELS_REQUEST__INIT;
@@ -190,6 +228,7 @@ static void tierd_stop(fx *f, int sig)
         return;
     kill(f->tierd, sig);
     cr_assert_neq(tier_test_wait(f->tierd, 15000), -1, "tierd did not stop");
+    child_gone(f->tierd);
     f->tierd = 0;
 }
 
@@ -208,6 +247,7 @@ static void worker_start(fx *f, int k, const char *moves)
     snprintf(f->wlog[k], sizeof(f->wlog[k]), "%s/worker%d.log", f->root, k);
     f->w[k] = tier_test_spawn(argv, f->envp, f->wlog[k]);
     cr_assert_gt(f->w[k], 0);
+    child_add(f->w[k]);
     free(bin);
 }
 
@@ -218,6 +258,7 @@ static void worker_stop(fx *f, int k)
         return;
     kill(f->w[k], SIGTERM);
     int st = tier_test_wait(f->w[k], 20000);
+    child_gone(f->w[k]);
     f->w[k] = 0;
     char *log = tier_test_slurp(f->wlog[k], NULL);
     cr_assert_eq(st, 0, "worker %d exit status %d; log:\n%.3000s", k, st, log ? log : "");
@@ -260,6 +301,7 @@ static void setup(fx *f, const char *lease_ms, bool cross_fs)
         char tmpl[] = "/dev/shm/tier-wtest-XXXXXX";
         cr_assert(mkdtemp(tmpl) != NULL);
         f->shm = strdup(tmpl);
+        snprintf(shm_dir, sizeof(shm_dir), "%s", tmpl);
         snprintf(f->gold, sizeof(f->gold), "%s/gold", f->shm);
         cr_assert(mkdir(f->gold, 0755) == 0);
         snprintf(q, sizeof(q), "UPDATE level SET path = '%s/' WHERE content_level = 'gold'",
@@ -295,6 +337,7 @@ static void teardown(fx *f)
     }
     free(f->root);
     free(f->shm);
+    shm_dir[0] = '\0';
 }
 
 /* Contents 1..n named f<i>.bin in bronze, size bytes each; inserted in
@@ -671,6 +714,7 @@ Test(worker, kill9_worker_mid_moves, .timeout = 300)
     }
     kill(f.w[1], SIGKILL);
     cr_assert_eq(tier_test_wait(f.w[1], 5000), 128 + SIGKILL);
+    child_gone(f.w[1]);
     f.w[1] = 0;
     long at_kill = settled(&f, n);
     cr_assert_gt(nheld, 0, "w1 never held a claim (settled %ld)", at_kill);
