@@ -197,10 +197,16 @@ int ranking_register(ranking *r, tier_rpc_server *srv)
     };
     int rv;
 
-    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
-        if ((rv = tier_rpc_server_add(srv, m[i].name, m[i].req, m[i].rep, m[i].fn, r, 0)) !=
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        /* TIER_TOP_INLINE=1 runs TopContents on nng's callback instead (for
+         * measuring both in bench_ranking; see docs/BENCHMARKS.md). */
+        const char *inl = getenv("TIER_TOP_INLINE");
+        unsigned flags =
+            m[i].fn == ranking_h_top_contents && inl && strcmp(inl, "1") == 0 ? TIER_RPC_INLINE : 0;
+        if ((rv = tier_rpc_server_add(srv, m[i].name, m[i].req, m[i].rep, m[i].fn, r, flags)) !=
             TIER_OK)
             return rv;
+    }
     return tier_rpc_server_add_health(srv, "ranking", probe_rank, r);
 }
 

@@ -164,12 +164,16 @@ int ranking_flush(void *arg, void **items, size_t n)
 
     if (db == NULL)
         return TIER_UNAVAILABLE;
+    int64_t t0 = tier_mono_us();
     rv = tier_comments_apply(db, (tier_comment_op **)items, n, &r->next_id, &mins, &nmins);
     if (rv != TIER_OK)
         return rv;
+    int64_t t1 = tier_mono_us();
     if (nmins > 0)
         feed_index(r, mins, nmins);
     free(mins);
+    tier_debug("ranking: flushed %zu items (%zu minute rows): mysql %lld us, index %lld us", n,
+               nmins, (long long)(t1 - t0), (long long)(tier_mono_us() - t1));
     return TIER_OK;
 }
 
