@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -89,6 +90,9 @@ pid_t tier_test_spawn(char *const argv[], char *const envp[], const char *logpat
 
     if (pid != 0)
         return pid;
+    /* A test that fails (or crashes) mid-way must not leave its servers
+     * running: they die with the test process. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (logpath != NULL) {
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
@@ -128,6 +132,7 @@ int tier_test_run(char *const argv[], char *const envp[], char *out, size_t outl
         return -1;
     pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], 1);
         dup2(fds[1], 2);
         close(fds[0]);
