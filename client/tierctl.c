@@ -90,10 +90,11 @@ static int cmd_health(tierctl *t, int argc, char **argv)
         printf("]}\n");
     } else {
         printf("%s\n", serving ? "SERVING" : "NOT_SERVING");
-        for (size_t i = 0; i < rep->n_dependencies; i++)
-            printf("  %-8s %s%s%s\n", rep->dependencies[i]->name,
-                   rep->dependencies[i]->ok ? "ok" : "DOWN", rep->dependencies[i]->ok ? "" : ": ",
-                   rep->dependencies[i]->message);
+        for (size_t i = 0; i < rep->n_dependencies; i++) {
+            const Tier__Rpc__HealthReply__Dependency *d = rep->dependencies[i];
+            printf("  %-8s %s%s%s\n", d->name, d->ok ? "ok" : "DOWN", d->message[0] ? ": " : "",
+                   d->message);
+        }
     }
     tier_free(rep);
     if (!serving) {
