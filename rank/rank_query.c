@@ -26,12 +26,17 @@
  * per service rather than one sum over all lists keeps "all services"
  * queries as sharp as single-service ones.
  *
- * Ties: a worst row EQUAL to T would force reading every tied entry (e.g.
- * DECREASE over hours, where fewer than `limit` contents lost comments and
- * the answer is padded with the smallest cids whose change is exactly 0).
+ * Ties: a worst row EQUAL to T would force reading every tied entry.
  * Lists order ties by cid ascending in reading order, which bounds the cid
  * of an unseen entity that could reach T exactly (see threshold()); when
  * that bound exceeds the worst row's cid, ties cannot displace it either.
+ *
+ * DECREASE is not symmetric to INCREASE in practice: over hours fewer than
+ * `limit` contents lose comments, and the answer is padded with the
+ * smallest cids whose change is exactly 0, then the smallest positive
+ * changes.  T cannot rise above 0, so TA alone would read nearly every
+ * list to the end.  run_decrease() runs TA on the negative entries only and
+ * then merges the remaining entries of all lists in ranking order.
  */
 #include "rank_internal.h"
 
@@ -50,6 +55,9 @@ typedef struct {
     const rank_entry *e;
     uint32_t n, pos, svc;
     uint32_t cur, run_lo, run_hi;
+    const rank_entry *full; /* DECREASE: the whole block list ... */
+    uint32_t nonneg;        /* ... whose entries [0, nonneg) are >= 0 */
+    int64_t hcid;           /* DECREASE: cid of e[cur], see merge_nonnegative() */
 } ta_list;
 
 typedef struct {
@@ -68,6 +76,10 @@ typedef struct {
     uint32_t nheap, limit;
     uint32_t *seen; /* open addressing set of entity ids, RANK_NONE empty */
     uint32_t seen_mask, nseen;
+    uint64_t *bits;  /* DECREASE: the seen set as a bitmap over entity ids */
+    uint32_t *batch; /* DECREASE: fresh entity ids awaiting their sums */
+    uint32_t *mheap; /* DECREASE: merge_nonnegative()'s heap of list indices */
+    uint64_t nread;  /* entries read so far */
     int64_t *tsum;
     uint8_t *talive;
     int64_t *strict_max, *zero_min; /* cid bounds for ties, see tie_blocked() */
@@ -156,6 +168,14 @@ static int seen_grow(ta_query *q)
 /* 1 when id was new, 0 when already seen, -1 on allocation failure. */
 static int seen_insert(ta_query *q, uint32_t id)
 {
+    if (q->bits != NULL) {
+        uint64_t m = (uint64_t)1 << (id & 63);
+        if (q->bits[id >> 6] & m)
+            return 0;
+        q->bits[id >> 6] |= m;
+        q->nseen++;
+        return 1;
+    }
     if ((q->nseen + 1) * 2 > q->seen_mask + 1 && seen_grow(q) != 0)
         return -1;
     uint32_t j = id_hash(id) & q->seen_mask;
@@ -198,6 +218,33 @@ static void list_advance(const ta_query *q, ta_list *l)
     }
 }
 
+/* Makes l read e[0..n) from the start (INCREASE) or from its last run
+ * (DECREASE). */
+static void list_reset(const ta_query *q, ta_list *l, const rank_entry *e, uint32_t n)
+{
+    l->e = e;
+    l->n = n;
+    l->pos = 0;
+    l->run_hi = n;
+    l->run_lo = l->cur = 0;
+    if (q->dec)
+        list_next_run(l);
+}
+
+/* Index of the first entry with a negative change (n when none). */
+static uint32_t first_negative(const rank_entry *e, uint32_t n)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (e[mid].delta >= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static int add_list(ta_query *q, uint32_t svc, int level, int64_t start)
 {
     rank_service *s = &q->r->svc[svc];
@@ -217,14 +264,13 @@ static int add_list(ta_query *q, uint32_t svc, int level, int64_t start)
         q->lists_cap = nc;
     }
     ta_list *l = &q->lists[q->nlists++];
-    l->e = b->e;
-    l->n = b->n;
-    l->pos = 0;
     l->svc = svc;
-    l->run_hi = b->n;
-    l->run_lo = l->cur = 0;
-    if (q->dec)
-        list_next_run(l);
+    l->full = b->e;
+    l->nonneg = q->dec ? first_negative(b->e, b->n) : b->n;
+    if (q->dec) /* phase 1 reads only the negative tail, see run_decrease() */
+        list_reset(q, l, b->e + l->nonneg, b->n - l->nonneg);
+    else
+        list_reset(q, l, b->e, b->n);
     return TIER_OK;
 }
 
@@ -266,7 +312,7 @@ static int64_t window_sum(const ta_query *q, uint32_t ent)
 
 static int read_list(ta_query *q, ta_list *l, uint32_t count)
 {
-    for (; count > 0 && l->pos < l->n; count--, list_advance(q, l)) {
+    for (; count > 0 && l->pos < l->n; count--, list_advance(q, l), q->nread++) {
         uint32_t ent = l->e[l->cur].ent;
         int fresh = seen_insert(q, ent);
         if (fresh < 0)
@@ -374,6 +420,223 @@ static int run_ta(ta_query *q)
     }
 }
 
+/* ---- DECREASE ---- */
+
+/* DECREASE runs in three phases over one pass of reading.
+ *
+ * Phase 1 is the threshold algorithm on the negative tails of the lists
+ * only (add_list() cut them there).  An entity whose window sum is negative
+ * has a negative change in at least one block, so it is in some tail; the
+ * bound T_s of the file comment holds unchanged (an unseen entity is at or
+ * after the read position of every tail it is in, and contributes >= 0
+ * elsewhere).  If the heap fills with rows strictly better than T_s the
+ * answer is final, and its worst row is negative.
+ *
+ * Over long windows it is not: a content that got a comment in one block
+ * and lost it in a later one has a negative entry, so the tails are long
+ * (the benchmark's 360-minute window: 46,000 entries, 42,000 contents),
+ * while fewer than `limit` contents have a negative SUM.  T_s stays below
+ * the worst row until nearly every tail is exhausted, so after a few times
+ * `limit` reads TA gives up and the rest of the tails is read in bulk,
+ * which skips TA's bookkeeping and computes the sums with prefetching (two
+ * cache misses per content, overlapped).  Either way every entity with a
+ * negative entry ends up with its exact sum, whatever that sum is.
+ *
+ * If the heap is then full and its worst row negative, nobody unseen (sum
+ * >= 0) can enter: done.  Else the lists' non-negative parts are merged in
+ * ranking order (merge_nonnegative(): zeros by cid, which is phase 2, then
+ * positives ascending, phase 3) until the worst row beats the stream.
+ *
+ * This replaces reading the zero runs round-robin under the T_s bound,
+ * which could only stop once every list had passed the worst cid. */
+
+/* TA needs `limit` reads to fill the heap at all; when a few times that
+ * did not settle the answer, the tails are long and read in bulk. */
+#define PHASE1_TA_READS(limit) (16 + 4 * (uint64_t)(limit))
+#define MERGE_CHUNK_MIN 64
+#define MERGE_CHUNK_MAX 1024
+#define PREFETCH_AHEAD 12
+
+/* Offers ids[0..n) with their exact window sums.  The loop prefetches the
+ * entity records PREFETCH_AHEAD ids ahead and their cumulative vectors half
+ * as far ahead, so the misses of consecutive ids overlap. */
+static void offer_batch(ta_query *q, const uint32_t *ids, uint32_t n)
+{
+    const rank_entity *ent = q->r->ent;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n)
+            __builtin_prefetch(&ent[ids[i + PREFETCH_AHEAD]]);
+        if (i + PREFETCH_AHEAD / 2 < n) {
+            const rank_entity *e = &ent[ids[i + PREFETCH_AHEAD / 2]];
+            if (e->n > 0) {
+                __builtin_prefetch(e->c);
+                __builtin_prefetch(&e->c[e->n - 1]);
+            }
+        }
+        ta_cand c = {window_sum(q, ids[i]), ids[i]};
+        offer(q, c);
+    }
+}
+
+/* Phase 1: TA on the negative tails, then the rest of them in bulk. */
+static int read_negative(ta_query *q)
+{
+    for (;;) {
+        for (uint32_t j = 0; j < q->nlists; j++)
+            if (worth_reading(q, &q->lists[j]) && read_list(q, &q->lists[j], TA_STEP) != TIER_OK)
+                return TIER_RESOURCE_EXHAUSTED;
+        if (done(q))
+            return TIER_OK;
+        if (q->nread >= PHASE1_TA_READS(q->limit))
+            break;
+    }
+    /* Unread entries of a tail: [0, run_lo) and [cur, run_hi), see ta_list. */
+    uint32_t nb = 0;
+    for (uint32_t j = 0; j < q->nlists; j++) {
+        ta_list *l = &q->lists[j];
+        if (l->pos >= l->n)
+            continue;
+        for (uint32_t k = 0; k < l->run_lo; k++)
+            if (seen_insert(q, l->e[k].ent) == 1)
+                q->batch[nb++] = l->e[k].ent;
+        for (uint32_t k = l->cur; k < l->run_hi; k++)
+            if (seen_insert(q, l->e[k].ent) == 1)
+                q->batch[nb++] = l->e[k].ent;
+        q->nread += l->n - l->pos;
+        l->pos = l->n;
+    }
+    offer_batch(q, q->batch, nb);
+    return TIER_OK;
+}
+
+/* The merge orders lists by their next entry: change ascending, then cid,
+ * then service name.  hcid caches the next entry's cid. */
+static void list_cache_head(const ta_query *q, ta_list *l)
+{
+    const rank_entity *ent = q->r->ent;
+    if (l->cur + PREFETCH_AHEAD < l->run_hi)
+        __builtin_prefetch(&ent[l->e[l->cur + PREFETCH_AHEAD].ent]);
+    l->hcid = ent[l->e[l->cur].ent].cid;
+}
+
+static int head_less(const ta_query *q, const ta_list *a, const ta_list *b)
+{
+    int32_t da = a->e[a->cur].delta, db = b->e[b->cur].delta;
+    if (da != db)
+        return da < db;
+    if (a->hcid != b->hcid)
+        return a->hcid < b->hcid;
+    return strcmp(q->r->svc[a->svc].name, q->r->svc[b->svc].name) < 0;
+}
+
+static void merge_sift(const ta_query *q, uint32_t *h, uint32_t n, uint32_t i)
+{
+    for (;;) {
+        uint32_t m = i, l = 2 * i + 1, rr = l + 1;
+        if (l < n && head_less(q, &q->lists[h[l]], &q->lists[h[m]]))
+            m = l;
+        if (rr < n && head_less(q, &q->lists[h[rr]], &q->lists[h[m]]))
+            m = rr;
+        if (m == i)
+            return;
+        uint32_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/* Phases 2 and 3: reads the non-negative parts of all the lists as ONE
+ * stream in ranking order -- change ascending, then cid, then service -- by
+ * merging the lists' read orders (each list reads its run of zeros first,
+ * then its positive runs from the smallest up, each run by cid ascending),
+ * and stops once the worst kept row is strictly better than the next entry
+ * of the stream.
+ *
+ * Why that is safe: it runs only after phase 1 read every negative entry,
+ * so an entity X not yet seen has no negative entry anywhere and its window
+ * sum is at least its change in any one list.  X has an event in the window,
+ * so it is in at least one list j, at or after j's read position, hence
+ *     (sum(X), cid(X)) >= (change_j(X), cid(X)) >= (next_j, cid(next_j))
+ * in ranking order (within a run cids ascend; a later run has a larger
+ * change).  On equality of change and cid X is the next entry of j itself
+ * (same service, cids are unique in it).  So key(X) >= the head of the
+ * merged stream, and a worst row strictly better than the head keeps
+ * everyone unseen out -- ties included, since the comparison is the full
+ * ranking order.  When the stream runs dry every candidate was seen.
+ *
+ * The zeros come first, in cid order: a window where fewer than `limit`
+ * contents lost comments is padded with the smallest cids whose change is
+ * exactly 0, and a zero-sum entity with no negative entry has 0 in every
+ * list it is in.  Entities met here with a positive sum are offered too:
+ * they are real candidates, and they are marked seen so the positive runs
+ * do not offer them again.
+ *
+ * The stream is consumed in chunks of fresh entities whose sums are then
+ * computed together (offer_batch()), checking the stopping rule between
+ * chunks: offering more candidates than needed never changes the answer,
+ * it only costs the overshoot, so chunks start small and grow. */
+static int merge_nonnegative(ta_query *q)
+{
+    uint32_t *h = q->mheap, hn = 0;
+    for (uint32_t j = 0; j < q->nlists; j++) {
+        if (q->lists[j].pos < q->lists[j].n) {
+            list_cache_head(q, &q->lists[j]);
+            h[hn++] = j;
+        }
+    }
+    for (uint32_t i = hn / 2; i-- > 0;)
+        merge_sift(q, h, hn, i);
+    for (uint32_t chunk = MERGE_CHUNK_MIN; hn > 0;) {
+        if (q->nheap == q->limit) {
+            const ta_list *l = &q->lists[h[0]];
+            ta_cand head = {l->e[l->cur].delta, l->e[l->cur].ent};
+            if (better(q, &q->heap[0], &head))
+                return TIER_OK;
+        }
+        uint32_t nb = 0;
+        while (hn > 0 && nb < chunk) {
+            ta_list *l = &q->lists[h[0]];
+            uint32_t id = l->e[l->cur].ent;
+            int fresh = seen_insert(q, id);
+            if (fresh < 0)
+                return TIER_RESOURCE_EXHAUSTED;
+            if (fresh)
+                q->batch[nb++] = id;
+            list_advance(q, l);
+            q->nread++;
+            if (l->pos < l->n)
+                list_cache_head(q, l);
+            else
+                h[0] = h[--hn];
+            merge_sift(q, h, hn, 0);
+        }
+        offer_batch(q, q->batch, nb);
+        if (chunk < MERGE_CHUNK_MAX)
+            chunk *= 2;
+    }
+    return TIER_OK;
+}
+
+static int run_decrease(ta_query *q)
+{
+    uint64_t words = ((uint64_t)q->r->nent + 63) / 64, ntail = MERGE_CHUNK_MAX;
+    for (uint32_t j = 0; j < q->nlists; j++)
+        ntail += q->lists[j].n;
+    q->bits = calloc(words ? words : 1, sizeof(uint64_t));
+    q->batch = malloc(ntail * sizeof(uint32_t));
+    q->mheap = malloc(((size_t)q->nlists + 1) * sizeof(uint32_t));
+    if (q->bits == NULL || q->batch == NULL || q->mheap == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    if (read_negative(q) != TIER_OK)
+        return TIER_RESOURCE_EXHAUSTED;
+    if (q->nheap == q->limit && q->heap[0].sum < 0)
+        return TIER_OK;
+    for (uint32_t j = 0; j < q->nlists; j++)
+        list_reset(q, &q->lists[j], q->lists[j].full, q->lists[j].nonneg);
+    return merge_nonnegative(q);
+}
+
 static void fill_rows(ta_query *q, tier_rank_row *rows, size_t *nrows)
 {
     uint32_t n = q->nheap;
@@ -430,13 +693,14 @@ static int query_locked(ta_query *q, const char *service, tier_rank_row *rows, s
     q->nstrict = malloc(ns);
     q->nzero = malloc(ns);
     if (q->heap == NULL || q->tsum == NULL || q->talive == NULL || q->strict_max == NULL ||
-        q->zero_min == NULL || q->nstrict == NULL || q->nzero == NULL || seen_grow(q) != 0)
+        q->zero_min == NULL || q->nstrict == NULL || q->nzero == NULL ||
+        (!q->dec && seen_grow(q) != 0))
         return TIER_RESOURCE_EXHAUSTED;
     pthread_mutex_lock(&r->build_mu);
     int rc = collect_lists(q, q->from, q->to < r->open ? q->to : r->open);
     pthread_mutex_unlock(&r->build_mu);
     if (rc == TIER_OK)
-        rc = run_ta(q);
+        rc = q->dec ? run_decrease(q) : run_ta(q);
     if (rc == TIER_OK)
         fill_rows(q, rows, nrows);
     return rc;
@@ -462,6 +726,9 @@ int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_
     free(q.lists);
     free(q.heap);
     free(q.seen);
+    free(q.bits);
+    free(q.batch);
+    free(q.mheap);
     free(q.tsum);
     free(q.talive);
     free(q.strict_max);

@@ -71,7 +71,13 @@ int rank_reserve(tier_rank *r, void **p, uint32_t *cap, uint32_t need, size_t si
 
 uint32_t rank_lower_bound(const rank_entity *e, int64_t m)
 {
-    uint32_t lo = 0, hi = e->n;
+    /* windows reaching past an entity's newest minute (or before its oldest)
+     * are the common case of long queries: no search */
+    if (e->n == 0 || e->c[e->n - 1].minute < m)
+        return e->n;
+    if (e->c[0].minute >= m)
+        return 0;
+    uint32_t lo = 0, hi = e->n - 1; /* the answer is in (0, n - 1] */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         if (e->c[mid].minute < m)
