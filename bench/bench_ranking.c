@@ -435,6 +435,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress visible when redirected */
     memset(BODY, 'c', 100);
     memcpy(BODY, "bench comment: ", 15);
     double *cdf = zipf_cdf();
