@@ -95,6 +95,18 @@ int tier_rpc_set_message(tier_rpc_ctx *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3,
                           4))); /* returns code, for `return tier_rpc_set_message(...)` */
 int64_t tier_rpc_deadline_mono_us(const tier_rpc_ctx *call); /* 0 = none */
+/*
+ * Deferred replies.  A handler that waits for something done elsewhere (a
+ * group commit, say) need not hold a thread while it waits: it returns
+ * tier_rpc_defer(call), and whoever finishes the work fills the reply
+ * (still valid, as is all of the call's arena) and calls tier_rpc_finish
+ * exactly once, from any thread.  tier_rpc_server_close waits for every
+ * deferred call to be finished.
+ */
+#define TIER_RPC_DEFERRED (-1)
+int tier_rpc_defer(tier_rpc_ctx *call); /* returns TIER_RPC_DEFERRED */
+void tier_rpc_finish(tier_rpc_ctx *call, int code);
+
 /* Metadata value sent by the client under key, or NULL. */
 const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_ctx *call, const char *key);
 

@@ -63,7 +63,9 @@ struct tier_rpc_ctx {
     Tier__Rpc__Request *req;
     const method *m;
     char *message;
-    tier_rpc_ctx *next; /* in the pool's queue */
+    ProtobufCMessage *reply; /* the handler's reply, kept for a deferred call */
+    bool deduping;           /* registered in the dedupe cache: finish it */
+    tier_rpc_ctx *next;      /* in the pool's queue */
 };
 
 struct tier_rpc_server {
@@ -83,6 +85,7 @@ struct tier_rpc_server {
     pthread_mutex_t mu; /* guards the queue and `closing` */
     pthread_cond_t cv;
     tier_rpc_ctx *qhead, *qtail;
+    unsigned ndeferred; /* deferred calls not finished yet (guarded by mu) */
     bool closing;
     tier_rpc_dedupe *dedupe;
     bool started;
@@ -277,40 +280,50 @@ static void put_reply(nng_msg *msg, uint64_t request_id, int code, const char *m
     tier__rpc__reply__pack(&rep, nng_msg_body(msg));
 }
 
-/* Runs the method of an accepted envelope; leaves the reply in msg. */
-static void dispatch(tier_rpc_ctx *call, nng_msg *msg)
+/* Packs the reply of a call whose handler returned `code` into its msg and
+ * remembers it for resends. */
+static void complete(tier_rpc_server *s, tier_rpc_ctx *call, int code)
 {
-    const method *m = call->m;
     Tier__Rpc__Request *req = call->req;
-    ProtobufCMessage *in, *out;
     uint8_t *payload = NULL;
     size_t plen = 0;
-    int code;
 
-    in = protobuf_c_message_unpack(m->req, &call->arena.pbc, req->payload.len, req->payload.data);
-    out = tier_rpc_alloc(call, m->reply->sizeof_message);
-    if (in == NULL) {
-        code = tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "malformed %s", m->req->name);
-    } else if (out == NULL) {
-        code = tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    } else {
-        m->reply->message_init(out);
-        code = m->fn(m->arg, call, in, out);
-    }
     if (code == TIER_OK) {
-        plen = protobuf_c_message_get_packed_size(out);
+        plen = protobuf_c_message_get_packed_size(call->reply);
         payload = tier_rpc_alloc(call, plen + 1);
         if (payload == NULL)
             code = tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "reply too large");
         else
-            protobuf_c_message_pack(out, payload);
+            protobuf_c_message_pack(call->reply, payload);
     }
-    put_reply(msg, req->request_id, code, call->message, payload, plen);
+    put_reply(call->msg, req->request_id, code, call->message, payload, plen);
+    if (call->deduping)
+        tier_rpc_dedupe_finish(s->dedupe, req->client_id, req->request_id, nng_msg_body(call->msg),
+                               nng_msg_len(call->msg));
 }
 
-/* Dedupe around dispatch.  may_wait: a duplicate of a call still running
- * may be waited for (never on nng's callback threads). */
-static void run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
+/* Runs the method of an accepted envelope; returns its status, or
+ * TIER_RPC_DEFERRED when the handler will finish the call later. */
+static int dispatch(tier_rpc_ctx *call)
+{
+    const method *m = call->m;
+    Tier__Rpc__Request *req = call->req;
+    ProtobufCMessage *in;
+
+    in = protobuf_c_message_unpack(m->req, &call->arena.pbc, req->payload.len, req->payload.data);
+    call->reply = tier_rpc_alloc(call, m->reply->sizeof_message);
+    if (in == NULL)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "malformed %s", m->req->name);
+    if (call->reply == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    m->reply->message_init(call->reply);
+    return m->fn(m->arg, call, in, call->reply);
+}
+
+/* Dedupe around dispatch.  Returns true when the reply is in call->msg,
+ * false when the handler deferred it.  may_wait: a duplicate of a call
+ * still running may be waited for (never on nng's callback threads). */
+static bool run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
 {
     Tier__Rpc__Request *req = call->req;
     nng_msg *msg = call->msg;
@@ -318,35 +331,63 @@ static void run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
     size_t clen;
     int64_t now = tier_mono_us();
     int64_t wait = !may_wait ? now : call->deadline_us ? call->deadline_us : now + 10 * 1000000;
+    int code;
 
-    if (req->client_id == 0) {
-        dispatch(call, msg);
-        return;
-    }
-    switch (
-        tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, wait, &cached, &clen)) {
-    case TIER_DEDUPE_CACHED:
-        atomic_fetch_add(&s->deduped, 1);
-        nng_msg_clear(msg);
-        if (nng_msg_append(msg, cached, clen) != 0)
+    call->deduping = false;
+    if (req->client_id != 0) {
+        switch (tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, wait, &cached,
+                                      &clen)) {
+        case TIER_DEDUPE_CACHED:
+            atomic_fetch_add(&s->deduped, 1);
             nng_msg_clear(msg);
-        free(cached);
-        return;
-    case TIER_DEDUPE_BUSY:
-        put_reply(msg, req->request_id, TIER_UNAVAILABLE, "same request still running", NULL, 0);
-        return;
-    case TIER_DEDUPE_NEW:
-        break;
+            if (nng_msg_append(msg, cached, clen) != 0)
+                nng_msg_clear(msg);
+            free(cached);
+            return true;
+        case TIER_DEDUPE_BUSY:
+            put_reply(msg, req->request_id, TIER_UNAVAILABLE, "same request still running", NULL,
+                      0);
+            return true;
+        case TIER_DEDUPE_NEW:
+            call->deduping = true;
+            break;
+        }
     }
-    dispatch(call, msg);
-    tier_rpc_dedupe_finish(s->dedupe, req->client_id, req->request_id, nng_msg_body(msg),
-                           nng_msg_len(msg));
+    if ((code = dispatch(call)) == TIER_RPC_DEFERRED)
+        return false;
+    complete(s, call, code);
+    return true;
 }
 
-/* Checks a received frame.  Returns true when the reply is already in
- * call->msg (an error, or an INLINE method that ran), false when the call
- * must go to the pool. */
-static bool accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
+static void send_reply(tier_rpc_ctx *call);
+
+int tier_rpc_defer(tier_rpc_ctx *call)
+{
+    tier_rpc_server *s = call->srv;
+    pthread_mutex_lock(&s->mu);
+    s->ndeferred++;
+    pthread_mutex_unlock(&s->mu);
+    return TIER_RPC_DEFERRED;
+}
+
+void tier_rpc_finish(tier_rpc_ctx *call, int code)
+{
+    tier_rpc_server *s = call->srv;
+
+    complete(s, call, code);
+    send_reply(call);
+    pthread_mutex_lock(&s->mu);
+    if (--s->ndeferred == 0)
+        pthread_cond_broadcast(&s->cv); /* close may be waiting for it */
+    pthread_mutex_unlock(&s->mu);
+}
+
+typedef enum { REPLY_READY, REPLY_QUEUED, REPLY_DEFERRED } accept_result;
+
+/* Checks a received frame.  READY: the reply is in call->msg (an error, or
+ * an INLINE method that ran); QUEUED: the call must go to the pool;
+ * DEFERRED: an INLINE handler will finish it later. */
+static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
 {
     nng_msg *msg = call->msg;
     size_t len = nng_msg_len(msg);
@@ -356,13 +397,13 @@ static bool accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     if (len > s->max_msg) {
         put_reply(msg, 0, TIER_RESOURCE_EXHAUSTED, "request larger than the server's limit", NULL,
                   0);
-        return true;
+        return REPLY_READY;
     }
     req = tier__rpc__request__unpack(&call->arena.pbc, len, nng_msg_body(msg));
     if (req == NULL) {
         atomic_fetch_add(&s->bad_envelope, 1);
         put_reply(msg, 0, TIER_INVALID_ARGUMENT, "not a request envelope", NULL, 0);
-        return true;
+        return REPLY_READY;
     }
     call->req = req;
     now_ms = tier_now_ms();
@@ -371,7 +412,7 @@ static bool accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
             atomic_fetch_add(&s->deadline_dropped, 1);
             put_reply(msg, req->request_id, TIER_DEADLINE_EXCEEDED,
                       "deadline passed before the call started", NULL, 0);
-            return true;
+            return REPLY_READY;
         }
         call->deadline_us = tier_mono_us() + (req->deadline_ms - now_ms) * 1000;
     }
@@ -379,13 +420,11 @@ static bool accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     if (call->m == NULL) {
         tier_rpc_set_message(call, TIER_UNIMPLEMENTED, "unknown method \"%.200s\"", req->method);
         put_reply(msg, req->request_id, TIER_UNIMPLEMENTED, call->message, NULL, 0);
-        return true;
+        return REPLY_READY;
     }
-    if (call->m->flags & TIER_RPC_INLINE) {
-        run_call(s, call, false);
-        return true;
-    }
-    return false;
+    if (call->m->flags & TIER_RPC_INLINE)
+        return run_call(s, call, false) ? REPLY_READY : REPLY_DEFERRED;
+    return REPLY_QUEUED;
 }
 
 static void send_reply(tier_rpc_ctx *call)
@@ -430,10 +469,16 @@ static void ctx_cb(void *arg)
         call->req = NULL;
         call->m = NULL;
         call->message = NULL;
-        if (accept_call(s, call))
+        switch (accept_call(s, call)) {
+        case REPLY_READY:
             send_reply(call);
-        else
+            break;
+        case REPLY_QUEUED:
             enqueue(s, call);
+            break;
+        case REPLY_DEFERRED:
+            break; /* tier_rpc_finish sends it */
+        }
         return;
     }
     if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
@@ -465,8 +510,8 @@ static void *pool_main(void *arg)
             atomic_fetch_add(&s->deadline_dropped, 1);
             put_reply(call->msg, call->req->request_id, TIER_DEADLINE_EXCEEDED,
                       "deadline passed while queued", NULL, 0);
-        } else {
-            run_call(s, call, true);
+        } else if (!run_call(s, call, true)) {
+            continue; /* deferred: tier_rpc_finish sends it */
         }
         send_reply(call);
     }
@@ -514,6 +559,12 @@ void tier_rpc_server_close(tier_rpc_server *s)
     pthread_mutex_unlock(&s->mu);
     for (unsigned i = 0; i < s->nstarted; i++)
         pthread_join(s->threads[i], NULL); /* they drain the queue first */
+    /* Deferred calls still use their contexts' memory: wait for them (their
+     * finishers, e.g. a group commit, are still running). */
+    pthread_mutex_lock(&s->mu);
+    while (s->ndeferred > 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
     for (unsigned i = 0; s->ctxs != NULL && i < s->ncontexts; i++) {
         if (s->ctxs[i].aio != NULL)
             nng_aio_free(s->ctxs[i].aio); /* waits for a running callback */

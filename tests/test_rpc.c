@@ -63,6 +63,40 @@ static int count(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, Pro
     return TIER_OK;
 }
 
+/* test.Later: deferred; a thread finishes it after cid ms.  Holds no
+ * server thread while it waits. */
+typedef struct {
+    tier_rpc_ctx *call;
+    Tier__GetContentReply *out;
+    int64_t cid;
+} later_job;
+
+static void *later_thread(void *p)
+{
+    later_job *j = p;
+    usleep((useconds_t)j->cid * 1000);
+    j->out->content = tier_rpc_alloc(j->call, sizeof(*j->out->content));
+    tier__content__init(j->out->content);
+    j->out->content->cid = j->cid;
+    tier_rpc_ctx *call = j->call;
+    free(j);
+    tier_rpc_finish(call, TIER_OK);
+    return NULL;
+}
+
+static int later(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, ProtobufCMessage *rep)
+{
+    later_job *j = malloc(sizeof(*j));
+    pthread_t t;
+    (void)arg;
+    j->call = call;
+    j->out = (Tier__GetContentReply *)rep;
+    j->cid = ((const Tier__GetContentRequest *)req)->cid;
+    pthread_create(&t, NULL, later_thread, j);
+    pthread_detach(t);
+    return tier_rpc_defer(call);
+}
+
 static int probe_ok(void *arg, char *msg, size_t len)
 {
     (void)arg;
@@ -90,6 +124,10 @@ static tier_rpc_server *start_server(const char *url, unsigned nthreads, bool do
                         &tier__get_content_reply__descriptor, sleeper, NULL, 0);
     tier_rpc_server_add(s, "test.Count", &tier__get_content_request__descriptor,
                         &tier__get_content_reply__descriptor, count, NULL, 0);
+    tier_rpc_server_add(s, "test.Later", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, later, NULL, 0);
+    tier_rpc_server_add(s, "test.LaterInline", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, later, NULL, TIER_RPC_INLINE);
     tier_rpc_server_add_health(s, "redis", probe_ok, NULL);
     tier_rpc_server_add_health(s, "mysql", down ? probe_down : probe_ok, NULL);
     cr_assert_eq(tier_rpc_server_start(s), TIER_OK);
@@ -490,6 +528,50 @@ Test(rpc, health_names_the_dependency_down)
     cr_assert_str_eq(rep->dependencies[1]->message, "connection refused");
     cr_assert(rep->dependencies[0]->ok);
     tier__rpc__health_reply__free_unpacked(rep, NULL);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+typedef struct {
+    tier_rpc_client *c;
+    const char *method;
+    int64_t cid;
+    int rv;
+    int64_t got;
+} later_call;
+
+static void *call_later(void *p)
+{
+    later_call *lc = p;
+    tier_rpc_error err;
+    lc->rv = call_cid(lc->c, lc->method, lc->cid, 5000, &lc->got, &err);
+    return NULL;
+}
+
+/* 32 deferred calls on a server with ONE pool thread all complete together:
+ * waiting for a deferred reply holds no thread. */
+Test(rpc, deferred_replies_hold_no_thread)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 1, false);
+    tier_rpc_client *c = open_client(url);
+    later_call lc[32];
+    pthread_t t[32];
+
+    for (int i = 0; i < 32; i++) {
+        lc[i] = (later_call){c, i % 2 ? "test.Later" : "test.LaterInline", 300 + i, -1, 0};
+        pthread_create(&t[i], NULL, call_later, &lc[i]);
+    }
+    int64_t t0 = tier_mono_ms();
+    for (int i = 0; i < 32; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(lc[i].rv, TIER_OK);
+        cr_assert_eq(lc[i].got, 300 + i);
+    }
+    /* One thread serving them one after another would need 32 x 300 ms. */
+    cr_assert_lt(tier_mono_ms() - t0, 32 * 300 / 2);
+    assert_still_serving(c);
     tier_rpc_client_close(c);
     tier_rpc_server_close(s);
 }
