@@ -21,7 +21,9 @@ typedef struct {
 
 typedef struct {
     void *item;
-    record *rec;
+    record *rec;             /* a waiting submitter, or NULL when async */
+    tier_batch_done_fn done; /* async: called with the status */
+    void *done_arg;
 } slot;
 
 struct tier_batcher {
@@ -31,6 +33,9 @@ struct tier_batcher {
     slot *q;
     size_t qcap, qhead, qlen;
     size_t max_batch;
+    unsigned waiting; /* submitters inside submit_many: free waits for them */
+    void **items;     /* the flusher's batch buffers */
+    slot *taken;
     bool stopping;
     tier_batch_fn fn;
     void *arg;
@@ -55,8 +60,8 @@ static bool grow(tier_batcher *b)
 static void *flusher_main(void *arg)
 {
     tier_batcher *b = arg;
-    void **items = malloc(b->max_batch * sizeof(void *));
-    record **recs = malloc(b->max_batch * sizeof(record *));
+    void **items = b->items;
+    slot *taken = b->taken;
 
     pthread_mutex_lock(&b->mu);
     for (;;) {
@@ -66,25 +71,28 @@ static void *flusher_main(void *arg)
             break;
         size_t n = b->qlen < b->max_batch ? b->qlen : b->max_batch;
         for (size_t i = 0; i < n; i++) {
-            slot *s = &b->q[(b->qhead + i) % b->qcap];
-            items[i] = s->item;
-            recs[i] = s->rec;
+            taken[i] = b->q[(b->qhead + i) % b->qcap];
+            items[i] = taken[i].item;
         }
         b->qhead = (b->qhead + n) % b->qcap;
         b->qlen -= n;
         pthread_mutex_unlock(&b->mu);
-        int st = items && recs ? b->fn(b->arg, items, n) : TIER_RESOURCE_EXHAUSTED;
+        int st = b->fn(b->arg, items, n);
+        for (size_t i = 0; i < n; i++) /* outside the lock: done may submit */
+            if (taken[i].rec == NULL)
+                taken[i].done(taken[i].done_arg, st);
         pthread_mutex_lock(&b->mu);
         for (size_t i = 0; i < n; i++) {
-            if (st != TIER_OK && recs[i]->status == TIER_OK)
-                recs[i]->status = st;
-            recs[i]->pending--;
+            record *r = taken[i].rec;
+            if (r == NULL)
+                continue;
+            if (st != TIER_OK && r->status == TIER_OK)
+                r->status = st;
+            r->pending--;
         }
         pthread_cond_broadcast(&b->done);
     }
     pthread_mutex_unlock(&b->mu);
-    free(items);
-    free(recs);
     return NULL;
 }
 
@@ -99,7 +107,14 @@ tier_batcher *tier_batcher_alloc(size_t max_batch, tier_batch_fn fn, void *arg)
     b->max_batch = max_batch ? max_batch : 1;
     b->fn = fn;
     b->arg = arg;
-    if (!grow(b) || pthread_create(&b->flusher, NULL, flusher_main, b) != 0) {
+    /* The flusher's buffers are allocated before it starts: it has no way
+     * to report running out of memory later. */
+    b->items = malloc(b->max_batch * sizeof(void *));
+    b->taken = malloc(b->max_batch * sizeof(slot));
+    if (b->items == NULL || b->taken == NULL || !grow(b) ||
+        pthread_create(&b->flusher, NULL, flusher_main, b) != 0) {
+        free(b->items);
+        free(b->taken);
         free(b->q);
         free(b);
         return NULL;
@@ -116,9 +131,16 @@ void tier_batcher_free(tier_batcher *b)
     pthread_cond_signal(&b->work);
     pthread_mutex_unlock(&b->mu);
     pthread_join(b->flusher, NULL);
+    /* Woken submitters may still be on their way out of submit_many. */
+    pthread_mutex_lock(&b->mu);
+    while (b->waiting > 0)
+        pthread_cond_wait(&b->done, &b->mu);
+    pthread_mutex_unlock(&b->mu);
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->done);
+    free(b->items);
+    free(b->taken);
     free(b->q);
     free(b);
 }
@@ -140,12 +162,15 @@ int tier_batcher_submit_many(tier_batcher *b, void **items, size_t n)
             rec.status = TIER_RESOURCE_EXHAUSTED;
             break;
         }
-        b->q[(b->qhead + b->qlen) % b->qcap] = (slot){items[i], &rec};
+        b->q[(b->qhead + b->qlen) % b->qcap] = (slot){items[i], &rec, NULL, NULL};
         b->qlen++;
     }
+    b->waiting++;
     pthread_cond_signal(&b->work);
     while (rec.pending > 0)
         pthread_cond_wait(&b->done, &b->mu);
+    if (--b->waiting == 0)
+        pthread_cond_broadcast(&b->done);
     pthread_mutex_unlock(&b->mu);
     return rec.status;
 }
@@ -153,4 +178,22 @@ int tier_batcher_submit_many(tier_batcher *b, void **items, size_t n)
 int tier_batcher_submit(tier_batcher *b, void *item)
 {
     return tier_batcher_submit_many(b, &item, 1);
+}
+
+int tier_batcher_submit_async(tier_batcher *b, void *item, tier_batch_done_fn done, void *arg)
+{
+    int rv = TIER_OK;
+
+    pthread_mutex_lock(&b->mu);
+    if (b->stopping)
+        rv = TIER_UNAVAILABLE;
+    else if (b->qlen == b->qcap && !grow(b))
+        rv = TIER_RESOURCE_EXHAUSTED;
+    if (rv == TIER_OK) {
+        b->q[(b->qhead + b->qlen) % b->qcap] = (slot){item, NULL, done, arg};
+        b->qlen++;
+        pthread_cond_signal(&b->work);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return rv;
 }

@@ -39,4 +39,11 @@ int tier_batcher_submit(tier_batcher *b, void *item);
  * returns the first non-OK status, or OK. */
 int tier_batcher_submit_many(tier_batcher *b, void **items, size_t n);
 
+/* Without waiting: done(arg, status) runs on the flusher thread once the
+ * item's batch is applied (paired with rpc's deferred replies, a request
+ * waiting for its commit then holds no thread at all).  done must be quick.
+ * Returns UNAVAILABLE (and never calls done) if the batcher is stopping. */
+typedef void (*tier_batch_done_fn)(void *arg, int status);
+int tier_batcher_submit_async(tier_batcher *b, void *item, tier_batch_done_fn done, void *arg);
+
 #endif

@@ -143,3 +143,44 @@ Test(batch, light_load_batches_of_one)
     tier_batcher_free(b);
     free(W);
 }
+
+/* ---- asynchronous submission */
+
+/* A batch fails when its first item is poisoned; each item notes (in
+ * `batch`) whether its batch failed, for the check. */
+static int apply_leader_decides(void *arg, void **items, size_t n)
+{
+    bool fail = ((item *)items[0])->poison;
+    (void)arg;
+    for (size_t i = 0; i < n; i++) {
+        atomic_fetch_add(&((item *)items[i])->applied, 1);
+        ((item *)items[i])->batch = fail;
+    }
+    return fail ? TIER_ABORTED : TIER_OK;
+}
+
+static void async_done(void *arg, int status)
+{
+    ((item *)arg)->result = status;
+}
+
+Test(batch, async_items_each_get_their_status)
+{
+    tier_batcher *b = tier_batcher_alloc(8, apply_leader_decides, NULL);
+    enum { N = 5000 };
+    item *items = calloc(N, sizeof(item));
+
+    for (int i = 0; i < N; i++) {
+        items[i].poison = (i % 7) == 0;
+        items[i].result = -1;
+        cr_assert_eq(tier_batcher_submit_async(b, &items[i], async_done, &items[i]), TIER_OK);
+    }
+    tier_batcher_free(b); /* applies everything queued before returning */
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(atomic_load(&items[i].applied), 1, "item %d applied %d times", i,
+                     atomic_load(&items[i].applied));
+        cr_assert_eq(items[i].result, items[i].batch ? TIER_ABORTED : TIER_OK,
+                     "item %d got its own batch's status", i);
+    }
+    free(items);
+}
