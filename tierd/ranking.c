@@ -203,6 +203,11 @@ int ranking_register(ranking *r, tier_rpc_server *srv)
         const char *inl = getenv("TIER_TOP_INLINE");
         unsigned flags =
             m[i].fn == ranking_h_top_contents && inl && strcmp(inl, "1") == 0 ? TIER_RPC_INLINE : 0;
+        /* Single writes only validate and queue (their replies are
+         * deferred until the group commit): no reason to use a thread. */
+        if (m[i].fn == ranking_h_post_comment || m[i].fn == ranking_h_edit_comment ||
+            m[i].fn == ranking_h_delete_comment || m[i].fn == ranking_h_restore_comment)
+            flags |= TIER_RPC_INLINE;
         if ((rv = tier_rpc_server_add(srv, m[i].name, m[i].req, m[i].rep, m[i].fn, r, flags)) !=
             TIER_OK)
             return rv;

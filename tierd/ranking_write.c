@@ -179,23 +179,71 @@ int ranking_flush(void *arg, void **items, size_t n)
 
 /* ------------------------------------------------------------ posts */
 
+/*
+ * One write in flight: PostComment, EditComment, DeleteComment and
+ * RestoreComment are answered with deferred replies.  The handler (INLINE:
+ * it only validates and queues) hands the op to the batcher and returns at
+ * once; the flusher, after the COMMIT and the index update, fills the reply
+ * and finishes the call.  So a thousand writes waiting for their group
+ * commit hold no thread at all, only their rpc contexts.  Lives in the
+ * call's arena, which lasts until the reply is sent.
+ */
+typedef struct {
+    tier_comment_op op;
+    tier_rpc_ctx *call;
+    ProtobufCMessage *reply;
+} pending_write;
+
+static void post_done(void *arg, int status)
+{
+    pending_write *w = arg;
+    Tier__PostCommentReply *rep = (Tier__PostCommentReply *)w->reply;
+
+    if (status == TIER_OK) {
+        rep->id = w->op.id;
+        rep->created_ms = w->op.time_ms;
+    } else {
+        tier_rpc_set_message(w->call, status, "comment not stored");
+    }
+    tier_rpc_finish(w->call, status);
+}
+
+/* Queues w for the next flush; the call is finished by done. */
+static int submit_deferred(ranking *r, pending_write *w, tier_batch_done_fn done)
+{
+    int rv;
+
+    /* Deferred first: the flusher may finish the call before submit returns. */
+    tier_rpc_defer(w->call);
+    if ((rv = tier_batcher_submit_async(r->batcher, &w->op, done, w)) != TIER_OK) {
+        tier_rpc_set_message(w->call, rv, "ranking is stopping");
+        tier_rpc_finish(w->call, rv);
+    }
+    return TIER_RPC_DEFERRED;
+}
+
+static pending_write *pending_new(tier_rpc_ctx *call, ProtobufCMessage *reply)
+{
+    pending_write *w = tier_rpc_alloc(call, sizeof(*w));
+    if (w != NULL) {
+        w->call = call;
+        w->reply = reply;
+    }
+    return w;
+}
+
 int ranking_h_post_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
                            ProtobufCMessage *reply)
 {
-    ranking *r = arg;
     const Tier__PostCommentRequest *q = (const Tier__PostCommentRequest *)req;
-    Tier__PostCommentReply *rep = (Tier__PostCommentReply *)reply;
-    tier_comment_op op;
+    pending_write *w = pending_new(call, reply);
     char msg[128];
-    int rv;
 
-    if (check_post(q, tier_now_ms(), &op, msg, sizeof(msg)) != TIER_OK)
+    if (w == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    if (check_post(q, tier_now_ms(), &w->op, msg, sizeof(msg)) != TIER_OK)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "%s", msg);
-    if ((rv = tier_batcher_submit(r->batcher, &op)) != TIER_OK)
-        return tier_rpc_set_message(call, rv, "comment not stored");
-    rep->id = op.id;
-    rep->created_ms = op.time_ms;
-    return TIER_OK;
+    return submit_deferred(arg, w, post_done);
 }
 
 /* Allocates the reply's results, one per comment. */
@@ -290,24 +338,39 @@ static const char *refusal(const tier_comment_op *op)
     return "comment is deleted (restore it first)";
 }
 
-/* Submits one edit/delete/restore and answers with the comment after it. */
-static int change(ranking *r, tier_rpc_ctx *call, tier_comment_op *op, ProtobufCMessage *reply)
+static void change_done(void *arg, int status)
 {
-    Tier__CommentReply *rep = (Tier__CommentReply *)reply;
-    int rv;
+    pending_write *w = arg;
+    Tier__CommentReply *rep = (Tier__CommentReply *)w->reply;
+    tier_comment_op *op = &w->op;
+    int code = status;
+
+    if (status != TIER_OK) {
+        tier_rpc_set_message(w->call, status, "change not stored");
+    } else if (op->code != TIER_OK) {
+        code = tier_rpc_set_message(w->call, op->code, "%s: %lld", refusal(op), (long long)op->id);
+    } else {
+        rep->comment = comment_reply(w->call, &op->after);
+        if (rep->comment == NULL)
+            code = tier_rpc_set_message(w->call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    tier_comment_clear(&op->after);
+    tier_rpc_finish(w->call, code);
+}
+
+/* Queues one edit/delete/restore; the reply is the comment after it. */
+static int change(ranking *r, tier_rpc_ctx *call, const tier_comment_op *op,
+                  ProtobufCMessage *reply)
+{
+    pending_write *w = pending_new(call, reply);
 
     if (op->id <= 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "id must be positive");
-    op->time_ms = tier_now_ms();
-    if ((rv = tier_batcher_submit(r->batcher, op)) != TIER_OK)
-        return tier_rpc_set_message(call, rv, "change not stored");
-    if (op->code != TIER_OK)
-        return tier_rpc_set_message(call, op->code, "%s: %lld", refusal(op), (long long)op->id);
-    rep->comment = comment_reply(call, &op->after);
-    tier_comment_clear(&op->after);
-    if (rep->comment == NULL)
+    if (w == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    return TIER_OK;
+    w->op = *op;
+    w->op.time_ms = tier_now_ms();
+    return submit_deferred(r, w, change_done);
 }
 
 int ranking_h_edit_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
