@@ -708,8 +708,15 @@ Test(worker, kill9_worker_mid_moves, .timeout = 300)
     /* Kill w1 while it holds claims, after some moves were committed. */
     int64_t end = tier_mono_ms() + 60000;
     while (tier_mono_ms() < end) {
-        if (settled(&f, n) >= n / 10 && (nheld = claimed_by(&f, "w1", held, 4096)) > 0)
-            break;
+        /* Freeze w1 first so that the claims we see are still held when
+         * it dies (moves are fast enough to finish between a look and a
+         * kill otherwise). */
+        if (settled(&f, n) >= 50) {
+            kill(f.w[1], SIGSTOP);
+            if ((nheld = claimed_by(&f, "w1", held, 4096)) > 0)
+                break;
+            kill(f.w[1], SIGCONT);
+        }
         usleep(2000);
     }
     kill(f.w[1], SIGKILL);

@@ -84,6 +84,7 @@ typedef struct job {
     uint64_t fence;      /* of our claim */
     int64_t lease_until; /* monotonic ms: our conservative end of the lease */
     uint32_t attempts;   /* claims so far, ours included */
+    bool dirs_unsynced;  /* renamed; its directories are fsynced by the completer */
     char *filename, *src_dir, *dst_dir, *target, *from;
     struct job *qnext; /* run queue or completion queue */
     struct job *hnext; /* table chain */
@@ -544,7 +545,9 @@ static int on_progress(void *arg)
 
 static void move_one(job *j, move_ctx *ctx)
 {
-    tier_move_spec spec = {j->src_dir, j->dst_dir, j->filename};
+    /* Directory fsyncs of plain renames are done once per CompleteJob
+     * batch by the completer (sync_batch_dirs), not twice per file. */
+    tier_move_spec spec = {j->src_dir, j->dst_dir, j->filename, 1};
     tier_move_result res;
     int rc;
 
@@ -558,6 +561,7 @@ static void move_one(job *j, move_ctx *ctx)
     clean_dir_once(j->dst_dir);
     rc = tier_move_file(&spec, on_progress, ctx, &res);
     if (rc == TIER_OK) {
+        j->dirs_unsynced = res.dirs_unsynced != 0;
         atomic_fetch_add(&n_moved, 1);
         if (strstr(res.reason, "already") != NULL || strstr(res.reason, "earlier") != NULL)
             tier_info("%s moves %s to %s (%s)", j->filename, j->from, j->target, res.reason);
@@ -634,6 +638,45 @@ static void *mover_main(void *arg)
 
 /* ------------------------------------------------------------ completers */
 
+/* Makes the renames of a batch durable before they are reported: each
+ * distinct directory once.  Jobs whose directory cannot be synced are
+ * dropped (they come back after their lease, and the retry, finding the
+ * file in place, syncs on its own).  Returns the jobs kept, compacted. */
+static size_t sync_batch_dirs(job **js, size_t n)
+{
+    const char *done[2 * COMPLETE_MAX], *bad[2 * COMPLETE_MAX];
+    size_t ndone = 0, nbad = 0, kept = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *dirs[2] = {js[i]->dst_dir, js[i]->src_dir}; /* destination first */
+        bool ok = true;
+        for (int d = 0; js[i]->dirs_unsynced && d < 2; d++) {
+            bool seen = false;
+            for (size_t k = 0; k < ndone && !seen; k++)
+                seen = strcmp(done[k], dirs[d]) == 0;
+            for (size_t k = 0; k < nbad && ok; k++)
+                ok = strcmp(bad[k], dirs[d]) != 0;
+            if (seen || !ok)
+                continue;
+            char why[256];
+            if (tier_move_sync_dir(dirs[d], why, sizeof(why)) == TIER_OK) {
+                done[ndone++] = dirs[d];
+            } else {
+                tier_warn("%s", why);
+                bad[nbad++] = dirs[d];
+                ok = false;
+            }
+        }
+        if (ok) {
+            js[i]->dirs_unsynced = false;
+            js[kept++] = js[i];
+        } else {
+            forget(js[i]);
+        }
+    }
+    return kept;
+}
+
 static void *completer_main(void *arg)
 {
     Tier__JobRef refs[COMPLETE_MAX], *refp[COMPLETE_MAX];
@@ -665,6 +708,8 @@ static void *completer_main(void *arg)
             pthread_cond_signal(&done_cv);
         pthread_mutex_unlock(&mu);
 
+        if ((n = sync_batch_dirs(js, n)) == 0)
+            continue;
         for (size_t i = 0; i < n; i++) {
             tier__job_ref__init(&refs[i]);
             refs[i].cid = js[i]->cid;

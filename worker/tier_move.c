@@ -457,9 +457,14 @@ static int move_by_rename(mover *m, const struct stat *sst)
     }
     hook("renamed");
     /* One atomic metadata operation on one filesystem: syncing the
-     * directories makes the completed move durable before we report it. */
-    if ((rc = sync_both(m)) != TIER_OK)
+     * directories makes the completed move durable before we report it
+     * (or the caller does, once for a whole batch: defer_dir_sync). */
+    if (m->spec->defer_dir_sync) {
+        if (m->res != NULL)
+            m->res->dirs_unsynced = 1;
+    } else if ((rc = sync_both(m)) != TIER_OK) {
         return rc;
+    }
     return set_result(m->res, TIER_OK, 0, "%s: moved (rename)", name);
 }
 
@@ -836,4 +841,20 @@ int tier_move_cleanup_dir(const char *dir, int64_t older_than_ms)
         rc = errno_code(errno, &permanent);
     closedir(d);
     return rc;
+}
+
+int tier_move_sync_dir(const char *dir, char *reason, size_t len)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int e = 0;
+
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
+        e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (e == 0)
+        return TIER_OK;
+    if (reason != NULL)
+        snprintf(reason, len, "fsync directory %s: %s", dir, strerror(e));
+    return e == ENOENT || e == ENOTDIR ? TIER_FAILED_PRECONDITION : TIER_UNAVAILABLE;
 }
