@@ -241,6 +241,33 @@ Test(move, same_fs_move)
     free(data);
 }
 
+/* defer_dir_sync: a plain rename leaves the directory fsyncs to the caller
+ * and says so; a copy across filesystems never does. */
+Test(move, deferred_directory_sync)
+{
+    tier_move_result res;
+    unsigned char *a = make_file(bronze, "a.mp4", 1000, 11);
+    unsigned char *b = make_file(bronze, "b.mp4", 1000, 12);
+    tier_move_spec spec = {bronze, silver, "a.mp4", 1};
+    char why[256];
+
+    cr_assert_eq(tier_move_file(&spec, NULL, NULL, &res), TIER_OK, "%s", res.reason);
+    cr_assert_eq(res.dirs_unsynced, 1);
+    assert_file(silver, "a.mp4", a, 1000);
+    cr_assert_eq(tier_move_sync_dir(silver, why, sizeof(why)), TIER_OK, "%s", why);
+    cr_assert_eq(tier_move_sync_dir(bronze, why, sizeof(why)), TIER_OK, "%s", why);
+    cr_assert_eq(tier_move_sync_dir(path_of(bronze, "missing"), why, sizeof(why)),
+                 TIER_FAILED_PRECONDITION);
+
+    tier_move_spec cross = {bronze, gold, "b.mp4", 1};
+    cr_assert_eq(tier_move_file(&cross, NULL, NULL, &res), TIER_OK, "%s", res.reason);
+    cr_assert_eq(res.crossed_fs, 1);
+    cr_assert_eq(res.dirs_unsynced, 0, "a copy syncs its directories itself");
+    assert_file(gold, "b.mp4", b, 1000);
+    free(a);
+    free(b);
+}
+
 Test(move, cross_fs_move_keeps_bytes)
 {
     tier_move_result res;
