@@ -7,7 +7,7 @@
  * knows nothing of tiers or comments: it moves messages, enforces sizes and
  * deadlines, dedupes resent requests and answers Health.
  *
- * Server: rep0 served through many nng contexts at once (64 by default),
+ * Server: rep0 served through many nng contexts at once (16 by default),
  * driven by nng's completion callbacks.  Methods registered TIER_RPC_INLINE
  * (quick, never blocking) run right in the callback; all others are handed
  * to a pool of threads, so one slow call (MySQL, a lock) holds up only its
@@ -46,7 +46,8 @@ typedef struct tier_rpc_ctx tier_rpc_ctx;
 
 typedef struct {
     unsigned nthreads;  /* pool threads for blocking methods; 0 = 16 */
-    unsigned ncontexts; /* requests received at once; 0 = max(64, nthreads) */
+    unsigned ncontexts; /* calls being served at once, deferred ones included;
+                           0 = max(16, nthreads) */
     size_t max_msg;     /* largest request accepted; 0 = 4 MiB */
 } tier_rpc_server_opts;
 

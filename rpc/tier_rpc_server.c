@@ -149,7 +149,10 @@ int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_
     if (s == NULL)
         return TIER_RESOURCE_EXHAUSTED;
     s->nthreads = opts && opts->nthreads ? opts->nthreads : 16;
-    s->ncontexts = opts && opts->ncontexts ? opts->ncontexts : 64;
+    /* 16 contexts serve small calls fastest here (more make nng busier than
+     * they help: see docs/BENCHMARKS.md); servers with deferred replies
+     * want more, since each waiting call holds one. */
+    s->ncontexts = opts && opts->ncontexts ? opts->ncontexts : 16;
     if (s->ncontexts < s->nthreads)
         s->ncontexts = s->nthreads;
     pthread_mutex_init(&s->mu, NULL);

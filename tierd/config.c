@@ -23,6 +23,7 @@ static void usage(FILE *f)
                "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
                "  --mysql-db NAME                            (TIER_MYSQL_DB, tier)\n"
                "  --threads N         rpc worker threads     (TIER_THREADS, 16)\n"
+               "  --contexts N        calls served at once   (TIER_CONTEXTS, 256)\n"
                "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
                "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
                "  --config FILE       key = value file       (TIER_CONFIG)\n"
@@ -65,6 +66,8 @@ static int apply(tierd_config *c, const char *key, const char *v)
         snprintf(c->db.db, sizeof(c->db.db), "%s", v);
     else if (strcmp(key, "threads") == 0)
         c->threads = (unsigned)atoi(v);
+    else if (strcmp(key, "contexts") == 0)
+        c->contexts = (unsigned)atoi(v);
     else if (strcmp(key, "lease_ms") == 0)
         c->lease_ms = (uint32_t)atoi(v);
     else if (strcmp(key, "retention_min") == 0)
@@ -117,15 +120,11 @@ static void load_env(tierd_config *c)
     static const struct {
         const char *env, *key;
     } map[] = {
-        {"TIER_LISTEN", "listen"},
-        {"TIER_PUSH", "push"},
-        {"TIER_THREADS", "threads"},
-        {"TIER_LEASE_MS", "lease_ms"},
-        {"TIER_RETENTION_MIN", "retention_min"},
-        {"TIER_MYSQL_USER", "mysql_user"},
-        {"TIER_MYSQL_PASSWORD", "mysql_password"},
-        {"TIER_MYSQL_DB", "mysql_db"},
-        {"TIER_REDIS_PASSWORD", "redis_password"},
+        {"TIER_LISTEN", "listen"},         {"TIER_PUSH", "push"},
+        {"TIER_THREADS", "threads"},       {"TIER_CONTEXTS", "contexts"},
+        {"TIER_LEASE_MS", "lease_ms"},     {"TIER_RETENTION_MIN", "retention_min"},
+        {"TIER_MYSQL_USER", "mysql_user"}, {"TIER_MYSQL_PASSWORD", "mysql_password"},
+        {"TIER_MYSQL_DB", "mysql_db"},     {"TIER_REDIS_PASSWORD", "redis_password"},
     };
     const char *v;
 
@@ -152,6 +151,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"mysql-user", required_argument, NULL, 'u'},
         {"mysql-db", required_argument, NULL, 'd'},
         {"threads", required_argument, NULL, 't'},
+        {"contexts", required_argument, NULL, 'C'},
         {"lease-ms", required_argument, NULL, 'L'},
         {"retention-min", required_argument, NULL, 'R'},
         {"config", required_argument, NULL, 'c'},
@@ -165,6 +165,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     snprintf(c->listen, sizeof(c->listen), "tcp://127.0.0.1:7400");
     snprintf(c->push, sizeof(c->push), "tcp://127.0.0.1:7401");
     c->threads = 16;
+    c->contexts = 256;
     c->lease_ms = 30000;
     c->retention_min = 30 * 24 * 60;
     snprintf(c->db.host, sizeof(c->db.host), "127.0.0.1");
@@ -211,6 +212,9 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
             break;
         case 't':
             apply(c, "threads", optarg);
+            break;
+        case 'C':
+            apply(c, "contexts", optarg);
             break;
         case 'L':
             apply(c, "lease_ms", optarg);

@@ -73,7 +73,7 @@ static int check_dependencies(const tierd_config *cfg)
 int tierd_open(tierd **out, const tierd_config *cfg)
 {
     tierd *d = calloc(1, sizeof(*d));
-    tier_rpc_server_opts opts = {.nthreads = cfg->threads};
+    tier_rpc_server_opts opts = {.nthreads = cfg->threads, .ncontexts = cfg->contexts};
     int rv;
 
     if (d == NULL)

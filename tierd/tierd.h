@@ -29,6 +29,8 @@ typedef struct {
     tier_db_config db;     /* TIER_MYSQL_* */
     tier_kv_config kv;     /* TIER_REDIS_* */
     unsigned threads;      /* rpc pool threads (TIER_THREADS), default 16 */
+    unsigned contexts;     /* calls served at once, deferred writes included (TIER_CONTEXTS),
+                              default 256 */
     unsigned db_conns;     /* MySQL connections, default threads + 4 */
     uint32_t lease_ms;     /* default job lease (TIER_LEASE_MS), default 30000 */
     int64_t retention_min; /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
