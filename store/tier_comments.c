@@ -409,6 +409,13 @@ static int apply_change(tier_db *db, tier_comment_op *op, row_buf *rb)
         op->code = TIER_FAILED_PRECONDITION;
         return TIER_OK;
     }
+    /* A backfilled change cannot predate the comment: the minute it is
+     * charged to would count a comment that did not exist yet. */
+    if (op->time_ms < rb->created) {
+        op->code = TIER_FAILED_PRECONDITION;
+        op->before_created = true;
+        return TIER_OK;
+    }
     if (op->kind == TIER_COP_EDIT)
         rv = set_body(db, op->id, op->body, op->body_len, op->time_ms);
     else

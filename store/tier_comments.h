@@ -54,7 +54,8 @@ typedef enum {
  *   DELETE:  id, time_ms (the minute charged -1)
  *   RESTORE: id, time_ms (the minute charged +1)
  * Outputs: code (OK, NOT_FOUND, FAILED_PRECONDITION: delete or edit of a
- * deleted comment, restore of a live one), id (POST), and for
+ * deleted comment, restore of a live one, or a time_ms before the comment
+ * was created: before_created), id (POST), and for
  * EDIT/DELETE/RESTORE the comment after the change in `after` (its strings
  * malloc'ed: free with tier_comment_clear).
  */
@@ -71,6 +72,7 @@ typedef struct {
     int64_t time_ms;
 
     int code;
+    bool before_created; /* FAILED_PRECONDITION because time_ms < created */
     tier_comment after;
 } tier_comment_op;
 

@@ -331,6 +331,8 @@ static const char *refusal(const tier_comment_op *op)
 {
     if (op->code == TIER_NOT_FOUND)
         return "no such comment";
+    if (op->before_created)
+        return "time_ms is before the comment was created";
     if (op->kind == TIER_COP_RESTORE)
         return "comment is not deleted";
     if (op->kind == TIER_COP_DELETE)
@@ -358,18 +360,25 @@ static void change_done(void *arg, int status)
     tier_rpc_finish(w->call, code);
 }
 
-/* Queues one edit/delete/restore; the reply is the comment after it. */
+/* Queues one edit/delete/restore; the reply is the comment after it.
+ * op->time_ms: 0 = now, else a backfilled time (delete, restore). */
 static int change(ranking *r, tier_rpc_ctx *call, const tier_comment_op *op,
                   ProtobufCMessage *reply)
 {
     pending_write *w = pending_new(call, reply);
+    int64_t now = tier_now_ms();
 
     if (op->id <= 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "id must be positive");
+    if (op->time_ms < 0 || op->time_ms > now + RANKING_MAX_SKEW_MS)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "time_ms %lld is in the future (or negative)",
+                                    (long long)op->time_ms);
     if (w == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     w->op = *op;
-    w->op.time_ms = tier_now_ms();
+    if (w->op.time_ms == 0)
+        w->op.time_ms = now;
     return submit_deferred(r, w, change_done);
 }
 
@@ -389,7 +398,7 @@ int ranking_h_delete_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessa
                              ProtobufCMessage *reply)
 {
     const Tier__DeleteCommentRequest *q = (const Tier__DeleteCommentRequest *)req;
-    tier_comment_op op = {.kind = TIER_COP_DELETE, .id = q->id};
+    tier_comment_op op = {.kind = TIER_COP_DELETE, .id = q->id, .time_ms = q->time_ms};
     return change(arg, call, &op, reply);
 }
 
@@ -397,6 +406,6 @@ int ranking_h_restore_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMess
                               ProtobufCMessage *reply)
 {
     const Tier__RestoreCommentRequest *q = (const Tier__RestoreCommentRequest *)req;
-    tier_comment_op op = {.kind = TIER_COP_RESTORE, .id = q->id};
+    tier_comment_op op = {.kind = TIER_COP_RESTORE, .id = q->id, .time_ms = q->time_ms};
     return change(arg, call, &op, reply);
 }
