@@ -9,15 +9,16 @@
  *
  *   1. load: the creates through PostComments batches of 1,000 with
  *      backfilled time_ms (LOAD_STREAMS calls in flight) -> comments/s;
- *      then the deletes through DeleteComment, 64 in flight -> deletes/s.
- *      DeleteComment charges the minute it runs in (no backfill), so the
- *      deletes land in the last minutes before "now", not spread over the
+ *      then the deletes through DeleteComment, 64 in flight -> deletes/s,
+ *      each with a backfilled time_ms drawn between its comment's creation
+ *      and the end of the timeline, so deletes are spread over the hours
+ *      as in the workload (not piled up in the minute the bench runs in)
  *      6 hours.
  *   2. TopContents top-100 over 1 / 60 / 360 / 1440-minute windows, ending
  *      now and placed at random in the past: median and p99 of QUERIES
  *      calls each, the median of RUNS runs of that.
  *   3. PostComment one at a time, 64 calls in flight -> comments/s
- *      (tierd needs >= 64 rpc threads: --threads 64).
+ *      (answered by deferred replies: tierd's default 256 contexts suffice).
  *   4. LatestComments(n = 20) of Zipf-chosen contents: median and p99.
  *   The rank index's memory comes from Health ("ranking" dependency), and
  *   tierd's RSS from /proc when --pid is given.
@@ -158,6 +159,7 @@ typedef struct {
     int rate;
     uint64_t seed;
     int64_t *ids;
+    int64_t *times; /* created_ms of each id */
     size_t nids;
 } stream;
 
@@ -170,6 +172,7 @@ static void *stream_main(void *arg)
     size_t k = 0;
 
     s->ids = malloc((size_t)(s->to - s->from + 1) * sizeof(int64_t));
+    s->times = malloc((size_t)(s->to - s->from + 1) * sizeof(int64_t));
     for (long i = s->from; i < s->to; i++) {
         r ^= r << 13, r ^= r >> 7, r ^= r << 17;
         if (r % 10 == 0)
@@ -201,8 +204,10 @@ static void *stream_main(void *arg)
                 fprintf(stderr, "PostComments: %s\n", err.message);
                 exit(1);
             }
-            for (size_t j = 0; j < rep->n_results; j++)
+            for (size_t j = 0; j < rep->n_results; j++) {
+                s->times[s->nids] = cs[j].time_ms;
                 s->ids[s->nids++] = rep->results[j]->id;
+            }
             tier_free(rep);
             k = 0;
         }
@@ -214,7 +219,7 @@ static void *stream_main(void *arg)
 
 /* LOAD_STREAMS streams over consecutive slices of the timeline. */
 static double load_parallel(tier_client *cl, const double *cdf, int64_t start_ms, long events,
-                            int rate, int64_t **ids, size_t *nids)
+                            int rate, int64_t **ids, int64_t **times, size_t *nids)
 {
     stream s[LOAD_STREAMS];
     pthread_t th[LOAD_STREAMS];
@@ -230,6 +235,7 @@ static double load_parallel(tier_client *cl, const double *cdf, int64_t start_ms
                         rate,
                         0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1),
                         NULL,
+                        NULL,
                         0};
         pthread_create(&th[i], NULL, stream_main, &s[i]);
     }
@@ -239,17 +245,22 @@ static double load_parallel(tier_client *cl, const double *cdf, int64_t start_ms
     }
     double secs = ((double)tier_mono_us() - t0) / 1e6;
     *ids = malloc(total * sizeof(int64_t));
+    *times = malloc(total * sizeof(int64_t));
     *nids = 0;
     for (int i = 0; i < LOAD_STREAMS; i++) {
         memcpy(*ids + *nids, s[i].ids, s[i].nids * sizeof(int64_t));
+        memcpy(*times + *nids, s[i].times, s[i].nids * sizeof(int64_t));
         *nids += s[i].nids;
         free(s[i].ids);
+        free(s[i].times);
     }
     return (double)total / secs;
 }
 
-/* Deletes ndel distinct random comments, INFLIGHT calls in flight. */
-static double load_deletes(tier_rpc_client *rc, int64_t *ids, size_t nids, size_t ndel)
+/* Deletes ndel distinct random comments, INFLIGHT calls in flight, each at a
+ * time between its creation and end_ms. */
+static double load_deletes(tier_rpc_client *rc, int64_t *ids, int64_t *times, size_t nids,
+                           size_t ndel, int64_t end_ms)
 {
     uint8_t buf[64];
     double t0 = (double)tier_mono_us();
@@ -257,11 +268,14 @@ static double load_deletes(tier_rpc_client *rc, int64_t *ids, size_t nids, size_
     tally_reset();
     for (size_t i = 0; i < ndel && i < nids; i++) {
         size_t j = i + next_u64() % (nids - i); /* partial Fisher-Yates: distinct */
-        int64_t id = ids[j];
+        int64_t id = ids[j], t = times[j];
         ids[j] = ids[i];
         ids[i] = id;
+        times[j] = times[i];
+        times[i] = t;
         Tier__DeleteCommentRequest q = TIER__DELETE_COMMENT_REQUEST__INIT;
         q.id = id;
+        q.time_ms = t + (int64_t)(next_u64() % (uint64_t)(end_ms - t + 1));
         size_t len = tier__delete_comment_request__pack(&q, buf);
         send_async(rc, TIER_M_DELETE_COMMENT, buf, len);
     }
@@ -447,17 +461,18 @@ int main(int argc, char **argv)
     int64_t lo_min = start_ms / 60000;
 
     if (load) {
-        int64_t *ids;
+        int64_t *ids, *times;
         size_t nids;
         printf("load: %ld events over %.1f simulated hours, %d contents (Zipf 1.0)\n", events,
                hours, NCID);
-        double cps = load_parallel(cl, cdf, start_ms, events, rate, &ids, &nids);
+        double cps = load_parallel(cl, cdf, start_ms, events, rate, &ids, &times, &nids);
         printf("  creates: %zu via PostComments x %d, %d streams: %.0f comments/s (durable)\n",
                nids, BATCH, LOAD_STREAMS, cps);
-        double dps = load_deletes(rc, ids, nids, (size_t)(events - (long)nids));
+        double dps = load_deletes(rc, ids, times, nids, (size_t)(events - (long)nids), now);
         printf("  deletes: %ld via DeleteComment, %d in flight: %.0f deletes/s\n", T.done, INFLIGHT,
                dps);
         free(ids);
+        free(times);
     }
     memory(cl, pid);
     top_table(cl, lo_min);

@@ -1,9 +1,10 @@
 /*
  * tier_batch.c -- see tier_batch.h.
  *
- * Submitters append to a queue and wait on a per-submission record; the
+ * Submitters append to a queue and wait on a per-submission record; a
  * flusher takes up to max_batch queued items, applies them, fills in the
- * status of every record they belong to, and wakes the owners.  A record
+ * status of every record they belong to, and wakes the owners.  With
+ * several flushers each takes its own batch from the one queue.  A record
  * counts its items not yet applied; it is done when that reaches zero.
  */
 #include "tier_batch.h"
@@ -34,12 +35,11 @@ struct tier_batcher {
     size_t qcap, qhead, qlen;
     size_t max_batch;
     unsigned waiting; /* submitters inside submit_many: free waits for them */
-    void **items;     /* the flusher's batch buffers */
-    slot *taken;
     bool stopping;
     tier_batch_fn fn;
     void *arg;
-    pthread_t flusher;
+    unsigned nflushers;
+    struct flusher *flushers;
 };
 
 static bool grow(tier_batcher *b)
@@ -57,11 +57,22 @@ static bool grow(tier_batcher *b)
     return true;
 }
 
+/* One flusher thread and its batch buffers (allocated up front: it has no
+ * way to report running out of memory later). */
+typedef struct flusher {
+    tier_batcher *b;
+    unsigned index;
+    pthread_t tid;
+    void **items;
+    slot *taken;
+} flusher;
+
 static void *flusher_main(void *arg)
 {
-    tier_batcher *b = arg;
-    void **items = b->items;
-    slot *taken = b->taken;
+    flusher *f = arg;
+    tier_batcher *b = f->b;
+    void **items = f->items;
+    slot *taken = f->taken;
 
     pthread_mutex_lock(&b->mu);
     for (;;) {
@@ -77,7 +88,7 @@ static void *flusher_main(void *arg)
         b->qhead = (b->qhead + n) % b->qcap;
         b->qlen -= n;
         pthread_mutex_unlock(&b->mu);
-        int st = b->fn(b->arg, items, n);
+        int st = b->fn(b->arg, f->index, items, n);
         for (size_t i = 0; i < n; i++) /* outside the lock: done may submit */
             if (taken[i].rec == NULL)
                 taken[i].done(taken[i].done_arg, st);
@@ -96,9 +107,20 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-tier_batcher *tier_batcher_alloc(size_t max_batch, tier_batch_fn fn, void *arg)
+static void flushers_free(tier_batcher *b)
+{
+    for (unsigned i = 0; b->flushers != NULL && i < b->nflushers; i++) {
+        free(b->flushers[i].items);
+        free(b->flushers[i].taken);
+    }
+    free(b->flushers);
+}
+
+tier_batcher *tier_batcher_alloc(size_t max_batch, unsigned nflushers, tier_batch_fn fn, void *arg)
 {
     tier_batcher *b = calloc(1, sizeof(*b));
+    unsigned started = 0;
+
     if (b == NULL)
         return NULL;
     pthread_mutex_init(&b->mu, NULL);
@@ -107,16 +129,21 @@ tier_batcher *tier_batcher_alloc(size_t max_batch, tier_batch_fn fn, void *arg)
     b->max_batch = max_batch ? max_batch : 1;
     b->fn = fn;
     b->arg = arg;
-    /* The flusher's buffers are allocated before it starts: it has no way
-     * to report running out of memory later. */
-    b->items = malloc(b->max_batch * sizeof(void *));
-    b->taken = malloc(b->max_batch * sizeof(slot));
-    if (b->items == NULL || b->taken == NULL || !grow(b) ||
-        pthread_create(&b->flusher, NULL, flusher_main, b) != 0) {
-        free(b->items);
-        free(b->taken);
-        free(b->q);
-        free(b);
+    b->nflushers = nflushers ? nflushers : 1;
+    b->flushers = calloc(b->nflushers, sizeof(flusher));
+    bool ok = b->flushers != NULL && grow(b);
+    for (unsigned i = 0; ok && i < b->nflushers; i++) {
+        flusher *f = &b->flushers[i];
+        *f = (flusher){b, i, 0, malloc(b->max_batch * sizeof(void *)),
+                       malloc(b->max_batch * sizeof(slot))};
+        ok = f->items != NULL && f->taken != NULL;
+    }
+    for (; ok && started < b->nflushers; started++)
+        ok = pthread_create(&b->flushers[started].tid, NULL, flusher_main, &b->flushers[started]) ==
+             0;
+    if (!ok) {
+        b->nflushers = started; /* free joins the ones that run */
+        tier_batcher_free(b);
         return NULL;
     }
     return b;
@@ -128,9 +155,10 @@ void tier_batcher_free(tier_batcher *b)
         return;
     pthread_mutex_lock(&b->mu);
     b->stopping = true;
-    pthread_cond_signal(&b->work);
+    pthread_cond_broadcast(&b->work);
     pthread_mutex_unlock(&b->mu);
-    pthread_join(b->flusher, NULL);
+    for (unsigned i = 0; i < b->nflushers; i++) /* they apply what is queued first */
+        pthread_join(b->flushers[i].tid, NULL);
     /* Woken submitters may still be on their way out of submit_many. */
     pthread_mutex_lock(&b->mu);
     while (b->waiting > 0)
@@ -139,8 +167,7 @@ void tier_batcher_free(tier_batcher *b)
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->done);
-    free(b->items);
-    free(b->taken);
+    flushers_free(b);
     free(b->q);
     free(b);
 }

@@ -23,13 +23,17 @@ typedef struct tier_batcher tier_batcher;
 /*
  * Applies items[0..n) in one go; returns a status (common/tier_status.h)
  * that every submitter of the batch receives.  Per-item results, if any,
- * are written by fn into the items themselves.  Runs on the flusher thread
- * only, so it may keep a connection of its own in arg.
+ * are written by fn into the items themselves.  Runs on flusher thread
+ * number `flusher` (0..nflushers-1), so it may keep a connection per
+ * flusher in arg.
  */
-typedef int (*tier_batch_fn)(void *arg, void **items, size_t n);
+typedef int (*tier_batch_fn)(void *arg, unsigned flusher, void **items, size_t n);
 
-/* max_batch: most items per call of fn. */
-tier_batcher *tier_batcher_alloc(size_t max_batch, tier_batch_fn fn, void *arg);
+/* max_batch: most items per call of fn.  nflushers: batches applied at
+ * once (1 keeps them strictly one after another; 2 lets one batch fill
+ * while the previous one waits for its fsync -- the caller must then cope
+ * with concurrent batches, e.g. lock rows in a consistent order). */
+tier_batcher *tier_batcher_alloc(size_t max_batch, unsigned nflushers, tier_batch_fn fn, void *arg);
 /* Stops the flusher after applying everything already submitted. */
 void tier_batcher_free(tier_batcher *b);
 

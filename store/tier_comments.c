@@ -234,6 +234,19 @@ static const multi UPSERT_MINUTES = {upsert_sql, 7, bind_minute, minute_bytes};
 
 /* ------------------------------------------------------------ per-minute aggregation */
 
+/* (minute, service, cid): comment_minute's primary key order. */
+static int minute_cmp(const void *a, const void *b)
+{
+    const tier_comment_minute *x = a, *y = b;
+    int c;
+
+    if (x->minute != y->minute)
+        return x->minute < y->minute ? -1 : 1;
+    if ((c = strcmp(x->service, y->service)) != 0)
+        return c;
+    return x->cid < y->cid ? -1 : x->cid > y->cid;
+}
+
 /* Open addressing over (minute, service, cid); `cap` a power of two at
  * least twice the number of changes, so it never fills. */
 typedef struct {
@@ -457,6 +470,9 @@ static int apply_ops(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next
             agg_add(g, op->after.service, op->after.cid, op->time_ms, op->kind);
     }
     free(rb);
+    /* Rows locked in one global order: two transactions upserting the same
+     * hot minutes (two flushers) then wait for each other, never deadlock. */
+    qsort(g->rows, g->n, sizeof(*g->rows), minute_cmp);
     return g->n > 0 ? run_multi(db, &UPSERT_MINUTES, g->rows, g->n) : TIER_OK;
 }
 

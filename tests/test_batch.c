@@ -33,9 +33,10 @@ typedef struct {
 
 static world *W;
 
-static int apply(void *arg, void **items, size_t n)
+static int apply(void *arg, unsigned flusher, void **items, size_t n)
 {
     world *w = arg;
+    (void)flusher;
     long b = atomic_fetch_add(&w->batches, 1);
     bool fail = false;
 
@@ -72,7 +73,7 @@ static void *submitter(void *arg)
 Test(batch, many_threads_exactly_once_with_statuses, .timeout = 120)
 {
     W = calloc(1, sizeof(*W));
-    tier_batcher *b = tier_batcher_alloc(64, apply, W);
+    tier_batcher *b = tier_batcher_alloc(64, 3, apply, W); /* 3 flushers at once */
     item *items = calloc(THREADS * PER_THREAD, sizeof(*items));
     worker wk[THREADS];
     pthread_t th[THREADS];
@@ -107,7 +108,7 @@ Test(batch, many_threads_exactly_once_with_statuses, .timeout = 120)
 Test(batch, submit_many_splits_and_reports_first_error)
 {
     W = calloc(1, sizeof(*W));
-    tier_batcher *b = tier_batcher_alloc(10, apply, W);
+    tier_batcher *b = tier_batcher_alloc(10, 1, apply, W);
     item *items = calloc(95, sizeof(*items));
     void *ptrs[95];
 
@@ -131,7 +132,7 @@ Test(batch, submit_many_splits_and_reports_first_error)
 Test(batch, light_load_batches_of_one)
 {
     W = calloc(1, sizeof(*W));
-    tier_batcher *b = tier_batcher_alloc(64, apply, W);
+    tier_batcher *b = tier_batcher_alloc(64, 1, apply, W);
     item items[20] = {0};
 
     for (int i = 0; i < 20; i++)
@@ -148,8 +149,9 @@ Test(batch, light_load_batches_of_one)
 
 /* A batch fails when its first item is poisoned; each item notes (in
  * `batch`) whether its batch failed, for the check. */
-static int apply_leader_decides(void *arg, void **items, size_t n)
+static int apply_leader_decides(void *arg, unsigned flusher, void **items, size_t n)
 {
+    (void)flusher;
     bool fail = ((item *)items[0])->poison;
     (void)arg;
     for (size_t i = 0; i < n; i++) {
@@ -166,7 +168,7 @@ static void async_done(void *arg, int status)
 
 Test(batch, async_items_each_get_their_status)
 {
-    tier_batcher *b = tier_batcher_alloc(8, apply_leader_decides, NULL);
+    tier_batcher *b = tier_batcher_alloc(8, 2, apply_leader_decides, NULL);
     enum { N = 5000 };
     item *items = calloc(N, sizeof(item));
 

@@ -151,6 +151,7 @@ int ranking_open(ranking **out, const tierd_deps *deps)
     r->deps = deps;
     r->retention = deps->cfg->retention_min;
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->id_mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if ((rv = tier_rank_alloc(&r->rank, r->retention)) != TIER_OK) {
         tier_error("ranking: bad retention %lld minutes", (long long)r->retention);
@@ -161,7 +162,8 @@ int ranking_open(ranking **out, const tierd_deps *deps)
         ranking_close(r);
         return rv;
     }
-    if ((r->batcher = tier_batcher_alloc(RANKING_MAX_BATCH, ranking_flush, r)) == NULL ||
+    if ((r->batcher = tier_batcher_alloc(RANKING_MAX_BATCH, RANKING_FLUSHERS, ranking_flush, r)) ==
+            NULL ||
         pthread_create(&r->ticker, NULL, tick_main, r) != 0) {
         ranking_close(r);
         return TIER_RESOURCE_EXHAUSTED;
@@ -227,7 +229,9 @@ void ranking_close(ranking *r)
         pthread_join(r->ticker, NULL);
     }
     tier_batcher_free(r->batcher); /* applies what was submitted, then stops */
-    tier_db_close(r->wdb);
+    for (int i = 0; i < RANKING_FLUSHERS; i++)
+        tier_db_close(r->wdb[i]);
+    pthread_mutex_destroy(&r->id_mu);
     tier_rank_free(r->rank);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);

@@ -32,15 +32,20 @@
 #define RANKING_MAX_POSTS 10000
 /* Most items one flush commits at once. */
 #define RANKING_MAX_BATCH 4096
+/* Flushes in progress at once: while one waits for its COMMIT's fsync the
+ * next one is already inserting (InnoDB then merges their fsyncs). */
+#define RANKING_FLUSHERS 2
 
 struct ranking {
     const tierd_deps *deps;
     tier_rank *rank;
     int64_t retention; /* minutes */
 
-    /* Write path: the flusher thread alone touches wdb and next_id. */
+    /* Write path: RANKING_FLUSHERS flushers, flusher i alone touches
+     * wdb[i]; next_id is shared (id_mu): each flush reserves its ids. */
     tier_batcher *batcher;
-    tier_db *wdb;
+    tier_db *wdb[RANKING_FLUSHERS];
+    pthread_mutex_t id_mu;
     int64_t next_id;
 
     /* The clock tick. */
@@ -61,7 +66,7 @@ bool ranking_service_valid(const char *s, size_t len);
 bool ranking_utf8_valid(const char *s, size_t len);
 
 /* Flush function given to the batcher (ranking_write.c). */
-int ranking_flush(void *arg, void **items, size_t n);
+int ranking_flush(void *arg, unsigned flusher, void **items, size_t n);
 /* Loads next_id from MySQL into r (ranking_write.c). */
 int ranking_load_next_id(ranking *r, tier_db *db);
 

@@ -109,31 +109,51 @@ int ranking_load_next_id(ranking *r, tier_db *db)
 {
     int64_t max;
     int rv = tier_comments_max_id(db, &max);
-    if (rv == TIER_OK)
+
+    /* Never below what is reserved already: another flusher may hold ids
+     * above MySQL's max that it has not committed yet. */
+    pthread_mutex_lock(&r->id_mu);
+    if (rv == TIER_OK && r->next_id < max + 1)
         r->next_id = max + 1;
+    pthread_mutex_unlock(&r->id_mu);
     return rv;
 }
 
-/* The flusher's own connection, reopened when it broke. */
-static tier_db *writer_db(ranking *r)
+/* Reserves ids for the posts of one flush; returns the first. */
+static int64_t reserve_ids(ranking *r, tier_comment_op **ops, size_t n)
+{
+    size_t posts = 0;
+    int64_t first;
+
+    for (size_t i = 0; i < n; i++)
+        posts += ops[i]->kind == TIER_COP_POST;
+    pthread_mutex_lock(&r->id_mu);
+    first = r->next_id;
+    r->next_id += (int64_t)posts;
+    pthread_mutex_unlock(&r->id_mu);
+    return first;
+}
+
+/* Flusher i's own connection, reopened when it broke. */
+static tier_db *writer_db(ranking *r, unsigned i)
 {
     char err[512];
 
-    if (r->wdb != NULL && !tier_db_broken(r->wdb))
-        return r->wdb;
-    tier_db_close(r->wdb);
-    r->wdb = NULL;
-    if (tier_db_open(&r->wdb, &r->deps->cfg->db, err, sizeof(err)) != TIER_OK) {
+    if (r->wdb[i] != NULL && !tier_db_broken(r->wdb[i]))
+        return r->wdb[i];
+    tier_db_close(r->wdb[i]);
+    r->wdb[i] = NULL;
+    if (tier_db_open(&r->wdb[i], &r->deps->cfg->db, err, sizeof(err)) != TIER_OK) {
         tier_error("ranking: writer: %s", err);
-        r->wdb = NULL;
+        r->wdb[i] = NULL;
         return NULL;
     }
     /* A COMMIT whose answer was lost may have gone through. */
-    if (ranking_load_next_id(r, r->wdb) != TIER_OK) {
-        tier_db_close(r->wdb);
-        r->wdb = NULL;
+    if (ranking_load_next_id(r, r->wdb[i]) != TIER_OK) {
+        tier_db_close(r->wdb[i]);
+        r->wdb[i] = NULL;
     }
-    return r->wdb;
+    return r->wdb[i];
 }
 
 static void feed_index(ranking *r, const tier_comment_minute *m, size_t n)
@@ -154,18 +174,26 @@ static void feed_index(ranking *r, const tier_comment_minute *m, size_t n)
                    tier_status_name(rv));
 }
 
-int ranking_flush(void *arg, void **items, size_t n)
+int ranking_flush(void *arg, unsigned flusher, void **items, size_t n)
 {
     ranking *r = arg;
-    tier_db *db = writer_db(r);
+    tier_comment_op **ops = (tier_comment_op **)items;
     tier_comment_minute *mins;
     size_t nmins;
-    int rv;
-
-    if (db == NULL)
-        return TIER_UNAVAILABLE;
+    int rv = TIER_UNAVAILABLE;
     int64_t t0 = tier_mono_us();
-    rv = tier_comments_apply(db, (tier_comment_op **)items, n, &r->next_id, &mins, &nmins);
+
+    /* Two flushers may still deadlock on comment rows (deletes of the same
+     * comments in opposite orders): InnoDB aborts one, which runs again. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        tier_db *db = writer_db(r, flusher);
+        int64_t next = reserve_ids(r, ops, n);
+        if (db == NULL)
+            return TIER_UNAVAILABLE;
+        rv = tier_comments_apply(db, ops, n, &next, &mins, &nmins);
+        if (rv != TIER_ABORTED)
+            break;
+    }
     if (rv != TIER_OK)
         return rv;
     int64_t t1 = tier_mono_us();

@@ -351,8 +351,9 @@ typedef struct {
 } commit_item;
 
 /* The batcher's function: one transaction for everything that arrived. */
-static int commit_batch(void *arg, void **items, size_t n)
+static int commit_batch(void *arg, unsigned flusher, void **items, size_t n)
 {
+    (void)flusher; /* one flusher: commits stay in order */
     tiering *t = arg;
     int64_t *cids = malloc(n * sizeof(*cids));
     const char **levels = malloc(n * sizeof(*levels));
@@ -865,7 +866,7 @@ int tiering_jobs_open(tiering *t, char *err, size_t errlen)
         return TIER_UNAVAILABLE;
     }
     rv = tier_jobs_open(&t->jobs, kv, key_prefix(), err, errlen);
-    if (rv == TIER_OK && (t->batcher = tier_batcher_alloc(1024, commit_batch, t)) == NULL)
+    if (rv == TIER_OK && (t->batcher = tier_batcher_alloc(1024, 1, commit_batch, t)) == NULL)
         rv = TIER_RESOURCE_EXHAUSTED;
     if (rv == TIER_OK && (rv = load_index(t, kv)) != TIER_OK)
         snprintf(err, errlen, "Redis: cannot read the job indexes");
