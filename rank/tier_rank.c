@@ -492,3 +492,36 @@ void tier_rank_set_now(tier_rank *r, int64_t minute)
         rank_build_completed(r, old_open, r->open); /* best effort: queries retry */
     pthread_rwlock_unlock(&r->lock);
 }
+
+/*
+ * Builds up to `budget` complete blocks whose sorted lists are missing
+ * (never queried since a restart's reload) or stale (a backfilled event
+ * fell into them after they were built), so that the next query touching
+ * them need not.  Holds the shared lock and build_mu
+ * while it works, like a query that builds; the budget bounds how long a
+ * writer can be kept waiting.  Returns how many blocks it rebuilt.
+ */
+int tier_rank_refresh(tier_rank *r, int budget)
+{
+    int built = 0;
+
+    pthread_rwlock_rdlock(&r->lock);
+    pthread_mutex_lock(&r->build_mu);
+    for (uint32_t si = 0; si < r->nsvc && built < budget; si++) {
+        rank_service *s = &r->svc[si];
+        for (int l = 0; l < r->nlevels && built < budget; l++) {
+            rank_blockvec *bv = &s->lv[l];
+            for (uint32_t i = 0; i < bv->n && built < budget; i++) {
+                rank_block *b = bv->v[i];
+                if (b == NULL || (b->built && b->built_version == b->version) ||
+                    b->start + rank_level_len(l) > r->open)
+                    continue;
+                if (rank_block_ensure(r, s, b) == TIER_OK)
+                    built++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&r->build_mu);
+    pthread_rwlock_unlock(&r->lock);
+    return built;
+}

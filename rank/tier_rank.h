@@ -73,6 +73,11 @@ int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_
 void tier_rank_expire(tier_rank *r, int64_t before_minute);
 
 /* Bytes held by the index (allocations it made, by capacity). */
+/* Builds up to budget complete blocks not built yet or made stale by
+ * backfilled events (a background tick calls it, so queries find them
+ * ready); returns how many it built. */
+int tier_rank_refresh(tier_rank *r, int budget);
+
 size_t tier_rank_memory(const tier_rank *r);
 
 #endif

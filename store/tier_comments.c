@@ -36,18 +36,6 @@ static const char SQL_PURGE_MINUTES[] = "DELETE FROM comment_minute WHERE minute
 
 /* ------------------------------------------------------------ helpers */
 
-static int run(tier_db *db, const char *sql, MYSQL_BIND *params, MYSQL_STMT **out)
-{
-    MYSQL_STMT *st = tier_db_prepare(db, sql);
-
-    if (st == NULL)
-        return tier_db_status(db, NULL, "prepare");
-    if ((params != NULL && mysql_stmt_bind_param(st, params) != 0) || mysql_stmt_execute(st) != 0)
-        return tier_db_status(db, st, sql);
-    *out = st;
-    return TIER_OK;
-}
-
 static void bind_blob(MYSQL_BIND *b, const char *s, unsigned long *len)
 {
     tier_db_bind_str(b, s, len);
@@ -69,7 +57,7 @@ int tier_comments_max_id(tier_db *db, int64_t *out)
     MYSQL_STMT *st;
     int rv;
 
-    if ((rv = run(db, SQL_MAX_ID, NULL, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_MAX_ID, NULL, &st)) != TIER_OK)
         return rv;
     tier_db_bind_i64(&res[0], &v);
     if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
@@ -170,7 +158,7 @@ static int run_multi(tier_db *db, const multi *m, const void *rows, size_t n)
         }
         for (size_t i = 0; i < k; i++)
             m->bind(rows, at + i, &p[i * w], &lens[i * w], &nums[i * w]);
-        rv = run(db, m->sql[a], p, &st);
+        rv = tier_db_run(db, m->sql[a], p, &st);
         at += k;
     }
     free(p);
@@ -337,7 +325,7 @@ static int lock_row(tier_db *db, int64_t id, row_buf *rb)
     int rv;
 
     tier_db_bind_i64(&p[0], &lid);
-    if ((rv = run(db, SQL_LOCK, p, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_LOCK, p, &st)) != TIER_OK)
         return rv;
     tier_db_bind_buf(&res[0], rb->service, sizeof(rb->service) - 1, &rb->sl, &rb->sn);
     tier_db_bind_i64(&res[1], &rb->cid);
@@ -366,7 +354,7 @@ static int set_deleted(tier_db *db, int64_t id, int deleted)
 
     tier_db_bind_i32(&p[0], &deleted);
     tier_db_bind_i64(&p[1], &lid);
-    return run(db, SQL_SET_DELETED, p, &st);
+    return tier_db_run(db, SQL_SET_DELETED, p, &st);
 }
 
 static int set_body(tier_db *db, int64_t id, const char *body, size_t len, int64_t ms)
@@ -379,7 +367,7 @@ static int set_body(tier_db *db, int64_t id, const char *body, size_t len, int64
     bind_blob(&p[0], body, &bl);
     tier_db_bind_i64(&p[1], &lms);
     tier_db_bind_i64(&p[2], &lid);
-    return run(db, SQL_EDIT, p, &st);
+    return tier_db_run(db, SQL_EDIT, p, &st);
 }
 
 /* Fills op->after from the row as it is after the change. */
@@ -530,7 +518,7 @@ int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t s
     tier_db_bind_i64(&p[k++], &lcid);
     tier_db_bind_i64(&p[k++], &lbefore);
     tier_db_bind_i64(&p[k++], &llimit);
-    if ((rv = run(db, service_len > 0 ? SQL_LATEST_SVC : SQL_LATEST, p, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, service_len > 0 ? SQL_LATEST_SVC : SQL_LATEST, p, &st)) != TIER_OK)
         goto out;
     tier_db_bind_i64(&res[0], &id);
     tier_db_bind_buf(&res[1], rb->service, sizeof(rb->service) - 1, &rb->sl, &rb->sn);
@@ -573,7 +561,7 @@ int tier_comments_scan_minutes(tier_db *db, int64_t from_minute, tier_minute_fn 
     int rv;
 
     tier_db_bind_i64(&p[0], &from);
-    if ((rv = run(db, SQL_SCAN_MINUTES, p, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_SCAN_MINUTES, p, &st)) != TIER_OK)
         return rv;
     tier_db_bind_i64(&res[0], &minute);
     tier_db_bind_buf(&res[1], service, sizeof(service) - 1, &sl, &sn);
@@ -606,7 +594,7 @@ int tier_comments_purge_minutes(tier_db *db, int64_t before_minute, unsigned lim
 
     tier_db_bind_i64(&p[0], &before);
     tier_db_bind_i64(&p[1], &lim);
-    if ((rv = run(db, SQL_PURGE_MINUTES, p, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_PURGE_MINUTES, p, &st)) != TIER_OK)
         return rv;
     *deleted = mysql_stmt_affected_rows(st);
     return TIER_OK;

@@ -33,19 +33,6 @@ static const char SQL_HISTORY[] = "SELECT COALESCE(" MS(
                                                            "FROM update_history WHERE cid = ? "
                                                            "ORDER BY id DESC LIMIT ?";
 
-/* Runs a prepared statement with params; st out.  Status on failure. */
-static int run(tier_db *db, const char *sql, MYSQL_BIND *params, MYSQL_STMT **out)
-{
-    MYSQL_STMT *st = tier_db_prepare(db, sql);
-
-    if (st == NULL)
-        return tier_db_status(db, NULL, "prepare");
-    if ((params != NULL && mysql_stmt_bind_param(st, params) != 0) || mysql_stmt_execute(st) != 0)
-        return tier_db_status(db, st, sql);
-    *out = st;
-    return TIER_OK;
-}
-
 int tier_contents_levels(tier_db *db, tier_level_row **out, size_t *n)
 {
     tier_level_row row, *rows = NULL;
@@ -56,7 +43,7 @@ int tier_contents_levels(tier_db *db, tier_level_row **out, size_t *n)
     MYSQL_STMT *st;
     int rv;
 
-    if ((rv = run(db, SQL_LEVELS, NULL, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_LEVELS, NULL, &st)) != TIER_OK)
         return rv;
     memset(&row, 0, sizeof(row));
     tier_db_bind_buf(&res[0], row.name, sizeof(row.name) - 1, &nl, &nn);
@@ -92,7 +79,7 @@ int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n)
 
     if ((rv = tier_db_exec(db, "BEGIN")) != TIER_OK)
         return rv;
-    if ((rv = run(db, SQL_DEL_LEVELS, NULL, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_DEL_LEVELS, NULL, &st)) != TIER_OK)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         MYSQL_BIND p[4];
@@ -102,7 +89,7 @@ int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n)
         tier_db_bind_i64(&p[1], &lo);
         tier_db_bind_i64(&p[2], &hi);
         tier_db_bind_str(&p[3], rows[i].path, &pl);
-        if ((rv = run(db, SQL_INS_LEVEL, p, &st)) != TIER_OK)
+        if ((rv = tier_db_run(db, SQL_INS_LEVEL, p, &st)) != TIER_OK)
             goto fail;
     }
     return tier_db_exec(db, "COMMIT");
@@ -121,7 +108,7 @@ int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg)
     MYSQL_STMT *st;
     int rv;
 
-    if ((rv = run(db, SQL_SCAN, NULL, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_SCAN, NULL, &st)) != TIER_OK)
         return rv;
     tier_db_bind_i64(&res[0], &cid);
     tier_db_bind_buf(&res[1], level, sizeof(level) - 1, &ll, &ln);
@@ -157,7 +144,7 @@ int tier_contents_insert(tier_db *db, int64_t cid, const char *level, const char
     tier_db_bind_str(&p[1], level, &ll);
     tier_db_bind_str(&p[2], filename, &fl);
     p[2].buffer_type = MYSQL_TYPE_BLOB; /* VARBINARY: bytes, no charset */
-    return run(db, SQL_INSERT, p, &st);
+    return tier_db_run(db, SQL_INSERT, p, &st);
 }
 
 int tier_contents_get(tier_db *db, int64_t cid, tier_content_row *out)
@@ -171,7 +158,7 @@ int tier_contents_get(tier_db *db, int64_t cid, tier_content_row *out)
 
     memset(out, 0, sizeof(*out));
     tier_db_bind_i64(&p[0], &c);
-    if ((rv = run(db, SQL_GET, p, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_GET, p, &st)) != TIER_OK)
         return rv;
     tier_db_bind_buf(&res[0], out->level, sizeof(out->level) - 1, &ll, &ln);
     tier_db_bind_buf(&res[1], out->filename, sizeof(out->filename) - 1, &fl, &fnul);
@@ -205,7 +192,7 @@ int tier_contents_history(tier_db *db, int64_t cid, unsigned limit, tier_history
     *n = 0;
     tier_db_bind_i64(&p[0], &c);
     tier_db_bind_i64(&p[1], &lim);
-    if ((rv = run(db, SQL_HISTORY, p, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, SQL_HISTORY, p, &st)) != TIER_OK)
         return rv;
     memset(&row, 0, sizeof(row));
     tier_db_bind_i64(&res[0], &o);
@@ -270,7 +257,7 @@ static int commit_chunk(tier_db *db, size_t a, const int64_t *cids, const char *
         tier_db_bind_str(&p[2 * i + 1], levels[i], &lens[i]);
         tier_db_bind_i64(&p[2 * n + i], (long long *)&cids[i]);
     }
-    rv = run(db, commit_sql[a], p, &st);
+    rv = tier_db_run(db, commit_sql[a], p, &st);
     free(p);
     free(lens);
     return rv;

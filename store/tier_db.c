@@ -157,6 +157,18 @@ MYSQL_STMT *tier_db_prepare(tier_db *db, const char *sql)
     return st;
 }
 
+int tier_db_run(tier_db *db, const char *sql, MYSQL_BIND *params, MYSQL_STMT **out)
+{
+    MYSQL_STMT *st = tier_db_prepare(db, sql);
+
+    if (st == NULL)
+        return tier_db_status(db, NULL, "prepare");
+    if ((params != NULL && mysql_stmt_bind_param(st, params) != 0) || mysql_stmt_execute(st) != 0)
+        return tier_db_status(db, st, sql);
+    *out = st;
+    return TIER_OK;
+}
+
 int tier_db_exec(tier_db *db, const char *sql)
 {
     if (mysql_real_query(db->my, sql, strlen(sql)) != 0)

@@ -49,6 +49,11 @@ int tier_db_status(tier_db *db, MYSQL_STMT *st, const char *what);
 /* True when the last error means the connection is unusable. */
 bool tier_db_broken(tier_db *db);
 
+/* Prepares (cached) and executes sql with params (may be NULL); the
+ * statement, ready for binding results and fetching, in *out.  A status
+ * (tier_db_status) on failure. */
+int tier_db_run(tier_db *db, const char *sql, MYSQL_BIND *params, MYSQL_STMT **out);
+
 /* Runs a statement without parameters or results (BEGIN, COMMIT...). */
 int tier_db_exec(tier_db *db, const char *sql);
 

@@ -284,6 +284,32 @@ Test(rank, ties_break_by_cid_then_service)
     tier_rank_free(r);
 }
 
+/* A backfilled event makes built lists stale; refresh rebuilds them (and
+ * then has nothing left to do), and answers stay exact either way. */
+Test(rank, refresh_rebuilds_stale_blocks)
+{
+    tier_rank *r = NULL;
+    tier_rank_row rows[10];
+    size_t n = 0;
+    cr_assert_eq(tier_rank_alloc(&r, 43200), TIER_OK);
+    tier_rank_event ev[] = {{"s", 1, 100, 3, 3, 0, 0}, {"s", 2, 101, 2, 2, 0, 0}};
+    cr_assert_eq(tier_rank_add_batch(r, ev, 2), TIER_OK);
+    tier_rank_set_now(r, 200); /* minutes 100, 101 and their blocks complete, built */
+    cr_assert_eq(tier_rank_top(r, NULL, 100, 102, 0, 10, rows, &n), TIER_OK);
+    while (tier_rank_refresh(r, 1) > 0) /* every complete block built */
+        ;
+    cr_assert_eq(tier_rank_refresh(r, 100), 0, "nothing stale yet");
+    tier_rank_event late = {"s", 2, 100, 5, 5, 0, 0}; /* backfill into minute 100 */
+    cr_assert_eq(tier_rank_add_batch(r, &late, 1), TIER_OK);
+    cr_assert_gt(tier_rank_refresh(r, 100), 0);
+    cr_assert_eq(tier_rank_refresh(r, 100), 0, "all rebuilt");
+    cr_assert_eq(tier_rank_top(r, NULL, 100, 101, 0, 10, rows, &n), TIER_OK);
+    cr_assert(n == 2 && rows[0].cid == 2 && rows[0].change == 5 && rows[1].cid == 1);
+    cr_assert_eq(tier_rank_top(r, NULL, 100, 102, 0, 10, rows, &n), TIER_OK);
+    cr_assert(n == 2 && rows[0].cid == 2 && rows[0].change == 7);
+    tier_rank_free(r);
+}
+
 Test(rank, expiry_drops_old_minutes)
 {
     const int64_t retention = 600;

@@ -121,6 +121,10 @@ static void *tick_main(void *arg)
         pthread_mutex_unlock(&r->mu);
         int64_t now_min = ranking_minute(tier_now_ms());
         tier_rank_set_now(r->rank, now_min);
+        /* Backfills (imports, backfilled deletes) leave sorted lists stale;
+         * rebuild them here rather than in the next query. */
+        for (int i = 0; i < 64 && tier_rank_refresh(r->rank, 4) == 4; i++)
+            ;
         if (tier_mono_ms() - last_purge >= 600000) {
             purge_old_minutes(r, now_min - r->retention);
             last_purge = tier_mono_ms();
