@@ -30,44 +30,7 @@
 #define QUERIES 300
 #define BASE_MINUTE 29000013 /* deliberately not aligned to any block */
 
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-
-static uint64_t next_u64(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static double next_unit(void)
-{
-    return (double)(next_u64() >> 11) / 9007199254740992.0;
-}
-
-static double *zipf_cdf(void)
-{
-    double *cdf = malloc(NCID * sizeof(double)), sum = 0;
-    for (int i = 0; i < NCID; i++)
-        cdf[i] = (sum += 1.0 / (i + 1));
-    for (int i = 0; i < NCID; i++)
-        cdf[i] /= sum;
-    return cdf;
-}
-
-static int64_t zipf_cid(const double *cdf)
-{
-    double u = next_unit();
-    int lo = 0, hi = NCID - 1;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (cdf[mid] < u)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo + 1;
-}
+#include "bench_zipf.h"
 
 static double now_sec(void)
 {

@@ -51,44 +51,7 @@ static const char *const SVCS[] = {"news", "sports", "blog"};
 
 /* ------------------------------------------------------------ random */
 
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-
-static uint64_t next_u64(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static double next_unit(void)
-{
-    return (double)(next_u64() >> 11) / 9007199254740992.0;
-}
-
-static double *zipf_cdf(void)
-{
-    double *cdf = malloc(NCID * sizeof(double)), sum = 0;
-    for (int i = 0; i < NCID; i++)
-        cdf[i] = (sum += 1.0 / (i + 1));
-    for (int i = 0; i < NCID; i++)
-        cdf[i] /= sum;
-    return cdf;
-}
-
-static int64_t zipf_cid(const double *cdf)
-{
-    double u = next_unit();
-    size_t lo = 0, hi = NCID - 1;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cdf[mid] < u)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (int64_t)lo + 1;
-}
+#include "bench_zipf.h"
 
 /* ------------------------------------------------------------ async calls */
 

@@ -340,7 +340,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--contexts") == 0 && i + 1 < argc)
             contexts = (unsigned)atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--seconds S] [--runs R] [--threads N] [--contexts N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--runs R] [--threads N] [--contexts N]\n",
+                    argv[0]);
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
