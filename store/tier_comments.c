@@ -480,7 +480,7 @@ int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *n
     rv = agg_init(&g, n);
     if (rv == TIER_OK && posts == NULL)
         rv = TIER_RESOURCE_EXHAUSTED;
-    if (rv == TIER_OK && (rv = tier_db_exec(db, "BEGIN")) == TIER_OK) {
+    if (rv == TIER_OK) { /* autocommit is off: the first statement begins it */
         rv = apply_ops(db, ops, n, &next, posts, &g);
         rv = rv == TIER_OK ? tier_db_exec(db, "COMMIT") : rv;
         if (rv != TIER_OK)

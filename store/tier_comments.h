@@ -99,6 +99,10 @@ int tier_comments_max_id(tier_db *db, int64_t *out);
  * caller frees; valid while the ops live) holds *nmins aggregated changes,
  * each (minute, service, cid) once.  On error the transaction is rolled
  * back, *next_id is unchanged and nothing is durable.
+ *
+ * db must have autocommit off (tier_db_autocommit(db, false)): its first
+ * statement then opens the transaction, which saves a BEGIN round trip on
+ * every group commit.
  */
 int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next_id,
                         tier_comment_minute **mins, size_t *nmins);

@@ -169,6 +169,13 @@ int tier_db_run(tier_db *db, const char *sql, MYSQL_BIND *params, MYSQL_STMT **o
     return TIER_OK;
 }
 
+int tier_db_autocommit(tier_db *db, bool on)
+{
+    if (mysql_autocommit(db->my, on) != 0)
+        return tier_db_status(db, NULL, "autocommit");
+    return TIER_OK;
+}
+
 int tier_db_exec(tier_db *db, const char *sql)
 {
     if (mysql_real_query(db->my, sql, strlen(sql)) != 0)

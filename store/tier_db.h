@@ -54,6 +54,9 @@ bool tier_db_broken(tier_db *db);
  * (tier_db_status) on failure. */
 int tier_db_run(tier_db *db, const char *sql, MYSQL_BIND *params, MYSQL_STMT **out);
 
+/* Turns autocommit on or off for this connection. */
+int tier_db_autocommit(tier_db *db, bool on);
+
 /* Runs a statement without parameters or results (BEGIN, COMMIT...). */
 int tier_db_exec(tier_db *db, const char *sql);
 

@@ -148,8 +148,11 @@ static tier_db *writer_db(ranking *r, unsigned i)
         r->wdb[i] = NULL;
         return NULL;
     }
-    /* A COMMIT whose answer was lost may have gone through. */
-    if (ranking_load_next_id(r, r->wdb[i]) != TIER_OK) {
+    /* A COMMIT whose answer was lost may have gone through.  Then
+     * autocommit off: tier_comments_apply's transactions begin by
+     * themselves. */
+    if (ranking_load_next_id(r, r->wdb[i]) != TIER_OK ||
+        tier_db_autocommit(r->wdb[i], false) != TIER_OK) {
         tier_db_close(r->wdb[i]);
         r->wdb[i] = NULL;
     }
