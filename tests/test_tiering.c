@@ -678,6 +678,30 @@ Test(tiering, set_levels_refusals)
     Tier__ReportViewsReply *rep;
     cr_assert_str_eq(report(&f, 1, 200000, &rep)->target, "platinum");
     tier_free(rep);
+
+    /* SetLevels moves no file: a level holding contents keeps its
+     * directory, and while a job exists (cid 1 -> platinum, unclaimed) no
+     * level is moved or removed.  Ranges may still change. */
+    char b2[512], x2[512];
+    snprintf(b2, sizeof(b2), "%s/bronze2", f.root);
+    snprintf(x2, sizeof(x2), "%s/new/platinum2", f.root);
+    const char *movebronze[][4] = {{"bronze", "0", "999", b2},
+                                   {"silver", "1000", "1999", s},
+                                   {"gold", "2000", "99999", g},
+                                   {"platinum", "100000", "9000000000", x}};
+    const char *moveplat[][4] = {{"bronze", "0", "999", b},
+                                 {"silver", "1000", "1999", s},
+                                 {"gold", "2000", "99999", g},
+                                 {"platinum", "100000", "9000000000", x2}};
+    const char *ranges[][4] = {{"bronze", "0", "1499", b},
+                               {"silver", "1500", "1999", s},
+                               {"gold", "2000", "99999", g},
+                               {"platinum", "100000", "9000000000", x}};
+    cr_assert_eq(set_levels(&f, movebronze, 4), TIER_FAILED_PRECONDITION, "bronze holds b.mp4");
+    cr_assert(strstr(E.message, "directory cannot change") != NULL, "%s", E.message);
+    cr_assert_eq(set_levels(&f, moveplat, 4), TIER_FAILED_PRECONDITION, "a job targets it");
+    cr_assert(strstr(E.message, "move jobs in progress") != NULL, "%s", E.message);
+    cr_assert_eq(set_levels(&f, ranges, 4), TIER_OK, "%s", E.message);
     teardown(&f);
 }
 

@@ -647,20 +647,73 @@ static int mkdirs(const char *path)
     return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* True when some content has a move job (unclaimed, running or done). */
+static bool any_job(tiering *t)
+{
+    bool found = false;
+    for (size_t i = 0; i < NSTRIPES && !found; i++) {
+        stripe *s = &t->stripes[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t j = 0; j < s->cap && !found; j++)
+            found = s->slot[j] != NULL && s->slot[j]->has_job;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return found;
+}
+
+/* Paths equal but for a trailing '/'. */
+static bool same_dir(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 1 && a[la - 1] == '/')
+        la--;
+    while (lb > 1 && b[lb - 1] == '/')
+        lb--;
+    return la == lb && memcmp(a, b, la) == 0;
+}
+
+/*
+ * What a new level table may not do to the old one.  SetLevels moves no
+ * file, so:
+ *   - a level that holds contents can be neither removed nor moved to
+ *     another directory (its files would be where no level says);
+ *   - while any move job exists, no level is removed or moved (the job
+ *     carries the source and destination directories of the old table).
+ * Changing count ranges is always fine: contents move by themselves.
+ */
+static int check_level_change(tiering *t, tier_rpc_ctx *call, const level_table *old,
+                              const tier_level_row *v, size_t n)
+{
+    for (size_t i = 0; i < old->n; i++) {
+        const tl_level *o = &old->v[i];
+        const tier_level_row *nw = NULL;
+        for (size_t j = 0; j < n && nw == NULL; j++)
+            if (strcmp(o->name, v[j].name) == 0)
+                nw = &v[j];
+        if (nw != NULL && same_dir(o->path, nw->path))
+            continue;
+        if (level_in_use(t, o->name))
+            return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
+                                        nw ? "level %s holds contents: its directory cannot change"
+                                           : "level %s holds contents",
+                                        o->name);
+        if (any_job(t))
+            return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
+                                        "move jobs in progress: level %s cannot be %s until "
+                                        "`tierctl jobs` is empty",
+                                        o->name, nw ? "moved" : "removed");
+    }
+    return TIER_OK;
+}
+
 static int do_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *v, size_t n)
 {
     level_table *old = atomic_load(&t->levels), *lt;
     tier_db *db;
     int rv;
 
-    for (size_t i = 0; i < old->n; i++) {
-        bool kept = false;
-        for (size_t j = 0; j < n && !kept; j++)
-            kept = strcmp(old->v[i].name, v[j].name) == 0;
-        if (!kept && level_in_use(t, old->v[i].name))
-            return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "level %s holds contents",
-                                        old->v[i].name);
-    }
+    if ((rv = check_level_change(t, call, old, v, n)) != TIER_OK)
+        return rv;
     for (size_t i = 0; i < n; i++)
         if (mkdirs(v[i].path) != 0)
             return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "cannot create %s: %s",
