@@ -163,3 +163,105 @@ Test(tierd, stops_on_sigint)
 {
     serve_and_stop(SIGINT);
 }
+
+/* ---- a dependency dying while tierd runs */
+
+static pid_t start_redis(int port, const char *dir)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", port);
+    char *argv[] = {
+        "/usr/bin/redis-server", "--port", p,       "--bind",    "127.0.0.1", "--save", "",
+        "--appendonly",          "no",     "--dir", (char *)dir, NULL};
+    char log[1024];
+    snprintf(log, sizeof(log), "%s/redis.log", dir);
+    pid_t pid = tier_test_spawn(argv, NULL, log);
+    char *cli[] = {"/usr/bin/redis-cli", "-p", p, "ping", NULL};
+    char out[64];
+    for (int i = 0; i < 100; i++) {
+        if (tier_test_run(cli, NULL, out, sizeof(out), 2000) == 0 && strstr(out, "PONG"))
+            return pid;
+        usleep(50 * 1000);
+    }
+    cr_assert_fail("redis-server on port %d did not start", port);
+    return -1;
+}
+
+/* tierctl with args; its exit status, output in out. */
+static int ctl(const char *url, char *out, size_t len, const char *a1, const char *a2,
+               const char *a3)
+{
+    char *bin = tier_test_bin("tierctl");
+    char *argv[] = {bin,        "--url",    (char *)url, "--timeout", "3000",
+                    (char *)a1, (char *)a2, (char *)a3,  NULL};
+    int st = tier_test_run(argv, NULL, out, len, 10000);
+    free(bin);
+    return st;
+}
+
+/* Redis dies under a running tierd: calls that need it answer UNAVAILABLE
+ * naming it, Health says NOT_SERVING (redis), everything else keeps being
+ * served; when Redis is back, so is tierd, without a restart. */
+Test(tierd, redis_dying_at_runtime)
+{
+    env e;
+    char listen[128], push[128], log[256], out[4096];
+    char *bin = tier_test_bin("tierd");
+    char *dir = tier_test_tmpdir();
+    int port = tier_test_free_port();
+
+    make_env(&e, -1, port);
+    pid_t redis = start_redis(port, dir);
+    tier_test_tcp_url(listen, sizeof(listen));
+    tier_test_tcp_url(push, sizeof(push));
+    snprintf(log, sizeof(log), "%s/tierd.log", dir);
+    char *argv[] = {bin, "--listen", listen, "--push", push, NULL};
+    pid_t pid = tier_test_spawn(argv, e.envp, log);
+    cr_assert_eq(health(listen, out, sizeof(out), false), 0, "%s", out);
+
+    /* A content on bronze (the sample levels live under the test db's
+     * storage root: tier_test_db_create(NULL) used TIER_STORAGE_ROOT). */
+    cr_assert_eq(ctl(listen, out, sizeof(out), "levels", NULL, NULL), 0, "%s", out);
+    char bronze[1024] = "";
+    sscanf(strstr(out, "bronze"), "bronze %*d %*d %1000s", bronze);
+    char file[1100];
+    snprintf(file, sizeof(file), "%sx.mp4", bronze);
+    cr_assert(tier_test_write_file(file, "x", 1), "%s", file);
+    cr_assert_eq(ctl(listen, out, sizeof(out), "add", "x.mp4", NULL), 0, "%s", out);
+
+    kill(redis, SIGKILL);
+    tier_test_wait(redis, 5000);
+
+    /* Needs Redis (a job): that item is UNAVAILABLE, the call still answers. */
+    char *ctlbin = tier_test_bin("tierctl");
+    char *views[] = {ctlbin, "--url", listen, "--timeout", "3000", "views", "1", "1500", NULL};
+    int st = tier_test_run(views, NULL, out, sizeof(out), 10000);
+    cr_assert_eq(st, 64 + 14, "status %d: %s", st, out);
+    cr_assert(strstr(out, "Redis") != NULL, "names Redis: %s", out);
+    /* Needs nothing but memory: served. */
+    char *same[] = {ctlbin, "--url", listen, "--timeout", "3000", "views", "1", "5", NULL};
+    cr_assert_eq(tier_test_run(same, NULL, out, sizeof(out), 10000), 0, "%s", out);
+    /* MySQL-backed calls: served. */
+    cr_assert_eq(ctl(listen, out, sizeof(out), "content", "1", NULL), 0, "%s", out);
+    cr_assert_eq(ctl(listen, out, sizeof(out), "comments", "1", NULL), 0, "%s", out);
+    /* Health names the one that is down. */
+    cr_assert_eq(ctl(listen, out, sizeof(out), "health", NULL, NULL), 64 + 14, "%s", out);
+    cr_assert(strstr(out, "NOT_SERVING") && strstr(out, "redis    DOWN"), "%s", out);
+
+    /* Back again: served again, no restart. */
+    redis = start_redis(port, dir);
+    cr_assert_eq(ctl(listen, out, sizeof(out), "health", NULL, NULL), 0, "%s", out);
+    st = tier_test_run(views, NULL, out, sizeof(out), 10000);
+    cr_assert_eq(st, 0, "status %d: %s", st, out);
+    cr_assert(strstr(out, "\"target\": \"silver\"") != NULL, "%s", out);
+
+    kill(pid, SIGTERM);
+    cr_assert_eq(tier_test_wait(pid, 10000), 0);
+    kill(redis, SIGKILL);
+    tier_test_wait(redis, 5000);
+    tier_test_db_drop(&e.m);
+    tier_test_rmtree(dir);
+    free(dir);
+    free(bin);
+    free(ctlbin);
+}
