@@ -30,32 +30,16 @@
 
 typedef struct {
     tier_test_mysql m;
-    char redis_host[64];
-    int redis_port;
-    char env[8][256];
-    char *envp[9];
-    char listen[128], push[128], log[512];
+    tier_test_tierd td;
     char *dir;
-    pid_t pid;
     tier_client *c;
 } fixture;
 
 static void start_tierd(fixture *f)
 {
-    char *bin = tier_test_bin("tierd");
-    char *argv[] = {bin, "--listen", f->listen, "--push", f->push, "--threads", "32", NULL};
-    Tier__Rpc__HealthRequest hq = TIER__RPC__HEALTH_REQUEST__INIT;
-    Tier__Rpc__HealthReply *hr = NULL;
-
-    f->pid = tier_test_spawn(argv, f->envp, f->log);
-    free(bin);
-    cr_assert_gt(f->pid, 0);
-    cr_assert_eq(tier_client_open(&f->c, f->listen), TIER_OK);
-    tier_client_set_timeout(f->c, 500);
-    for (int i = 0; i < 200 && tier_health(f->c, &hq, &hr, NULL) != TIER_OK; i++)
-        usleep(50 * 1000);
-    cr_assert_not_null(hr, "tierd did not come up: %s", tier_test_slurp(f->log, NULL));
-    tier_free(hr);
+    char *extra[] = {"--threads", "32", NULL};
+    tier_test_tierd_start(&f->td, extra);
+    cr_assert_eq(tier_client_open(&f->c, f->td.listen), TIER_OK);
     tier_client_set_timeout(f->c, 30000);
 }
 
@@ -63,8 +47,7 @@ static void kill_tierd(fixture *f, int sig)
 {
     tier_client_close(f->c);
     f->c = NULL;
-    kill(f->pid, sig);
-    cr_assert_neq(tier_test_wait(f->pid, 20000), -1, "tierd did not stop");
+    cr_assert_neq(tier_test_tierd_stop(&f->td, sig, 20000), -1, "tierd did not stop");
 }
 
 static void setup(fixture *f)
@@ -72,21 +55,9 @@ static void setup(fixture *f)
     memset(f, 0, sizeof(*f));
     tier_test_mysql_env(&f->m);
     tier_test_db_create(&f->m, NULL);
-    tier_test_redis_env(f->redis_host, sizeof(f->redis_host), &f->redis_port);
-    snprintf(f->env[0], 256, "TIER_MYSQL_HOST=%s", f->m.host);
-    snprintf(f->env[1], 256, "TIER_MYSQL_PORT=%d", f->m.port);
-    snprintf(f->env[2], 256, "TIER_MYSQL_USER=%s", f->m.user);
-    snprintf(f->env[3], 256, "TIER_MYSQL_PASSWORD=%s", f->m.password);
-    snprintf(f->env[4], 256, "TIER_MYSQL_DB=%s", f->m.db);
-    snprintf(f->env[5], 256, "TIER_REDIS_HOST=%s", f->redis_host);
-    snprintf(f->env[6], 256, "TIER_REDIS_PORT=%d", f->redis_port);
-    snprintf(f->env[7], 256, "TIER_LOG=info");
-    for (int i = 0; i < 8; i++)
-        f->envp[i] = f->env[i];
     f->dir = tier_test_tmpdir();
-    snprintf(f->log, sizeof(f->log), "%s/tierd.log", f->dir);
-    tier_test_tcp_url(f->listen, sizeof(f->listen));
-    tier_test_tcp_url(f->push, sizeof(f->push));
+    tier_test_tierd_init(&f->td, f->dir, f->m.db, NULL);
+    tier_test_tierd_setenv_services(&f->td, &f->m, -1, -1);
     start_tierd(f);
 }
 

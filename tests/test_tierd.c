@@ -14,40 +14,25 @@
 
 typedef struct {
     tier_test_mysql m;
-    char redis_host[64];
-    int redis_port;
-    char env[8][256];
-    char *envp[9];
+    tier_test_tierd t;
 } env;
 
-/* The environment a tierd needs; mysql_port / redis_port < 0 keep the real
- * ones, else point at that (dead) port. */
-static void make_env(env *e, int mysql_port, int redis_port)
+/* The environment a tierd needs, every service named explicitly;
+ * mysql_port / redis_port < 0 keep the real ones, else point at that
+ * (dead) port.  The log goes to dir/tierd.log (none if dir is NULL). */
+static void make_env(env *e, const char *dir, int mysql_port, int redis_port)
 {
     tier_test_mysql_env(&e->m);
     tier_test_db_create(&e->m, NULL);
-    tier_test_redis_env(e->redis_host, sizeof(e->redis_host), &e->redis_port);
-    snprintf(e->env[0], 256, "TIER_MYSQL_HOST=%s", e->m.host);
-    snprintf(e->env[1], 256, "TIER_MYSQL_PORT=%d", mysql_port >= 0 ? mysql_port : e->m.port);
-    snprintf(e->env[2], 256, "TIER_MYSQL_USER=%s", e->m.user);
-    snprintf(e->env[3], 256, "TIER_MYSQL_PASSWORD=%s", e->m.password);
-    snprintf(e->env[4], 256, "TIER_MYSQL_DB=%s", e->m.db);
-    snprintf(e->env[5], 256, "TIER_REDIS_HOST=%s", e->redis_host);
-    snprintf(e->env[6], 256, "TIER_REDIS_PORT=%d", redis_port >= 0 ? redis_port : e->redis_port);
-    snprintf(e->env[7], 256, "TIER_LOG=info");
-    for (int i = 0; i < 8; i++)
-        e->envp[i] = e->env[i];
-    e->envp[8] = NULL;
+    tier_test_tierd_init(&e->t, dir, e->m.db, NULL);
+    tier_test_tierd_setenv_services(&e->t, &e->m, mysql_port, redis_port);
 }
 
 static int run_tierd(env *e, char *out, size_t outlen)
 {
-    char listen[128], push[128];
     char *bin = tier_test_bin("tierd");
-    tier_test_tcp_url(listen, sizeof(listen));
-    tier_test_tcp_url(push, sizeof(push));
-    char *argv[] = {bin, "--listen", listen, "--push", push, NULL};
-    int st = tier_test_run(argv, e->envp, out, outlen, 20000);
+    char *argv[] = {bin, "--listen", e->t.listen, "--push", e->t.push, NULL};
+    int st = tier_test_run(argv, e->t.envp, out, outlen, 20000);
     free(bin);
     return st;
 }
@@ -56,7 +41,7 @@ Test(tierd, exits_naming_redis_when_redis_is_down)
 {
     env e;
     char out[8192];
-    make_env(&e, -1, tier_test_free_port());
+    make_env(&e, NULL, -1, tier_test_free_port());
     int st = run_tierd(&e, out, sizeof(out));
     cr_assert(st > 0 && st < 128, "exit status %d", st);
     cr_assert(strstr(out, "cannot reach Redis") != NULL, "output: %s", out);
@@ -68,7 +53,7 @@ Test(tierd, exits_naming_mysql_when_mysql_is_down)
 {
     env e;
     char out[8192];
-    make_env(&e, tier_test_free_port(), -1);
+    make_env(&e, NULL, tier_test_free_port(), -1);
     int st = run_tierd(&e, out, sizeof(out));
     cr_assert(st > 0 && st < 128, "exit status %d", st);
     cr_assert(strstr(out, "cannot reach MySQL") != NULL, "output: %s", out);
@@ -119,17 +104,12 @@ static int health(const char *url, char *out, size_t outlen, bool json)
 static void serve_and_stop(int sig)
 {
     env e;
-    char listen[128], push[128], out[4096], log[256];
-    char *bin = tier_test_bin("tierd");
+    char out[4096];
     char *dir = tier_test_tmpdir();
 
-    make_env(&e, -1, -1);
-    tier_test_tcp_url(listen, sizeof(listen));
-    tier_test_tcp_url(push, sizeof(push));
-    snprintf(log, sizeof(log), "%s/tierd.log", dir);
-    char *argv[] = {bin, "--listen", listen, "--push", push, NULL};
-    pid_t pid = tier_test_spawn(argv, e.envp, log);
-    cr_assert_gt(pid, 0);
+    make_env(&e, dir, -1, -1);
+    tier_test_tierd_start(&e.t, NULL);
+    const char *listen = e.t.listen;
 
     cr_assert_eq(health(listen, out, sizeof(out), false), 0, "tierctl health: %s", out);
     cr_assert(strstr(out, "SERVING") != NULL, "%s", out);
@@ -137,21 +117,19 @@ static void serve_and_stop(int sig)
     cr_assert_eq(health(listen, out, sizeof(out), true), 0);
     cr_assert(strstr(out, "\"status\": \"SERVING\"") != NULL, "%s", out);
 
-    kill(pid, sig);
-    int st = tier_test_wait(pid, 10000);
-    char *text = tier_test_slurp(log, NULL);
+    int st = tier_test_tierd_stop(&e.t, sig, 10000);
+    char *text = tier_test_slurp(e.t.log, NULL);
     cr_assert_eq(st, 0, "clean exit on signal %d, got %d: %s", sig, st, text);
     cr_assert(text && strstr(text, "shutting down") && strstr(text, "stopped"), "%s", text);
     free(text);
     /* Gone: health now fails with UNAVAILABLE (exit 64 + 14). */
     char *ctl = tier_test_bin("tierctl");
-    char *h[] = {ctl, "--url", listen, "--timeout", "300", "health", NULL};
+    char *h[] = {ctl, "--url", (char *)listen, "--timeout", "300", "health", NULL};
     cr_assert_eq(tier_test_run(h, NULL, out, sizeof(out), 5000), 64 + 14, "%s", out);
     free(ctl);
     tier_test_db_drop(&e.m);
     tier_test_rmtree(dir);
     free(dir);
-    free(bin);
 }
 
 Test(tierd, serves_health_and_stops_on_sigterm)
@@ -205,18 +183,14 @@ static int ctl(const char *url, char *out, size_t len, const char *a1, const cha
 Test(tierd, redis_dying_at_runtime)
 {
     env e;
-    char listen[128], push[128], log[256], out[4096];
-    char *bin = tier_test_bin("tierd");
+    char out[4096];
     char *dir = tier_test_tmpdir();
     int port = tier_test_free_port();
 
-    make_env(&e, -1, port);
+    make_env(&e, dir, -1, port);
     pid_t redis = start_redis(port, dir);
-    tier_test_tcp_url(listen, sizeof(listen));
-    tier_test_tcp_url(push, sizeof(push));
-    snprintf(log, sizeof(log), "%s/tierd.log", dir);
-    char *argv[] = {bin, "--listen", listen, "--push", push, NULL};
-    pid_t pid = tier_test_spawn(argv, e.envp, log);
+    tier_test_tierd_start(&e.t, NULL);
+    char *listen = e.t.listen;
     cr_assert_eq(health(listen, out, sizeof(out), false), 0, "%s", out);
 
     /* A content on bronze (the sample levels live under the test db's
@@ -255,13 +229,11 @@ Test(tierd, redis_dying_at_runtime)
     cr_assert_eq(st, 0, "status %d: %s", st, out);
     cr_assert(strstr(out, "\"target\": \"silver\"") != NULL, "%s", out);
 
-    kill(pid, SIGTERM);
-    cr_assert_eq(tier_test_wait(pid, 10000), 0);
+    cr_assert_eq(tier_test_tierd_stop(&e.t, SIGTERM, 10000), 0);
     kill(redis, SIGKILL);
     tier_test_wait(redis, 5000);
     tier_test_db_drop(&e.m);
     tier_test_rmtree(dir);
     free(dir);
-    free(bin);
     free(ctlbin);
 }

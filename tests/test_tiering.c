@@ -24,10 +24,8 @@
 typedef struct {
     tier_test_mysql m;
     char *root;
-    char listen[128], push[128], prefix[64], log[512];
-    char env[4][300];
-    char *envp[5];
-    pid_t pid;
+    char prefix[64];
+    tier_test_tierd td;
     tier_client *c;
     MYSQL *my;
     redisContext *rd;
@@ -81,35 +79,13 @@ static void move_file(fx *f, const char *from, const char *to, const char *name)
 
 static void tierd_start(fx *f, const char *lease_ms)
 {
-    char *bin = tier_test_bin("tierd");
-    char *argv[] = {bin,
-                    "--listen",
-                    f->listen,
-                    "--push",
-                    f->push,
-                    "--lease-ms",
-                    (char *)(lease_ms ? lease_ms : "30000"),
-                    NULL};
-    f->pid = tier_test_spawn(argv, f->envp, f->log);
-    cr_assert_gt(f->pid, 0);
-    free(bin);
-    for (int i = 0; i < 100; i++) {
-        Tier__ListLevelsRequest req = TIER__LIST_LEVELS_REQUEST__INIT;
-        Tier__ListLevelsReply *rep;
-        if (tier_list_levels(f->c, &req, &rep, &E) == TIER_OK) {
-            tier_free(rep);
-            return;
-        }
-        usleep(100 * 1000);
-    }
-    char *log = tier_test_slurp(f->log, NULL);
-    cr_assert_fail("tierd did not start: %s", log ? log : "");
+    char *extra[] = {"--lease-ms", (char *)(lease_ms ? lease_ms : "30000"), NULL};
+    tier_test_tierd_start(&f->td, extra);
 }
 
 static void tierd_stop(fx *f, int sig)
 {
-    kill(f->pid, sig);
-    cr_assert_neq(tier_test_wait(f->pid, 10000), -1, "tierd did not stop");
+    cr_assert_neq(tier_test_tierd_stop(&f->td, sig, 10000), -1, "tierd did not stop");
 }
 
 /* The seed's contents: cids 1..6 on their levels, loaded at start. */
@@ -145,16 +121,9 @@ static void setup(fx *f, const char *lease_ms)
     f->rd = redisConnect(host, port);
     cr_assert(f->rd && !f->rd->err);
     snprintf(f->prefix, sizeof(f->prefix), "tt%d_%d:", (int)getpid(), seq++);
-    snprintf(f->env[0], 300, "TIER_MYSQL_DB=%s", f->m.db);
-    snprintf(f->env[1], 300, "TIER_REDIS_PREFIX=%s", f->prefix);
-    snprintf(f->env[2], 300, "TIER_LOG=info");
-    snprintf(f->env[3], 300, "TIER_THREADS=8");
-    for (int i = 0; i < 4; i++)
-        f->envp[i] = f->env[i];
-    snprintf(f->log, sizeof(f->log), "%s/tierd.log", f->root);
-    tier_test_tcp_url(f->listen, sizeof(f->listen));
-    tier_test_tcp_url(f->push, sizeof(f->push));
-    cr_assert_eq(tier_client_open(&f->c, f->listen), TIER_OK);
+    tier_test_tierd_init(&f->td, f->root, f->m.db, f->prefix);
+    tier_test_tierd_setenv(&f->td, "TIER_THREADS=8");
+    cr_assert_eq(tier_client_open(&f->c, f->td.listen), TIER_OK);
     tier_client_set_timeout(f->c, 5000);
     tierd_start(f, lease_ms);
 }
@@ -469,7 +438,7 @@ Test(tiering, expired_lease_cannot_complete_and_is_pushed_again)
     setup(&f, NULL);
     cr_assert_eq(nng_pull0_open(&pull), 0);
     nng_setopt_ms(pull, NNG_OPT_RECVTIMEO, 3000);
-    cr_assert_eq(nng_dial(pull, f.push, NULL, 0), 0);
+    cr_assert_eq(nng_dial(pull, f.td.push, NULL, 0), 0);
     usleep(200 * 1000);
     report(&f, 4, 3000, &rep);
     tier_free(rep);

@@ -34,10 +34,8 @@ typedef struct {
     char *root; /* storage root: root/bronze, root/silver, root/gold */
     char *shm;  /* a tmpfs directory (cross-filesystem test) or NULL */
     char gold[1024];
-    char listen[128], push[128], prefix[64], tlog[512];
-    char env[4][300];
-    char *envp[5];
-    pid_t tierd;
+    char prefix[64];
+    tier_test_tierd td; /* its envp serves the workers too */
     pid_t w[MAXW];
     char wlog[MAXW][512];
     char lease[16];
@@ -202,34 +200,17 @@ static void count_dir(fx *f, const char *level, long *files, long *tmps)
 
 static void tierd_start(fx *f)
 {
-    char *bin = tier_test_bin("tierd");
-    char *argv[] = {bin, "--listen", f->listen, "--push", f->push, NULL};
-    f->tierd = tier_test_spawn(argv, f->envp, f->tlog);
-    cr_assert_gt(f->tierd, 0);
-    child_add(f->tierd);
-    free(bin);
-    for (int i = 0; i < 200; i++) {
-        Tier__ListLevelsRequest req = TIER__LIST_LEVELS_REQUEST__INIT;
-        Tier__ListLevelsReply *rep;
-        tier_error err;
-        if (tier_list_levels(f->c, &req, &rep, &err) == TIER_OK) {
-            tier_free(rep);
-            return;
-        }
-        usleep(50 * 1000);
-    }
-    char *log = tier_test_slurp(f->tlog, NULL);
-    cr_assert_fail("tierd did not start: %s", log ? log : "");
+    tier_test_tierd_start(&f->td, NULL);
+    child_add(f->td.pid);
 }
 
 static void tierd_stop(fx *f, int sig)
 {
-    if (f->tierd <= 0)
+    pid_t pid = f->td.pid;
+    if (pid <= 0)
         return;
-    kill(f->tierd, sig);
-    cr_assert_neq(tier_test_wait(f->tierd, 15000), -1, "tierd did not stop");
-    child_gone(f->tierd);
-    f->tierd = 0;
+    cr_assert_neq(tier_test_tierd_stop(&f->td, sig, 15000), -1, "tierd did not stop");
+    child_gone(pid);
 }
 
 static void worker_start(fx *f, int k, const char *moves)
@@ -239,13 +220,13 @@ static void worker_start(fx *f, int k, const char *moves)
     snprintf(id, sizeof(id), "w%d", k);
     snprintf(dirs, sizeof(dirs), "%s,%s,%s", level_dir(f, "bronze", d1, sizeof(d1)),
              level_dir(f, "silver", d2, sizeof(d2)), level_dir(f, "gold", d3, sizeof(d3)));
-    char *argv[] = {bin,          "--tierd", f->listen,
-                    "--pull",     f->push,   "--id",
-                    id,           "--moves", (char *)(moves ? moves : "4"),
-                    "--lease-ms", f->lease,  "--dirs",
+    char *argv[] = {bin,          "--tierd",  f->td.listen,
+                    "--pull",     f->td.push, "--id",
+                    id,           "--moves",  (char *)(moves ? moves : "4"),
+                    "--lease-ms", f->lease,   "--dirs",
                     dirs,         NULL};
     snprintf(f->wlog[k], sizeof(f->wlog[k]), "%s/worker%d.log", f->root, k);
-    f->w[k] = tier_test_spawn(argv, f->envp, f->wlog[k]);
+    f->w[k] = tier_test_spawn(argv, f->td.envp, f->wlog[k]);
     cr_assert_gt(f->w[k], 0);
     child_add(f->w[k]);
     free(bin);
@@ -309,16 +290,9 @@ static void setup(fx *f, const char *lease_ms, bool cross_fs)
         sql(f, q);
     }
     snprintf(f->prefix, sizeof(f->prefix), "tw%d_%d:", (int)getpid(), seq++);
-    snprintf(f->env[0], 300, "TIER_MYSQL_DB=%s", f->m.db);
-    snprintf(f->env[1], 300, "TIER_REDIS_PREFIX=%s", f->prefix);
-    snprintf(f->env[2], 300, "TIER_LOG=info");
-    snprintf(f->env[3], 300, "TIER_THREADS=8");
-    for (int i = 0; i < 4; i++)
-        f->envp[i] = f->env[i];
-    snprintf(f->tlog, sizeof(f->tlog), "%s/tierd.log", f->root);
-    tier_test_tcp_url(f->listen, sizeof(f->listen));
-    tier_test_tcp_url(f->push, sizeof(f->push));
-    cr_assert_eq(tier_client_open(&f->c, f->listen), TIER_OK);
+    tier_test_tierd_init(&f->td, f->root, f->m.db, f->prefix);
+    tier_test_tierd_setenv(&f->td, "TIER_THREADS=8");
+    cr_assert_eq(tier_client_open(&f->c, f->td.listen), TIER_OK);
     tier_client_set_timeout(f->c, 10000);
 }
 
@@ -443,7 +417,7 @@ static void dump_logs(fx *f, char *buf, size_t len)
     size_t used = 0;
     buf[0] = '\0';
     for (int k = -1; k < MAXW && used + 1 < len; k++) {
-        const char *p = k < 0 ? f->tlog : f->wlog[k];
+        const char *p = k < 0 ? f->td.log : f->wlog[k];
         size_t n = 0;
         char *log = p[0] ? tier_test_slurp(p, &n) : NULL;
         if (log == NULL)

@@ -66,4 +66,38 @@ int tier_test_db_migrate(const tier_test_mysql *m, const char *storage_root);
 /* Redis address from the environment (cr_assert if unset). */
 void tier_test_redis_env(char *host, size_t hostlen, int *port);
 
+/* ---- a tierd under test (testenv_tierd.c) */
+
+/* One tierd process with its own URLs, log and environment.  The "K=V"
+ * strings in env are added to the inherited environment (tier_test_spawn),
+ * so a test only names what differs from the services' defaults. */
+typedef struct {
+    char listen[128], push[128], log[512];
+    char env[8][320];
+    char *envp[9]; /* env[0..nenv-1], NULL-terminated */
+    int nenv;
+    pid_t pid;
+} tier_test_tierd;
+
+/* Free --listen/--push URLs, log "<logdir>/tierd.log" (none if logdir is
+ * NULL) and TIER_MYSQL_DB=db, TIER_REDIS_PREFIX=prefix (if not NULL),
+ * TIER_LOG=info. */
+void tier_test_tierd_init(tier_test_tierd *t, const char *logdir, const char *db,
+                          const char *prefix);
+/* Adds one "K=V" (printf format) to the environment. */
+void tier_test_tierd_setenv(tier_test_tierd *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Names the services explicitly: TIER_MYSQL_HOST/PORT/USER/PASSWORD from m
+ * and TIER_REDIS_HOST/PORT from the environment; a port >= 0 replaces the
+ * real one (a dead port, for the start-up failure tests). */
+void tier_test_tierd_setenv_services(tier_test_tierd *t, const tier_test_mysql *m, int mysql_port,
+                                     int redis_port);
+/* Spawns tierd --listen L --push P [extra...] (extra NULL-terminated, may
+ * be NULL) and waits until it answers Health; fails the test with the log
+ * if it does not. */
+void tier_test_tierd_start(tier_test_tierd *t, char *const extra[]);
+/* kill(sig) and wait up to timeout_ms; returns the exit status as
+ * tier_test_wait does (-1: still running). */
+int tier_test_tierd_stop(tier_test_tierd *t, int sig, int timeout_ms);
+
 #endif

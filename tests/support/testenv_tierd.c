@@ -1,0 +1,103 @@
+/*
+ * testenv_tierd.c -- one tierd process for a test (see tier_testenv.h):
+ * its environment, free URLs, spawning it, waiting until it answers and
+ * stopping it.  The tests that run tierd all did this the same way; the
+ * differences (extra variables, flags, stop timeouts) are parameters.
+ */
+#include "tier_testenv.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tier_client.h"
+
+void tier_test_tierd_setenv(tier_test_tierd *t, const char *fmt, ...)
+{
+    va_list ap;
+
+    cr_assert(t->nenv < 8, "tier_test_tierd: too many variables");
+    va_start(ap, fmt);
+    vsnprintf(t->env[t->nenv], sizeof(t->env[0]), fmt, ap);
+    va_end(ap);
+    t->envp[t->nenv] = t->env[t->nenv];
+    t->nenv++;
+    t->envp[t->nenv] = NULL;
+}
+
+void tier_test_tierd_init(tier_test_tierd *t, const char *logdir, const char *db,
+                          const char *prefix)
+{
+    memset(t, 0, sizeof(*t));
+    tier_test_tcp_url(t->listen, sizeof(t->listen));
+    tier_test_tcp_url(t->push, sizeof(t->push));
+    if (logdir != NULL)
+        snprintf(t->log, sizeof(t->log), "%s/tierd.log", logdir);
+    tier_test_tierd_setenv(t, "TIER_MYSQL_DB=%s", db);
+    if (prefix != NULL)
+        tier_test_tierd_setenv(t, "TIER_REDIS_PREFIX=%s", prefix);
+    tier_test_tierd_setenv(t, "TIER_LOG=info");
+}
+
+void tier_test_tierd_setenv_services(tier_test_tierd *t, const tier_test_mysql *m, int mysql_port,
+                                     int redis_port)
+{
+    char host[64];
+    int port;
+
+    tier_test_redis_env(host, sizeof(host), &port);
+    tier_test_tierd_setenv(t, "TIER_MYSQL_HOST=%s", m->host);
+    tier_test_tierd_setenv(t, "TIER_MYSQL_PORT=%d", mysql_port >= 0 ? mysql_port : m->port);
+    tier_test_tierd_setenv(t, "TIER_MYSQL_USER=%s", m->user);
+    tier_test_tierd_setenv(t, "TIER_MYSQL_PASSWORD=%s", m->password);
+    tier_test_tierd_setenv(t, "TIER_REDIS_HOST=%s", host);
+    tier_test_tierd_setenv(t, "TIER_REDIS_PORT=%d", redis_port >= 0 ? redis_port : port);
+}
+
+void tier_test_tierd_start(tier_test_tierd *t, char *const extra[])
+{
+    char *argv[16] = {tier_test_bin("tierd"), "--listen", t->listen, "--push", t->push};
+    size_t n = 5;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        cr_assert(n < 15, "tier_test_tierd_start: too many arguments");
+        argv[n++] = extra[i];
+    }
+    t->pid = tier_test_spawn(argv, t->envp, t->log[0] ? t->log : NULL);
+    free(argv[0]);
+    cr_assert_gt(t->pid, 0);
+
+    /* tierd loads its state before it listens, so any Health answer means
+     * it is ready for every call.  A short per-call timeout keeps the poll
+     * moving while nothing listens yet. */
+    Tier__Rpc__HealthRequest hq = TIER__RPC__HEALTH_REQUEST__INIT;
+    Tier__Rpc__HealthReply *hr = NULL;
+    tier_client *c;
+    cr_assert_eq(tier_client_open(&c, t->listen), TIER_OK);
+    tier_client_set_timeout(c, 500);
+    bool up = false;
+    for (int i = 0; i < 200 && !(up = tier_health(c, &hq, &hr, NULL) == TIER_OK); i++)
+        usleep(50 * 1000);
+    tier_client_close(c);
+    if (up) {
+        tier_free(hr);
+        return;
+    }
+    char *log = t->log[0] ? tier_test_slurp(t->log, NULL) : NULL;
+    /* Do not leave it running behind the failed test. */
+    tier_test_tierd_stop(t, SIGKILL, 5000);
+    cr_assert_fail("tierd did not start: %s", log ? log : "");
+}
+
+int tier_test_tierd_stop(tier_test_tierd *t, int sig, int timeout_ms)
+{
+    kill(t->pid, sig);
+    int st = tier_test_wait(t->pid, timeout_ms);
+    if (st != -1)
+        t->pid = 0;
+    return st;
+}
