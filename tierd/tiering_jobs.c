@@ -234,6 +234,26 @@ int tiering_apply_reports(tiering *t, tl_report *r, size_t n, tier_rpc_ctx *call
     return rv;
 }
 
+/* Runs one job script on a pooled connection, for a handler that needs
+ * Redis for nothing else; NULL (message set on call, status in *rv) when
+ * Redis is away or the script failed. */
+static redisReply *eval_pooled(tiering *t, tier_rpc_ctx *call, tier_jobs_script s, int64_t now,
+                               int argc, const char **argv, int *rv)
+{
+    tier_kv *kv = tier_pool_get(t->deps->kv);
+    redisReply *r;
+
+    if (kv == NULL) {
+        *rv = redis_down(call, TIER_UNAVAILABLE);
+        return NULL;
+    }
+    r = tier_jobs_eval(t->jobs, kv, s, now, argc, argv, NULL, rv);
+    tier_kv_pool_put(t->deps->kv, kv);
+    if (r == NULL)
+        *rv = redis_down(call, *rv);
+    return r;
+}
+
 /* ------------------------------------------------------------ ClaimJob */
 
 static int h_claim(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, ProtobufCMessage *out)
@@ -246,7 +266,6 @@ static int h_claim(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
     num_buf *nb = tier_rpc_alloc(call, (n + 1) * sizeof(*nb));
     uint32_t lease = req->lease_ms ? req->lease_ms : t->deps->cfg->lease_ms;
     redisReply *r;
-    tier_kv *kv;
     int rv;
 
     if (!valid_worker(req->worker_id))
@@ -261,12 +280,9 @@ static int h_claim(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
     argv[1] = num(&nb[n], lease);
     for (size_t i = 0; i < n; i++)
         argv[2 + i] = num(&nb[i], req->cids[i]);
-    if ((kv = tier_pool_get(t->deps->kv)) == NULL)
-        return redis_down(call, TIER_UNAVAILABLE);
-    r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_CLAIM, tier_now_ms(), (int)(n + 2), argv, NULL, &rv);
-    tier_kv_pool_put(t->deps->kv, kv);
+    r = eval_pooled(t, call, TIER_JOBS_CLAIM, tier_now_ms(), (int)(n + 2), argv, &rv);
     if (r == NULL)
-        return redis_down(call, rv);
+        return rv;
     for (size_t i = 0; i < n && i < r->elements; i++) {
         const redisReply *item = r->element[i];
         Tier__ClaimResult *c = tier_rpc_alloc(call, sizeof(*c));
@@ -310,7 +326,6 @@ static int h_renew(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
     uint32_t lease = req->lease_ms ? req->lease_ms : t->deps->cfg->lease_ms;
     int64_t now = tier_now_ms();
     redisReply *r;
-    tier_kv *kv;
     int rv;
 
     if (!valid_worker(req->worker_id))
@@ -328,12 +343,9 @@ static int h_renew(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
         argv[2 + 2 * i] = num(&nb[2 * i], req->jobs[i]->cid);
         argv[3 + 2 * i] = unum(&nb[2 * i + 1], req->jobs[i]->fence);
     }
-    if ((kv = tier_pool_get(t->deps->kv)) == NULL)
-        return redis_down(call, TIER_UNAVAILABLE);
-    r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_RENEW, now, (int)(2 * n + 2), argv, NULL, &rv);
-    tier_kv_pool_put(t->deps->kv, kv);
+    r = eval_pooled(t, call, TIER_JOBS_RENEW, now, (int)(2 * n + 2), argv, &rv);
     if (r == NULL)
-        return redis_down(call, rv);
+        return rv;
     for (size_t i = 0; i < n; i++) {
         int code = i < r->elements ? code_of(r->element[i]) : TIER_INTERNAL;
         rep->results[i] = item_status(call, req->jobs[i]->cid, code,
