@@ -409,15 +409,28 @@ static int worth_reading(const ta_query *q, const ta_list *l)
     return q->r->ent[l->e[l->cur].ent].cid <= q->r->ent[q->heap[0].ent].cid;
 }
 
-static int run_ta(ta_query *q)
+/* Round-robin TA reads until the answer is settled (*settled = 1) or
+ * max_reads entries have been read (*settled = 0). */
+static int ta_rounds(ta_query *q, uint64_t max_reads, int *settled)
 {
+    *settled = 0;
     for (;;) {
         for (uint32_t j = 0; j < q->nlists; j++)
             if (worth_reading(q, &q->lists[j]) && read_list(q, &q->lists[j], TA_STEP) != TIER_OK)
                 return TIER_RESOURCE_EXHAUSTED;
-        if (done(q))
+        if (done(q)) {
+            *settled = 1;
+            return TIER_OK;
+        }
+        if (q->nread >= max_reads)
             return TIER_OK;
     }
+}
+
+static int run_ta(ta_query *q)
+{
+    int settled;
+    return ta_rounds(q, UINT64_MAX, &settled);
 }
 
 /* ---- DECREASE ---- */
@@ -481,15 +494,11 @@ static void offer_batch(ta_query *q, const uint32_t *ids, uint32_t n)
 /* Phase 1: TA on the negative tails, then the rest of them in bulk. */
 static int read_negative(ta_query *q)
 {
-    for (;;) {
-        for (uint32_t j = 0; j < q->nlists; j++)
-            if (worth_reading(q, &q->lists[j]) && read_list(q, &q->lists[j], TA_STEP) != TIER_OK)
-                return TIER_RESOURCE_EXHAUSTED;
-        if (done(q))
-            return TIER_OK;
-        if (q->nread >= PHASE1_TA_READS(q->limit))
-            break;
-    }
+    int settled;
+    if (ta_rounds(q, PHASE1_TA_READS(q->limit), &settled) != TIER_OK)
+        return TIER_RESOURCE_EXHAUSTED;
+    if (settled)
+        return TIER_OK;
     /* Unread entries of a tail: [0, run_lo) and [cur, run_hi), see ta_list. */
     uint32_t nb = 0;
     for (uint32_t j = 0; j < q->nlists; j++) {
