@@ -43,17 +43,6 @@ static void sql(fx *f, const char *q)
         mysql_free_result(r);
 }
 
-/* First column of the first row of q, as a string ("" if none). */
-static void sql1(fx *f, const char *q, char *out, size_t len)
-{
-    cr_assert(mysql_query(f->my, q) == 0, "%s: %s", q, mysql_error(f->my));
-    MYSQL_RES *r = mysql_store_result(f->my);
-    MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
-    snprintf(out, len, "%s", row && row[0] ? row[0] : "");
-    if (r)
-        mysql_free_result(r);
-}
-
 static void file_in(fx *f, const char *level, const char *name)
 {
     char p[1024];
@@ -248,14 +237,14 @@ static void level_of(fx *f, int64_t cid, char *out, size_t len)
 {
     char q[256];
     snprintf(q, sizeof(q), "SELECT content_level FROM contents WHERE cid = %lld", (long long)cid);
-    sql1(f, q, out, len);
+    tier_test_sql1(f->my, q, out, len);
 }
 
 static int history_rows(fx *f, int64_t cid)
 {
     char q[256], n[32];
     snprintf(q, sizeof(q), "SELECT COUNT(*) FROM update_history WHERE cid = %lld", (long long)cid);
-    sql1(f, q, n, sizeof(n));
+    tier_test_sql1(f->my, q, n, sizeof(n));
     return atoi(n);
 }
 
@@ -298,10 +287,10 @@ Test(tiering, seed_walkthrough)
     level_of(&f, 7, buf, sizeof(buf));
     cr_assert_str_eq(buf, "silver");
     cr_assert_eq(history_rows(&f, 7), 1);
-    sql1(&f,
-         "SELECT CONCAT(old_content_level, '>', new_content_level) FROM update_history "
-         "WHERE cid = 7",
-         buf, sizeof(buf));
+    tier_test_sql1(f.my,
+                   "SELECT CONCAT(old_content_level, '>', new_content_level) FROM update_history "
+                   "WHERE cid = 7",
+                   buf, sizeof(buf));
     cr_assert_str_eq(buf, "bronze>silver");
     cr_assert_eq(get_job(&f, 7, buf, sizeof(buf), NULL), TIER_NOT_FOUND);
     cr_assert(exists_in(&f, "silver", "g.mp4"));
@@ -642,7 +631,7 @@ Test(tiering, set_levels_refusals)
     struct stat sb;
     cr_assert(stat(x, &sb) == 0 && S_ISDIR(sb.st_mode), "directory created");
     char n[32];
-    sql1(&f, "SELECT COUNT(*) FROM level", n, sizeof(n));
+    tier_test_sql1(f.my, "SELECT COUNT(*) FROM level", n, sizeof(n));
     cr_assert_str_eq(n, "4");
     Tier__ReportViewsReply *rep;
     cr_assert_str_eq(report(&f, 1, 200000, &rep)->target, "platinum");

@@ -103,16 +103,6 @@ static long long sqlnum(fx *f, const char *q)
     return v;
 }
 
-static void sqlstr(fx *f, const char *q, char *out, size_t len)
-{
-    cr_assert(mysql_query(f->my, q) == 0, "%s: %s", q, mysql_error(f->my));
-    MYSQL_RES *r = mysql_store_result(f->my);
-    MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
-    snprintf(out, len, "%s", row && row[0] ? row[0] : "");
-    if (r)
-        mysql_free_result(r);
-}
-
 /* ---------------------------------------------------------- files */
 
 static const char *level_dir(fx *f, const char *level, char *buf, size_t len)
@@ -580,28 +570,28 @@ Test(worker, seed_walkthrough, .timeout = 120)
     while (tier_mono_ms() < end && jobs_listed(&f, "failed") < 1)
         usleep(50 * 1000);
 
-    sqlstr(&f, "SELECT content_level FROM contents WHERE cid = 7", buf, sizeof(buf));
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 7", buf, sizeof(buf));
     cr_assert_str_eq(buf, "silver");
     cr_assert(same_content(&f, "silver", "g.mp4", 7, 107));
     cr_assert(!exists_in(&f, "bronze", "g.mp4"));
     cr_assert_eq(sqlnum(&f, "SELECT COUNT(*) FROM update_history WHERE cid = 7"), 1);
-    sqlstr(&f,
-           "SELECT CONCAT(old_content_level, '>', new_content_level) FROM update_history "
-           "WHERE cid = 7",
-           buf, sizeof(buf));
+    tier_test_sql1(f.my,
+                   "SELECT CONCAT(old_content_level, '>', new_content_level) FROM update_history "
+                   "WHERE cid = 7",
+                   buf, sizeof(buf));
     cr_assert_str_eq(buf, "bronze>silver");
     Tier__GetJobRequest gr = TIER__GET_JOB_REQUEST__INIT;
     Tier__GetJobReply *grep_;
     gr.cid = 7;
     cr_assert_eq(tier_get_job(f.c, &gr, &grep_, &err), TIER_NOT_FOUND);
 
-    sqlstr(&f, "SELECT content_level FROM contents WHERE cid = 4", buf, sizeof(buf));
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 4", buf, sizeof(buf));
     cr_assert_str_eq(buf, "gold");
     cr_assert(same_content(&f, "gold", "d.mp4", 4, 104));
-    sqlstr(&f, "SELECT content_level FROM contents WHERE cid = 5", buf, sizeof(buf));
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 5", buf, sizeof(buf));
     cr_assert_str_eq(buf, "gold");
     cr_assert(same_content(&f, "gold", "e.mp4", 5, 105));
-    sqlstr(&f, "SELECT content_level FROM contents WHERE cid = 2", buf, sizeof(buf));
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 2", buf, sizeof(buf));
     cr_assert_str_eq(buf, "bronze");
 
     /* The workers' own words, as in the seed's screen. */
@@ -708,7 +698,7 @@ Test(worker, kill9_worker_mid_moves, .timeout = 300)
         char q[128], buf[32];
         snprintf(q, sizeof(q), "SELECT content_level FROM contents WHERE cid = %lld",
                  (long long)held[i]);
-        sqlstr(&f, q, buf, sizeof(buf));
+        tier_test_sql1(f.my, q, buf, sizeof(buf));
         cr_assert_str_eq(buf, target_level(held[i]));
     }
     cr_log_info("kill -9 with %zu claims held, %ld of %ld settled at the kill", nheld, at_kill, n);
@@ -753,13 +743,13 @@ Test(worker, missing_source_fails_job, .timeout = 120)
     cr_assert_str_eq(job->target, "silver");
     cr_assert_eq(job->attempts, 1, "a permanent failure is not retried");
     tier_free(rep);
-    sqlstr(&f, "SELECT content_level FROM contents WHERE cid = 2", buf, sizeof(buf));
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 2", buf, sizeof(buf));
     cr_assert_str_eq(buf, "bronze");
     cr_assert_eq(sqlnum(&f, "SELECT COUNT(*) FROM update_history WHERE cid = 2"), 0);
 
     while (tier_mono_ms() < end && sqlnum(&f, "SELECT COUNT(*) FROM update_history") < 1)
         usleep(50 * 1000);
-    sqlstr(&f, "SELECT content_level FROM contents WHERE cid = 4", buf, sizeof(buf));
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 4", buf, sizeof(buf));
     cr_assert_str_eq(buf, "gold");
     cr_assert(same_content(&f, "gold", "d.mp4", 4, 4000));
     cr_assert_geq(log_count(&f, "b.mp4 not exists"), 1);
@@ -825,7 +815,7 @@ Test(worker, cross_filesystem_move, .timeout = 180)
         if (small_done < 0 && sqlnum(&f, q) == n - 1) {
             small_done = tier_mono_ms() - t0;
             snprintf(q, sizeof(q), "SELECT content_level FROM contents WHERE cid = %ld", n);
-            sqlstr(&f, q, d, sizeof(d));
+            tier_test_sql1(f.my, q, d, sizeof(d));
             big_running_then = strcmp(d, "gold") != 0;
         }
         if (sqlnum(&f, "SELECT COUNT(*) FROM contents WHERE content_level = 'gold'") == n)

@@ -194,3 +194,13 @@ int tier_test_db_migrate(const tier_test_mysql *m, const char *storage_root)
     cr_assert_fail("scripts/migrate.sh --db %s took longer than %d ms", m->db, MIGRATE_TIMEOUT_MS);
     return -1;
 }
+
+void tier_test_sql1(void *my, const char *q, char *out, size_t len)
+{
+    cr_assert(mysql_query(my, q) == 0, "%s: %s", q, mysql_error(my));
+    MYSQL_RES *r = mysql_store_result(my);
+    MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
+    snprintf(out, len, "%s", row && row[0] ? row[0] : "");
+    if (r)
+        mysql_free_result(r);
+}

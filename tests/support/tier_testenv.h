@@ -63,6 +63,9 @@ void tier_test_db_create(tier_test_mysql *m, const char *storage_root);
 void tier_test_db_drop(const tier_test_mysql *m);
 /* Runs scripts/migrate.sh against m->db; returns its exit status. */
 int tier_test_db_migrate(const tier_test_mysql *m, const char *storage_root);
+/* First column of the first row of query q on my (a MYSQL *), as a
+ * string ("" if none); a failing query fails the test. */
+void tier_test_sql1(void *my, const char *q, char *out, size_t len);
 /* Redis address from the environment (cr_assert if unset). */
 void tier_test_redis_env(char *host, size_t hostlen, int *port);
 
