@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tier_crash.h"
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tierd [options]\n"
@@ -27,6 +29,7 @@ static void usage(FILE *f)
                "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
                "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
                "  --config FILE       key = value file       (TIER_CONFIG)\n"
+               "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
                "  --help\n"
                "\n"
                "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
@@ -156,6 +159,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"retention-min", required_argument, NULL, 'R'},
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
+        {"crash-points", no_argument, NULL, 'X'},
         {NULL, 0, NULL, 0},
     };
     const char *file = getenv("TIER_CONFIG");
@@ -180,7 +184,10 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'c')
             file = optarg;
-        else if (o == 'h') {
+        else if (o == 'X') {
+            tier_crash_list(stdout, tierd_crash_points);
+            return 1;
+        } else if (o == 'h') {
             usage(stdout);
             return 1;
         }

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tierd.h"
 
@@ -19,6 +20,8 @@ int main(int argc, char **argv)
     rv = tierd_config_load(&cfg, argc, argv);
     if (rv != 0)
         return rv > 0 ? 0 : 2;
+    if (tier_crash_init(tierd_crash_points) != 0)
+        return 2;
     /* Block the stop signals in every thread; main waits for them. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

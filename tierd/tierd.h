@@ -42,6 +42,9 @@ typedef struct {
  * bad flag (message printed). */
 int tierd_config_load(tierd_config *cfg, int argc, char **argv);
 
+/* The crash points of tierd (crash_points.c; see tier_crash.h). */
+extern const char *const tierd_crash_points[];
+
 /* What every module gets. */
 typedef struct {
     const tierd_config *cfg;

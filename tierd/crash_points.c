@@ -1,0 +1,31 @@
+/*
+ * crash_points.c -- every step of tierd where a crash leaves work half
+ * done (tier_crash.h).  tests/test_crash.c walks this list: each entry
+ * needs a scenario there that reaches it, or the test fails.  Keep the
+ * order of the protocol; docs/CRASH.md says what each one proves.
+ */
+#include "tier_crash.h"
+#include "tierd.h"
+
+const char *const tierd_crash_points[] = {
+    /* ReportViews slow path (a job is created, retargeted or kept pending) */
+    "report.before_script", /* busy held, nothing written yet */
+    "report.after_script",  /* Redis changed; no push, no reply yet */
+    /* ClaimJob */
+    "claim.after_script", /* claimed in Redis (fence + 1); the worker never hears */
+    /* CompleteJob */
+    "complete.after_done",   /* job "done" in Redis; MySQL not committed */
+    "complete.after_commit", /* MySQL committed; the job still "done" in Redis */
+    "complete.after_finish", /* job deleted or turned into its follow-up; no reply, no push */
+    /* FailJob */
+    "fail.after_script", /* job back to update (or failed); its pending not applied yet */
+    /* the reaper */
+    "reaper.after_expire", /* expired leases back to update; nothing pushed */
+    /* start-up recovery of jobs a crash left "done" */
+    "recover.before_commit", /* done jobs read; MySQL not committed */
+    "recover.after_commit",  /* committed; jobs not finished in Redis */
+    /* SetLevels */
+    "setlevels.after_mkdir",  /* directories created; MySQL unchanged */
+    "setlevels.after_commit", /* MySQL has the new table; memory the old */
+    NULL,
+};
