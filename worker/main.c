@@ -13,7 +13,9 @@
  *              job) and onto the run queue.
  *   movers     N threads.  Each takes up to 64 queued entries, claims the
  *              unclaimed ones in one ClaimJob call, and moves the files with
- *              tier_move_file() using the *claimed* job's fields.  Results go
+ *              tier_move_file_any() using the *claimed* job's fields (its
+ *              src_dir, also_dirs and dst_dir: a retargeted job's file may
+ *              be wherever an earlier claim left it).  Results go
  *              to the completion queue (moved) or to FailJob (failed).  When
  *              a move turns out to be long (tier_move calls the progress
  *              callback after a second), the thread hands the rest of its
@@ -86,6 +88,8 @@ typedef struct job {
     uint32_t attempts;   /* claims so far, ours included */
     bool dirs_unsynced;  /* renamed; its directories are fsynced by the completer */
     char *filename, *src_dir, *dst_dir, *target, *from;
+    char **also_dirs; /* other directories the file may be in (Job.also_dirs) */
+    size_t n_also;
     struct job *qnext; /* run queue or completion queue */
     struct job *hnext; /* table chain */
 } job;
@@ -166,15 +170,26 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static void job_free(job *j)
+/* Frees the fields copied from a claimed Job (take_job). */
+static void job_fields_free(job *j)
 {
-    if (j == NULL)
-        return;
     free(j->filename);
     free(j->src_dir);
     free(j->dst_dir);
     free(j->target);
     free(j->from);
+    for (size_t i = 0; i < j->n_also; i++)
+        free(j->also_dirs[i]);
+    free(j->also_dirs);
+    j->also_dirs = NULL;
+    j->n_also = 0;
+}
+
+static void job_free(job *j)
+{
+    if (j == NULL)
+        return;
+    job_fields_free(j);
     free(j);
 }
 
@@ -367,16 +382,22 @@ static void take_job(job *j, const Tier__Job *src, int64_t t0)
     j->attempts = src->attempts;
     j->lease_until = t0 + cfg.lease_ms;
     pthread_mutex_unlock(&mu);
-    free(j->filename);
-    free(j->src_dir);
-    free(j->dst_dir);
-    free(j->target);
-    free(j->from);
+    job_fields_free(j);
     j->filename = xstrdup(src->filename);
     j->src_dir = xstrdup(src->src_dir);
     j->dst_dir = xstrdup(src->dst_dir);
     j->target = xstrdup(src->target);
     j->from = xstrdup(src->db_level);
+    /* More than tier_move_file_any takes is refused by it (permanent). */
+    if (src->n_also_dirs > 0) {
+        if ((j->also_dirs = calloc(src->n_also_dirs, sizeof(*j->also_dirs))) == NULL) {
+            tier_error("out of memory");
+            abort();
+        }
+        for (size_t i = 0; i < src->n_also_dirs; i++)
+            j->also_dirs[i] = xstrdup(src->also_dirs[i]);
+        j->n_also = src->n_also_dirs;
+    }
 }
 
 /* After a retried ClaimJob, "ALREADY_EXISTS" may be our own claim whose
@@ -559,7 +580,8 @@ static void move_one(job *j, move_ctx *ctx)
         return;
     }
     clean_dir_once(j->dst_dir);
-    rc = tier_move_file(&spec, on_progress, ctx, &res);
+    rc = tier_move_file_any(&spec, (const char *const *)j->also_dirs, j->n_also, on_progress, ctx,
+                            &res);
     if (rc == TIER_OK) {
         j->dirs_unsynced = res.dirs_unsynced != 0;
         atomic_fetch_add(&n_moved, 1);
