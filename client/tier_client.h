@@ -31,8 +31,20 @@
 typedef struct tier_client tier_client;
 typedef tier_rpc_error tier_error;
 
-/* url: tierd's address, e.g. "tcp://127.0.0.1:7400".  Returns at once; the
- * connection is made (and remade) in the background. */
+/* url: tierd's address, e.g. "tcp://127.0.0.1:7400", or several separated
+ * by commas (at most TIER_CLIENT_MAX_URLS), e.g. a writer and its hot
+ * standby, which listens only while it is the writer:
+ * "tcp://10.0.0.1:7400,tcp://10.0.0.2:7400".  Returns at once; connections
+ * are made (and remade) in the background.  INVALID_ARGUMENT for a bad or
+ * empty address.
+ *
+ * With several addresses a call goes to the one that answered last; if it
+ * has no connection (the call times out UNAVAILABLE), the call is sent to
+ * the next, once round the list, and the one that answers is remembered.
+ * So an address that is down costs one call timeout per switch; a call can
+ * reach a second server after the first got it and died, like any resend
+ * (tierd's calls are safe to repeat: tier.proto says how). */
+#define TIER_CLIENT_MAX_URLS 8
 int tier_client_open(tier_client **out, const char *url);
 void tier_client_close(tier_client *c);
 /* Per-call timeout for later calls (default 10 s). */

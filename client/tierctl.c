@@ -114,8 +114,9 @@ static const tierctl_cmd *const tables[] = {base_cmds, tierctl_tiering_cmds, tie
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tierctl [--url URL] [--json] [--timeout MS] COMMAND [ARGS]\n\n"
-               "  --url URL      tierd's address (TIER_URL, tcp://127.0.0.1:7400)\n"
+    fprintf(f, "usage: tierctl [--url URL[,URL...]] [--json] [--timeout MS] COMMAND [ARGS]\n\n"
+               "  --url URL,...  tierd's address (TIER_URL, tcp://127.0.0.1:7400); several\n"
+               "                 (a writer and its standby): the one that answers is used\n"
                "  --json         machine-readable output\n"
                "  --timeout MS   per-call timeout (10000)\n\n"
                "commands:\n");

@@ -205,23 +205,28 @@ static void tierd_stop(fx *f, int sig)
     child_gone(pid);
 }
 
-static void worker_start(fx *f, int k, const char *moves)
+static void worker_start_at(fx *f, int k, const char *moves, const char *tierd, const char *pull)
 {
     char *bin = tier_test_bin("tier-worker");
     char id[32], dirs[3200], d1[1024], d2[1024], d3[1024];
     snprintf(id, sizeof(id), "w%d", k);
     snprintf(dirs, sizeof(dirs), "%s,%s,%s", level_dir(f, "bronze", d1, sizeof(d1)),
              level_dir(f, "silver", d2, sizeof(d2)), level_dir(f, "gold", d3, sizeof(d3)));
-    char *argv[] = {bin,          "--tierd",  f->td.listen,
-                    "--pull",     f->td.push, "--id",
-                    id,           "--moves",  (char *)(moves ? moves : "4"),
-                    "--lease-ms", f->lease,   "--dirs",
+    char *argv[] = {bin,          "--tierd",    (char *)tierd,
+                    "--pull",     (char *)pull, "--id",
+                    id,           "--moves",    (char *)(moves ? moves : "4"),
+                    "--lease-ms", f->lease,     "--dirs",
                     dirs,         NULL};
     snprintf(f->wlog[k], sizeof(f->wlog[k]), "%s/worker%d.log", f->root, k);
     f->w[k] = tier_test_spawn(argv, f->td.envp, f->wlog[k]);
     cr_assert_gt(f->w[k], 0);
     child_add(f->w[k]);
     free(bin);
+}
+
+static void worker_start(fx *f, int k, const char *moves)
+{
+    worker_start_at(f, k, moves, f->td.listen, f->td.push);
 }
 
 /* SIGTERM: a worker stops cleanly (exit 0). */
@@ -944,5 +949,58 @@ Test(worker, in_process, .timeout = 120)
     cfg.dirs = "relative/dir";
     cr_assert_eq(tier_worker_open(&w, &cfg), TIER_INVALID_ARGUMENT);
     cr_assert_null(w);
+    teardown(&f);
+}
+
+/* Several tierd addresses, the first of each list dead (a standby that is
+ * not the writer does not listen): libtier and tier-worker use the live
+ * one. */
+Test(worker, several_tierd_urls, .timeout = 120)
+{
+    char dead[64], dead_push[64], urls[300], pulls[300], buf[64];
+    Tier__Rpc__HealthRequest hr = TIER__RPC__HEALTH_REQUEST__INIT;
+    Tier__Rpc__HealthReply *h;
+    tier_client *c;
+    tier_error err;
+    fx f;
+
+    setup(&f, NULL, false);
+    write_content(&f, "bronze", "g.mp4", 7, 700);
+    sql(&f, "INSERT INTO contents (cid, content_level, filename) VALUES (7, 'bronze', 'g.mp4')");
+    tierd_start(&f);
+    tier_test_tcp_url(dead, sizeof(dead));
+    tier_test_tcp_url(dead_push, sizeof(dead_push));
+    snprintf(urls, sizeof(urls), "%s,%s", dead, f.td.listen);
+    snprintf(pulls, sizeof(pulls), "%s,%s", dead_push, f.td.push);
+
+    cr_assert_eq(tier_client_open(&c, urls), TIER_OK);
+    tier_client_set_timeout(c, 1000);
+    cr_assert_eq(tier_health(c, &hr, &h, &err), TIER_OK, "%s", err.message);
+    tier_free(h);
+    /* The live one is remembered: no timeout on the dead one again. */
+    int64_t t0 = tier_mono_ms();
+    cr_assert_eq(tier_health(c, &hr, &h, &err), TIER_OK, "%s", err.message);
+    tier_free(h);
+    cr_assert_lt(tier_mono_ms() - t0, 500);
+    tier_client_close(c);
+    /* All dead: UNAVAILABLE; a bad list: refused at open. */
+    snprintf(urls, sizeof(urls), "%s,%s", dead, dead_push);
+    cr_assert_eq(tier_client_open(&c, urls), TIER_OK);
+    tier_client_set_timeout(c, 300);
+    cr_assert_eq(tier_health(c, &hr, &h, &err), TIER_UNAVAILABLE);
+    tier_client_close(c);
+    cr_assert_eq(tier_client_open(&c, ","), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_client_open(&c, "tcp://127.0.0.1:1,nonsense"), TIER_INVALID_ARGUMENT);
+
+    snprintf(urls, sizeof(urls), "%s,%s", dead, f.td.listen);
+    worker_start_at(&f, 0, NULL, urls, pulls);
+    usleep(300 * 1000);
+    report_one(&f, 7, 1964);
+    int64_t end = tier_mono_ms() + 30000;
+    while (tier_mono_ms() < end && sqlnum(&f, "SELECT COUNT(*) FROM update_history") < 1)
+        usleep(50 * 1000);
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 7", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "silver");
+    cr_assert(same_content(&f, "silver", "g.mp4", 7, 700));
     teardown(&f);
 }
