@@ -205,7 +205,9 @@ static void tierd_stop(fx *f, int sig)
     child_gone(pid);
 }
 
-static void worker_start_at(fx *f, int k, const char *moves, const char *tierd, const char *pull)
+/* Starts worker k; crash (may be NULL) arms a crash point (TIER_CRASH). */
+static void worker_spawn(fx *f, int k, const char *moves, const char *tierd, const char *pull,
+                         const char *crash)
 {
     char *bin = tier_test_bin("tier-worker");
     char id[32], dirs[3200], d1[1024], d2[1024], d3[1024];
@@ -218,10 +220,24 @@ static void worker_start_at(fx *f, int k, const char *moves, const char *tierd, 
                     "--lease-ms", f->lease,     "--dirs",
                     dirs,         NULL};
     snprintf(f->wlog[k], sizeof(f->wlog[k]), "%s/worker%d.log", f->root, k);
-    f->w[k] = tier_test_spawn(argv, f->td.envp, f->wlog[k]);
+    char armed[96], *envp[10];
+    int ne = 0;
+    for (; f->td.envp[ne] != NULL && ne < 8; ne++)
+        envp[ne] = f->td.envp[ne];
+    if (crash != NULL) {
+        snprintf(armed, sizeof(armed), "TIER_CRASH=%s", crash);
+        envp[ne++] = armed;
+    }
+    envp[ne] = NULL;
+    f->w[k] = tier_test_spawn(argv, envp, f->wlog[k]);
     cr_assert_gt(f->w[k], 0);
     child_add(f->w[k]);
     free(bin);
+}
+
+static void worker_start_at(fx *f, int k, const char *moves, const char *tierd, const char *pull)
+{
+    worker_spawn(f, k, moves, tierd, pull, NULL);
 }
 
 static void worker_start(fx *f, int k, const char *moves)
@@ -1003,4 +1019,81 @@ Test(worker, several_tierd_urls, .timeout = 120)
     cr_assert_str_eq(buf, "silver");
     cr_assert(same_content(&f, "silver", "g.mp4", 7, 700));
     teardown(&f);
+}
+
+/* ---------------------------------------------------------- crash points */
+
+/* For each point: a worker armed with it gets one job (c<i>.bin, bronze to
+ * gold) and dies there (exit 86, like kill -9 at that step); the next one
+ * is armed with the next point and may meet the earlier jobs again after
+ * their lease.  Then a plain worker finishes everything: each file exactly
+ * once, intact, at the destination, one history row, no temporaries. */
+static void crash_walk(bool cross_fs, const char *const *points, long n)
+{
+    char q[256], name[32], *log;
+    long files, tmps;
+    fx f;
+
+    setup(&f, "1000", cross_fs);
+    for (long i = 1; i <= n; i++) {
+        snprintf(name, sizeof(name), "c%ld.bin", i);
+        write_content(&f, "bronze", name, i, 1000 + (size_t)i);
+        snprintf(q, sizeof(q),
+                 "INSERT INTO contents (cid, content_level, filename) VALUES (%ld, 'bronze', '%s')",
+                 i, name);
+        sql(&f, q);
+    }
+    tierd_start(&f);
+    for (long i = 1; i <= n; i++) {
+        worker_spawn(&f, 0, "1", f.td.listen, f.td.push, points[i - 1]);
+        usleep(300 * 1000);
+        report_one(&f, i, 5000);
+        int st = tier_test_wait(f.w[0], 30000);
+        log = tier_test_slurp(f.wlog[0], NULL);
+        cr_assert_eq(st, 86, "%s: exit %d; log:\n%.3000s", points[i - 1], st, log ? log : "");
+        cr_assert(log != NULL && strstr(log, "crash point") != NULL);
+        free(log);
+        child_gone(f.w[0]);
+        f.w[0] = 0;
+        unlink(f.wlog[0]);
+    }
+    /* A temporary left by "move.copied" is removed by a worker's start-up
+     * once it is two leases old (it could be a live attempt's before). */
+    usleep(2500 * 1000);
+    worker_start(&f, 1, NULL);
+    int64_t end = tier_mono_ms() + 60000;
+    while (tier_mono_ms() < end &&
+           sqlnum(&f, "SELECT COUNT(*) FROM contents WHERE content_level = 'gold'") < n)
+        usleep(50 * 1000);
+    for (long i = 1; i <= n; i++) {
+        snprintf(name, sizeof(name), "c%ld.bin", i);
+        cr_assert(same_content(&f, "gold", name, i, 1000 + (size_t)i), "%s (%s) not intact", name,
+                  points[i - 1]);
+        cr_assert(!exists_in(&f, "bronze", name), "%s (%s) still in bronze", name, points[i - 1]);
+    }
+    count_dir(&f, "gold", &files, &tmps);
+    cr_assert_eq(files, n);
+    cr_assert_eq(tmps, 0);
+    count_dir(&f, "bronze", &files, &tmps);
+    cr_assert_eq(files + tmps, 0);
+    cr_assert_eq(sqlnum(&f, "SELECT COUNT(*) FROM update_history"), n);
+    cr_assert_eq(jobs_listed(&f, ""), 0, "jobs left in Redis");
+    teardown(&f);
+}
+
+/* Every point reachable with a plain rename ("move.linked" needs a
+ * filesystem that refuses RENAME_NOREPLACE: test_move covers that step). */
+Test(worker, crash_points_same_fs, .timeout = 240)
+{
+    static const char *const points[] = {"worker.after_claim", "move.renamed",
+                                         "worker.before_dir_sync", "worker.before_complete",
+                                         "worker.after_complete"};
+    crash_walk(false, points, 5);
+}
+
+Test(worker, crash_points_cross_fs, .timeout = 240)
+{
+    static const char *const points[] = {"move.copied", "move.installed", "move.src_unlinked",
+                                         "worker.before_complete"};
+    crash_walk(true, points, 4);
 }
