@@ -17,9 +17,15 @@
 #include "tier_log.h"
 #include "tier_status.h"
 
+/* ARGV[3] is the writer's fencing token ("" when no writer lease is in
+ * use): a script run by a tierd that is no longer the writer changes
+ * nothing and fails with FENCED (store/tier_jobs.h). */
 #define PRELUDE                                                                                    \
     "local P = ARGV[1]\n"                                                                          \
     "local now = tonumber(ARGV[2])\n"                                                              \
+    "if ARGV[3] ~= '' and redis.call('GET', P .. 'writer') ~= ARGV[3] then\n"                      \
+    "  return redis.error_reply('FENCED this tierd is not the writer')\n"                          \
+    "end\n"                                                                                        \
     "local function jk(cid) return P .. 'job:' .. cid end\n"                                       \
     "local function unindex(cid)\n"                                                                \
     "  redis.call('ZREM', P .. 'jobs:update', cid)\n"                                              \
@@ -31,39 +37,80 @@
     "  local v = redis.call('HMGET', k, 'status', 'worker_id', 'fence', 'lease_expires_ms')\n"     \
     "  return v[1] == 'claimed' and v[2] == worker and v[3] == fence and\n"                        \
     "         tonumber(v[4]) > now\n"                                                              \
+    "end\n" /* Fences only grow, per content, forever: every job hash that goes                    \
+             * away leaves its fence in <P>fences, and a new job starts there. */                  \
+    "local function keep_fence(cid, fence)\n"                                                      \
+    "  local old = tonumber(redis.call('HGET', P .. 'fences', cid) or '0')\n"                      \
+    "  if tonumber(fence) > old then redis.call('HSET', P .. 'fences', cid, fence) end\n"          \
+    "end\n"                                                                                        \
+    "local function drop(k, cid)\n"                                                                \
+    "  keep_fence(cid, redis.call('HGET', k, 'fence') or '0')\n"                                   \
+    "  redis.call('DEL', k); unindex(cid)\n"                                                       \
+    "end\n" /* Directories where the file of a once-claimed job may be: its source,                \
+             * the also list, its destination -- minus the new destination. */                     \
+    "local function where(k, newdst)\n"                                                            \
+    "  local v = redis.call('HMGET', k, 'src_dir', 'dst_dir', 'also_dirs')\n"                      \
+    "  local seen, out = {}, {}\n"                                                                 \
+    "  seen[newdst] = true\n"                                                                      \
+    "  seen[v[1] or ''] = true\n"                                                                  \
+    "  local cand = {v[2] or ''}\n"                                                                \
+    "  for d in string.gmatch(v[3] or '', '[^\\n]+') do cand[#cand+1] = d end\n"                   \
+    "  for _, d in ipairs(cand) do\n"                                                              \
+    "    if d ~= '' and not seen[d] then seen[d] = true; out[#out+1] = d end\n"                    \
+    "  end\n"                                                                                      \
+    "  return table.concat(out, '\\n')\n"                                                          \
     "end\n"
 
-/* ARGV[3] = first re-push delay; items of 7: cid count target db_level
+/* ARGV[4] = first re-push delay; items of 7: cid count target db_level
  * filename src_dir dst_dir.  Result per item: {what[, job]} with what one
  * of none (no job, none needed), created, retargeted, cancelled, pending
- * (job claimed or done: the count is kept in `pending` for later). */
+ * (job claimed or done: the count is kept in `pending` for later).
+ *
+ * The rule that keeps files where MySQL says (docs/CRASH.md, hole 1): a job
+ * that was ever claimed (attempts > 0) may have moved its file already,
+ * even if it is back in "update" or "failed" now.  Such a job is never
+ * deleted or restarted by a report: it is retargeted, and every directory
+ * the file may be in goes into also_dirs, so the next worker finds it
+ * wherever it is.  A report for its own db level retargets it back there. */
 static const char REPORT[] = PRELUDE
-    "local repush = tonumber(ARGV[3])\n"
+    "local repush = tonumber(ARGV[4])\n"
     "local out = {}\n"
-    "for i = 4, #ARGV, 7 do\n"
+    "for i = 5, #ARGV, 7 do\n"
     "  local cid, count, target, dbl = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]\n"
+    "  local dst = ARGV[i+6]\n"
     "  local k = jk(cid)\n"
-    "  local st = redis.call('HGET', k, 'status')\n"
+    "  local v = redis.call('HMGET', k, 'status', 'attempts', 'target')\n"
+    "  local st, claimed_once = v[1], tonumber(v[2] or '0') > 0\n"
     "  local what\n"
     "  if st == 'claimed' or st == 'done' then\n"
     "    redis.call('HSET', k, 'pending', count)\n"
     "    what = 'pending'\n"
+    "  elseif st and claimed_once then\n"
+    "    if v[3] ~= target then\n"
+    "      redis.call('HSET', k, 'also_dirs', where(k, dst), 'target', target, 'dst_dir', dst)\n"
+    "    end\n"
+    "    redis.call('HSET', k, 'count', count, 'status', 'update', 'updated_ms', now,\n"
+    "               'pushes', 1)\n"
+    "    redis.call('HDEL', k, 'pending')\n"
+    "    redis.call('SREM', P .. 'jobs:failed', cid)\n"
+    "    redis.call('ZADD', P .. 'jobs:update', now + repush, cid)\n"
+    "    what = 'retargeted'\n"
     "  elseif target == dbl then\n"
-    "    if st then redis.call('DEL', k); unindex(cid); what = 'cancelled'\n"
+    "    if st then drop(k, cid); what = 'cancelled'\n"
     "    else what = 'none' end\n"
     "  elseif st == 'update' then\n"
-    "    redis.call('HSET', k, 'count', count, 'target', target, 'dst_dir', ARGV[i+6],\n"
+    "    redis.call('HSET', k, 'count', count, 'target', target, 'dst_dir', dst,\n"
     "               'updated_ms', now)\n"
     "    redis.call('HDEL', k, 'pending')\n"
     "    what = 'retargeted'\n"
     "  else\n"
     "    local fence = redis.call('HGET', k, 'fence') or\n"
     "                  redis.call('HGET', P .. 'fences', cid) or '0'\n"
-    "    redis.call('DEL', k); unindex(cid)\n"
+    "    if st then drop(k, cid) end\n"
     "    redis.call('HSET', k, 'cid', cid, 'count', count, 'target', target, 'db_level', dbl,\n"
     "      'filename', ARGV[i+4], 'worker_id', '', 'status', 'update', 'fence', fence,\n"
     "      'lease_expires_ms', 0, 'attempts', 0, 'reason', '', 'src_dir', ARGV[i+5],\n"
-    "      'dst_dir', ARGV[i+6], 'created_ms', now, 'updated_ms', now, 'pushes', 1)\n"
+    "      'dst_dir', dst, 'also_dirs', '', 'created_ms', now, 'updated_ms', now, 'pushes', 1)\n"
     "    redis.call('ZADD', P .. 'jobs:update', now + repush, cid)\n"
     "    what = 'created'\n"
     "  end\n"
@@ -72,13 +119,13 @@ static const char REPORT[] = PRELUDE
     "end\n"
     "return out\n";
 
-/* ARGV[3] worker, ARGV[4] lease ms, then cids.  Result per cid: {code[, job]}.
+/* ARGV[4] worker, ARGV[5] lease ms, then cids.  Result per cid: {code[, job]}.
  * A claimed job whose lease ran out (the reaper has not seen it yet) may be
  * claimed again: its holder can no longer complete it anyway. */
 static const char CLAIM[] = PRELUDE
-    "local w, lease = ARGV[3], tonumber(ARGV[4])\n"
+    "local w, lease = ARGV[4], tonumber(ARGV[5])\n"
     "local out = {}\n"
-    "for i = 5, #ARGV do\n"
+    "for i = 6, #ARGV do\n"
     "  local cid = ARGV[i]\n"
     "  local k = jk(cid)\n"
     "  local v = redis.call('HMGET', k, 'status', 'lease_expires_ms')\n"
@@ -98,11 +145,11 @@ static const char CLAIM[] = PRELUDE
     "end\n"
     "return out\n";
 
-/* ARGV[3] worker, ARGV[4] lease ms, then cid fence pairs.  Result: codes. */
+/* ARGV[4] worker, ARGV[5] lease ms, then cid fence pairs.  Result: codes. */
 static const char RENEW[] =
-    PRELUDE "local w, lease = ARGV[3], tonumber(ARGV[4])\n"
+    PRELUDE "local w, lease = ARGV[4], tonumber(ARGV[5])\n"
             "local out = {}\n"
-            "for i = 5, #ARGV, 2 do\n"
+            "for i = 6, #ARGV, 2 do\n"
             "  local cid, k = ARGV[i], jk(ARGV[i])\n"
             "  if live(k, w, ARGV[i+1]) then\n"
             "    redis.call('HSET', k, 'lease_expires_ms', now + lease, 'updated_ms', now)\n"
@@ -112,78 +159,103 @@ static const char RENEW[] =
             "end\n"
             "return out\n";
 
-/* ARGV[3] worker, then cid fence pairs.  Result per item: {OK, target,
- * db_level} (now done: commit it), {COMMITTED} (this fence was committed
- * already) or {FAILED_PRECONDITION}.  A job already done by the same
- * worker and fence is OK again: a retry after a lost reply. */
+/* ARGV[4] worker, then cid fence pairs.  Result per item: {OK, target,
+ * db_level, pending or ''} (now done: commit it), {COMMITTED} (this fence
+ * was committed already) or {FAILED_PRECONDITION}.  A job already done by
+ * the same worker and fence is OK again: a retry after a lost reply. */
 static const char DONE[] = PRELUDE
-    "local w = ARGV[3]\n"
+    "local w = ARGV[4]\n"
     "local out = {}\n"
-    "for i = 4, #ARGV, 2 do\n"
+    "for i = 5, #ARGV, 2 do\n"
     "  local cid, fence = ARGV[i], ARGV[i+1]\n"
     "  local k = jk(cid)\n"
-    "  local v = redis.call('HMGET', k, 'status', 'worker_id', 'fence', 'target', 'db_level')\n"
+    "  local v = redis.call('HMGET', k, 'status', 'worker_id', 'fence', 'target', 'db_level',\n"
+    "                       'pending')\n"
     "  if live(k, w, fence) then\n"
     "    redis.call('HSET', k, 'status', 'done', 'updated_ms', now)\n"
     "    redis.call('ZREM', P .. 'jobs:claimed', cid)\n"
     "    redis.call('SADD', P .. 'jobs:done', cid)\n"
-    "    out[#out+1] = {'OK', v[4], v[5]}\n"
+    "    out[#out+1] = {'OK', v[4], v[5], v[6] or ''}\n"
     "  elseif v[1] == 'done' and v[2] == w and v[3] == fence then\n"
-    "    out[#out+1] = {'OK', v[4], v[5]}\n"
+    "    out[#out+1] = {'OK', v[4], v[5], v[6] or ''}\n"
     "  elseif redis.call('HGET', P .. 'fences', cid) == fence then\n"
     "    out[#out+1] = {'COMMITTED'}\n"
     "  else out[#out+1] = {'FAILED_PRECONDITION'} end\n"
     "end\n"
     "return out\n";
 
-/* cid fence pairs of jobs whose level is now committed.  Result per item:
- * {OK, pending count or ''} or {GONE}. */
+/* ARGV[4] = first re-push delay; items of 6: cid fence pending-seen
+ * next-target next-src-dir next-dst-dir, for jobs whose level is now
+ * committed in MySQL.  Result per item: {OK} (deleted), {NEXT, job} (turned
+ * into its follow-up job), {PENDING, count} (the pending count is not the
+ * one the caller planned for: plan again) or {GONE}.
+ *
+ * Hole 2 of docs/CRASH.md: a report kept as `pending` while the job ran is
+ * acknowledged to its client already, so it must survive the job.  The
+ * caller classifies the pending count (levels live in tierd) and names the
+ * follow-up; this script deletes the finished job and creates the follow-up
+ * as one atomic step -- there is no moment where the report exists nowhere.
+ * The follow-up keeps the fence (claims raise it), was never claimed
+ * (attempts 0) and starts from the directory just committed. */
 static const char FINISH[] =
-    PRELUDE "local out = {}\n"
-            "for i = 3, #ARGV, 2 do\n"
-            "  local cid, fence = ARGV[i], ARGV[i+1]\n"
+    PRELUDE "local repush = tonumber(ARGV[4])\n"
+            "local out = {}\n"
+            "for i = 5, #ARGV, 6 do\n"
+            "  local cid, fence, seen, nt = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]\n"
             "  local k = jk(cid)\n"
-            "  local v = redis.call('HMGET', k, 'status', 'fence', 'pending')\n"
-            "  if v[1] == 'done' and v[2] == fence then\n"
-            "    redis.call('DEL', k)\n"
+            "  local v = redis.call('HMGET', k, 'status', 'fence', 'pending', 'target')\n"
+            "  if v[1] ~= 'done' or v[2] ~= fence then out[#out+1] = {'GONE'}\n"
+            "  elseif (v[3] or '') ~= seen then out[#out+1] = {'PENDING', v[3] or ''}\n"
+            "  elseif nt == '' then\n"
+            "    drop(k, cid)\n"
+            "    out[#out+1] = {'OK'}\n"
+            "  else\n"
+            "    keep_fence(cid, fence)\n"
             "    redis.call('SREM', P .. 'jobs:done', cid)\n"
-            "    redis.call('HSET', P .. 'fences', cid, fence)\n"
-            "    out[#out+1] = {'OK', v[3] or ''}\n"
-            "  else out[#out+1] = {'GONE'} end\n"
+            "    redis.call('HSET', k, 'count', v[3], 'target', nt, 'db_level', v[4],\n"
+            "      'worker_id', '', 'status', 'update', 'lease_expires_ms', 0, 'attempts', 0,\n"
+            "      'reason', '', 'src_dir', ARGV[i+4], 'dst_dir', ARGV[i+5], 'also_dirs', '',\n"
+            "      'created_ms', now, 'updated_ms', now, 'pushes', 1)\n"
+            "    redis.call('HDEL', k, 'pending')\n"
+            "    redis.call('ZADD', P .. 'jobs:update', now + repush, cid)\n"
+            "    out[#out+1] = {'NEXT', redis.call('HGETALL', k)}\n"
+            "  end\n"
             "end\n"
             "return out\n";
 
-/* ARGV[3] worker, [4] cid, [5] fence, [6] reason, [7] '1' permanent,
- * [8] retry after ms ('0': backoff 500 ms * 2^(attempts-1), capped 30 s).
- * Result: {OK, pending or ''} or {FAILED_PRECONDITION}. */
+/* ARGV[4] worker, [5] cid, [6] fence, [7] reason, [8] '1' permanent,
+ * [9] retry after ms ('0': backoff 500 ms * 2^(attempts-1), capped 30 s).
+ * Result: {OK, pending or ''} or {FAILED_PRECONDITION}.  The pending count
+ * stays on the job until a report script replaces it (the caller applies
+ * it next; a crash before that leaves it for the job's FINISH). */
 static const char FAIL[] =
-    PRELUDE "local w, cid, fence = ARGV[3], ARGV[4], ARGV[5]\n"
+    PRELUDE "local w, cid, fence = ARGV[4], ARGV[5], ARGV[6]\n"
             "local k = jk(cid)\n"
             "if not live(k, w, fence) then return {'FAILED_PRECONDITION'} end\n"
             "redis.call('ZREM', P .. 'jobs:claimed', cid)\n"
-            "if ARGV[7] == '1' then\n"
-            "  redis.call('HSET', k, 'status', 'failed', 'reason', ARGV[6], 'worker_id', '',\n"
+            "if ARGV[8] == '1' then\n"
+            "  redis.call('HSET', k, 'status', 'failed', 'reason', ARGV[7], 'worker_id', '',\n"
             "             'lease_expires_ms', 0, 'updated_ms', now)\n"
             "  redis.call('SADD', P .. 'jobs:failed', cid)\n"
             "else\n"
-            "  local delay = tonumber(ARGV[8])\n"
+            "  local delay = tonumber(ARGV[9])\n"
             "  if delay == 0 then\n"
             "    local a = tonumber(redis.call('HGET', k, 'attempts') or '1')\n"
             "    delay = math.min(30000, 500 * 2 ^ math.min(a - 1, 16))\n"
             "  end\n"
-            "  redis.call('HSET', k, 'status', 'update', 'reason', ARGV[6], 'worker_id', '',\n"
+            "  redis.call('HSET', k, 'status', 'update', 'reason', ARGV[7], 'worker_id', '',\n"
             "             'lease_expires_ms', 0, 'updated_ms', now, 'pushes', 0)\n"
             "  redis.call('ZADD', P .. 'jobs:update', now + delay, cid)\n"
             "end\n"
             "return {'OK', redis.call('HGET', k, 'pending') or ''}\n";
 
-/* ARGV[3] most jobs per index.  Claimed jobs whose lease ran out go back to
+/* ARGV[4] most jobs per index.  Claimed jobs whose lease ran out go back to
  * update (fence unchanged until the next claim), due now; then every due
  * update job is returned for a push and its next push is set, backing off
  * from 1 s to 10 s so a backlog is not re-sent in a loop.  Result:
  * {expired count, {{cid, fence, filename, src_dir, dst_dir, target}...}}. */
 static const char REAP[] = PRELUDE
-    "local max = tonumber(ARGV[3])\n"
+    "local max = tonumber(ARGV[4])\n"
     "local exp = redis.call('ZRANGEBYSCORE', P .. 'jobs:claimed', '-inf', now, 'LIMIT', 0, max)\n"
     "local n = 0\n"
     "for _, cid in ipairs(exp) do\n"
@@ -220,6 +292,7 @@ static const char *const SCRIPTS[TIER_JOBS_NSCRIPTS] = {REPORT, CLAIM, RENEW, DO
 
 struct tier_jobs {
     char prefix[64];
+    char token[32]; /* the writer's fencing token, "" when none */
     char sha[TIER_JOBS_NSCRIPTS][41];
 };
 
@@ -271,6 +344,11 @@ const char *tier_jobs_prefix(const tier_jobs *j)
     return j->prefix;
 }
 
+void tier_jobs_set_token(tier_jobs *j, const char *token)
+{
+    snprintf(j->token, sizeof(j->token), "%s", token);
+}
+
 #define EVAL_STACK 64
 
 static redisReply *evalsha(tier_jobs *j, tier_kv *kv, tier_jobs_script s, const char *now, int argc,
@@ -278,7 +356,7 @@ static redisReply *evalsha(tier_jobs *j, tier_kv *kv, tier_jobs_script s, const 
 {
     const char *sv[EVAL_STACK], **v = sv;
     size_t sl[EVAL_STACK], *l = sl;
-    int n = argc + 5;
+    int n = argc + 6;
     redisReply *r;
 
     if (n > EVAL_STACK) {
@@ -291,11 +369,12 @@ static redisReply *evalsha(tier_jobs *j, tier_kv *kv, tier_jobs_script s, const 
         }
     }
     v[0] = "EVALSHA", v[1] = j->sha[s], v[2] = "0", v[3] = j->prefix, v[4] = now;
-    for (int i = 0; i < 5; i++)
+    v[5] = j->token;
+    for (int i = 0; i < 6; i++)
         l[i] = strlen(v[i]);
     for (int i = 0; i < argc; i++) {
-        v[5 + i] = argv[i];
-        l[5 + i] = lens ? lens[i] : strlen(argv[i]);
+        v[6 + i] = argv[i];
+        l[6 + i] = lens ? lens[i] : strlen(argv[i]);
     }
     r = tier_kv_argv(kv, n, v, l);
     if (v != sv) {
@@ -328,8 +407,9 @@ redisReply *tier_jobs_eval(tier_jobs *j, tier_kv *kv, tier_jobs_script s, int64_
     }
     if (r->type == REDIS_REPLY_ERROR) {
         tier_error("redis: job script %d: %s", s, r->str);
-        *status =
-            strstr(r->str, "LOADING") || strstr(r->str, "BUSY") ? TIER_UNAVAILABLE : TIER_INTERNAL;
+        *status = strncmp(r->str, "FENCED", 6) == 0                     ? TIER_ABORTED
+                  : strstr(r->str, "LOADING") || strstr(r->str, "BUSY") ? TIER_UNAVAILABLE
+                                                                        : TIER_INTERNAL;
         freeReplyObject(r);
         return NULL;
     }
@@ -392,6 +472,8 @@ bool tier_jobs_view_parse(const redisReply *r, tier_jobs_view *v)
             v->created_ms = num(x);
         else if (is(k, "updated_ms"))
             v->updated_ms = num(x);
+        else if (is(k, "also_dirs"))
+            v->also_dirs = s;
         else if (is(k, "pending")) {
             v->has_pending = true;
             v->pending = num(x);

@@ -5,7 +5,11 @@
  *
  *   <prefix>job:<cid>   cid count target db_level filename worker_id status
  *                       fence lease_expires_ms attempts reason src_dir
- *                       dst_dir created_ms updated_ms [pending] pushes
+ *                       dst_dir also_dirs created_ms updated_ms [pending]
+ *                       pushes
+ *
+ * (also_dirs: '\n'-separated directories where an earlier claim may have
+ * left the file; see the REPORT script)
  *
  * and four indexes: <prefix>jobs:update (zset, score = next time to push),
  * <prefix>jobs:claimed (zset, score = lease expiry), <prefix>jobs:done and
@@ -17,6 +21,11 @@
  * NOSCRIPT), so it is atomic against every other: two workers can never
  * both claim a job, a report cannot retarget a job a worker just claimed.
  * Scripts take many cids at once; each returns one result per item.
+ *
+ * Writer fencing.  Every script first checks that <prefix>writer holds the
+ * token set with tier_jobs_set_token() (when one is set): a tierd that lost
+ * its writer lease to a standby changes no job; the script fails with
+ * FENCED and tier_jobs_eval() says TIER_ABORTED.
  *
  * This layer knows the scripts and the key layout, nothing of RPCs: replies
  * are hiredis replies the caller reads with tier_jobs_view().
@@ -47,12 +56,16 @@ typedef struct tier_jobs tier_jobs;
  * UNAVAILABLE with a message when Redis does not answer. */
 int tier_jobs_open(tier_jobs **out, tier_kv *kv, const char *prefix, char *err, size_t errlen);
 void tier_jobs_close(tier_jobs *j);
+/* The writer's fencing token passed to every script ("" = none).  Set
+ * before any script runs (not thread-safe against tier_jobs_eval). */
+void tier_jobs_set_token(tier_jobs *j, const char *token);
 const char *tier_jobs_prefix(const tier_jobs *j);
 
 /*
- * Runs a script with ARGV = prefix, now_ms, argv[0..argc).  Returns the
+ * Runs a script with ARGV = prefix, now_ms, token, argv[0..argc).  Returns the
  * reply (free with freeReplyObject) or NULL when Redis is unreachable (kv
- * is then broken) or answered an error (logged; *status says which).
+ * is then broken) or answered an error (logged; *status says which:
+ * UNAVAILABLE, ABORTED when fenced off, INTERNAL).
  */
 redisReply *tier_jobs_eval(tier_jobs *j, tier_kv *kv, tier_jobs_script s, int64_t now_ms, int argc,
                            const char **argv, const size_t *lens, int *status);
@@ -70,6 +83,7 @@ typedef struct {
     bool has_pending;
     int64_t pending;
     tier_jobs_str target, db_level, filename, worker_id, status, reason, src_dir, dst_dir;
+    tier_jobs_str also_dirs; /* '\n'-separated */
 } tier_jobs_view;
 
 /* Reads an HGETALL-shaped array (field, value, ...) into v.  False when the

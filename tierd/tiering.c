@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "tier_contents.h"
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_methods.h"
 #include "tier_name.h"
@@ -718,12 +719,14 @@ static int do_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *v
         if (mkdirs(v[i].path) != 0)
             return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "cannot create %s: %s",
                                         v[i].path, strerror(errno));
+    TIER_CRASH_AT("setlevels.after_mkdir");
     if ((db = get_db(t, call)) == NULL)
         return TIER_UNAVAILABLE;
     rv = tier_contents_set_levels(db, v, n);
     tier_db_pool_put(t->deps->db, db);
     if (rv != TIER_OK)
         return db_error(call, rv, "replace levels");
+    TIER_CRASH_AT("setlevels.after_commit");
     if ((lt = table_new(t, v, n)) == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     lt->retired = old; /* readers may still hold it: freed at close */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "tier_contents.h"
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_methods.h"
 #include "tier_time.h"
@@ -38,6 +39,28 @@
 static char *dup_s(tier_rpc_ctx *call, tier_jobs_str s)
 {
     return s.p ? tier_rpc_strndup(call, s.p, s.len) : (char *)"";
+}
+
+/* also_dirs ('\n'-separated in Redis) into the repeated field. */
+static int split_dirs(tier_rpc_ctx *call, tier_jobs_str s, Tier__Job *j)
+{
+    size_t n = 0, cap = 1;
+
+    for (size_t i = 0; i < s.len; i++)
+        cap += s.p[i] == '\n';
+    if (s.len == 0)
+        return TIER_OK;
+    if ((j->also_dirs = tier_rpc_alloc(call, cap * sizeof(*j->also_dirs))) == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < s.len && n < cap;) {
+        const char *nl = memchr(s.p + i, '\n', s.len - i);
+        size_t len = nl ? (size_t)(nl - (s.p + i)) : s.len - i;
+        if (len > 0)
+            j->also_dirs[n++] = tier_rpc_strndup(call, s.p + i, len);
+        i += len + 1;
+    }
+    j->n_also_dirs = n;
+    return TIER_OK;
 }
 
 int tiering_job_to_proto(tier_rpc_ctx *call, const tier_jobs_view *v, Tier__Job *j)
@@ -58,7 +81,12 @@ int tiering_job_to_proto(tier_rpc_ctx *call, const tier_jobs_view *v, Tier__Job 
     j->dst_dir = dup_s(call, v->dst_dir);
     j->created_ms = v->created_ms;
     j->updated_ms = v->updated_ms;
-    return TIER_OK;
+    if (v->has_pending) {
+        char b[24];
+        snprintf(b, sizeof(b), "%lld", (long long)v->pending);
+        j->pending = tier_rpc_strndup(call, b, strlen(b));
+    }
+    return split_dirs(call, v->also_dirs, j);
 }
 
 static Tier__Job *job_new(tier_rpc_ctx *call, const tier_jobs_view *v)
@@ -112,7 +140,9 @@ static const char *unum(num_buf *b, unsigned long long v)
 static int redis_down(tier_rpc_ctx *call, int rv)
 {
     return tier_rpc_set_message(call, rv, "Redis: %s",
-                                rv == TIER_UNAVAILABLE ? "unavailable" : "job script failed");
+                                rv == TIER_UNAVAILABLE ? "unavailable"
+                                : rv == TIER_ABORTED   ? "this tierd is no longer the writer"
+                                                       : "job script failed");
 }
 
 /* ------------------------------------------------------------ push */
@@ -188,10 +218,12 @@ static int report_chunk(tiering *t, tier_kv *kv, tl_report *r, size_t n, tier_rp
         a[5] = cur ? cur->path : "";
         a[6] = r[i].target->path;
     }
+    TIER_CRASH_AT("report.before_script");
     rep = tier_jobs_eval(t->jobs, kv, TIER_JOBS_REPORT, tier_now_ms(), (int)(1 + 7 * n), argv, NULL,
                          &rv);
     if (rep == NULL)
         goto out;
+    TIER_CRASH_AT("report.after_script");
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
         rv = TIER_INTERNAL;
         goto out;
@@ -201,7 +233,8 @@ static int report_chunk(tiering *t, tier_kv *kv, tl_report *r, size_t n, tier_rp
         tier_jobs_view v;
         bool job = item->elements > 1 && tier_jobs_view_parse(item->element[1], &v);
         tiering_set(t, r[i].c, r[i].c->level, job);
-        if (str_is(item->element[0], "created"))
+        /* A retargeted job may have gone back from failed to update. */
+        if (job && (str_is(item->element[0], "created") || str_is(item->element[0], "retargeted")))
             push_job(t, &v);
         report_result(&r[i], item, call);
     }
@@ -283,6 +316,7 @@ static int h_claim(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
     r = eval_pooled(t, call, TIER_JOBS_CLAIM, tier_now_ms(), (int)(n + 2), argv, &rv);
     if (r == NULL)
         return rv;
+    TIER_CRASH_AT("claim.after_script");
     for (size_t i = 0; i < n && i < r->elements; i++) {
         const redisReply *item = r->element[i];
         Tier__ClaimResult *c = tier_rpc_alloc(call, sizeof(*c));
@@ -389,66 +423,105 @@ out:
     return rv;
 }
 
-/* A job whose new level is committed, to be deleted in Redis. */
+/* A job whose new level is committed, to be finished in Redis. */
 typedef struct {
     content *c;
     uint64_t fence;
     const char *level; /* interned target */
+    bool has_pending;  /* a report arrived while the job ran ... */
+    int64_t pending;   /* ... with this count */
     int code;
 } fin_item;
 
-/* After the commit: delete the jobs, update memory, apply reports that
- * arrived while the jobs ran.  Busy flags of the contents are held. */
+/* One FINISH item: the follow-up job of a pending report, planned here
+ * because levels live in tierd (store/tier_jobs.c, FINISH). */
+typedef struct {
+    num_buf cid, fence, seen;
+    const char *next, *src, *dst;
+} fin_plan;
+
+static void plan_finish(const level_table *lt, const fin_item *f, fin_plan *p, const char **a)
+{
+    const tl_level *tl = f->has_pending ? tiering_target(lt, f->pending) : NULL;
+    const tl_level *cur = tiering_level(lt, f->level);
+
+    a[0] = num(&p->cid, f->c->cid);
+    a[1] = unum(&p->fence, f->fence);
+    a[2] = f->has_pending ? num(&p->seen, f->pending) : "";
+    /* The follow-up is only needed when the pending count belongs on
+     * another level than the one just committed. */
+    if (tl != NULL && cur != NULL && tl->name != f->level) {
+        a[3] = tl->name, a[4] = cur->path, a[5] = tl->path;
+    } else {
+        a[3] = "", a[4] = "", a[5] = "";
+    }
+}
+
+/* After the commit: delete the jobs (or turn them into their follow-ups)
+ * and update memory.  Busy flags of the contents are held, so no report of
+ * this tierd changes `pending` meanwhile; a PENDING answer (someone did)
+ * is planned again, a bounded number of times. */
 static int finish_committed(tiering *t, tier_kv *kv, fin_item *f, size_t n)
 {
-    const char **argv = malloc(2 * n * sizeof(*argv) + 1);
-    num_buf *nb = malloc(2 * n * sizeof(*nb) + 1);
-    tl_report *pend = malloc(n * sizeof(*pend) + 1);
+    const char **argv = malloc((1 + 6 * n) * sizeof(*argv));
+    fin_plan *plan = malloc(n * sizeof(*plan) + 1);
+    size_t *idx = malloc(n * sizeof(*idx) + 1);
     level_table *lt = atomic_load(&t->levels);
-    size_t np = 0;
-    redisReply *r = NULL;
+    num_buf repush;
+    size_t m = n;
     int rv = TIER_RESOURCE_EXHAUSTED;
 
-    if (argv == NULL || nb == NULL || pend == NULL)
+    if (argv == NULL || plan == NULL || idx == NULL)
         goto out;
-    for (size_t i = 0; i < n; i++) {
-        argv[2 * i] = num(&nb[2 * i], f[i].c->cid);
-        argv[2 * i + 1] = unum(&nb[2 * i + 1], f[i].fence);
-    }
-    r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_FINISH, tier_now_ms(), (int)(2 * n), argv, NULL, &rv);
-    if (r == NULL)
-        goto out;
-    for (size_t i = 0; i < n && i < r->elements; i++) {
-        const redisReply *it = r->element[i];
-        f[i].code = TIER_OK; /* committed either way */
-        if (!str_is(it->element[0], "OK"))
-            continue; /* finished already by someone else */
-        tiering_set(t, f[i].c, f[i].level, false);
-        if (it->elements > 1 && it->element[1]->len > 0) {
-            int64_t count = strtoll(it->element[1]->str, NULL, 10);
-            const tl_level *tl = tiering_target(lt, count);
-            if (tl != NULL && tl->name != f[i].level)
-                pend[np++] = (tl_report){f[i].c, count, tl, NULL};
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    argv[0] = num(&repush, REPUSH_MS);
+    for (int round = 0; m > 0 && round < 4; round++) {
+        redisReply *r;
+        size_t again = 0;
+        for (size_t k = 0; k < m; k++)
+            plan_finish(lt, &f[idx[k]], &plan[k], argv + 1 + 6 * k);
+        r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_FINISH, tier_now_ms(), (int)(1 + 6 * m), argv,
+                           NULL, &rv);
+        if (r == NULL)
+            goto out;
+        for (size_t k = 0; k < m && k < r->elements; k++) {
+            const redisReply *it = r->element[k];
+            fin_item *fi = &f[idx[k]];
+            tier_jobs_view v;
+            fi->code = TIER_OK; /* committed either way */
+            if (str_is(it->element[0], "OK")) {
+                tiering_set(t, fi->c, fi->level, false);
+            } else if (str_is(it->element[0], "NEXT") && tier_jobs_view_parse(it->element[1], &v)) {
+                tiering_set(t, fi->c, fi->level, true);
+                push_job(t, &v);
+            } else if (str_is(it->element[0], "PENDING")) {
+                fi->has_pending = it->element[1]->len > 0;
+                fi->pending = fi->has_pending ? strtoll(it->element[1]->str, NULL, 10) : 0;
+                idx[again++] = idx[k];
+            } /* GONE: finished already by someone else */
         }
-    }
-    if (np > 0)
-        tiering_apply_reports(t, pend, np, NULL);
-out:
-    if (r != NULL)
         freeReplyObject(r);
+        m = again;
+    }
+    rv = TIER_OK;
+out:
     free(argv);
-    free(nb);
-    free(pend);
+    free(plan);
+    free(idx);
     return rv;
 }
 
-/* Commits f[0..n) (busy held) and finishes them. */
-static int commit_and_finish(tiering *t, tier_kv *kv, fin_item *f, size_t n)
+/* Commits f[0..n) (busy held) and finishes them.  recovery: called by the
+ * start-up / sweep recovery (its own crash points) instead of CompleteJob. */
+static int commit_and_finish(tiering *t, tier_kv *kv, fin_item *f, size_t n, bool recovery)
 {
     commit_item *ci = malloc(n * sizeof(*ci) + 1);
     void **items = malloc(n * sizeof(*items) + 1);
     int rv = TIER_RESOURCE_EXHAUSTED;
 
+    if (recovery)
+        TIER_CRASH_AT("recover.before_commit");
     if (ci != NULL && items != NULL) {
         for (size_t i = 0; i < n; i++) {
             ci[i] = (commit_item){f[i].c->cid, f[i].level};
@@ -458,8 +531,15 @@ static int commit_and_finish(tiering *t, tier_kv *kv, fin_item *f, size_t n)
     }
     free(ci);
     free(items);
-    if (rv == TIER_OK)
-        rv = finish_committed(t, kv, f, n);
+    if (rv != TIER_OK)
+        return rv;
+    if (recovery)
+        TIER_CRASH_AT("recover.after_commit");
+    else
+        TIER_CRASH_AT("complete.after_commit");
+    rv = finish_committed(t, kv, f, n);
+    if (!recovery && rv == TIER_OK)
+        TIER_CRASH_AT("complete.after_finish");
     return rv;
 }
 
@@ -501,8 +581,12 @@ static long mark_done(tiering *t, tier_kv *kv, tier_rpc_ctx *call,
         } else if (str_is(it->element[0], "COMMITTED")) {
             rep->results[i] = item_status(call, req->jobs[i]->cid, TIER_OK, "");
         } else {
-            const redisReply *tg = it->element[1];
-            f[nf] = (fin_item){cs[i], req->jobs[i]->fence, tiering_intern(t, tg->str, tg->len),
+            const redisReply *tg = it->element[1], *pd = it->element[3];
+            f[nf] = (fin_item){cs[i],
+                               req->jobs[i]->fence,
+                               tiering_intern(t, tg->str, tg->len),
+                               pd->len > 0,
+                               pd->len > 0 ? strtoll(pd->str, NULL, 10) : 0,
                                TIER_UNAVAILABLE};
             which[nf++] = i;
         }
@@ -541,7 +625,8 @@ static int h_complete(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
     tiering_acquire(t, held, nk);
     nf = mark_done(t, kv, call, req, cs, f, rep, which);
     if (nf > 0) {
-        int rv = commit_and_finish(t, kv, f, (size_t)nf);
+        TIER_CRASH_AT("complete.after_done");
+        int rv = commit_and_finish(t, kv, f, (size_t)nf, false);
         for (long k = 0; k < nf; k++) {
             size_t i = which[k];
             int code = rv == TIER_OK ? f[k].code : rv;
@@ -589,6 +674,8 @@ static int h_fail(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pro
         return redis_down(call, TIER_UNAVAILABLE);
     tiering_acquire(t, &c, 1);
     r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_FAIL, tier_now_ms(), 6, argv, NULL, &rv);
+    if (r != NULL)
+        TIER_CRASH_AT("fail.after_script");
     if (r != NULL && str_is(r->element[0], "OK") && !req->permanent && r->elements > 1 &&
         r->element[1]->len > 0) {
         /* A report came while the job ran: retarget (or cancel) it now. */
@@ -761,12 +848,13 @@ static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
             break;
         if (tier_jobs_view_parse(r, &v) && v.status.len == 4 &&
             memcmp(v.status.p, "done", 4) == 0 && now - v.updated_ms >= min_age_ms)
-            f[nf++] = (fin_item){cs[i], v.fence, tiering_intern(t, v.target.p, v.target.len),
-                                 TIER_UNAVAILABLE};
+            f[nf++] =
+                (fin_item){cs[i],         v.fence,   tiering_intern(t, v.target.p, v.target.len),
+                           v.has_pending, v.pending, TIER_UNAVAILABLE};
         freeReplyObject(r);
     }
     if (nf > 0) {
-        rv = commit_and_finish(t, kv, f, nf);
+        rv = commit_and_finish(t, kv, f, nf, true);
         tier_info("tiering: committed %zu job(s) left done (%s)", nf, tier_status_name(rv));
     }
     tiering_release(t, cs, nc);
@@ -806,8 +894,10 @@ static void reap_once(tiering *t, tier_kv *kv)
             freeReplyObject(r);
         return;
     }
-    if (r->element[0]->integer > 0)
+    if (r->element[0]->integer > 0) {
+        TIER_CRASH_AT("reaper.after_expire");
         tier_info("tiering: %lld expired lease(s) back to update", r->element[0]->integer);
+    }
     for (size_t i = 0; i < r->element[1]->elements; i++) {
         const redisReply *e = r->element[1]->element[i];
         tier_jobs_view v;
