@@ -42,6 +42,18 @@
     "local function keep_fence(cid, fence)\n"                                                      \
     "  local old = tonumber(redis.call('HGET', P .. 'fences', cid) or '0')\n"                      \
     "  if tonumber(fence) > old then redis.call('HSET', P .. 'fences', cid, fence) end\n"          \
+    "end\n" /* A finished job stays visible as <P>fin:<cid>:<fence> for `ret` ms                   \
+             * (ListJobs status "finished"); the reaper trims the index. */                        \
+    "local function archive(k, cid, ret)\n"                                                        \
+    "  if ret <= 0 then return end\n"                                                              \
+    "  local f = redis.call('HGET', k, 'fence') or '0'\n"                                          \
+    "  local a = P .. 'fin:' .. cid .. ':' .. f\n"                                                 \
+    "  redis.call('DEL', a)\n"                                                                     \
+    "  redis.call('HSET', a, unpack(redis.call('HGETALL', k)))\n"                                  \
+    "  redis.call('HSET', a, 'status', 'finished', 'updated_ms', now)\n"                           \
+    "  redis.call('HDEL', a, 'pending')\n"                                                         \
+    "  redis.call('PEXPIRE', a, ret)\n"                                                            \
+    "  redis.call('ZADD', P .. 'jobs:finished', now, cid .. ':' .. f)\n"                           \
     "end\n"                                                                                        \
     "local function drop(k, cid)\n"                                                                \
     "  keep_fence(cid, redis.call('HGET', k, 'fence') or '0')\n"                                   \
@@ -184,7 +196,8 @@ static const char DONE[] = PRELUDE
     "end\n"
     "return out\n";
 
-/* ARGV[4] = first re-push delay; items of 6: cid fence pending-seen
+/* ARGV[4] = first re-push delay, ARGV[5] = retention of finished jobs
+ * (ms, 0 = none); items of 6: cid fence pending-seen
  * next-target next-src-dir next-dst-dir, for jobs whose level is now
  * committed in MySQL.  Result per item: {OK} (deleted), {NEXT, job} (turned
  * into its follow-up job), {PENDING, count} (the pending count is not the
@@ -198,18 +211,20 @@ static const char DONE[] = PRELUDE
  * The follow-up keeps the fence (claims raise it), was never claimed
  * (attempts 0) and starts from the directory just committed. */
 static const char FINISH[] =
-    PRELUDE "local repush = tonumber(ARGV[4])\n"
+    PRELUDE "local repush, ret = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
             "local out = {}\n"
-            "for i = 5, #ARGV, 6 do\n"
+            "for i = 6, #ARGV, 6 do\n"
             "  local cid, fence, seen, nt = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]\n"
             "  local k = jk(cid)\n"
             "  local v = redis.call('HMGET', k, 'status', 'fence', 'pending', 'target')\n"
             "  if v[1] ~= 'done' or v[2] ~= fence then out[#out+1] = {'GONE'}\n"
             "  elseif (v[3] or '') ~= seen then out[#out+1] = {'PENDING', v[3] or ''}\n"
             "  elseif nt == '' then\n"
+            "    archive(k, cid, ret)\n"
             "    drop(k, cid)\n"
             "    out[#out+1] = {'OK'}\n"
             "  else\n"
+            "    archive(k, cid, ret)\n"
             "    keep_fence(cid, fence)\n"
             "    redis.call('SREM', P .. 'jobs:done', cid)\n"
             "    redis.call('HSET', k, 'count', v[3], 'target', nt, 'db_level', v[4],\n"
@@ -249,13 +264,16 @@ static const char FAIL[] =
             "end\n"
             "return {'OK', redis.call('HGET', k, 'pending') or ''}\n";
 
-/* ARGV[4] most jobs per index.  Claimed jobs whose lease ran out go back to
+/* ARGV[4] most jobs per index, ARGV[5] retention of finished jobs (ms),
+ * ARGV[6] most finished jobs kept.  Claimed jobs whose lease ran out go back to
  * update (fence unchanged until the next claim), due now; then every due
  * update job is returned for a push and its next push is set, backing off
  * from 1 s to 10 s so a backlog is not re-sent in a loop.  Result:
  * {expired count, {{cid, fence, filename, src_dir, dst_dir, target}...}}. */
 static const char REAP[] = PRELUDE
     "local max = tonumber(ARGV[4])\n"
+    "redis.call('ZREMRANGEBYSCORE', P .. 'jobs:finished', '-inf', now - tonumber(ARGV[5]))\n"
+    "redis.call('ZREMRANGEBYRANK', P .. 'jobs:finished', 0, -1 - tonumber(ARGV[6]))\n"
     "local exp = redis.call('ZRANGEBYSCORE', P .. 'jobs:claimed', '-inf', now, 'LIMIT', 0, max)\n"
     "local n = 0\n"
     "for _, cid in ipairs(exp) do\n"
@@ -287,8 +305,46 @@ static const char REAP[] = PRELUDE
     "end\n"
     "return {n, out}\n";
 
-static const char *const SCRIPTS[TIER_JOBS_NSCRIPTS] = {REPORT, CLAIM, RENEW, DONE,
-                                                        FINISH, FAIL,  REAP};
+/* ARGV[4] cid.  An operator's "try again now" for a failed job (or one
+ * waiting in its backoff).  Result: {OK, pending or '', job},
+ * {NOT_FOUND} or {FAILED_PRECONDITION, why}.  A pending report is handed
+ * back for the caller to apply (as after FAIL). */
+static const char RETRY[] = PRELUDE
+    "local cid = ARGV[4]\n"
+    "local k = jk(cid)\n"
+    "local st = redis.call('HGET', k, 'status')\n"
+    "if not st then return {'NOT_FOUND'} end\n"
+    "if st == 'claimed' then return {'FAILED_PRECONDITION', 'a worker holds it'} end\n"
+    "if st == 'done' then return {'FAILED_PRECONDITION', 'its level is being committed'} end\n"
+    "redis.call('HSET', k, 'status', 'update', 'worker_id', '', 'lease_expires_ms', 0,\n"
+    "           'updated_ms', now, 'pushes', 1)\n"
+    "redis.call('SREM', P .. 'jobs:failed', cid)\n"
+    "redis.call('ZADD', P .. 'jobs:update', now, cid)\n"
+    "return {'OK', redis.call('HGET', k, 'pending') or '', redis.call('HGETALL', k)}\n";
+
+/* ARGV[4] cid.  An operator's "leave this content where MySQL says".  A
+ * job no worker ever claimed is deleted: {DELETED}.  A once-claimed one
+ * may have moved the file, so it is aimed back at its db level (the same
+ * rule as REPORT): {HOME, job}.  {NOT_FOUND} or {FAILED_PRECONDITION,
+ * why} otherwise.  A pending report is dropped: the operator overrides it. */
+static const char CANCEL[] = PRELUDE
+    "local cid = ARGV[4]\n"
+    "local k = jk(cid)\n"
+    "local v = redis.call('HMGET', k, 'status', 'attempts', 'src_dir', 'db_level')\n"
+    "if not v[1] then return {'NOT_FOUND'} end\n"
+    "if v[1] == 'claimed' then return {'FAILED_PRECONDITION', 'a worker holds it'} end\n"
+    "if v[1] == 'done' then return {'FAILED_PRECONDITION', 'its level is being committed'} end\n"
+    "if tonumber(v[2] or '0') == 0 then drop(k, cid); return {'DELETED'} end\n"
+    "redis.call('HSET', k, 'also_dirs', where(k, v[3]), 'target', v[4], 'dst_dir', v[3],\n"
+    "           'status', 'update', 'worker_id', '', 'lease_expires_ms', 0,\n"
+    "           'reason', 'cancelled: back to ' .. v[4], 'updated_ms', now, 'pushes', 1)\n"
+    "redis.call('HDEL', k, 'pending')\n"
+    "redis.call('SREM', P .. 'jobs:failed', cid)\n"
+    "redis.call('ZADD', P .. 'jobs:update', now, cid)\n"
+    "return {'HOME', redis.call('HGETALL', k)}\n";
+
+static const char *const SCRIPTS[TIER_JOBS_NSCRIPTS] = {REPORT, CLAIM, RENEW, DONE,  FINISH,
+                                                        FAIL,   REAP,  RETRY, CANCEL};
 
 struct tier_jobs {
     char prefix[64];

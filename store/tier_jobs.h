@@ -13,9 +13,11 @@
  *
  * and four indexes: <prefix>jobs:update (zset, score = next time to push),
  * <prefix>jobs:claimed (zset, score = lease expiry), <prefix>jobs:done and
- * <prefix>jobs:failed (sets).  <prefix>fences (hash cid -> fence) keeps the
- * fence of the last committed job of each content, so fences never repeat
- * for a content and a retried CompleteJob of a committed job is recognised.
+ * <prefix>jobs:failed (sets).  Finished jobs stay readable for a retention
+ * time as <prefix>fin:<cid>:<fence> (status "finished", with a TTL),
+ * indexed by <prefix>jobs:finished (zset, score = finish time).  <prefix>fences (hash cid -> fence)
+ * keeps the fence of the last committed job of each content, so fences never repeat for a content
+ * and a retried CompleteJob of a committed job is recognised.
  *
  * Every transition is one Lua script (EVALSHA, loaded at open, reloaded on
  * NOSCRIPT), so it is atomic against every other: two workers can never
@@ -46,7 +48,9 @@ typedef enum {
     TIER_JOBS_DONE,   /* claimed -> done (the worker finished) */
     TIER_JOBS_FINISH, /* done -> deleted, after the MySQL commit */
     TIER_JOBS_FAIL,   /* claimed -> failed or back to update */
-    TIER_JOBS_REAP,   /* expired leases -> update; due pushes */
+    TIER_JOBS_REAP,   /* expired leases -> update; due pushes; trim finished */
+    TIER_JOBS_RETRY,  /* operator: failed / backing off -> update now */
+    TIER_JOBS_CANCEL, /* operator: delete, or aim a once-claimed job home */
     TIER_JOBS_NSCRIPTS
 } tier_jobs_script;
 

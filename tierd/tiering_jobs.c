@@ -33,6 +33,7 @@
 #define SWEEP_AGE_MS 5000 /* a "done" job this old lost its committer */
 #define CHUNK 256         /* items per script call */
 #define WORKER_ID_MAX 128
+#define FINISHED_MAX "10000" /* finished jobs kept listed, whatever the retention */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -463,11 +464,11 @@ static void plan_finish(const level_table *lt, const fin_item *f, fin_plan *p, c
  * is planned again, a bounded number of times. */
 static int finish_committed(tiering *t, tier_kv *kv, fin_item *f, size_t n)
 {
-    const char **argv = malloc((1 + 6 * n) * sizeof(*argv));
+    const char **argv = malloc((2 + 6 * n) * sizeof(*argv));
     fin_plan *plan = malloc(n * sizeof(*plan) + 1);
     size_t *idx = malloc(n * sizeof(*idx) + 1);
     level_table *lt = atomic_load(&t->levels);
-    num_buf repush;
+    num_buf repush, keep;
     size_t m = n;
     int rv = TIER_RESOURCE_EXHAUSTED;
 
@@ -476,12 +477,13 @@ static int finish_committed(tiering *t, tier_kv *kv, fin_item *f, size_t n)
     for (size_t i = 0; i < n; i++)
         idx[i] = i;
     argv[0] = num(&repush, REPUSH_MS);
+    argv[1] = num(&keep, (long long)t->deps->cfg->done_retention_s * 1000);
     for (int round = 0; m > 0 && round < 4; round++) {
         redisReply *r;
         size_t again = 0;
         for (size_t k = 0; k < m; k++)
-            plan_finish(lt, &f[idx[k]], &plan[k], argv + 1 + 6 * k);
-        r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_FINISH, tier_now_ms(), (int)(1 + 6 * m), argv,
+            plan_finish(lt, &f[idx[k]], &plan[k], argv + 2 + 6 * k);
+        r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_FINISH, tier_now_ms(), (int)(2 + 6 * m), argv,
                            NULL, &rv);
         if (r == NULL)
             goto out;
@@ -696,6 +698,101 @@ static int h_fail(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pro
     return TIER_OK;
 }
 
+/* ------------------------------------------------------------ RetryJob / CancelJob */
+
+/* Applies what a RETRY or CANCEL script answered (busy held). */
+static int control_result(tiering *t, tier_rpc_ctx *call, content *c, const redisReply *r,
+                          Tier__JobControlReply *rep)
+{
+    const redisReply *what = r->element[0];
+    tier_jobs_view v;
+
+    if (str_is(what, "NOT_FOUND"))
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "content %lld has no job",
+                                    (long long)c->cid);
+    if (str_is(what, "FAILED_PRECONDITION"))
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "%s; try again in a moment",
+                                    r->element[1]->str);
+    if (str_is(what, "DELETED")) {
+        tiering_set(t, c, c->level, false);
+        rep->outcome = (char *)"deleted";
+        return TIER_OK;
+    }
+    if (str_is(what, "HOME") && tier_jobs_view_parse(r->element[1], &v)) {
+        rep->outcome = (char *)"home";
+        rep->job = job_new(call, &v);
+        push_job(t, &v);
+        return TIER_OK;
+    }
+    if (str_is(what, "OK") && tier_jobs_view_parse(r->element[2], &v)) {
+        rep->outcome = (char *)"retried";
+        if (r->element[1]->len == 0) {
+            rep->job = job_new(call, &v);
+            push_job(t, &v);
+            return TIER_OK;
+        }
+        /* A report came while the job ran: it decides the target now. */
+        int64_t count = strtoll(r->element[1]->str, NULL, 10);
+        const tl_level *tl = tiering_target(atomic_load(&t->levels), count);
+        tl_report rp = {c, count, tl, NULL};
+        if (tl != NULL)
+            tiering_apply_reports(t, &rp, 1, NULL);
+        Tier__GetJobRequest g = TIER__GET_JOB_REQUEST__INIT;
+        Tier__GetJobReply gr = TIER__GET_JOB_REPLY__INIT;
+        g.cid = c->cid;
+        if (tiering_get_job(t, call, &g, &gr) == TIER_OK)
+            rep->job = gr.job;
+        return TIER_OK;
+    }
+    return tier_rpc_set_message(call, TIER_INTERNAL, "unexpected reply of the job script");
+}
+
+static int job_control(tiering *t, tier_rpc_ctx *call, int64_t cid, bool cancel,
+                       Tier__JobControlReply *rep)
+{
+    content *c = tiering_find(t, cid);
+    num_buf nb;
+    const char *argv[1] = {num(&nb, cid)};
+    redisReply *r;
+    tier_kv *kv;
+    int rv;
+
+    if (c == NULL)
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "no content %lld", (long long)cid);
+    if ((kv = tier_pool_get(t->deps->kv)) == NULL)
+        return redis_down(call, TIER_UNAVAILABLE);
+    tiering_acquire(t, &c, 1);
+    r = tier_jobs_eval(t->jobs, kv, cancel ? TIER_JOBS_CANCEL : TIER_JOBS_RETRY, tier_now_ms(), 1,
+                       argv, NULL, &rv);
+    tier_kv_pool_put(t->deps->kv, kv);
+    if (r != NULL) {
+        if (cancel)
+            TIER_CRASH_AT("cancel.after_script");
+        else
+            TIER_CRASH_AT("retry.after_script");
+        rv = control_result(t, call, c, r, rep);
+        freeReplyObject(r);
+    } else {
+        rv = redis_down(call, rv);
+    }
+    tiering_release(t, &c, 1);
+    return rv;
+}
+
+static int h_retry_job(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                       ProtobufCMessage *out)
+{
+    return job_control(arg, call, ((const Tier__JobControlRequest *)in)->cid, false,
+                       (Tier__JobControlReply *)out);
+}
+
+static int h_cancel_job(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                        ProtobufCMessage *out)
+{
+    return job_control(arg, call, ((const Tier__JobControlRequest *)in)->cid, true,
+                       (Tier__JobControlReply *)out);
+}
+
 /* ------------------------------------------------------------ ListJobs / GetJob */
 
 int tiering_get_job(tiering *t, tier_rpc_ctx *call, const Tier__GetJobRequest *req,
@@ -734,8 +831,10 @@ static int h_get_job(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
 static int index_cids(tiering *t, tier_kv *kv, const char *status, redisReply **keep, size_t limit)
 {
     char key[128], lim[24];
-    bool zset = strcmp(status, "update") == 0 || strcmp(status, "claimed") == 0;
-    const char *zargv[4] = {"ZRANGE", key, "0", lim};
+    bool fin = strcmp(status, "finished") == 0;
+    bool zset = fin || strcmp(status, "update") == 0 || strcmp(status, "claimed") == 0;
+    /* finished: newest first */
+    const char *zargv[4] = {fin ? "ZREVRANGE" : "ZRANGE", key, "0", lim};
     const char *sargv[2] = {"SMEMBERS", key};
 
     tier_jobs_index(t->jobs, key, sizeof(key), status);
@@ -763,8 +862,9 @@ static int list_jobs(tiering *t, tier_kv *kv, tier_rpc_ctx *call, const char *co
             const char *argv[2] = {"HGETALL", key};
             redisReply *r;
             tier_jobs_view v;
-            snprintf(key, sizeof(key), "%sjob:%.*s", tier_jobs_prefix(t->jobs),
-                     (int)idx[s]->element[i]->len, idx[s]->element[i]->str);
+            snprintf(key, sizeof(key), "%s%s:%.*s", tier_jobs_prefix(t->jobs),
+                     strcmp(st[s], "finished") == 0 ? "fin" : "job", (int)idx[s]->element[i]->len,
+                     idx[s]->element[i]->str);
             tier_kv_append(kv, 2, argv, NULL);
             if ((r = tier_kv_read(kv)) == NULL) {
                 rv = TIER_UNAVAILABLE;
@@ -786,7 +886,7 @@ static int list_jobs(tiering *t, tier_kv *kv, tier_rpc_ctx *call, const char *co
 static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
                        ProtobufCMessage *out)
 {
-    static const char *const all[] = {"update", "claimed", "done", "failed"};
+    static const char *const all[] = {"update", "claimed", "done", "failed", "finished"};
     tiering *t = arg;
     const Tier__ListJobsRequest *req = (const Tier__ListJobsRequest *)in;
     size_t limit = req->limit == 0 ? 1000 : req->limit > 100000 ? 100000 : req->limit;
@@ -796,11 +896,11 @@ static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in
     int rv;
 
     if (req->status[0] != '\0') {
-        for (ns = 0; ns < 4 && strcmp(all[ns], req->status) != 0; ns++)
+        for (ns = 0; ns < 5 && strcmp(all[ns], req->status) != 0; ns++)
             ;
-        if (ns == 4)
+        if (ns == 5)
             return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
-                                        "status: update, claimed, done, failed or empty");
+                                        "status: update, claimed, done, failed, finished or empty");
         st = &all[ns];
         ns = 1;
     }
@@ -884,11 +984,13 @@ static int load_index(tiering *t, tier_kv *kv)
 
 static void reap_once(tiering *t, tier_kv *kv)
 {
-    const char *argv[1] = {"2000"};
+    num_buf keep;
+    const char *argv[3] = {"2000", num(&keep, (long long)t->deps->cfg->done_retention_s * 1000),
+                           FINISHED_MAX};
     redisReply *r;
     int rv;
 
-    r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_REAP, tier_now_ms(), 1, argv, NULL, &rv);
+    r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_REAP, tier_now_ms(), 3, argv, NULL, &rv);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         if (r != NULL)
             freeReplyObject(r);
@@ -1015,6 +1117,10 @@ int tiering_jobs_register(tiering *t, tier_rpc_server *srv)
          h_list_jobs},
         {TIER_M_GET_JOB, &tier__get_job_request__descriptor, &tier__get_job_reply__descriptor,
          h_get_job},
+        {TIER_M_RETRY_JOB, &tier__job_control_request__descriptor,
+         &tier__job_control_reply__descriptor, h_retry_job},
+        {TIER_M_CANCEL_JOB, &tier__job_control_request__descriptor,
+         &tier__job_control_reply__descriptor, h_cancel_job},
     };
     int rv;
 
