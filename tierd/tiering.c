@@ -9,6 +9,7 @@
  */
 #include "tiering_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,7 @@ void tiering_release(tiering *t, content **cs, size_t n)
             continue;
         stripe *s = stripe_of(t, cs[i]->cid);
         pthread_mutex_lock(&s->mu);
+        assert(cs[i]->busy); /* released only by the thread that acquired it */
         cs[i]->busy = false;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
