@@ -287,8 +287,32 @@ static const char REAP[] = PRELUDE
     "end\n"
     "return {n, out}\n";
 
+/* fsck (tierd/tiering_scrub.c).  Items of 3: cid, status and fence as the
+ * caller judged them.  A job still in that state (and, if claimed, with its
+ * lease expired) goes back to update, due now with pushes 0, so the
+ * reaper's next round pushes it; the fence is left for the next claim to
+ * raise.  Result per item: {OK} or {CHANGED} (someone moved it on first). */
+static const char REQUEUE[] = PRELUDE
+    "local out = {}\n"
+    "for i = 4, #ARGV, 3 do\n"
+    "  local cid, st, fence = ARGV[i], ARGV[i+1], ARGV[i+2]\n"
+    "  local k = jk(cid)\n"
+    "  local v = redis.call('HMGET', k, 'status', 'fence', 'lease_expires_ms')\n"
+    "  if v[1] ~= st or v[2] ~= fence or (st ~= 'update' and st ~= 'claimed') or\n"
+    "     (st == 'claimed' and tonumber(v[3] or '0') > now) then\n"
+    "    out[#out+1] = {'CHANGED'}\n"
+    "  else\n"
+    "    redis.call('HSET', k, 'status', 'update', 'worker_id', '', 'lease_expires_ms', 0,\n"
+    "               'updated_ms', now, 'pushes', 0)\n"
+    "    redis.call('ZREM', P .. 'jobs:claimed', cid)\n"
+    "    redis.call('ZADD', P .. 'jobs:update', now, cid)\n"
+    "    out[#out+1] = {'OK'}\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 static const char *const SCRIPTS[TIER_JOBS_NSCRIPTS] = {REPORT, CLAIM, RENEW, DONE,
-                                                        FINISH, FAIL,  REAP};
+                                                        FINISH, FAIL,  REAP,  REQUEUE};
 
 struct tier_jobs {
     char prefix[64];

@@ -47,6 +47,8 @@ typedef enum {
     TIER_JOBS_FINISH, /* done -> deleted, after the MySQL commit */
     TIER_JOBS_FAIL,   /* claimed -> failed or back to update */
     TIER_JOBS_REAP,   /* expired leases -> update; due pushes */
+    /* fsck */
+    TIER_JOBS_REQUEUE, /* a stuck update / long-expired claimed job -> update, due now */
     TIER_JOBS_NSCRIPTS
 } tier_jobs_script;
 

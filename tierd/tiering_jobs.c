@@ -15,6 +15,7 @@
  */
 #include "tiering_int.h"
 
+#include <assert.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -813,26 +814,19 @@ static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in
 
 /* ------------------------------------------------------------ recovery, reaper */
 
-/* Commits "done" jobs at least min_age_ms old: at start-up (0: every one a
- * crash left behind) and from the reaper (a committer that gave up). */
-static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
+/* Commits the "done" jobs of cids[0..n) that are at least min_age_ms old
+ * (the others are left alone); shared by recover_done and fsck. */
+int tiering_recover_cids(tiering *t, tier_kv *kv, const int64_t *cids, size_t n, int64_t min_age_ms)
 {
     char key[128];
-    const char *argv[2] = {"SMEMBERS", key};
-    redisReply *ids;
-    content **cs;
-    fin_item *f;
+    content **cs = calloc(n + 1, sizeof(*cs));
+    fin_item *f = calloc(n + 1, sizeof(*f));
     size_t nc = 0, nf = 0;
     int64_t now = tier_now_ms();
-    int rv = TIER_OK;
+    int rv = cs == NULL || f == NULL ? TIER_RESOURCE_EXHAUSTED : TIER_OK;
 
-    tier_jobs_index(t->jobs, key, sizeof(key), "done");
-    if ((ids = tier_kv_argv(kv, 2, argv, NULL)) == NULL)
-        return TIER_UNAVAILABLE;
-    cs = calloc(ids->elements + 1, sizeof(*cs));
-    f = calloc(ids->elements + 1, sizeof(*f));
-    for (size_t i = 0; cs && f && i < ids->elements; i++) {
-        content *c = tiering_find(t, strtoll(ids->element[i]->str, NULL, 10));
+    for (size_t i = 0; cs && f && i < n; i++) {
+        content *c = tiering_find(t, cids[i]);
         if (c != NULL)
             cs[nc++] = c;
     }
@@ -844,8 +838,10 @@ static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
         if (i > 0 && cs[i] == cs[i - 1])
             continue;
         tier_jobs_key(t->jobs, key, sizeof(key), cs[i]->cid);
-        if ((r = tier_kv_argv(kv, 2, hv, NULL)) == NULL)
+        if ((r = tier_kv_argv(kv, 2, hv, NULL)) == NULL) {
+            rv = TIER_UNAVAILABLE;
             break;
+        }
         if (tier_jobs_view_parse(r, &v) && v.status.len == 4 &&
             memcmp(v.status.p, "done", 4) == 0 && now - v.updated_ms >= min_age_ms)
             f[nf++] =
@@ -860,7 +856,42 @@ static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
     tiering_release(t, cs, nc);
     free(cs);
     free(f);
+    return rv;
+}
+
+/* Commits "done" jobs at least min_age_ms old: at start-up (0: every one a
+ * crash left behind) and from the reaper (a committer that gave up). */
+static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
+{
+    char key[128];
+    const char *argv[2] = {"SMEMBERS", key};
+    redisReply *ids;
+    int64_t *cids;
+    int rv = TIER_RESOURCE_EXHAUSTED;
+
+    tier_jobs_index(t->jobs, key, sizeof(key), "done");
+    if ((ids = tier_kv_argv(kv, 2, argv, NULL)) == NULL)
+        return TIER_UNAVAILABLE;
+    if ((cids = malloc((ids->elements + 1) * sizeof(*cids))) != NULL) {
+        for (size_t i = 0; i < ids->elements; i++)
+            cids[i] = strtoll(ids->element[i]->str, NULL, 10);
+        rv = tiering_recover_cids(t, kv, cids, ids->elements, min_age_ms);
+    }
+    free(cids);
     freeReplyObject(ids);
+    return rv;
+}
+
+/* fsck: commits c's level (busy held by the caller) through the batcher,
+ * as CompleteJob does, so the history row comes from the same trigger. */
+int tiering_commit_level(tiering *t, content *c, const char *level)
+{
+    commit_item ci = {c->cid, level};
+    int rv = tier_batcher_submit(t->batcher, &ci);
+
+    assert(c->busy);
+    if (rv == TIER_OK)
+        tiering_set(t, c, level, c->has_job);
     return rv;
 }
 
