@@ -315,20 +315,22 @@ static int sync_dir(const char *dir)
 /* True when the files at a and b hold the same bytes. */
 static bool same_bytes(const char *a, const char *b)
 {
+    enum { CHUNK = 65536 };
     int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC);
-    static __thread char x[65536], y[65536];
+    char *x = malloc(2 * CHUNK), *y = x ? x + CHUNK : NULL;
     struct stat sa, sb;
-    bool same = fa >= 0 && fb >= 0 && fstat(fa, &sa) == 0 && fstat(fb, &sb) == 0 &&
+    bool same = x != NULL && fa >= 0 && fb >= 0 && fstat(fa, &sa) == 0 && fstat(fb, &sb) == 0 &&
                 S_ISREG(sa.st_mode) && S_ISREG(sb.st_mode) && sa.st_size == sb.st_size;
 
     while (same) {
-        ssize_t n = read(fa, x, sizeof(x)), m = n > 0 ? read(fb, y, (size_t)n) : 0;
+        ssize_t n = read(fa, x, CHUNK), m = n > 0 ? read(fb, y, (size_t)n) : 0;
         if (n <= 0) {
             same = n == 0;
             break;
         }
         same = m == n && memcmp(x, y, (size_t)n) == 0;
     }
+    free(x);
     if (fa >= 0)
         close(fa);
     if (fb >= 0)
