@@ -387,6 +387,7 @@ Test(fsck, every_kind_reported_repaired_and_rechecked, .timeout = 120)
     cr_assert_eq(tier_test_run(argv, NULL, out, sizeof(out), 20000), 1, "%s", out);
     cr_assert(strstr(out, "missing (1)") && strstr(out, "stuck_job (4)"), "%s", out);
     cr_assert(strstr(out, "read only"), "%s", out);
+    cr_log_info("tierctl fsck:\n%s", out);
     char *jargv[] = {bin, "--url", f.td.listen, "--json", "fsck", NULL};
     cr_assert_eq(tier_test_run(jargv, NULL, out, sizeof(out), 20000), 1, "%s", out);
     cr_assert(strstr(out, "\"kind\": \"foreign\"") && strstr(out, "\"zzz.bin\""), "%s", out);

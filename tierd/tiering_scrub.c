@@ -872,7 +872,7 @@ static void unknown_jobs(scan *s)
         if ((s->rv = job_read(s, s->jobs[k], &j)) == TIER_OK && j.exists) {
             snprintf(fname, sizeof(fname), "%.*s", (int)j.v.filename.len, j.v.filename.p);
             draft_init(&d, K_STALE_JOB, s->jobs[k], fname, "", 0);
-            say(d.detail, sizeof(d.detail), "a %.*s job for a content tierd does not know",
+            say(d.detail, sizeof(d.detail), "a job (status %.*s) for a content tierd does not know",
                 (int)j.v.status.len, j.v.status.p);
             if (s->repair)
                 say(d.action, sizeof(d.action), "none: an operator deletes it");
