@@ -98,3 +98,7 @@ TIER_METHOD(tier_top_contents, TIER_M_TOP_CONTENTS, Tier__TopContentsRequest,
             Tier__TopContentsReply, tier__top_contents_reply__descriptor)
 TIER_METHOD(tier_latest_comments, TIER_M_LATEST_COMMENTS, Tier__LatestCommentsRequest,
             Tier__LatestCommentsReply, tier__latest_comments_reply__descriptor)
+
+/* fsck */
+TIER_METHOD(tier_scrub, TIER_M_SCRUB, Tier__ScrubRequest, Tier__ScrubReply,
+            tier__scrub_reply__descriptor)

@@ -119,4 +119,12 @@ int tier_top_contents(tier_client *c, const Tier__TopContentsRequest *req,
 int tier_latest_comments(tier_client *c, const Tier__LatestCommentsRequest *req,
                          Tier__LatestCommentsReply **reply, tier_error *err);
 
+/* ---- fsck */
+
+/* Compares MySQL, Redis and the level directories; repairs what is safe
+ * when req->repair.  req->last: the last background scrub's result
+ * (NOT_FOUND when none ran yet). */
+int tier_scrub(tier_client *c, const Tier__ScrubRequest *req, Tier__ScrubReply **reply,
+               tier_error *err);
+
 #endif

@@ -27,4 +27,7 @@
 #define TIER_M_TOP_CONTENTS "tier.Tier/TopContents"
 #define TIER_M_LATEST_COMMENTS "tier.Tier/LatestComments"
 
+/* fsck */
+#define TIER_M_SCRUB "tier.Tier/Scrub"
+
 #endif

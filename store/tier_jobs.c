@@ -19,15 +19,16 @@
 
 /* The scripts, one per transition. */
 typedef enum {
-    TIER_JOBS_REPORT, /* create / retarget / cancel / remember a report */
-    TIER_JOBS_CLAIM,  /* update -> claimed, fence + 1 */
-    TIER_JOBS_RENEW,  /* extend a live lease */
-    TIER_JOBS_DONE,   /* claimed -> done (the worker finished) */
-    TIER_JOBS_FINISH, /* done -> deleted or follow-up, after the MySQL commit */
-    TIER_JOBS_FAIL,   /* claimed -> failed or back to update */
-    TIER_JOBS_REAP,   /* expired leases -> update; due pushes; trim finished */
-    TIER_JOBS_RETRY,  /* operator: failed / backing off -> update now */
-    TIER_JOBS_CANCEL, /* operator: delete, or aim a once-claimed job home */
+    TIER_JOBS_REPORT,  /* create / retarget / cancel / remember a report */
+    TIER_JOBS_CLAIM,   /* update -> claimed, fence + 1 */
+    TIER_JOBS_RENEW,   /* extend a live lease */
+    TIER_JOBS_DONE,    /* claimed -> done (the worker finished) */
+    TIER_JOBS_FINISH,  /* done -> deleted or follow-up, after the MySQL commit */
+    TIER_JOBS_FAIL,    /* claimed -> failed or back to update */
+    TIER_JOBS_REAP,    /* expired leases -> update; due pushes; trim finished */
+    TIER_JOBS_RETRY,   /* operator: failed / backing off -> update now */
+    TIER_JOBS_CANCEL,  /* operator: delete, or aim a once-claimed job home */
+    TIER_JOBS_REQUEUE, /* fsck: a stuck update / long-expired claimed job -> update, due now */
     TIER_JOBS_NSCRIPTS
 } tier_jobs_script;
 
@@ -357,8 +358,27 @@ static const char CANCEL[] = PRELUDE
     "redis.call('ZADD', P .. 'jobs:update', now, cid)\n"
     "return {'HOME', redis.call('HGETALL', k)}\n";
 
-static const char *const SCRIPTS[TIER_JOBS_NSCRIPTS] = {REPORT, CLAIM, RENEW, DONE,  FINISH,
-                                                        FAIL,   REAP,  RETRY, CANCEL};
+/* fsck (tierd/tiering_scrub.c).  ARGV[4] cid, [5] status and [6] fence as
+ * the caller judged them.  A job still in that state (and, if claimed, with
+ * its lease expired) goes back to update, due now with pushes 0, so the
+ * reaper's next round pushes it; the fence is left for the next claim to
+ * raise.  Result: {OK} or {CHANGED} (someone moved it on first). */
+static const char REQUEUE[] =
+    PRELUDE "local cid, st, fence = ARGV[4], ARGV[5], ARGV[6]\n"
+            "local k = jk(cid)\n"
+            "local v = redis.call('HMGET', k, 'status', 'fence', 'lease_expires_ms')\n"
+            "if v[1] ~= st or v[2] ~= fence or (st ~= 'update' and st ~= 'claimed') or\n"
+            "   (st == 'claimed' and tonumber(v[3] or '0') > now) then\n"
+            "  return {'CHANGED'}\n"
+            "end\n"
+            "redis.call('HSET', k, 'status', 'update', 'worker_id', '', 'lease_expires_ms', 0,\n"
+            "           'updated_ms', now, 'pushes', 0)\n"
+            "redis.call('ZREM', P .. 'jobs:claimed', cid)\n"
+            "redis.call('ZADD', P .. 'jobs:update', now, cid)\n"
+            "return {'OK'}\n";
+
+static const char *const SCRIPTS[TIER_JOBS_NSCRIPTS] = {REPORT, CLAIM, RENEW, DONE,   FINISH,
+                                                        FAIL,   REAP,  RETRY, CANCEL, REQUEUE};
 
 struct tier_jobs {
     char prefix[64];
@@ -664,6 +684,8 @@ static bool view_parse(const redisReply *r, tier_jobs_view *v)
             v->updated_ms = num(x);
         else if (field(k, "pending"))
             pending_of(x, &v->has_pending, &v->pending);
+        else if (field(k, "pushes"))
+            v->pushes = num(x);
     }
     v->state = v->status.p ? tier_job_state_parse(v->status.p, v->status.len) : TIER_JOB_NONE;
     return v->state != TIER_JOB_NONE;
@@ -1118,5 +1140,82 @@ int tier_jobs_list(tier_jobs *j, tier_kv *kv, tier_job_state st, size_t limit, t
     }
     *out = v;
     *keep = k;
+    return TIER_OK;
+}
+
+/* ------------------------------------------------------------ fsck */
+
+int tier_jobs_requeue(tier_jobs *j, tier_kv *kv, int64_t now, const tier_jobs_view *seen,
+                      bool *requeued)
+{
+    dec d[2];
+    const char *argv[3] = {d64(&d[0], seen->cid), tier_job_state_name(seen->state),
+                           du64(&d[1], seen->fence)};
+    int rv;
+    redisReply *r = eval(j, kv, TIER_JOBS_REQUEUE, now, 3, argv, &rv);
+
+    *requeued = false;
+    if (r == NULL)
+        return rv;
+    if (!str_at(r, 0))
+        return bad_shape(r, TIER_JOBS_REQUEUE);
+    *requeued = eq(r->element[0], "OK");
+    freeReplyObject(r);
+    return TIER_OK;
+}
+
+int tier_jobs_indexed(tier_jobs *j, tier_kv *kv, const tier_jobs_view *v, bool *indexed)
+{
+    char idx[128], id[24];
+    bool zset = index_key(j, v->state, idx, sizeof(idx));
+    const char *argv[3] = {zset ? "ZSCORE" : "SISMEMBER", idx, id};
+    redisReply *r;
+
+    snprintf(id, sizeof(id), "%lld", (long long)v->cid);
+    if ((r = tier_kv_argv(kv, 3, argv, NULL)) == NULL)
+        return TIER_UNAVAILABLE;
+    *indexed =
+        zset ? r->type == REDIS_REPLY_STRING : r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return TIER_OK;
+}
+
+int tier_jobs_scan_cids(tier_jobs *j, tier_kv *kv, const atomic_bool *stop, int64_t **cids,
+                        size_t *n)
+{
+    char cursor[32] = "0", match[128];
+    size_t cap = 0, pl = strlen(j->prefix) + 4; /* "<prefix>job:" */
+
+    *cids = NULL, *n = 0;
+    snprintf(match, sizeof(match), "%sjob:*", j->prefix);
+    do {
+        const char *argv[6] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
+        redisReply *r = tier_kv_argv(kv, 6, argv, NULL);
+        if (r == NULL || !is_arr(r, 2) || !str_at(r, 0) || !is_arr(r->element[1], 0)) {
+            if (r != NULL)
+                freeReplyObject(r);
+            return TIER_UNAVAILABLE;
+        }
+        snprintf(cursor, sizeof(cursor), "%.*s", (int)r->element[0]->len, r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *k = r->element[1]->element[i];
+            char *end;
+            if (!is_str(k) || k->len <= pl)
+                continue;
+            long long cid = strtoll(k->str + pl, &end, 10);
+            if (end != k->str + k->len)
+                continue; /* not a job hash of ours */
+            if (*n == cap) {
+                int64_t *v = realloc(*cids, (cap = cap ? cap * 2 : 256) * sizeof(*v));
+                if (v == NULL) {
+                    freeReplyObject(r);
+                    return TIER_RESOURCE_EXHAUSTED;
+                }
+                *cids = v;
+            }
+            (*cids)[(*n)++] = cid;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0 && (stop == NULL || !atomic_load(stop)));
     return TIER_OK;
 }

@@ -46,6 +46,7 @@
 #ifndef TIER_JOBS_H
 #define TIER_JOBS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +95,7 @@ typedef struct {
     int64_t pending;
     tier_jobs_str target, db_level, filename, worker_id, status, reason, src_dir, dst_dir;
     tier_jobs_str also_dirs; /* '\n'-separated */
+    int64_t pushes;          /* hints sent since it last waited for a worker */
 } tier_jobs_view;
 
 /* Owns the Redis replies that views point into. */
@@ -252,5 +254,19 @@ int tier_jobs_list(tier_jobs *j, tier_kv *kv, tier_job_state st, size_t limit, t
 /* Only the cids of one state's index (for start-up: which contents have a
  * job); *cids malloc'ed. */
 int tier_jobs_index_cids(tier_jobs *j, tier_kv *kv, tier_job_state st, int64_t **cids, size_t *n);
+
+/* ---- fsck (tierd/tiering_scrub.c) */
+
+/* Back to update, due now, if the job is still as seen (state and fence;
+ * a claimed one only with its lease run out).  *requeued false: it moved
+ * on by itself meanwhile. */
+int tier_jobs_requeue(tier_jobs *j, tier_kv *kv, int64_t now, const tier_jobs_view *seen,
+                      bool *requeued);
+/* Whether the index of v's state names v's cid. */
+int tier_jobs_indexed(tier_jobs *j, tier_kv *kv, const tier_jobs_view *v, bool *indexed);
+/* The cids of every job hash, indexed or not (SCAN; stops early when *stop
+ * becomes true).  *cids malloc'ed. */
+int tier_jobs_scan_cids(tier_jobs *j, tier_kv *kv, const atomic_bool *stop, int64_t **cids,
+                        size_t *n);
 
 #endif

@@ -32,6 +32,8 @@ static void usage(FILE *f)
             "  --done-retention-s N  finished move jobs stay listed (TIER_DONE_RETENTION_S, 3600;\n"
             "                      0 = not kept)\n"
             "  --config FILE       key = value file       (TIER_CONFIG)\n"
+            "  --scrub-interval-s N  background fsck     (TIER_SCRUB_INTERVAL_S, 3600; 0 off)\n"
+            "  --scrub-rate N      its entries+stats/s    (TIER_SCRUB_RATE, 2000)\n"
             "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
             "  --help\n"
             "\n"
@@ -80,6 +82,10 @@ static int apply(tierd_config *c, const char *key, const char *v)
         c->retention_min = atoll(v);
     else if (strcmp(key, "done_retention_s") == 0)
         c->done_retention_s = (uint32_t)strtoul(v, NULL, 10);
+    else if (strcmp(key, "scrub_interval_s") == 0)
+        c->scrub_interval_s = (uint32_t)strtoul(v, NULL, 10);
+    else if (strcmp(key, "scrub_rate") == 0)
+        c->scrub_rate = (uint32_t)strtoul(v, NULL, 10);
     else
         return -1;
     return 0;
@@ -145,6 +151,11 @@ static void load_env(tierd_config *c)
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if ((v = getenv(map[i].env)) != NULL && *v != '\0')
             apply(c, map[i].key, v);
+    /* fsck */
+    if ((v = getenv("TIER_SCRUB_INTERVAL_S")) != NULL && *v != '\0')
+        apply(c, "scrub_interval_s", v);
+    if ((v = getenv("TIER_SCRUB_RATE")) != NULL && *v != '\0')
+        apply(c, "scrub_rate", v);
     if ((v = getenv("TIER_MYSQL_HOST")) != NULL && *v != '\0')
         snprintf(c->db.host, sizeof(c->db.host), "%s", v);
     if ((v = getenv("TIER_MYSQL_PORT")) != NULL && *v != '\0')
@@ -172,6 +183,8 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {"crash-points", no_argument, NULL, 'X'},
+        {"scrub-interval-s", required_argument, NULL, 'S'},
+        {"scrub-rate", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     const char *file = getenv("TIER_CONFIG");
@@ -185,6 +198,8 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     c->lease_ms = 30000;
     c->retention_min = 30 * 24 * 60;
     c->done_retention_s = 3600;
+    c->scrub_interval_s = 3600;
+    c->scrub_rate = 2000;
     snprintf(c->db.host, sizeof(c->db.host), "127.0.0.1");
     c->db.port = 3306;
     snprintf(c->db.user, sizeof(c->db.user), "tier");
@@ -244,6 +259,12 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
             break;
         case 'D':
             apply(c, "done_retention_s", optarg);
+            break;
+        case 'S':
+            apply(c, "scrub_interval_s", optarg);
+            break;
+        case 'F':
+            apply(c, "scrub_rate", optarg);
             break;
         case 'c':
             break;

@@ -795,6 +795,10 @@ int tiering_open(tiering **out, const tierd_deps *deps)
         tiering_close(t);
         return rv;
     }
+    if ((rv = tiering_scrub_open(t)) != TIER_OK) {
+        tiering_close(t);
+        return rv;
+    }
     tier_info("tiering: %zu levels, %lld max cid", atomic_load(&t->levels)->n,
               (long long)atomic_load(&t->max_cid));
     *out = t;
@@ -831,6 +835,8 @@ int tiering_register(tiering *t, tier_rpc_server *srv)
                                   &tier__list_levels_reply__descriptor, h_list_levels, t,
                                   TIER_RPC_INLINE)) != TIER_OK)
         return rv;
+    if ((rv = tiering_scrub_register(t, srv)) != TIER_OK)
+        return rv;
     return tiering_jobs_register(t, srv);
 }
 
@@ -838,6 +844,7 @@ void tiering_close(tiering *t)
 {
     if (t == NULL)
         return;
+    tiering_scrub_close(t); /* first: it uses jobs, batcher and contents */
     tiering_jobs_close(t);
     for (size_t i = 0; i < NSTRIPES; i++) {
         stripe *s = &t->stripes[i];

@@ -816,34 +816,34 @@ static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in
 
 /* ------------------------------------------------------------ recovery, reaper */
 
-/* Commits "done" jobs at least min_age_ms old: at start-up (0: every one a
- * crash left behind) and from the reaper (a committer that gave up). */
-static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
+/* Commits the "done" jobs of cids[0..n) that are at least min_age_ms old
+ * (the others are left alone); takes the busy flags itself.  Shared by the
+ * start-up recovery, the reaper's sweep and fsck. */
+int tiering_recover_cids(tiering *t, tier_kv *kv, const int64_t *cids, size_t n, int64_t min_age_ms)
 {
-    tier_jobs_view *v;
-    tier_jobs_reply *keep;
-    content **cs = NULL;
-    fin_item *f = NULL;
-    size_t n, nc = 0, nf = 0;
+    content **cs = calloc(n + 1, sizeof(*cs));
+    fin_item *f = calloc(n + 1, sizeof(*f));
+    size_t nc = 0, nf = 0;
     int64_t now = tier_now_ms();
-    int rv;
+    int rv = cs == NULL || f == NULL ? TIER_RESOURCE_EXHAUSTED : TIER_OK;
 
-    if ((rv = tier_jobs_list(t->jobs, kv, TIER_JOB_DONE, 0, &v, &n, &keep)) != TIER_OK)
-        return rv;
-    cs = calloc(n + 1, sizeof(*cs));
-    f = calloc(n + 1, sizeof(*f));
-    for (size_t i = 0; cs && f && i < n; i++)
-        if (now - v[i].updated_ms >= min_age_ms && (cs[nc] = tiering_find(t, v[i].cid)) != NULL)
+    for (size_t i = 0; rv == TIER_OK && i < n; i++)
+        if ((cs[nc] = tiering_find(t, cids[i])) != NULL)
             nc++;
     tiering_acquire(t, cs, nc);
-    tier_jobs_reply_free(keep);
-    /* Read again under the busy flags: CompleteJob may have finished some. */
+    /* Read under the busy flags: CompleteJob may have finished some. */
     for (size_t i = 0; i < nc; i++) {
         tier_jobs_view j;
+        tier_jobs_reply *keep;
+        int r;
         if (i > 0 && cs[i] == cs[i - 1])
             continue;
-        if (tier_jobs_get(t->jobs, kv, cs[i]->cid, &j, &keep) != TIER_OK)
+        if ((r = tier_jobs_get(t->jobs, kv, cs[i]->cid, &j, &keep)) == TIER_NOT_FOUND)
             continue;
+        if (r != TIER_OK) {
+            rv = r;
+            break;
+        }
         if (j.state == TIER_JOB_DONE && now - j.updated_ms >= min_age_ms)
             f[nf++] =
                 (fin_item){cs[i],         j.fence,   tiering_intern(t, j.target.p, j.target.len),
@@ -857,6 +857,33 @@ static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
     tiering_release(t, cs, nc);
     free(cs);
     free(f);
+    return rv;
+}
+
+/* Commits "done" jobs at least min_age_ms old: at start-up (0: every one a
+ * crash left behind) and from the reaper (a committer that gave up). */
+static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
+{
+    int64_t *cids;
+    size_t n;
+    int rv = tier_jobs_index_cids(t->jobs, kv, TIER_JOB_DONE, &cids, &n);
+
+    if (rv == TIER_OK)
+        rv = tiering_recover_cids(t, kv, cids, n, min_age_ms);
+    free(cids);
+    return rv;
+}
+
+/* fsck: commits c's level (busy held by the caller) through the batcher,
+ * as CompleteJob does, so the history row comes from the same trigger. */
+int tiering_commit_level(tiering *t, content *c, const char *level)
+{
+    commit_item ci = {c->cid, level};
+    int rv;
+
+    assert(c->busy);
+    if ((rv = tier_batcher_submit(t->batcher, &ci)) == TIER_OK)
+        tiering_set(t, c, level, c->has_job);
     return rv;
 }
 
