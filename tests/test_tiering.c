@@ -396,6 +396,180 @@ Test(tiering, report_retargets_unclaimed_and_waits_for_claimed)
     teardown(&f);
 }
 
+/* Hole 1 of docs/CRASH.md: a worker renamed the file and died before
+ * CompleteJob; its lease ran out.  A report now must not delete the job
+ * (the file is on the old target, MySQL says the old level): the job is
+ * retargeted, and the claim says every directory the file may be in. */
+static void claim_job(fx *f, const char *worker, int64_t cid, Tier__ClaimJobReply **keep)
+{
+    Tier__ClaimJobRequest req = TIER__CLAIM_JOB_REQUEST__INIT;
+    int64_t cids[1] = {cid};
+    req.worker_id = (char *)worker;
+    req.cids = cids;
+    req.n_cids = 1;
+    cr_assert_eq(tier_claim_job(f->c, &req, keep, &E), TIER_OK, "%s", E.message);
+    cr_assert_eq((*keep)->results[0]->code, TIER_OK);
+}
+
+Test(tiering, moved_then_report_retargets_from_where_the_file_is)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    Tier__ClaimJobReply *cl;
+    uint64_t fence;
+    char st[32], lvl[32], gold[1024], silver[1024];
+
+    setup(&f, NULL);
+    snprintf(gold, sizeof(gold), "%s/gold/", f.root);
+    snprintf(silver, sizeof(silver), "%s/silver/", f.root);
+    /* cid 4 (d.mp4, bronze) -> gold; the worker moves it and dies. */
+    report(&f, 4, 3000, &rep);
+    tier_free(rep);
+    cr_assert_eq(claim(&f, "w1", 4, 300, &fence), TIER_OK);
+    move_file(&f, "bronze", "gold", "d.mp4");
+    usleep(700 * 1000);
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_OK);
+    cr_assert_str_eq(st, "update", "the reaper took the lease back");
+
+    /* A report for bronze (MySQL's level): the job stays, aimed back home. */
+    Tier__ViewResult *r = report(&f, 4, 10, &rep);
+    cr_assert_str_eq(r->status, "update");
+    cr_assert_str_eq(r->target, "bronze");
+    tier_free(rep);
+    /* And one for silver: a third level; the file is still in gold. */
+    r = report(&f, 4, 1500, &rep);
+    cr_assert_str_eq(r->target, "silver");
+    tier_free(rep);
+
+    claim_job(&f, "w2", 4, &cl);
+    Tier__Job *j = cl->results[0]->job;
+    cr_assert_gt(j->fence, fence, "fences only grow");
+    cr_assert_str_eq(j->dst_dir, silver);
+    cr_assert_eq(j->n_also_dirs, 1, "the old target is where the file may be");
+    cr_assert_str_eq(j->also_dirs[0], gold);
+    uint64_t f2 = j->fence;
+    tier_free(cl);
+    move_file(&f, "gold", "silver", "d.mp4");
+    cr_assert_eq(complete(&f, "w2", 4, f2, NULL, 0), TIER_OK);
+    level_of(&f, 4, lvl, sizeof(lvl));
+    cr_assert_str_eq(lvl, "silver");
+    cr_assert(exists_in(&f, "silver", "d.mp4") && !exists_in(&f, "gold", "d.mp4"));
+    cr_assert_eq(history_rows(&f, 4), 1);
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_NOT_FOUND);
+
+    /* The next job of cid 4 starts above every fence it ever had. */
+    report(&f, 4, 10, &rep);
+    tier_free(rep);
+    claim_job(&f, "w3", 4, &cl);
+    cr_assert_gt(cl->results[0]->job->fence, f2);
+    tier_free(cl);
+    teardown(&f);
+}
+
+/* A job cancelled before any claim leaves its fence behind too. */
+Test(tiering, fences_survive_cancelled_jobs)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    Tier__ClaimJobReply *cl;
+    uint64_t f1;
+
+    setup(&f, NULL);
+    report(&f, 2, 1500, &rep);
+    tier_free(rep);
+    cr_assert_eq(claim(&f, "w1", 2, 0, &f1), TIER_OK);
+    move_file(&f, "bronze", "silver", "b.mp4");
+    cr_assert_eq(complete(&f, "w1", 2, f1, NULL, 0), TIER_OK);
+    for (int i = 0; i < 3; i++) { /* created, then cancelled unclaimed */
+        report(&f, 2, 2500, &rep);
+        tier_free(rep);
+        report(&f, 2, 1500, &rep);
+        tier_free(rep);
+    }
+    report(&f, 2, 2500, &rep);
+    tier_free(rep);
+    claim_job(&f, "w1", 2, &cl);
+    cr_assert_eq(cl->results[0]->job->fence, f1 + 1);
+    tier_free(cl);
+    teardown(&f);
+}
+
+static int control(fx *f, int64_t cid, bool cancel, char *outcome, size_t len)
+{
+    Tier__JobControlRequest req = TIER__JOB_CONTROL_REQUEST__INIT;
+    Tier__JobControlReply *rep = NULL;
+    req.cid = cid;
+    int rv = cancel ? tier_cancel_job(f->c, &req, &rep, &E) : tier_retry_job(f->c, &req, &rep, &E);
+    if (rv == TIER_OK)
+        snprintf(outcome, len, "%s", rep->outcome);
+    tier_free(rep);
+    return rv;
+}
+
+Test(tiering, job_control_retry_cancel_and_finished_jobs)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    Tier__ClaimJobReply *cl;
+    uint64_t fence;
+    char st[32], out[32], lvl[32], bronze[1024];
+
+    setup(&f, NULL);
+    snprintf(bronze, sizeof(bronze), "%s/bronze/", f.root);
+    cr_assert_eq(control(&f, 4, false, out, sizeof(out)), TIER_NOT_FOUND);
+    cr_assert_eq(control(&f, 999, true, out, sizeof(out)), TIER_NOT_FOUND);
+
+    /* Never claimed: cancel deletes it. */
+    report(&f, 4, 3000, &rep);
+    tier_free(rep);
+    cr_assert_eq(control(&f, 4, true, out, sizeof(out)), TIER_OK);
+    cr_assert_str_eq(out, "deleted");
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_NOT_FOUND);
+
+    /* Failed for good (say a foreign file at the destination): retry puts
+     * it back to update now; a running one cannot be retried or cancelled. */
+    report(&f, 4, 3000, &rep);
+    tier_free(rep);
+    cr_assert_eq(claim(&f, "w1", 4, 0, &fence), TIER_OK);
+    cr_assert_eq(control(&f, 4, false, out, sizeof(out)), TIER_FAILED_PRECONDITION);
+    cr_assert_eq(control(&f, 4, true, out, sizeof(out)), TIER_FAILED_PRECONDITION);
+    cr_assert_eq(fail_job(&f, "w1", 4, fence, "d.mp4 exists in gold", true, 0), TIER_OK);
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_OK);
+    cr_assert_str_eq(st, "failed");
+    cr_assert_eq(control(&f, 4, false, out, sizeof(out)), TIER_OK);
+    cr_assert_str_eq(out, "retried");
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_OK);
+    cr_assert_str_eq(st, "update");
+
+    /* Once claimed, cancel aims it home: the file may be in gold. */
+    cr_assert_eq(control(&f, 4, true, out, sizeof(out)), TIER_OK);
+    cr_assert_str_eq(out, "home");
+    claim_job(&f, "w2", 4, &cl);
+    Tier__Job *j = cl->results[0]->job;
+    cr_assert_str_eq(j->target, "bronze");
+    cr_assert_str_eq(j->dst_dir, bronze);
+    cr_assert_eq(j->n_also_dirs, 1);
+    cr_assert(strstr(j->also_dirs[0], "/gold/") != NULL);
+    fence = j->fence;
+    tier_free(cl);
+    cr_assert_eq(complete(&f, "w2", 4, fence, NULL, 0), TIER_OK);
+    level_of(&f, 4, lvl, sizeof(lvl));
+    cr_assert_str_eq(lvl, "bronze");
+    cr_assert_eq(history_rows(&f, 4), 0, "no level change, no history row");
+
+    /* Finished jobs stay listed (newest first). */
+    Tier__ListJobsRequest lr = TIER__LIST_JOBS_REQUEST__INIT;
+    Tier__ListJobsReply *ls;
+    lr.status = "finished";
+    cr_assert_eq(tier_list_jobs(f.c, &lr, &ls, &E), TIER_OK);
+    cr_assert_geq(ls->n_jobs, 1);
+    cr_assert_eq(ls->jobs[0]->cid, 4);
+    cr_assert_str_eq(ls->jobs[0]->status, "finished");
+    cr_assert_eq(ls->jobs[0]->fence, fence);
+    tier_free(ls);
+    teardown(&f);
+}
+
 Test(tiering, second_claim_refused)
 {
     fx f;
