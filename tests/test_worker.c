@@ -1097,3 +1097,52 @@ Test(worker, crash_points_cross_fs, .timeout = 240)
                                          "worker.before_complete"};
     crash_walk(true, points, 4);
 }
+
+/* The data-safety hole tier_move_file_any closes: a worker moves the file
+ * bronze -> silver and dies before CompleteJob; the job is retargeted to
+ * gold (also_dirs: silver); the next worker finds the file in silver. */
+Test(worker, retargeted_after_a_dead_move, .timeout = 120)
+{
+    char buf[64];
+    fx f;
+
+    setup(&f, "1000", false);
+    write_content(&f, "bronze", "r.mp4", 9, 9000);
+    sql(&f, "INSERT INTO contents (cid, content_level, filename) VALUES (9, 'bronze', 'r.mp4')");
+    tierd_start(&f);
+    worker_spawn(&f, 0, "1", f.td.listen, f.td.push, "worker.before_complete");
+    usleep(300 * 1000);
+    report_one(&f, 9, 1964); /* silver */
+    cr_assert_eq(tier_test_wait(f.w[0], 20000), 86);
+    child_gone(f.w[0]);
+    f.w[0] = 0;
+    cr_assert(exists_in(&f, "silver", "r.mp4") && !exists_in(&f, "bronze", "r.mp4"));
+    /* Lease (1 s) reaped, then a report for gold retargets the job. */
+    int64_t end = tier_mono_ms() + 10000;
+    for (;;) {
+        Tier__GetJobRequest gr = TIER__GET_JOB_REQUEST__INIT;
+        Tier__GetJobReply *g;
+        tier_error err;
+        bool back = false;
+        gr.cid = 9;
+        if (tier_get_job(f.c, &gr, &g, &err) == TIER_OK) {
+            back = strcmp(g->job->status, "update") == 0;
+            tier_free(g);
+        }
+        if (back)
+            break;
+        cr_assert_lt(tier_mono_ms(), end, "lease never reaped");
+        usleep(100 * 1000);
+    }
+    report_one(&f, 9, 5000);
+    worker_start(&f, 1, NULL);
+    end = tier_mono_ms() + 20000;
+    while (tier_mono_ms() < end && sqlnum(&f, "SELECT COUNT(*) FROM update_history") < 1)
+        usleep(50 * 1000);
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 9", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "gold");
+    cr_assert(same_content(&f, "gold", "r.mp4", 9, 9000));
+    cr_assert(!exists_in(&f, "silver", "r.mp4"));
+    cr_assert(!exists_in(&f, "bronze", "r.mp4"));
+    teardown(&f);
+}
