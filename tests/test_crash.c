@@ -1078,6 +1078,7 @@ ParameterizedTest(point *p, crash, walk, .timeout = 150)
 {
     const scenario *s = NULL;
     int64_t t0 = tier_mono_ms();
+    char logs[600];
     fx f;
 
     for (size_t i = 0; i < sizeof(SCENARIOS) / sizeof(SCENARIOS[0]) && s == NULL; i++)
@@ -1093,8 +1094,10 @@ ParameterizedTest(point *p, crash, walk, .timeout = 150)
     s->run(&f);
     drain(&f);
     check(&f);
+    snprintf(logs, sizeof(logs), "%s", getenv("TIER_TEST_KEEP") ? f.logs : "removed");
     teardown(&f);
-    cr_log_info("%s: passed in %lld ms", p->name, (long long)(tier_mono_ms() - t0));
+    cr_log_info("%s: passed in %lld ms (logs: %s)", p->name, (long long)(tier_mono_ms() - t0),
+                logs);
 }
 
 /* The walk itself cannot pass empty: tierd must list its points. */
