@@ -14,27 +14,30 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tierd [options]\n"
-               "\n"
-               "The tier coordinator: serves the tier API (tiering and ranking) over nng.\n"
-               "\n"
-               "  --listen URL        rpc address            (TIER_LISTEN, tcp://127.0.0.1:7400)\n"
-               "  --push URL          move-job push address  (TIER_PUSH, tcp://127.0.0.1:7401)\n"
-               "  --redis HOST:PORT   Redis                  (TIER_REDIS_HOST, TIER_REDIS_PORT)\n"
-               "  --mysql HOST:PORT   MySQL/MariaDB          (TIER_MYSQL_HOST, TIER_MYSQL_PORT)\n"
-               "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
-               "  --mysql-db NAME                            (TIER_MYSQL_DB, tier)\n"
-               "  --threads N         rpc worker threads     (TIER_THREADS, 16)\n"
-               "  --contexts N        calls served at once   (TIER_CONTEXTS, 256)\n"
-               "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
-               "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
-               "  --config FILE       key = value file       (TIER_CONFIG)\n"
-               "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
-               "  --help\n"
-               "\n"
-               "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
-               "mysql_password / redis_password in the config file. Never on the command line.\n"
-               "Logs go to stderr; TIER_LOG=debug|info|warn|error sets the level.\n");
+    fprintf(f,
+            "usage: tierd [options]\n"
+            "\n"
+            "The tier coordinator: serves the tier API (tiering and ranking) over nng.\n"
+            "\n"
+            "  --listen URL        rpc address            (TIER_LISTEN, tcp://127.0.0.1:7400)\n"
+            "  --push URL          move-job push address  (TIER_PUSH, tcp://127.0.0.1:7401)\n"
+            "  --redis HOST:PORT   Redis                  (TIER_REDIS_HOST, TIER_REDIS_PORT)\n"
+            "  --mysql HOST:PORT   MySQL/MariaDB          (TIER_MYSQL_HOST, TIER_MYSQL_PORT)\n"
+            "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
+            "  --mysql-db NAME                            (TIER_MYSQL_DB, tier)\n"
+            "  --threads N         rpc worker threads     (TIER_THREADS, 16)\n"
+            "  --contexts N        calls served at once   (TIER_CONTEXTS, 256)\n"
+            "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
+            "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
+            "  --done-retention-s N  finished move jobs stay listed (TIER_DONE_RETENTION_S, 3600;\n"
+            "                      0 = not kept)\n"
+            "  --config FILE       key = value file       (TIER_CONFIG)\n"
+            "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
+            "  --help\n"
+            "\n"
+            "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
+            "mysql_password / redis_password in the config file. Never on the command line.\n"
+            "Logs go to stderr; TIER_LOG=debug|info|warn|error sets the level.\n");
 }
 
 static void set_hostport(char *host, size_t hlen, int *port, const char *v)
@@ -75,6 +78,8 @@ static int apply(tierd_config *c, const char *key, const char *v)
         c->lease_ms = (uint32_t)atoi(v);
     else if (strcmp(key, "retention_min") == 0)
         c->retention_min = atoll(v);
+    else if (strcmp(key, "done_retention_s") == 0)
+        c->done_retention_s = (uint32_t)strtoul(v, NULL, 10);
     else
         return -1;
     return 0;
@@ -123,11 +128,17 @@ static void load_env(tierd_config *c)
     static const struct {
         const char *env, *key;
     } map[] = {
-        {"TIER_LISTEN", "listen"},         {"TIER_PUSH", "push"},
-        {"TIER_THREADS", "threads"},       {"TIER_CONTEXTS", "contexts"},
-        {"TIER_LEASE_MS", "lease_ms"},     {"TIER_RETENTION_MIN", "retention_min"},
-        {"TIER_MYSQL_USER", "mysql_user"}, {"TIER_MYSQL_PASSWORD", "mysql_password"},
-        {"TIER_MYSQL_DB", "mysql_db"},     {"TIER_REDIS_PASSWORD", "redis_password"},
+        {"TIER_LISTEN", "listen"},
+        {"TIER_PUSH", "push"},
+        {"TIER_THREADS", "threads"},
+        {"TIER_CONTEXTS", "contexts"},
+        {"TIER_LEASE_MS", "lease_ms"},
+        {"TIER_RETENTION_MIN", "retention_min"},
+        {"TIER_DONE_RETENTION_S", "done_retention_s"},
+        {"TIER_MYSQL_USER", "mysql_user"},
+        {"TIER_MYSQL_PASSWORD", "mysql_password"},
+        {"TIER_MYSQL_DB", "mysql_db"},
+        {"TIER_REDIS_PASSWORD", "redis_password"},
     };
     const char *v;
 
@@ -157,6 +168,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"contexts", required_argument, NULL, 'C'},
         {"lease-ms", required_argument, NULL, 'L'},
         {"retention-min", required_argument, NULL, 'R'},
+        {"done-retention-s", required_argument, NULL, 'D'},
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {"crash-points", no_argument, NULL, 'X'},
@@ -172,6 +184,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     c->contexts = 256;
     c->lease_ms = 30000;
     c->retention_min = 30 * 24 * 60;
+    c->done_retention_s = 3600;
     snprintf(c->db.host, sizeof(c->db.host), "127.0.0.1");
     c->db.port = 3306;
     snprintf(c->db.user, sizeof(c->db.user), "tier");
@@ -228,6 +241,9 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
             break;
         case 'R':
             apply(c, "retention_min", optarg);
+            break;
+        case 'D':
+            apply(c, "done_retention_s", optarg);
             break;
         case 'c':
             break;

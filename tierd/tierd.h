@@ -34,6 +34,7 @@ typedef struct {
     unsigned db_conns;     /* MySQL connections, default threads + 4 */
     uint32_t lease_ms;     /* default job lease (TIER_LEASE_MS), default 30000 */
     int64_t retention_min; /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
+    uint32_t done_retention_s; /* finished jobs stay listed (TIER_DONE_RETENTION_S), default 1 h */
 } tierd_config;
 
 /* Fills cfg from defaults, then the config file (--config FILE or

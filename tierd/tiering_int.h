@@ -78,6 +78,9 @@ struct tiering {
     stripe stripes[NSTRIPES];
     _Atomic(level_table *) levels;
     pthread_mutex_t admin_mu; /* AddContent, SetLevels */
+    /* Read: the report slow path while it may create jobs.  Write:
+     * SetLevels from its "no jobs" check to the table swap. */
+    pthread_rwlock_t levels_rw;
     pthread_mutex_t intern_mu;
     interned *names;
     _Atomic int64_t max_cid;
