@@ -421,6 +421,7 @@ static int report(fx *f, int64_t cid, int64_t count)
     if (rv == TIER_OK) {
         ct(f, cid)->reported = true;
         ct(f, cid)->last_count = count;
+        ct(f, cid)->held_at[0] = '\0';
     }
     return rv;
 }
@@ -510,6 +511,38 @@ static int fail_job(fx *f, int64_t cid, uint64_t fence)
     req.reason = "EAGAIN (scripted)";
     req.retry_after_ms = 100;
     rv = tier_fail_job(f->c, &req, &rep, &E);
+    tier_free(rep);
+    return rv;
+}
+
+/* FailJob, permanent: the job is parked as failed. */
+static int fail_permanent(fx *f, int64_t cid, uint64_t fence)
+{
+    Tier__FailJobRequest req = TIER__FAIL_JOB_REQUEST__INIT;
+    Tier__JobRef ref = TIER__JOB_REF__INIT;
+    Tier__FailJobReply *rep = NULL;
+    int rv;
+
+    ref.cid = cid;
+    ref.fence = fence;
+    req.worker_id = "s1";
+    req.job = &ref;
+    req.reason = "EIO (scripted)";
+    req.permanent = true;
+    rv = tier_fail_job(f->c, &req, &rep, &E);
+    tier_free(rep);
+    return rv;
+}
+
+/* RetryJob or CancelJob (operator control). */
+static int control(fx *f, int64_t cid, bool cancel)
+{
+    Tier__JobControlRequest req = TIER__JOB_CONTROL_REQUEST__INIT;
+    Tier__JobControlReply *rep = NULL;
+    int rv;
+
+    req.cid = cid;
+    rv = cancel ? tier_cancel_job(f->c, &req, &rep, &E) : tier_retry_job(f->c, &req, &rep, &E);
     tier_free(rep);
     return rv;
 }
@@ -928,6 +961,46 @@ static void sc_setlevels_commit(fx *f)
     snprintf(ct(f, 1)->history, sizeof(ct(f, 1)->history), "bronze>silver");
 }
 
+/* RetryJob of a failed job that has a pending report (to gold): crash
+ * after the script put it back to update, before the pending report is
+ * applied or anything is pushed. */
+static void sc_retry_after(fx *f)
+{
+    tierd_up(f, "retry.after_script");
+    report_ok(f, 1, SILVER);
+    uint64_t fence = claim_ok(f, 1, 30000);
+    report_ok(f, 1, GOLD);
+    cr_assert_eq(fail_permanent(f, 1, fence), TIER_OK, "%s", E.message);
+    wait_job(f, 1, "failed", 2000);
+    short_timeout(f, true);
+    cr_assert_neq(control(f, 1, false), TIER_OK, "RetryJob was answered");
+    short_timeout(f, false);
+    expect_crash(f, &f->td.pid, "tierd");
+    tierd_up(f, NULL);
+}
+
+/* CancelJob of a once-claimed job whose worker moved the file to silver and
+ * vanished: aimed home (bronze, also silver), crash before memory and push
+ * are updated.  The operator's retry after the restart is acknowledged;
+ * the content must end on bronze. */
+static void sc_cancel_after(fx *f)
+{
+    tierd_up(f, "cancel.after_script");
+    report_ok(f, 1, SILVER);
+    claim_ok(f, 1, 300);
+    move_file(f, 1, "bronze", "silver");
+    wait_job(f, 1, "update", 5000);
+    short_timeout(f, true);
+    cr_assert_neq(control(f, 1, true), TIER_OK, "CancelJob was answered");
+    short_timeout(f, false);
+    expect_crash(f, &f->td.pid, "tierd");
+    tierd_up(f, NULL);
+    int rv = control(f, 1, true);
+    cr_assert(rv == TIER_OK || rv == TIER_NOT_FOUND, "the retried CancelJob: %s %s",
+              tier_status_name(rv), E.message);
+    snprintf(ct(f, 1)->held_at, sizeof(ct(f, 1)->held_at), "bronze");
+}
+
 /* ---------------------------------------------------------- worker scenarios */
 
 /* A real worker armed at f->point: content 2 to silver and content 1 to
@@ -1018,6 +1091,8 @@ static const scenario SCENARIOS[] = {
     {"complete.after_commit", sc_complete_commit, B_B_S_G, true},
     {"complete.after_finish", sc_complete_finish, B_B_S_G, false},
     {"fail.after_script", sc_fail_after, B_B_S_G, true},
+    {"retry.after_script", sc_retry_after, B_B_S_G, true},
+    {"cancel.after_script", sc_cancel_after, B_B_S_G, false},
     {"reaper.after_expire", sc_reaper_after, B_B_S_G, true},
     {"recover.before_commit", sc_recover_before, B_B_S_G, false},
     {"recover.after_commit", sc_recover_after, B_B_S_G, false},
@@ -1105,5 +1180,5 @@ Test(crash, tierd_lists_points)
 {
     point tmp[128];
     size_t n = list_points("tierd", tmp, 128);
-    cr_assert_geq(n, 12, "tierd --crash-points listed %zu points", n);
+    cr_assert_geq(n, 14, "tierd --crash-points listed %zu points", n);
 }

@@ -268,7 +268,9 @@ static void check_place(MYSQL *my, const level_row *lv, size_t nl, const dir_ent
     }
     if (h->n >= 1)
         check_bytes(d[h->dir[0]].path, c, r);
-    want = c->reported ? level_for(lv, nl, c->last_count) : level_named(lv, nl, c->initial_level);
+    want = c->held_at[0] ? level_named(lv, nl, c->held_at)
+           : c->reported ? level_for(lv, nl, c->last_count)
+                         : level_named(lv, nl, c->initial_level);
     if (want == NULL || strcmp(want->name, lvl) != 0)
         violation(r, "I4 cid %lld: MySQL level %s, last acknowledged %s%lld says %s",
                   (long long)c->cid, lvl, c->reported ? "count " : "(none) ",

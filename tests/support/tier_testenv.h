@@ -116,6 +116,8 @@ typedef struct {
     uint64_t sum;           /* tier_test_checksum of the bytes written */
     bool reported;          /* a report for it was acknowledged OK ... */
     int64_t last_count;     /* ... and the last such report had this count */
+    char held_at[33];       /* "" or the level an acknowledged CancelJob kept it on,
+                               after the last report (overrides last_count, I4) */
     char history[128];      /* "" or the exact levels it went through, "bronze>silver" */
     bool may_fail;          /* a "failed" job for it is expected (I6) */
     size_t nfences;         /* fences seen, in the order seen (I7) */
