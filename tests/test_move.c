@@ -943,3 +943,135 @@ Test(move, slow_attempt_does_not_resurrect_moved_file)
     cr_assert_eq(move(bronze, gold, "f", &res), TIER_NOT_FOUND, "%s", res.reason);
     cr_assert_eq(count_entries(gold, NULL), 0, "copy installed after the source was gone");
 }
+
+/* ---- several possible sources (tier_move_file_any) */
+
+static int move_any(const char *src, const char *const *also, size_t n_also, const char *dst,
+                    const char *name, tier_move_result *res)
+{
+    tier_move_spec spec = {.src_dir = src, .dst_dir = dst, .filename = name};
+    int rc = tier_move_file_any(&spec, also, n_also, NULL, NULL, res);
+
+    cr_assert_eq(rc, res->code, "return value %d but result code %d", rc, res->code);
+    return rc;
+}
+
+/* An earlier claim moved the file bronze -> silver, then the job was
+ * retargeted to gold: the file is found in the also dir. */
+Test(move, any_file_in_also_dir_only)
+{
+    const char *also[] = {silver};
+    tier_move_result res;
+    unsigned char *data = make_file(silver, "a", 70000, 40);
+
+    cr_assert_eq(move_any(bronze, also, 1, gold, "a", &res), TIER_OK, "%s", res.reason);
+    cr_assert_eq(res.crossed_fs, 1);
+    assert_file(gold, "a", data, 70000);
+    cr_assert_not(exists(silver, "a"));
+    cr_assert_not(exists(bronze, "a"));
+    cr_assert_eq(temps_in(gold), 0);
+    free(data);
+}
+
+/* A cross-filesystem leftover: identical copies in two sources.  Both go,
+ * whichever is looked at first. */
+Test(move, any_identical_copies_in_two_sources)
+{
+    const char *also[] = {silver};
+    tier_move_result res;
+    unsigned char *data = make_file(bronze, "b", 300000, 41);
+
+    free(make_file(silver, "b", 300000, 41));
+    cr_assert_eq(move_any(bronze, also, 1, gold, "b", &res), TIER_OK, "%s", res.reason);
+    assert_file(gold, "b", data, 300000);
+    cr_assert_not(exists(bronze, "b"));
+    cr_assert_not(exists(silver, "b"));
+    /* The other order, with the file already at the destination too. */
+    free(make_file(bronze, "b", 300000, 41));
+    free(make_file(silver, "b", 300000, 41));
+    const char *rev[] = {bronze};
+    cr_assert_eq(move_any(silver, rev, 1, gold, "b", &res), TIER_OK, "%s", res.reason);
+    assert_file(gold, "b", data, 300000);
+    cr_assert_not(exists(bronze, "b"));
+    cr_assert_not(exists(silver, "b"));
+    free(data);
+}
+
+/* Two different files under the name: refused, permanent, no copy
+ * deleted. */
+Test(move, any_differing_copies_refused)
+{
+    const char *also[] = {silver};
+    tier_move_result res;
+    unsigned char *a = make_file(gold, "c", 5000, 42);
+    unsigned char *b = make_file(silver, "c", 5000, 43);
+
+    /* At the destination and, different, in an also dir. */
+    cr_assert_eq(move_any(bronze, also, 1, gold, "c", &res), TIER_ALREADY_EXISTS, "%s", res.reason);
+    assert_code(res, TIER_ALREADY_EXISTS, 1);
+    assert_file(gold, "c", a, 5000);
+    assert_file(silver, "c", b, 5000);
+    /* In two sources, destination empty: one is moved, the other refused;
+     * both still exist. */
+    cr_assert_eq(unlink(path_of(gold, "c")), 0);
+    free(make_file(bronze, "c", 5000, 42));
+    cr_assert_eq(move_any(bronze, also, 1, gold, "c", &res), TIER_ALREADY_EXISTS, "%s", res.reason);
+    assert_code(res, TIER_ALREADY_EXISTS, 1);
+    assert_file(gold, "c", a, 5000);
+    assert_file(silver, "c", b, 5000);
+    cr_assert_eq(temps_in(gold), 0);
+    free(a);
+    free(b);
+}
+
+Test(move, any_in_none_is_not_found)
+{
+    char missing[PATH_MAX + 16];
+    tier_move_result res;
+
+    snprintf(missing, sizeof(missing), "%s/removed-level", root_tmp);
+    const char *also[] = {silver, missing};
+    cr_assert_eq(move_any(bronze, also, 2, gold, "d", &res), TIER_NOT_FOUND, "%s", res.reason);
+    assert_code(res, TIER_NOT_FOUND, 1);
+    cr_assert_str_eq(res.reason, "d not exists");
+    /* At the destination only: done (an earlier attempt finished). */
+    free(make_file(gold, "d", 10, 44));
+    cr_assert_eq(move_any(bronze, also, 2, gold, "d", &res), TIER_OK, "%s", res.reason);
+    cr_assert(strstr(res.reason, "already at destination") != NULL, "%s", res.reason);
+}
+
+/* An also dir that is the destination (trailing '/' or not) is skipped:
+ * the both-present logic would otherwise delete the destination. */
+Test(move, any_destination_entry_skipped)
+{
+    char gold_slash[PATH_MAX + 2];
+    tier_move_result res;
+    unsigned char *data = make_file(bronze, "e", 4096, 45);
+
+    snprintf(gold_slash, sizeof(gold_slash), "%s/", gold);
+    const char *also[] = {gold_slash, gold, silver, bronze};
+    cr_assert_eq(move_any(bronze, also, 4, gold, "e", &res), TIER_OK, "%s", res.reason);
+    assert_file(gold, "e", data, 4096);
+    cr_assert_not(exists(bronze, "e"));
+    /* Again: already there, still OK, still one copy. */
+    cr_assert_eq(move_any(bronze, also, 4, gold, "e", &res), TIER_OK, "%s", res.reason);
+    assert_file(gold, "e", data, 4096);
+    cr_assert_eq(count_entries(gold, NULL), 1);
+    free(data);
+}
+
+/* Deferred directory syncs only ever concern src_dir and dst_dir: a rename
+ * out of an also dir syncs on its own. */
+Test(move, any_defer_only_for_src_dir)
+{
+    const char *also[] = {bronze};
+    tier_move_spec spec = {
+        .src_dir = gold, .dst_dir = silver, .filename = "f", .defer_dir_sync = 1};
+    tier_move_result res;
+
+    free(make_file(bronze, "f", 100, 46));
+    cr_assert_eq(tier_move_file_any(&spec, also, 1, NULL, NULL, &res), TIER_OK, "%s", res.reason);
+    cr_assert_eq(res.dirs_unsynced, 0);
+    cr_assert(exists(silver, "f"));
+    cr_assert_not(exists(bronze, "f"));
+}

@@ -12,6 +12,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <mysql.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include "tier_move.h"
 #include "tier_testenv.h"
 #include "tier_time.h"
+#include "tier_worker.h"
 
 #define MAXW 4
 
@@ -526,6 +528,24 @@ Test(worker, usage)
     free(bin);
 }
 
+/* --crash-points lists the worker's points in protocol order; an armed
+ * name that is not one of them is refused at start. */
+Test(worker, crash_points)
+{
+    char *bin = tier_test_bin("tier-worker");
+    char out[4096];
+    char *list[] = {bin, "--crash-points", NULL};
+    char *help[] = {bin, "--help", NULL};
+    char *typo[] = {"TIER_CRASH=move.renamd", NULL};
+    cr_assert_eq(tier_test_run(list, NULL, out, sizeof(out), 5000), 0, "%s", out);
+    cr_assert_str_eq(out, "worker.after_claim\nmove.renamed\nmove.linked\nmove.copied\n"
+                          "move.installed\nmove.src_unlinked\nworker.before_dir_sync\n"
+                          "worker.before_complete\nworker.after_complete\n");
+    cr_assert_eq(tier_test_run(help, typo, out, sizeof(out), 5000), 2, "%s", out);
+    cr_assert(strstr(out, "no such crash point") != NULL, "%s", out);
+    free(bin);
+}
+
 /* The seed's walk-through: contents 1..6 as in its table (b.mp4 missing on
  * disk), g.mp4 added as cid 7 and reported at 1964 -> silver; d.mp4 and
  * e.mp4 to gold; b.mp4 not exists. */
@@ -869,5 +889,60 @@ Test(worker, tierd_restart, .timeout = 300)
     check_all(&f, n, 256);
     cr_assert(running(f.w[0]) && running(f.w[1]));
     cr_log_info("tierd killed with %ld of %ld settled", at_kill, n);
+    teardown(&f);
+}
+
+/* ---------------------------------------------------------- in-process */
+
+static void *run_worker(void *arg)
+{
+    return (void *)(intptr_t)tier_worker_run(arg);
+}
+
+/* A tier_worker inside the test process: moves a file, stops on request,
+ * closes cleanly; a second open with a bad config is refused. */
+Test(worker, in_process, .timeout = 120)
+{
+    char d1[1024], d2[1024], d3[1024], dirs[3200], buf[64];
+    tier_worker_config cfg = {0};
+    tier_worker *w = NULL;
+    pthread_t t;
+    void *ret;
+    fx f;
+
+    setup(&f, NULL, false);
+    write_content(&f, "bronze", "g.mp4", 7, 7777);
+    sql(&f, "INSERT INTO contents (cid, content_level, filename) VALUES (7, 'bronze', 'g.mp4')");
+    tierd_start(&f);
+    snprintf(dirs, sizeof(dirs), "%s,%s,%s", level_dir(&f, "bronze", d1, sizeof(d1)),
+             level_dir(&f, "silver", d2, sizeof(d2)), level_dir(&f, "gold", d3, sizeof(d3)));
+    cfg.tierd_url = f.td.listen;
+    cfg.pull_url = f.td.push;
+    cfg.id = "inproc";
+    cfg.moves = 2;
+    cfg.dirs = dirs;
+    cr_assert_eq(tier_worker_open(&w, &cfg), TIER_OK);
+    cr_assert_eq(pthread_create(&t, NULL, run_worker, w), 0);
+    usleep(200 * 1000); /* connected, so the push reaches it */
+    report_one(&f, 7, 1964);
+    int64_t end = tier_mono_ms() + 20000;
+    while (tier_mono_ms() < end && sqlnum(&f, "SELECT COUNT(*) FROM update_history") < 1)
+        usleep(50 * 1000);
+    tier_test_sql1(f.my, "SELECT content_level FROM contents WHERE cid = 7", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "silver");
+    cr_assert(same_content(&f, "silver", "g.mp4", 7, 7777));
+    cr_assert(!exists_in(&f, "bronze", "g.mp4"));
+
+    int64_t t0 = tier_mono_ms();
+    tier_worker_stop(w, false);
+    cr_assert_eq(pthread_join(t, &ret), 0);
+    cr_assert_eq((int)(intptr_t)ret, TIER_OK);
+    cr_assert_lt(tier_mono_ms() - t0, 5000, "stop took %lld ms", (long long)(tier_mono_ms() - t0));
+    cr_assert_eq(tier_worker_run(w), TIER_FAILED_PRECONDITION, "run is once per object");
+    tier_worker_close(w);
+
+    cfg.dirs = "relative/dir";
+    cr_assert_eq(tier_worker_open(&w, &cfg), TIER_INVALID_ARGUMENT);
+    cr_assert_null(w);
     teardown(&f);
 }

@@ -48,12 +48,29 @@
  * instead of resurrecting a second copy under D.  Rename and link need S to
  * exist, so the same-filesystem paths cannot resurrect anything.
  *
+ * Several possible sources (tier_move_file_any).  A retargeted job may have
+ * its file in its source, in any directory an earlier claim moved it to, or
+ * at the destination.  Each candidate source is handed to tier_move_file
+ * with the same destination, so every step is one of the moves above and
+ * (1) and (2) hold for each pair (source, D).  Never lost: a source copy is
+ * only removed by tier_move_file, after D durably holds the same bytes.
+ * Never duplicated: after any source was acted on, every source is looked at
+ * again, until a round finds none holding the file, so an identical
+ * leftover (a cross-filesystem attempt that died after installing D, or two
+ * earlier claims) is removed before OK is returned; a differing copy stops
+ * the job (ALREADY_EXISTS) with nothing deleted, and any other error of any
+ * source is the result, so the job is retried rather than completed with a
+ * leftover.  NOT_FOUND needs every source and D missing: each source is
+ * asked once more without the cheap presence check, so the answer comes
+ * from tier_move_file's "S first, D second" look (see below).
+ *
  * Every error path after T was created unlinks T.  Symlinks are never
  * followed: the directories are opened O_NOFOLLOW, the file with O_NOFOLLOW
  * and fstatat(AT_SYMLINK_NOFOLLOW); anything but a regular file is refused.
  */
 #include "tier_move.h"
 
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_name.h"
 #include "tier_status.h"
@@ -62,6 +79,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -299,6 +317,8 @@ static int unlink_source(mover *m, const struct stat *expect)
         e = errno;
     if (e != 0 && e != ENOENT)
         return fail_errno(m->res, e, "unlink source", name);
+    if (e == 0)
+        TIER_CRASH_AT("move.src_unlinked"); /* S gone, its directory not yet synced */
     return TIER_OK;
 }
 
@@ -423,6 +443,7 @@ static int move_by_link(mover *m, const struct stat *sst)
     if (e != 0)
         return fail_errno(m->res, e, "link", name);
     hook("linked");
+    TIER_CRASH_AT("move.linked"); /* S and D one inode; nothing synced */
     /* D durable before S goes (S and D are one inode, so this also covers
      * the data). */
     if ((rc = sync_dir(m, m->dfd, m->spec->dst_dir)) != TIER_OK)
@@ -456,6 +477,7 @@ static int move_by_rename(mover *m, const struct stat *sst)
         return fail_errno(m->res, e, "rename", name);
     }
     hook("renamed");
+    TIER_CRASH_AT("move.renamed"); /* D only; neither directory synced */
     /* One atomic metadata operation on one filesystem: syncing the
      * directories makes the completed move durable before we report it
      * (or the caller does, once for a whole batch: defer_dir_sync). */
@@ -639,6 +661,7 @@ static int move_by_copy(mover *m, const struct stat *sst)
         goto fail_tmp;
     }
     hook("verified");
+    TIER_CRASH_AT("move.copied"); /* T complete and durable; D not there */
 
     /* Last look before the point of no return.  A slow attempt that lost its
      * lease may reach this point after another attempt finished the move and
@@ -677,6 +700,7 @@ static int move_by_copy(mover *m, const struct stat *sst)
     if (linked) /* T is still a second name of D */
         unlinkat(m->dfd, tmp, 0);
     hook("installed");
+    TIER_CRASH_AT("move.installed"); /* S and D identical; D's directory not synced */
     close(out);
     out = -1;
 
@@ -797,6 +821,169 @@ out:
     if (m.dfd >= 0)
         close(m.dfd);
     return rc;
+}
+
+/* ---- several possible sources */
+
+/* Length of dir without trailing '/' ("/" itself stays "/"). */
+static size_t dir_len(const char *dir)
+{
+    size_t n = strlen(dir);
+
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return n;
+}
+
+static int same_dir_name(const char *a, const char *b)
+{
+    size_t na = dir_len(a), nb = dir_len(b);
+
+    return na == nb && memcmp(a, b, na) == 0;
+}
+
+/* What a look at dir/name says, before a tier_move_file call is spent on
+ * it: 1 the name may be there (exists, or an error tier_move_file should
+ * look at and report), 0 it is not, -1 the directory itself is missing. */
+static int look(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+        return 1;
+    if (lstat(path, &st) == 0)
+        return 1;
+    if (errno != ENOENT && errno != ENOTDIR)
+        return 1;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+/* The file is in no source: OK if the destination holds it (made durable,
+ * an earlier attempt may have died before its fsync), else NOT_FOUND. */
+static int at_destination(const tier_move_spec *spec, tier_move_result *res)
+{
+    const char *name = spec->filename;
+    int rc = look(spec->dst_dir, name);
+
+    if (rc < 0)
+        return fail_errno(res, ENOENT, "open destination directory", spec->dst_dir);
+    if (rc == 0)
+        return set_result(res, TIER_NOT_FOUND, 1, "%s not exists", name);
+    if ((rc = tier_move_sync_dir(spec->dst_dir, res->reason, sizeof(res->reason))) != TIER_OK)
+        return set_result(res, rc, 0, "%s", res->reason);
+    return set_result(res, TIER_OK, 0, "%s: already at destination", name);
+}
+
+/* The candidate sources of a job: src_dir first, then the also dirs, each
+ * once, none equal to dst_dir.  Returns how many, or -1 (res set). */
+static int list_sources(const tier_move_spec *spec, const char *const *also, size_t n_also,
+                        const char **out, tier_move_result *res)
+{
+    int n = 0;
+
+    for (size_t i = 0; i <= n_also; i++) {
+        const char *d = i == 0 ? spec->src_dir : also[i - 1];
+        int dup = 0;
+
+        if (d == NULL || d[0] != '/') {
+            set_result(res, TIER_INVALID_ARGUMENT, 1, "level directories must be absolute");
+            return -1;
+        }
+        for (int k = 0; k < n && !dup; k++)
+            dup = same_dir_name(out[k], d);
+        if (!dup && !same_dir_name(d, spec->dst_dir))
+            out[n++] = d;
+    }
+    return n;
+}
+
+/* One round over the sources.  final = 0: skip sources that certainly lack
+ * the file; final = 1: ask every source whose directory exists (src_dir
+ * even if not, so its absence is reported as tier_move_file always did).
+ * Returns TIER_OK with *acted = calls that returned OK and *called = calls
+ * made, or the first result that is neither OK nor NOT_FOUND (in res). */
+static int any_round(const tier_move_spec *spec, const char **src, int n, int final,
+                     tier_move_progress_fn progress, void *arg, tier_move_result *res, int *acted,
+                     int *called)
+{
+    *acted = *called = 0;
+    for (int i = 0; i < n; i++) {
+        /* Deferred directory syncs are only ever those of src_dir and
+         * dst_dir, the pair the caller knows about. */
+        tier_move_spec one = *spec;
+        tier_move_result r;
+        int seen = look(src[i], spec->filename), rc;
+
+        one.src_dir = src[i];
+        one.defer_dir_sync = src[i] == spec->src_dir ? spec->defer_dir_sync : 0;
+        if (final ? seen < 0 && src[i] != spec->src_dir : seen <= 0)
+            continue;
+        (*called)++;
+        rc = tier_move_file(&one, progress, arg, &r);
+        if (rc == TIER_NOT_FOUND)
+            continue;
+        if (rc != TIER_OK) {
+            *res = r;
+            return rc;
+        }
+        /* Keep the words of a call that moved data over "already ...". */
+        if (res->code != TIER_OK || strstr(res->reason, "already") != NULL)
+            snprintf(res->reason, sizeof(res->reason), "%s", r.reason);
+        res->code = TIER_OK;
+        res->permanent = 0;
+        res->crossed_fs |= r.crossed_fs;
+        res->dirs_unsynced |= r.dirs_unsynced;
+        (*acted)++;
+    }
+    return TIER_OK;
+}
+
+int tier_move_file_any(const tier_move_spec *spec, const char *const *also_dirs, size_t n_also,
+                       tier_move_progress_fn progress, void *arg, tier_move_result *res)
+{
+    const char *src[1 + TIER_MOVE_MAX_ALSO];
+    tier_move_result scratch;
+    int n, acted = 0, called, found = 0, rc;
+
+    if (res == NULL)
+        res = &scratch;
+    /* One source, or arguments tier_move_file refuses: exactly it. */
+    if (n_also == 0 || spec == NULL || spec->src_dir == NULL || spec->dst_dir == NULL ||
+        spec->filename == NULL || spec->dst_dir[0] != '/' ||
+        !tier_name_valid(spec->filename, strlen(spec->filename)))
+        return tier_move_file(spec, progress, arg, res);
+    memset(res, 0, sizeof(*res));
+    if (also_dirs == NULL || n_also > TIER_MOVE_MAX_ALSO)
+        return set_result(res, TIER_INVALID_ARGUMENT, 1, "at most %d other directories",
+                          TIER_MOVE_MAX_ALSO);
+    if ((n = list_sources(spec, also_dirs, n_also, src, res)) < 0)
+        return res->code;
+    if (n == 0) /* every directory is the destination: tier_move_file says so */
+        return tier_move_file(spec, progress, arg, res);
+    set_result(res, TIER_NOT_FOUND, 1, "%s not exists", spec->filename);
+    /* Until a round finds no source holding the file: a copy acted on may
+     * have an identical twin in a source looked at before it. */
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        rc = any_round(spec, src, n, 0, progress, arg, res, &acted, &called);
+        if (rc != TIER_OK)
+            return rc;
+        found += acted;
+        if (acted == 0)
+            break;
+    }
+    if (acted != 0)
+        return set_result(res, TIER_UNAVAILABLE, 0,
+                          "%s: gave up after %d rounds, the directories kept changing",
+                          spec->filename, MAX_ROUNDS);
+    if (found > 0)
+        return TIER_OK;
+    /* No source seemed to hold it: tier_move_file decides between "already
+     * at destination" (made durable) and NOT_FOUND, looking at S first and
+     * D second. */
+    if ((rc = any_round(spec, src, n, 1, progress, arg, res, &acted, &called)) != TIER_OK)
+        return rc;
+    return called > 0 ? res->code : at_destination(spec, res);
 }
 
 int tier_move_cleanup_dir(const char *dir, int64_t older_than_ms)

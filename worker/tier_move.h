@@ -76,6 +76,25 @@ typedef struct {
 int tier_move_file(const tier_move_spec *spec, tier_move_progress_fn progress, void *arg,
                    tier_move_result *res);
 
+/* Most other directories tier_move_file_any looks in (one per level). */
+#define TIER_MOVE_MAX_ALSO 64
+
+/* Like tier_move_file, for a job whose file may be in any of several
+ * directories: spec->src_dir, also_dirs[0..n_also) and spec->dst_dir (a job
+ * claimed before, its file moved by that earlier claim whose worker died,
+ * then retargeted).  Moves the file into spec->dst_dir from wherever it is
+ * and removes every copy left in the other directories that is identical to
+ * the one at the destination.  Directories equal to dst_dir (trailing '/'
+ * ignored) are skipped.  OK when the file ends up at the destination with no
+ * copy left elsewhere; NOT_FOUND only when it is in none of them; a copy
+ * elsewhere that differs from the destination's is refused (ALREADY_EXISTS,
+ * permanent, nothing deleted); any other error of one directory is the
+ * result (retrying finishes the job).  n_also = 0 is exactly tier_move_file.
+ * res->dirs_unsynced (defer_dir_sync) only ever concerns src_dir and
+ * dst_dir: a move out of an also dir always syncs its directories. */
+int tier_move_file_any(const tier_move_spec *spec, const char *const *also_dirs, size_t n_also,
+                       tier_move_progress_fn progress, void *arg, tier_move_result *res);
+
 /* Remove TIER_MOVE_TMP_PREFIX files in dir whose last change (ctime) is at
  * least older_than_ms ago; 0 removes all of them.  Pick older_than_ms well
  * above the longest a live attempt can go without writing (its lease): a

@@ -1,0 +1,1228 @@
+/*
+ * tier_worker.c -- the tier-worker engine (tier_worker.h): moves content
+ * files between level directories for tierd (seed 000's worker).  main.c
+ * wraps it into the tier-worker program; tests run it in-process.
+ *
+ * Threads and the life of a job:
+ *
+ *   receiver   pull0 socket dialled to tierd's push address.  Each MoveJob is
+ *              only a hint: its cid goes into the table of jobs this worker
+ *              knows (a cid already there is dropped: one local attempt per
+ *              job) and onto the run queue.
+ *   movers     N threads.  Each takes up to 64 queued entries, claims the
+ *              unclaimed ones in one ClaimJob call, and moves the files with
+ *              tier_move_file_any() using the *claimed* job's fields (its
+ *              src_dir, also_dirs and dst_dir: a retargeted job's file may
+ *              be wherever an earlier claim left it).  Results go
+ *              to the completion queue (moved) or to FailJob (failed).  When
+ *              a move turns out to be long (tier_move calls the progress
+ *              callback after a second), the thread hands the rest of its
+ *              batch back to the queue, so a big cross-filesystem copy never
+ *              holds up small renames that other threads can do.
+ *   completers two threads that send everything moved so far in one
+ *              CompleteJob call (OK = the level is durable in MySQL); while
+ *              one waits, the next batch accumulates for the other.
+ *   keeper     renews the leases of every claimed job still in the worker
+ *              every lease/3 in one RenewLease call; a lease reported lost
+ *              (or run out by our own clock) makes the progress callback
+ *              abort the copy, and the job is dropped: tierd gives it to
+ *              someone else, whose tier_move finishes whatever we left.
+ *
+ * Everything the worker does to a file is safe to repeat or to abandon at
+ * any instruction (tier_move.h), so the worker itself keeps no state on disk:
+ * a job whose worker died comes back from tierd after its lease.
+ *
+ * tierd away (restart): every call is retried with backoff (50 ms doubling to
+ * 1 s) on UNAVAILABLE / DEADLINE_EXCEEDED; the worker never exits for it.  A
+ * ClaimJob retried after a lost reply can find jobs it claimed itself
+ * "ALREADY_EXISTS": those are looked up with GetJob and adopted.
+ *
+ * Stopping (tier_worker_stop; tier-worker does it on SIGINT / SIGTERM):
+ * stop taking work, abort copies in progress (no temporary is left), give
+ * unstarted claimed jobs back (FailJob, transient, retry at once), send
+ * pending completions (at most 10 s), then tier_worker_run returns.  A hard
+ * stop (tier-worker: a second signal, which exits at once) gives up on
+ * calls too; whatever was claimed comes back after its lease.
+ *
+ * Several tierd addresses (a hot standby listens only while it is the
+ * writer): the rpc client and the pull socket dial each of them; requests
+ * and pushes flow over whichever is connected.
+ *
+ * Locking: w->mu guards the job table, both queues and the claim fields of
+ * the jobs (functions that need it assert so); a job's other fields belong
+ * to the one thread that holds it (mover, then completer).  stop_mu only
+ * pairs stop_cv with the stop flags.
+ */
+#include "tier_worker.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tier_client.h"
+#include "tier_crash.h"
+#include "tier_log.h"
+#include "tier_move.h"
+#include "tier_status.h"
+#include "tier_time.h"
+
+#define MAX_BATCH 64           /* jobs a mover claims at once */
+#define COMPLETE_MAX 1024      /* jobs per CompleteJob call */
+#define RENEW_MAX 1000         /* jobs per RenewLease call */
+#define NCOMPLETERS 2          /* CompleteJob calls in flight */
+#define RPC_TIMEOUT_MS 5000    /* per call */
+#define BACKOFF_MIN_MS 50      /* retry of a call while tierd is away ... */
+#define BACKOFF_MAX_MS 1000    /* ... doubling up to this */
+#define FLUSH_TIMEOUT_MS 10000 /* completions still sent after a soft stop */
+#define NBUCKETS 65536
+
+/* ------------------------------------------------------------ state */
+
+/* A job this worker knows: queued (a hint, or claimed and handed back),
+ * being moved, or moved and waiting for its completion. */
+typedef struct job {
+    int64_t cid;
+    bool claimed;        /* we hold a lease; the fields below are valid */
+    bool lost;           /* tierd says the lease is gone */
+    uint64_t fence;      /* of our claim */
+    int64_t lease_until; /* monotonic ms: our conservative end of the lease */
+    uint32_t attempts;   /* claims so far, ours included */
+    bool dirs_unsynced;  /* renamed; its directories are fsynced by the completer */
+    char *filename, *src_dir, *dst_dir, *target, *from;
+    char **also_dirs; /* other directories the file may be in (Job.also_dirs) */
+    size_t n_also;
+    struct job *qnext; /* run queue or completion queue */
+    struct job *hnext; /* table chain */
+} job;
+
+typedef struct {
+    char *tierd_url; /* one or more, comma-separated */
+    char *pull_url;  /* one or more, comma-separated */
+    char id[129];
+    unsigned moves;
+    uint32_t lease_ms;
+    char *dirs;
+} config;
+
+/* Directories whose stale temporaries were cleaned already. */
+typedef struct seen_dir {
+    struct seen_dir *next;
+    char path[];
+} seen_dir;
+
+struct tier_worker {
+    config cfg;
+    tier_client *client;
+    nng_socket pull; /* dialled to every push address of tierd */
+    bool pull_open;  /* not yet closed (the receiver closes it when it stops) */
+
+    /* mu guards the table, both queues, movers_done and the claim fields of
+     * every job (claimed, lost, fence, lease_until, attempts).  mu_owner /
+     * mu_held let functions that need it assert they hold it. */
+    pthread_mutex_t mu;
+    pthread_t mu_owner;
+    bool mu_held;
+    pthread_cond_t run_cv;  /* run queue / stop */
+    pthread_cond_t done_cv; /* completion queue / stop */
+    job *table[NBUCKETS];
+    job *qhead, *qtail; /* run queue */
+    job *chead, *ctail; /* completion queue */
+    bool movers_done;   /* completers may leave once their queue is empty */
+
+    atomic_bool stopping;  /* stop asked for */
+    atomic_bool hard_stop; /* give up on calls in progress */
+    atomic_bool ran;       /* tier_worker_run was called */
+    pthread_mutex_t stop_mu;
+    pthread_cond_t stop_cv; /* stopping, hard_stop or finished changed */
+    bool finished;          /* run is over (stop_mu): the flush timer leaves */
+
+    seen_dir *seen_dirs;
+    pthread_mutex_t seen_mu;
+
+    /* Counters for the exit line. */
+    atomic_uint_fast64_t n_moved, n_completed, n_failed, n_lost, n_claim_refused;
+};
+
+/* ------------------------------------------------------------ the lock */
+
+static void lock(tier_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->mu_owner = pthread_self();
+    w->mu_held = true;
+}
+
+static void unlock(tier_worker *w)
+{
+    assert(w->mu_held && pthread_equal(w->mu_owner, pthread_self()));
+    w->mu_held = false;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* pthread_cond_wait on w->mu, keeping the owner record true. */
+static void wait_on(tier_worker *w, pthread_cond_t *cv)
+{
+    assert(w->mu_held && pthread_equal(w->mu_owner, pthread_self()));
+    w->mu_held = false;
+    pthread_cond_wait(cv, &w->mu);
+    w->mu_owner = pthread_self();
+    w->mu_held = true;
+}
+
+/* For functions whose callers must hold w->mu.  Only the holder reads
+ * mu_held/mu_owner here, and only the holder writes them. */
+static void assert_locked(tier_worker *w)
+{
+    assert(w->mu_held && pthread_equal(w->mu_owner, pthread_self()));
+    (void)w;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static bool retryable(int rv)
+{
+    return rv == TIER_UNAVAILABLE || rv == TIER_DEADLINE_EXCEEDED;
+}
+
+/* One step of the retry loop of a call that failed with rv: logs, sleeps,
+ * doubles *backoff.  Returns false when the caller should give up. */
+static bool retry_wait(tier_worker *w, const char *what, int rv, const tier_error *err, int *tries,
+                       int64_t *backoff, bool give_up_on_stop)
+{
+    if (!retryable(rv))
+        return false;
+    if (atomic_load(&w->hard_stop) || (give_up_on_stop && atomic_load(&w->stopping)))
+        return false;
+    if (*tries == 0 || *tries % 20 == 0)
+        tier_warn("%s: %s (%s); retrying", what, tier_status_name(rv), err->message);
+    (*tries)++;
+    sleep_ms(*backoff);
+    *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
+    return true;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s != NULL ? s : "");
+    if (p == NULL) {
+        tier_error("out of memory");
+        abort();
+    }
+    return p;
+}
+
+/* Frees the fields copied from a claimed Job (take_job). */
+static void job_fields_free(job *j)
+{
+    free(j->filename);
+    free(j->src_dir);
+    free(j->dst_dir);
+    free(j->target);
+    free(j->from);
+    for (size_t i = 0; i < j->n_also; i++)
+        free(j->also_dirs[i]);
+    free(j->also_dirs);
+    j->also_dirs = NULL;
+    j->n_also = 0;
+}
+
+static void job_free(job *j)
+{
+    if (j == NULL)
+        return;
+    job_fields_free(j);
+    free(j);
+}
+
+/* The table (mu held: asserted). */
+static size_t bucket(int64_t cid)
+{
+    uint64_t h = (uint64_t)cid * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(h >> 48) % NBUCKETS;
+}
+
+static job *tab_find(tier_worker *w, int64_t cid)
+{
+    assert_locked(w);
+    for (job *j = w->table[bucket(cid)]; j != NULL; j = j->hnext)
+        if (j->cid == cid)
+            return j;
+    return NULL;
+}
+
+static void tab_add(tier_worker *w, job *j)
+{
+    assert_locked(w);
+    size_t b = bucket(j->cid);
+    j->hnext = w->table[b];
+    w->table[b] = j;
+}
+
+static void tab_del(tier_worker *w, job *j)
+{
+    assert_locked(w);
+    for (job **pp = &w->table[bucket(j->cid)]; *pp != NULL; pp = &(*pp)->hnext) {
+        if (*pp == j) {
+            *pp = j->hnext;
+            return;
+        }
+    }
+}
+
+/* Forgets a job (not on any queue). */
+static void forget(tier_worker *w, job *j)
+{
+    lock(w);
+    tab_del(w, j);
+    unlock(w);
+    job_free(j);
+}
+
+static void enqueue_run_locked(tier_worker *w, job *j, bool front)
+{
+    assert_locked(w);
+    j->qnext = NULL;
+    if (w->qhead == NULL) {
+        w->qhead = w->qtail = j;
+    } else if (front) {
+        j->qnext = w->qhead;
+        w->qhead = j;
+    } else {
+        w->qtail->qnext = j;
+        w->qtail = j;
+    }
+}
+
+static void enqueue_done(tier_worker *w, job *j)
+{
+    lock(w);
+    j->qnext = NULL;
+    if (w->chead == NULL)
+        w->chead = w->ctail = j;
+    else
+        w->ctail = w->ctail->qnext = j;
+    pthread_cond_signal(&w->done_cv);
+    unlock(w);
+}
+
+/* Whether we may still act on j: lease neither reported lost nor run out by
+ * our clock (measured from before the call that granted it). */
+static bool lease_ok(tier_worker *w, job *j)
+{
+    bool ok;
+    lock(w);
+    ok = j->claimed && !j->lost && tier_mono_ms() < j->lease_until;
+    unlock(w);
+    return ok;
+}
+
+/* Cleans stale temporaries of dir once per run of the worker.  A temporary
+ * of a live attempt is rewritten (ctime) continuously, so anything untouched
+ * for two leases belongs to a dead attempt. */
+static void clean_dir_once(tier_worker *w, const char *dir)
+{
+    seen_dir *d;
+    int rv;
+
+    if (dir == NULL || dir[0] != '/')
+        return;
+    pthread_mutex_lock(&w->seen_mu);
+    for (d = w->seen_dirs; d != NULL; d = d->next)
+        if (strcmp(d->path, dir) == 0)
+            break;
+    if (d == NULL && (d = malloc(sizeof(*d) + strlen(dir) + 1)) != NULL) {
+        strcpy(d->path, dir);
+        d->next = w->seen_dirs;
+        w->seen_dirs = d;
+        d = NULL; /* new: clean it */
+    } else {
+        d = (seen_dir *)1; /* seen (or out of memory): skip */
+    }
+    pthread_mutex_unlock(&w->seen_mu);
+    if (d != NULL)
+        return;
+    rv = tier_move_cleanup_dir(dir, 2 * (int64_t)w->cfg.lease_ms);
+    if (rv != TIER_OK)
+        tier_warn("cleaning temporaries of %s: %s", dir, tier_status_name(rv));
+    else
+        tier_debug("cleaned stale temporaries of %s", dir);
+}
+
+/* ------------------------------------------------------------ receiver */
+
+static void *receiver_main(void *arg)
+{
+    tier_worker *w = arg;
+    int rv;
+
+    while (!atomic_load(&w->stopping)) {
+        int64_t cids[256];
+        size_t n = 0;
+        int flags = 0;
+
+        /* Wait for one hint, then take whatever else has arrived. */
+        while (n < 256) {
+            nng_msg *m;
+            Tier__MoveJob *mj;
+            if ((rv = nng_recvmsg(w->pull, &m, flags)) != 0)
+                break;
+            flags = NNG_FLAG_NONBLOCK;
+            mj = tier__move_job__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+            nng_msg_free(m);
+            if (mj == NULL) {
+                tier_warn("dropped a malformed MoveJob");
+                continue;
+            }
+            if (mj->cid > 0)
+                cids[n++] = mj->cid;
+            tier__move_job__free_unpacked(mj, NULL);
+        }
+        if (n == 0) {
+            if (rv != NNG_ETIMEDOUT && rv != 0)
+                sleep_ms(10);
+            continue;
+        }
+        lock(w);
+        for (size_t i = 0; i < n; i++) {
+            job *j;
+            if (tab_find(w, cids[i]) != NULL)
+                continue; /* queued or in progress here already */
+            if ((j = calloc(1, sizeof(*j))) == NULL)
+                break;
+            j->cid = cids[i];
+            tab_add(w, j);
+            enqueue_run_locked(w, j, false);
+        }
+        pthread_cond_broadcast(&w->run_cv);
+        unlock(w);
+    }
+    /* No more pushes to us: tierd's push goes to the other workers.
+     * pull_open is only read again after this thread was joined. */
+    nng_close(w->pull);
+    w->pull_open = false;
+    return NULL;
+}
+
+/* ------------------------------------------------------------ claims */
+
+static void take_job(tier_worker *w, job *j, const Tier__Job *src, int64_t t0)
+{
+    lock(w);
+    j->claimed = true;
+    j->lost = false;
+    j->fence = src->fence;
+    j->attempts = src->attempts;
+    j->lease_until = t0 + w->cfg.lease_ms;
+    unlock(w);
+    job_fields_free(j);
+    j->filename = xstrdup(src->filename);
+    j->src_dir = xstrdup(src->src_dir);
+    j->dst_dir = xstrdup(src->dst_dir);
+    j->target = xstrdup(src->target);
+    j->from = xstrdup(src->db_level);
+    /* More than tier_move_file_any takes is refused by it (permanent). */
+    if (src->n_also_dirs > 0) {
+        if ((j->also_dirs = calloc(src->n_also_dirs, sizeof(*j->also_dirs))) == NULL) {
+            tier_error("out of memory");
+            abort();
+        }
+        for (size_t i = 0; i < src->n_also_dirs; i++)
+            j->also_dirs[i] = xstrdup(src->also_dirs[i]);
+        j->n_also = src->n_also_dirs;
+    }
+}
+
+/* After a retried ClaimJob, "ALREADY_EXISTS" may be our own claim whose
+ * reply was lost: adopt it if GetJob says we hold it. */
+static bool adopt(tier_worker *w, job *j, int64_t t0)
+{
+    Tier__GetJobRequest req = TIER__GET_JOB_REQUEST__INIT;
+    Tier__GetJobReply *rep = NULL;
+    tier_error err;
+    bool ok = false;
+
+    req.cid = j->cid;
+    if (tier_get_job(w->client, &req, &rep, &err) != TIER_OK)
+        return false;
+    if (rep->job != NULL && strcmp(rep->job->status, "claimed") == 0 &&
+        strcmp(rep->job->worker_id, w->cfg.id) == 0) {
+        take_job(w, j, rep->job, t0);
+        ok = true;
+        tier_info("cid %lld: adopted our own claim (fence %llu) after a lost reply",
+                  (long long)j->cid, (unsigned long long)j->fence);
+    }
+    tier_free(rep);
+    return ok;
+}
+
+/* Claims the unclaimed entries of b[0..n); drops the refused ones.
+ * Returns the new n (claimed jobs only, order kept). */
+static size_t claim_batch(tier_worker *w, job **b, size_t n)
+{
+    Tier__ClaimJobRequest req = TIER__CLAIM_JOB_REQUEST__INIT;
+    Tier__ClaimJobReply *rep = NULL;
+    int64_t cids[MAX_BATCH];
+    size_t pos[MAX_BATCH]; /* batch position of each cid asked for */
+    bool keep[MAX_BATCH];
+    size_t na = 0, out = 0;
+    int64_t backoff = BACKOFF_MIN_MS, t0 = 0;
+    int tries = 0, rv;
+    tier_error err;
+
+    for (size_t i = 0; i < n; i++) {
+        keep[i] = true;
+        if (!b[i]->claimed) {
+            pos[na] = i;
+            cids[na++] = b[i]->cid;
+        }
+    }
+    if (na == 0)
+        return n;
+    req.worker_id = w->cfg.id;
+    req.cids = cids;
+    req.n_cids = na;
+    req.lease_ms = w->cfg.lease_ms;
+    do {
+        t0 = tier_mono_ms();
+        rv = tier_claim_job(w->client, &req, &rep, &err);
+    } while (rv != TIER_OK && retry_wait(w, "ClaimJob", rv, &err, &tries, &backoff, true));
+    if (rv == TIER_OK)
+        TIER_CRASH_AT("worker.after_claim"); /* claimed in tierd; no file touched */
+    for (size_t a = 0; a < na; a++) {
+        job *j = b[pos[a]];
+        const Tier__ClaimResult *r = rv == TIER_OK && a < rep->n_results ? rep->results[a] : NULL;
+        if (r != NULL && (int)r->code == TIER_OK && r->job != NULL) {
+            take_job(w, j, r->job, t0);
+            continue;
+        }
+        if (r != NULL && (int)r->code == TIER_ALREADY_EXISTS && tries > 0 && adopt(w, j, t0))
+            continue;
+        if (r != NULL) {
+            /* The seed's "status is not update and worker_id is not null". */
+            tier_debug("cid %lld: not claimed: %s", (long long)j->cid,
+                       r->message[0] ? r->message : tier_status_name(r->code));
+            atomic_fetch_add(&w->n_claim_refused, 1);
+        }
+        keep[pos[a]] = false;
+        forget(w, j);
+    }
+    if (rv != TIER_OK && !atomic_load(&w->stopping))
+        tier_warn("ClaimJob: %s (%s); dropped %zu hint(s), tierd pushes them again",
+                  tier_status_name(rv), err.message, na);
+    if (rv == TIER_OK)
+        tier_free(rep);
+    for (size_t i = 0; i < n; i++)
+        if (keep[i])
+            b[out++] = b[i];
+    return out;
+}
+
+/* ------------------------------------------------------------ fail / release */
+
+static void fail_job(tier_worker *w, job *j, const char *reason, bool permanent,
+                     uint32_t retry_after_ms)
+{
+    Tier__FailJobRequest req = TIER__FAIL_JOB_REQUEST__INIT;
+    Tier__JobRef ref = TIER__JOB_REF__INIT;
+    Tier__FailJobReply *rep = NULL;
+    int64_t backoff = BACKOFF_MIN_MS;
+    int tries = 0, rv;
+    tier_error err;
+
+    ref.cid = j->cid;
+    ref.fence = j->fence;
+    req.worker_id = w->cfg.id;
+    req.job = &ref;
+    req.reason = (char *)reason;
+    req.permanent = permanent;
+    req.retry_after_ms = retry_after_ms;
+    do {
+        rv = tier_fail_job(w->client, &req, &rep, &err);
+        /* Past our lease the call is pointless: tierd takes the job back. */
+    } while (rv != TIER_OK && lease_ok(w, j) &&
+             retry_wait(w, "FailJob", rv, &err, &tries, &backoff, false));
+    tier_free(rep);
+    if (rv == TIER_FAILED_PRECONDITION && tries > 0)
+        rv = TIER_OK; /* a retry after a lost reply: done already */
+    if (rv != TIER_OK)
+        tier_warn("cid %lld: FailJob: %s (%s); the job comes back after its lease",
+                  (long long)j->cid, tier_status_name(rv), err.message);
+    forget(w, j);
+}
+
+/* Gives a claimed job back unstarted (stopping): due again at once. */
+static void release_job(tier_worker *w, job *j)
+{
+    /* After a hard stop nobody waits for FailJob: the lease brings it back. */
+    if (j->claimed && lease_ok(w, j) && !atomic_load(&w->hard_stop))
+        fail_job(w, j, "released unstarted: worker stopping", false, 1);
+    else
+        forget(w, j);
+}
+
+/* 200 ms x 2^(attempts-1), at most 30 s. */
+static uint32_t backoff_ms(uint32_t attempts)
+{
+    uint32_t a = attempts > 0 ? attempts - 1 : 0;
+    uint64_t d = 200ULL << (a > 10 ? 10 : a);
+    return d > 30000 ? 30000 : (uint32_t)d;
+}
+
+/* ------------------------------------------------------------ movers */
+
+typedef struct {
+    tier_worker *w;
+    job *j;
+    job **batch;
+    size_t next; /* first unstarted entry of batch */
+    size_t *n;   /* batch length (cut when the rest is handed back) */
+    bool handed;
+} move_ctx;
+
+/* tier_move's progress callback: a long move is under way. */
+static int on_progress(void *arg)
+{
+    move_ctx *c = arg;
+    tier_worker *w = c->w;
+
+    if (!c->handed && c->next < *c->n) {
+        /* Let other threads do the rest of the batch meanwhile. */
+        lock(w);
+        for (size_t i = *c->n; i > c->next; i--)
+            enqueue_run_locked(w, c->batch[i - 1], true);
+        pthread_cond_broadcast(&w->run_cv);
+        unlock(w);
+        tier_debug("long move of %s: handed %zu job(s) back to the queue", c->j->filename,
+                   *c->n - c->next);
+        *c->n = c->next;
+        c->handed = true;
+    }
+    if (atomic_load(&w->stopping))
+        return 1;
+    return lease_ok(w, c->j) ? 0 : 1;
+}
+
+static void move_one(tier_worker *w, job *j, move_ctx *ctx)
+{
+    /* Directory fsyncs of plain renames are done once per CompleteJob
+     * batch by the completer (sync_batch_dirs), not twice per file. */
+    tier_move_spec spec = {j->src_dir, j->dst_dir, j->filename, 1};
+    tier_move_result res;
+    int rc;
+
+    if (!lease_ok(w, j)) {
+        tier_warn("%s: lease lost before the move (cid %lld); dropped", j->filename,
+                  (long long)j->cid);
+        atomic_fetch_add(&w->n_lost, 1);
+        forget(w, j);
+        return;
+    }
+    clean_dir_once(w, j->dst_dir);
+    rc = tier_move_file_any(&spec, (const char *const *)j->also_dirs, j->n_also, on_progress, ctx,
+                            &res);
+    if (rc == TIER_OK) {
+        j->dirs_unsynced = res.dirs_unsynced != 0;
+        atomic_fetch_add(&w->n_moved, 1);
+        if (strstr(res.reason, "already") != NULL || strstr(res.reason, "earlier") != NULL)
+            tier_info("%s moves %s to %s (%s)", j->filename, j->from, j->target, res.reason);
+        else
+            tier_info("%s moves %s to %s%s", j->filename, j->from, j->target,
+                      res.crossed_fs ? " (copied across filesystems)" : "");
+        enqueue_done(w, j);
+        return;
+    }
+    if (rc == TIER_ABORTED) {
+        if (atomic_load(&w->stopping)) {
+            tier_info("%s: move abandoned (stopping); the job comes back", j->filename);
+            release_job(w, j);
+        } else {
+            tier_warn("%s: move stopped, lease lost (cid %lld); dropped", j->filename,
+                      (long long)j->cid);
+            atomic_fetch_add(&w->n_lost, 1);
+            forget(w, j);
+        }
+        return;
+    }
+    atomic_fetch_add(&w->n_failed, 1);
+    if (res.permanent) {
+        tier_warn("%s (cid %lld, %s: job parked as failed)", res.reason, (long long)j->cid,
+                  tier_status_name(rc));
+        fail_job(w, j, res.reason, true, 0);
+    } else {
+        uint32_t d = backoff_ms(j->attempts);
+        tier_warn("%s (cid %lld, %s: retry in %u ms)", res.reason, (long long)j->cid,
+                  tier_status_name(rc), d);
+        fail_job(w, j, res.reason, false, d);
+    }
+}
+
+static void *mover_main(void *arg)
+{
+    tier_worker *w = arg;
+    job *b[MAX_BATCH];
+
+    for (;;) {
+        size_t n = 0;
+
+        lock(w);
+        while (w->qhead == NULL && !atomic_load(&w->stopping))
+            wait_on(w, &w->run_cv);
+        if (atomic_load(&w->stopping)) {
+            unlock(w);
+            break;
+        }
+        while (w->qhead != NULL && n < MAX_BATCH) {
+            b[n++] = w->qhead;
+            w->qhead = w->qhead->qnext;
+        }
+        if (w->qhead == NULL)
+            w->qtail = NULL;
+        else
+            pthread_cond_signal(&w->run_cv); /* more for another thread */
+        unlock(w);
+
+        n = claim_batch(w, b, n);
+        move_ctx ctx = {w, NULL, b, 0, &n, false};
+        for (size_t i = 0; i < n; i++) {
+            if (atomic_load(&w->stopping)) {
+                release_job(w, b[i]);
+                continue;
+            }
+            ctx.j = b[i];
+            ctx.next = i + 1;
+            move_one(w, b[i], &ctx);
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ completers */
+
+/* Makes the renames of a batch durable before they are reported: each
+ * distinct directory once.  Jobs whose directory cannot be synced are
+ * dropped (they come back after their lease, and the retry, finding the
+ * file in place, syncs on its own).  Returns the jobs kept, compacted. */
+static size_t sync_batch_dirs(tier_worker *w, job **js, size_t n)
+{
+    const char *done[2 * COMPLETE_MAX], *bad[2 * COMPLETE_MAX];
+    size_t ndone = 0, nbad = 0, kept = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *dirs[2] = {js[i]->dst_dir, js[i]->src_dir}; /* destination first */
+        bool ok = true;
+        for (int d = 0; js[i]->dirs_unsynced && d < 2; d++) {
+            bool seen = false;
+            for (size_t k = 0; k < ndone && !seen; k++)
+                seen = strcmp(done[k], dirs[d]) == 0;
+            for (size_t k = 0; k < nbad && ok; k++)
+                ok = strcmp(bad[k], dirs[d]) != 0;
+            if (seen || !ok)
+                continue;
+            char why[256];
+            TIER_CRASH_AT("worker.before_dir_sync"); /* renamed, not yet durable */
+            if (tier_move_sync_dir(dirs[d], why, sizeof(why)) == TIER_OK) {
+                done[ndone++] = dirs[d];
+            } else {
+                tier_warn("%s", why);
+                bad[nbad++] = dirs[d];
+                ok = false;
+            }
+        }
+        if (ok) {
+            js[i]->dirs_unsynced = false;
+            js[kept++] = js[i];
+        } else {
+            forget(w, js[i]);
+        }
+    }
+    return kept;
+}
+
+static void *completer_main(void *arg)
+{
+    Tier__JobRef refs[COMPLETE_MAX], *refp[COMPLETE_MAX];
+    job *js[COMPLETE_MAX];
+    tier_worker *w = arg;
+
+    for (;;) {
+        Tier__CompleteJobRequest req = TIER__COMPLETE_JOB_REQUEST__INIT;
+        Tier__CompleteJobReply *rep = NULL;
+        int64_t backoff = BACKOFF_MIN_MS;
+        int tries = 0, rv;
+        tier_error err;
+        size_t n = 0;
+
+        lock(w);
+        while (w->chead == NULL && !w->movers_done)
+            wait_on(w, &w->done_cv);
+        if (w->chead == NULL) {
+            unlock(w);
+            break;
+        }
+        while (w->chead != NULL && n < COMPLETE_MAX) {
+            js[n++] = w->chead;
+            w->chead = w->chead->qnext;
+        }
+        if (w->chead == NULL)
+            w->ctail = NULL;
+        else
+            pthread_cond_signal(&w->done_cv);
+        unlock(w);
+
+        if ((n = sync_batch_dirs(w, js, n)) == 0)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            tier__job_ref__init(&refs[i]);
+            refs[i].cid = js[i]->cid;
+            refs[i].fence = js[i]->fence;
+            refp[i] = &refs[i];
+        }
+        req.worker_id = w->cfg.id;
+        req.jobs = refp;
+        req.n_jobs = n;
+        TIER_CRASH_AT("worker.before_complete"); /* moves durable; tierd not told */
+        do {
+            rv = tier_complete_job(w->client, &req, &rep, &err);
+        } while (rv != TIER_OK && retry_wait(w, "CompleteJob", rv, &err, &tries, &backoff, false));
+        if (rv == TIER_OK)
+            TIER_CRASH_AT("worker.after_complete"); /* committed; jobs still held here */
+        if (rv != TIER_OK) {
+            tier_warn("CompleteJob: %s (%s): %zu job(s) left to tierd (they come back after "
+                      "their lease and finish as \"already at destination\")",
+                      tier_status_name(rv), err.message, n);
+            for (size_t i = 0; i < n; i++)
+                forget(w, js[i]);
+            continue;
+        }
+        bool again = false;
+        for (size_t i = 0; i < n; i++) {
+            const Tier__ItemStatus *s = i < rep->n_results ? rep->results[i] : NULL;
+            int code = s ? s->code : TIER_INTERNAL;
+            if (code == TIER_OK) {
+                atomic_fetch_add(&w->n_completed, 1);
+                tier_debug("cid %lld: %s committed at %s", (long long)js[i]->cid, js[i]->filename,
+                           js[i]->target);
+                forget(w, js[i]);
+            } else if (retryable(code) && !atomic_load(&w->hard_stop)) {
+                enqueue_done(w, js[i]); /* MySQL or Redis busy: again */
+                again = true;
+            } else {
+                /* FAILED_PRECONDITION: the lease was lost; whoever holds the
+                 * job now finds the file in place and completes it. */
+                tier_warn("cid %lld: CompleteJob: %s (%s); dropped", (long long)js[i]->cid,
+                          tier_status_name(code), s ? s->message : "no result");
+                atomic_fetch_add(&w->n_lost, 1);
+                forget(w, js[i]);
+            }
+        }
+        tier_free(rep);
+        if (again)
+            sleep_ms(100);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lease keeper */
+
+static void *keeper_main(void *arg)
+{
+    tier_worker *w = arg;
+    int64_t period = w->cfg.lease_ms / 3;
+    Tier__JobRef *refs = NULL, **refp = NULL;
+    size_t cap = 0;
+
+    if (period < 50)
+        period = 50;
+    while (!atomic_load(&w->stopping)) {
+        size_t n = 0;
+
+        for (int64_t slept = 0; slept < period && !atomic_load(&w->stopping); slept += 50)
+            sleep_ms(50);
+        if (atomic_load(&w->stopping))
+            break;
+        lock(w);
+        for (size_t b = 0; b < NBUCKETS; b++) {
+            for (job *j = w->table[b]; j != NULL; j = j->hnext) {
+                if (!j->claimed || j->lost)
+                    continue;
+                if (n == cap) {
+                    size_t nc = cap ? 2 * cap : 256;
+                    Tier__JobRef *r = realloc(refs, nc * sizeof(*r));
+                    if (r == NULL)
+                        break;
+                    refs = r;
+                    cap = nc;
+                }
+                tier__job_ref__init(&refs[n]);
+                refs[n].cid = j->cid;
+                refs[n].fence = j->fence;
+                n++;
+            }
+        }
+        unlock(w);
+        if (n == 0)
+            continue;
+        free(refp);
+        if ((refp = malloc(n * sizeof(*refp))) == NULL)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            refp[i] = &refs[i];
+        for (size_t off = 0; off < n && !atomic_load(&w->stopping); off += RENEW_MAX) {
+            Tier__RenewLeaseRequest req = TIER__RENEW_LEASE_REQUEST__INIT;
+            Tier__RenewLeaseReply *rep = NULL;
+            tier_error err;
+            int64_t t0 = tier_mono_ms();
+            int rv;
+
+            req.worker_id = w->cfg.id;
+            req.jobs = refp + off;
+            req.n_jobs = n - off < RENEW_MAX ? n - off : RENEW_MAX;
+            req.lease_ms = w->cfg.lease_ms;
+            /* No retry loop: the next round comes soon, and our own clock
+             * stops the work if the lease runs out meanwhile. */
+            if ((rv = tier_renew_lease(w->client, &req, &rep, &err)) != TIER_OK) {
+                tier_warn("RenewLease: %s (%s)", tier_status_name(rv), err.message);
+                break;
+            }
+            lock(w);
+            for (size_t i = 0; i < rep->n_results && i < req.n_jobs; i++) {
+                const Tier__JobRef *r = req.jobs[i];
+                job *j = tab_find(w, r->cid);
+                if (j == NULL || !j->claimed || j->fence != r->fence)
+                    continue;
+                if ((int)rep->results[i]->code == TIER_OK)
+                    j->lease_until = t0 + w->cfg.lease_ms;
+                else if ((int)rep->results[i]->code == TIER_FAILED_PRECONDITION)
+                    j->lost = true; /* or done: then nobody looks at it again */
+            }
+            unlock(w);
+            tier_free(rep);
+        }
+    }
+    free(refs);
+    free(refp);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ start, stop */
+
+/* Wakes every thread that waits on a condition of w. */
+static void wake_all(tier_worker *w)
+{
+    pthread_mutex_lock(&w->stop_mu);
+    pthread_cond_broadcast(&w->stop_cv);
+    pthread_mutex_unlock(&w->stop_mu);
+    lock(w);
+    pthread_cond_broadcast(&w->run_cv);
+    pthread_cond_broadcast(&w->done_cv);
+    unlock(w);
+}
+
+void tier_worker_stop(tier_worker *w, bool hard)
+{
+    if (hard)
+        atomic_store(&w->hard_stop, true);
+    atomic_store(&w->stopping, true);
+    wake_all(w);
+}
+
+/* Sets hard_stop if the completers have not finished within the flush
+ * timeout after the stop; leaves early when run is over. */
+static void *flush_timer_main(void *arg)
+{
+    tier_worker *w = arg;
+    struct timespec until;
+    bool fire;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += FLUSH_TIMEOUT_MS / 1000;
+    until.tv_nsec += (long)(FLUSH_TIMEOUT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->stop_mu);
+    while (!w->finished && !atomic_load(&w->hard_stop))
+        if (pthread_cond_timedwait(&w->stop_cv, &w->stop_mu, &until) == ETIMEDOUT)
+            break;
+    fire = !w->finished && !atomic_load(&w->hard_stop);
+    pthread_mutex_unlock(&w->stop_mu);
+    if (fire)
+        tier_worker_stop(w, true);
+    return NULL;
+}
+
+/* The comma-separated list s, each item passed to fn until one fails. */
+static int each_item(const char *s, int (*fn)(void *arg, const char *item), void *arg)
+{
+    char *copy = xstrdup(s), *save = NULL;
+    int rv = TIER_OK;
+
+    for (char *it = strtok_r(copy, ",", &save); it != NULL && rv == TIER_OK;
+         it = strtok_r(NULL, ",", &save))
+        rv = fn(arg, it);
+    free(copy);
+    return rv;
+}
+
+static int check_dir(void *arg, const char *d)
+{
+    (void)arg;
+    if (d[0] == '/')
+        return TIER_OK;
+    tier_error("dirs: %s is not an absolute path", d);
+    return TIER_INVALID_ARGUMENT;
+}
+
+static int clean_dir(void *arg, const char *d)
+{
+    clean_dir_once(arg, d);
+    return TIER_OK;
+}
+
+static int dial_pull(void *arg, const char *url)
+{
+    tier_worker *w = arg;
+    /* Non-blocking: tierd may come up later (or a standby only when it
+     * becomes the writer); nng keeps redialling. */
+    int rv = nng_dial(w->pull, url, NULL, NNG_FLAG_NONBLOCK);
+
+    if (rv != 0) {
+        tier_error("cannot dial %s: %s", url, nng_strerror(rv));
+        return TIER_INVALID_ARGUMENT;
+    }
+    return TIER_OK;
+}
+
+/* Checks cfg into w->cfg; logs what is wrong. */
+static int set_config(tier_worker *w, const tier_worker_config *cfg)
+{
+    config *c = &w->cfg;
+
+    if (cfg->tierd_url == NULL || cfg->pull_url == NULL || !*cfg->tierd_url || !*cfg->pull_url) {
+        tier_error("tierd and pull addresses are required");
+        return TIER_INVALID_ARGUMENT;
+    }
+    c->moves = cfg->moves ? cfg->moves : 4;
+    c->lease_ms = cfg->lease_ms ? cfg->lease_ms : 30000;
+    if (c->moves > 256 || c->lease_ms < 200 || c->lease_ms > 3600000) {
+        tier_error("moves: 1..256, lease: 200..3600000 ms");
+        return TIER_INVALID_ARGUMENT;
+    }
+    if (cfg->id != NULL && *cfg->id) {
+        if (strlen(cfg->id) > 128) {
+            tier_error("worker id: at most 128 bytes");
+            return TIER_INVALID_ARGUMENT;
+        }
+        snprintf(c->id, sizeof(c->id), "%s", cfg->id);
+    } else {
+        char host[64] = "worker";
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        snprintf(c->id, sizeof(c->id), "%s-%d", host, (int)getpid());
+    }
+    c->tierd_url = xstrdup(cfg->tierd_url);
+    c->pull_url = xstrdup(cfg->pull_url);
+    c->dirs = cfg->dirs != NULL ? xstrdup(cfg->dirs) : NULL;
+    return c->dirs != NULL ? each_item(c->dirs, check_dir, NULL) : TIER_OK;
+}
+
+static int open_pull(tier_worker *w)
+{
+    int rv;
+
+    if ((rv = nng_pull0_open(&w->pull)) != 0) {
+        tier_error("pull socket: %s", nng_strerror(rv));
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    w->pull_open = true;
+    nng_socket_set_size(w->pull, NNG_OPT_RECVMAXSZ, 64 * 1024);
+    nng_socket_set_ms(w->pull, NNG_OPT_RECVTIMEO, 200);
+    nng_socket_set_ms(w->pull, NNG_OPT_RECONNMINT, 50);
+    nng_socket_set_ms(w->pull, NNG_OPT_RECONNMAXT, 1000);
+    nng_socket_set_int(w->pull, NNG_OPT_RECVBUF, 8192);
+    return each_item(w->cfg.pull_url, dial_pull, w);
+}
+
+int tier_worker_open(tier_worker **out, const tier_worker_config *cfg)
+{
+    tier_worker *w = calloc(1, sizeof(*w));
+    pthread_condattr_t ca;
+    int rv;
+
+    *out = NULL;
+    if (w == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->stop_mu, NULL);
+    pthread_mutex_init(&w->seen_mu, NULL);
+    pthread_cond_init(&w->run_cv, NULL);
+    pthread_cond_init(&w->done_cv, NULL);
+    /* The flush timer waits on stop_cv with a monotonic deadline. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->stop_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if ((rv = set_config(w, cfg)) != TIER_OK)
+        goto fail;
+    if (w->cfg.dirs != NULL)
+        each_item(w->cfg.dirs, clean_dir, w);
+    if ((rv = tier_client_open(&w->client, w->cfg.tierd_url)) != TIER_OK) {
+        tier_error("cannot use tierd address %s: %s", w->cfg.tierd_url, tier_status_name(rv));
+        goto fail;
+    }
+    tier_client_set_timeout(w->client, RPC_TIMEOUT_MS);
+    if ((rv = open_pull(w)) != TIER_OK)
+        goto fail;
+    tier_info("worker %s: tierd %s, %u moves at once, lease %u ms", w->cfg.id, w->cfg.tierd_url,
+              w->cfg.moves, w->cfg.lease_ms);
+    tier_info("pulling move jobs from %s", w->cfg.pull_url);
+    *out = w;
+    return TIER_OK;
+fail:
+    tier_worker_close(w);
+    return rv;
+}
+
+/* Joins the threads that started (movers[0..nm), completers[0..nc), the
+ * receiver and keeper when their flags say so), in the order that lets
+ * each finish its part of the shutdown. */
+typedef struct {
+    pthread_t recv, keeper, *movers, completers[NCOMPLETERS];
+    unsigned nm, nc;
+    bool recv_ok, keeper_ok;
+} threads;
+
+static bool start_threads(tier_worker *w, threads *t)
+{
+    if ((t->movers = calloc(w->cfg.moves, sizeof(*t->movers))) == NULL)
+        return false;
+    t->recv_ok = pthread_create(&t->recv, NULL, receiver_main, w) == 0;
+    t->keeper_ok = t->recv_ok && pthread_create(&t->keeper, NULL, keeper_main, w) == 0;
+    if (!t->keeper_ok)
+        return false;
+    for (; t->nm < w->cfg.moves; t->nm++)
+        if (pthread_create(&t->movers[t->nm], NULL, mover_main, w) != 0)
+            return false;
+    for (; t->nc < NCOMPLETERS; t->nc++)
+        if (pthread_create(&t->completers[t->nc], NULL, completer_main, w) != 0)
+            return false;
+    return true;
+}
+
+/* After the stop: movers done, queued jobs given back, completions sent
+ * (the flush timer bounds that), keeper done. */
+static void shut_down(tier_worker *w, threads *t)
+{
+    pthread_t timer;
+    bool timer_ok;
+
+    if (t->recv_ok)
+        pthread_join(t->recv, NULL);
+    else if (w->pull_open)
+        nng_close(w->pull);
+    w->pull_open = false;
+    for (unsigned i = 0; i < t->nm; i++)
+        pthread_join(t->movers[i], NULL);
+    timer_ok = pthread_create(&timer, NULL, flush_timer_main, w) == 0;
+    /* Jobs still queued: hints are forgotten, claimed ones given back. */
+    for (;;) {
+        job *j;
+        lock(w);
+        if ((j = w->qhead) != NULL && (w->qhead = j->qnext) == NULL)
+            w->qtail = NULL;
+        unlock(w);
+        if (j == NULL)
+            break;
+        release_job(w, j);
+    }
+    lock(w);
+    w->movers_done = true;
+    pthread_cond_broadcast(&w->done_cv);
+    unlock(w);
+    for (unsigned i = 0; i < t->nc; i++)
+        pthread_join(t->completers[i], NULL);
+    if (t->keeper_ok)
+        pthread_join(t->keeper, NULL);
+    pthread_mutex_lock(&w->stop_mu);
+    w->finished = true;
+    pthread_cond_broadcast(&w->stop_cv);
+    pthread_mutex_unlock(&w->stop_mu);
+    if (timer_ok)
+        pthread_join(timer, NULL);
+    free(t->movers);
+}
+
+int tier_worker_run(tier_worker *w)
+{
+    threads t;
+    bool started;
+
+    if (atomic_exchange(&w->ran, true))
+        return TIER_FAILED_PRECONDITION; /* once per object */
+    memset(&t, 0, sizeof(t));
+    if (!(started = start_threads(w, &t))) {
+        tier_error("cannot start threads");
+        tier_worker_stop(w, true);
+    }
+    pthread_mutex_lock(&w->stop_mu);
+    while (!atomic_load(&w->stopping))
+        pthread_cond_wait(&w->stop_cv, &w->stop_mu);
+    pthread_mutex_unlock(&w->stop_mu);
+    shut_down(w, &t);
+    tier_info("stopped: %llu moved, %llu completed, %llu failed, %llu lost leases, %llu claims "
+              "refused",
+              (unsigned long long)atomic_load(&w->n_moved),
+              (unsigned long long)atomic_load(&w->n_completed),
+              (unsigned long long)atomic_load(&w->n_failed),
+              (unsigned long long)atomic_load(&w->n_lost),
+              (unsigned long long)atomic_load(&w->n_claim_refused));
+    return started ? TIER_OK : TIER_RESOURCE_EXHAUSTED;
+}
+
+void tier_worker_close(tier_worker *w)
+{
+    if (w == NULL)
+        return;
+    if (w->pull_open)
+        nng_close(w->pull);
+    tier_client_close(w->client);
+    /* Normally empty after run: every job was completed, given back or
+     * forgotten. */
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (job *j = w->table[b], *next; j != NULL; j = next) {
+            next = j->hnext;
+            job_free(j);
+        }
+    for (seen_dir *d = w->seen_dirs, *next; d != NULL; d = next) {
+        next = d->next;
+        free(d);
+    }
+    free(w->cfg.tierd_url);
+    free(w->cfg.pull_url);
+    free(w->cfg.dirs);
+    pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->stop_mu);
+    pthread_mutex_destroy(&w->seen_mu);
+    pthread_cond_destroy(&w->run_cv);
+    pthread_cond_destroy(&w->done_cv);
+    pthread_cond_destroy(&w->stop_cv);
+    free(w);
+}

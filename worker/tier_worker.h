@@ -1,0 +1,65 @@
+/*
+ * tier_worker.h -- the tier-worker engine as an object: pulls move jobs
+ * from tierd, claims them, moves the files (tier_move.h) and reports them
+ * done.  tier-worker (main.c) is flag parsing and signals around it; tests
+ * run one inside their own process.
+ *
+ *   tier_worker_config cfg = {.tierd_url = "tcp://127.0.0.1:7400",
+ *                             .pull_url = "tcp://127.0.0.1:7401"};
+ *   tier_worker *w;
+ *   if (tier_worker_open(&w, &cfg) != TIER_OK) ...
+ *   run tier_worker_run(w) on some thread; later, from any thread:
+ *   tier_worker_stop(w, false);   (tier_worker_run returns)
+ *   tier_worker_close(w);
+ *
+ * The design (threads, the life of a job, stopping) is described at the top
+ * of tier_worker.c.
+ */
+#ifndef TIER_WORKER_H
+#define TIER_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct tier_worker tier_worker;
+
+typedef struct {
+    /* tierd's rpc address(es) and push address(es): one URL, or several
+     * separated by commas (a hot standby that listens only while it is the
+     * writer); each is dialled, whichever is connected is used. */
+    const char *tierd_url;
+    const char *pull_url;
+    const char *id;    /* worker id, at most 128 bytes; NULL: hostname-pid */
+    unsigned moves;    /* moves at once, 1..256; 0: 4 */
+    uint32_t lease_ms; /* lease asked for per job, 200..3600000; 0: 30000 */
+    /* Level directories whose stale temporaries are removed at start,
+     * comma-separated absolute paths (others: when first met); may be NULL. */
+    const char *dirs;
+} tier_worker_config;
+
+/* Checks cfg (INVALID_ARGUMENT, with the reason logged), cleans the --dirs
+ * and dials tierd (in the background: tierd may come up later).  cfg's
+ * strings are copied. */
+int tier_worker_open(tier_worker **out, const tier_worker_config *cfg);
+
+/* Runs the worker until tier_worker_stop; returns TIER_OK once every thread
+ * has finished (claimed jobs not started are given back, pending
+ * completions sent, at most 10 s after a soft stop).  Once per object;
+ * TIER_RESOURCE_EXHAUSTED if its threads cannot start. */
+int tier_worker_run(tier_worker *w);
+
+/* Asks the worker to stop; returns at once.  Callable from any thread (not
+ * from a signal handler: use a sigwait thread), any number of times.
+ * hard = false: stop taking work, abort copies in progress, give unstarted
+ * jobs back, send pending completions.  hard = true: also give up on calls
+ * in progress at once; whatever is claimed comes back after its lease. */
+void tier_worker_stop(tier_worker *w, bool hard);
+
+/* Frees the worker; tier_worker_run must have returned (or never run). */
+void tier_worker_close(tier_worker *w);
+
+/* The crash points of tier-worker, NULL-terminated (crash_points.c; see
+ * tier_crash.h). */
+extern const char *const tier_worker_crash_points[];
+
+#endif
