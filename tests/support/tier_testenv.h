@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* ---- ports, directories, processes (testenv.c) */
@@ -102,5 +103,38 @@ void tier_test_tierd_start(tier_test_tierd *t, char *const extra[]);
 /* kill(sig) and wait up to timeout_ms; returns the exit status as
  * tier_test_wait does (-1: still running). */
 int tier_test_tierd_stop(tier_test_tierd *t, int sig, int timeout_ms);
+
+/* ---- invariants of a quiet tiering run (testenv_invariants.c) */
+
+/* What a test knows of one content: what it wrote, what it was told.  The
+ * invariants are I1..I7 of docs/CRASH.md. */
+#define TIER_TEST_MAX_FENCES 64
+typedef struct {
+    int64_t cid;
+    char filename[64];
+    char initial_level[33]; /* its level when the test began */
+    uint64_t sum;           /* tier_test_checksum of the bytes written */
+    bool reported;          /* a report for it was acknowledged OK ... */
+    int64_t last_count;     /* ... and the last such report had this count */
+    char held_at[33];       /* "" or the level an acknowledged CancelJob kept it on,
+                               after the last report (overrides last_count, I4) */
+    char history[128];      /* "" or the exact levels it went through, "bronze>silver" */
+    bool may_fail;          /* a "failed" job for it is expected (I6) */
+    size_t nfences;         /* fences seen, in the order seen (I7) */
+    uint64_t fences[TIER_TEST_MAX_FENCES];
+    bool claimed[TIER_TEST_MAX_FENCES]; /* fences[i] came from a ClaimJob reply */
+} tier_test_content;
+
+/* FNV-1a 64 of bytes (I2). */
+uint64_t tier_test_checksum(const void *p, size_t n);
+/* Records a fence seen in a ClaimJob reply (claim) or a GetJob reply. */
+void tier_test_saw_fence(tier_test_content *c, uint64_t fence, bool claim);
+/* Checks I1..I7 for contents v[0..n) from outside: my (a MYSQL * on the
+ * test's database), redis (a redisContext *), the Redis key prefix and the
+ * storage root (every directory under it is searched too, beside the level
+ * table's).  Returns the number of violations; each is one line in msg
+ * ("I1 cid 3: ..."), truncated to len.  Not reentrant (nftw). */
+int tier_test_check_invariants(void *my, void *redis, const char *prefix, const char *root,
+                               const tier_test_content *v, size_t n, char *msg, size_t len);
 
 #endif
