@@ -28,9 +28,15 @@ static void usage(FILE *f)
                "  --contexts N        calls served at once   (TIER_CONTEXTS, 256)\n"
                "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
                "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
+               "  --writer-ttl-ms MS  writer lease           (TIER_WRITER_TTL_MS, 3000)\n"
                "  --config FILE       key = value file       (TIER_CONFIG)\n"
                "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
                "  --help\n"
+               "\n"
+               "One writer: tierds sharing a MySQL database and a Redis key prefix\n"
+               "(TIER_REDIS_PREFIX, tier:) elect one writer with a lease in Redis. The others\n"
+               "wait as hot standbys, without listening, and take over within about the ttl\n"
+               "when the writer dies. A tierd that loses the lease exits with status 3.\n"
                "\n"
                "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
                "mysql_password / redis_password in the config file. Never on the command line.\n"
@@ -75,6 +81,8 @@ static int apply(tierd_config *c, const char *key, const char *v)
         c->lease_ms = (uint32_t)atoi(v);
     else if (strcmp(key, "retention_min") == 0)
         c->retention_min = atoll(v);
+    else if (strcmp(key, "writer_ttl_ms") == 0)
+        c->writer_ttl_ms = (uint32_t)atoi(v);
     else
         return -1;
     return 0;
@@ -123,11 +131,17 @@ static void load_env(tierd_config *c)
     static const struct {
         const char *env, *key;
     } map[] = {
-        {"TIER_LISTEN", "listen"},         {"TIER_PUSH", "push"},
-        {"TIER_THREADS", "threads"},       {"TIER_CONTEXTS", "contexts"},
-        {"TIER_LEASE_MS", "lease_ms"},     {"TIER_RETENTION_MIN", "retention_min"},
-        {"TIER_MYSQL_USER", "mysql_user"}, {"TIER_MYSQL_PASSWORD", "mysql_password"},
-        {"TIER_MYSQL_DB", "mysql_db"},     {"TIER_REDIS_PASSWORD", "redis_password"},
+        {"TIER_LISTEN", "listen"},
+        {"TIER_PUSH", "push"},
+        {"TIER_THREADS", "threads"},
+        {"TIER_CONTEXTS", "contexts"},
+        {"TIER_LEASE_MS", "lease_ms"},
+        {"TIER_RETENTION_MIN", "retention_min"},
+        {"TIER_WRITER_TTL_MS", "writer_ttl_ms"},
+        {"TIER_MYSQL_USER", "mysql_user"},
+        {"TIER_MYSQL_PASSWORD", "mysql_password"},
+        {"TIER_MYSQL_DB", "mysql_db"},
+        {"TIER_REDIS_PASSWORD", "redis_password"},
     };
     const char *v;
 
@@ -157,6 +171,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"contexts", required_argument, NULL, 'C'},
         {"lease-ms", required_argument, NULL, 'L'},
         {"retention-min", required_argument, NULL, 'R'},
+        {"writer-ttl-ms", required_argument, NULL, 'W'},
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {"crash-points", no_argument, NULL, 'X'},
@@ -172,6 +187,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     c->contexts = 256;
     c->lease_ms = 30000;
     c->retention_min = 30 * 24 * 60;
+    c->writer_ttl_ms = 3000;
     snprintf(c->db.host, sizeof(c->db.host), "127.0.0.1");
     c->db.port = 3306;
     snprintf(c->db.user, sizeof(c->db.user), "tier");
@@ -229,6 +245,9 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         case 'R':
             apply(c, "retention_min", optarg);
             break;
+        case 'W':
+            apply(c, "writer_ttl_ms", optarg);
+            break;
         case 'c':
             break;
         default:
@@ -242,6 +261,10 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     }
     if (c->threads == 0)
         c->threads = 16;
+    if (c->writer_ttl_ms < 100) {
+        fprintf(stderr, "tierd: --writer-ttl-ms must be at least 100\n");
+        return -1;
+    }
     c->db_conns = c->threads + 4;
     return 0;
 }

@@ -4,8 +4,11 @@
  *
  *   main.c      flags, signals, lifetime
  *   config.c    flags + environment + config file -> tierd_config
- *   server.c    connects Redis and MySQL, opens the rpc server, registers
- *               Health and every module's methods
+ *   server.c    connects Redis and MySQL, becomes the writer (writer.c),
+ *               opens the rpc server, registers Health and every module's
+ *               methods
+ *   writer.c    the writer lease: standby until it is free, renewal, and
+ *               stepping down (exit 3) when it is lost
  *   tiering.c   seed 000: levels, contents, view reports, move jobs
  *   ranking.c   seed 003: comments, top contents, latest comments
  *
@@ -16,6 +19,8 @@
 #ifndef TIERD_H
 #define TIERD_H
 
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tier_db.h"
@@ -24,16 +29,17 @@
 #include "tier_rpc.h"
 
 typedef struct {
-    char listen[256];      /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
-    char push[256];        /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
-    tier_db_config db;     /* TIER_MYSQL_* */
-    tier_kv_config kv;     /* TIER_REDIS_* */
-    unsigned threads;      /* rpc pool threads (TIER_THREADS), default 16 */
-    unsigned contexts;     /* calls served at once, deferred writes included (TIER_CONTEXTS),
-                              default 256 */
-    unsigned db_conns;     /* MySQL connections, default threads + 4 */
-    uint32_t lease_ms;     /* default job lease (TIER_LEASE_MS), default 30000 */
-    int64_t retention_min; /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
+    char listen[256];       /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
+    char push[256];         /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
+    tier_db_config db;      /* TIER_MYSQL_* */
+    tier_kv_config kv;      /* TIER_REDIS_* */
+    unsigned threads;       /* rpc pool threads (TIER_THREADS), default 16 */
+    unsigned contexts;      /* calls served at once, deferred writes included (TIER_CONTEXTS),
+                               default 256 */
+    unsigned db_conns;      /* MySQL connections, default threads + 4 */
+    uint32_t lease_ms;      /* default job lease (TIER_LEASE_MS), default 30000 */
+    int64_t retention_min;  /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
+    uint32_t writer_ttl_ms; /* writer lease (TIER_WRITER_TTL_MS), default 3000 */
 } tierd_config;
 
 /* Fills cfg from defaults, then the config file (--config FILE or
@@ -47,16 +53,43 @@ extern const char *const tierd_crash_points[];
 
 /* What every module gets. */
 typedef struct {
-    const tierd_config *cfg;
-    tier_pool *db; /* of tier_db * */
-    tier_pool *kv; /* of tier_kv * */
+    const tierd_config *cfg; /* cfg->db.writer_token: the MySQL fence's token */
+    tier_pool *db;           /* of tier_db * */
+    tier_pool *kv;           /* of tier_kv * */
+    char writer_token[24];   /* the same, decimal, for tier_jobs_set_token */
 } tierd_deps;
+
+/* ---- the writer lease (writer.c; store/tier_writer.h says how it fences) */
+
+/* Exit status of a tierd that is not (or no longer) the writer: a
+ * supervisor restarts it, and it comes back as a standby. */
+#define TIERD_EXIT_NOT_WRITER 3
+
+typedef struct tierd_writer tierd_writer;
+
+/* Waits as a standby until the lease of cfg's key prefix is free, takes it
+ * and raises the MySQL fence.  CANCELLED when a signal of `stop` (may be
+ * NULL) arrived meanwhile. */
+int tierd_writer_acquire(tierd_writer **out, const tierd_config *cfg, const sigset_t *stop);
+int64_t tierd_writer_token(const tierd_writer *w);
+/* Starts renewing every ttl/3; from then on, losing the lease exits the
+ * process (TIERD_EXIT_NOT_WRITER), and so does any fenced script or commit. */
+int tierd_writer_start(tierd_writer *w);
+/* OK while the lease is surely ours; else logs and exits.  A gate in front
+ * of every call: memory is answered from only while it can be trusted. */
+int tierd_writer_gate(void *w, char *msg, size_t len);
+/* Health probe: "token N". */
+int tierd_writer_probe(void *w, char *msg, size_t len);
+/* Stops renewing and deletes the lease if still ours (clean shutdown,
+ * after everything that writes has stopped). */
+void tierd_writer_release(tierd_writer *w);
 
 typedef struct tierd tierd;
 
 /* Connects to Redis and MySQL (a clear error naming the one unreachable,
- * and TIER_UNAVAILABLE), loads the modules, starts serving. */
-int tierd_open(tierd **out, const tierd_config *cfg);
+ * and TIER_UNAVAILABLE), waits to be the writer (CANCELLED when a signal of
+ * `stop` came first), loads the modules, starts serving. */
+int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop);
 void tierd_close(tierd *d);
 
 /* Modules.  Each opens with the shared deps, registers its methods on the
