@@ -85,7 +85,7 @@ static bool wait_or_stop(const sigset_t *stop, uint32_t ms)
 static tier_writer_state try_once(tierd_writer *w, tier_kv *kv, tier_db *db, int64_t *holder)
 {
     uint32_t ttl = w->cfg->writer_ttl_ms;
-    int64_t floor, tok, sent;
+    int64_t floor, tok = 0, sent;
     tier_writer_state st;
 
     if (tier_writer_fence_read(db, &floor) != TIER_OK)
