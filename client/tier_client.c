@@ -72,6 +72,10 @@ TIER_METHOD(tier_list_jobs, TIER_M_LIST_JOBS, Tier__ListJobsRequest, Tier__ListJ
             tier__list_jobs_reply__descriptor)
 TIER_METHOD(tier_get_job, TIER_M_GET_JOB, Tier__GetJobRequest, Tier__GetJobReply,
             tier__get_job_reply__descriptor)
+TIER_METHOD(tier_retry_job, TIER_M_RETRY_JOB, Tier__JobControlRequest, Tier__JobControlReply,
+            tier__job_control_reply__descriptor)
+TIER_METHOD(tier_cancel_job, TIER_M_CANCEL_JOB, Tier__JobControlRequest, Tier__JobControlReply,
+            tier__job_control_reply__descriptor)
 TIER_METHOD(tier_claim_job, TIER_M_CLAIM_JOB, Tier__ClaimJobRequest, Tier__ClaimJobReply,
             tier__claim_job_reply__descriptor)
 TIER_METHOD(tier_renew_lease, TIER_M_RENEW_LEASE, Tier__RenewLeaseRequest, Tier__RenewLeaseReply,
@@ -94,3 +98,7 @@ TIER_METHOD(tier_top_contents, TIER_M_TOP_CONTENTS, Tier__TopContentsRequest,
             Tier__TopContentsReply, tier__top_contents_reply__descriptor)
 TIER_METHOD(tier_latest_comments, TIER_M_LATEST_COMMENTS, Tier__LatestCommentsRequest,
             Tier__LatestCommentsReply, tier__latest_comments_reply__descriptor)
+
+/* fsck */
+TIER_METHOD(tier_scrub, TIER_M_SCRUB, Tier__ScrubRequest, Tier__ScrubReply,
+            tier__scrub_reply__descriptor)

@@ -73,6 +73,12 @@ int tier_list_jobs(tier_client *c, const Tier__ListJobsRequest *req, Tier__ListJ
 /* The active job of a content.  NOT_FOUND when it has none. */
 int tier_get_job(tier_client *c, const Tier__GetJobRequest *req, Tier__GetJobReply **reply,
                  tier_error *err);
+/* Operator control (tier.proto, JobControlRequest): a failed job again now;
+ * or leave the content on its MySQL level. */
+int tier_retry_job(tier_client *c, const Tier__JobControlRequest *req,
+                   Tier__JobControlReply **reply, tier_error *err);
+int tier_cancel_job(tier_client *c, const Tier__JobControlRequest *req,
+                    Tier__JobControlReply **reply, tier_error *err);
 
 /* ---- worker protocol (used by tier-worker) */
 
@@ -112,5 +118,13 @@ int tier_top_contents(tier_client *c, const Tier__TopContentsRequest *req,
 /* Newest live comments of a content, paged with a cursor. */
 int tier_latest_comments(tier_client *c, const Tier__LatestCommentsRequest *req,
                          Tier__LatestCommentsReply **reply, tier_error *err);
+
+/* ---- fsck */
+
+/* Compares MySQL, Redis and the level directories; repairs what is safe
+ * when req->repair.  req->last: the last background scrub's result
+ * (NOT_FOUND when none ran yet). */
+int tier_scrub(tier_client *c, const Tier__ScrubRequest *req, Tier__ScrubReply **reply,
+               tier_error *err);
 
 #endif

@@ -3,9 +3,9 @@
  * dispatch, and the `health` command.  Commands of each system live in
  * tierctl_tiering.c and tierctl_ranking.c.
  *
- * Exit codes: 0 on success, 2 on a usage error, 64 + the gRPC status code
- * otherwise (69 = NOT_FOUND, 78 = UNAVAILABLE, ...), so scripts can tell
- * failures apart.
+ * Exit codes: 0 on success, 1 when `fsck` found disagreements, 2 on a usage
+ * error, 64 + the gRPC status code otherwise (69 = NOT_FOUND, 78 =
+ * UNAVAILABLE, ...), so scripts can tell failures apart.
  */
 #include "tierctl.h"
 
@@ -110,7 +110,8 @@ static const tierctl_cmd base_cmds[] = {
     {NULL, NULL, NULL, NULL},
 };
 
-static const tierctl_cmd *const tables[] = {base_cmds, tierctl_tiering_cmds, tierctl_ranking_cmds};
+static const tierctl_cmd *const tables[] = {base_cmds, tierctl_tiering_cmds, tierctl_ranking_cmds,
+                                            tierctl_fsck_cmds};
 
 static void usage(FILE *f)
 {
@@ -122,7 +123,8 @@ static void usage(FILE *f)
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
         for (const tierctl_cmd *c = tables[t]; c->name != NULL; c++)
             fprintf(f, "  %-44s %s\n", c->usage, c->help);
-    fprintf(f, "\nexit code: 0 ok, 2 usage, 64 + gRPC status code otherwise\n");
+    fprintf(f, "\nexit code: 0 ok, 1 fsck found disagreements, 2 usage, 64 + gRPC status code "
+               "otherwise\n");
 }
 
 static const tierctl_cmd *find(const char *name)
@@ -182,6 +184,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tierctl: %s\n", t.err.message);
         return 2;
     }
+    if (rv == TIERCTL_FOUND)
+        return 1;
     if (rv != TIER_OK) {
         fprintf(stderr, "tierctl: %s: %s\n", tier_status_name(rv), t.err.message);
         return tier_status_exit_code(rv);

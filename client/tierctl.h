@@ -30,8 +30,10 @@ typedef struct {
 
 extern const tierctl_cmd tierctl_tiering_cmds[];
 extern const tierctl_cmd tierctl_ranking_cmds[];
+extern const tierctl_cmd tierctl_fsck_cmds[];
 
 #define TIERCTL_USAGE (-1) /* a command's return for a usage error: exit 2 */
+#define TIERCTL_FOUND (-2) /* a check found problems (fsck): exit 1, output says them */
 
 /* Sets t->err for a usage error and returns TIERCTL_USAGE. */
 int tierctl_usage(tierctl *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

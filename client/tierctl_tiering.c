@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* --flag VALUE among args; removes nothing, returns the value or NULL. */
 static const char *opt(int argc, char **argv, const char *flag)
@@ -44,14 +45,98 @@ static void print_job_json(const Tier__Job *j)
     tierctl_json_str(stdout, j->src_dir);
     printf(", \"dst_dir\": ");
     tierctl_json_str(stdout, j->dst_dir);
+    printf(", \"also_dirs\": [");
+    for (size_t i = 0; i < j->n_also_dirs; i++) {
+        printf("%s", i ? ", " : "");
+        tierctl_json_str(stdout, j->also_dirs[i]);
+    }
+    printf("], \"pending\": ");
+    if (j->pending[0])
+        printf("%s", j->pending);
+    else
+        printf("null");
+    printf(", \"created\": \"%s\"", tierctl_time(j->created_ms, a, sizeof(a)));
     printf(", \"updated\": \"%s\"}", tierctl_time(j->updated_ms, b, sizeof(b)));
+}
+
+/* "12s", "5m", "3h", "2d": how long ago ms was. */
+static const char *age(int64_t ms, char *buf, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t s = ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - ms) / 1000;
+    if (ms <= 0 || s < 0)
+        snprintf(buf, len, "-");
+    else if (s < 120)
+        snprintf(buf, len, "%llds", (long long)s);
+    else if (s < 7200)
+        snprintf(buf, len, "%lldm", (long long)s / 60);
+    else if (s < 172800)
+        snprintf(buf, len, "%lldh", (long long)s / 3600);
+    else
+        snprintf(buf, len, "%lldd", (long long)s / 86400);
+    return buf;
 }
 
 static void print_job_text(const Tier__Job *j)
 {
-    printf("%-8lld %-8s %-10s -> %-10s %-24s fence %-4llu worker %s%s%s\n", (long long)j->cid,
-           j->status, j->db_level, j->target, j->filename, (unsigned long long)j->fence,
+    char a[16];
+    printf("%-8lld %-8s %-10s -> %-10s %-24s fence %-4llu tries %-3u age %-4s worker %s%s%s\n",
+           (long long)j->cid, j->status, j->db_level, j->target, j->filename,
+           (unsigned long long)j->fence, j->attempts, age(j->updated_ms, a, sizeof(a)),
            j->worker_id[0] ? j->worker_id : "-", j->reason[0] ? "  reason: " : "", j->reason);
+}
+
+/* tierctl job show|retry|cancel CID */
+static int cmd_job(tierctl *t, int argc, char **argv)
+{
+    Tier__JobControlRequest req = TIER__JOB_CONTROL_REQUEST__INIT;
+    Tier__JobControlReply *rep = NULL;
+    const char *verb = argc == 3 ? argv[1] : "";
+    int rv;
+
+    if (argc != 3 || !tierctl_int(argv[2], &req.cid) ||
+        (strcmp(verb, "show") != 0 && strcmp(verb, "retry") != 0 && strcmp(verb, "cancel") != 0))
+        return tierctl_usage(t, "usage: tierctl job show|retry|cancel CID");
+    if (strcmp(verb, "show") == 0) {
+        Tier__GetJobRequest g = TIER__GET_JOB_REQUEST__INIT;
+        Tier__GetJobReply *gr;
+        g.cid = req.cid;
+        if ((rv = tier_get_job(t->client, &g, &gr, &t->err)) != TIER_OK)
+            return rv;
+        if (t->json) {
+            print_job_json(gr->job);
+            printf("\n");
+        } else {
+            print_job_text(gr->job);
+            for (size_t i = 0; i < gr->job->n_also_dirs; i++)
+                printf("  may also be in %s\n", gr->job->also_dirs[i]);
+            if (gr->job->pending[0])
+                printf("  pending report: count %s\n", gr->job->pending);
+        }
+        tier_free(gr);
+        return TIER_OK;
+    }
+    rv = strcmp(verb, "retry") == 0 ? tier_retry_job(t->client, &req, &rep, &t->err)
+                                    : tier_cancel_job(t->client, &req, &rep, &t->err);
+    if (rv != TIER_OK)
+        return rv;
+    if (t->json) {
+        printf("{\"cid\": %lld, \"outcome\": ", (long long)req.cid);
+        tierctl_json_str(stdout, rep->outcome);
+        printf(", \"job\": ");
+        if (rep->job)
+            print_job_json(rep->job);
+        else
+            printf("null");
+        printf("}\n");
+    } else {
+        printf("%lld: %s\n", (long long)req.cid, rep->outcome);
+        if (rep->job)
+            print_job_text(rep->job);
+    }
+    tier_free(rep);
+    return TIER_OK;
 }
 
 static void print_content(tierctl *t, const Tier__Content *c)
@@ -202,7 +287,8 @@ static int cmd_jobs(tierctl *t, int argc, char **argv)
     int rv;
 
     if (argc != 1 && !(argc == 3 && st != NULL))
-        return tierctl_usage(t, "usage: tierctl jobs [--status update|claimed|done|failed]");
+        return tierctl_usage(t,
+                             "usage: tierctl jobs [--status update|claimed|done|failed|finished]");
     req.status = (char *)(st ? st : "");
     if ((rv = tier_list_jobs(t->client, &req, &rep, &t->err)) != TIER_OK)
         return rv;
@@ -331,7 +417,9 @@ const tierctl_cmd tierctl_tiering_cmds[] = {
     {"views", "views CID COUNT", "report a view count; prints the job record", cmd_views},
     {"content", "content CID", "a content, its level and its job", cmd_content},
     {"history", "history CID", "level changes of a content, newest first", cmd_history},
-    {"jobs", "jobs [--status S]", "move jobs (update, claimed, done, failed)", cmd_jobs},
+    {"jobs", "jobs [--status S]", "move jobs (update, claimed, done, failed, finished)", cmd_jobs},
+    {"job", "job show|retry|cancel CID", "one job; retry a failed one; leave a content where it is",
+     cmd_job},
     {"levels", "levels [set NAME:MIN:MAX:PATH ...]", "show or replace the level table", cmd_levels},
     {"complete", "complete CID FENCE --worker ID", "report a move done (as a worker would)",
      cmd_complete},

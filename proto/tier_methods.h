@@ -13,6 +13,8 @@
 #define TIER_M_SET_LEVELS "tier.Tier/SetLevels"
 #define TIER_M_LIST_JOBS "tier.Tier/ListJobs"
 #define TIER_M_GET_JOB "tier.Tier/GetJob"
+#define TIER_M_RETRY_JOB "tier.Tier/RetryJob"
+#define TIER_M_CANCEL_JOB "tier.Tier/CancelJob"
 #define TIER_M_CLAIM_JOB "tier.Tier/ClaimJob"
 #define TIER_M_RENEW_LEASE "tier.Tier/RenewLease"
 #define TIER_M_COMPLETE_JOB "tier.Tier/CompleteJob"
@@ -24,5 +26,8 @@
 #define TIER_M_RESTORE_COMMENT "tier.Tier/RestoreComment"
 #define TIER_M_TOP_CONTENTS "tier.Tier/TopContents"
 #define TIER_M_LATEST_COMMENTS "tier.Tier/LatestComments"
+
+/* fsck */
+#define TIER_M_SCRUB "tier.Tier/Scrub"
 
 #endif

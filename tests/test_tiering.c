@@ -494,6 +494,82 @@ Test(tiering, fences_survive_cancelled_jobs)
     teardown(&f);
 }
 
+static int control(fx *f, int64_t cid, bool cancel, char *outcome, size_t len)
+{
+    Tier__JobControlRequest req = TIER__JOB_CONTROL_REQUEST__INIT;
+    Tier__JobControlReply *rep = NULL;
+    req.cid = cid;
+    int rv = cancel ? tier_cancel_job(f->c, &req, &rep, &E) : tier_retry_job(f->c, &req, &rep, &E);
+    if (rv == TIER_OK)
+        snprintf(outcome, len, "%s", rep->outcome);
+    tier_free(rep);
+    return rv;
+}
+
+Test(tiering, job_control_retry_cancel_and_finished_jobs)
+{
+    fx f;
+    Tier__ReportViewsReply *rep;
+    Tier__ClaimJobReply *cl;
+    uint64_t fence;
+    char st[32], out[32], lvl[32], bronze[1024];
+
+    setup(&f, NULL);
+    snprintf(bronze, sizeof(bronze), "%s/bronze/", f.root);
+    cr_assert_eq(control(&f, 4, false, out, sizeof(out)), TIER_NOT_FOUND);
+    cr_assert_eq(control(&f, 999, true, out, sizeof(out)), TIER_NOT_FOUND);
+
+    /* Never claimed: cancel deletes it. */
+    report(&f, 4, 3000, &rep);
+    tier_free(rep);
+    cr_assert_eq(control(&f, 4, true, out, sizeof(out)), TIER_OK);
+    cr_assert_str_eq(out, "deleted");
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_NOT_FOUND);
+
+    /* Failed for good (say a foreign file at the destination): retry puts
+     * it back to update now; a running one cannot be retried or cancelled. */
+    report(&f, 4, 3000, &rep);
+    tier_free(rep);
+    cr_assert_eq(claim(&f, "w1", 4, 0, &fence), TIER_OK);
+    cr_assert_eq(control(&f, 4, false, out, sizeof(out)), TIER_FAILED_PRECONDITION);
+    cr_assert_eq(control(&f, 4, true, out, sizeof(out)), TIER_FAILED_PRECONDITION);
+    cr_assert_eq(fail_job(&f, "w1", 4, fence, "d.mp4 exists in gold", true, 0), TIER_OK);
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_OK);
+    cr_assert_str_eq(st, "failed");
+    cr_assert_eq(control(&f, 4, false, out, sizeof(out)), TIER_OK);
+    cr_assert_str_eq(out, "retried");
+    cr_assert_eq(get_job(&f, 4, st, sizeof(st), NULL), TIER_OK);
+    cr_assert_str_eq(st, "update");
+
+    /* Once claimed, cancel aims it home: the file may be in gold. */
+    cr_assert_eq(control(&f, 4, true, out, sizeof(out)), TIER_OK);
+    cr_assert_str_eq(out, "home");
+    claim_job(&f, "w2", 4, &cl);
+    Tier__Job *j = cl->results[0]->job;
+    cr_assert_str_eq(j->target, "bronze");
+    cr_assert_str_eq(j->dst_dir, bronze);
+    cr_assert_eq(j->n_also_dirs, 1);
+    cr_assert(strstr(j->also_dirs[0], "/gold/") != NULL);
+    fence = j->fence;
+    tier_free(cl);
+    cr_assert_eq(complete(&f, "w2", 4, fence, NULL, 0), TIER_OK);
+    level_of(&f, 4, lvl, sizeof(lvl));
+    cr_assert_str_eq(lvl, "bronze");
+    cr_assert_eq(history_rows(&f, 4), 0, "no level change, no history row");
+
+    /* Finished jobs stay listed (newest first). */
+    Tier__ListJobsRequest lr = TIER__LIST_JOBS_REQUEST__INIT;
+    Tier__ListJobsReply *ls;
+    lr.status = "finished";
+    cr_assert_eq(tier_list_jobs(f.c, &lr, &ls, &E), TIER_OK);
+    cr_assert_geq(ls->n_jobs, 1);
+    cr_assert_eq(ls->jobs[0]->cid, 4);
+    cr_assert_str_eq(ls->jobs[0]->status, "finished");
+    cr_assert_eq(ls->jobs[0]->fence, fence);
+    tier_free(ls);
+    teardown(&f);
+}
+
 Test(tiering, second_claim_refused)
 {
     fx f;

@@ -14,33 +14,38 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tierd [options]\n"
-               "\n"
-               "The tier coordinator: serves the tier API (tiering and ranking) over nng.\n"
-               "\n"
-               "  --listen URL        rpc address            (TIER_LISTEN, tcp://127.0.0.1:7400)\n"
-               "  --push URL          move-job push address  (TIER_PUSH, tcp://127.0.0.1:7401)\n"
-               "  --redis HOST:PORT   Redis                  (TIER_REDIS_HOST, TIER_REDIS_PORT)\n"
-               "  --mysql HOST:PORT   MySQL/MariaDB          (TIER_MYSQL_HOST, TIER_MYSQL_PORT)\n"
-               "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
-               "  --mysql-db NAME                            (TIER_MYSQL_DB, tier)\n"
-               "  --threads N         rpc worker threads     (TIER_THREADS, 16)\n"
-               "  --contexts N        calls served at once   (TIER_CONTEXTS, 256)\n"
-               "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
-               "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
-               "  --writer-ttl-ms MS  writer lease           (TIER_WRITER_TTL_MS, 3000)\n"
-               "  --config FILE       key = value file       (TIER_CONFIG)\n"
-               "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
-               "  --help\n"
-               "\n"
-               "One writer: tierds sharing a MySQL database and a Redis key prefix\n"
-               "(TIER_REDIS_PREFIX, tier:) elect one writer with a lease in Redis. The others\n"
-               "wait as hot standbys, without listening, and take over within about the ttl\n"
-               "when the writer dies. A tierd that loses the lease exits with status 3.\n"
-               "\n"
-               "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
-               "mysql_password / redis_password in the config file. Never on the command line.\n"
-               "Logs go to stderr; TIER_LOG=debug|info|warn|error sets the level.\n");
+    fprintf(f,
+            "usage: tierd [options]\n"
+            "\n"
+            "The tier coordinator: serves the tier API (tiering and ranking) over nng.\n"
+            "\n"
+            "  --listen URL        rpc address            (TIER_LISTEN, tcp://127.0.0.1:7400)\n"
+            "  --push URL          move-job push address  (TIER_PUSH, tcp://127.0.0.1:7401)\n"
+            "  --redis HOST:PORT   Redis                  (TIER_REDIS_HOST, TIER_REDIS_PORT)\n"
+            "  --mysql HOST:PORT   MySQL/MariaDB          (TIER_MYSQL_HOST, TIER_MYSQL_PORT)\n"
+            "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
+            "  --mysql-db NAME                            (TIER_MYSQL_DB, tier)\n"
+            "  --threads N         rpc worker threads     (TIER_THREADS, 16)\n"
+            "  --contexts N        calls served at once   (TIER_CONTEXTS, 256)\n"
+            "  --lease-ms MS       move-job lease         (TIER_LEASE_MS, 30000)\n"
+            "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
+            "  --done-retention-s N  finished move jobs stay listed (TIER_DONE_RETENTION_S, 3600;\n"
+            "                      0 = not kept)\n"
+            "  --writer-ttl-ms MS  writer lease           (TIER_WRITER_TTL_MS, 3000)\n"
+            "  --config FILE       key = value file       (TIER_CONFIG)\n"
+            "  --scrub-interval-s N  background fsck     (TIER_SCRUB_INTERVAL_S, 3600; 0 off)\n"
+            "  --scrub-rate N      its entries+stats/s    (TIER_SCRUB_RATE, 2000)\n"
+            "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
+            "  --help\n"
+            "\n"
+            "One writer: tierds sharing a MySQL database and a Redis key prefix\n"
+            "(TIER_REDIS_PREFIX, tier:) elect one writer with a lease in Redis. The others\n"
+            "wait as hot standbys, without listening, and take over within about the ttl\n"
+            "when the writer dies. A tierd that loses the lease exits with status 3.\n"
+            "\n"
+            "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
+            "mysql_password / redis_password in the config file. Never on the command line.\n"
+            "Logs go to stderr; TIER_LOG=debug|info|warn|error sets the level.\n");
 }
 
 static void set_hostport(char *host, size_t hlen, int *port, const char *v)
@@ -83,6 +88,12 @@ static int apply(tierd_config *c, const char *key, const char *v)
         c->retention_min = atoll(v);
     else if (strcmp(key, "writer_ttl_ms") == 0)
         c->writer_ttl_ms = (uint32_t)atoi(v);
+    else if (strcmp(key, "done_retention_s") == 0)
+        c->done_retention_s = (uint32_t)strtoul(v, NULL, 10);
+    else if (strcmp(key, "scrub_interval_s") == 0)
+        c->scrub_interval_s = (uint32_t)strtoul(v, NULL, 10);
+    else if (strcmp(key, "scrub_rate") == 0)
+        c->scrub_rate = (uint32_t)strtoul(v, NULL, 10);
     else
         return -1;
     return 0;
@@ -138,6 +149,7 @@ static void load_env(tierd_config *c)
         {"TIER_LEASE_MS", "lease_ms"},
         {"TIER_RETENTION_MIN", "retention_min"},
         {"TIER_WRITER_TTL_MS", "writer_ttl_ms"},
+        {"TIER_DONE_RETENTION_S", "done_retention_s"},
         {"TIER_MYSQL_USER", "mysql_user"},
         {"TIER_MYSQL_PASSWORD", "mysql_password"},
         {"TIER_MYSQL_DB", "mysql_db"},
@@ -148,6 +160,11 @@ static void load_env(tierd_config *c)
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if ((v = getenv(map[i].env)) != NULL && *v != '\0')
             apply(c, map[i].key, v);
+    /* fsck */
+    if ((v = getenv("TIER_SCRUB_INTERVAL_S")) != NULL && *v != '\0')
+        apply(c, "scrub_interval_s", v);
+    if ((v = getenv("TIER_SCRUB_RATE")) != NULL && *v != '\0')
+        apply(c, "scrub_rate", v);
     if ((v = getenv("TIER_MYSQL_HOST")) != NULL && *v != '\0')
         snprintf(c->db.host, sizeof(c->db.host), "%s", v);
     if ((v = getenv("TIER_MYSQL_PORT")) != NULL && *v != '\0')
@@ -172,9 +189,12 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"lease-ms", required_argument, NULL, 'L'},
         {"retention-min", required_argument, NULL, 'R'},
         {"writer-ttl-ms", required_argument, NULL, 'W'},
+        {"done-retention-s", required_argument, NULL, 'D'},
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {"crash-points", no_argument, NULL, 'X'},
+        {"scrub-interval-s", required_argument, NULL, 'S'},
+        {"scrub-rate", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     const char *file = getenv("TIER_CONFIG");
@@ -188,6 +208,9 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     c->lease_ms = 30000;
     c->retention_min = 30 * 24 * 60;
     c->writer_ttl_ms = 3000;
+    c->done_retention_s = 3600;
+    c->scrub_interval_s = 3600;
+    c->scrub_rate = 2000;
     snprintf(c->db.host, sizeof(c->db.host), "127.0.0.1");
     c->db.port = 3306;
     snprintf(c->db.user, sizeof(c->db.user), "tier");
@@ -247,6 +270,15 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
             break;
         case 'W':
             apply(c, "writer_ttl_ms", optarg);
+            break;
+        case 'D':
+            apply(c, "done_retention_s", optarg);
+            break;
+        case 'S':
+            apply(c, "scrub_interval_s", optarg);
+            break;
+        case 'F':
+            apply(c, "scrub_rate", optarg);
             break;
         case 'c':
             break;

@@ -21,6 +21,9 @@ const char *const tierd_crash_points[] = {
     "complete.after_finish", /* job deleted or turned into its follow-up; no reply, no push */
     /* FailJob */
     "fail.after_script", /* job back to update (or failed); its pending not applied yet */
+    /* RetryJob / CancelJob */
+    "retry.after_script",  /* job back to update; its pending report not applied, no push */
+    "cancel.after_script", /* job deleted or aimed home; memory and push not updated */
     /* the reaper */
     "reaper.after_expire", /* expired leases back to update; nothing pushed */
     /* start-up recovery of jobs a crash left "done" */

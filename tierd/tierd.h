@@ -29,16 +29,20 @@
 #include "tier_rpc.h"
 
 typedef struct {
-    char listen[256];       /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
-    char push[256];         /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
-    tier_db_config db;      /* TIER_MYSQL_* */
-    tier_kv_config kv;      /* TIER_REDIS_* */
-    unsigned threads;       /* rpc pool threads (TIER_THREADS), default 16 */
-    unsigned contexts;      /* calls served at once, deferred writes included (TIER_CONTEXTS),
-                               default 256 */
-    unsigned db_conns;      /* MySQL connections, default threads + 4 */
-    uint32_t lease_ms;      /* default job lease (TIER_LEASE_MS), default 30000 */
-    int64_t retention_min;  /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
+    char listen[256];      /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
+    char push[256];        /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
+    tier_db_config db;     /* TIER_MYSQL_* */
+    tier_kv_config kv;     /* TIER_REDIS_* */
+    unsigned threads;      /* rpc pool threads (TIER_THREADS), default 16 */
+    unsigned contexts;     /* calls served at once, deferred writes included (TIER_CONTEXTS),
+                              default 256 */
+    unsigned db_conns;     /* MySQL connections, default threads + 4 */
+    uint32_t lease_ms;     /* default job lease (TIER_LEASE_MS), default 30000 */
+    int64_t retention_min; /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
+    uint32_t done_retention_s; /* finished jobs stay listed (TIER_DONE_RETENTION_S), default 1 h */
+    /* fsck (tierd/tiering_scrub.c) */
+    uint32_t scrub_interval_s; /* background scrub period (TIER_SCRUB_INTERVAL_S), 3600; 0 off */
+    uint32_t scrub_rate;    /* its directory entries + stats per second (TIER_SCRUB_RATE), 2000 */
     uint32_t writer_ttl_ms; /* writer lease (TIER_WRITER_TTL_MS), default 3000 */
 } tierd_config;
 

@@ -9,6 +9,7 @@
  */
 #include "tiering_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,7 @@ void tiering_release(tiering *t, content **cs, size_t n)
             continue;
         stripe *s = stripe_of(t, cs[i]->cid);
         pthread_mutex_lock(&s->mu);
+        assert(cs[i]->busy); /* released only by the thread that acquired it */
         cs[i]->busy = false;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
@@ -389,23 +391,29 @@ static content *report_fast(tiering *t, const level_table *lt, tier_rpc_ctx *cal
     return done ? NULL : c;
 }
 
-static int report_slow(tiering *t, const level_table *lt, tier_rpc_ctx *call,
-                       Tier__ReportViewsRequest *req, Tier__ViewResult **res, size_t *idx,
-                       content **cs, size_t n)
+static int report_slow(tiering *t, tier_rpc_ctx *call, Tier__ReportViewsRequest *req,
+                       Tier__ViewResult **res, size_t *idx, content **cs, size_t n)
 {
     tl_report *r = tier_rpc_alloc(call, n * sizeof(*r));
     content **sorted = tier_rpc_alloc(call, n * sizeof(*sorted));
+    const level_table *lt;
     size_t m = 0;
-    int rv = TIER_OK;
 
     if (r == NULL || sorted == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     memcpy(sorted, cs, n * sizeof(*cs));
+    /* Jobs are created only under the read lock, against the table current
+     * then: SetLevels (write lock) checks "no jobs" and swaps the table with
+     * no report in between, so no job ever aims at a directory SetLevels
+     * just changed. */
+    pthread_rwlock_rdlock(&t->levels_rw);
+    lt = atomic_load(&t->levels);
     tiering_acquire(t, sorted, n);
     for (size_t i = 0; i < n; i++) {
         content *c = cs[i];
         Tier__ViewResult *x = res[idx[i]];
         const tl_level *tl = tiering_target(lt, req->reports[idx[i]]->count);
+        x->target = (char *)tl->name;
         x->db_level = (char *)c->level; /* may have changed while we waited */
         if (!c->has_job && tl->name == c->level) {
             x->status = (char *)"done";
@@ -414,9 +422,9 @@ static int report_slow(tiering *t, const level_table *lt, tier_rpc_ctx *call,
         r[m++] = (tl_report){c, req->reports[idx[i]]->count, tl, x};
     }
     if (m > 0)
-        rv = tiering_apply_reports(t, r, m, call);
+        tiering_apply_reports(t, r, m, call); /* per-item codes say how it went */
     tiering_release(t, sorted, n);
-    (void)rv; /* per-item codes say it */
+    pthread_rwlock_unlock(&t->levels_rw);
     return TIER_OK;
 }
 
@@ -452,7 +460,7 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     rep->results = res;
     rep->n_results = n;
     if (nslow > 0)
-        return report_slow(t, lt, call, req, res, idx, slow, nslow);
+        return report_slow(t, call, req, res, idx, slow, nslow);
     return TIER_OK;
 }
 
@@ -748,7 +756,9 @@ static int h_set_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     if ((rv = parse_levels(call, req, v)) == TIER_OK) {
         pthread_mutex_lock(&t->admin_mu);
+        pthread_rwlock_wrlock(&t->levels_rw);
         rv = do_set_levels(t, call, v, req->n_levels);
+        pthread_rwlock_unlock(&t->levels_rw);
         pthread_mutex_unlock(&t->admin_mu);
     }
     free(v);
@@ -769,6 +779,7 @@ int tiering_open(tiering **out, const tierd_deps *deps)
         return TIER_RESOURCE_EXHAUSTED;
     t->deps = deps;
     pthread_mutex_init(&t->admin_mu, NULL);
+    pthread_rwlock_init(&t->levels_rw, NULL);
     pthread_mutex_init(&t->intern_mu, NULL);
     for (size_t i = 0; i < NSTRIPES; i++) {
         pthread_mutex_init(&t->stripes[i].mu, NULL);
@@ -781,6 +792,10 @@ int tiering_open(tiering **out, const tierd_deps *deps)
     }
     if ((rv = tiering_jobs_open(t, err, sizeof(err))) != TIER_OK) {
         tier_error("tiering: %s", err);
+        tiering_close(t);
+        return rv;
+    }
+    if ((rv = tiering_scrub_open(t)) != TIER_OK) {
         tiering_close(t);
         return rv;
     }
@@ -820,6 +835,8 @@ int tiering_register(tiering *t, tier_rpc_server *srv)
                                   &tier__list_levels_reply__descriptor, h_list_levels, t,
                                   TIER_RPC_INLINE)) != TIER_OK)
         return rv;
+    if ((rv = tiering_scrub_register(t, srv)) != TIER_OK)
+        return rv;
     return tiering_jobs_register(t, srv);
 }
 
@@ -827,6 +844,7 @@ void tiering_close(tiering *t)
 {
     if (t == NULL)
         return;
+    tiering_scrub_close(t); /* first: it uses jobs, batcher and contents */
     tiering_jobs_close(t);
     for (size_t i = 0; i < NSTRIPES; i++) {
         stripe *s = &t->stripes[i];
@@ -847,6 +865,7 @@ void tiering_close(tiering *t)
         t->names = next;
     }
     pthread_mutex_destroy(&t->admin_mu);
+    pthread_rwlock_destroy(&t->levels_rw);
     pthread_mutex_destroy(&t->intern_mu);
     free(t);
 }

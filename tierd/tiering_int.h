@@ -5,6 +5,7 @@
  *                   content and level methods, ReportViews
  *   tiering_jobs.c  the job methods (claim, renew, complete, fail, list),
  *                   the push socket, the reaper, start-up recovery
+ *   tiering_scrub.c fsck: the Scrub method and the background scrubber
  *
  * Why memory can be trusted: tierd is the only writer of the contents and
  * level tables and of the job keys (workers act only through its RPCs), and
@@ -81,6 +82,9 @@ struct tiering {
     stripe stripes[NSTRIPES];
     _Atomic(level_table *) levels;
     pthread_mutex_t admin_mu; /* AddContent, SetLevels */
+    /* Read: the report slow path while it may create jobs.  Write:
+     * SetLevels from its "no jobs" check to the table swap. */
+    pthread_rwlock_t levels_rw;
     pthread_mutex_t intern_mu;
     interned *names;
     _Atomic int64_t max_cid;
@@ -91,6 +95,7 @@ struct tiering {
     pthread_t reaper;
     bool reaper_started;
     atomic_bool stopping;
+    struct tl_scrub *scrub; /* tiering_scrub.c */
 };
 
 /* A report to apply to Redis for a content whose busy flag is held. */
@@ -121,5 +126,16 @@ int tiering_apply_reports(tiering *t, tl_report *r, size_t n, tier_rpc_ctx *call
 int tiering_get_job(tiering *t, tier_rpc_ctx *call, const Tier__GetJobRequest *req,
                     Tier__GetJobReply *rep);
 int tiering_job_to_proto(tier_rpc_ctx *call, const tier_jobs_view *v, Tier__Job *out);
+/* fsck: commits the "done" jobs of cids older than min_age_ms (the start-up
+ * recovery path; takes the busy flags itself). */
+int tiering_recover_cids(tiering *t, tier_kv *kv, const int64_t *cids, size_t n,
+                         int64_t min_age_ms);
+/* fsck: commits c's level through the batcher (c's busy flag held). */
+int tiering_commit_level(tiering *t, content *c, const char *level);
+
+/* tiering_scrub.c (fsck): the background scrubber and the Scrub method. */
+int tiering_scrub_open(tiering *t);
+void tiering_scrub_close(tiering *t);
+int tiering_scrub_register(tiering *t, tier_rpc_server *srv);
 
 #endif

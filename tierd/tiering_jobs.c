@@ -1,20 +1,35 @@
 /*
  * tiering_jobs.c -- move jobs: the worker protocol (ClaimJob, RenewLease,
- * CompleteJob, FailJob), ListJobs / GetJob, the push socket, the reaper and
- * the recovery of jobs a crash left "done" but not committed.
+ * CompleteJob, FailJob), the operators' calls (ListJobs, GetJob, RetryJob,
+ * CancelJob), the push socket, the reaper and the recovery of jobs a crash
+ * left "done" but not committed.
  *
  * A job's life:  report -> "update" (pushed) -> ClaimJob -> "claimed"
- * -> CompleteJob -> "done" -> MySQL COMMIT -> deleted.  Redis holds the
- * truth (store/tier_jobs.c); the push is a hint that may be lost, so the
- * reaper re-pushes jobs nobody claimed and takes back expired leases.
+ * -> CompleteJob -> "done" -> MySQL COMMIT -> FINISH (deleted, or turned
+ * into the follow-up job of a report that arrived meanwhile).  Redis holds
+ * the truth; store/tier_jobs.h owns its scripts, keys and reply shapes and
+ * hands back enums and views, this file makes the decisions (levels,
+ * pushes, commits).  The push is a hint that may be lost, so the reaper
+ * re-pushes jobs nobody claimed and takes back expired leases.
  *
- * Invariant (durability): CompleteJob answers OK for a job only after the
- * level is committed in MySQL, and deletes the job in Redis only after that
- * commit.  A crash in between leaves the job "done", and a "done" job is
- * committed again (idempotent) at start-up or by the reaper's sweep.
+ * The invariants this file keeps (docs/CRASH.md has the whole list and the
+ * crash points that test them):
+ *   - durability: CompleteJob answers OK only after MySQL has committed the
+ *     level, and the job leaves "done" only after that commit; a crash in
+ *     between leaves it "done", committed again (idempotently) at start-up
+ *     or by the reaper's sweep;
+ *   - an acknowledged report is never lost: while a job runs it is kept on
+ *     the job (`pending`), and FINISH turns it into the follow-up job in the
+ *     same script that deletes the finished one;
+ *   - a job that was ever claimed may have moved its file: reports,
+ *     RetryJob and CancelJob retarget it (the store keeps every directory
+ *     the file may be in), never delete it;
+ *   - only a thread holding a content's busy flag changes whether its job
+ *     exists (asserted where relied on).
  */
 #include "tiering_int.h"
 
+#include <assert.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +48,8 @@
 #define SWEEP_AGE_MS 5000 /* a "done" job this old lost its committer */
 #define CHUNK 256         /* items per script call */
 #define WORKER_ID_MAX 128
+#define REAP_MAX 2000      /* expired leases and due pushes per reaper round */
+#define FINISHED_MAX 10000 /* finished jobs kept listed, whatever the retention */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -41,7 +58,7 @@ static char *dup_s(tier_rpc_ctx *call, tier_jobs_str s)
     return s.p ? tier_rpc_strndup(call, s.p, s.len) : (char *)"";
 }
 
-/* also_dirs ('\n'-separated in Redis) into the repeated field. */
+/* also_dirs ('\n'-separated in the store) into the repeated field. */
 static int split_dirs(tier_rpc_ctx *call, tier_jobs_str s, Tier__Job *j)
 {
     size_t n = 0, cap = 1;
@@ -72,7 +89,7 @@ int tiering_job_to_proto(tier_rpc_ctx *call, const tier_jobs_view *v, Tier__Job 
     j->db_level = dup_s(call, v->db_level);
     j->filename = dup_s(call, v->filename);
     j->worker_id = dup_s(call, v->worker_id);
-    j->status = dup_s(call, v->status);
+    j->status = (char *)tier_job_state_name(v->state);
     j->fence = v->fence;
     j->lease_expires_ms = v->lease_expires_ms;
     j->attempts = v->attempts;
@@ -97,44 +114,10 @@ static Tier__Job *job_new(tier_rpc_ctx *call, const tier_jobs_view *v)
     return j;
 }
 
-static bool str_is(const redisReply *r, const char *s)
-{
-    return r != NULL && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
-           r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
-}
-
-static int code_of(const redisReply *r)
-{
-    if (str_is(r, "OK") || str_is(r, "COMMITTED"))
-        return TIER_OK;
-    if (str_is(r, "NOT_FOUND"))
-        return TIER_NOT_FOUND;
-    if (str_is(r, "ALREADY_EXISTS"))
-        return TIER_ALREADY_EXISTS;
-    return TIER_FAILED_PRECONDITION;
-}
-
 static bool valid_worker(const char *w)
 {
     size_t n = strlen(w);
     return n > 0 && n <= WORKER_ID_MAX;
-}
-
-/* A fixed-width decimal for argv (cids, counts, fences). */
-typedef struct {
-    char s[24];
-} num_buf;
-
-static const char *num(num_buf *b, long long v)
-{
-    snprintf(b->s, sizeof(b->s), "%lld", v);
-    return b->s;
-}
-
-static const char *unum(num_buf *b, unsigned long long v)
-{
-    snprintf(b->s, sizeof(b->s), "%llu", v);
-    return b->s;
 }
 
 static int redis_down(tier_rpc_ctx *call, int rv)
@@ -143,6 +126,21 @@ static int redis_down(tier_rpc_ctx *call, int rv)
                                 rv == TIER_UNAVAILABLE ? "unavailable"
                                 : rv == TIER_ABORTED   ? "this tierd is no longer the writer"
                                                        : "job script failed");
+}
+
+/* A pooled Redis connection for a handler; NULL (message set on call) when
+ * Redis is away. */
+static tier_kv *kv_get(tiering *t, tier_rpc_ctx *call)
+{
+    tier_kv *kv = tier_pool_get(t->deps->kv);
+    if (kv == NULL && call != NULL)
+        redis_down(call, TIER_UNAVAILABLE);
+    return kv;
+}
+
+static void kv_put(tiering *t, tier_kv *kv)
+{
+    tier_kv_pool_put(t->deps->kv, kv);
 }
 
 /* ------------------------------------------------------------ push */
@@ -178,71 +176,52 @@ static void push_job(tiering *t, const tier_jobs_view *v)
 
 /* ------------------------------------------------------------ reports */
 
-static void report_result(tl_report *r, const redisReply *item, tier_rpc_ctx *call)
+static void report_result(tl_report *r, const tier_jobs_report_out *o, tier_rpc_ctx *call)
 {
-    tier_jobs_view v;
-    const redisReply *what = item->element[0];
-    bool job = item->elements > 1 && tier_jobs_view_parse(item->element[1], &v);
-
     if (r->res == NULL)
         return;
     r->res->code = TIER__RPC__CODE__OK;
-    if (!job) {
+    if (!o->has_job) {
         r->res->status = (char *)"done";
         return;
     }
-    (void)what;
-    r->res->status = dup_s(call, v.status);
-    r->res->worker_id = dup_s(call, v.worker_id);
+    r->res->status = (char *)tier_job_state_name(o->job.state);
+    r->res->worker_id = dup_s(call, o->job.worker_id);
 }
 
 static int report_chunk(tiering *t, tier_kv *kv, tl_report *r, size_t n, tier_rpc_ctx *call)
 {
     level_table *lt = atomic_load(&t->levels);
-    const char **argv = malloc((1 + 7 * n) * sizeof(*argv));
-    num_buf *nb = malloc(2 * n * sizeof(*nb) + sizeof(*nb));
-    redisReply *rep = NULL;
+    tier_jobs_report_in *in = malloc(n * sizeof(*in));
+    tier_jobs_report_out *out = malloc(n * sizeof(*out));
+    tier_jobs_reply *keep = NULL;
     int rv = TIER_RESOURCE_EXHAUSTED;
 
-    if (argv == NULL || nb == NULL)
-        goto out;
-    argv[0] = num(&nb[2 * n], REPUSH_MS);
+    if (in == NULL || out == NULL)
+        goto done;
     for (size_t i = 0; i < n; i++) {
         const tl_level *cur = tiering_level(lt, r[i].c->level);
-        const char **a = argv + 1 + 7 * i;
-        a[0] = num(&nb[2 * i], r[i].c->cid);
-        a[1] = num(&nb[2 * i + 1], r[i].count);
-        a[2] = r[i].target->name;
-        a[3] = r[i].c->level;
-        a[4] = r[i].c->filename;
-        a[5] = cur ? cur->path : "";
-        a[6] = r[i].target->path;
+        assert(r[i].c->busy); /* the caller holds it: nobody else changes this job */
+        in[i] = (tier_jobs_report_in){r[i].c->cid,      r[i].count,       r[i].target->name,
+                                      r[i].c->level,    r[i].c->filename, cur ? cur->path : "",
+                                      r[i].target->path};
     }
     TIER_CRASH_AT("report.before_script");
-    rep = tier_jobs_eval(t->jobs, kv, TIER_JOBS_REPORT, tier_now_ms(), (int)(1 + 7 * n), argv, NULL,
-                         &rv);
-    if (rep == NULL)
-        goto out;
+    rv = tier_jobs_report(t->jobs, kv, tier_now_ms(), REPUSH_MS, in, n, out, &keep);
+    if (rv != TIER_OK)
+        goto done;
     TIER_CRASH_AT("report.after_script");
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
-        rv = TIER_INTERNAL;
-        goto out;
-    }
     for (size_t i = 0; i < n; i++) {
-        const redisReply *item = rep->element[i];
-        tier_jobs_view v;
-        bool job = item->elements > 1 && tier_jobs_view_parse(item->element[1], &v);
-        tiering_set(t, r[i].c, r[i].c->level, job);
-        /* A retargeted job may have gone back from failed to update. */
-        if (job && (str_is(item->element[0], "created") || str_is(item->element[0], "retargeted")))
-            push_job(t, &v);
-        report_result(&r[i], item, call);
+        tiering_set(t, r[i].c, r[i].c->level, out[i].has_job);
+        /* New, or aimed elsewhere (maybe revived from failed): hint it. */
+        if (out[i].what == TIER_JOBS_REPORT_CREATED || out[i].what == TIER_JOBS_REPORT_RETARGETED)
+            push_job(t, &out[i].job);
+        report_result(&r[i], &out[i], call);
     }
-out:
-    if (rep != NULL)
-        freeReplyObject(rep);
-    free(argv);
-    free(nb);
+done:
+    tier_jobs_reply_free(keep);
+    free(in);
+    free(out);
     return rv;
 }
 
@@ -254,40 +233,39 @@ int tiering_apply_reports(tiering *t, tl_report *r, size_t n, tier_rpc_ctx *call
     for (size_t i = 0; i < n && rv == TIER_OK; i += CHUNK)
         rv = report_chunk(t, kv, r + i, n - i < CHUNK ? n - i : CHUNK, call);
     if (kv != NULL)
-        tier_kv_pool_put(t->deps->kv, kv);
+        kv_put(t, kv);
     if (rv != TIER_OK) {
         for (size_t i = 0; i < n; i++) {
             if (r[i].res == NULL || r[i].res->status[0] != '\0')
                 continue;
             r[i].res->code = rv;
             r[i].res->message = rv == TIER_UNAVAILABLE ? (char *)"Redis: unavailable"
+                                : rv == TIER_ABORTED   ? (char *)"tierd is no longer the writer"
                                                        : (char *)"Redis: job script failed";
         }
     }
     return rv;
 }
 
-/* Runs one job script on a pooled connection, for a handler that needs
- * Redis for nothing else; NULL (message set on call, status in *rv) when
- * Redis is away or the script failed. */
-static redisReply *eval_pooled(tiering *t, tier_rpc_ctx *call, tier_jobs_script s, int64_t now,
-                               int argc, const char **argv, int *rv)
+/* Applies a report kept on a job (FailJob, RetryJob): busy held. */
+static void apply_pending(tiering *t, content *c, int64_t count)
 {
-    tier_kv *kv = tier_pool_get(t->deps->kv);
-    redisReply *r;
+    const tl_level *tl = tiering_target(atomic_load(&t->levels), count);
+    tl_report rep = {c, count, tl, NULL};
 
-    if (kv == NULL) {
-        *rv = redis_down(call, TIER_UNAVAILABLE);
-        return NULL;
-    }
-    r = tier_jobs_eval(t->jobs, kv, s, now, argc, argv, NULL, rv);
-    tier_kv_pool_put(t->deps->kv, kv);
-    if (r == NULL)
-        *rv = redis_down(call, *rv);
-    return r;
+    if (tl != NULL)
+        tiering_apply_reports(t, &rep, 1, NULL);
 }
 
 /* ------------------------------------------------------------ ClaimJob */
+
+static const char *claim_message(int code)
+{
+    return code == TIER_OK               ? ""
+           : code == TIER_NOT_FOUND      ? "no such job"
+           : code == TIER_ALREADY_EXISTS ? "claimed by another worker"
+                                         : "not waiting for a worker";
+}
 
 static int h_claim(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
@@ -295,45 +273,39 @@ static int h_claim(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
     const Tier__ClaimJobRequest *req = (const Tier__ClaimJobRequest *)in;
     Tier__ClaimJobReply *rep = (Tier__ClaimJobReply *)out;
     size_t n = req->n_cids;
-    const char **argv = tier_rpc_alloc(call, (n + 2) * sizeof(*argv));
-    num_buf *nb = tier_rpc_alloc(call, (n + 1) * sizeof(*nb));
     uint32_t lease = req->lease_ms ? req->lease_ms : t->deps->cfg->lease_ms;
-    redisReply *r;
+    tier_jobs_claim_out *res = tier_rpc_alloc(call, (n + 1) * sizeof(*res));
+    tier_jobs_reply *keep;
+    tier_kv *kv;
     int rv;
 
     if (!valid_worker(req->worker_id))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "worker_id: 1..128 bytes");
-    if (argv == NULL || nb == NULL)
-        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     rep->results = tier_rpc_alloc(call, (n + 1) * sizeof(*rep->results));
+    if (res == NULL || rep->results == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     rep->n_results = n;
     if (n == 0)
         return TIER_OK;
-    argv[0] = req->worker_id;
-    argv[1] = num(&nb[n], lease);
-    for (size_t i = 0; i < n; i++)
-        argv[2 + i] = num(&nb[i], req->cids[i]);
-    r = eval_pooled(t, call, TIER_JOBS_CLAIM, tier_now_ms(), (int)(n + 2), argv, &rv);
-    if (r == NULL)
-        return rv;
+    if ((kv = kv_get(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_jobs_claim(t->jobs, kv, tier_now_ms(), req->worker_id, lease, req->cids, n, res,
+                         &keep);
+    kv_put(t, kv);
+    if (rv != TIER_OK)
+        return redis_down(call, rv);
     TIER_CRASH_AT("claim.after_script");
-    for (size_t i = 0; i < n && i < r->elements; i++) {
-        const redisReply *item = r->element[i];
+    for (size_t i = 0; i < n; i++) {
         Tier__ClaimResult *c = tier_rpc_alloc(call, sizeof(*c));
-        tier_jobs_view v;
         tier__claim_result__init(c);
         c->cid = req->cids[i];
-        int code = code_of(item->element[0]);
-        c->code = code;
-        c->message = code == TIER_OK               ? (char *)""
-                     : code == TIER_NOT_FOUND      ? (char *)"no such job"
-                     : code == TIER_ALREADY_EXISTS ? (char *)"claimed by another worker"
-                                                   : (char *)"not waiting for a worker";
-        if (code == TIER_OK && tier_jobs_view_parse(item->element[1], &v))
-            c->job = job_new(call, &v);
+        c->code = res[i].code;
+        c->message = (char *)claim_message(res[i].code);
+        if (res[i].code == TIER_OK)
+            c->job = job_new(call, &res[i].job);
         rep->results[i] = c;
     }
-    freeReplyObject(r);
+    tier_jobs_reply_free(keep);
     return TIER_OK;
 }
 
@@ -349,43 +321,47 @@ static Tier__ItemStatus *item_status(tier_rpc_ctx *call, int64_t cid, int code, 
     return s;
 }
 
+/* The JobRefs of a request as store refs. */
+static tier_jobs_ref *refs_of(tier_rpc_ctx *call, Tier__JobRef **jobs, size_t n)
+{
+    tier_jobs_ref *r = tier_rpc_alloc(call, (n + 1) * sizeof(*r));
+    for (size_t i = 0; r != NULL && i < n; i++)
+        r[i] = (tier_jobs_ref){jobs[i]->cid, jobs[i]->fence};
+    return r;
+}
+
 static int h_renew(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
     tiering *t = arg;
     const Tier__RenewLeaseRequest *req = (const Tier__RenewLeaseRequest *)in;
     Tier__RenewLeaseReply *rep = (Tier__RenewLeaseReply *)out;
     size_t n = req->n_jobs;
-    const char **argv = tier_rpc_alloc(call, (2 * n + 2) * sizeof(*argv));
-    num_buf *nb = tier_rpc_alloc(call, (2 * n + 1) * sizeof(*nb));
     uint32_t lease = req->lease_ms ? req->lease_ms : t->deps->cfg->lease_ms;
     int64_t now = tier_now_ms();
-    redisReply *r;
+    tier_jobs_ref *refs = refs_of(call, req->jobs, n);
+    int *codes = tier_rpc_alloc(call, (n + 1) * sizeof(*codes));
+    tier_kv *kv;
     int rv;
 
     if (!valid_worker(req->worker_id))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "worker_id: 1..128 bytes");
-    if (argv == NULL || nb == NULL)
-        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     rep->results = tier_rpc_alloc(call, (n + 1) * sizeof(*rep->results));
+    if (refs == NULL || codes == NULL || rep->results == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     rep->n_results = n;
     rep->lease_expires_ms = now + lease;
     if (n == 0)
         return TIER_OK;
-    argv[0] = req->worker_id;
-    argv[1] = num(&nb[2 * n], lease);
-    for (size_t i = 0; i < n; i++) {
-        argv[2 + 2 * i] = num(&nb[2 * i], req->jobs[i]->cid);
-        argv[3 + 2 * i] = unum(&nb[2 * i + 1], req->jobs[i]->fence);
-    }
-    r = eval_pooled(t, call, TIER_JOBS_RENEW, now, (int)(2 * n + 2), argv, &rv);
-    if (r == NULL)
-        return rv;
-    for (size_t i = 0; i < n; i++) {
-        int code = i < r->elements ? code_of(r->element[i]) : TIER_INTERNAL;
-        rep->results[i] = item_status(call, req->jobs[i]->cid, code,
-                                      code == TIER_OK ? "" : "lease not held (check your status)");
-    }
-    freeReplyObject(r);
+    if ((kv = kv_get(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_jobs_renew(t->jobs, kv, now, req->worker_id, lease, refs, n, codes);
+    kv_put(t, kv);
+    if (rv != TIER_OK)
+        return redis_down(call, rv);
+    for (size_t i = 0; i < n; i++)
+        rep->results[i] =
+            item_status(call, refs[i].cid, codes[i],
+                        codes[i] == TIER_OK ? "" : "lease not held (check your status)");
     return TIER_OK;
 }
 
@@ -433,81 +409,78 @@ typedef struct {
     int code;
 } fin_item;
 
-/* One FINISH item: the follow-up job of a pending report, planned here
- * because levels live in tierd (store/tier_jobs.c, FINISH). */
-typedef struct {
-    num_buf cid, fence, seen;
-    const char *next, *src, *dst;
-} fin_plan;
-
-static void plan_finish(const level_table *lt, const fin_item *f, fin_plan *p, const char **a)
+/* The FINISH item of f: its follow-up job is planned here, because levels
+ * live in tierd.  A follow-up is needed only when the pending count
+ * belongs on another level than the one just committed. */
+static void plan_finish(const level_table *lt, const fin_item *f, tier_jobs_finish_in *in)
 {
     const tl_level *tl = f->has_pending ? tiering_target(lt, f->pending) : NULL;
     const tl_level *cur = tiering_level(lt, f->level);
 
-    a[0] = num(&p->cid, f->c->cid);
-    a[1] = unum(&p->fence, f->fence);
-    a[2] = f->has_pending ? num(&p->seen, f->pending) : "";
-    /* The follow-up is only needed when the pending count belongs on
-     * another level than the one just committed. */
+    *in =
+        (tier_jobs_finish_in){{f->c->cid, f->fence}, f->has_pending, f->pending, NULL, NULL, NULL};
     if (tl != NULL && cur != NULL && tl->name != f->level) {
-        a[3] = tl->name, a[4] = cur->path, a[5] = tl->path;
-    } else {
-        a[3] = "", a[4] = "", a[5] = "";
+        in->next_target = tl->name;
+        in->next_src_dir = cur->path;
+        in->next_dst_dir = tl->path;
     }
 }
 
 /* After the commit: delete the jobs (or turn them into their follow-ups)
- * and update memory.  Busy flags of the contents are held, so no report of
- * this tierd changes `pending` meanwhile; a PENDING answer (someone did)
- * is planned again, a bounded number of times. */
+ * and update memory.  Busy flags are held, so no report of this tierd
+ * changes `pending` meanwhile; a REPLAN answer (someone did) is planned
+ * again, a bounded number of times. */
 static int finish_committed(tiering *t, tier_kv *kv, fin_item *f, size_t n)
 {
-    const char **argv = malloc((1 + 6 * n) * sizeof(*argv));
-    fin_plan *plan = malloc(n * sizeof(*plan) + 1);
+    tier_jobs_finish_in *in = malloc(n * sizeof(*in) + 1);
+    tier_jobs_finish_out *out = malloc(n * sizeof(*out) + 1);
     size_t *idx = malloc(n * sizeof(*idx) + 1);
     level_table *lt = atomic_load(&t->levels);
-    num_buf repush;
     size_t m = n;
     int rv = TIER_RESOURCE_EXHAUSTED;
 
-    if (argv == NULL || plan == NULL || idx == NULL)
-        goto out;
+    if (in == NULL || out == NULL || idx == NULL)
+        goto done;
     for (size_t i = 0; i < n; i++)
         idx[i] = i;
-    argv[0] = num(&repush, REPUSH_MS);
     for (int round = 0; m > 0 && round < 4; round++) {
-        redisReply *r;
+        tier_jobs_reply *keep;
         size_t again = 0;
-        for (size_t k = 0; k < m; k++)
-            plan_finish(lt, &f[idx[k]], &plan[k], argv + 1 + 6 * k);
-        r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_FINISH, tier_now_ms(), (int)(1 + 6 * m), argv,
-                           NULL, &rv);
-        if (r == NULL)
-            goto out;
-        for (size_t k = 0; k < m && k < r->elements; k++) {
-            const redisReply *it = r->element[k];
-            fin_item *fi = &f[idx[k]];
-            tier_jobs_view v;
-            fi->code = TIER_OK; /* committed either way */
-            if (str_is(it->element[0], "OK")) {
-                tiering_set(t, fi->c, fi->level, false);
-            } else if (str_is(it->element[0], "NEXT") && tier_jobs_view_parse(it->element[1], &v)) {
-                tiering_set(t, fi->c, fi->level, true);
-                push_job(t, &v);
-            } else if (str_is(it->element[0], "PENDING")) {
-                fi->has_pending = it->element[1]->len > 0;
-                fi->pending = fi->has_pending ? strtoll(it->element[1]->str, NULL, 10) : 0;
-                idx[again++] = idx[k];
-            } /* GONE: finished already by someone else */
+        for (size_t k = 0; k < m; k++) {
+            assert(f[idx[k]].c->busy);
+            plan_finish(lt, &f[idx[k]], &in[k]);
         }
-        freeReplyObject(r);
+        rv = tier_jobs_finish(t->jobs, kv, tier_now_ms(), REPUSH_MS, t->deps->cfg->done_retention_s,
+                              in, m, out, &keep);
+        if (rv != TIER_OK)
+            goto done;
+        for (size_t k = 0; k < m; k++) {
+            fin_item *fi = &f[idx[k]];
+            fi->code = TIER_OK; /* committed either way */
+            switch (out[k].what) {
+            case TIER_JOBS_FINISH_DELETED:
+                tiering_set(t, fi->c, fi->level, false);
+                break;
+            case TIER_JOBS_FINISH_NEXT:
+                tiering_set(t, fi->c, fi->level, true);
+                push_job(t, &out[k].job);
+                break;
+            case TIER_JOBS_FINISH_REPLAN:
+                fi->has_pending = out[k].has_pending;
+                fi->pending = out[k].pending;
+                idx[again++] = idx[k];
+                break;
+            case TIER_JOBS_FINISH_GONE: /* finished already by someone else */
+                break;
+            }
+        }
+        tier_jobs_reply_free(keep);
         m = again;
     }
     rv = TIER_OK;
-out:
-    free(argv);
-    free(plan);
+done:
+    free(in);
+    free(out);
     free(idx);
     return rv;
 }
@@ -545,53 +518,55 @@ static int commit_and_finish(tiering *t, tier_kv *kv, fin_item *f, size_t n, boo
 
 /* ------------------------------------------------------------ CompleteJob */
 
-/* Marks jobs done (DONE script); fills f with those to commit; sets codes
- * of the others in rep.  Returns the number to commit, or -status. */
+/* Marks the jobs of known contents done; fills f with those to commit and
+ * which[] with their request positions; answers the others in rep.
+ * Returns the number to commit, or -status. */
 static long mark_done(tiering *t, tier_kv *kv, tier_rpc_ctx *call,
                       const Tier__CompleteJobRequest *req, content **cs, fin_item *f,
                       Tier__CompleteJobReply *rep, size_t *which)
 {
     size_t n = req->n_jobs, m = 0, nf = 0;
-    const char **argv = tier_rpc_alloc(call, (2 * n + 1) * sizeof(*argv));
-    num_buf *nb = tier_rpc_alloc(call, (2 * n + 1) * sizeof(*nb));
+    tier_jobs_ref *refs = tier_rpc_alloc(call, (n + 1) * sizeof(*refs));
+    tier_jobs_done_out *out = tier_rpc_alloc(call, (n + 1) * sizeof(*out));
     size_t *pos = tier_rpc_alloc(call, (n + 1) * sizeof(*pos));
-    redisReply *r;
+    tier_jobs_reply *keep;
     int rv;
 
-    argv[0] = req->worker_id;
+    if (refs == NULL || out == NULL || pos == NULL)
+        return -TIER_RESOURCE_EXHAUSTED;
     for (size_t i = 0; i < n; i++) {
         if (cs[i] == NULL)
             continue;
-        argv[1 + 2 * m] = num(&nb[2 * m], req->jobs[i]->cid);
-        argv[2 + 2 * m] = unum(&nb[2 * m + 1], req->jobs[i]->fence);
+        refs[m] = (tier_jobs_ref){req->jobs[i]->cid, req->jobs[i]->fence};
         pos[m++] = i;
     }
     if (m == 0)
         return 0;
-    r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_DONE, tier_now_ms(), (int)(1 + 2 * m), argv, NULL,
-                       &rv);
-    if (r == NULL)
+    if ((rv = tier_jobs_done(t->jobs, kv, tier_now_ms(), req->worker_id, refs, m, out, &keep)) !=
+        TIER_OK)
         return -rv;
-    for (size_t k = 0; k < m && k < r->elements; k++) {
-        const redisReply *it = r->element[k];
+    for (size_t k = 0; k < m; k++) {
         size_t i = pos[k];
-        int code = code_of(it->element[0]);
-        if (code != TIER_OK) {
-            rep->results[i] = item_status(call, req->jobs[i]->cid, code, "check your status again");
-        } else if (str_is(it->element[0], "COMMITTED")) {
-            rep->results[i] = item_status(call, req->jobs[i]->cid, TIER_OK, "");
-        } else {
-            const redisReply *tg = it->element[1], *pd = it->element[3];
+        switch (out[k].what) {
+        case TIER_JOBS_DONE_REFUSED:
+            rep->results[i] =
+                item_status(call, refs[k].cid, TIER_FAILED_PRECONDITION, "check your status again");
+            break;
+        case TIER_JOBS_DONE_COMMITTED:
+            rep->results[i] = item_status(call, refs[k].cid, TIER_OK, "");
+            break;
+        case TIER_JOBS_DONE_NOW:
             f[nf] = (fin_item){cs[i],
-                               req->jobs[i]->fence,
-                               tiering_intern(t, tg->str, tg->len),
-                               pd->len > 0,
-                               pd->len > 0 ? strtoll(pd->str, NULL, 10) : 0,
+                               refs[k].fence,
+                               tiering_intern(t, out[k].target.p, out[k].target.len),
+                               out[k].has_pending,
+                               out[k].pending,
                                TIER_UNAVAILABLE};
             which[nf++] = i;
+            break;
         }
     }
-    freeReplyObject(r);
+    tier_jobs_reply_free(keep);
     return (long)nf;
 }
 
@@ -612,6 +587,8 @@ static int h_complete(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
     if (!valid_worker(req->worker_id))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "worker_id: 1..128 bytes");
     rep->results = tier_rpc_alloc(call, (n + 1) * sizeof(*rep->results));
+    if (cs == NULL || held == NULL || f == NULL || which == NULL || rep->results == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     rep->n_results = n;
     for (size_t i = 0; i < n; i++) {
         if ((cs[i] = tiering_find(t, req->jobs[i]->cid)) != NULL)
@@ -620,8 +597,8 @@ static int h_complete(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
             rep->results[i] = item_status(call, req->jobs[i]->cid, TIER_FAILED_PRECONDITION,
                                           "check your status again");
     }
-    if ((kv = tier_pool_get(t->deps->kv)) == NULL)
-        return redis_down(call, TIER_UNAVAILABLE);
+    if ((kv = kv_get(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
     tiering_acquire(t, held, nk);
     nf = mark_done(t, kv, call, req, cs, f, rep, which);
     if (nf > 0) {
@@ -638,7 +615,7 @@ static int h_complete(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
         }
     }
     tiering_release(t, held, nk);
-    tier_kv_pool_put(t->deps->kv, kv);
+    kv_put(t, kv);
     if (nf < 0)
         return redis_down(call, (int)-nf);
     return TIER_OK;
@@ -650,11 +627,10 @@ static int h_fail(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pro
 {
     tiering *t = arg;
     const Tier__FailJobRequest *req = (const Tier__FailJobRequest *)in;
-    content *c;
-    num_buf nb[3];
-    const char *argv[6];
     char reason[256];
-    redisReply *r;
+    bool has_pending;
+    int64_t pending;
+    content *c;
     tier_kv *kv;
     int rv;
     (void)out;
@@ -664,36 +640,109 @@ static int h_fail(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pro
     if ((c = tiering_find(t, req->job->cid)) == NULL)
         return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "check your status again");
     snprintf(reason, sizeof(reason), "%s", req->reason);
-    argv[0] = req->worker_id;
-    argv[1] = num(&nb[0], req->job->cid);
-    argv[2] = unum(&nb[1], req->job->fence);
-    argv[3] = reason;
-    argv[4] = req->permanent ? "1" : "0";
-    argv[5] = num(&nb[2], req->retry_after_ms);
-    if ((kv = tier_pool_get(t->deps->kv)) == NULL)
-        return redis_down(call, TIER_UNAVAILABLE);
+    if ((kv = kv_get(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
     tiering_acquire(t, &c, 1);
-    r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_FAIL, tier_now_ms(), 6, argv, NULL, &rv);
-    if (r != NULL)
+    rv = tier_jobs_fail(t->jobs, kv, tier_now_ms(), req->worker_id,
+                        (tier_jobs_ref){req->job->cid, req->job->fence}, reason, req->permanent,
+                        req->retry_after_ms, &has_pending, &pending);
+    kv_put(t, kv);
+    if (rv == TIER_OK) {
         TIER_CRASH_AT("fail.after_script");
-    if (r != NULL && str_is(r->element[0], "OK") && !req->permanent && r->elements > 1 &&
-        r->element[1]->len > 0) {
-        /* A report came while the job ran: retarget (or cancel) it now. */
-        int64_t count = strtoll(r->element[1]->str, NULL, 10);
-        const tl_level *tl = tiering_target(atomic_load(&t->levels), count);
-        tl_report rep = {c, count, tl, NULL};
-        if (tl != NULL)
-            tiering_apply_reports(t, &rep, 1, NULL);
+        /* A report came while the job ran: retarget (or cancel) it now.  A
+         * crash before this leaves it on the job for FINISH. */
+        if (!req->permanent && has_pending)
+            apply_pending(t, c, pending);
     }
     tiering_release(t, &c, 1);
-    tier_kv_pool_put(t->deps->kv, kv);
-    if (r == NULL)
-        return redis_down(call, rv);
-    rv = code_of(r->element[0]);
-    freeReplyObject(r);
-    if (rv != TIER_OK)
+    if (rv == TIER_FAILED_PRECONDITION)
         return tier_rpc_set_message(call, rv, "check your status again");
-    return TIER_OK;
+    return rv == TIER_OK ? TIER_OK : redis_down(call, rv);
+}
+
+/* ------------------------------------------------------------ RetryJob / CancelJob */
+
+static int control_result(tiering *t, tier_rpc_ctx *call, content *c, const tier_jobs_ctl_out *o,
+                          Tier__JobControlReply *rep)
+{
+    switch (o->what) {
+    case TIER_JOBS_CTL_NO_JOB:
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "content %lld has no job",
+                                    (long long)c->cid);
+    case TIER_JOBS_CTL_BUSY:
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "%s; try again in a moment",
+                                    o->why);
+    case TIER_JOBS_CTL_DELETED:
+        tiering_set(t, c, c->level, false);
+        rep->outcome = (char *)"deleted";
+        return TIER_OK;
+    case TIER_JOBS_CTL_HOME:
+        rep->outcome = (char *)"home";
+        rep->job = job_new(call, &o->job);
+        push_job(t, &o->job);
+        return TIER_OK;
+    case TIER_JOBS_CTL_RETRIED:
+        rep->outcome = (char *)"retried";
+        if (!o->has_pending) {
+            rep->job = job_new(call, &o->job);
+            push_job(t, &o->job);
+            return TIER_OK;
+        }
+        /* A report came while the job ran: it decides the target now. */
+        apply_pending(t, c, o->pending);
+        Tier__GetJobRequest g = TIER__GET_JOB_REQUEST__INIT;
+        Tier__GetJobReply gr = TIER__GET_JOB_REPLY__INIT;
+        g.cid = c->cid;
+        if (tiering_get_job(t, call, &g, &gr) == TIER_OK)
+            rep->job = gr.job;
+        return TIER_OK;
+    }
+    return tier_rpc_set_message(call, TIER_INTERNAL, "unexpected job state");
+}
+
+static int job_control(tiering *t, tier_rpc_ctx *call, int64_t cid, bool cancel,
+                       Tier__JobControlReply *rep)
+{
+    content *c = tiering_find(t, cid);
+    tier_jobs_ctl_out o;
+    tier_jobs_reply *keep;
+    tier_kv *kv;
+    int rv;
+
+    if (c == NULL)
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "no content %lld", (long long)cid);
+    if ((kv = kv_get(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    tiering_acquire(t, &c, 1);
+    rv = cancel ? tier_jobs_cancel(t->jobs, kv, tier_now_ms(), cid, &o, &keep)
+                : tier_jobs_retry(t->jobs, kv, tier_now_ms(), cid, &o, &keep);
+    kv_put(t, kv);
+    if (rv == TIER_OK) {
+        if (cancel)
+            TIER_CRASH_AT("cancel.after_script");
+        else
+            TIER_CRASH_AT("retry.after_script");
+        rv = control_result(t, call, c, &o, rep);
+        tier_jobs_reply_free(keep);
+    } else {
+        rv = redis_down(call, rv);
+    }
+    tiering_release(t, &c, 1);
+    return rv;
+}
+
+static int h_retry_job(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                       ProtobufCMessage *out)
+{
+    return job_control(arg, call, ((const Tier__JobControlRequest *)in)->cid, false,
+                       (Tier__JobControlReply *)out);
+}
+
+static int h_cancel_job(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                        ProtobufCMessage *out)
+{
+    return job_control(arg, call, ((const Tier__JobControlRequest *)in)->cid, true,
+                       (Tier__JobControlReply *)out);
 }
 
 /* ------------------------------------------------------------ ListJobs / GetJob */
@@ -701,26 +750,22 @@ static int h_fail(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pro
 int tiering_get_job(tiering *t, tier_rpc_ctx *call, const Tier__GetJobRequest *req,
                     Tier__GetJobReply *rep)
 {
-    char key[128];
-    const char *argv[2] = {"HGETALL", key};
-    tier_kv *kv = tier_pool_get(t->deps->kv);
     tier_jobs_view v;
-    redisReply *r;
+    tier_jobs_reply *keep;
+    tier_kv *kv;
+    int rv;
 
-    if (kv == NULL)
-        return redis_down(call, TIER_UNAVAILABLE);
-    tier_jobs_key(t->jobs, key, sizeof(key), req->cid);
-    r = tier_kv_argv(kv, 2, argv, NULL);
-    tier_kv_pool_put(t->deps->kv, kv);
-    if (r == NULL)
-        return redis_down(call, TIER_UNAVAILABLE);
-    if (!tier_jobs_view_parse(r, &v)) {
-        freeReplyObject(r);
+    if ((kv = kv_get(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_jobs_get(t->jobs, kv, req->cid, &v, &keep);
+    kv_put(t, kv);
+    if (rv == TIER_NOT_FOUND)
         return tier_rpc_set_message(call, TIER_NOT_FOUND, "no job for content %lld",
                                     (long long)req->cid);
-    }
+    if (rv != TIER_OK)
+        return redis_down(call, rv);
     rep->job = job_new(call, &v);
-    freeReplyObject(r);
+    tier_jobs_reply_free(keep);
     return TIER_OK;
 }
 
@@ -730,128 +775,80 @@ static int h_get_job(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
     return tiering_get_job(arg, call, (const Tier__GetJobRequest *)in, (Tier__GetJobReply *)out);
 }
 
-/* Appends the cids of one index to ids (up to limit). */
-static int index_cids(tiering *t, tier_kv *kv, const char *status, redisReply **keep, size_t limit)
-{
-    char key[128], lim[24];
-    bool zset = strcmp(status, "update") == 0 || strcmp(status, "claimed") == 0;
-    const char *zargv[4] = {"ZRANGE", key, "0", lim};
-    const char *sargv[2] = {"SMEMBERS", key};
-
-    tier_jobs_index(t->jobs, key, sizeof(key), status);
-    if (limit == 0)
-        snprintf(lim, sizeof(lim), "-1"); /* all */
-    else
-        snprintf(lim, sizeof(lim), "%zu", limit - 1);
-    *keep = zset ? tier_kv_argv(kv, 4, zargv, NULL) : tier_kv_argv(kv, 2, sargv, NULL);
-    return *keep ? TIER_OK : TIER_UNAVAILABLE;
-}
-
-static int list_jobs(tiering *t, tier_kv *kv, tier_rpc_ctx *call, const char *const *st, size_t ns,
-                     size_t limit, Tier__ListJobsReply *rep)
-{
-    redisReply *idx[4] = {0};
-    size_t n = 0;
-    int rv = TIER_OK;
-
-    rep->jobs = tier_rpc_alloc(call, (limit + 1) * sizeof(*rep->jobs));
-    for (size_t s = 0; s < ns && rv == TIER_OK; s++)
-        rv = index_cids(t, kv, st[s], &idx[s], limit);
-    for (size_t s = 0; s < ns && rv == TIER_OK; s++) {
-        for (size_t i = 0; i < idx[s]->elements && n < limit; i++) {
-            char key[128];
-            const char *argv[2] = {"HGETALL", key};
-            redisReply *r;
-            tier_jobs_view v;
-            snprintf(key, sizeof(key), "%sjob:%.*s", tier_jobs_prefix(t->jobs),
-                     (int)idx[s]->element[i]->len, idx[s]->element[i]->str);
-            tier_kv_append(kv, 2, argv, NULL);
-            if ((r = tier_kv_read(kv)) == NULL) {
-                rv = TIER_UNAVAILABLE;
-                break;
-            }
-            if (tier_jobs_view_parse(r, &v) && v.status.len == strlen(st[s]) &&
-                memcmp(v.status.p, st[s], v.status.len) == 0)
-                rep->jobs[n++] = job_new(call, &v);
-            freeReplyObject(r);
-        }
-    }
-    for (size_t s = 0; s < ns; s++)
-        if (idx[s] != NULL)
-            freeReplyObject(idx[s]);
-    rep->n_jobs = n;
-    return rv;
-}
-
 static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
                        ProtobufCMessage *out)
 {
-    static const char *const all[] = {"update", "claimed", "done", "failed"};
+    static const tier_job_state active[] = {TIER_JOB_UPDATE, TIER_JOB_CLAIMED, TIER_JOB_DONE,
+                                            TIER_JOB_FAILED};
     tiering *t = arg;
     const Tier__ListJobsRequest *req = (const Tier__ListJobsRequest *)in;
+    Tier__ListJobsReply *rep = (Tier__ListJobsReply *)out;
     size_t limit = req->limit == 0 ? 1000 : req->limit > 100000 ? 100000 : req->limit;
-    const char *const *st = all;
+    tier_job_state one[1];
+    const tier_job_state *st = active;
     size_t ns = 4;
     tier_kv *kv;
-    int rv;
+    int rv = TIER_OK;
 
     if (req->status[0] != '\0') {
-        for (ns = 0; ns < 4 && strcmp(all[ns], req->status) != 0; ns++)
-            ;
-        if (ns == 4)
+        if ((one[0] = tier_job_state_parse(req->status, strlen(req->status))) == TIER_JOB_NONE)
             return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
-                                        "status: update, claimed, done, failed or empty");
-        st = &all[ns];
-        ns = 1;
+                                        "status: update, claimed, done, failed, finished or empty");
+        st = one, ns = 1;
     }
-    if ((kv = tier_pool_get(t->deps->kv)) == NULL)
-        return redis_down(call, TIER_UNAVAILABLE);
-    rv = list_jobs(t, kv, call, st, ns, limit, (Tier__ListJobsReply *)out);
-    tier_kv_pool_put(t->deps->kv, kv);
+    if ((rep->jobs = tier_rpc_alloc(call, (limit + 1) * sizeof(*rep->jobs))) == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    if ((kv = kv_get(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    for (size_t s = 0; s < ns && rv == TIER_OK && rep->n_jobs < limit; s++) {
+        tier_jobs_view *v;
+        tier_jobs_reply *keep;
+        size_t n;
+        rv = tier_jobs_list(t->jobs, kv, st[s], limit - rep->n_jobs, &v, &n, &keep);
+        for (size_t i = 0; rv == TIER_OK && i < n; i++)
+            rep->jobs[rep->n_jobs++] = job_new(call, &v[i]);
+        if (rv == TIER_OK)
+            tier_jobs_reply_free(keep);
+    }
+    kv_put(t, kv);
     return rv == TIER_OK ? TIER_OK : redis_down(call, rv);
 }
 
 /* ------------------------------------------------------------ recovery, reaper */
 
-/* Commits "done" jobs at least min_age_ms old: at start-up (0: every one a
- * crash left behind) and from the reaper (a committer that gave up). */
-static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
+/* Commits the "done" jobs of cids[0..n) that are at least min_age_ms old
+ * (the others are left alone); takes the busy flags itself.  Shared by the
+ * start-up recovery, the reaper's sweep and fsck. */
+int tiering_recover_cids(tiering *t, tier_kv *kv, const int64_t *cids, size_t n, int64_t min_age_ms)
 {
-    char key[128];
-    const char *argv[2] = {"SMEMBERS", key};
-    redisReply *ids;
-    content **cs;
-    fin_item *f;
+    content **cs = calloc(n + 1, sizeof(*cs));
+    fin_item *f = calloc(n + 1, sizeof(*f));
     size_t nc = 0, nf = 0;
     int64_t now = tier_now_ms();
-    int rv = TIER_OK;
+    int rv = cs == NULL || f == NULL ? TIER_RESOURCE_EXHAUSTED : TIER_OK;
 
-    tier_jobs_index(t->jobs, key, sizeof(key), "done");
-    if ((ids = tier_kv_argv(kv, 2, argv, NULL)) == NULL)
-        return TIER_UNAVAILABLE;
-    cs = calloc(ids->elements + 1, sizeof(*cs));
-    f = calloc(ids->elements + 1, sizeof(*f));
-    for (size_t i = 0; cs && f && i < ids->elements; i++) {
-        content *c = tiering_find(t, strtoll(ids->element[i]->str, NULL, 10));
-        if (c != NULL)
-            cs[nc++] = c;
-    }
+    for (size_t i = 0; rv == TIER_OK && i < n; i++)
+        if ((cs[nc] = tiering_find(t, cids[i])) != NULL)
+            nc++;
     tiering_acquire(t, cs, nc);
+    /* Read under the busy flags: CompleteJob may have finished some. */
     for (size_t i = 0; i < nc; i++) {
-        const char *hv[2] = {"HGETALL", key};
-        tier_jobs_view v;
-        redisReply *r;
+        tier_jobs_view j;
+        tier_jobs_reply *keep;
+        int r;
         if (i > 0 && cs[i] == cs[i - 1])
             continue;
-        tier_jobs_key(t->jobs, key, sizeof(key), cs[i]->cid);
-        if ((r = tier_kv_argv(kv, 2, hv, NULL)) == NULL)
+        if ((r = tier_jobs_get(t->jobs, kv, cs[i]->cid, &j, &keep)) == TIER_NOT_FOUND)
+            continue;
+        if (r != TIER_OK) {
+            rv = r;
             break;
-        if (tier_jobs_view_parse(r, &v) && v.status.len == 4 &&
-            memcmp(v.status.p, "done", 4) == 0 && now - v.updated_ms >= min_age_ms)
+        }
+        if (j.state == TIER_JOB_DONE && now - j.updated_ms >= min_age_ms)
             f[nf++] =
-                (fin_item){cs[i],         v.fence,   tiering_intern(t, v.target.p, v.target.len),
-                           v.has_pending, v.pending, TIER_UNAVAILABLE};
-        freeReplyObject(r);
+                (fin_item){cs[i],         j.fence,   tiering_intern(t, j.target.p, j.target.len),
+                           j.has_pending, j.pending, TIER_UNAVAILABLE};
+        tier_jobs_reply_free(keep);
     }
     if (nf > 0) {
         rv = commit_and_finish(t, kv, f, nf, true);
@@ -860,57 +857,73 @@ static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
     tiering_release(t, cs, nc);
     free(cs);
     free(f);
-    freeReplyObject(ids);
+    return rv;
+}
+
+/* Commits "done" jobs at least min_age_ms old: at start-up (0: every one a
+ * crash left behind) and from the reaper (a committer that gave up). */
+static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
+{
+    int64_t *cids;
+    size_t n;
+    int rv = tier_jobs_index_cids(t->jobs, kv, TIER_JOB_DONE, &cids, &n);
+
+    if (rv == TIER_OK)
+        rv = tiering_recover_cids(t, kv, cids, n, min_age_ms);
+    free(cids);
+    return rv;
+}
+
+/* fsck: commits c's level (busy held by the caller) through the batcher,
+ * as CompleteJob does, so the history row comes from the same trigger. */
+int tiering_commit_level(tiering *t, content *c, const char *level)
+{
+    commit_item ci = {c->cid, level};
+    int rv;
+
+    assert(c->busy);
+    if ((rv = tier_batcher_submit(t->batcher, &ci)) == TIER_OK)
+        tiering_set(t, c, level, c->has_job);
     return rv;
 }
 
 /* has_job for every content named in an index. */
 static int load_index(tiering *t, tier_kv *kv)
 {
-    static const char *const st[] = {"update", "claimed", "done", "failed"};
+    static const tier_job_state st[] = {TIER_JOB_UPDATE, TIER_JOB_CLAIMED, TIER_JOB_DONE,
+                                        TIER_JOB_FAILED};
     for (size_t s = 0; s < 4; s++) {
-        redisReply *r;
-        if (index_cids(t, kv, st[s], &r, 0) != TIER_OK)
-            return TIER_UNAVAILABLE;
-        for (size_t i = 0; i < r->elements; i++) {
-            content *c = tiering_find(t, strtoll(r->element[i]->str, NULL, 10));
+        int64_t *cids;
+        size_t n;
+        int rv = tier_jobs_index_cids(t->jobs, kv, st[s], &cids, &n);
+        if (rv != TIER_OK)
+            return rv;
+        for (size_t i = 0; i < n; i++) {
+            content *c = tiering_find(t, cids[i]);
             if (c != NULL)
                 tiering_set(t, c, c->level, true);
         }
-        freeReplyObject(r);
+        free(cids);
     }
     return TIER_OK;
 }
 
 static void reap_once(tiering *t, tier_kv *kv)
 {
-    const char *argv[1] = {"2000"};
-    redisReply *r;
-    int rv;
+    tier_jobs_view *due;
+    tier_jobs_reply *keep;
+    size_t expired, n;
 
-    r = tier_jobs_eval(t->jobs, kv, TIER_JOBS_REAP, tier_now_ms(), 1, argv, NULL, &rv);
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        if (r != NULL)
-            freeReplyObject(r);
+    if (tier_jobs_reap(t->jobs, kv, tier_now_ms(), REAP_MAX, t->deps->cfg->done_retention_s,
+                       FINISHED_MAX, &expired, &due, &n, &keep) != TIER_OK)
         return;
-    }
-    if (r->element[0]->integer > 0) {
+    if (expired > 0) {
         TIER_CRASH_AT("reaper.after_expire");
-        tier_info("tiering: %lld expired lease(s) back to update", r->element[0]->integer);
+        tier_info("tiering: %zu expired lease(s) back to update", expired);
     }
-    for (size_t i = 0; i < r->element[1]->elements; i++) {
-        const redisReply *e = r->element[1]->element[i];
-        tier_jobs_view v;
-        memset(&v, 0, sizeof(v));
-        v.cid = strtoll(e->element[0]->str, NULL, 10);
-        v.fence = strtoull(e->element[1]->str, NULL, 10);
-        v.filename = (tier_jobs_str){e->element[2]->str, e->element[2]->len};
-        v.src_dir = (tier_jobs_str){e->element[3]->str, e->element[3]->len};
-        v.dst_dir = (tier_jobs_str){e->element[4]->str, e->element[4]->len};
-        v.target = (tier_jobs_str){e->element[5]->str, e->element[5]->len};
-        push_job(t, &v);
-    }
-    freeReplyObject(r);
+    for (size_t i = 0; i < n; i++)
+        push_job(t, &due[i]);
+    tier_jobs_reply_free(keep);
 }
 
 static void *reaper_main(void *arg)
@@ -928,7 +941,7 @@ static void *reaper_main(void *arg)
             recover_done(t, kv, SWEEP_AGE_MS);
             last_sweep = tier_mono_ms();
         }
-        tier_kv_pool_put(t->deps->kv, kv);
+        kv_put(t, kv);
     }
     return NULL;
 }
@@ -1017,6 +1030,10 @@ int tiering_jobs_register(tiering *t, tier_rpc_server *srv)
          h_list_jobs},
         {TIER_M_GET_JOB, &tier__get_job_request__descriptor, &tier__get_job_reply__descriptor,
          h_get_job},
+        {TIER_M_RETRY_JOB, &tier__job_control_request__descriptor,
+         &tier__job_control_reply__descriptor, h_retry_job},
+        {TIER_M_CANCEL_JOB, &tier__job_control_request__descriptor,
+         &tier__job_control_reply__descriptor, h_cancel_job},
     };
     int rv;
 
