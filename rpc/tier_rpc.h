@@ -75,6 +75,10 @@ int tier_rpc_server_add(tier_rpc_server *s, const char *method,
                         unsigned flags);
 int tier_rpc_server_add_health(tier_rpc_server *s, const char *name, tier_rpc_health_fn fn,
                                void *arg);
+/* A gate in front of every method but Health: fn runs before each call (on
+ * the thread that runs it, so it must be quick); an error is the call's
+ * answer.  tierd uses it to answer nothing once it may not be the writer. */
+int tier_rpc_server_set_gate(tier_rpc_server *s, tier_rpc_health_fn fn, void *arg);
 int tier_rpc_server_start(tier_rpc_server *s);
 /* Stops serving, waits for calls in progress, frees everything. */
 void tier_rpc_server_close(tier_rpc_server *s);

@@ -79,6 +79,7 @@ struct tier_rpc_server {
     method health;
     health_probe *probes;
     size_t nprobes;
+    health_probe gate; /* fn NULL: none */
     tier_rpc_ctx *ctxs;
     pthread_t *threads;
     unsigned nstarted;  /* pool threads running */
@@ -218,6 +219,14 @@ int tier_rpc_server_add_health(tier_rpc_server *s, const char *name, tier_rpc_he
     return TIER_OK;
 }
 
+int tier_rpc_server_set_gate(tier_rpc_server *s, tier_rpc_health_fn fn, void *arg)
+{
+    if (s->started)
+        return TIER_FAILED_PRECONDITION;
+    s->gate = (health_probe){NULL, fn, arg};
+    return TIER_OK;
+}
+
 static int method_cmp(const void *a, const void *b)
 {
     return strcmp(((const method *)a)->name, ((const method *)b)->name);
@@ -320,6 +329,12 @@ static int dispatch(tier_rpc_ctx *call)
     if (call->reply == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     m->reply->message_init(call->reply);
+    if (call->srv->gate.fn != NULL && m != &call->srv->health) {
+        char msg[256] = "";
+        int rv = call->srv->gate.fn(call->srv->gate.arg, msg, sizeof(msg));
+        if (rv != TIER_OK)
+            return tier_rpc_set_message(call, rv, "%s", msg);
+    }
     return m->fn(m->arg, call, in, call->reply);
 }
 

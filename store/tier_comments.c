@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "tier_status.h"
+#include "tier_writer.h"
 
 static const char SQL_MAX_ID[] = "SELECT COALESCE(MAX(id), 0) FROM comments";
 static const char SQL_LOCK[] = "SELECT service, cid, author, body, created_ms, modified_ms, "
@@ -480,8 +481,9 @@ int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *n
     rv = agg_init(&g, n);
     if (rv == TIER_OK && posts == NULL)
         rv = TIER_RESOURCE_EXHAUSTED;
-    if (rv == TIER_OK) { /* autocommit is off: the first statement begins it */
-        rv = apply_ops(db, ops, n, &next, posts, &g);
+    if (rv == TIER_OK) {                  /* autocommit is off: the first statement begins it */
+        rv = tier_writer_fence_check(db); /* one statement per group commit */
+        rv = rv == TIER_OK ? apply_ops(db, ops, n, &next, posts, &g) : rv;
         rv = rv == TIER_OK ? tier_db_exec(db, "COMMIT") : rv;
         if (rv != TIER_OK)
             tier_db_exec(db, "ROLLBACK");

@@ -5,6 +5,10 @@
  * text is generated: its text holds placeholders only ("WHEN ? THEN ?"), is
  * built once per arity at first use, and its address is the prepared-
  * statement cache key like any literal's.  No data is ever put in SQL text.
+ *
+ * Every write is a transaction that starts with the writer-fence check
+ * (tier_writer_fence_check): a tierd that is no longer the writer commits
+ * nothing (ABORTED).
  */
 #include "tier_contents.h"
 
@@ -14,6 +18,7 @@
 #include <string.h>
 
 #include "tier_status.h"
+#include "tier_writer.h"
 
 #define MS(col) "CAST(UNIX_TIMESTAMP(" col ") * 1000 AS SIGNED)"
 
@@ -79,7 +84,8 @@ int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n)
 
     if ((rv = tier_db_exec(db, "BEGIN")) != TIER_OK)
         return rv;
-    if ((rv = tier_db_run(db, SQL_DEL_LEVELS, NULL, &st)) != TIER_OK)
+    if ((rv = tier_writer_fence_check(db)) != TIER_OK ||
+        (rv = tier_db_run(db, SQL_DEL_LEVELS, NULL, &st)) != TIER_OK)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         MYSQL_BIND p[4];
@@ -140,11 +146,20 @@ int tier_contents_insert(tier_db *db, int64_t cid, const char *level, const char
     unsigned long ll = strlen(level), fl = flen;
     MYSQL_STMT *st;
 
+    int rv;
+
     tier_db_bind_i64(&p[0], &c);
     tier_db_bind_str(&p[1], level, &ll);
     tier_db_bind_str(&p[2], filename, &fl);
     p[2].buffer_type = MYSQL_TYPE_BLOB; /* VARBINARY: bytes, no charset */
-    return tier_db_run(db, SQL_INSERT, p, &st);
+    if ((rv = tier_db_exec(db, "BEGIN")) != TIER_OK)
+        return rv;
+    if ((rv = tier_writer_fence_check(db)) != TIER_OK ||
+        (rv = tier_db_run(db, SQL_INSERT, p, &st)) != TIER_OK) {
+        tier_db_exec(db, "ROLLBACK");
+        return rv;
+    }
+    return tier_db_exec(db, "COMMIT");
 }
 
 int tier_contents_get(tier_db *db, int64_t cid, tier_content_row *out)
@@ -271,6 +286,10 @@ int tier_contents_commit(tier_db *db, const int64_t *cids, const char *const *le
     pthread_once(&commit_once, build_commit_sql);
     if ((rv = tier_db_exec(db, "BEGIN")) != TIER_OK)
         return rv;
+    if ((rv = tier_writer_fence_check(db)) != TIER_OK) {
+        tier_db_exec(db, "ROLLBACK");
+        return rv;
+    }
     for (size_t a = 0; a < NARITIES; a++) {
         while (n - done >= ARITIES[a]) {
             if ((rv = commit_chunk(db, a, cids + done, levels + done)) != TIER_OK) {

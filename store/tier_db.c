@@ -22,6 +22,7 @@ struct tier_db {
     } stmts[STMT_CACHE];
     int nstmts;
     bool broken;
+    long long writer_token;
 };
 
 static void env_str(char *dst, size_t len, const char *name)
@@ -75,6 +76,7 @@ int tier_db_open(tier_db **out, const tier_db_config *cfg, char *err, size_t err
                                                                             : TIER_UNAVAILABLE;
     }
     tier_db_exec(db, "SET time_zone = '+00:00'");
+    db->writer_token = cfg->writer_token;
     *out = db;
     return TIER_OK;
 }
@@ -92,6 +94,11 @@ void tier_db_close(tier_db *db)
 MYSQL *tier_db_handle(tier_db *db)
 {
     return db->my;
+}
+
+long long tier_db_writer_token(const tier_db *db)
+{
+    return db->writer_token;
 }
 
 int tier_db_ping(tier_db *db, char *err, size_t errlen)

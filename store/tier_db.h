@@ -21,6 +21,9 @@ typedef struct {
     char user[64];
     char password[256]; /* from the environment or a config file, never argv */
     char db[64];
+    /* The writer's fencing token (store/tier_writer.h): write transactions
+     * check the MySQL fence still holds it.  0: no check (tools, tests). */
+    long long writer_token;
 } tier_db_config;
 
 /* Defaults (127.0.0.1:3306, user tier, db tier) overridden by TIER_MYSQL_HOST,
@@ -34,6 +37,8 @@ typedef struct tier_db tier_db;
 int tier_db_open(tier_db **out, const tier_db_config *cfg, char *err, size_t errlen);
 void tier_db_close(tier_db *db);
 MYSQL *tier_db_handle(tier_db *db);
+/* cfg->writer_token of the connection (0: none). */
+long long tier_db_writer_token(const tier_db *db);
 int tier_db_ping(tier_db *db, char *err, size_t errlen);
 
 /* The prepared statement for sql on this connection, prepared on first use.

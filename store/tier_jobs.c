@@ -16,6 +16,7 @@
 
 #include "tier_log.h"
 #include "tier_status.h"
+#include "tier_writer.h"
 
 /* The scripts, one per transition. */
 typedef enum {
@@ -34,11 +35,16 @@ typedef enum {
 
 /* ARGV[3] is the writer's fencing token ("" when no writer lease is in
  * use): a script run by a tierd that is no longer the writer changes
- * nothing and fails with FENCED (store/tier_jobs.h). */
+ * nothing and fails with FENCED (store/tier_jobs.h).  No lease at all
+ * (Redis restarted empty, the key was flushed) is NOWRITER: nothing is
+ * changed either, but the caller is not fenced off -- its lease renewal
+ * sets the key again or finds it taken (store/tier_writer.h). */
 #define PRELUDE                                                                                    \
     "local P = ARGV[1]\n"                                                                          \
     "local now = tonumber(ARGV[2])\n"                                                              \
-    "if ARGV[3] ~= '' and redis.call('GET', P .. 'writer') ~= ARGV[3] then\n"                      \
+    "local writer = redis.call('GET', P .. 'writer')\n"                                            \
+    "if ARGV[3] ~= '' and writer ~= ARGV[3] then\n"                                                \
+    "  if not writer then return redis.error_reply('NOWRITER no writer lease (yet)') end\n"        \
     "  return redis.error_reply('FENCED this tierd is not the writer')\n"                          \
     "end\n"                                                                                        \
     "local function jk(cid) return P .. 'job:' .. cid end\n"                                       \
@@ -493,16 +499,26 @@ static redisReply *eval(tier_jobs *j, tier_kv *kv, tier_jobs_script s, int64_t n
         }
         r = evalsha(j, kv, s, now, argc, argv, NULL);
     }
+    /* Redis lost the lease key: the writer sets it again, then one retry. */
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOWRITER", 8) == 0 &&
+        tier_writer_missing()) {
+        freeReplyObject(r);
+        r = evalsha(j, kv, s, now, argc, argv, NULL);
+    }
     if (r == NULL) {
         *status = TIER_UNAVAILABLE;
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         tier_error("redis: job script %d: %s", s, r->str);
-        *status = strncmp(r->str, "FENCED", 6) == 0                     ? TIER_ABORTED
-                  : strstr(r->str, "LOADING") || strstr(r->str, "BUSY") ? TIER_UNAVAILABLE
-                                                                        : TIER_INTERNAL;
+        *status = strncmp(r->str, "FENCED", 6) == 0 ? TIER_ABORTED
+                  : strncmp(r->str, "NOWRITER", 8) == 0 || strstr(r->str, "LOADING") ||
+                          strstr(r->str, "BUSY")
+                      ? TIER_UNAVAILABLE
+                      : TIER_INTERNAL;
         freeReplyObject(r);
+        if (*status == TIER_ABORTED)
+            tier_writer_fenced("Redis job script");
         return NULL;
     }
     *status = TIER_OK;

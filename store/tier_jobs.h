@@ -27,7 +27,9 @@
  * Writer fencing.  Every script first checks that <prefix>writer holds the
  * token set with tier_jobs_set_token() (when one is set): a tierd that lost
  * its writer lease to a standby changes no job; the script fails with
- * FENCED and tier_jobs_eval() says TIER_ABORTED.
+ * FENCED and tier_jobs_eval() says TIER_ABORTED (and calls
+ * tier_writer_fenced()).  When <prefix>writer does not exist at all (Redis
+ * lost it) it says UNAVAILABLE: the writer's renewal sets it again.
  *
  * This layer owns every script, key name and reply shape, and knows nothing
  * of RPCs or levels: callers get enums and tier_jobs_view structs.  The

@@ -1016,6 +1016,24 @@ static void worker_crash(fx *f, int64_t first, bool norename)
     (void)w;
 }
 
+/* writer.after_acquire: the previous writer acknowledged a report and was
+ * stopped; the next one dies right after taking the writer lease, before
+ * loading any state.  A third one waits out the dead one's lease, loads
+ * everything and serves: the acknowledged report's job still runs. */
+static void sc_writer_after_acquire(fx *f)
+{
+    tierd_up(f, NULL);
+    report_ok(f, 1, SILVER);
+    kill(f->td.pid, SIGTERM);
+    cr_assert_neq(tier_test_wait(f->td.pid, 10000), -1, "tierd did not stop");
+    tierd_spawn(f, "writer.after_acquire");
+    expect_crash(f, &f->td.pid, "tierd (taking the writer lease)");
+    tierd_up(f, NULL);
+    report_ok(f, 2, GOLD);
+    snprintf(ct(f, 1)->history, sizeof(ct(f, 1)->history), "bronze>silver");
+    snprintf(ct(f, 2)->history, sizeof(ct(f, 2)->history), "bronze>gold");
+}
+
 static void sc_w_after_claim(fx *f)
 {
     worker_crash(f, SILVER, false);
@@ -1098,6 +1116,7 @@ static const scenario SCENARIOS[] = {
     {"recover.after_commit", sc_recover_after, B_B_S_G, false},
     {"setlevels.after_mkdir", sc_setlevels_mkdir, B_B_S_G, false},
     {"setlevels.after_commit", sc_setlevels_commit, B_B_B_G, false},
+    {"writer.after_acquire", sc_writer_after_acquire, B_B_S_G, false},
     {"worker.after_claim", sc_w_after_claim, B_B_S_G, true},
     {"move.renamed", sc_w_renamed, B_B_S_G, false},
     {"move.linked", sc_w_linked, B_B_S_G, true},

@@ -31,11 +31,17 @@ static void usage(FILE *f)
             "  --retention-min N   ranking retention      (TIER_RETENTION_MIN, 43200)\n"
             "  --done-retention-s N  finished move jobs stay listed (TIER_DONE_RETENTION_S, 3600;\n"
             "                      0 = not kept)\n"
+            "  --writer-ttl-ms MS  writer lease           (TIER_WRITER_TTL_MS, 3000)\n"
             "  --config FILE       key = value file       (TIER_CONFIG)\n"
             "  --scrub-interval-s N  background fsck     (TIER_SCRUB_INTERVAL_S, 3600; 0 off)\n"
             "  --scrub-rate N      its entries+stats/s    (TIER_SCRUB_RATE, 2000)\n"
             "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
             "  --help\n"
+            "\n"
+            "One writer: tierds sharing a MySQL database and a Redis key prefix\n"
+            "(TIER_REDIS_PREFIX, tier:) elect one writer with a lease in Redis. The others\n"
+            "wait as hot standbys, without listening, and take over within about the ttl\n"
+            "when the writer dies. A tierd that loses the lease exits with status 3.\n"
             "\n"
             "Passwords: TIER_MYSQL_PASSWORD / TIER_REDIS_PASSWORD in the environment, or\n"
             "mysql_password / redis_password in the config file. Never on the command line.\n"
@@ -80,6 +86,8 @@ static int apply(tierd_config *c, const char *key, const char *v)
         c->lease_ms = (uint32_t)atoi(v);
     else if (strcmp(key, "retention_min") == 0)
         c->retention_min = atoll(v);
+    else if (strcmp(key, "writer_ttl_ms") == 0)
+        c->writer_ttl_ms = (uint32_t)atoi(v);
     else if (strcmp(key, "done_retention_s") == 0)
         c->done_retention_s = (uint32_t)strtoul(v, NULL, 10);
     else if (strcmp(key, "scrub_interval_s") == 0)
@@ -140,6 +148,7 @@ static void load_env(tierd_config *c)
         {"TIER_CONTEXTS", "contexts"},
         {"TIER_LEASE_MS", "lease_ms"},
         {"TIER_RETENTION_MIN", "retention_min"},
+        {"TIER_WRITER_TTL_MS", "writer_ttl_ms"},
         {"TIER_DONE_RETENTION_S", "done_retention_s"},
         {"TIER_MYSQL_USER", "mysql_user"},
         {"TIER_MYSQL_PASSWORD", "mysql_password"},
@@ -179,6 +188,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"contexts", required_argument, NULL, 'C'},
         {"lease-ms", required_argument, NULL, 'L'},
         {"retention-min", required_argument, NULL, 'R'},
+        {"writer-ttl-ms", required_argument, NULL, 'W'},
         {"done-retention-s", required_argument, NULL, 'D'},
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
@@ -197,6 +207,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     c->contexts = 256;
     c->lease_ms = 30000;
     c->retention_min = 30 * 24 * 60;
+    c->writer_ttl_ms = 3000;
     c->done_retention_s = 3600;
     c->scrub_interval_s = 3600;
     c->scrub_rate = 2000;
@@ -257,6 +268,9 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         case 'R':
             apply(c, "retention_min", optarg);
             break;
+        case 'W':
+            apply(c, "writer_ttl_ms", optarg);
+            break;
         case 'D':
             apply(c, "done_retention_s", optarg);
             break;
@@ -279,6 +293,10 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     }
     if (c->threads == 0)
         c->threads = 16;
+    if (c->writer_ttl_ms < 100) {
+        fprintf(stderr, "tierd: --writer-ttl-ms must be at least 100\n");
+        return -1;
+    }
     c->db_conns = c->threads + 4;
     return 0;
 }

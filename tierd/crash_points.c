@@ -8,6 +8,8 @@
 #include "tierd.h"
 
 const char *const tierd_crash_points[] = {
+    /* start-up */
+    "writer.after_acquire", /* lease and MySQL fence taken; state not loaded */
     /* ReportViews slow path (a job is created, retargeted or kept pending) */
     "report.before_script", /* busy held, nothing written yet */
     "report.after_script",  /* Redis changed; no push, no reply yet */

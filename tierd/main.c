@@ -28,7 +28,11 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((rv = tierd_open(&d, &cfg)) != TIER_OK) {
+    if ((rv = tierd_open(&d, &cfg, &set)) != TIER_OK) {
+        if (rv == TIER_CANCELLED) { /* stopped while a standby */
+            tier_info("stopped");
+            return 0;
+        }
         tier_error("not started: %s", tier_status_name(rv));
         return 1;
     }

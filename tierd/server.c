@@ -1,19 +1,23 @@
 /*
  * server.c -- puts tierd together: checks that Redis and MySQL answer,
- * opens the connection pools, opens the modules, registers Health probes
- * and every module's methods, and starts serving.
+ * becomes the writer (waiting as a standby while another tierd is: a
+ * standby loads nothing and listens nowhere, so clients and workers only
+ * ever reach the writer), opens the connection pools, opens the modules,
+ * registers Health probes and every module's methods, and starts serving.
  */
 #include "tierd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "tier_crash.h"
 #include "tier_log.h"
 
 struct tierd {
     tierd_config cfg;
     tierd_deps deps;
     tier_rpc_server *srv;
+    tierd_writer *writer;
     tiering *tiering;
     ranking *ranking;
 };
@@ -70,7 +74,7 @@ static int check_dependencies(const tierd_config *cfg)
     return TIER_OK;
 }
 
-int tierd_open(tierd **out, const tierd_config *cfg)
+int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
 {
     tierd *d = calloc(1, sizeof(*d));
     tier_rpc_server_opts opts = {.nthreads = cfg->threads, .ncontexts = cfg->contexts};
@@ -83,6 +87,17 @@ int tierd_open(tierd **out, const tierd_config *cfg)
         free(d);
         return rv;
     }
+    /* Before any state is read: what we load must be what the previous
+     * writer left, and nothing it sends after this is accepted. */
+    if ((rv = tierd_writer_acquire(&d->writer, &d->cfg, stop)) != TIER_OK ||
+        (rv = tierd_writer_start(d->writer)) != TIER_OK) {
+        tierd_close(d);
+        return rv;
+    }
+    TIER_CRASH_AT("writer.after_acquire");
+    /* Every pooled and ranking connection checks the fence with it. */
+    d->cfg.db.writer_token = tierd_writer_token(d->writer);
+    snprintf(d->deps.writer_token, sizeof(d->deps.writer_token), "%lld", d->cfg.db.writer_token);
     d->deps.cfg = &d->cfg;
     d->deps.db = tier_db_pool_alloc(d->cfg.db_conns, &d->cfg.db);
     d->deps.kv = tier_kv_pool_alloc(d->cfg.threads + 4, &d->cfg.kv);
@@ -103,14 +118,17 @@ int tierd_open(tierd **out, const tierd_config *cfg)
     }
     tier_rpc_server_add_health(d->srv, "redis", probe_redis, d->deps.kv);
     tier_rpc_server_add_health(d->srv, "mysql", probe_mysql, d->deps.db);
+    tier_rpc_server_add_health(d->srv, "writer", tierd_writer_probe, d->writer);
+    tier_rpc_server_set_gate(d->srv, tierd_writer_gate, d->writer);
     if ((rv = tiering_register(d->tiering, d->srv)) != TIER_OK ||
         (rv = ranking_register(d->ranking, d->srv)) != TIER_OK ||
         (rv = tier_rpc_server_start(d->srv)) != TIER_OK) {
         tierd_close(d);
         return rv;
     }
-    tier_info("serving on %s (redis %s:%d, mysql %s:%d/%s)", d->cfg.listen, d->cfg.kv.host,
-              d->cfg.kv.port, d->cfg.db.host, d->cfg.db.port, d->cfg.db.db);
+    tier_info("serving on %s (redis %s:%d, mysql %s:%d/%s, writer token %lld)", d->cfg.listen,
+              d->cfg.kv.host, d->cfg.kv.port, d->cfg.db.host, d->cfg.db.port, d->cfg.db.db,
+              d->cfg.db.writer_token);
     *out = d;
     return TIER_OK;
 }
@@ -124,5 +142,6 @@ void tierd_close(tierd *d)
     ranking_close(d->ranking);
     tier_pool_free(d->deps.db);
     tier_pool_free(d->deps.kv);
+    tierd_writer_release(d->writer); /* last: nothing writes any more */
     free(d);
 }

@@ -4,8 +4,11 @@
  *
  *   main.c      flags, signals, lifetime
  *   config.c    flags + environment + config file -> tierd_config
- *   server.c    connects Redis and MySQL, opens the rpc server, registers
- *               Health and every module's methods
+ *   server.c    connects Redis and MySQL, becomes the writer (writer.c),
+ *               opens the rpc server, registers Health and every module's
+ *               methods
+ *   writer.c    the writer lease: standby until it is free, renewal, and
+ *               stepping down (exit 3) when it is lost
  *   tiering.c   seed 000: levels, contents, view reports, move jobs
  *   ranking.c   seed 003: comments, top contents, latest comments
  *
@@ -16,6 +19,8 @@
 #ifndef TIERD_H
 #define TIERD_H
 
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tier_db.h"
@@ -37,7 +42,8 @@ typedef struct {
     uint32_t done_retention_s; /* finished jobs stay listed (TIER_DONE_RETENTION_S), default 1 h */
     /* fsck (tierd/tiering_scrub.c) */
     uint32_t scrub_interval_s; /* background scrub period (TIER_SCRUB_INTERVAL_S), 3600; 0 off */
-    uint32_t scrub_rate; /* its directory entries + stats per second (TIER_SCRUB_RATE), 2000 */
+    uint32_t scrub_rate;    /* its directory entries + stats per second (TIER_SCRUB_RATE), 2000 */
+    uint32_t writer_ttl_ms; /* writer lease (TIER_WRITER_TTL_MS), default 3000 */
 } tierd_config;
 
 /* Fills cfg from defaults, then the config file (--config FILE or
@@ -51,16 +57,43 @@ extern const char *const tierd_crash_points[];
 
 /* What every module gets. */
 typedef struct {
-    const tierd_config *cfg;
-    tier_pool *db; /* of tier_db * */
-    tier_pool *kv; /* of tier_kv * */
+    const tierd_config *cfg; /* cfg->db.writer_token: the MySQL fence's token */
+    tier_pool *db;           /* of tier_db * */
+    tier_pool *kv;           /* of tier_kv * */
+    char writer_token[24];   /* the same, decimal, for tier_jobs_set_token */
 } tierd_deps;
+
+/* ---- the writer lease (writer.c; store/tier_writer.h says how it fences) */
+
+/* Exit status of a tierd that is not (or no longer) the writer: a
+ * supervisor restarts it, and it comes back as a standby. */
+#define TIERD_EXIT_NOT_WRITER 3
+
+typedef struct tierd_writer tierd_writer;
+
+/* Waits as a standby until the lease of cfg's key prefix is free, takes it
+ * and raises the MySQL fence.  CANCELLED when a signal of `stop` (may be
+ * NULL) arrived meanwhile. */
+int tierd_writer_acquire(tierd_writer **out, const tierd_config *cfg, const sigset_t *stop);
+int64_t tierd_writer_token(const tierd_writer *w);
+/* Starts renewing every ttl/3; from then on, losing the lease exits the
+ * process (TIERD_EXIT_NOT_WRITER), and so does any fenced script or commit. */
+int tierd_writer_start(tierd_writer *w);
+/* OK while the lease is surely ours; else logs and exits.  A gate in front
+ * of every call: memory is answered from only while it can be trusted. */
+int tierd_writer_gate(void *w, char *msg, size_t len);
+/* Health probe: "token N". */
+int tierd_writer_probe(void *w, char *msg, size_t len);
+/* Stops renewing and deletes the lease if still ours (clean shutdown,
+ * after everything that writes has stopped). */
+void tierd_writer_release(tierd_writer *w);
 
 typedef struct tierd tierd;
 
 /* Connects to Redis and MySQL (a clear error naming the one unreachable,
- * and TIER_UNAVAILABLE), loads the modules, starts serving. */
-int tierd_open(tierd **out, const tierd_config *cfg);
+ * and TIER_UNAVAILABLE), waits to be the writer (CANCELLED when a signal of
+ * `stop` came first), loads the modules, starts serving. */
+int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop);
 void tierd_close(tierd *d);
 
 /* Modules.  Each opens with the shared deps, registers its methods on the

@@ -9,9 +9,12 @@
  *
  * Why memory can be trusted: tierd is the only writer of the contents and
  * level tables and of the job keys (workers act only through its RPCs), and
- * a single tierd runs against one database and one key prefix.  So the
- * copy loaded at start stays exact, and a report where nothing moves is
- * answered from memory alone.
+ * only one tierd at a time is the writer of one database and key prefix:
+ * it holds the writer lease, loads state only after taking it, and every
+ * job script and MySQL write checks its fencing token (writer.c,
+ * store/tier_writer.h); a call is served only while the lease is surely
+ * held.  So the copy loaded at start stays exact, and a report where
+ * nothing moves is answered from memory alone.
  *
  * Locking.  Contents live in NSTRIPES hash tables, each with a mutex, so
  * the pool threads rarely meet.  A content's `busy` flag (set and cleared

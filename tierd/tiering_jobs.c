@@ -981,6 +981,8 @@ int tiering_jobs_open(tiering *t, char *err, size_t errlen)
         return TIER_UNAVAILABLE;
     }
     rv = tier_jobs_open(&t->jobs, kv, key_prefix(), err, errlen);
+    if (rv == TIER_OK) /* before any script runs: a fenced tierd changes no job */
+        tier_jobs_set_token(t->jobs, t->deps->writer_token);
     if (rv == TIER_OK && (t->batcher = tier_batcher_alloc(1024, 1, commit_batch, t)) == NULL)
         rv = TIER_RESOURCE_EXHAUSTED;
     if (rv == TIER_OK && (rv = load_index(t, kv)) != TIER_OK)

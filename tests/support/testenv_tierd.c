@@ -21,7 +21,7 @@ void tier_test_tierd_setenv(tier_test_tierd *t, const char *fmt, ...)
 {
     va_list ap;
 
-    cr_assert(t->nenv < 8, "tier_test_tierd: too many variables");
+    cr_assert(t->nenv < 12, "tier_test_tierd: too many variables");
     va_start(ap, fmt);
     vsnprintf(t->env[t->nenv], sizeof(t->env[0]), fmt, ap);
     va_end(ap);
@@ -33,14 +33,20 @@ void tier_test_tierd_setenv(tier_test_tierd *t, const char *fmt, ...)
 void tier_test_tierd_init(tier_test_tierd *t, const char *logdir, const char *db,
                           const char *prefix)
 {
+    static int seq;
+
     memset(t, 0, sizeof(*t));
     tier_test_tcp_url(t->listen, sizeof(t->listen));
     tier_test_tcp_url(t->push, sizeof(t->push));
     if (logdir != NULL)
         snprintf(t->log, sizeof(t->log), "%s/tierd.log", logdir);
     tier_test_tierd_setenv(t, "TIER_MYSQL_DB=%s", db);
+    /* One writer per key prefix (tierd/writer.c): tierds of different tests
+     * never share one, or the second would wait as a standby. */
     if (prefix != NULL)
         tier_test_tierd_setenv(t, "TIER_REDIS_PREFIX=%s", prefix);
+    else
+        tier_test_tierd_setenv(t, "TIER_REDIS_PREFIX=td%d_%d:", (int)getpid(), seq++);
     tier_test_tierd_setenv(t, "TIER_LOG=info");
 }
 

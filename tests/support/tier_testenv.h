@@ -77,15 +77,15 @@ void tier_test_redis_env(char *host, size_t hostlen, int *port);
  * so a test only names what differs from the services' defaults. */
 typedef struct {
     char listen[128], push[128], log[512];
-    char env[8][320];
-    char *envp[9]; /* env[0..nenv-1], NULL-terminated */
+    char env[12][320];
+    char *envp[13]; /* env[0..nenv-1], NULL-terminated */
     int nenv;
     pid_t pid;
 } tier_test_tierd;
 
 /* Free --listen/--push URLs, log "<logdir>/tierd.log" (none if logdir is
- * NULL) and TIER_MYSQL_DB=db, TIER_REDIS_PREFIX=prefix (if not NULL),
- * TIER_LOG=info. */
+ * NULL) and TIER_MYSQL_DB=db, TIER_REDIS_PREFIX=prefix (if NULL, one of
+ * this tierd's own: a prefix has one writer), TIER_LOG=info. */
 void tier_test_tierd_init(tier_test_tierd *t, const char *logdir, const char *db,
                           const char *prefix);
 /* Adds one "K=V" (printf format) to the environment. */
