@@ -1146,3 +1146,92 @@ Test(worker, retargeted_after_a_dead_move, .timeout = 120)
     cr_assert(!exists_in(&f, "bronze", "r.mp4"));
     teardown(&f);
 }
+
+/* The hot standby of several_tierd_urls for real: a writer and a standby
+ * on one database and prefix; one tier-worker and one libtier client are
+ * given both addresses.  The writer is killed; once the standby took over,
+ * the same worker and client carry on against it. */
+Test(worker, standby_takeover_same_worker, .timeout = 180)
+{
+    char urls[300], pulls[300], buf[64], *bin = tier_test_bin("tierd");
+    tier_test_tierd b;
+    tier_client *c;
+    fx f;
+
+    setup(&f, "2000", false);
+    for (int i = 1; i <= 2; i++) {
+        char q[160], name[16];
+        snprintf(name, sizeof(name), "s%d.bin", i);
+        write_content(&f, "bronze", name, i, 3000);
+        snprintf(q, sizeof(q),
+                 "INSERT INTO contents (cid, content_level, filename) VALUES (%d, 'bronze', '%s')",
+                 i, name);
+        sql(&f, q);
+    }
+    tier_test_tierd_setenv(&f.td, "TIER_WRITER_TTL_MS=1500");
+    tierd_start(&f);
+    /* The standby: same database and prefix, never answers while a is up,
+     * so it is not waited for. */
+    char logdir[1100];
+    snprintf(logdir, sizeof(logdir), "%s/b", f.root);
+    cr_assert_eq(mkdir(logdir, 0755), 0);
+    tier_test_tierd_init(&b, logdir, f.m.db, f.prefix);
+    tier_test_tierd_setenv(&b, "TIER_THREADS=4");
+    tier_test_tierd_setenv(&b, "TIER_WRITER_TTL_MS=1500");
+    char *argv[] = {bin, "--listen", b.listen, "--push", b.push, NULL};
+    b.pid = tier_test_spawn(argv, b.envp, b.log);
+    cr_assert_gt(b.pid, 0);
+    child_add(b.pid);
+
+    snprintf(urls, sizeof(urls), "%s,%s", f.td.listen, b.listen);
+    snprintf(pulls, sizeof(pulls), "%s,%s", f.td.push, b.push);
+    cr_assert_eq(tier_client_open(&c, urls), TIER_OK);
+    tier_client_set_timeout(c, 2000);
+    worker_start_at(&f, 0, NULL, urls, pulls);
+    usleep(300 * 1000);
+
+    Tier__ViewReport v = TIER__VIEW_REPORT__INIT, *list[1] = {&v};
+    Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ReportViewsReply *rep;
+    tier_error err;
+    req.reports = list;
+    req.n_reports = 1;
+    v.cid = 1;
+    v.count = 1964;
+    cr_assert_eq(tier_report_views(c, &req, &rep, &err), TIER_OK, "%s", err.message);
+    tier_free(rep);
+    int64_t end = tier_mono_ms() + 20000;
+    while (tier_mono_ms() < end && sqlnum(&f, "SELECT COUNT(*) FROM update_history") < 1)
+        usleep(50 * 1000);
+    cr_assert_eq(sqlnum(&f, "SELECT COUNT(*) FROM update_history"), 1, "nothing moved on a");
+
+    tierd_stop(&f, SIGKILL);
+    /* The same client reaches the standby once it took over (its calls to
+     * the dead writer come back UNAVAILABLE, the next address answers). */
+    v.cid = 2;
+    end = tier_mono_ms() + 30000;
+    int rv;
+    while ((rv = tier_report_views(c, &req, &rep, &err)) != TIER_OK && tier_mono_ms() < end)
+        usleep(100 * 1000);
+    cr_assert_eq(rv, TIER_OK, "%s", err.message);
+    cr_assert_eq(rep->results[0]->code, TIER_OK, "%s", rep->results[0]->message);
+    tier_free(rep);
+    end = tier_mono_ms() + 60000;
+    while (tier_mono_ms() < end && sqlnum(&f, "SELECT COUNT(*) FROM update_history") < 2)
+        usleep(50 * 1000);
+    for (int i = 1; i <= 2; i++) {
+        char q[128], name[16];
+        snprintf(name, sizeof(name), "s%d.bin", i);
+        snprintf(q, sizeof(q), "SELECT content_level FROM contents WHERE cid = %d", i);
+        tier_test_sql1(f.my, q, buf, sizeof(buf));
+        cr_assert_str_eq(buf, "silver", "cid %d", i);
+        cr_assert(same_content(&f, "silver", name, i, 3000));
+        cr_assert(!exists_in(&f, "bronze", name));
+    }
+    tier_client_close(c);
+    worker_stop(&f, 0);
+    cr_assert_neq(tier_test_tierd_stop(&b, SIGTERM, 15000), -1);
+    child_gone(b.pid);
+    free(bin);
+    teardown(&f);
+}
