@@ -2,53 +2,21 @@
  * tier_client.c -- libtier: one function per method, all the same shape,
  * so they are stamped out by one macro over tier_rpc_call().
  *
- * Several addresses ("URL,URL,..."): one rpc client per address, each
- * connecting (and reconnecting) in the background.  A call goes to the
- * address that answered last; when that one has no connection (the rpc
- * layer's UNAVAILABLE "no connection to ..." after the call's timeout), the
- * call is sent to the next address, and so on once round the list, and the
- * address that answers is remembered.  Only that moves on: whatever a
- * server says (its own UNAVAILABLE too) and a connected server that is slow
- * (DEADLINE_EXCEEDED) are the answer.  The rpc layer can only
- * tell "no connection" when a call times out, so an address that is down
- * costs its calls one timeout before the next is tried.
+ * Several addresses ("URL,URL,..."): the rpc layer dials them all on one
+ * REQ socket (tier_rpc_client_open), so a call goes to whichever tierd is
+ * connected -- a standby listens only once it is the writer -- and is
+ * resent at once to another when its connection drops.
  */
 #include "tier_client.h"
 
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "tier_methods.h"
 
 struct tier_client {
-    tier_rpc_client *rpc[TIER_CLIENT_MAX_URLS];
-    unsigned n;      /* addresses */
-    atomic_uint cur; /* the one that answered last */
+    tier_rpc_client *rpc;
     uint32_t timeout_ms;
 };
-
-/* Opens one rpc client per comma-separated address of list. */
-static int open_all(tier_client *c, const char *list)
-{
-    char *copy = strdup(list), *save = NULL;
-    int rv = TIER_OK;
-
-    if (copy == NULL)
-        return TIER_RESOURCE_EXHAUSTED;
-    for (char *u = strtok_r(copy, ",", &save); u != NULL && rv == TIER_OK;
-         u = strtok_r(NULL, ",", &save)) {
-        if (c->n == TIER_CLIENT_MAX_URLS)
-            rv = TIER_INVALID_ARGUMENT;
-        else if ((rv = tier_rpc_client_open(&c->rpc[c->n], u, NULL)) == TIER_OK)
-            c->n++;
-    }
-    free(copy);
-    if (rv == TIER_OK && c->n == 0)
-        rv = TIER_INVALID_ARGUMENT; /* "" or "," */
-    return rv;
-}
 
 int tier_client_open(tier_client **out, const char *url)
 {
@@ -59,9 +27,8 @@ int tier_client_open(tier_client **out, const char *url)
         return TIER_INVALID_ARGUMENT;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return TIER_RESOURCE_EXHAUSTED;
-    atomic_init(&c->cur, 0);
-    if ((rv = open_all(c, url)) != TIER_OK) {
-        tier_client_close(c);
+    if ((rv = tier_rpc_client_open(&c->rpc, url, NULL)) != TIER_OK) {
+        free(c);
         return rv;
     }
     *out = c;
@@ -72,41 +39,8 @@ void tier_client_close(tier_client *c)
 {
     if (c == NULL)
         return;
-    for (unsigned i = 0; i < c->n; i++)
-        tier_rpc_client_close(c->rpc[i]);
+    tier_rpc_client_close(c->rpc);
     free(c);
-}
-
-/* Whether a failed call never reached a server: the rpc layer's words for
- * a call that timed out with no connection (tier_rpc_client.c).  A server's
- * own UNAVAILABLE (say, Redis down) is its answer, not a reason to move on. */
-static bool no_connection(int rv, const tier_error *err)
-{
-    static const char prefix[] = "no connection to ";
-
-    return rv == TIER_UNAVAILABLE && strncmp(err->message, prefix, sizeof(prefix) - 1) == 0;
-}
-
-/* One call, moving on to the next address while the current one has no
- * connection. */
-static int call(tier_client *c, const char *method, const ProtobufCMessage *req,
-                const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply, tier_error *err)
-{
-    unsigned first = atomic_load(&c->cur), i = first;
-    tier_error local;
-    int rv;
-
-    if (err == NULL)
-        err = &local;
-    for (unsigned k = 0;; k++) {
-        i = (first + k) % c->n;
-        rv = tier_rpc_call(c->rpc[i], method, req, desc, reply, c->timeout_ms, err);
-        if (!no_connection(rv, err) || k + 1 == c->n)
-            break;
-    }
-    if (!no_connection(rv, err) && i != first)
-        atomic_store(&c->cur, i);
-    return rv;
 }
 
 void tier_client_set_timeout(tier_client *c, uint32_t timeout_ms)
@@ -123,7 +57,8 @@ void tier_free(void *reply)
 #define TIER_METHOD(fn, name, Req, Rep, desc)                                                      \
     int fn(tier_client *c, const Req *req, Rep **reply, tier_error *err)                           \
     {                                                                                              \
-        return call(c, name, &req->base, &desc, (ProtobufCMessage **)reply, err);                  \
+        return tier_rpc_call(c->rpc, name, &req->base, &desc, (ProtobufCMessage **)reply,          \
+                             c->timeout_ms, err);                                                  \
     }
 
 TIER_METHOD(tier_health, TIER_RPC_HEALTH_METHOD, Tier__Rpc__HealthRequest, Tier__Rpc__HealthReply,

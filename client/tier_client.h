@@ -38,13 +38,11 @@ typedef tier_rpc_error tier_error;
  * are made (and remade) in the background.  INVALID_ARGUMENT for a bad or
  * empty address.
  *
- * With several addresses a call goes to the one that answered last; if it
- * has no connection (the call times out UNAVAILABLE), the call is sent to
- * the next, once round the list, and the one that answers is remembered.
- * So an address that is down costs one call timeout per switch; a call can
+ * All are dialled on one socket: a call goes to whichever is connected and
+ * is resent at once to another when its connection drops, so a call can
  * reach a second server after the first got it and died, like any resend
  * (tierd's calls are safe to repeat: tier.proto says how). */
-#define TIER_CLIENT_MAX_URLS 8
+#define TIER_CLIENT_MAX_URLS TIER_RPC_MAX_URLS
 int tier_client_open(tier_client **out, const char *url);
 void tier_client_close(tier_client *c);
 /* Per-call timeout for later calls (default 10 s). */

@@ -125,6 +125,11 @@ typedef struct {
     size_t max_msg;        /* largest reply accepted and request sent; 0 = 4 MiB */
 } tier_rpc_client_opts;
 
+/* url: one address, or several separated by commas (at most
+ * TIER_RPC_MAX_URLS), all dialled on one socket: each call goes to a
+ * connected one, and is resent at once to another when its connection
+ * drops.  INVALID_ARGUMENT for a bad, empty or too long list. */
+#define TIER_RPC_MAX_URLS 8
 int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts);
 void tier_rpc_client_close(tier_rpc_client *c);
 

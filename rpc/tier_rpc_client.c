@@ -46,7 +46,7 @@ typedef struct {
 
 struct tier_rpc_client {
     nng_socket sock;
-    char url[256];
+    char url[1024]; /* as given: one address or several, comma-separated */
     uint64_t client_id;
     atomic_uint_fast64_t next_request;
     atomic_int npipes;
@@ -78,6 +78,26 @@ static void pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
     tier_rpc_client *c = arg;
     (void)p;
     atomic_fetch_add(&c->npipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+}
+
+/* Dials every address of a comma-separated list on one REQ socket, at most
+ * TIER_RPC_MAX_URLS.  Non-blocking: a server may come up later (a standby
+ * listens only once it is the writer) and nng keeps redialling each one.
+ * REQ sends each request on a connected pipe, and resends it at once on
+ * another when its pipe drops: failing over needs nothing more. */
+static int dial_all(nng_socket s, const char *list)
+{
+    char buf[1024], *save = NULL;
+    int n = 0;
+
+    if (strlen(list) >= sizeof(buf))
+        return -1;
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *u = strtok_r(buf, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
+        if (++n > TIER_RPC_MAX_URLS || nng_dial(s, u, NULL, NNG_FLAG_NONBLOCK) != 0)
+            return -1;
+    }
+    return n > 0 ? 0 : -1;
 }
 
 int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts)
@@ -123,8 +143,7 @@ int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_
         nng_ctx_set_ms(c->slots[i].ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
         c->free_slots[c->nfree++] = i;
     }
-    /* Non-blocking: the server may come up later; nng keeps redialling. */
-    if (nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+    if (dial_all(c->sock, url) != 0) {
         tier_rpc_client_close(c);
         return TIER_INVALID_ARGUMENT;
     }
