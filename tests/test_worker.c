@@ -984,8 +984,8 @@ Test(worker, several_tierd_urls, .timeout = 120)
     write_content(&f, "bronze", "g.mp4", 7, 700);
     sql(&f, "INSERT INTO contents (cid, content_level, filename) VALUES (7, 'bronze', 'g.mp4')");
     tierd_start(&f);
-    tier_test_tcp_url(dead, sizeof(dead));
-    tier_test_tcp_url(dead_push, sizeof(dead_push));
+    tier_test_dead_url(dead, sizeof(dead));
+    tier_test_dead_url(dead_push, sizeof(dead_push));
     snprintf(urls, sizeof(urls), "%s,%s", dead, f.td.listen);
     snprintf(pulls, sizeof(pulls), "%s,%s", dead_push, f.td.push);
 

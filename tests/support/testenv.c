@@ -40,6 +40,23 @@ int tier_test_free_port(void)
     return port;
 }
 
+void tier_test_dead_url(char *buf, size_t len)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    /* Bound, never listening, never closed: connections are refused, and no
+     * other test can listen there while this process lives (a port merely
+     * free a moment ago could become another test's tierd). */
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
+        snprintf(buf, len, "tcp://127.0.0.1:1");
+        return;
+    }
+    snprintf(buf, len, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+}
+
 void tier_test_tcp_url(char *buf, size_t len)
 {
     snprintf(buf, len, "tcp://127.0.0.1:%d", tier_test_free_port());

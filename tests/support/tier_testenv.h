@@ -20,6 +20,9 @@
 
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int tier_test_free_port(void);
+/* "tcp://127.0.0.1:<port>" of a port nobody listens on, held (bound, not
+ * listening) for the rest of the process: a dead address that stays dead. */
+void tier_test_dead_url(char *buf, size_t len);
 /* "tcp://127.0.0.1:<free port>" into buf. */
 void tier_test_tcp_url(char *buf, size_t len);
 /* "ipc:///tmp/tier-test-<pid>-<n>.sock" into buf. */
