@@ -47,6 +47,7 @@ struct tierd_writer {
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
     bool stop;
     pthread_mutex_t renew_mu; /* one renewal at a time, on kv */
+    bool reconnecting;        /* renew_locked's one retry on a new connection */
 };
 
 /* The job key prefix (tiering_jobs.c reads the same variable). */
@@ -243,11 +244,19 @@ static int64_t renew_locked(tierd_writer *w)
         atomic_store(&w->deadline, now + ttl);
         return now + ttl / 3;
     }
-    tier_warn("writer lease: renewal failed; %lld ms left", (long long)left);
     if (tier_kv_broken(w->kv)) {
         tier_kv_close(w->kv);
         w->kv = NULL;
+        /* A connection from before a Redis restart: one more go on a new
+         * one, so the call that noticed the missing key need not fail. */
+        if (!w->reconnecting) {
+            w->reconnecting = true;
+            int64_t next = renew_locked(w);
+            w->reconnecting = false;
+            return next;
+        }
     }
+    tier_warn("writer lease: renewal failed; %lld ms left", (long long)left);
     return tier_mono_ms() + ttl / 10;
 }
 
