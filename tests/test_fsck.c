@@ -137,7 +137,8 @@ static void teardown(fx *f)
     mysql_close(f->my);
     redisFree(f->rd);
     tier_test_db_drop(&f->m);
-    tier_test_rmtree(f->root);
+    if (getenv("TIER_TEST_KEEP") == NULL)
+        tier_test_rmtree(f->root);
     free(f->root);
 }
 

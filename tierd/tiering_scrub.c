@@ -414,7 +414,8 @@ static int scan_jobs(scan *s)
 
     if (rv != TIER_OK)
         return rv;
-    qsort(s->jobs, s->njobs, sizeof(*s->jobs), by_i64);
+    if (s->njobs > 0) /* jobs is NULL when there are none */
+        qsort(s->jobs, s->njobs, sizeof(*s->jobs), by_i64);
     s->res->jobs = s->njobs;
     return TIER_OK;
 }
