@@ -63,18 +63,16 @@ typedef enum {
     "local function keep_fence(cid, fence)\n"                                                      \
     "  local old = tonumber(redis.call('HGET', P .. 'fences', cid) or '0')\n"                      \
     "  if tonumber(fence) > old then redis.call('HSET', P .. 'fences', cid, fence) end\n"          \
-    "end\n" /* A finished job stays visible as <P>fin:<cid>:<fence> for `ret` ms                   \
-             * (ListJobs status "finished"); the reaper trims the index. */                        \
+    "end\n" /* A finished job stays listed for `ret` ms as one member of the                       \
+             * <P>jobs:finished zset (score = finish time): "cid|fence|attempts|                   \
+             * created_ms|db_level|target|filename" -- one ZADD per job, no key                    \
+             * of its own (the reaper trims by score and by count). */                             \
     "local function archive(k, cid, ret)\n"                                                        \
     "  if ret <= 0 then return end\n"                                                              \
-    "  local f = redis.call('HGET', k, 'fence') or '0'\n"                                          \
-    "  local a = P .. 'fin:' .. cid .. ':' .. f\n"                                                 \
-    "  redis.call('DEL', a)\n"                                                                     \
-    "  redis.call('HSET', a, unpack(redis.call('HGETALL', k)))\n"                                  \
-    "  redis.call('HSET', a, 'status', 'finished', 'updated_ms', now)\n"                           \
-    "  redis.call('HDEL', a, 'pending')\n"                                                         \
-    "  redis.call('PEXPIRE', a, ret)\n"                                                            \
-    "  redis.call('ZADD', P .. 'jobs:finished', now, cid .. ':' .. f)\n"                           \
+    "  local v = redis.call('HMGET', k, 'fence', 'attempts', 'created_ms', 'db_level',\n"          \
+    "                       'target', 'filename')\n"                                               \
+    "  redis.call('ZADD', P .. 'jobs:finished', now, table.concat({cid, v[1] or '0',\n"            \
+    "    v[2] or '0', v[3] or '0', v[4] or '', v[5] or '', v[6] or ''}, '|'))\n"                   \
     "end\n"                                                                                        \
     "local function drop(k, cid)\n"                                                                \
     "  keep_fence(cid, redis.call('HGET', k, 'fence') or '0')\n"                                   \
@@ -1114,15 +1112,71 @@ int tier_jobs_index_cids(tier_jobs *j, tier_kv *kv, tier_job_state st, int64_t *
     return TIER_OK;
 }
 
+/* The next '|'-separated field of [*p, end); the last one takes the rest
+ * (a filename may hold '|'). */
+static tier_jobs_str next_field(const char **p, const char *end, bool last)
+{
+    const char *s = *p, *bar = last ? NULL : memchr(s, '|', (size_t)(end - s));
+    const char *e = bar ? bar : end;
+
+    *p = bar ? bar + 1 : end;
+    return (tier_jobs_str){s, (size_t)(e - s)};
+}
+
+/* Finished jobs: the members of <prefix>jobs:finished, newest first. */
+static int list_finished(tier_jobs *j, tier_kv *kv, size_t limit, tier_jobs_view **out, size_t *n,
+                         tier_jobs_reply **keep)
+{
+    char key[128], lim[24];
+    const char *argv[5] = {"ZREVRANGE", key, "0", lim, "WITHSCORES"};
+    redisReply *r;
+    tier_jobs_view *v;
+
+    index_key(j, TIER_JOB_FINISHED, key, sizeof(key));
+    snprintf(lim, sizeof(lim), "%lld", limit == 0 ? -1LL : (long long)limit - 1);
+    if ((r = tier_kv_argv(kv, 5, argv, NULL)) == NULL)
+        return TIER_UNAVAILABLE;
+    if (!is_arr(r, 0))
+        return bad_shape(r, TIER_JOBS_REAP);
+    if ((*keep = keep_new(r)) == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    if ((v = calloc(r->elements / 2 + 1, sizeof(*v))) == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    (*keep)->mem = v;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *m = r->element[i];
+        tier_jobs_str f[7];
+        const char *p, *end;
+        if (!is_str(m) || !is_str(r->element[i + 1]))
+            continue;
+        p = m->str, end = m->str + m->len;
+        for (int k = 0; k < 7; k++)
+            f[k] = next_field(&p, end, k == 6);
+        tier_jobs_view *x = &v[(*n)++];
+        x->state = TIER_JOB_FINISHED;
+        x->status = (tier_jobs_str){"finished", 8};
+        x->cid = num_of(f[0].p, f[0].len);
+        x->fence = (uint64_t)num_of(f[1].p, f[1].len);
+        x->attempts = (uint32_t)num_of(f[2].p, f[2].len);
+        x->created_ms = num_of(f[3].p, f[3].len);
+        x->db_level = f[4], x->target = f[5], x->filename = f[6];
+        x->updated_ms = num(r->element[i + 1]);
+    }
+    *out = v;
+    return TIER_OK;
+}
+
 int tier_jobs_list(tier_jobs *j, tier_kv *kv, tier_job_state st, size_t limit, tier_jobs_view **out,
                    size_t *n, tier_jobs_reply **keep)
 {
-    redisReply *idx = index_read(j, kv, st, limit), *page;
+    redisReply *idx, *page;
     tier_jobs_view *v;
     tier_jobs_reply *k;
 
     *out = NULL, *n = 0, *keep = NULL;
-    if (idx == NULL)
+    if (st == TIER_JOB_FINISHED)
+        return list_finished(j, kv, limit, out, n, keep);
+    if ((idx = index_read(j, kv, st, limit)) == NULL)
         return TIER_UNAVAILABLE;
     if ((k = keep_new(idx)) == NULL)
         return TIER_RESOURCE_EXHAUSTED;
@@ -1137,8 +1191,8 @@ int tier_jobs_list(tier_jobs *j, tier_kv *kv, tier_job_state st, size_t limit, t
         const char *argv[2] = {"HGETALL", key};
         if (!is_str(idx->element[i]))
             continue;
-        snprintf(key, sizeof(key), "%s%s:%.*s", j->prefix, st == TIER_JOB_FINISHED ? "fin" : "job",
-                 (int)idx->element[i]->len, idx->element[i]->str);
+        snprintf(key, sizeof(key), "%sjob:%.*s", j->prefix, (int)idx->element[i]->len,
+                 idx->element[i]->str);
         tier_kv_append(kv, 2, argv, NULL);
     }
     for (size_t i = 0; i < idx->elements; i++) {

@@ -13,11 +13,11 @@
  *
  * and four indexes: <prefix>jobs:update (zset, score = next time to push),
  * <prefix>jobs:claimed (zset, score = lease expiry), <prefix>jobs:done and
- * <prefix>jobs:failed (sets).  Finished jobs stay readable for a retention
- * time as <prefix>fin:<cid>:<fence> (status "finished", with a TTL),
- * indexed by <prefix>jobs:finished (zset, score = finish time).  <prefix>fences (hash cid -> fence)
- * keeps the fence of the last committed job of each content, so fences never repeat for a content
- * and a retried CompleteJob of a committed job is recognised.
+ * <prefix>jobs:failed (sets).  Finished jobs stay listed for a retention
+ * time as members of <prefix>jobs:finished (zset, score = finish time, one
+ * "cid|fence|attempts|created_ms|db_level|target|filename" member each).  <prefix>fences (hash cid
+ * -> fence) keeps the fence of the last committed job of each content, so fences never repeat for a
+ * content and a retried CompleteJob of a committed job is recognised.
  *
  * Every transition is one Lua script (EVALSHA, loaded at open, reloaded on
  * NOSCRIPT), so it is atomic against every other: two workers can never
