@@ -724,3 +724,48 @@ Test(ranking, bad_inputs_refused_with_their_codes)
     free(s65);
     teardown(&f);
 }
+
+/* n PostComments items with an empty body: each refused by itself, so the
+ * call's own status is the cap's alone and nothing is written. */
+static int post_empty_n(tier_client *c, size_t n, size_t *results, tier_error *err)
+{
+    Tier__PostCommentRequest *cs = calloc(n, sizeof(*cs));
+    Tier__PostCommentRequest **ps = calloc(n, sizeof(*ps));
+    Tier__PostCommentsRequest q = TIER__POST_COMMENTS_REQUEST__INIT;
+    Tier__PostCommentsReply *rep = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        tier__post_comment_request__init(&cs[i]);
+        cs[i].service = "cap";
+        cs[i].cid = 1;
+        cs[i].author = "a";
+        cs[i].body = "";
+        ps[i] = &cs[i];
+    }
+    q.n_comments = n;
+    q.comments = ps;
+    int rv = tier_post_comments(c, &q, &rep, err);
+    if (rv == TIER_OK) {
+        *results = rep->n_results;
+        for (size_t i = 0; i < rep->n_results; i++)
+            cr_assert_eq(rep->results[i]->code, TIER_INVALID_ARGUMENT);
+    }
+    tier_free(rep);
+    free(cs);
+    free(ps);
+    return rv;
+}
+
+Test(ranking, post_comments_capped_per_call)
+{
+    fixture f;
+    tier_error err;
+    size_t n = 0;
+
+    setup(&f);
+    cr_assert_eq(post_empty_n(f.c, 10001, &n, &err), TIER_INVALID_ARGUMENT);
+    cr_assert(strstr(err.message, "comments: at most 10000 per call") != NULL, "%s", err.message);
+    cr_assert_eq(post_empty_n(f.c, 10000, &n, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(n, 10000);
+    teardown(&f);
+}

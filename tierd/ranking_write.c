@@ -303,8 +303,9 @@ int ranking_h_post_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessag
     char msg[128];
 
     if (n > RANKING_MAX_POSTS)
-        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "at most %d comments per call",
-                                    RANKING_MAX_POSTS);
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "comments: at most %d per call (got %zu)", RANKING_MAX_POSTS,
+                                    n);
     Tier__PostCommentResult **res = alloc_results(call, n);
     tier_comment_op *ops = malloc((n + 1) * sizeof(*ops));
     void **items = malloc((n + 1) * sizeof(*items));
