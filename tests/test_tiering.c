@@ -859,3 +859,133 @@ Test(tiering, dead_dependency_at_start)
     st = run_tierd_with("TIER_MYSQL_PORT", tier_test_free_port(), out, sizeof(out));
     cr_assert(st > 0 && st < 128 && strstr(out, "MySQL"), "%d %s", st, out);
 }
+
+/* ---------------------------------------------------------- caps (issue 8, item 3) */
+
+static int claim_n(fx *f, size_t n, size_t *results)
+{
+    Tier__ClaimJobRequest req = TIER__CLAIM_JOB_REQUEST__INIT;
+    Tier__ClaimJobReply *rep = NULL;
+    int64_t *cids = calloc(n, sizeof(*cids));
+    for (size_t i = 0; i < n; i++)
+        cids[i] = 1000000 + (int64_t)i;
+    req.worker_id = "w1";
+    req.cids = cids;
+    req.n_cids = n;
+    int rv = tier_claim_job(f->c, &req, &rep, &E);
+    if (rv == TIER_OK) {
+        *results = rep->n_results;
+        for (size_t i = 0; i < rep->n_results; i++)
+            cr_assert_eq(rep->results[i]->code, TIER_NOT_FOUND);
+    }
+    tier_free(rep);
+    free(cids);
+    return rv;
+}
+
+/* RenewLease (complete = false) or CompleteJob of n unknown jobs. */
+static int refs_n(fx *f, bool complete, size_t n, size_t *results)
+{
+    Tier__JobRef *refs = calloc(n, sizeof(*refs));
+    Tier__JobRef **rp = calloc(n, sizeof(*rp));
+    int rv;
+    for (size_t i = 0; i < n; i++) {
+        tier__job_ref__init(&refs[i]);
+        refs[i].cid = 1000000 + (int64_t)i;
+        refs[i].fence = 1;
+        rp[i] = &refs[i];
+    }
+    if (complete) {
+        Tier__CompleteJobRequest req = TIER__COMPLETE_JOB_REQUEST__INIT;
+        Tier__CompleteJobReply *rep = NULL;
+        req.worker_id = "w1";
+        req.jobs = rp;
+        req.n_jobs = n;
+        if ((rv = tier_complete_job(f->c, &req, &rep, &E)) == TIER_OK)
+            *results = rep->n_results;
+        tier_free(rep);
+    } else {
+        Tier__RenewLeaseRequest req = TIER__RENEW_LEASE_REQUEST__INIT;
+        Tier__RenewLeaseReply *rep = NULL;
+        req.worker_id = "w1";
+        req.jobs = rp;
+        req.n_jobs = n;
+        if ((rv = tier_renew_lease(f->c, &req, &rep, &E)) == TIER_OK)
+            *results = rep->n_results;
+        tier_free(rep);
+    }
+    free(refs);
+    free(rp);
+    return rv;
+}
+
+static int report_n(fx *f, size_t n, size_t *results)
+{
+    Tier__ViewReport *v = calloc(n, sizeof(*v));
+    Tier__ViewReport **list = calloc(n, sizeof(*list));
+    Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ReportViewsReply *rep = NULL;
+    for (size_t i = 0; i < n; i++) {
+        tier__view_report__init(&v[i]);
+        v[i].cid = 1000000 + (int64_t)i;
+        v[i].count = 5;
+        list[i] = &v[i];
+    }
+    req.reports = list;
+    req.n_reports = n;
+    int rv = tier_report_views(f->c, &req, &rep, &E);
+    if (rv == TIER_OK) {
+        *results = rep->n_results;
+        for (size_t i = 0; i < rep->n_results; i++)
+            cr_assert_eq(rep->results[i]->code, TIER_NOT_FOUND);
+    }
+    tier_free(rep);
+    free(v);
+    free(list);
+    return rv;
+}
+
+/* Over the cap: refused as a whole, the message naming the field and the
+ * cap; at the cap: answered item by item. */
+static void assert_capped(fx *f, const char *what, int (*call)(fx *, size_t, size_t *), size_t cap)
+{
+    char want[64];
+    size_t n = 0;
+
+    snprintf(want, sizeof(want), "at most %zu per call", cap);
+    cr_assert_eq(call(f, cap + 1, &n), TIER_INVALID_ARGUMENT, "%s: %zu items", what, cap + 1);
+    cr_assert(strstr(E.message, what) != NULL && strstr(E.message, want) != NULL, "%s: %s", what,
+              E.message);
+    cr_assert_eq(call(f, cap, &n), TIER_OK, "%s: %s", what, E.message);
+    cr_assert_eq(n, cap, "%s: one result per item", what);
+}
+
+static int renew_n(fx *f, size_t n, size_t *results)
+{
+    return refs_n(f, false, n, results);
+}
+
+static int complete_n(fx *f, size_t n, size_t *results)
+{
+    return refs_n(f, true, n, results);
+}
+
+Test(tiering, repeated_fields_are_capped_per_call, .timeout = 120)
+{
+    fx f;
+    Tier__FailJobRequest fr = TIER__FAIL_JOB_REQUEST__INIT;
+    Tier__FailJobReply *frep = NULL;
+
+    setup(&f, NULL);
+    tier_client_set_timeout(f.c, 30000);
+    assert_capped(&f, "cids", claim_n, 1024);
+    assert_capped(&f, "jobs", renew_n, 10000);
+    assert_capped(&f, "jobs", complete_n, 10000);
+    assert_capped(&f, "reports", report_n, 8000);
+    /* The one optional sub-message of a request: FailJob without its job. */
+    fr.worker_id = "w1";
+    cr_assert_eq(tier_fail_job(f.c, &fr, &frep, &E), TIER_INVALID_ARGUMENT);
+    cr_assert(strstr(E.message, "job") != NULL, "%s", E.message);
+    tier_free(frep);
+    teardown(&f);
+}

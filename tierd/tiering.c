@@ -428,6 +428,8 @@ static int report_slow(tiering *t, tier_rpc_ctx *call, Tier__ReportViewsRequest 
     return TIER_OK;
 }
 
+#define REPORTS_MAX 8000 /* ReportViews items per call (tier.proto) */
+
 static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
                           ProtobufCMessage *out)
 {
@@ -436,11 +438,17 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     Tier__ReportViewsReply *rep = (Tier__ReportViewsReply *)out;
     level_table *lt = atomic_load(&t->levels);
     size_t n = req->n_reports, nslow = 0;
-    Tier__ViewResult *rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
-    Tier__ViewResult **res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
+    Tier__ViewResult *rs, **res;
     content **slow = NULL;
     size_t *idx = NULL;
 
+    /* The reply has a ViewResult per report, at most ~500 bytes (255-byte
+     * file name, 128-byte worker id): 8000 of them fit the 4 MiB limit. */
+    if (n > REPORTS_MAX)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "reports: at most %d per call (got %zu)", REPORTS_MAX, n);
+    rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
+    res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
     if (rs == NULL || res == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n; i++) {
