@@ -28,6 +28,8 @@
 #include "tier_pool.h"
 #include "tier_rpc.h"
 
+#define TIERD_MAX_ROOTS 16
+
 typedef struct {
     char listen[256];      /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
     char push[256];        /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
@@ -44,6 +46,12 @@ typedef struct {
     uint32_t scrub_interval_s; /* background scrub period (TIER_SCRUB_INTERVAL_S), 3600; 0 off */
     uint32_t scrub_rate;    /* its directory entries + stats per second (TIER_SCRUB_RATE), 2000 */
     uint32_t writer_ttl_ms; /* writer lease (TIER_WRITER_TTL_MS), default 3000 */
+    /* SetLevels accepts only level directories under one of these
+     * (--storage-root, several allowed; TIER_STORAGE_ROOT, ':'-separated;
+     * storage_root in the file).  None given: the parent directories of
+     * the levels in MySQL at start-up (tiering.c). */
+    char storage_roots[TIERD_MAX_ROOTS][1024];
+    unsigned n_storage_roots;
 } tierd_config;
 
 /* Fills cfg from defaults, then the config file (--config FILE or
