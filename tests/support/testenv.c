@@ -104,6 +104,14 @@ char *tier_test_bin(const char *name)
     return strdup(path);
 }
 
+/* A test talks to servers that tests kill: a write to a socket whose peer
+ * died must be an error (EPIPE) the test sees, not a SIGPIPE that kills the
+ * test process ("CRASH!").  hiredis does not ask for MSG_NOSIGNAL. */
+__attribute__((constructor)) static void ignore_sigpipe(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+}
+
 /* ---- sanitizer reports of children
  *
  * In the ASan+UBSan build a child that hits a sanitizer report writes it to
