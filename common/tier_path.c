@@ -59,7 +59,7 @@ static const char *is_dir(const char *p)
 
 const char *tier_path_canon(const char *in, char *out, size_t outlen)
 {
-    size_t len = strlen(in), n = 0;
+    size_t len = strlen(in), n = 0, resolved_n = 0;
     bool exists = true;
 
     if (len == 0 || in[0] != '/')
@@ -81,12 +81,22 @@ const char *tier_path_canon(const char *in, char *out, size_t outlen)
         }
         char prev[TIER_PATH_MAX];
         memcpy(prev, out, n + 1);
+        bool up = cl == 2 && p[0] == '.' && p[1] == '.';
         if (!push_comp(out, outlen, &n, p, cl))
             return "is too long";
         p += cl;
+        /* A ".." that climbs out of the missing part lands back on the
+         * resolved prefix: resolve again from there.  (Found by
+         * fuzz/fuzz_path.c: "/etg/../etc/passwd" used to come out as the
+         * name "/etc/passwd" without anyone looking at what is there -- a
+         * file, or a symlink leading out of the storage roots.) */
+        if (!exists && up && n <= resolved_n)
+            exists = true;
         /* Once a component is missing, the rest is only a name: it holds
          * no symlink, and mkdir will create it. */
-        if (exists && !resolve(out, outlen, &n)) {
+        if (exists && resolve(out, outlen, &n))
+            resolved_n = n;
+        else if (exists) {
             const char *why = is_dir(prev);
             if (why != NULL)
                 return why; /* "/a/file/x": a file where a directory must be */

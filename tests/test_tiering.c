@@ -1224,6 +1224,27 @@ Test(tiering, method_name_with_nul)
     teardown(&f);
 }
 
+/* Found by fuzz/fuzz_path.c: a ".." that climbs out of a missing directory
+ * back into existing ones must be resolved there, or a symlink (here to
+ * /etc) or a file hides behind a name that looks like it is under a root. */
+Test(validation, dotdot_after_a_missing_directory)
+{
+    char *root = tier_test_tmpdir(), link[700], in[800], out[TIER_PATH_MAX], f[800];
+    cr_assert_not_null(root);
+    snprintf(link, sizeof(link), "%s/to_etc", root);
+    cr_assert_eq(symlink("/etc", link), 0);
+    snprintf(in, sizeof(in), "%s/nope/../to_etc/tier", root);
+    cr_assert_null(tier_path_canon(in, out, sizeof(out)));
+    cr_assert_str_eq(out, "/etc/tier");
+    cr_assert_not_null(tier_path_forbidden(out), "%s must be refused", out);
+    snprintf(f, sizeof(f), "%s/file", root);
+    cr_assert(tier_test_write_file(f, "x", 1));
+    snprintf(in, sizeof(in), "%s/nope/../file", root);
+    cr_assert_not_null(tier_path_canon(in, out, sizeof(out)), "a regular file: %s", out);
+    tier_test_rmtree(root);
+    free(root);
+}
+
 /* The checks themselves, without a tierd. */
 Test(validation, path_canon)
 {
