@@ -22,24 +22,32 @@ void *tier_rpc_arena_alloc(tier_rpc_arena *a, size_t size); /* zeroed, NULL if o
 void tier_rpc_arena_reset(tier_rpc_arena *a);
 void tier_rpc_arena_fini(tier_rpc_arena *a);
 
-/* ---- dedupe: replies of recent calls by (client id, request id). */
+/* ---- dedupe: replies of recent calls by (client id, request id), each
+ * remembered with its method. */
 
 typedef struct tier_rpc_dedupe tier_rpc_dedupe;
 
 typedef enum {
-    TIER_DEDUPE_NEW,    /* first time seen: run it, then tier_rpc_dedupe_finish */
-    TIER_DEDUPE_CACHED, /* already answered: *reply holds a malloc'ed copy */
-    TIER_DEDUPE_BUSY,   /* still running elsewhere past the wait: answer UNAVAILABLE */
+    TIER_DEDUPE_NEW,      /* first time seen: run it, then tier_rpc_dedupe_finish */
+    TIER_DEDUPE_CACHED,   /* already answered: *reply holds a malloc'ed copy */
+    TIER_DEDUPE_BUSY,     /* still running elsewhere past the wait: answer UNAVAILABLE */
+    TIER_DEDUPE_MISMATCH, /* the ids were used for another method: INVALID_ARGUMENT */
 } tier_dedupe_result;
 
-tier_rpc_dedupe *tier_rpc_dedupe_alloc(unsigned capacity);
+/* At most `capacity` entries holding at most `budget` bytes of replies,
+ * oldest evicted first. */
+tier_rpc_dedupe *tier_rpc_dedupe_alloc(unsigned capacity, size_t budget);
 void tier_rpc_dedupe_free(tier_rpc_dedupe *d);
 /* Looks the call up, registering it as running when new.  A call running
- * elsewhere is waited for until wait_until_us (monotonic). */
+ * elsewhere is waited for until wait_until_us (monotonic).  `method` must
+ * outlive the cache (the server's method table). */
 tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
-                                         int64_t wait_until_us, void **reply, size_t *len);
+                                         const char *method, int64_t wait_until_us, void **reply,
+                                         size_t *len);
 /* Stores the packed reply envelope of a call begun with NEW. */
 void tier_rpc_dedupe_finish(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
                             const void *reply, size_t len);
+/* What the cache holds now. */
+void tier_rpc_dedupe_stats(tier_rpc_dedupe *d, uint64_t *bytes, uint64_t *entries);
 
 #endif

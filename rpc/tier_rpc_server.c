@@ -35,8 +35,6 @@
 #include "tier_log.h"
 #include "tier_time.h"
 
-#define DEDUPE_CAPACITY 8192
-
 typedef struct {
     char *name;
     const ProtobufCMessageDescriptor *req, *reply;
@@ -160,7 +158,9 @@ int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_
     pthread_cond_init(&s->cv, NULL);
     s->max_msg = opts && opts->max_msg ? opts->max_msg : TIER_RPC_MAX_MSG_DEFAULT;
     s->url = strdup(url);
-    s->dedupe = tier_rpc_dedupe_alloc(DEDUPE_CAPACITY);
+    s->dedupe = tier_rpc_dedupe_alloc(
+        opts && opts->dedupe_entries ? opts->dedupe_entries : TIER_RPC_DEDUPE_ENTRIES_DEFAULT,
+        opts && opts->dedupe_bytes ? opts->dedupe_bytes : TIER_RPC_DEDUPE_BYTES_DEFAULT);
     if (s->url == NULL || s->dedupe == NULL) {
         tier_rpc_server_close(s);
         return TIER_RESOURCE_EXHAUSTED;
@@ -292,6 +292,18 @@ static void put_reply(nng_msg *msg, uint64_t request_id, int code, const char *m
     tier__rpc__reply__pack(&rep, nng_msg_body(msg));
 }
 
+/* Size of the reply envelope put_reply would pack. */
+static size_t reply_size(uint64_t request_id, int code, const char *message, size_t plen)
+{
+    Tier__Rpc__Reply rep = TIER__RPC__REPLY__INIT;
+
+    rep.request_id = request_id;
+    rep.code = (Tier__Rpc__Code)code;
+    rep.message = (char *)(message ? message : "");
+    rep.payload.len = plen;
+    return tier__rpc__reply__get_packed_size(&rep);
+}
+
 /* Packs the reply of a call whose handler returned `code` into its msg and
  * remembers it for resends. */
 static void complete(tier_rpc_server *s, tier_rpc_ctx *call, int code)
@@ -302,11 +314,19 @@ static void complete(tier_rpc_server *s, tier_rpc_ctx *call, int code)
 
     if (code == TIER_OK) {
         plen = protobuf_c_message_get_packed_size(call->reply);
-        payload = tier_rpc_alloc(call, plen + 1);
-        if (payload == NULL)
+        /* Peers never receive (and the dedupe cache never holds) more
+         * than the message limit: a handler's reply can be far larger than
+         * its request (many empty items in, many results out). */
+        if (reply_size(req->request_id, code, call->message, plen) > s->max_msg)
+            code = tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED,
+                                        "reply of %zu bytes larger than the limit of %zu", plen,
+                                        s->max_msg);
+        else if ((payload = tier_rpc_alloc(call, plen + 1)) == NULL)
             code = tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "reply too large");
         else
             protobuf_c_message_pack(call->reply, payload);
+        if (code != TIER_OK)
+            plen = 0;
     }
     put_reply(call->msg, req->request_id, code, call->message, payload, plen);
     if (call->deduping)
@@ -348,13 +368,14 @@ static bool run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
     void *cached;
     size_t clen;
     int64_t now = tier_mono_us();
+    /* deadline_us is clamped (deadline_to_mono_us), so no sum here overflows. */
     int64_t wait = !may_wait ? now : call->deadline_us ? call->deadline_us : now + 10 * 1000000;
     int code;
 
     call->deduping = false;
     if (req->client_id != 0) {
-        switch (tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, wait, &cached,
-                                      &clen)) {
+        switch (tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, call->m->name,
+                                      wait, &cached, &clen)) {
         case TIER_DEDUPE_CACHED:
             atomic_fetch_add(&s->deduped, 1);
             nng_msg_clear(msg);
@@ -365,6 +386,10 @@ static bool run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
         case TIER_DEDUPE_BUSY:
             put_reply(msg, req->request_id, TIER_UNAVAILABLE, "same request still running", NULL,
                       0);
+            return true;
+        case TIER_DEDUPE_MISMATCH:
+            put_reply(msg, req->request_id, TIER_INVALID_ARGUMENT,
+                      "request id reused for another method", NULL, 0);
             return true;
         case TIER_DEDUPE_NEW:
             call->deduping = true;
@@ -402,6 +427,21 @@ void tier_rpc_finish(tier_rpc_ctx *call, int code)
 
 typedef enum { REPLY_READY, REPLY_QUEUED, REPLY_DEFERRED } accept_result;
 
+/* The monotonic time of a wall-clock deadline later than now_ms.  The
+ * deadline is the peer's number: anything from now to INT64_MAX.  It is
+ * clamped to TIER_RPC_MAX_DEADLINE_MS away, which also keeps every later
+ * sum on it (waits, timespecs) far from overflow; the subtraction is
+ * checked because now_ms may be negative on a badly set clock. */
+static int64_t deadline_to_mono_us(int64_t deadline_ms, int64_t now_ms)
+{
+    int64_t left_ms;
+
+    if (__builtin_sub_overflow(deadline_ms, now_ms, &left_ms) ||
+        left_ms > (int64_t)TIER_RPC_MAX_DEADLINE_MS)
+        left_ms = TIER_RPC_MAX_DEADLINE_MS;
+    return tier_mono_us() + left_ms * 1000;
+}
+
 /* Checks a received frame.  READY: the reply is in call->msg (an error, or
  * an INLINE method that ran); QUEUED: the call must go to the pool;
  * DEFERRED: an INLINE handler will finish it later. */
@@ -426,13 +466,13 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     call->req = req;
     now_ms = tier_now_ms();
     if (req->deadline_ms != 0) {
-        if (req->deadline_ms <= now_ms) {
+        if (req->deadline_ms <= now_ms) { /* negative ones too: long past */
             atomic_fetch_add(&s->deadline_dropped, 1);
             put_reply(msg, req->request_id, TIER_DEADLINE_EXCEEDED,
                       "deadline passed before the call started", NULL, 0);
             return REPLY_READY;
         }
-        call->deadline_us = tier_mono_us() + (req->deadline_ms - now_ms) * 1000;
+        call->deadline_us = deadline_to_mono_us(req->deadline_ms, now_ms);
     }
     call->m = method_find(s, req->method);
     if (call->m == NULL) {
@@ -611,4 +651,5 @@ void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out)
     out->deadline_dropped = atomic_load(&s->deadline_dropped);
     out->bad_envelope = atomic_load(&s->bad_envelope);
     out->deduped = atomic_load(&s->deduped);
+    tier_rpc_dedupe_stats(s->dedupe, &out->cached_bytes, &out->cached_entries);
 }

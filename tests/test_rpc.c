@@ -1,9 +1,14 @@
 /*
  * test_rpc.c -- the RPC layer over real nng sockets (tcp:// and ipc://):
  * round trips, concurrency, deadlines, unknown methods, garbage, truncated
- * and oversized frames, resend dedupe, a dead server, Health.
+ * and oversized frames, resend dedupe, a dead server, Health; and hostile
+ * peers (issue 8): absurd deadlines, huge replies, request ids reused for
+ * another method, connections that stall mid-frame or flood the server.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
@@ -11,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +103,30 @@ static int later(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, Pro
     return tier_rpc_defer(call);
 }
 
+/* test.Deadline: cid = ms left until the call's deadline, -1 = none. */
+static int deadline_left(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                         ProtobufCMessage *rep)
+{
+    int64_t d = tier_rpc_deadline_mono_us(call);
+    int rv = echo(arg, call, req, rep);
+    ((Tier__GetContentReply *)rep)->content->cid = d ? (d - tier_mono_us()) / 1000 : -1;
+    return rv;
+}
+
+/* test.Big: a reply whose filename has cid bytes. */
+static int big(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, ProtobufCMessage *rep)
+{
+    size_t n = (size_t)((const Tier__GetContentRequest *)req)->cid;
+    int rv = echo(arg, call, req, rep);
+    char *name = tier_rpc_alloc(call, n + 1);
+
+    if (name == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    memset(name, 'x', n);
+    ((Tier__GetContentReply *)rep)->content->filename = name;
+    return rv;
+}
+
 static int probe_ok(void *arg, char *msg, size_t len)
 {
     (void)arg;
@@ -112,12 +142,20 @@ static int probe_down(void *arg, char *msg, size_t len)
     return TIER_UNAVAILABLE;
 }
 
+static tier_rpc_server *start_server_opts(const char *url, const tier_rpc_server_opts *o,
+                                          bool down);
+
 static tier_rpc_server *start_server(const char *url, unsigned nthreads, bool down)
 {
     tier_rpc_server_opts o = {.nthreads = nthreads};
+    return start_server_opts(url, &o, down);
+}
+
+static tier_rpc_server *start_server_opts(const char *url, const tier_rpc_server_opts *o, bool down)
+{
     tier_rpc_server *s;
 
-    cr_assert_eq(tier_rpc_server_open(&s, url, &o), TIER_OK, "listen on %s", url);
+    cr_assert_eq(tier_rpc_server_open(&s, url, o), TIER_OK, "listen on %s", url);
     tier_rpc_server_add(s, "test.Echo", &tier__get_content_request__descriptor,
                         &tier__get_content_reply__descriptor, echo, NULL, TIER_RPC_INLINE);
     tier_rpc_server_add(s, "test.Sleep", &tier__get_content_request__descriptor,
@@ -128,6 +166,10 @@ static tier_rpc_server *start_server(const char *url, unsigned nthreads, bool do
                         &tier__get_content_reply__descriptor, later, NULL, 0);
     tier_rpc_server_add(s, "test.LaterInline", &tier__get_content_request__descriptor,
                         &tier__get_content_reply__descriptor, later, NULL, TIER_RPC_INLINE);
+    tier_rpc_server_add(s, "test.Deadline", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, deadline_left, NULL, 0);
+    tier_rpc_server_add(s, "test.Big", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, big, NULL, 0);
     tier_rpc_server_add_health(s, "redis", probe_ok, NULL);
     tier_rpc_server_add_health(s, "mysql", down ? probe_down : probe_ok, NULL);
     cr_assert_eq(tier_rpc_server_start(s), TIER_OK);
@@ -362,10 +404,12 @@ static Tier__Rpc__Reply *raw_send(const char *url, const void *data, size_t len,
     return rep;
 }
 
-static size_t pack_request(const char *method, uint64_t client, uint64_t id, const void *payload,
-                           size_t plen, uint8_t **out)
+static size_t pack_request_deadline(const char *method, uint64_t client, uint64_t id,
+                                    int64_t deadline_ms, const void *payload, size_t plen,
+                                    uint8_t **out)
 {
     Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
+    req.deadline_ms = deadline_ms;
     req.method = (char *)method;
     req.client_id = client;
     req.request_id = id;
@@ -375,6 +419,46 @@ static size_t pack_request(const char *method, uint64_t client, uint64_t id, con
     *out = malloc(n);
     tier__rpc__request__pack(&req, *out);
     return n;
+}
+
+static size_t pack_request(const char *method, uint64_t client, uint64_t id, const void *payload,
+                           size_t plen, uint8_t **out)
+{
+    return pack_request_deadline(method, client, id, 0, payload, plen, out);
+}
+
+/* Sends a raw envelope carrying GetContentRequest{cid}; returns the reply
+ * envelope (asserting there is one). */
+static Tier__Rpc__Reply *raw_call(const char *url, const char *method, uint64_t client, uint64_t id,
+                                  int64_t deadline_ms, int64_t cid)
+{
+    Tier__GetContentRequest in = TIER__GET_CONTENT_REQUEST__INIT;
+    uint8_t payload[32], *frame;
+    Tier__Rpc__Reply *rep;
+
+    in.cid = cid;
+    size_t plen = tier__get_content_request__pack(&in, payload);
+    size_t n = pack_request_deadline(method, client, id, deadline_ms, payload, plen, &frame);
+    rep = raw_send(url, frame, n, 5000);
+    free(frame);
+    cr_assert_not_null(rep, "%s answered", method);
+    return rep;
+}
+
+/* The reply's content (cid, filename length). */
+static int64_t reply_cid(const Tier__Rpc__Reply *rep, size_t *namelen)
+{
+    Tier__GetContentReply *r =
+        tier__get_content_reply__unpack(NULL, rep->payload.len, rep->payload.data);
+    int64_t cid;
+
+    cr_assert_not_null(r);
+    cr_assert_not_null(r->content);
+    cid = r->content->cid;
+    if (namelen != NULL)
+        *namelen = strlen(r->content->filename);
+    tier__get_content_reply__free_unpacked(r, NULL);
+    return cid;
 }
 
 static void assert_still_serving(tier_rpc_client *c)
@@ -571,6 +655,134 @@ Test(rpc, deferred_replies_hold_no_thread)
     }
     /* One thread serving them one after another would need 32 x 300 ms. */
     cr_assert_lt(tier_mono_ms() - t0, 32 * 300 / 2);
+    assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* Issue 8.1: a deadline is the peer's number.  Far-future ones (up to
+ * INT64_MAX) are clamped to an hour instead of overflowing the conversion to
+ * monotonic time (UBSan aborted here; a release build dropped the call as
+ * already late); negative and INT64_MIN ones are long past. */
+Test(rpc, absurd_deadlines_are_clamped_or_past)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, false);
+    tier_rpc_client *c = open_client(url);
+    const int64_t future[] = {INT64_MAX, INT64_MAX - 1, INT64_MAX / 1000 + 12345,
+                              tier_now_ms() + 10LL * 365 * 86400 * 1000};
+    const int64_t past[] = {INT64_MIN, INT64_MIN + 1, -1, -tier_now_ms()};
+    uint64_t id = 1;
+
+    for (size_t i = 0; i < sizeof(future) / sizeof(future[0]); i++) {
+        const char *methods[] = {"test.Deadline", "test.Echo", "test.Count"};
+        for (size_t m = 0; m < 3; m++) {
+            Tier__Rpc__Reply *rep = raw_call(url, methods[m], 0x88, id++, future[i], 5);
+            cr_assert_eq(rep->code, TIER__RPC__CODE__OK, "%s deadline %lld: %d %s", methods[m],
+                         (long long)future[i], rep->code, rep->message);
+            if (m == 0) {
+                int64_t left = reply_cid(rep, NULL);
+                cr_assert(left > 3500 * 1000 && left <= (int64_t)TIER_RPC_MAX_DEADLINE_MS,
+                          "deadline %lld: %lld ms left", (long long)future[i], (long long)left);
+            }
+            tier__rpc__reply__free_unpacked(rep, NULL);
+        }
+    }
+    for (size_t i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
+        Tier__Rpc__Reply *rep = raw_call(url, "test.Deadline", 0x88, id++, past[i], 5);
+        cr_assert_eq(rep->code, TIER__RPC__CODE__DEADLINE_EXCEEDED, "deadline %lld: %d",
+                     (long long)past[i], rep->code);
+        tier__rpc__reply__free_unpacked(rep, NULL);
+    }
+    assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* Issue 8.4: the dedupe key includes the method.  Reusing (client id,
+ * request id) for another method is refused, not answered with the first
+ * method's cached reply; the same method still gets its cached reply. */
+Test(rpc, request_id_reused_for_another_method_is_refused)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, false);
+    Tier__Rpc__Reply *rep;
+
+    atomic_store(&counter, 0);
+    rep = raw_call(url, "test.Count", 0x4444, 9, 0, 0);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(reply_cid(rep, NULL), 1);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+
+    rep = raw_call(url, "test.Echo", 0x4444, 9, 0, 777);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__INVALID_ARGUMENT, "got %d", rep->code);
+    cr_assert(strstr(rep->message, "another method") != NULL, "%s", rep->message);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+
+    /* The refusal does not replace the first call's entry. */
+    rep = raw_call(url, "test.Count", 0x4444, 9, 0, 0);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(reply_cid(rep, NULL), 1);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    cr_assert_eq(atomic_load(&counter), 1);
+
+    /* Other ids and other clients are unaffected. */
+    rep = raw_call(url, "test.Echo", 0x4444, 10, 0, 777);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(reply_cid(rep, NULL), 777);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    rep = raw_call(url, "test.Echo", 0x5555, 9, 0, 778);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(reply_cid(rep, NULL), 778);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    tier_rpc_server_close(s);
+}
+
+/* Issue 8.3: replies over the message limit are refused, not sent or
+ * cached; the dedupe cache holds at most its byte budget whatever the
+ * replies' sizes. */
+Test(rpc, replies_are_capped_and_the_dedupe_cache_has_a_byte_budget)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .max_msg = 1u << 20, .dedupe_bytes = 2u << 20};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_server_stats st;
+    Tier__Rpc__Reply *rep;
+    size_t namelen = 0;
+
+    /* Just under the limit: sent.  Over it: RESOURCE_EXHAUSTED. */
+    rep = raw_call(url, "test.Big", 0x77, 1, 0, (1 << 20) - 100);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK, "%d %s", rep->code, rep->message);
+    reply_cid(rep, &namelen);
+    cr_assert_eq(namelen, (1u << 20) - 100);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    rep = raw_call(url, "test.Big", 0x77, 2, 0, 5 << 20);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__RESOURCE_EXHAUSTED, "%d", rep->code);
+    cr_assert_eq(rep->payload.len, 0);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+
+    /* 40 cached replies of 300 KB: 12 MB offered, 2 MiB kept. */
+    for (uint64_t id = 100; id < 140; id++) {
+        rep = raw_call(url, "test.Big", 0x77, id, 0, 300 * 1000);
+        cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+        tier__rpc__reply__free_unpacked(rep, NULL);
+        tier_rpc_server_get_stats(s, &st);
+        cr_assert_leq(st.cached_bytes, 2u << 20, "%llu bytes cached",
+                      (unsigned long long)st.cached_bytes);
+    }
+    cr_assert_geq(st.cached_bytes, 1u << 20, "the budget is used, not emptied");
+    cr_assert_lt(st.cached_entries, 40);
+    /* The newest is still answered from the cache. */
+    uint64_t before = st.deduped;
+    rep = raw_call(url, "test.Big", 0x77, 139, 0, 300 * 1000);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_eq(st.deduped, before + 1);
     assert_still_serving(c);
     tier_rpc_client_close(c);
     tier_rpc_server_close(s);
