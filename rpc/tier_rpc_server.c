@@ -16,7 +16,8 @@
  * too large, a request already past its deadline -- and the thread goes on
  * to the next one.  Frames beyond twice the size limit are refused by nng
  * itself (it closes that pipe), so a hostile sender cannot make us buffer
- * unbounded memory.
+ * unbounded memory; replies beyond the limit are refused too.  Connections
+ * are capped and idle or stalled ones closed (tier_rpc_conns.c).
  */
 #include "tier_rpc.h"
 #include "tier_rpc_int.h"
@@ -24,6 +25,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -63,6 +65,7 @@ struct tier_rpc_ctx {
     char *message;
     ProtobufCMessage *reply; /* the handler's reply, kept for a deferred call */
     bool deduping;           /* registered in the dedupe cache: finish it */
+    uint32_t pipe_id;        /* the connection the request came on */
     tier_rpc_ctx *next;      /* in the pool's queue */
 };
 
@@ -87,8 +90,15 @@ struct tier_rpc_server {
     unsigned ndeferred; /* deferred calls not finished yet (guarded by mu) */
     bool closing;
     tier_rpc_dedupe *dedupe;
+    tier_rpc_conns *conns;
     bool started;
     atomic_uint_fast64_t served, deadline_dropped, bad_envelope, deduped;
+    /* nng 1.5.2 can crash when nng_ctx_send runs while the socket closes
+     * (the send's release of its context races the close): close raises
+     * `shutting` and waits until no send is under way; later sends drop
+     * their reply. */
+    atomic_bool shutting;
+    atomic_uint nsending;
 };
 
 /* ------------------------------------------------------------ call helpers */
@@ -161,7 +171,12 @@ int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_
     s->dedupe = tier_rpc_dedupe_alloc(
         opts && opts->dedupe_entries ? opts->dedupe_entries : TIER_RPC_DEDUPE_ENTRIES_DEFAULT,
         opts && opts->dedupe_bytes ? opts->dedupe_bytes : TIER_RPC_DEDUPE_BYTES_DEFAULT);
-    if (s->url == NULL || s->dedupe == NULL) {
+    s->conns = tier_rpc_conns_alloc(
+        opts && opts->max_conns ? opts->max_conns : TIER_RPC_MAX_CONNS_DEFAULT,
+        opts && opts->max_conns_per_addr ? opts->max_conns_per_addr
+                                         : TIER_RPC_MAX_CONNS_PER_ADDR_DEFAULT,
+        opts && opts->idle_timeout_ms ? opts->idle_timeout_ms : TIER_RPC_IDLE_TIMEOUT_DEFAULT_MS);
+    if (s->url == NULL || s->dedupe == NULL || s->conns == NULL) {
         tier_rpc_server_close(s);
         return TIER_RESOURCE_EXHAUSTED;
     }
@@ -173,6 +188,11 @@ int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_
     /* Twice the limit: requests between the two are answered
      * RESOURCE_EXHAUSTED; beyond it nng drops the pipe. */
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->max_msg * 2);
+    if ((rv = tier_rpc_conns_watch(s->conns, s->sock)) != 0) {
+        tier_error("rpc: pipe notify: %s", nng_strerror(rv));
+        tier_rpc_server_close(s);
+        return TIER_INTERNAL;
+    }
     if ((rv = nng_listen(s->sock, url, NULL, 0)) != 0) {
         tier_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
         tier_rpc_server_close(s);
@@ -487,9 +507,19 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
 
 static void send_reply(tier_rpc_ctx *call)
 {
-    call->sending = true;
-    nng_aio_set_msg(call->aio, call->msg);
-    nng_ctx_send(call->ctx, call->aio);
+    tier_rpc_server *s = call->srv;
+
+    atomic_fetch_add(&s->nsending, 1);
+    if (atomic_load(&s->shutting)) { /* nobody will read it */
+        nng_msg_free(call->msg);
+        call->msg = NULL;
+        tier_rpc_arena_reset(&call->arena);
+    } else {
+        call->sending = true;
+        nng_aio_set_msg(call->aio, call->msg);
+        nng_ctx_send(call->ctx, call->aio);
+    }
+    atomic_fetch_sub(&s->nsending, 1);
 }
 
 static void enqueue(tier_rpc_server *s, tier_rpc_ctx *call)
@@ -515,6 +545,7 @@ static void ctx_cb(void *arg)
 
     if (call->sending) {
         call->sending = false;
+        tier_rpc_conns_sent(s->conns, call->pipe_id);
         if (rv != 0)
             nng_msg_free(call->msg);
         else
@@ -523,6 +554,8 @@ static void ctx_cb(void *arg)
         tier_rpc_arena_reset(&call->arena);
     } else if (rv == 0) {
         call->msg = nng_aio_get_msg(call->aio);
+        call->pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(call->msg));
+        tier_rpc_conns_recv(s->conns, call->pipe_id);
         call->deadline_us = 0;
         call->req = NULL;
         call->m = NULL;
@@ -589,6 +622,8 @@ int tier_rpc_server_start(tier_rpc_server *s)
     if (s->ctxs == NULL || s->threads == NULL)
         return TIER_RESOURCE_EXHAUSTED;
     s->started = true;
+    if (tier_rpc_conns_start(s->conns) != 0)
+        return TIER_RESOURCE_EXHAUSTED;
     for (; s->nstarted < s->nthreads; s->nstarted++)
         if (pthread_create(&s->threads[s->nstarted], NULL, pool_main, s) != 0)
             return TIER_RESOURCE_EXHAUSTED;
@@ -610,6 +645,11 @@ void tier_rpc_server_close(tier_rpc_server *s)
 {
     if (s == NULL)
         return;
+    if (s->conns != NULL)
+        tier_rpc_conns_unwatch(s->conns);
+    atomic_store(&s->shutting, true);
+    while (atomic_load(&s->nsending) > 0)
+        sched_yield();
     nng_close(s->sock); /* every pending recv/send fails with NNG_ECLOSED */
     pthread_mutex_lock(&s->mu);
     s->closing = true;
@@ -639,6 +679,7 @@ void tier_rpc_server_close(tier_rpc_server *s)
     free(s->ctxs);
     free(s->threads);
     tier_rpc_dedupe_free(s->dedupe);
+    tier_rpc_conns_free(s->conns);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->url);
@@ -652,4 +693,5 @@ void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out)
     out->bad_envelope = atomic_load(&s->bad_envelope);
     out->deduped = atomic_load(&s->deduped);
     tier_rpc_dedupe_stats(s->dedupe, &out->cached_bytes, &out->cached_entries);
+    tier_rpc_conns_stats(s->conns, &out->conns, &out->conns_refused, &out->conns_timed_out);
 }

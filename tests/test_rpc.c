@@ -787,3 +787,176 @@ Test(rpc, replies_are_capped_and_the_dedupe_cache_has_a_byte_budget)
     tier_rpc_client_close(c);
     tier_rpc_server_close(s);
 }
+
+/* ------------------------------------------------ raw TCP peers (issue 8.5) */
+
+/* A TCP socket to url's port, from source address `from` (127.0.0.x: the
+ * per-address cap counts IP addresses), that has sent nng's SP header as a
+ * req0 peer would; -1 if it could not connect. */
+static int raw_peer(const char *url, const char *from)
+{
+    static const uint8_t sp_req0[8] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    inet_pton(AF_INET, from, &src.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    dst.sin_port = htons((uint16_t)atoi(strrchr(url, ':') + 1));
+    cr_assert_eq(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0, "bind %s: %s", from,
+                 strerror(errno));
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) != 0 ||
+        write(fd, sp_req0, sizeof(sp_req0)) != (ssize_t)sizeof(sp_req0)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* True when the server closed fd within wait_ms: its SP header, then EOF
+ * or a reset. */
+static bool closed_by_server(int fd, int wait_ms)
+{
+    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    char buf[64];
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+        if (n < 0)
+            return false; /* timed out: still open */
+    }
+}
+
+static void assert_health(tier_rpc_client *c)
+{
+    Tier__Rpc__HealthRequest req = TIER__RPC__HEALTH_REQUEST__INIT;
+    Tier__Rpc__HealthReply *rep;
+    tier_rpc_error err;
+
+    cr_assert_eq(tier_rpc_call(c, TIER_RPC_HEALTH_METHOD, &req.base,
+                               &tier__rpc__health_reply__descriptor, (ProtobufCMessage **)&rep,
+                               3000, &err),
+                 TIER_OK, "%s", err.message);
+    cr_assert_eq(rep->status, TIER__RPC__HEALTH_REPLY__STATUS__SERVING);
+    tier__rpc__health_reply__free_unpacked(rep, NULL);
+}
+
+/* 50 peers stall mid-frame (a length, then a few of its bytes) and 10 send
+ * only the SP header: all are closed after the idle timeout, while a
+ * normal client is served throughout (and redials if its own idle
+ * connection was closed meanwhile). */
+Test(rpc, stalled_connections_are_closed_after_the_idle_timeout)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .idle_timeout_ms = 600};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    static const uint8_t partial[13] = {0, 0, 0, 0, 0, 0, 0, 100, 0x0a, 0x09, 't', 'e', 's'};
+    tier_rpc_server_stats st;
+    int fds[60];
+
+    assert_health(c);
+    for (int i = 0; i < 60; i++) {
+        fds[i] = raw_peer(url, "127.0.0.1");
+        cr_assert_geq(fds[i], 0);
+        if (i < 50)
+            cr_assert_eq(write(fds[i], partial, sizeof(partial)), (ssize_t)sizeof(partial));
+    }
+    usleep(100 * 1000);
+    assert_health(c);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_geq(st.conns, 61, "%llu connections", (unsigned long long)st.conns);
+    int64_t t0 = tier_mono_ms();
+    for (int i = 0; i < 60; i++) {
+        cr_assert(closed_by_server(fds[i], 3000), "peer %d still open after %lld ms", i,
+                  (long long)(tier_mono_ms() - t0));
+        close(fds[i]);
+    }
+    cr_assert_lt(tier_mono_ms() - t0, 2500);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_geq(st.conns_timed_out, 60);
+    assert_health(c);
+    assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* A calls in progress keeps its connection open past the idle timeout. */
+Test(rpc, a_long_call_is_not_cut_by_the_idle_timeout)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .idle_timeout_ms = 200};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_server_stats st;
+    tier_rpc_error err;
+    int64_t got = 0;
+
+    atomic_store(&counter, 0);
+    cr_assert_eq(call_cid(c, "test.Sleep", 800, 3000, &got, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(got, 800);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_eq(st.conns_timed_out, 0, "%llu closed", (unsigned long long)st.conns_timed_out);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* More connections from one address than its cap are refused at once; a
+ * client from another address is still served; the total cap holds too. */
+Test(rpc, connection_floods_are_capped)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .max_conns = 24, .max_conns_per_addr = 8};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_server_stats st;
+    int fds[40], open_left = 0, closed = 0;
+
+    assert_health(c);
+    for (int i = 0; i < 30; i++)
+        fds[i] = raw_peer(url, "127.0.0.2");
+    usleep(300 * 1000);
+    assert_health(c);
+    assert_still_serving(c);
+    for (int i = 0; i < 30; i++) {
+        if (fds[i] >= 0 && !closed_by_server(fds[i], 100))
+            open_left++;
+        else
+            closed++;
+    }
+    cr_assert_eq(open_left, 8, "%d of 30 left open, the cap is 8", open_left);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_geq(st.conns_refused, 22);
+
+    /* Total: 8 + 1 held; 10 from each of two more addresses leave 24 - 9
+     * = 15 slots. */
+    for (int i = 0; i < 20; i++)
+        fds[30 + (i % 10)] = -1;
+    int more[20], admitted = 0;
+    for (int i = 0; i < 20; i++)
+        more[i] = raw_peer(url, i < 10 ? "127.0.0.3" : "127.0.0.4");
+    usleep(300 * 1000);
+    for (int i = 0; i < 20; i++) {
+        if (more[i] >= 0 && !closed_by_server(more[i], 100))
+            admitted++;
+        if (more[i] >= 0)
+            close(more[i]);
+    }
+    cr_assert_eq(admitted, 15, "%d admitted over a total cap of 24", admitted);
+    for (int i = 0; i < 30; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    /* Closed peers free their slots. */
+    usleep(200 * 1000);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_leq(st.conns, 1, "%llu", (unsigned long long)st.conns);
+    assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
