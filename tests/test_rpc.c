@@ -878,14 +878,23 @@ Test(rpc, stalled_connections_are_closed_after_the_idle_timeout)
     }
     cr_assert_lt(tier_mono_ms() - t0, 2500);
     tier_rpc_server_get_stats(s, &st);
-    cr_assert_geq(st.conns_timed_out, 60);
+    /* Every one was closed (above); most by the reaper (a few may have
+     * been dropped by nng first, when the reaper's close raced their
+     * reset). */
+    cr_assert_geq(st.conns_timed_out, 40, "%llu", (unsigned long long)st.conns_timed_out);
+    /* nng tells us of a closed pipe (REM_POST) a little later. */
+    for (int i = 0; i < 100 && st.conns > 1; i++) {
+        usleep(20 * 1000);
+        tier_rpc_server_get_stats(s, &st);
+    }
+    cr_assert_leq(st.conns, 1, "%llu", (unsigned long long)st.conns);
     assert_health(c);
     assert_still_serving(c);
     tier_rpc_client_close(c);
     tier_rpc_server_close(s);
 }
 
-/* A calls in progress keeps its connection open past the idle timeout. */
+/* A call in progress keeps its connection open past the idle timeout. */
 Test(rpc, a_long_call_is_not_cut_by_the_idle_timeout)
 {
     char url[128];
@@ -916,7 +925,7 @@ Test(rpc, connection_floods_are_capped)
     tier_rpc_server *s = start_server_opts(url, &o, false);
     tier_rpc_client *c = open_client(url);
     tier_rpc_server_stats st;
-    int fds[40], open_left = 0, closed = 0;
+    int fds[30], open_left = 0;
 
     assert_health(c);
     for (int i = 0; i < 30; i++)
@@ -927,8 +936,6 @@ Test(rpc, connection_floods_are_capped)
     for (int i = 0; i < 30; i++) {
         if (fds[i] >= 0 && !closed_by_server(fds[i], 100))
             open_left++;
-        else
-            closed++;
     }
     cr_assert_eq(open_left, 8, "%d of 30 left open, the cap is 8", open_left);
     tier_rpc_server_get_stats(s, &st);
@@ -936,8 +943,6 @@ Test(rpc, connection_floods_are_capped)
 
     /* Total: 8 + 1 held; 10 from each of two more addresses leave 24 - 9
      * = 15 slots. */
-    for (int i = 0; i < 20; i++)
-        fds[30 + (i % 10)] = -1;
     int more[20], admitted = 0;
     for (int i = 0; i < 20; i++)
         more[i] = raw_peer(url, i < 10 ? "127.0.0.3" : "127.0.0.4");
@@ -957,6 +962,34 @@ Test(rpc, connection_floods_are_capped)
     tier_rpc_server_get_stats(s, &st);
     cr_assert_leq(st.conns, 1, "%llu", (unsigned long long)st.conns);
     assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* The server closing idle connections must not fail calls: a call that
+ * goes out just as its connection is closed is resent by our client (same
+ * ids, so it still runs once).  Calls spaced around the idle timeout race
+ * the close again and again. */
+Test(rpc, idle_closes_do_not_fail_calls)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .idle_timeout_ms = 100};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_server_stats st;
+    tier_rpc_error err;
+    int64_t got = 0;
+
+    atomic_store(&counter, 0);
+    for (int i = 0; i < 40; i++) {
+        usleep((useconds_t)(95 + (i % 7) * 5) * 1000);
+        cr_assert_eq(call_cid(c, "test.Count", 0, 3000, &got, &err), TIER_OK, "call %d: %s", i,
+                     err.message);
+        cr_assert_eq(got, i + 1, "call %d ran %lld times in all", i, (long long)got);
+    }
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_geq(st.conns_timed_out, 10, "the race was exercised");
     tier_rpc_client_close(c);
     tier_rpc_server_close(s);
 }
