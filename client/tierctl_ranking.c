@@ -26,59 +26,10 @@ static int64_t minute_end_now(void)
     return (tier_now_ms() / 60000 + 1) * 60000;
 }
 
-static bool parse_relative(const char *s, int64_t *out)
-{
-    char *end;
-    long long v = strtoll(s + 1, &end, 10);
-    int64_t unit;
-
-    if (end == s + 1 || v < 0 || end[0] == '\0' || end[1] != '\0')
-        return false;
-    switch (*end) {
-    case 'm':
-        unit = 60000;
-        break;
-    case 'h':
-        unit = 3600000;
-        break;
-    case 'd':
-        unit = 86400000;
-        break;
-    default:
-        return false;
-    }
-    *out = minute_end_now() - v * unit;
-    return true;
-}
-
-static bool parse_date(const char *s, int64_t *out)
-{
-    int y, mo, d, h, mi, n = 0;
-    struct tm tm = {0};
-
-    if ((sscanf(s, "%d-%d-%d %d:%d%n", &y, &mo, &d, &h, &mi, &n) != 5 &&
-         sscanf(s, "%d-%d-%dT%d:%d%n", &y, &mo, &d, &h, &mi, &n) != 5) ||
-        s[n] != '\0')
-        return false;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    *out = (int64_t)timegm(&tm) * 1000;
-    return true;
-}
-
-/* A time argument (see the top of the file) into ms. */
+/* A time argument (tierctl_time.c) into ms. */
 static bool parse_time(const char *s, int64_t *out)
 {
-    if (strcmp(s, "now") == 0) {
-        *out = minute_end_now();
-        return true;
-    }
-    if (s[0] == '-')
-        return parse_relative(s, out);
-    return parse_date(s, out) || tierctl_int(s, out);
+    return tierctl_parse_time(s, minute_end_now(), out);
 }
 
 /* ------------------------------------------------------------ output */

@@ -14,8 +14,15 @@
 #define TIER_NAME_MAX 255
 
 /* len is the byte length as received (a protobuf string may hold NULs).
- * Valid: 1..255 bytes, no '/', no NUL, not "." or "..". */
+ * Valid: 1..255 bytes of UTF-8, no '/', no control character (NUL, newline,
+ * ..., DEL: they break logs, tierctl's output and shells), not "." or "..". */
 bool tier_name_valid(const char *name, size_t len);
+
+/* Well-formed UTF-8: no overlong forms, no surrogates, <= U+10FFFF. */
+bool tier_utf8_valid(const char *s, size_t len);
+
+/* A control character (0x00..0x1f or 0x7f) among s[0..len). */
+bool tier_has_control(const char *s, size_t len);
 
 /* Level names: 1..32 bytes of [A-Za-z0-9_-]. */
 bool tier_level_name_valid(const char *name, size_t len);

@@ -36,6 +36,7 @@
 #include "rpc.pb-c.h"
 #include "tier_log.h"
 #include "tier_time.h"
+#include "tier_wire.h"
 
 typedef struct {
     char *name;
@@ -366,6 +367,12 @@ static int dispatch(tier_rpc_ctx *call)
     call->reply = tier_rpc_alloc(call, m->reply->sizeof_message);
     if (in == NULL)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "malformed %s", m->req->name);
+    /* protobuf-c cut any string at an embedded NUL: only the packed bytes
+     * still show it (common/tier_wire.h). */
+    const char *bad;
+    if (!tier_wire_strings_clean(m->req, req->payload.data, req->payload.len, &bad))
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "%s: field %s holds a NUL byte",
+                                    m->req->name, bad);
     if (call->reply == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     m->reply->message_init(call->reply);
@@ -481,6 +488,13 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     if (req == NULL) {
         atomic_fetch_add(&s->bad_envelope, 1);
         put_reply(msg, 0, TIER_INVALID_ARGUMENT, "not a request envelope", NULL, 0);
+        return REPLY_READY;
+    }
+    /* A method name "tier.Tier/X\0junk" would otherwise be served as X. */
+    if (!tier_wire_strings_clean(&tier__rpc__request__descriptor, nng_msg_body(msg), len, NULL)) {
+        atomic_fetch_add(&s->bad_envelope, 1);
+        put_reply(msg, req->request_id, TIER_INVALID_ARGUMENT,
+                  "envelope: a string field holds a NUL byte", NULL, 0);
         return REPLY_READY;
     }
     call->req = req;

@@ -14,8 +14,8 @@ PKGS=(
     # services and the scripts that drive them (services.sh, migrate.sh)
     redis-server redis-tools mariadb-server mariadb-client
     procps iproute2 coreutils
-    # tests and tooling
-    valgrind
+    # tests and tooling (clang + its runtime: the libFuzzer targets, scripts/fuzz.sh)
+    valgrind clang libclang-rt-14-dev
 )
 
 missing=()

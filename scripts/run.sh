@@ -85,7 +85,10 @@ for f in "$TIER_RUN_DIR"/worker-*.pid; do
     [ -e "$f" ] && stop_pidfile "$f" tier-worker
 done
 
-start_bg "$TIER_RUN_DIR/tierd.pid" "$TIER_RUN_DIR/tierd.log" "$BUILD/bin/tierd"
+# SetLevels accepts level directories only under the storage root (also in
+# the environment via .run/env; given here so the choice is visible).
+start_bg "$TIER_RUN_DIR/tierd.pid" "$TIER_RUN_DIR/tierd.log" "$BUILD/bin/tierd" \
+    --storage-root "$TIER_STORAGE_ROOT"
 for _ in $(seq 1 100); do
     "$BUILD/bin/tierctl" --timeout 500 health >/dev/null 2>&1 && break
     kill -0 "$(cat "$TIER_RUN_DIR/tierd.pid")" 2>/dev/null || die "tierd exited: see $TIER_RUN_DIR/tierd.log"

@@ -6,8 +6,9 @@
 # Redis and MariaDB of this checkout (services.sh, run dir $TIER_RUN_DIR,
 # default <checkout>/.run), exports their addresses and runs ctest.  Services
 # it started are stopped again on exit; services that were already running
-# (say, from scripts/run.sh) are used and left alone.  Exits with ctest's
-# status.
+# (say, from scripts/run.sh) are used and left alone.  Then runs every
+# fuzz target for TIER_FUZZ_SECONDS (10) each (scripts/fuzz.sh).  Exits
+# non-zero when ctest or a fuzz target fails.
 #
 # Two checkouts can run this at the same time: build dir, run dir, sockets
 # and pid files are all inside the checkout, and ports are picked free.
@@ -69,4 +70,6 @@ fi
 
 rc=0
 ctest --test-dir "$BUILD" --output-on-failure || rc=$?
+# A short run of every fuzz target (clang, ASan + UBSan) over its corpus.
+bash scripts/fuzz.sh --seconds "${TIER_FUZZ_SECONDS:-10}" || rc=1
 exit $rc

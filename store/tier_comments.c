@@ -22,8 +22,9 @@
 
 static const char SQL_MAX_ID[] = "SELECT COALESCE(MAX(id), 0) FROM comments";
 static const char SQL_LOCK[] = "SELECT service, cid, author, body, created_ms, modified_ms, "
-                               "deleted FROM comments WHERE id = ? FOR UPDATE";
-static const char SQL_SET_DELETED[] = "UPDATE comments SET deleted = ? WHERE id = ?";
+                               "deleted, last_transition_ms FROM comments WHERE id = ? FOR UPDATE";
+static const char SQL_SET_DELETED[] =
+    "UPDATE comments SET deleted = ?, last_transition_ms = ? WHERE id = ?";
 static const char SQL_EDIT[] = "UPDATE comments SET body = ?, modified_ms = ? WHERE id = ?";
 static const char SQL_LATEST[] =
     "SELECT id, service, cid, author, body, created_ms, modified_ms FROM comments "
@@ -300,7 +301,7 @@ typedef struct {
     char body[TIER_COMMENT_BODY_MAX + 1];
     unsigned long sl, al, bl;
     my_bool sn, an, bn;
-    long long cid, created, modified;
+    long long cid, created, modified, last; /* last: last delete/restore, 0 none */
     int deleted;
 } row_buf;
 
@@ -322,7 +323,7 @@ static size_t clamp(unsigned long len, size_t cap)
 /* Reads comment `id` FOR UPDATE into rb; NOT_FOUND when absent. */
 static int lock_row(tier_db *db, int64_t id, row_buf *rb)
 {
-    MYSQL_BIND p[1], res[7];
+    MYSQL_BIND p[1], res[8];
     long long lid = id;
     MYSQL_STMT *st;
     int rv;
@@ -338,6 +339,7 @@ static int lock_row(tier_db *db, int64_t id, row_buf *rb)
     tier_db_bind_i64(&res[4], &rb->created);
     tier_db_bind_i64(&res[5], &rb->modified);
     tier_db_bind_i32(&res[6], &rb->deleted);
+    tier_db_bind_i64(&res[7], &rb->last);
     if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
         return tier_db_status(db, st, "lock comment");
     rv = mysql_stmt_fetch(st);
@@ -349,14 +351,15 @@ static int lock_row(tier_db *db, int64_t id, row_buf *rb)
     return TIER_OK;
 }
 
-static int set_deleted(tier_db *db, int64_t id, int deleted)
+static int set_deleted(tier_db *db, int64_t id, int deleted, int64_t ms)
 {
-    MYSQL_BIND p[2];
-    long long lid = id;
+    MYSQL_BIND p[3];
+    long long lid = id, lms = ms;
     MYSQL_STMT *st;
 
     tier_db_bind_i32(&p[0], &deleted);
-    tier_db_bind_i64(&p[1], &lid);
+    tier_db_bind_i64(&p[1], &lms);
+    tier_db_bind_i64(&p[2], &lid);
     return tier_db_run(db, SQL_SET_DELETED, p, &st);
 }
 
@@ -393,8 +396,39 @@ static int fill_after(tier_comment_op *op, const row_buf *rb)
     return TIER_OK;
 }
 
+/*
+ * Whether op's time fits the comment's timeline; else op is refused
+ * (FAILED_PRECONDITION, op->floor_ms and op->floor say what it had to
+ * follow).  A change cannot predate the comment, and a delete or restore
+ * cannot predate its last delete or restore: a restore charged before the
+ * delete it undoes would make some window count the comment twice.  Equal
+ * times are fine (the same minute sees both).  A live op (time_ms is the
+ * server's now) is never refused for this: it is charged to the floor when
+ * a backfill within the clock skew, or a clock step back, put the floor
+ * after now.
+ */
+static bool in_order(tier_comment_op *op, const row_buf *rb)
+{
+    bool transition = op->kind != TIER_COP_EDIT && rb->last > rb->created;
+    int64_t floor = transition ? rb->last : rb->created;
+
+    if (op->time_ms >= floor)
+        return true;
+    if (op->live) {
+        op->time_ms = floor;
+        return true;
+    }
+    op->code = TIER_FAILED_PRECONDITION;
+    op->floor_ms = floor;
+    op->floor = !transition                    ? TIER_FLOOR_CREATED
+                : op->kind == TIER_COP_RESTORE ? TIER_FLOOR_DELETE
+                                               : TIER_FLOOR_RESTORE;
+    return false;
+}
+
 /* One edit/delete/restore; per-item outcomes go into op->code, the return
  * value is a failure of the whole transaction. */
+
 static int apply_change(tier_db *db, tier_comment_op *op, row_buf *rb)
 {
     int rv = lock_row(db, op->id, rb);
@@ -413,17 +447,12 @@ static int apply_change(tier_db *db, tier_comment_op *op, row_buf *rb)
         op->code = TIER_FAILED_PRECONDITION;
         return TIER_OK;
     }
-    /* A backfilled change cannot predate the comment: the minute it is
-     * charged to would count a comment that did not exist yet. */
-    if (op->time_ms < rb->created) {
-        op->code = TIER_FAILED_PRECONDITION;
-        op->before_created = true;
+    if (!in_order(op, rb))
         return TIER_OK;
-    }
     if (op->kind == TIER_COP_EDIT)
         rv = set_body(db, op->id, op->body, op->body_len, op->time_ms);
     else
-        rv = set_deleted(db, op->id, op->kind == TIER_COP_DELETE);
+        rv = set_deleted(db, op->id, op->kind == TIER_COP_DELETE, op->time_ms);
     return rv != TIER_OK ? rv : fill_after(op, rb);
 }
 

@@ -46,6 +46,14 @@ typedef enum {
     TIER_COP_RESTORE,
 } tier_comment_op_kind;
 
+/* What a refused change's time had to follow. */
+typedef enum {
+    TIER_FLOOR_NONE = 0,
+    TIER_FLOOR_CREATED, /* the comment's creation */
+    TIER_FLOOR_DELETE,  /* its last delete (a restore) */
+    TIER_FLOOR_RESTORE, /* its last restore (a delete) */
+} tier_comment_floor;
+
 /*
  * One write.  Inputs are borrowed (they must live until tier_comments_apply
  * returns); the caller has validated them (lengths, cid > 0).
@@ -53,9 +61,17 @@ typedef enum {
  *   EDIT:    id, body, time_ms (becomes modified_ms)
  *   DELETE:  id, time_ms (the minute charged -1)
  *   RESTORE: id, time_ms (the minute charged +1)
+ *   live:    time_ms is the server's clock, not a backfill (EDIT, DELETE,
+ *            RESTORE): never refused for its time, moved up to the floor
+ *            below instead when that is later
+ * A change's time must not precede its floor: the creation for an edit;
+ * for a delete or restore the comment's last delete or restore (the
+ * comments.last_transition_ms column), or its creation when it has none.
+ * So every comment's history stays a sequence ordered in time, and no
+ * window can count it twice (sql/005_comment_transitions.sql).
  * Outputs: code (OK, NOT_FOUND, FAILED_PRECONDITION: delete or edit of a
- * deleted comment, restore of a live one, or a time_ms before the comment
- * was created: before_created), id (POST), and for
+ * deleted comment, restore of a live one, or a time_ms before its floor:
+ * then floor says which and floor_ms when), id (POST), and for
  * EDIT/DELETE/RESTORE the comment after the change in `after` (its strings
  * malloc'ed: free with tier_comment_clear).
  */
@@ -71,8 +87,11 @@ typedef struct {
     size_t body_len;
     int64_t time_ms;
 
+    bool live;
+
     int code;
-    bool before_created; /* FAILED_PRECONDITION because time_ms < created */
+    tier_comment_floor floor; /* why time_ms was refused; NONE otherwise */
+    int64_t floor_ms;         /* the earliest time_ms it could have had */
     tier_comment after;
 } tier_comment_op;
 

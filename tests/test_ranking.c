@@ -84,6 +84,7 @@ typedef struct {
     int svc;
     int64_t cid;
     bool deleted;
+    int64_t last_ms; /* creation, or the last delete or restore */
 } live;
 
 static const char *const SVCS[] = {"news", "sports", "blog"};
@@ -105,13 +106,13 @@ static void add_event(model *m, int svc, int64_t cid, int64_t minute, int kind)
     m->ev[m->nev++] = (event){svc, cid, minute, kind};
 }
 
-static void add_comment(model *m, int64_t id, int svc, int64_t cid)
+static void add_comment(model *m, int64_t id, int svc, int64_t cid, int64_t created_ms)
 {
     if (m->ncm == m->cmcap) {
         m->cmcap = m->cmcap ? m->cmcap * 2 : 1024;
         m->cm = realloc(m->cm, m->cmcap * sizeof(*m->cm));
     }
-    m->cm[m->ncm++] = (live){id, svc, cid, false};
+    m->cm[m->ncm++] = (live){id, svc, cid, false, created_ms};
 }
 
 typedef struct {
@@ -248,7 +249,7 @@ static void post_random(tier_client *c, model *m, size_t n, int64_t lo_min, int6
         cr_assert_eq(rep->results[i]->code, 0, "%s", rep->results[i]->message);
         cr_assert_eq(rep->results[i]->created_ms, cs[i].time_ms);
         int svc = cs[i].service == SVCS[0] ? 0 : cs[i].service == SVCS[1] ? 1 : 2;
-        add_comment(m, rep->results[i]->id, svc, cs[i].cid);
+        add_comment(m, rep->results[i]->id, svc, cs[i].cid, cs[i].time_ms);
         add_event(m, svc, cs[i].cid, cs[i].time_ms / 60000, 0);
     }
     tier_free(rep);
@@ -273,6 +274,7 @@ static void change_random(tier_client *c, model *m, size_t n, unsigned *seed)
         cr_assert_eq(rv, ok ? TIER_OK : TIER_FAILED_PRECONDITION, "kind %d rv %d", kind, rv);
         if (ok) {
             l->deleted = kind == 1;
+            l->last_ms = tier_now_ms(); /* an upper bound of the server's time */
             add_event(m, l->svc, l->cid, minute, kind);
         }
     }
@@ -722,5 +724,170 @@ Test(ranking, bad_inputs_refused_with_their_codes)
     free(a256);
     free(s64);
     free(s65);
+    teardown(&f);
+}
+
+/* n PostComments items with an empty body: each refused by itself, so the
+ * call's own status is the cap's alone and nothing is written. */
+static int post_empty_n(tier_client *c, size_t n, size_t *results, tier_error *err)
+{
+    Tier__PostCommentRequest *cs = calloc(n, sizeof(*cs));
+    Tier__PostCommentRequest **ps = calloc(n, sizeof(*ps));
+    Tier__PostCommentsRequest q = TIER__POST_COMMENTS_REQUEST__INIT;
+    Tier__PostCommentsReply *rep = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        tier__post_comment_request__init(&cs[i]);
+        cs[i].service = "cap";
+        cs[i].cid = 1;
+        cs[i].author = "a";
+        cs[i].body = "";
+        ps[i] = &cs[i];
+    }
+    q.n_comments = n;
+    q.comments = ps;
+    int rv = tier_post_comments(c, &q, &rep, err);
+    if (rv == TIER_OK) {
+        *results = rep->n_results;
+        for (size_t i = 0; i < rep->n_results; i++)
+            cr_assert_eq(rep->results[i]->code, TIER_INVALID_ARGUMENT);
+    }
+    tier_free(rep);
+    free(cs);
+    free(ps);
+    return rv;
+}
+
+Test(ranking, post_comments_capped_per_call)
+{
+    fixture f;
+    tier_error err;
+    size_t n = 0;
+
+    setup(&f);
+    cr_assert_eq(post_empty_n(f.c, 10001, &n, &err), TIER_INVALID_ARGUMENT);
+    cr_assert(strstr(err.message, "comments: at most 10000 per call") != NULL, "%s", err.message);
+    cr_assert_eq(post_empty_n(f.c, 10000, &n, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(n, 10000);
+    teardown(&f);
+}
+
+/* ------------------------------------------------------------ backfilled timelines (issue 8) */
+
+static int change_at(tier_client *c, int64_t id, int64_t time_ms, bool restore, tier_error *err)
+{
+    Tier__DeleteCommentRequest d = TIER__DELETE_COMMENT_REQUEST__INIT;
+    Tier__RestoreCommentRequest r = TIER__RESTORE_COMMENT_REQUEST__INIT;
+    Tier__CommentReply *rep = NULL;
+    int rv;
+
+    d.id = r.id = id;
+    d.time_ms = r.time_ms = time_ms;
+    rv = restore ? tier_restore_comment(c, &r, &rep, err) : tier_delete_comment(c, &d, &rep, err);
+    tier_free(rep);
+    return rv;
+}
+
+/* The issue's sequence: post at -50 min, delete at -20, restore backfilled
+ * to -40 counted +2 for one comment in [-50, -20).  A delete or restore
+ * must follow the comment's last transition; equal times are fine. */
+Test(ranking, backfilled_transitions_follow_the_timeline)
+{
+    fixture f;
+    tier_error err;
+    char s[256];
+
+    setup(&f);
+    int64_t m = tier_now_ms() / 60000 - 60, t = m * 60000; /* minute -60 */
+    int64_t id = post_at(f.c, "tl", 5, t + 10 * 60000);    /* -50 */
+    cr_assert_eq(change_at(f.c, id, t + 40 * 60000, false, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(change_at(f.c, id, t + 20 * 60000, true, &err), TIER_FAILED_PRECONDITION,
+                 "a restore before the delete it undoes");
+    cr_assert(strstr(err.message, "before the comment's last delete") != NULL, "%s", err.message);
+    top_str(f.c, "tl", m + 10, m + 40, s, sizeof(s));
+    cr_assert_str_eq(s, "5:1", "never +2 for one comment");
+
+    /* Restore at -10; a delete before it refused, at it accepted. */
+    cr_assert_eq(change_at(f.c, id, t + 50 * 60000, true, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(change_at(f.c, id, t + 45 * 60000, false, &err), TIER_FAILED_PRECONDITION);
+    cr_assert(strstr(err.message, "before the comment's last restore") != NULL, "%s", err.message);
+    cr_assert_eq(change_at(f.c, id, t + 50 * 60000, false, &err), TIER_OK, "%s", err.message);
+    /* The floor survives a restart: it is in MySQL, not in tierd. */
+    kill_tierd(&f, SIGKILL);
+    start_tierd(&f);
+    cr_assert_eq(change_at(f.c, id, t + 49 * 60000, true, &err), TIER_FAILED_PRECONDITION);
+    cr_assert(strstr(err.message, "before the comment's last delete") != NULL, "%s", err.message);
+    cr_assert_eq(change_at(f.c, id, t + 55 * 60000, true, &err), TIER_OK, "%s", err.message);
+    top_str(f.c, "tl", m, m + 60, s, sizeof(s));
+    cr_assert_str_eq(s, "5:1");
+    top_str(f.c, "tl", m + 40, m + 51, s, sizeof(s));
+    cr_assert_str_eq(s, "5:-1");
+    top_str(f.c, "tl", m + 51, m + 56, s, sizeof(s));
+    cr_assert_str_eq(s, "5:1");
+    /* Now (time_ms 0) is never refused for its time. */
+    cr_assert_eq(change_at(f.c, id, 0, false, &err), TIER_OK, "%s", err.message);
+    teardown(&f);
+}
+
+/* Backfilled deletes and restores at random times, some before the
+ * comment's last transition (refused) and some at it exactly (accepted):
+ * every window equals the brute force over the accepted ones. */
+static void change_backfilled(tier_client *c, model *m, size_t n, int64_t hi_ms, unsigned *seed)
+{
+    tier_error err;
+
+    for (size_t i = 0; i < n; i++) {
+        live *l = &m->cm[rand_r(seed) % m->ncm];
+        int kind = l->deleted ? 2 : 1;
+        int64_t t, r = rand_r(seed) % 8;
+        if (l->last_ms >= hi_ms)
+            continue;
+        if (r == 0)
+            t = l->last_ms;
+        else if (r <= 2)
+            t = l->last_ms - 1 - rand_r(seed) % (30 * 60000);
+        else
+            t = l->last_ms + (int64_t)rand_r(seed) % (hi_ms - l->last_ms);
+        if (t <= 0) /* 0 would mean now */
+            continue;
+        bool ok = t >= l->last_ms;
+        int rv = change_at(c, l->id, t, kind == 2, &err);
+        cr_assert_eq(rv, ok ? TIER_OK : TIER_FAILED_PRECONDITION,
+                     "kind %d at %lld, last %lld: %d %s", kind, (long long)t, (long long)l->last_ms,
+                     rv, err.message);
+        if (ok) {
+            l->deleted = kind == 1;
+            l->last_ms = t;
+            add_event(m, l->svc, l->cid, t / 60000, kind);
+        }
+    }
+}
+
+Test(ranking, backfilled_histories_equal_brute_force, .timeout = 600)
+{
+    fixture f;
+    model m = {0};
+    unsigned seed = 20261130;
+    row *buf = calloc(NSVC * (MAXCID + 1), sizeof(*buf));
+    const size_t NWIN = 800;
+
+    setup(&f);
+    int64_t now_min = tier_now_ms() / 60000, lo = now_min - 300;
+    for (int round = 0; round < 4; round++) {
+        post_random(f.c, &m, 500, lo, now_min - 60, &seed);
+        change_backfilled(f.c, &m, 600, (now_min - 1) * 60000, &seed);
+    }
+    window *w = random_windows(NWIN, lo - 5, now_min + 1, &seed);
+    for (size_t i = 0; i < NWIN; i++)
+        check_window(f.c, &m, &w[i], buf);
+    kill_tierd(&f, SIGKILL);
+    start_tierd(&f);
+    for (size_t i = 0; i < NWIN; i++)
+        check_window(f.c, &m, &w[i], buf);
+
+    free(w);
+    free(buf);
+    free(m.ev);
+    free(m.cm);
     teardown(&f);
 }

@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +19,14 @@
 #include <unistd.h>
 
 #include "tier_client.h"
+#include "rpc.pb-c.h"
 #include "tier_db.h"
+#include "tier_methods.h"
+#include "tier_name.h"
+#include "tier_path.h"
+#include "tier_rpc.h"
 #include "tier_testenv.h"
+#include "tier_wire.h"
 
 typedef struct {
     tier_test_mysql m;
@@ -112,6 +119,7 @@ static void setup(fx *f, const char *lease_ms)
     snprintf(f->prefix, sizeof(f->prefix), "tt%d_%d:", (int)getpid(), seq++);
     tier_test_tierd_init(&f->td, f->root, f->m.db, f->prefix);
     tier_test_tierd_setenv(&f->td, "TIER_THREADS=8");
+    tier_test_tierd_setenv(&f->td, "TIER_STORAGE_ROOT=%s", f->root);
     cr_assert_eq(tier_client_open(&f->c, f->td.listen), TIER_OK);
     tier_client_set_timeout(f->c, 5000);
     tierd_start(f, lease_ms);
@@ -858,4 +866,415 @@ Test(tiering, dead_dependency_at_start)
     cr_assert(st > 0 && st < 128 && strstr(out, "Redis"), "%d %s", st, out);
     st = run_tierd_with("TIER_MYSQL_PORT", tier_test_free_port(), out, sizeof(out));
     cr_assert(st > 0 && st < 128 && strstr(out, "MySQL"), "%d %s", st, out);
+}
+
+/* ---------------------------------------------------------- caps (issue 8, item 3) */
+
+static int claim_n(fx *f, size_t n, size_t *results)
+{
+    Tier__ClaimJobRequest req = TIER__CLAIM_JOB_REQUEST__INIT;
+    Tier__ClaimJobReply *rep = NULL;
+    int64_t *cids = calloc(n, sizeof(*cids));
+    for (size_t i = 0; i < n; i++)
+        cids[i] = 1000000 + (int64_t)i;
+    req.worker_id = "w1";
+    req.cids = cids;
+    req.n_cids = n;
+    int rv = tier_claim_job(f->c, &req, &rep, &E);
+    if (rv == TIER_OK) {
+        *results = rep->n_results;
+        for (size_t i = 0; i < rep->n_results; i++)
+            cr_assert_eq(rep->results[i]->code, TIER_NOT_FOUND);
+    }
+    tier_free(rep);
+    free(cids);
+    return rv;
+}
+
+/* RenewLease (complete = false) or CompleteJob of n unknown jobs. */
+static int refs_n(fx *f, bool complete, size_t n, size_t *results)
+{
+    Tier__JobRef *refs = calloc(n, sizeof(*refs));
+    Tier__JobRef **rp = calloc(n, sizeof(*rp));
+    int rv;
+    for (size_t i = 0; i < n; i++) {
+        tier__job_ref__init(&refs[i]);
+        refs[i].cid = 1000000 + (int64_t)i;
+        refs[i].fence = 1;
+        rp[i] = &refs[i];
+    }
+    if (complete) {
+        Tier__CompleteJobRequest req = TIER__COMPLETE_JOB_REQUEST__INIT;
+        Tier__CompleteJobReply *rep = NULL;
+        req.worker_id = "w1";
+        req.jobs = rp;
+        req.n_jobs = n;
+        if ((rv = tier_complete_job(f->c, &req, &rep, &E)) == TIER_OK)
+            *results = rep->n_results;
+        tier_free(rep);
+    } else {
+        Tier__RenewLeaseRequest req = TIER__RENEW_LEASE_REQUEST__INIT;
+        Tier__RenewLeaseReply *rep = NULL;
+        req.worker_id = "w1";
+        req.jobs = rp;
+        req.n_jobs = n;
+        if ((rv = tier_renew_lease(f->c, &req, &rep, &E)) == TIER_OK)
+            *results = rep->n_results;
+        tier_free(rep);
+    }
+    free(refs);
+    free(rp);
+    return rv;
+}
+
+static int report_n(fx *f, size_t n, size_t *results)
+{
+    Tier__ViewReport *v = calloc(n, sizeof(*v));
+    Tier__ViewReport **list = calloc(n, sizeof(*list));
+    Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ReportViewsReply *rep = NULL;
+    for (size_t i = 0; i < n; i++) {
+        tier__view_report__init(&v[i]);
+        v[i].cid = 1000000 + (int64_t)i;
+        v[i].count = 5;
+        list[i] = &v[i];
+    }
+    req.reports = list;
+    req.n_reports = n;
+    int rv = tier_report_views(f->c, &req, &rep, &E);
+    if (rv == TIER_OK) {
+        *results = rep->n_results;
+        for (size_t i = 0; i < rep->n_results; i++)
+            cr_assert_eq(rep->results[i]->code, TIER_NOT_FOUND);
+    }
+    tier_free(rep);
+    free(v);
+    free(list);
+    return rv;
+}
+
+/* Over the cap: refused as a whole, the message naming the field and the
+ * cap; at the cap: answered item by item. */
+static void assert_capped(fx *f, const char *what, int (*call)(fx *, size_t, size_t *), size_t cap)
+{
+    char want[64];
+    size_t n = 0;
+
+    snprintf(want, sizeof(want), "at most %zu per call", cap);
+    cr_assert_eq(call(f, cap + 1, &n), TIER_INVALID_ARGUMENT, "%s: %zu items", what, cap + 1);
+    cr_assert(strstr(E.message, what) != NULL && strstr(E.message, want) != NULL, "%s: %s", what,
+              E.message);
+    cr_assert_eq(call(f, cap, &n), TIER_OK, "%s: %s", what, E.message);
+    cr_assert_eq(n, cap, "%s: one result per item", what);
+}
+
+static int renew_n(fx *f, size_t n, size_t *results)
+{
+    return refs_n(f, false, n, results);
+}
+
+static int complete_n(fx *f, size_t n, size_t *results)
+{
+    return refs_n(f, true, n, results);
+}
+
+Test(tiering, repeated_fields_are_capped_per_call, .timeout = 120)
+{
+    fx f;
+    Tier__FailJobRequest fr = TIER__FAIL_JOB_REQUEST__INIT;
+    Tier__FailJobReply *frep = NULL;
+
+    setup(&f, NULL);
+    tier_client_set_timeout(f.c, 30000);
+    assert_capped(&f, "cids", claim_n, 1024);
+    assert_capped(&f, "jobs", renew_n, 10000);
+    assert_capped(&f, "jobs", complete_n, 10000);
+    assert_capped(&f, "reports", report_n, 8000);
+    /* The one optional sub-message of a request: FailJob without its job. */
+    fr.worker_id = "w1";
+    cr_assert_eq(tier_fail_job(f.c, &fr, &frep, &E), TIER_INVALID_ARGUMENT);
+    cr_assert(strstr(E.message, "job") != NULL, "%s", E.message);
+    tier_free(frep);
+    teardown(&f);
+}
+
+/* ---------------------------------------------------------- hostile input (issue 8) */
+
+/* cid INT64_MAX leaves no max + 1: refused, not wrapped to INT64_MIN (which
+ * no worker would ever move and which made every later pick collide). */
+Test(tiering, cid_overflow)
+{
+    fx f;
+    tier_error err;
+
+    setup(&f, NULL);
+    file_in(&f, "bronze", "x.mp4");
+    file_in(&f, "bronze", "y.mp4");
+    cr_assert_eq(add(&f, "x.mp4", INT64_MAX, &E), TIER_OK, "%s", E.message);
+    cr_assert_eq(add(&f, "y.mp4", 0, &err), TIER_RESOURCE_EXHAUSTED, "%s", err.message);
+    cr_assert(strstr(err.message, "no cid left") != NULL, "%s", err.message);
+    cr_assert_eq(add(&f, "y.mp4", 7, &E), TIER_OK, "a given cid still works: %s", E.message);
+    char n[32];
+    tier_test_sql1(f.my, "SELECT COUNT(*) FROM contents WHERE cid <= 0", n, sizeof(n));
+    cr_assert_str_eq(n, "0");
+    /* Across a restart too: max_cid is loaded from MySQL. */
+    tierd_stop(&f, SIGTERM);
+    tierd_start(&f, NULL);
+    file_in(&f, "bronze", "z.mp4");
+    cr_assert_eq(add(&f, "z.mp4", 0, &err), TIER_RESOURCE_EXHAUSTED, "%s", err.message);
+    teardown(&f);
+}
+
+static bool exists(const char *p)
+{
+    struct stat sb;
+    return lstat(p, &sb) == 0;
+}
+
+/* Every refusal is INVALID_ARGUMENT and creates nothing: the fourth level
+ * (root/fresh/p) would be new, and must not appear. */
+Test(tiering, set_levels_dangerous_dirs)
+{
+    fx f;
+    char b[512], s[512], g[512], fresh[512], p[512], file[512], via[512], nest[512], bad[512],
+        out[512], dots[512];
+
+    setup(&f, NULL);
+    snprintf(b, sizeof(b), "%s/bronze", f.root);
+    snprintf(s, sizeof(s), "%s/silver", f.root);
+    snprintf(g, sizeof(g), "%s/gold", f.root);
+    snprintf(fresh, sizeof(fresh), "%s/fresh", f.root);
+    snprintf(p, sizeof(p), "%s/fresh/p", f.root);
+    snprintf(file, sizeof(file), "%s/afile", f.root);
+    cr_assert(tier_test_write_file(file, "x", 1));
+    snprintf(via, sizeof(via), "%s/fresh/../bronze/", f.root);
+    snprintf(nest, sizeof(nest), "%s/gold/inner", f.root);
+    snprintf(bad, sizeof(bad), "%s/fresh/\xff\xfe", f.root);
+    snprintf(out, sizeof(out), "%s-elsewhere/p", f.root);
+    snprintf(dots, sizeof(dots), "%s//fresh/./q/../p2", f.root);
+    const char *cases[] = {file,
+                           via,
+                           nest,
+                           bad,
+                           out,
+                           "/",
+                           "/etc/tier",
+                           "/proc/self/",
+                           "/sys/x",
+                           "/dev/shm/x",
+                           "/usr/local/tier",
+                           "/boot/x",
+                           "/lib/x",
+                           NULL};
+    for (size_t i = 0; cases[i] != NULL; i++) {
+        const char *spec[][4] = {{"bronze", "0", "999", b},
+                                 {"silver", "1000", "1999", s},
+                                 {"gold", "2000", "99999", g},
+                                 {"platinum", "100000", "9000000000", cases[i]},
+                                 {"diamond", "9000000001", "9000000002", p}};
+        cr_assert_eq(set_levels(&f, spec, 5), TIER_INVALID_ARGUMENT, "%s: %s", cases[i], E.message);
+        cr_assert_not(exists(fresh), "%s: %s was created", cases[i], fresh);
+    }
+    cr_assert_not(exists(out), "outside the storage root");
+    /* A file as a level, and a regular file in the way. */
+    snprintf(nest, sizeof(nest), "%s/afile/sub", f.root);
+    const char *infile[][4] = {{"bronze", "0", "999", b},
+                               {"silver", "1000", "1999", s},
+                               {"gold", "2000", "99999", g},
+                               {"platinum", "100000", "9000000000", nest}};
+    cr_assert_eq(set_levels(&f, infile, 4), TIER_INVALID_ARGUMENT, "%s", E.message);
+    /* Two new levels in one directory, spelled differently. */
+    snprintf(via, sizeof(via), "%s/fresh/x/../p", f.root);
+    const char *shared[][4] = {{"bronze", "0", "999", b},
+                               {"silver", "1000", "1999", s},
+                               {"gold", "2000", "99999", g},
+                               {"platinum", "100000", "9000000000", p},
+                               {"diamond", "9000000001", "9000000002", via}};
+    cr_assert_eq(set_levels(&f, shared, 5), TIER_INVALID_ARGUMENT, "%s", E.message);
+    cr_assert(strstr(E.message, "share") != NULL, "%s", E.message);
+    cr_assert_not(exists(fresh));
+    /* A clean table with a messy spelling is stored canonical. */
+    const char *ok[][4] = {{"bronze", "0", "999", b},
+                           {"silver", "1000", "1999", s},
+                           {"gold", "2000", "99999", g},
+                           {"platinum", "100000", "9000000000", dots}};
+    cr_assert_eq(set_levels(&f, ok, 4), TIER_OK, "%s", E.message);
+    char q[700], n[32];
+    snprintf(q, sizeof(q),
+             "SELECT COUNT(*) FROM level WHERE path IN ('%s/fresh/p2', '%s/fresh/p2/')", f.root,
+             f.root);
+    tier_test_sql1(f.my, q, n, sizeof(n));
+    cr_assert_str_eq(n, "1");
+    teardown(&f);
+}
+
+/* --storage-root replaces the environment's roots; TIER_STORAGE_ROOT takes
+ * several, ':'-separated. */
+Test(tiering, storage_root_flag)
+{
+    fx f;
+    char b[512], s[512], g[512], only[512];
+
+    setup(&f, NULL);
+    snprintf(b, sizeof(b), "%s/bronze", f.root);
+    snprintf(s, sizeof(s), "%s/silver", f.root);
+    snprintf(g, sizeof(g), "%s/gold", f.root);
+    snprintf(only, sizeof(only), "%s/other", f.root);
+    const char *same[][4] = {
+        {"bronze", "0", "999", b}, {"silver", "1000", "1999", s}, {"gold", "2000", "99999", g}};
+    tierd_stop(&f, SIGTERM);
+    char *flag[] = {"--storage-root", only, NULL};
+    tier_test_tierd_start(&f.td, flag);
+    cr_assert_eq(set_levels(&f, same, 3), TIER_INVALID_ARGUMENT);
+    cr_assert(strstr(E.message, "storage root") != NULL, "%s", E.message);
+    tierd_stop(&f, SIGTERM);
+    tier_test_tierd_setenv(&f.td, "TIER_STORAGE_ROOT=/nonexistent-root:%s", f.root);
+    tierd_start(&f, NULL);
+    cr_assert_eq(set_levels(&f, same, 3), TIER_OK, "%s", E.message);
+    teardown(&f);
+}
+
+static tier_rpc_client *raw_client(fx *f)
+{
+    tier_rpc_client *rc;
+    cr_assert_eq(tier_rpc_client_open(&rc, f->td.listen, NULL), TIER_OK);
+    return rc;
+}
+
+/* One length-delimited field: tag, length (< 128), bytes. */
+static size_t ld(uint8_t *out, unsigned field, const void *data, size_t len)
+{
+    cr_assert(len < 128);
+    out[0] = (uint8_t)(field << 3 | 2);
+    out[1] = (uint8_t)len;
+    memcpy(out + 2, data, len);
+    return len + 2;
+}
+
+/* protobuf-c would cut "ok.mp4\0../../etc/passwd" to "ok.mp4": the raw
+ * bytes are refused instead, in every string field, nested ones too. */
+Test(tiering, embedded_nul_refused)
+{
+    static const char name[] = "ok.mp4\0../../etc/passwd";
+    uint8_t req[256], lvl[128];
+    void *rep = NULL;
+    size_t replen, n;
+    tier_rpc_error err;
+    fx f;
+
+    setup(&f, NULL);
+    file_in(&f, "bronze", "ok.mp4");
+    tier_rpc_client *rc = raw_client(&f);
+    n = ld(req, 1, name, sizeof(name) - 1);
+    cr_assert_eq(tier_rpc_call_raw(rc, TIER_M_ADD_CONTENT, req, n, &rep, &replen, 5000, &err),
+                 TIER_INVALID_ARGUMENT, "%s", err.message);
+    free(rep);
+    rep = NULL;
+    char c[32];
+    tier_test_sql1(f.my, "SELECT COUNT(*) FROM contents WHERE filename LIKE 'ok.mp4%'", c,
+                   sizeof(c));
+    cr_assert_str_eq(c, "0", "ok.mp4 was registered");
+    /* Control characters and invalid UTF-8 in a file name. */
+    file_in(&f, "bronze", "a\tb");
+    cr_assert_eq(add(&f, "a\tb", 0, &E), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(add(&f, "\xff.mp4", 0, &E), TIER_INVALID_ARGUMENT);
+    /* Nested: SetLevels { levels { name: "gold\0x" path: ... } }. */
+    size_t m = ld(lvl, 1, "gold\0x", 6);
+    m += ld(lvl + m, 4, "/tmp/x", 6);
+    n = ld(req, 1, lvl, m);
+    cr_assert_eq(tier_rpc_call_raw(rc, TIER_M_SET_LEVELS, req, n, &rep, &replen, 5000, &err),
+                 TIER_INVALID_ARGUMENT, "%s", err.message);
+    free(rep);
+    rep = NULL;
+    /* The same bytes without the NUL are served: the check is about the NUL. */
+    n = ld(req, 1, "ok.mp4", 6);
+    cr_assert_eq(tier_rpc_call_raw(rc, TIER_M_ADD_CONTENT, req, n, &rep, &replen, 5000, &err),
+                 TIER_OK, "%s", err.message);
+    free(rep);
+    tier_rpc_client_close(rc);
+    teardown(&f);
+}
+
+/* "tier.Tier/ListLevels\0junk" as a method name is not served as ListLevels. */
+Test(tiering, method_name_with_nul)
+{
+    static const char method[] = TIER_M_LIST_LEVELS "\0junk";
+    uint8_t env[128];
+    nng_socket sock;
+    nng_msg *msg;
+    fx f;
+
+    setup(&f, NULL);
+    size_t n = ld(env, 1, method, sizeof(method) - 1);
+    env[n++] = 3 << 3 | 1; /* request_id, fixed64 */
+    memset(env + n, 0, 8);
+    env[n] = 42;
+    n += 8;
+    cr_assert_eq(nng_req0_open(&sock), 0);
+    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(sock, f.td.listen, NULL, 0), 0);
+    cr_assert_eq(nng_send(sock, env, n, 0), 0);
+    cr_assert_eq(nng_recvmsg(sock, &msg, 0), 0);
+    Tier__Rpc__Reply *r = tier__rpc__reply__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+    cr_assert_not_null(r);
+    cr_assert_eq((int)r->code, TIER_INVALID_ARGUMENT, "code %d: %s", (int)r->code, r->message);
+    tier__rpc__reply__free_unpacked(r, NULL);
+    nng_msg_free(msg);
+    nng_close(sock);
+    teardown(&f);
+}
+
+/* The checks themselves, without a tierd. */
+Test(validation, path_canon)
+{
+    char *root = tier_test_tmpdir(), in[700], want[TIER_PATH_MAX + 8], out[TIER_PATH_MAX];
+    cr_assert_not_null(root);
+    char real[TIER_PATH_MAX];
+    cr_assert_not_null(realpath(root, real));
+    snprintf(in, sizeof(in), "%s//a/./b/../c/", root);
+    snprintf(want, sizeof(want), "%s/a/c", real);
+    cr_assert_null(tier_path_canon(in, out, sizeof(out)));
+    cr_assert_str_eq(out, want);
+    snprintf(in, sizeof(in), "%s/../%s", root, strrchr(root, '/') + 1);
+    cr_assert_null(tier_path_canon(in, out, sizeof(out)));
+    cr_assert_str_eq(out, real);
+    cr_assert_null(tier_path_canon("/../..", out, sizeof(out)));
+    cr_assert_str_eq(out, "/");
+    cr_assert_not_null(tier_path_canon("rel/x", out, sizeof(out)));
+    cr_assert_not_null(tier_path_canon("/tmp/\xc0\xaf", out, sizeof(out)), "overlong '/'");
+    cr_assert_not_null(tier_path_canon("/tmp/a\nb", out, sizeof(out)));
+    cr_assert_not_null(tier_path_forbidden("/"));
+    cr_assert_not_null(tier_path_forbidden("/etc"));
+    cr_assert_not_null(tier_path_forbidden("/proc/self"));
+    cr_assert_null(tier_path_forbidden("/etcetera"));
+    cr_assert(tier_path_under("/a/b", "/a"));
+    cr_assert_not(tier_path_under("/a", "/a"));
+    cr_assert_not(tier_path_under("/ab", "/a"));
+    tier_test_rmtree(root);
+    free(root);
+}
+
+Test(validation, utf8_and_names)
+{
+    cr_assert(tier_utf8_valid("h\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10));
+    cr_assert_not(tier_utf8_valid("\xed\xa0\x80", 3), "surrogate");
+    cr_assert_not(tier_utf8_valid("\xf4\x90\x80\x80", 4), "above U+10FFFF");
+    cr_assert_not(tier_utf8_valid("\xe2\x82", 2), "truncated");
+    cr_assert_not(tier_name_valid("a\x7f", 2));
+    cr_assert(tier_name_valid("caf\xc3\xa9.mp4", 9));
+}
+
+Test(validation, wire_scan)
+{
+    uint8_t b[64];
+    size_t n = ld(b, 1, "a\0b", 3);
+    const char *f;
+    cr_assert_not(tier_wire_strings_clean(&tier__add_content_request__descriptor, b, n, &f));
+    cr_assert_str_eq(f, "filename");
+    n = ld(b, 1, "ab", 2);
+    b[n++] = 2 << 3; /* cid, varint */
+    b[n++] = 7;
+    cr_assert(tier_wire_strings_clean(&tier__add_content_request__descriptor, b, n, NULL));
+    cr_assert_not(tier_wire_strings_clean(&tier__add_content_request__descriptor, b, n - 1, NULL),
+                  "truncated");
 }

@@ -36,6 +36,9 @@ static void usage(FILE *f)
             "                      0 = not kept)\n"
             "  --writer-ttl-ms MS  writer lease           (TIER_WRITER_TTL_MS, 3000)\n"
             "  --config FILE       key = value file       (TIER_CONFIG)\n"
+            "  --storage-root DIR  SetLevels accepts level directories only under DIR;\n"
+            "                      repeat for several  (TIER_STORAGE_ROOT, ':'-separated;\n"
+            "                      default: the parent directories of the current levels)\n"
             "  --scrub-interval-s N  background fsck     (TIER_SCRUB_INTERVAL_S, 3600; 0 off)\n"
             "  --scrub-rate N      its entries+stats/s    (TIER_SCRUB_RATE, 2000)\n"
             "  --rpc-idle-timeout-ms MS  close connections with no request for this long\n"
@@ -87,6 +90,29 @@ static int apply_rpc(tierd_config *c, const char *key, const char *v)
     return 0;
 }
 
+/* Appends each ':'-separated directory of v; -1 when one is not absolute
+ * or there are too many. */
+static int add_roots(tierd_config *c, const char *v)
+{
+    while (*v != '\0') {
+        size_t n = strcspn(v, ":");
+        if (n > 0) {
+            if (v[0] != '/' || n >= sizeof(c->storage_roots[0]) ||
+                c->n_storage_roots == TIERD_MAX_ROOTS) {
+                fprintf(stderr, "tierd: storage root \"%.*s\": absolute, at most %d of them\n",
+                        (int)n, v, TIERD_MAX_ROOTS);
+                return -1;
+            }
+            snprintf(c->storage_roots[c->n_storage_roots++], sizeof(c->storage_roots[0]), "%.*s",
+                     (int)n, v);
+        }
+        v += n;
+        if (*v == ':')
+            v++;
+    }
+    return 0;
+}
+
 /* One "key = value" setting, from the file or the environment. */
 static int apply(tierd_config *c, const char *key, const char *v)
 {
@@ -122,6 +148,8 @@ static int apply(tierd_config *c, const char *key, const char *v)
         c->scrub_interval_s = (uint32_t)strtoul(v, NULL, 10);
     else if (strcmp(key, "scrub_rate") == 0)
         c->scrub_rate = (uint32_t)strtoul(v, NULL, 10);
+    else if (strcmp(key, "storage_root") == 0)
+        return add_roots(c, v);
     else
         return apply_rpc(c, key, v);
     return 0;
@@ -165,7 +193,7 @@ static int load_file(tierd_config *c, const char *path)
     return 0;
 }
 
-static void load_env(tierd_config *c)
+static int load_env(tierd_config *c)
 {
     static const struct {
         const char *env, *key;
@@ -205,6 +233,12 @@ static void load_env(tierd_config *c)
         snprintf(c->kv.host, sizeof(c->kv.host), "%s", v);
     if ((v = getenv("TIER_REDIS_PORT")) != NULL && *v != '\0')
         c->kv.port = atoi(v);
+    /* Replaces the file's roots, as any variable overrides the file. */
+    if ((v = getenv("TIER_STORAGE_ROOT")) != NULL && *v != '\0') {
+        c->n_storage_roots = 0;
+        return add_roots(c, v);
+    }
+    return 0;
 }
 
 int tierd_config_load(tierd_config *c, int argc, char **argv)
@@ -231,6 +265,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"rpc-max-conns", required_argument, NULL, OPT_RPC + 1},
         {"rpc-max-conns-per-addr", required_argument, NULL, OPT_RPC + 2},
         {"rpc-dedupe-mb", required_argument, NULL, OPT_RPC + 3},
+        {"storage-root", required_argument, NULL, 'Z'},
         {NULL, 0, NULL, 0},
     };
     const char *file = getenv("TIER_CONFIG");
@@ -269,7 +304,9 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     }
     if (file != NULL && load_file(c, file) != 0)
         return -1;
-    load_env(c);
+    if (load_env(c) != 0)
+        return -1;
+    bool root_flag = false; /* the first --storage-root replaces the others */
     optind = 1;
     opterr = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -315,6 +352,13 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
             break;
         case 'F':
             apply(c, "scrub_rate", optarg);
+            break;
+        case 'Z':
+            if (!root_flag)
+                c->n_storage_roots = 0;
+            root_flag = true;
+            if (add_roots(c, optarg) != 0)
+                return -1;
             break;
         case 'c':
             break;

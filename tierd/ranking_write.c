@@ -303,8 +303,9 @@ int ranking_h_post_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessag
     char msg[128];
 
     if (n > RANKING_MAX_POSTS)
-        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "at most %d comments per call",
-                                    RANKING_MAX_POSTS);
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "comments: at most %d per call (got %zu)", RANKING_MAX_POSTS,
+                                    n);
     Tier__PostCommentResult **res = alloc_results(call, n);
     tier_comment_op *ops = malloc((n + 1) * sizeof(*ops));
     void **items = malloc((n + 1) * sizeof(*items));
@@ -362,13 +363,27 @@ static const char *refusal(const tier_comment_op *op)
 {
     if (op->code == TIER_NOT_FOUND)
         return "no such comment";
-    if (op->before_created)
+    if (op->floor == TIER_FLOOR_CREATED)
         return "time_ms is before the comment was created";
+    if (op->floor == TIER_FLOOR_DELETE)
+        return "time_ms is before the comment's last delete";
+    if (op->floor == TIER_FLOOR_RESTORE)
+        return "time_ms is before the comment's last restore";
     if (op->kind == TIER_COP_RESTORE)
         return "comment is not deleted";
     if (op->kind == TIER_COP_DELETE)
         return "comment is already deleted";
     return "comment is deleted (restore it first)";
+}
+
+/* "<why>: <id>", and for a time out of order the times it was between. */
+static int refusal_message(tier_rpc_ctx *call, const tier_comment_op *op)
+{
+    if (op->floor == TIER_FLOOR_NONE)
+        return tier_rpc_set_message(call, op->code, "%s: %lld", refusal(op), (long long)op->id);
+    return tier_rpc_set_message(call, op->code, "%s: %lld (time_ms %lld, must be >= %lld)",
+                                refusal(op), (long long)op->id, (long long)op->time_ms,
+                                (long long)op->floor_ms);
 }
 
 static void change_done(void *arg, int status)
@@ -381,7 +396,7 @@ static void change_done(void *arg, int status)
     if (status != TIER_OK) {
         tier_rpc_set_message(w->call, status, "change not stored");
     } else if (op->code != TIER_OK) {
-        code = tier_rpc_set_message(w->call, op->code, "%s: %lld", refusal(op), (long long)op->id);
+        code = refusal_message(w->call, op);
     } else {
         rep->comment = comment_reply(w->call, &op->after);
         if (rep->comment == NULL)
@@ -408,8 +423,10 @@ static int change(ranking *r, tier_rpc_ctx *call, const tier_comment_op *op,
     if (w == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     w->op = *op;
-    if (w->op.time_ms == 0)
+    if (w->op.time_ms == 0) {
         w->op.time_ms = now;
+        w->op.live = true;
+    }
     return submit_deferred(r, w, change_done);
 }
 

@@ -28,6 +28,8 @@
 #include "tier_pool.h"
 #include "tier_rpc.h"
 
+#define TIERD_MAX_ROOTS 16
+
 typedef struct {
     char listen[256];      /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
     char push[256];        /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
@@ -49,6 +51,12 @@ typedef struct {
     unsigned rpc_max_conns;          /* TIER_RPC_MAX_CONNS, 512 */
     unsigned rpc_max_conns_per_addr; /* TIER_RPC_MAX_CONNS_PER_ADDR, 128 */
     unsigned rpc_dedupe_mb;          /* TIER_RPC_DEDUPE_MB, 64 */
+    /* SetLevels accepts only level directories under one of these
+     * (--storage-root, several allowed; TIER_STORAGE_ROOT, ':'-separated;
+     * storage_root in the file).  None given: the parent directories of
+     * the levels in MySQL at start-up (tiering.c). */
+    char storage_roots[TIERD_MAX_ROOTS][1024];
+    unsigned n_storage_roots;
 } tierd_config;
 
 /* Fills cfg from defaults, then the config file (--config FILE or

@@ -276,6 +276,15 @@ static int db_error(tier_rpc_ctx *call, int rv, const char *what)
 
 /* ------------------------------------------------------------ AddContent */
 
+/* max_cid + 1, or 0 when that would overflow (caller holds admin_mu). */
+static int64_t next_cid(tiering *t)
+{
+    int64_t m = atomic_load(&t->max_cid), next;
+    if (m < 0)
+        m = 0;
+    return __builtin_add_overflow(m, 1, &next) ? 0 : next;
+}
+
 static int do_add(tiering *t, tier_rpc_ctx *call, const Tier__AddContentRequest *req,
                   Tier__AddContentReply *rep)
 {
@@ -297,9 +306,13 @@ static int do_add(tiering *t, tier_rpc_ctx *call, const Tier__AddContentRequest 
         return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
                                     "%s is not a regular file in level %s (%s)", req->filename,
                                     dl->name, errno ? strerror(errno) : "not a file");
-    if (cid == 0)
-        cid = atomic_load(&t->max_cid) + 1;
-    else if (tiering_find(t, cid) != NULL)
+    /* Picking max + 1 keeps cids dense and is O(1); max == INT64_MAX (an
+     * operator chose it) leaves no cid above it, and we do not search for
+     * holes below: the caller can still name a free cid itself. */
+    if (cid == 0 && (cid = next_cid(t)) == 0)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED,
+                                    "no cid left above %lld: give a cid", (long long)INT64_MAX);
+    if (req->cid != 0 && tiering_find(t, cid) != NULL)
         return tier_rpc_set_message(call, TIER_ALREADY_EXISTS, "cid %lld is taken", (long long)cid);
     if ((db = get_db(t, call)) == NULL)
         return TIER_UNAVAILABLE;
@@ -307,7 +320,7 @@ static int do_add(tiering *t, tier_rpc_ctx *call, const Tier__AddContentRequest 
     if (rv == TIER_OK)
         rv = tier_contents_get(db, cid, &row);
     tier_db_pool_put(t->deps->db, db);
-    if (rv == TIER_ALREADY_EXISTS)
+    if (rv == TIER_ALREADY_EXISTS) /* not in memory, so the cid is free: the name is not */
         return tier_rpc_set_message(call, rv, "filename %s is taken", req->filename);
     if (rv != TIER_OK)
         return db_error(call, rv, "insert content");
@@ -330,11 +343,12 @@ static int h_add_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
     const Tier__AddContentRequest *req = (const Tier__AddContentRequest *)in;
     int rv;
 
-    /* protobuf-c hands us a C string: an embedded NUL has already cut it
-     * short, so strlen is what we can check. */
+    /* strlen is the wire length: the rpc server refused any string field
+     * holding a NUL before this runs (common/tier_wire.h). */
     if (!tier_name_valid(req->filename, strlen(req->filename)))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
-                                    "bad filename: 1..255 bytes, no '/', not . or ..");
+                                    "bad filename: 1..255 bytes of UTF-8, no '/', no control "
+                                    "character, not . or ..");
     if (req->cid < 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "cid must be > 0 (0: pick)");
     pthread_mutex_lock(&t->admin_mu); /* serialises cid picking and SetLevels */
@@ -428,6 +442,8 @@ static int report_slow(tiering *t, tier_rpc_ctx *call, Tier__ReportViewsRequest 
     return TIER_OK;
 }
 
+#define REPORTS_MAX 8000 /* ReportViews items per call (tier.proto) */
+
 static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
                           ProtobufCMessage *out)
 {
@@ -436,11 +452,17 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     Tier__ReportViewsReply *rep = (Tier__ReportViewsReply *)out;
     level_table *lt = atomic_load(&t->levels);
     size_t n = req->n_reports, nslow = 0;
-    Tier__ViewResult *rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
-    Tier__ViewResult **res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
+    Tier__ViewResult *rs, **res;
     content **slow = NULL;
     size_t *idx = NULL;
 
+    /* The reply has a ViewResult per report, at most ~500 bytes (255-byte
+     * file name, 128-byte worker id): 8000 of them fit the 4 MiB limit. */
+    if (n > REPORTS_MAX)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "reports: at most %d per call (got %zu)", REPORTS_MAX, n);
+    rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
+    res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
     if (rs == NULL || res == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -598,6 +620,7 @@ static int check_levels(tier_rpc_ctx *call, const tier_level_row *v, size_t n)
         if (v[i].min_counts <= v[i - 1].max_counts)
             return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "levels %s and %s overlap",
                                         v[i - 1].name, v[i].name);
+        /* No overflow: min > the previous max >= 0 here. */
         if (v[i].min_counts - 1 != v[i - 1].max_counts)
             return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "gap between levels %s and %s",
                                         v[i - 1].name, v[i].name);
@@ -605,27 +628,68 @@ static int check_levels(tier_rpc_ctx *call, const tier_level_row *v, size_t n)
     return TIER_OK;
 }
 
-static int parse_levels(tier_rpc_ctx *call, const Tier__SetLevelsRequest *req, tier_level_row *v)
+/* The directory of each level: canonical, not a system directory, under a
+ * storage root, and neither shared with nor nested in another level's.
+ * Nothing is created before all of this holds. */
+static int check_dirs(tiering *t, tier_rpc_ctx *call, const tier_level_row *v, size_t n)
 {
-    for (size_t i = 0; i < req->n_levels; i++) {
-        const Tier__Level *l = req->levels[i];
-        size_t nl = strlen(l->name), pl = strlen(l->path);
-        if (!tier_level_name_valid(l->name, nl))
+    for (size_t i = 0; i < n; i++) {
+        const char *why = tier_path_forbidden(v[i].path);
+        bool rooted = false;
+        if (why != NULL)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "level %s: %s %s", v[i].name,
+                                        v[i].path, why);
+        for (size_t r = 0; r < t->nroots && !rooted; r++)
+            rooted = tier_path_under(v[i].path, t->roots[r]);
+        if (!rooted)
             return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
-                                        "bad level name: 1..32 of [A-Za-z0-9_-]");
-        if (l->min_counts < 0 || l->max_counts < 0)
-            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "level %s: negative count",
-                                        l->name);
-        if (pl == 0 || l->path[0] != '/' || pl >= sizeof(v[i].path) - 1)
-            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
-                                        "level %s: path must be absolute", l->name);
-        memcpy(v[i].name, l->name, nl + 1);
-        memcpy(v[i].path, l->path, pl + 1);
-        v[i].min_counts = l->min_counts;
-        v[i].max_counts = l->max_counts;
+                                        "level %s: %s is under no storage root (tierd "
+                                        "--storage-root)",
+                                        v[i].name, v[i].path);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(v[i].path, v[j].path) == 0)
+                return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                            "levels %s and %s share the directory %s", v[j].name,
+                                            v[i].name, v[i].path);
+            if (tier_path_under(v[i].path, v[j].path) || tier_path_under(v[j].path, v[i].path))
+                return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                            "levels %s and %s: one directory is inside the other",
+                                            v[j].name, v[i].name);
+        }
     }
+    return TIER_OK;
+}
+
+static int parse_level(tier_rpc_ctx *call, const Tier__Level *l, tier_level_row *row)
+{
+    size_t nl = strlen(l->name);
+    const char *why;
+
+    if (!tier_level_name_valid(l->name, nl))
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "bad level name: 1..32 of [A-Za-z0-9_-]");
+    if (l->min_counts < 0 || l->max_counts < 0)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "level %s: negative count",
+                                    l->name);
+    if ((why = tier_path_canon(l->path, row->path, sizeof(row->path))) != NULL)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "level %s: path %s", l->name, why);
+    memcpy(row->name, l->name, nl + 1);
+    row->min_counts = l->min_counts;
+    row->max_counts = l->max_counts;
+    return TIER_OK;
+}
+
+static int parse_levels(tiering *t, tier_rpc_ctx *call, const Tier__SetLevelsRequest *req,
+                        tier_level_row *v)
+{
+    int rv;
+    for (size_t i = 0; i < req->n_levels; i++)
+        if ((rv = parse_level(call, req->levels[i], &v[i])) != TIER_OK)
+            return rv;
     qsort(v, req->n_levels, sizeof(*v), by_min);
-    return check_levels(call, v, req->n_levels);
+    if ((rv = check_levels(call, v, req->n_levels)) != TIER_OK)
+        return rv;
+    return check_dirs(t, call, v, req->n_levels);
 }
 
 static bool level_in_use(tiering *t, const char *name)
@@ -670,15 +734,11 @@ static bool any_job(tiering *t)
     return found;
 }
 
-/* Paths equal but for a trailing '/'. */
+/* The same directory, however each is spelled (b is canonical). */
 static bool same_dir(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    while (la > 1 && a[la - 1] == '/')
-        la--;
-    while (lb > 1 && b[lb - 1] == '/')
-        lb--;
-    return la == lb && memcmp(a, b, la) == 0;
+    char ca[TIER_PATH_MAX];
+    return tier_path_canon(a, ca, sizeof(ca)) == NULL && strcmp(ca, b) == 0;
 }
 
 /*
@@ -754,7 +814,7 @@ static int h_set_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "at most 64 levels");
     if ((v = calloc(req->n_levels + 1, sizeof(*v))) == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    if ((rv = parse_levels(call, req, v)) == TIER_OK) {
+    if ((rv = parse_levels(t, call, req, v)) == TIER_OK) {
         pthread_mutex_lock(&t->admin_mu);
         pthread_rwlock_wrlock(&t->levels_rw);
         rv = do_set_levels(t, call, v, req->n_levels);
@@ -768,6 +828,43 @@ static int h_set_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
 }
 
 /* ------------------------------------------------------------ module */
+
+static void add_root(tiering *t, const char *dir)
+{
+    char c[TIER_PATH_MAX];
+    const char *why = tier_path_canon(dir, c, sizeof(c));
+    if (why != NULL) {
+        tier_warn("storage root %s %s: ignored", dir, why);
+        return;
+    }
+    for (size_t i = 0; i < t->nroots; i++)
+        if (strcmp(t->roots[i], c) == 0)
+            return;
+    if (t->nroots < TIERD_MAX_ROOTS)
+        memcpy(t->roots[t->nroots++], c, strlen(c) + 1);
+}
+
+/* The configured roots, else the parents of today's level directories:
+ * a deployment started before --storage-root existed keeps working, and
+ * its levels can still be moved beside each other, but not anywhere. */
+static void init_roots(tiering *t)
+{
+    const tierd_config *cfg = t->deps->cfg;
+    const level_table *lt = atomic_load(&t->levels);
+
+    for (unsigned i = 0; cfg != NULL && i < cfg->n_storage_roots; i++)
+        add_root(t, cfg->storage_roots[i]);
+    if (cfg != NULL && cfg->n_storage_roots > 0)
+        return;
+    for (size_t i = 0; i < lt->n; i++) {
+        char parent[TIER_PATH_MAX];
+        snprintf(parent, sizeof(parent), "%s..", lt->v[i].path); /* path ends in '/' */
+        add_root(t, parent);
+    }
+    if (t->nroots == 0)
+        tier_warn("no storage root: SetLevels refuses every directory until tierd runs with "
+                  "--storage-root");
+}
 
 int tiering_open(tiering **out, const tierd_deps *deps)
 {
@@ -790,6 +887,9 @@ int tiering_open(tiering **out, const tierd_deps *deps)
         tiering_close(t);
         return rv;
     }
+    init_roots(t);
+    for (size_t i = 0; i < t->nroots; i++)
+        tier_info("tiering: storage root %s", t->roots[i]);
     if ((rv = tiering_jobs_open(t, err, sizeof(err))) != TIER_OK) {
         tier_error("tiering: %s", err);
         tiering_close(t);

@@ -41,6 +41,7 @@
 #include "tier.pb-c.h"
 #include "tier_batch.h"
 #include "tier_jobs.h"
+#include "tier_path.h"
 #include "tierd.h"
 
 #define NSTRIPES 256
@@ -96,6 +97,9 @@ struct tiering {
     bool reaper_started;
     atomic_bool stopping;
     struct tl_scrub *scrub; /* tiering_scrub.c */
+    /* Canonical; SetLevels accepts level directories only under these. */
+    char roots[TIERD_MAX_ROOTS][TIER_PATH_MAX];
+    size_t nroots;
 };
 
 /* A report to apply to Redis for a content whose busy flag is held. */

@@ -50,6 +50,14 @@
 #define WORKER_ID_MAX 128
 #define REAP_MAX 2000      /* expired leases and due pushes per reaper round */
 #define FINISHED_MAX 10000 /* finished jobs kept listed, whatever the retention */
+/* Items per call, written in tier.proto.  Claims of one call go to Redis
+ * as one script, so an unbounded list blocks Redis for everyone (1M cids
+ * held it 3.9 s) and builds a reply no client accepts.  Kept above the
+ * worker's own batches (tier_worker.c: 64 claims, 1000 renewals, 1024
+ * completions per call). */
+#define CLAIM_CIDS_MAX 1024
+#define RENEW_JOBS_MAX 10000
+#define COMPLETE_JOBS_MAX 10000
 
 /* ------------------------------------------------------------ helpers */
 
@@ -112,6 +120,15 @@ static Tier__Job *job_new(tier_rpc_ctx *call, const tier_jobs_view *v)
     if (j != NULL)
         tiering_job_to_proto(call, v, j);
     return j;
+}
+
+/* INVALID_ARGUMENT naming the field and its cap when n is over it. */
+static int check_count(tier_rpc_ctx *call, const char *field, size_t n, size_t max)
+{
+    if (n <= max)
+        return TIER_OK;
+    return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "%s: at most %zu per call (got %zu)",
+                                field, max, n);
 }
 
 static bool valid_worker(const char *w)
@@ -274,13 +291,16 @@ static int h_claim(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
     Tier__ClaimJobReply *rep = (Tier__ClaimJobReply *)out;
     size_t n = req->n_cids;
     uint32_t lease = req->lease_ms ? req->lease_ms : t->deps->cfg->lease_ms;
-    tier_jobs_claim_out *res = tier_rpc_alloc(call, (n + 1) * sizeof(*res));
+    tier_jobs_claim_out *res;
     tier_jobs_reply *keep;
     tier_kv *kv;
     int rv;
 
+    if ((rv = check_count(call, "cids", n, CLAIM_CIDS_MAX)) != TIER_OK)
+        return rv;
     if (!valid_worker(req->worker_id))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "worker_id: 1..128 bytes");
+    res = tier_rpc_alloc(call, (n + 1) * sizeof(*res));
     rep->results = tier_rpc_alloc(call, (n + 1) * sizeof(*rep->results));
     if (res == NULL || rep->results == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
@@ -338,13 +358,17 @@ static int h_renew(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
     size_t n = req->n_jobs;
     uint32_t lease = req->lease_ms ? req->lease_ms : t->deps->cfg->lease_ms;
     int64_t now = tier_now_ms();
-    tier_jobs_ref *refs = refs_of(call, req->jobs, n);
-    int *codes = tier_rpc_alloc(call, (n + 1) * sizeof(*codes));
+    tier_jobs_ref *refs;
+    int *codes;
     tier_kv *kv;
     int rv;
 
+    if ((rv = check_count(call, "jobs", n, RENEW_JOBS_MAX)) != TIER_OK)
+        return rv;
     if (!valid_worker(req->worker_id))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "worker_id: 1..128 bytes");
+    refs = refs_of(call, req->jobs, n);
+    codes = tier_rpc_alloc(call, (n + 1) * sizeof(*codes));
     rep->results = tier_rpc_alloc(call, (n + 1) * sizeof(*rep->results));
     if (refs == NULL || codes == NULL || rep->results == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
@@ -577,15 +601,20 @@ static int h_complete(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
     const Tier__CompleteJobRequest *req = (const Tier__CompleteJobRequest *)in;
     Tier__CompleteJobReply *rep = (Tier__CompleteJobReply *)out;
     size_t n = req->n_jobs, nk = 0;
-    content **cs = tier_rpc_alloc(call, (n + 1) * sizeof(*cs));
-    content **held = tier_rpc_alloc(call, (n + 1) * sizeof(*held));
-    fin_item *f = tier_rpc_alloc(call, (n + 1) * sizeof(*f));
-    size_t *which = tier_rpc_alloc(call, (n + 1) * sizeof(*which));
+    content **cs, **held;
+    fin_item *f;
+    size_t *which;
     tier_kv *kv;
     long nf;
 
+    if (check_count(call, "jobs", n, COMPLETE_JOBS_MAX) != TIER_OK)
+        return TIER_INVALID_ARGUMENT;
     if (!valid_worker(req->worker_id))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "worker_id: 1..128 bytes");
+    cs = tier_rpc_alloc(call, (n + 1) * sizeof(*cs));
+    held = tier_rpc_alloc(call, (n + 1) * sizeof(*held));
+    f = tier_rpc_alloc(call, (n + 1) * sizeof(*f));
+    which = tier_rpc_alloc(call, (n + 1) * sizeof(*which));
     rep->results = tier_rpc_alloc(call, (n + 1) * sizeof(*rep->results));
     if (cs == NULL || held == NULL || f == NULL || which == NULL || rep->results == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");

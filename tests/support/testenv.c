@@ -5,6 +5,8 @@
  */
 #include "tier_testenv.h"
 
+#include <criterion/criterion.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,10 +104,89 @@ char *tier_test_bin(const char *name)
     return strdup(path);
 }
 
+/* ---- sanitizer reports of children
+ *
+ * In the ASan+UBSan build a child that hits a sanitizer report writes it to
+ * its log and aborts; the log then vanishes with the test's temporary
+ * directory and the test may pass anyway.  So the log of every child
+ * spawned with one is remembered, and looked at when the child is reaped
+ * (tier_test_wait): a report there fails the test, quoting it. */
+
+#define CHILDREN 512
+
+static struct {
+    pid_t pid;
+    char log[512];
+} children[CHILDREN];
+static pthread_mutex_t children_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void child_add(pid_t pid, const char *log)
+{
+    pthread_mutex_lock(&children_mu);
+    for (size_t i = 0; i < CHILDREN; i++) {
+        if (children[i].pid == 0) {
+            children[i].pid = pid;
+            snprintf(children[i].log, sizeof(children[i].log), "%s", log);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&children_mu);
+}
+
+/* The log of pid (forgotten), or "" if it had none. */
+static void child_take(pid_t pid, char *log, size_t len)
+{
+    log[0] = '\0';
+    pthread_mutex_lock(&children_mu);
+    for (size_t i = 0; i < CHILDREN; i++) {
+        if (children[i].pid == pid) {
+            snprintf(log, len, "%s", children[i].log);
+            children[i].pid = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&children_mu);
+}
+
+static const char *const SANITIZER_MARKS[] = {
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer"};
+
+/* The first sanitizer report in text, or NULL. */
+const char *tier_test_sanitizer_report(const char *text)
+{
+    const char *first = NULL;
+    for (size_t i = 0; text != NULL && i < sizeof(SANITIZER_MARKS) / sizeof(*SANITIZER_MARKS);
+         i++) {
+        const char *p = strstr(text, SANITIZER_MARKS[i]);
+        if (p != NULL && (first == NULL || p < first))
+            first = p;
+    }
+    return first;
+}
+
+static void check_child_log(pid_t pid)
+{
+    char log[512];
+    char *text;
+    const char *rep;
+
+    child_take(pid, log, sizeof(log));
+    if (log[0] == '\0' || (text = tier_test_slurp(log, NULL)) == NULL)
+        return;
+    if ((rep = tier_test_sanitizer_report(text)) != NULL) {
+        const char *from = rep - text > 200 ? rep - 200 : text;
+        cr_assert_fail("sanitizer report in child %d (%s):\n%.3000s", (int)pid, log, from);
+    }
+    free(text);
+}
+
 pid_t tier_test_spawn(char *const argv[], char *const envp[], const char *logpath)
 {
     pid_t pid = fork();
 
+    if (pid > 0 && logpath != NULL)
+        child_add(pid, logpath);
     if (pid != 0)
         return pid;
     /* A test that fails (or crashes) mid-way must not leave its servers
@@ -129,8 +211,10 @@ int tier_test_wait(pid_t pid, int timeout_ms)
     for (int waited = 0;; waited += 5) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
+        if (r == pid) {
+            check_child_log(pid);
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
         if (r < 0 || waited >= timeout_ms)
             return -1;
         struct timespec ts = {0, 5 * 1000000};
@@ -176,6 +260,8 @@ int tier_test_run(char *const argv[], char *const envp[], char *out, size_t outl
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
+    const char *rep = tier_test_sanitizer_report(out);
+    cr_assert(rep == NULL, "sanitizer report in %s:\n%.3000s", argv[0], rep ? rep : "");
     return st;
 }
 

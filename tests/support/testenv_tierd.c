@@ -21,7 +21,7 @@ void tier_test_tierd_setenv(tier_test_tierd *t, const char *fmt, ...)
 {
     va_list ap;
 
-    cr_assert(t->nenv < 12, "tier_test_tierd: too many variables");
+    cr_assert(t->nenv < 16, "tier_test_tierd: too many variables");
     va_start(ap, fmt);
     vsnprintf(t->env[t->nenv], sizeof(t->env[0]), fmt, ap);
     va_end(ap);
@@ -48,6 +48,11 @@ void tier_test_tierd_init(tier_test_tierd *t, const char *logdir, const char *db
     else
         tier_test_tierd_setenv(t, "TIER_REDIS_PREFIX=td%d_%d:", (int)getpid(), seq++);
     tier_test_tierd_setenv(t, "TIER_LOG=info");
+    /* Not the shell's (.run/env exports scripts/services.sh's storage):
+     * empty means the parents of the test database's level directories,
+     * which is where tier_test_db_create put them.  A test that moves
+     * levels elsewhere sets its own after this. */
+    tier_test_tierd_setenv(t, "TIER_STORAGE_ROOT=");
 }
 
 void tier_test_tierd_setenv_services(tier_test_tierd *t, const tier_test_mysql *m, int mysql_port,

@@ -37,6 +37,10 @@ char *tier_test_bin(const char *name);
  * (appended).  Extra environment "K=V" strings in envp (NULL-terminated) are
  * added.  Returns the pid or -1. */
 pid_t tier_test_spawn(char *const argv[], char *const envp[], const char *logpath);
+/* The first sanitizer report (ASan, LSan, UBSan) in text, or NULL.  Every
+ * child spawned with a log, and every tier_test_run, is checked with it when
+ * reaped: a report fails the test. */
+const char *tier_test_sanitizer_report(const char *text);
 /* Wait up to timeout_ms for pid to exit; returns its exit status
  * (0..255), 128+signal if killed, or -1 on timeout. */
 int tier_test_wait(pid_t pid, int timeout_ms);
@@ -80,8 +84,8 @@ void tier_test_redis_env(char *host, size_t hostlen, int *port);
  * so a test only names what differs from the services' defaults. */
 typedef struct {
     char listen[128], push[128], log[512];
-    char env[12][320];
-    char *envp[13]; /* env[0..nenv-1], NULL-terminated */
+    char env[16][320];
+    char *envp[17]; /* env[0..nenv-1], NULL-terminated */
     int nenv;
     pid_t pid;
 } tier_test_tierd;
