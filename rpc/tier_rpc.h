@@ -32,6 +32,13 @@
 #define TIER_RPC_MAX_MSG_DEFAULT (4u << 20) /* like gRPC's default */
 #define TIER_RPC_TIMEOUT_DEFAULT_MS 10000u
 #define TIER_RPC_HEALTH_METHOD "tier.rpc.Health/Check"
+/* Caps on what a peer can make the server hold (docs/LIMITS.md). */
+#define TIER_RPC_MAX_DEADLINE_MS (3600u * 1000u) /* a deadline is at most 1 h away */
+#define TIER_RPC_DEDUPE_ENTRIES_DEFAULT 8192u
+#define TIER_RPC_DEDUPE_BYTES_DEFAULT ((size_t)64 << 20)
+#define TIER_RPC_IDLE_TIMEOUT_DEFAULT_MS 10000u
+#define TIER_RPC_MAX_CONNS_DEFAULT 512u
+#define TIER_RPC_MAX_CONNS_PER_ADDR_DEFAULT 128u
 
 /* A status with its message, as a caller sees it. */
 typedef struct {
@@ -45,10 +52,18 @@ typedef struct tier_rpc_server tier_rpc_server;
 typedef struct tier_rpc_ctx tier_rpc_ctx;
 
 typedef struct {
-    unsigned nthreads;  /* pool threads for blocking methods; 0 = 16 */
-    unsigned ncontexts; /* calls being served at once, deferred ones included;
-                           0 = max(16, nthreads) */
-    size_t max_msg;     /* largest request accepted; 0 = 4 MiB */
+    unsigned nthreads;       /* pool threads for blocking methods; 0 = 16 */
+    unsigned ncontexts;      /* calls being served at once, deferred ones included;
+                                0 = max(16, nthreads) */
+    size_t max_msg;          /* largest request accepted and reply sent; 0 = 4 MiB */
+    unsigned dedupe_entries; /* replies remembered for resends; 0 = 8192 */
+    size_t dedupe_bytes;     /* and their total size; 0 = 64 MiB */
+    /* A connection that delivers no complete request for this long (and
+     * has no call running) is closed: it is idle or stuck in a partial
+     * frame.  Clients redial by themselves.  0 = 10 s. */
+    uint32_t idle_timeout_ms;
+    unsigned max_conns;          /* connections at once; 0 = 512 */
+    unsigned max_conns_per_addr; /* from one IP address; 0 = 128 */
 } tier_rpc_server_opts;
 
 /* Method flags. */
@@ -89,6 +104,11 @@ typedef struct {
     uint64_t deadline_dropped; /* requests found past their deadline */
     uint64_t bad_envelope;     /* garbage frames answered INVALID_ARGUMENT */
     uint64_t deduped;          /* resent requests answered from the cache */
+    uint64_t cached_bytes;     /* replies held by the dedupe cache, now */
+    uint64_t cached_entries;
+    uint64_t conns;           /* connections open now */
+    uint64_t conns_refused;   /* over max_conns or max_conns_per_addr */
+    uint64_t conns_timed_out; /* closed for idle_timeout_ms */
 } tier_rpc_server_stats;
 void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out);
 

@@ -32,8 +32,11 @@ static void pbc_free(void *data, void *ptr)
 
 static tier_rpc_arena_block *block_new(size_t size, tier_rpc_arena_block *next)
 {
-    tier_rpc_arena_block *b = malloc(sizeof(*b) + size);
-    if (b == NULL)
+    tier_rpc_arena_block *b;
+    size_t total;
+
+    /* size may come from a peer's count (n items * their size): checked. */
+    if (__builtin_add_overflow(sizeof(*b), size, &total) || (b = malloc(total)) == NULL)
         return NULL;
     b->next = next;
     b->used = 0;

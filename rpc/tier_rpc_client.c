@@ -7,9 +7,13 @@
  * is small and reused).  Calls beyond the pool wait for a free context.
  *
  * nng would resend a request on a timer and whenever its pipe drops; the
- * timer is disabled (our deadline governs instead), and every request
- * carries (client id, request id) so the server answers a pipe-drop resend
- * from its dedupe cache instead of running a non-idempotent call twice.
+ * timer is disabled (our deadline governs instead), and with it nng 1.5.2's
+ * resend on a pipe drop: the receive fails with NNG_ECONNRESET instead.  So
+ * we resend ourselves (a copy of the same envelope, up to RESENDS_MAX
+ * times, within the deadline): servers close idle connections, and one may
+ * close ours just as a call goes out.  Every request carries (client id,
+ * request id), so the server answers a resend from its dedupe cache instead
+ * of running a non-idempotent call twice.
  *
  * A call that times out is UNAVAILABLE when no connection to the server
  * exists (it is down or unreachable), DEADLINE_EXCEEDED otherwise.
@@ -40,6 +44,8 @@ typedef struct {
     tier_rpc_client *c;
     bool sending;
     int64_t deadline_ms;
+    nng_msg *again; /* a copy of the request, for a resend after a pipe drop */
+    unsigned tries;
     tier_rpc_done_fn done;
     void *arg;
 } slot;
@@ -251,6 +257,23 @@ static Tier__Rpc__Reply *open_reply(tier_rpc_client *c, nng_msg *msg, tier_rpc_e
     return rep;
 }
 
+#define RESENDS_MAX 3 /* pipe drops one call survives */
+
+/* A copy of msg when a resend is still allowed after `tries` sends. */
+static nng_msg *resend_copy(nng_msg *msg, unsigned tries)
+{
+    nng_msg *copy = NULL;
+    if (tries <= RESENDS_MAX && nng_msg_dup(&copy, msg) != 0)
+        copy = NULL;
+    return copy;
+}
+
+static nng_duration time_left(int64_t deadline_ms)
+{
+    int64_t left = deadline_ms - tier_now_ms();
+    return left > 0 ? (nng_duration)left : 1;
+}
+
 /* Wraps the payload in an envelope, sends it and waits for the reply
  * envelope; *rep is unpacked with the default allocator. */
 static int invoke(tier_rpc_client *c, const char *method, const void *data, size_t len,
@@ -269,20 +292,28 @@ static int invoke(tier_rpc_client *c, const char *method, const void *data, size
     if ((rv = envelope(c, method, data, len, timeout_ms, &msg, &deadline, err)) != TIER_OK)
         return rv;
     s = slot_get(c);
-    nng_aio_set_timeout(s->aio, (nng_duration)timeout_ms);
-    nng_aio_set_msg(s->aio, msg);
-    nng_ctx_send(s->ctx, s->aio);
-    nng_aio_wait(s->aio);
-    if ((rv = nng_aio_result(s->aio)) != 0) {
-        nng_msg_free(msg);
-        slot_put(c, s);
-        return transport_error(c, rv, err);
-    }
-    int64_t left = deadline - tier_now_ms();
-    nng_aio_set_timeout(s->aio, left > 0 ? (nng_duration)left : 1);
-    nng_ctx_recv(s->ctx, s->aio);
-    nng_aio_wait(s->aio);
-    if ((rv = nng_aio_result(s->aio)) != 0) {
+    for (unsigned tries = 1;; tries++) {
+        nng_msg *again = resend_copy(msg, tries);
+        nng_aio_set_timeout(s->aio, time_left(deadline));
+        nng_aio_set_msg(s->aio, msg);
+        nng_ctx_send(s->ctx, s->aio);
+        nng_aio_wait(s->aio);
+        if ((rv = nng_aio_result(s->aio)) == 0) {
+            nng_aio_set_timeout(s->aio, time_left(deadline));
+            nng_ctx_recv(s->ctx, s->aio);
+            nng_aio_wait(s->aio);
+            rv = nng_aio_result(s->aio);
+        } else {
+            nng_msg_free(msg);
+        }
+        if (rv == NNG_ECONNRESET && again != NULL && tier_now_ms() < deadline) {
+            msg = again; /* the same envelope: the server dedupes it */
+            continue;
+        }
+        if (again != NULL)
+            nng_msg_free(again);
+        if (rv == 0)
+            break;
         slot_put(c, s);
         return transport_error(c, rv, err);
     }
@@ -361,6 +392,9 @@ static void async_finish(slot *s, int rv, nng_msg *msg)
         rep = open_reply(c, msg, &err);
     if (msg != NULL)
         nng_msg_free(msg);
+    if (s->again != NULL)
+        nng_msg_free(s->again);
+    s->again = NULL;
     slot_put(c, s);
     if (err.code == TIER_OK)
         done(arg, TIER_OK, rep->payload.data, rep->payload.len, "");
@@ -368,6 +402,16 @@ static void async_finish(slot *s, int rv, nng_msg *msg)
         done(arg, err.code, NULL, 0, err.message);
     if (rep != NULL)
         tier__rpc__reply__free_unpacked(rep, NULL);
+}
+
+/* Sends msg on the slot, keeping a copy for a resend. */
+static void async_send(slot *s, nng_msg *msg)
+{
+    s->again = resend_copy(msg, ++s->tries);
+    s->sending = true;
+    nng_aio_set_timeout(s->async, time_left(s->deadline_ms));
+    nng_aio_set_msg(s->async, msg);
+    nng_ctx_send(s->ctx, s->async);
 }
 
 static void async_step(void *arg)
@@ -381,10 +425,13 @@ static void async_step(void *arg)
             async_finish(s, rv, NULL);
             return;
         }
-        int64_t left = s->deadline_ms - tier_now_ms();
         s->sending = false;
-        nng_aio_set_timeout(s->async, left > 0 ? (nng_duration)left : 1);
+        nng_aio_set_timeout(s->async, time_left(s->deadline_ms));
         nng_ctx_recv(s->ctx, s->async);
+        return;
+    }
+    if (rv == NNG_ECONNRESET && s->again != NULL && tier_now_ms() < s->deadline_ms) {
+        async_send(s, s->again); /* the same envelope: the server dedupes it */
         return;
     }
     async_finish(s, rv, rv == 0 ? nng_aio_get_msg(s->async) : NULL);
@@ -406,9 +453,7 @@ int tier_rpc_call_async(tier_rpc_client *c, const char *method, const void *data
     s->done = done;
     s->arg = arg;
     s->deadline_ms = deadline;
-    s->sending = true;
-    nng_aio_set_timeout(s->async, (nng_duration)timeout_ms);
-    nng_aio_set_msg(s->async, msg);
-    nng_ctx_send(s->ctx, s->async);
+    s->tries = 0;
+    async_send(s, msg);
     return TIER_OK;
 }

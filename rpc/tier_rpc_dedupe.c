@@ -8,9 +8,15 @@
  * wrong, so the server remembers the packed reply of each recent call by
  * (client id, request id) and sends that instead.
  *
+ * The key includes the method: a client that reuses a request id for another
+ * method must not get the first method's reply (it would unpack as garbage,
+ * or worse, as a plausible answer), so that is refused instead.
+ *
  * A fixed ring of `capacity` entries, oldest overwritten first, indexed by a
- * chained hash.  A duplicate of a call still running waits for it on a
- * condition variable.  Invariant: an entry is in its bucket chain iff its
+ * chained hash.  Replies can be large (up to the message limit), so the
+ * cache also has a byte budget: when the replies it holds exceed it, the
+ * oldest finished entries are dropped, whatever the entry count.  A duplicate of a call still
+ * running waits for it on a condition variable.  Invariant: an entry is in its bucket chain iff its
  * `used` flag is set.
  */
 #include "tier_rpc_int.h"
@@ -25,6 +31,7 @@
 
 typedef struct {
     uint64_t client, request;
+    const char *method;
     int32_t next; /* next entry in the bucket chain, -1 = end */
     bool used, done;
     void *reply;
@@ -35,6 +42,8 @@ struct tier_rpc_dedupe {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     unsigned cap, nbuckets, ring;
+    size_t budget, bytes; /* bytes: sum of the cached replies' len */
+    unsigned nused;
     entry *entries;
     int32_t *buckets;
 };
@@ -45,12 +54,13 @@ static unsigned bucket_of(const tier_rpc_dedupe *d, uint64_t client, uint64_t re
     return (unsigned)(h >> 32) & (d->nbuckets - 1);
 }
 
-tier_rpc_dedupe *tier_rpc_dedupe_alloc(unsigned capacity)
+tier_rpc_dedupe *tier_rpc_dedupe_alloc(unsigned capacity, size_t budget)
 {
     tier_rpc_dedupe *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return NULL;
     d->cap = capacity;
+    d->budget = budget;
     d->nbuckets = 1;
     while (d->nbuckets < capacity)
         d->nbuckets <<= 1;
@@ -102,11 +112,14 @@ static void unlink_entry(tier_rpc_dedupe *d, int32_t idx)
         p = &d->entries[*p].next;
     *p = e->next;
     e->used = false;
+    d->nused--;
+    d->bytes -= e->len;
+    e->len = 0;
     free(e->reply);
     e->reply = NULL;
 }
 
-static void insert(tier_rpc_dedupe *d, uint64_t client, uint64_t request)
+static void insert(tier_rpc_dedupe *d, uint64_t client, uint64_t request, const char *method)
 {
     int32_t idx = (int32_t)d->ring;
     entry *e = &d->entries[idx];
@@ -117,21 +130,44 @@ static void insert(tier_rpc_dedupe *d, uint64_t client, uint64_t request)
         unlink_entry(d, idx);
     e->client = client;
     e->request = request;
+    e->method = method;
     e->used = true;
+    d->nused++;
     e->done = false;
     e->len = 0;
     e->next = d->buckets[b];
     d->buckets[b] = idx;
 }
 
+/* Drops the oldest finished entries until the replies fit the budget.
+ * Running entries hold no reply yet and are skipped. */
+static void evict_to_budget(tier_rpc_dedupe *d)
+{
+    for (unsigned k = 0; k < d->cap && d->bytes > d->budget; k++) {
+        int32_t idx = (int32_t)((d->ring + k) % d->cap);
+        if (d->entries[idx].used && d->entries[idx].done)
+            unlink_entry(d, idx);
+    }
+}
+
+static bool same_method(const entry *e, const char *method)
+{
+    return e->method == method || strcmp(e->method, method) == 0;
+}
+
 tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
-                                         int64_t wait_until_us, void **reply, size_t *len)
+                                         const char *method, int64_t wait_until_us, void **reply,
+                                         size_t *len)
 {
     tier_dedupe_result r = TIER_DEDUPE_NEW;
     int32_t i;
 
     pthread_mutex_lock(&d->mu);
     while ((i = find(d, client, request)) >= 0 && !d->entries[i].done) {
+        if (!same_method(&d->entries[i], method)) {
+            pthread_mutex_unlock(&d->mu);
+            return TIER_DEDUPE_MISMATCH;
+        }
         struct timespec ts = {.tv_sec = wait_until_us / 1000000,
                               .tv_nsec = (wait_until_us % 1000000) * 1000};
         if (tier_mono_us() >= wait_until_us || pthread_cond_timedwait(&d->cv, &d->mu, &ts) != 0) {
@@ -141,7 +177,9 @@ tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, ui
             return TIER_DEDUPE_BUSY;
         }
     }
-    if (i >= 0) {
+    if (i >= 0 && !same_method(&d->entries[i], method)) {
+        r = TIER_DEDUPE_MISMATCH;
+    } else if (i >= 0) {
         entry *e = &d->entries[i];
         *reply = malloc(e->len ? e->len : 1);
         if (*reply != NULL) {
@@ -152,7 +190,7 @@ tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, ui
             r = TIER_DEDUPE_BUSY;
         }
     } else {
-        insert(d, client, request);
+        insert(d, client, request, method);
     }
     pthread_mutex_unlock(&d->mu);
     return r;
@@ -169,16 +207,28 @@ void tier_rpc_dedupe_finish(tier_rpc_dedupe *d, uint64_t client, uint64_t reques
     pthread_mutex_lock(&d->mu);
     i = find(d, client, request);
     if (i >= 0 && !d->entries[i].done) {
-        if (copy == NULL) { /* cannot remember it: forget it rather than lie */
+        if (copy == NULL || len > d->budget) {
+            /* Cannot remember it: forget it rather than lie.  A resend then
+             * runs again, as it would after eviction. */
             unlink_entry(d, i);
         } else {
             d->entries[i].reply = copy;
             d->entries[i].len = len;
             d->entries[i].done = true;
+            d->bytes += len;
             copy = NULL;
+            evict_to_budget(d);
         }
     }
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     free(copy);
+}
+
+void tier_rpc_dedupe_stats(tier_rpc_dedupe *d, uint64_t *bytes, uint64_t *entries)
+{
+    pthread_mutex_lock(&d->mu);
+    *bytes = d->bytes;
+    *entries = d->nused;
+    pthread_mutex_unlock(&d->mu);
 }

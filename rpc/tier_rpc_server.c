@@ -16,7 +16,8 @@
  * too large, a request already past its deadline -- and the thread goes on
  * to the next one.  Frames beyond twice the size limit are refused by nng
  * itself (it closes that pipe), so a hostile sender cannot make us buffer
- * unbounded memory.
+ * unbounded memory; replies beyond the limit are refused too.  Connections
+ * are capped and idle or stalled ones closed (tier_rpc_conns.c).
  */
 #include "tier_rpc.h"
 #include "tier_rpc_int.h"
@@ -24,6 +25,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,8 +37,6 @@
 #include "tier_log.h"
 #include "tier_time.h"
 #include "tier_wire.h"
-
-#define DEDUPE_CAPACITY 8192
 
 typedef struct {
     char *name;
@@ -66,6 +66,7 @@ struct tier_rpc_ctx {
     char *message;
     ProtobufCMessage *reply; /* the handler's reply, kept for a deferred call */
     bool deduping;           /* registered in the dedupe cache: finish it */
+    uint32_t pipe_id;        /* the connection the request came on */
     tier_rpc_ctx *next;      /* in the pool's queue */
 };
 
@@ -90,8 +91,15 @@ struct tier_rpc_server {
     unsigned ndeferred; /* deferred calls not finished yet (guarded by mu) */
     bool closing;
     tier_rpc_dedupe *dedupe;
+    tier_rpc_conns *conns;
     bool started;
     atomic_uint_fast64_t served, deadline_dropped, bad_envelope, deduped;
+    /* nng 1.5.2 can crash when nng_ctx_send runs while the socket closes
+     * (the send's release of its context races the close): close raises
+     * `shutting` and waits until no send is under way; later sends drop
+     * their reply. */
+    atomic_bool shutting;
+    atomic_uint nsending;
 };
 
 /* ------------------------------------------------------------ call helpers */
@@ -161,8 +169,15 @@ int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_
     pthread_cond_init(&s->cv, NULL);
     s->max_msg = opts && opts->max_msg ? opts->max_msg : TIER_RPC_MAX_MSG_DEFAULT;
     s->url = strdup(url);
-    s->dedupe = tier_rpc_dedupe_alloc(DEDUPE_CAPACITY);
-    if (s->url == NULL || s->dedupe == NULL) {
+    s->dedupe = tier_rpc_dedupe_alloc(
+        opts && opts->dedupe_entries ? opts->dedupe_entries : TIER_RPC_DEDUPE_ENTRIES_DEFAULT,
+        opts && opts->dedupe_bytes ? opts->dedupe_bytes : TIER_RPC_DEDUPE_BYTES_DEFAULT);
+    s->conns = tier_rpc_conns_alloc(
+        opts && opts->max_conns ? opts->max_conns : TIER_RPC_MAX_CONNS_DEFAULT,
+        opts && opts->max_conns_per_addr ? opts->max_conns_per_addr
+                                         : TIER_RPC_MAX_CONNS_PER_ADDR_DEFAULT,
+        opts && opts->idle_timeout_ms ? opts->idle_timeout_ms : TIER_RPC_IDLE_TIMEOUT_DEFAULT_MS);
+    if (s->url == NULL || s->dedupe == NULL || s->conns == NULL) {
         tier_rpc_server_close(s);
         return TIER_RESOURCE_EXHAUSTED;
     }
@@ -174,6 +189,11 @@ int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_
     /* Twice the limit: requests between the two are answered
      * RESOURCE_EXHAUSTED; beyond it nng drops the pipe. */
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->max_msg * 2);
+    if ((rv = tier_rpc_conns_watch(s->conns, s->sock)) != 0) {
+        tier_error("rpc: pipe notify: %s", nng_strerror(rv));
+        tier_rpc_server_close(s);
+        return TIER_INTERNAL;
+    }
     if ((rv = nng_listen(s->sock, url, NULL, 0)) != 0) {
         tier_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
         tier_rpc_server_close(s);
@@ -293,6 +313,18 @@ static void put_reply(nng_msg *msg, uint64_t request_id, int code, const char *m
     tier__rpc__reply__pack(&rep, nng_msg_body(msg));
 }
 
+/* Size of the reply envelope put_reply would pack. */
+static size_t reply_size(uint64_t request_id, int code, const char *message, size_t plen)
+{
+    Tier__Rpc__Reply rep = TIER__RPC__REPLY__INIT;
+
+    rep.request_id = request_id;
+    rep.code = (Tier__Rpc__Code)code;
+    rep.message = (char *)(message ? message : "");
+    rep.payload.len = plen;
+    return tier__rpc__reply__get_packed_size(&rep);
+}
+
 /* Packs the reply of a call whose handler returned `code` into its msg and
  * remembers it for resends. */
 static void complete(tier_rpc_server *s, tier_rpc_ctx *call, int code)
@@ -303,11 +335,19 @@ static void complete(tier_rpc_server *s, tier_rpc_ctx *call, int code)
 
     if (code == TIER_OK) {
         plen = protobuf_c_message_get_packed_size(call->reply);
-        payload = tier_rpc_alloc(call, plen + 1);
-        if (payload == NULL)
+        /* Peers never receive (and the dedupe cache never holds) more
+         * than the message limit: a handler's reply can be far larger than
+         * its request (many empty items in, many results out). */
+        if (reply_size(req->request_id, code, call->message, plen) > s->max_msg)
+            code = tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED,
+                                        "reply of %zu bytes larger than the limit of %zu", plen,
+                                        s->max_msg);
+        else if ((payload = tier_rpc_alloc(call, plen + 1)) == NULL)
             code = tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "reply too large");
         else
             protobuf_c_message_pack(call->reply, payload);
+        if (code != TIER_OK)
+            plen = 0;
     }
     put_reply(call->msg, req->request_id, code, call->message, payload, plen);
     if (call->deduping)
@@ -355,13 +395,14 @@ static bool run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
     void *cached;
     size_t clen;
     int64_t now = tier_mono_us();
+    /* deadline_us is clamped (deadline_to_mono_us), so no sum here overflows. */
     int64_t wait = !may_wait ? now : call->deadline_us ? call->deadline_us : now + 10 * 1000000;
     int code;
 
     call->deduping = false;
     if (req->client_id != 0) {
-        switch (tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, wait, &cached,
-                                      &clen)) {
+        switch (tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, call->m->name,
+                                      wait, &cached, &clen)) {
         case TIER_DEDUPE_CACHED:
             atomic_fetch_add(&s->deduped, 1);
             nng_msg_clear(msg);
@@ -372,6 +413,10 @@ static bool run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
         case TIER_DEDUPE_BUSY:
             put_reply(msg, req->request_id, TIER_UNAVAILABLE, "same request still running", NULL,
                       0);
+            return true;
+        case TIER_DEDUPE_MISMATCH:
+            put_reply(msg, req->request_id, TIER_INVALID_ARGUMENT,
+                      "request id reused for another method", NULL, 0);
             return true;
         case TIER_DEDUPE_NEW:
             call->deduping = true;
@@ -409,6 +454,21 @@ void tier_rpc_finish(tier_rpc_ctx *call, int code)
 
 typedef enum { REPLY_READY, REPLY_QUEUED, REPLY_DEFERRED } accept_result;
 
+/* The monotonic time of a wall-clock deadline later than now_ms.  The
+ * deadline is the peer's number: anything from now to INT64_MAX.  It is
+ * clamped to TIER_RPC_MAX_DEADLINE_MS away, which also keeps every later
+ * sum on it (waits, timespecs) far from overflow; the subtraction is
+ * checked because now_ms may be negative on a badly set clock. */
+static int64_t deadline_to_mono_us(int64_t deadline_ms, int64_t now_ms)
+{
+    int64_t left_ms;
+
+    if (__builtin_sub_overflow(deadline_ms, now_ms, &left_ms) ||
+        left_ms > (int64_t)TIER_RPC_MAX_DEADLINE_MS)
+        left_ms = TIER_RPC_MAX_DEADLINE_MS;
+    return tier_mono_us() + left_ms * 1000;
+}
+
 /* Checks a received frame.  READY: the reply is in call->msg (an error, or
  * an INLINE method that ran); QUEUED: the call must go to the pool;
  * DEFERRED: an INLINE handler will finish it later. */
@@ -440,13 +500,13 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     call->req = req;
     now_ms = tier_now_ms();
     if (req->deadline_ms != 0) {
-        if (req->deadline_ms <= now_ms) {
+        if (req->deadline_ms <= now_ms) { /* negative ones too: long past */
             atomic_fetch_add(&s->deadline_dropped, 1);
             put_reply(msg, req->request_id, TIER_DEADLINE_EXCEEDED,
                       "deadline passed before the call started", NULL, 0);
             return REPLY_READY;
         }
-        call->deadline_us = tier_mono_us() + (req->deadline_ms - now_ms) * 1000;
+        call->deadline_us = deadline_to_mono_us(req->deadline_ms, now_ms);
     }
     call->m = method_find(s, req->method);
     if (call->m == NULL) {
@@ -461,9 +521,19 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
 
 static void send_reply(tier_rpc_ctx *call)
 {
-    call->sending = true;
-    nng_aio_set_msg(call->aio, call->msg);
-    nng_ctx_send(call->ctx, call->aio);
+    tier_rpc_server *s = call->srv;
+
+    atomic_fetch_add(&s->nsending, 1);
+    if (atomic_load(&s->shutting)) { /* nobody will read it */
+        nng_msg_free(call->msg);
+        call->msg = NULL;
+        tier_rpc_arena_reset(&call->arena);
+    } else {
+        call->sending = true;
+        nng_aio_set_msg(call->aio, call->msg);
+        nng_ctx_send(call->ctx, call->aio);
+    }
+    atomic_fetch_sub(&s->nsending, 1);
 }
 
 static void enqueue(tier_rpc_server *s, tier_rpc_ctx *call)
@@ -489,6 +559,7 @@ static void ctx_cb(void *arg)
 
     if (call->sending) {
         call->sending = false;
+        tier_rpc_conns_sent(s->conns, call->pipe_id);
         if (rv != 0)
             nng_msg_free(call->msg);
         else
@@ -497,6 +568,8 @@ static void ctx_cb(void *arg)
         tier_rpc_arena_reset(&call->arena);
     } else if (rv == 0) {
         call->msg = nng_aio_get_msg(call->aio);
+        call->pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(call->msg));
+        tier_rpc_conns_recv(s->conns, call->pipe_id);
         call->deadline_us = 0;
         call->req = NULL;
         call->m = NULL;
@@ -563,6 +636,8 @@ int tier_rpc_server_start(tier_rpc_server *s)
     if (s->ctxs == NULL || s->threads == NULL)
         return TIER_RESOURCE_EXHAUSTED;
     s->started = true;
+    if (tier_rpc_conns_start(s->conns) != 0)
+        return TIER_RESOURCE_EXHAUSTED;
     for (; s->nstarted < s->nthreads; s->nstarted++)
         if (pthread_create(&s->threads[s->nstarted], NULL, pool_main, s) != 0)
             return TIER_RESOURCE_EXHAUSTED;
@@ -584,6 +659,11 @@ void tier_rpc_server_close(tier_rpc_server *s)
 {
     if (s == NULL)
         return;
+    if (s->conns != NULL)
+        tier_rpc_conns_unwatch(s->conns);
+    atomic_store(&s->shutting, true);
+    while (atomic_load(&s->nsending) > 0)
+        sched_yield();
     nng_close(s->sock); /* every pending recv/send fails with NNG_ECLOSED */
     pthread_mutex_lock(&s->mu);
     s->closing = true;
@@ -613,6 +693,7 @@ void tier_rpc_server_close(tier_rpc_server *s)
     free(s->ctxs);
     free(s->threads);
     tier_rpc_dedupe_free(s->dedupe);
+    tier_rpc_conns_free(s->conns);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->url);
@@ -625,4 +706,6 @@ void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out)
     out->deadline_dropped = atomic_load(&s->deadline_dropped);
     out->bad_envelope = atomic_load(&s->bad_envelope);
     out->deduped = atomic_load(&s->deduped);
+    tier_rpc_dedupe_stats(s->dedupe, &out->cached_bytes, &out->cached_entries);
+    tier_rpc_conns_stats(s->conns, &out->conns, &out->conns_refused, &out->conns_timed_out);
 }

@@ -31,7 +31,8 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 rc=0
 for t in "${TARGETS[@]}"; do
-    mkdir -p "build-fuzz/corpus/$t"
+    # git keeps no empty directory: a target's seed corpus may be missing.
+    mkdir -p "build-fuzz/corpus/$t" "fuzz/corpus/$t"
     echo "fuzz.sh: $t for ${SECONDS_EACH}s" >&2
     if ! "build-fuzz/bin/$t" -max_total_time="$SECONDS_EACH" -max_len=65536 \
         -artifact_prefix="build-fuzz/crashes/$t-" -print_final_stats=1 \

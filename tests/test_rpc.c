@@ -1,9 +1,14 @@
 /*
  * test_rpc.c -- the RPC layer over real nng sockets (tcp:// and ipc://):
  * round trips, concurrency, deadlines, unknown methods, garbage, truncated
- * and oversized frames, resend dedupe, a dead server, Health.
+ * and oversized frames, resend dedupe, a dead server, Health; and hostile
+ * peers (issue 8): absurd deadlines, huge replies, request ids reused for
+ * another method, connections that stall mid-frame or flood the server.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
@@ -11,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +103,30 @@ static int later(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, Pro
     return tier_rpc_defer(call);
 }
 
+/* test.Deadline: cid = ms left until the call's deadline, -1 = none. */
+static int deadline_left(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                         ProtobufCMessage *rep)
+{
+    int64_t d = tier_rpc_deadline_mono_us(call);
+    int rv = echo(arg, call, req, rep);
+    ((Tier__GetContentReply *)rep)->content->cid = d ? (d - tier_mono_us()) / 1000 : -1;
+    return rv;
+}
+
+/* test.Big: a reply whose filename has cid bytes. */
+static int big(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, ProtobufCMessage *rep)
+{
+    size_t n = (size_t)((const Tier__GetContentRequest *)req)->cid;
+    int rv = echo(arg, call, req, rep);
+    char *name = tier_rpc_alloc(call, n + 1);
+
+    if (name == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    memset(name, 'x', n);
+    ((Tier__GetContentReply *)rep)->content->filename = name;
+    return rv;
+}
+
 static int probe_ok(void *arg, char *msg, size_t len)
 {
     (void)arg;
@@ -112,12 +142,20 @@ static int probe_down(void *arg, char *msg, size_t len)
     return TIER_UNAVAILABLE;
 }
 
+static tier_rpc_server *start_server_opts(const char *url, const tier_rpc_server_opts *o,
+                                          bool down);
+
 static tier_rpc_server *start_server(const char *url, unsigned nthreads, bool down)
 {
     tier_rpc_server_opts o = {.nthreads = nthreads};
+    return start_server_opts(url, &o, down);
+}
+
+static tier_rpc_server *start_server_opts(const char *url, const tier_rpc_server_opts *o, bool down)
+{
     tier_rpc_server *s;
 
-    cr_assert_eq(tier_rpc_server_open(&s, url, &o), TIER_OK, "listen on %s", url);
+    cr_assert_eq(tier_rpc_server_open(&s, url, o), TIER_OK, "listen on %s", url);
     tier_rpc_server_add(s, "test.Echo", &tier__get_content_request__descriptor,
                         &tier__get_content_reply__descriptor, echo, NULL, TIER_RPC_INLINE);
     tier_rpc_server_add(s, "test.Sleep", &tier__get_content_request__descriptor,
@@ -128,6 +166,10 @@ static tier_rpc_server *start_server(const char *url, unsigned nthreads, bool do
                         &tier__get_content_reply__descriptor, later, NULL, 0);
     tier_rpc_server_add(s, "test.LaterInline", &tier__get_content_request__descriptor,
                         &tier__get_content_reply__descriptor, later, NULL, TIER_RPC_INLINE);
+    tier_rpc_server_add(s, "test.Deadline", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, deadline_left, NULL, 0);
+    tier_rpc_server_add(s, "test.Big", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, big, NULL, 0);
     tier_rpc_server_add_health(s, "redis", probe_ok, NULL);
     tier_rpc_server_add_health(s, "mysql", down ? probe_down : probe_ok, NULL);
     cr_assert_eq(tier_rpc_server_start(s), TIER_OK);
@@ -362,10 +404,12 @@ static Tier__Rpc__Reply *raw_send(const char *url, const void *data, size_t len,
     return rep;
 }
 
-static size_t pack_request(const char *method, uint64_t client, uint64_t id, const void *payload,
-                           size_t plen, uint8_t **out)
+static size_t pack_request_deadline(const char *method, uint64_t client, uint64_t id,
+                                    int64_t deadline_ms, const void *payload, size_t plen,
+                                    uint8_t **out)
 {
     Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
+    req.deadline_ms = deadline_ms;
     req.method = (char *)method;
     req.client_id = client;
     req.request_id = id;
@@ -375,6 +419,46 @@ static size_t pack_request(const char *method, uint64_t client, uint64_t id, con
     *out = malloc(n);
     tier__rpc__request__pack(&req, *out);
     return n;
+}
+
+static size_t pack_request(const char *method, uint64_t client, uint64_t id, const void *payload,
+                           size_t plen, uint8_t **out)
+{
+    return pack_request_deadline(method, client, id, 0, payload, plen, out);
+}
+
+/* Sends a raw envelope carrying GetContentRequest{cid}; returns the reply
+ * envelope (asserting there is one). */
+static Tier__Rpc__Reply *raw_call(const char *url, const char *method, uint64_t client, uint64_t id,
+                                  int64_t deadline_ms, int64_t cid)
+{
+    Tier__GetContentRequest in = TIER__GET_CONTENT_REQUEST__INIT;
+    uint8_t payload[32], *frame;
+    Tier__Rpc__Reply *rep;
+
+    in.cid = cid;
+    size_t plen = tier__get_content_request__pack(&in, payload);
+    size_t n = pack_request_deadline(method, client, id, deadline_ms, payload, plen, &frame);
+    rep = raw_send(url, frame, n, 5000);
+    free(frame);
+    cr_assert_not_null(rep, "%s answered", method);
+    return rep;
+}
+
+/* The reply's content (cid, filename length). */
+static int64_t reply_cid(const Tier__Rpc__Reply *rep, size_t *namelen)
+{
+    Tier__GetContentReply *r =
+        tier__get_content_reply__unpack(NULL, rep->payload.len, rep->payload.data);
+    int64_t cid;
+
+    cr_assert_not_null(r);
+    cr_assert_not_null(r->content);
+    cid = r->content->cid;
+    if (namelen != NULL)
+        *namelen = strlen(r->content->filename);
+    tier__get_content_reply__free_unpacked(r, NULL);
+    return cid;
 }
 
 static void assert_still_serving(tier_rpc_client *c)
@@ -572,6 +656,352 @@ Test(rpc, deferred_replies_hold_no_thread)
     /* One thread serving them one after another would need 32 x 300 ms. */
     cr_assert_lt(tier_mono_ms() - t0, 32 * 300 / 2);
     assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* Issue 8.1: a deadline is the peer's number.  Far-future ones (up to
+ * INT64_MAX) are clamped to an hour instead of overflowing the conversion to
+ * monotonic time (UBSan aborted here; a release build dropped the call as
+ * already late); negative and INT64_MIN ones are long past. */
+Test(rpc, absurd_deadlines_are_clamped_or_past)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, false);
+    tier_rpc_client *c = open_client(url);
+    const int64_t future[] = {INT64_MAX, INT64_MAX - 1, INT64_MAX / 1000 + 12345,
+                              tier_now_ms() + 10LL * 365 * 86400 * 1000};
+    const int64_t past[] = {INT64_MIN, INT64_MIN + 1, -1, -tier_now_ms()};
+    uint64_t id = 1;
+
+    for (size_t i = 0; i < sizeof(future) / sizeof(future[0]); i++) {
+        const char *methods[] = {"test.Deadline", "test.Echo", "test.Count"};
+        for (size_t m = 0; m < 3; m++) {
+            Tier__Rpc__Reply *rep = raw_call(url, methods[m], 0x88, id++, future[i], 5);
+            cr_assert_eq(rep->code, TIER__RPC__CODE__OK, "%s deadline %lld: %d %s", methods[m],
+                         (long long)future[i], rep->code, rep->message);
+            if (m == 0) {
+                int64_t left = reply_cid(rep, NULL);
+                cr_assert(left > 3500 * 1000 && left <= (int64_t)TIER_RPC_MAX_DEADLINE_MS,
+                          "deadline %lld: %lld ms left", (long long)future[i], (long long)left);
+            }
+            tier__rpc__reply__free_unpacked(rep, NULL);
+        }
+    }
+    for (size_t i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
+        Tier__Rpc__Reply *rep = raw_call(url, "test.Deadline", 0x88, id++, past[i], 5);
+        cr_assert_eq(rep->code, TIER__RPC__CODE__DEADLINE_EXCEEDED, "deadline %lld: %d",
+                     (long long)past[i], rep->code);
+        tier__rpc__reply__free_unpacked(rep, NULL);
+    }
+    assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* Issue 8.4: the dedupe key includes the method.  Reusing (client id,
+ * request id) for another method is refused, not answered with the first
+ * method's cached reply; the same method still gets its cached reply. */
+Test(rpc, request_id_reused_for_another_method_is_refused)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, false);
+    Tier__Rpc__Reply *rep;
+
+    atomic_store(&counter, 0);
+    rep = raw_call(url, "test.Count", 0x4444, 9, 0, 0);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(reply_cid(rep, NULL), 1);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+
+    rep = raw_call(url, "test.Echo", 0x4444, 9, 0, 777);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__INVALID_ARGUMENT, "got %d", rep->code);
+    cr_assert(strstr(rep->message, "another method") != NULL, "%s", rep->message);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+
+    /* The refusal does not replace the first call's entry. */
+    rep = raw_call(url, "test.Count", 0x4444, 9, 0, 0);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(reply_cid(rep, NULL), 1);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    cr_assert_eq(atomic_load(&counter), 1);
+
+    /* Other ids and other clients are unaffected. */
+    rep = raw_call(url, "test.Echo", 0x4444, 10, 0, 777);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(reply_cid(rep, NULL), 777);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    rep = raw_call(url, "test.Echo", 0x5555, 9, 0, 778);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    cr_assert_eq(reply_cid(rep, NULL), 778);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    tier_rpc_server_close(s);
+}
+
+/* Issue 8.3: replies over the message limit are refused, not sent or
+ * cached; the dedupe cache holds at most its byte budget whatever the
+ * replies' sizes. */
+Test(rpc, replies_are_capped_and_the_dedupe_cache_has_a_byte_budget)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .max_msg = 1u << 20, .dedupe_bytes = 2u << 20};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_server_stats st;
+    Tier__Rpc__Reply *rep;
+    size_t namelen = 0;
+
+    /* Just under the limit: sent.  Over it: RESOURCE_EXHAUSTED. */
+    rep = raw_call(url, "test.Big", 0x77, 1, 0, (1 << 20) - 100);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK, "%d %s", rep->code, rep->message);
+    reply_cid(rep, &namelen);
+    cr_assert_eq(namelen, (1u << 20) - 100);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    rep = raw_call(url, "test.Big", 0x77, 2, 0, 5 << 20);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__RESOURCE_EXHAUSTED, "%d", rep->code);
+    cr_assert_eq(rep->payload.len, 0);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+
+    /* 40 cached replies of 300 KB: 12 MB offered, 2 MiB kept. */
+    for (uint64_t id = 100; id < 140; id++) {
+        rep = raw_call(url, "test.Big", 0x77, id, 0, 300 * 1000);
+        cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+        tier__rpc__reply__free_unpacked(rep, NULL);
+        tier_rpc_server_get_stats(s, &st);
+        cr_assert_leq(st.cached_bytes, 2u << 20, "%llu bytes cached",
+                      (unsigned long long)st.cached_bytes);
+    }
+    cr_assert_geq(st.cached_bytes, 1u << 20, "the budget is used, not emptied");
+    cr_assert_lt(st.cached_entries, 40);
+    /* The newest is still answered from the cache. */
+    uint64_t before = st.deduped;
+    rep = raw_call(url, "test.Big", 0x77, 139, 0, 300 * 1000);
+    cr_assert_eq(rep->code, TIER__RPC__CODE__OK);
+    tier__rpc__reply__free_unpacked(rep, NULL);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_eq(st.deduped, before + 1);
+    assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* ------------------------------------------------ raw TCP peers (issue 8.5) */
+
+/* A TCP socket to url's port, from source address `from` (127.0.0.x: the
+ * per-address cap counts IP addresses), that has sent nng's SP header as a
+ * req0 peer would; -1 if it could not connect. */
+static int raw_peer(const char *url, const char *from)
+{
+    static const uint8_t sp_req0[8] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    inet_pton(AF_INET, from, &src.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    dst.sin_port = htons((uint16_t)atoi(strrchr(url, ':') + 1));
+    cr_assert_eq(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0, "bind %s: %s", from,
+                 strerror(errno));
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) != 0 ||
+        write(fd, sp_req0, sizeof(sp_req0)) != (ssize_t)sizeof(sp_req0)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* True when the server closed fd within wait_ms: its SP header, then EOF
+ * or a reset. */
+static bool closed_by_server(int fd, int wait_ms)
+{
+    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    char buf[64];
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+        if (n < 0)
+            return false; /* timed out: still open */
+    }
+}
+
+static void assert_health(tier_rpc_client *c)
+{
+    Tier__Rpc__HealthRequest req = TIER__RPC__HEALTH_REQUEST__INIT;
+    Tier__Rpc__HealthReply *rep;
+    tier_rpc_error err;
+
+    cr_assert_eq(tier_rpc_call(c, TIER_RPC_HEALTH_METHOD, &req.base,
+                               &tier__rpc__health_reply__descriptor, (ProtobufCMessage **)&rep,
+                               3000, &err),
+                 TIER_OK, "%s", err.message);
+    cr_assert_eq(rep->status, TIER__RPC__HEALTH_REPLY__STATUS__SERVING);
+    tier__rpc__health_reply__free_unpacked(rep, NULL);
+}
+
+/* 50 peers stall mid-frame (a length, then a few of its bytes) and 10 send
+ * only the SP header: all are closed after the idle timeout, while a
+ * normal client is served throughout (and redials if its own idle
+ * connection was closed meanwhile). */
+Test(rpc, stalled_connections_are_closed_after_the_idle_timeout)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .idle_timeout_ms = 600};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    static const uint8_t partial[13] = {0, 0, 0, 0, 0, 0, 0, 100, 0x0a, 0x09, 't', 'e', 's'};
+    tier_rpc_server_stats st;
+    int fds[60];
+
+    assert_health(c);
+    for (int i = 0; i < 60; i++) {
+        fds[i] = raw_peer(url, "127.0.0.1");
+        cr_assert_geq(fds[i], 0);
+        if (i < 50)
+            cr_assert_eq(write(fds[i], partial, sizeof(partial)), (ssize_t)sizeof(partial));
+    }
+    usleep(100 * 1000);
+    assert_health(c);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_geq(st.conns, 61, "%llu connections", (unsigned long long)st.conns);
+    int64_t t0 = tier_mono_ms();
+    for (int i = 0; i < 60; i++) {
+        cr_assert(closed_by_server(fds[i], 3000), "peer %d still open after %lld ms", i,
+                  (long long)(tier_mono_ms() - t0));
+        close(fds[i]);
+    }
+    cr_assert_lt(tier_mono_ms() - t0, 2500);
+    tier_rpc_server_get_stats(s, &st);
+    /* Every one was closed (above); most by the reaper (a few may have
+     * been dropped by nng first, when the reaper's close raced their
+     * reset). */
+    cr_assert_geq(st.conns_timed_out, 40, "%llu", (unsigned long long)st.conns_timed_out);
+    /* nng tells us of a closed pipe (REM_POST) a little later. */
+    for (int i = 0; i < 100 && st.conns > 1; i++) {
+        usleep(20 * 1000);
+        tier_rpc_server_get_stats(s, &st);
+    }
+    cr_assert_leq(st.conns, 1, "%llu", (unsigned long long)st.conns);
+    assert_health(c);
+    assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* A call in progress keeps its connection open past the idle timeout. */
+Test(rpc, a_long_call_is_not_cut_by_the_idle_timeout)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .idle_timeout_ms = 200};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_server_stats st;
+    tier_rpc_error err;
+    int64_t got = 0;
+
+    atomic_store(&counter, 0);
+    cr_assert_eq(call_cid(c, "test.Sleep", 800, 3000, &got, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(got, 800);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_eq(st.conns_timed_out, 0, "%llu closed", (unsigned long long)st.conns_timed_out);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* More connections from one address than its cap are refused at once; a
+ * client from another address is still served; the total cap holds too. */
+Test(rpc, connection_floods_are_capped)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .max_conns = 24, .max_conns_per_addr = 8};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_server_stats st;
+    int fds[30], open_left = 0;
+
+    assert_health(c);
+    for (int i = 0; i < 30; i++)
+        fds[i] = raw_peer(url, "127.0.0.2");
+    usleep(300 * 1000);
+    assert_health(c);
+    assert_still_serving(c);
+    for (int i = 0; i < 30; i++) {
+        if (fds[i] >= 0 && !closed_by_server(fds[i], 100))
+            open_left++;
+    }
+    cr_assert_eq(open_left, 8, "%d of 30 left open, the cap is 8", open_left);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_geq(st.conns_refused, 22);
+
+    /* Total: 8 + 1 held; 10 from each of two more addresses leave 24 - 9
+     * = 15 slots. */
+    int more[20], admitted = 0;
+    for (int i = 0; i < 20; i++)
+        more[i] = raw_peer(url, i < 10 ? "127.0.0.3" : "127.0.0.4");
+    usleep(300 * 1000);
+    for (int i = 0; i < 20; i++) {
+        if (more[i] >= 0 && !closed_by_server(more[i], 100))
+            admitted++;
+        if (more[i] >= 0)
+            close(more[i]);
+    }
+    cr_assert_eq(admitted, 15, "%d admitted over a total cap of 24", admitted);
+    for (int i = 0; i < 30; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    /* Closed peers free their slots. */
+    usleep(200 * 1000);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_leq(st.conns, 1, "%llu", (unsigned long long)st.conns);
+    assert_still_serving(c);
+    tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* The server closing idle connections must not fail calls with a reset:
+ * a call whose connection is closed under it (nng 1.5.2 fails it with
+ * ECONNRESET, its resend timer being off) is resent by our client with the
+ * same ids, so it still runs once.  Calls spaced around the idle timeout
+ * race the close again and again.  Residual race, allowed here: a close
+ * between the request's send and nng_ctx_recv loses the request inside
+ * nng without any error, and that call times out (rare: a few times per
+ * hundred exact collisions; see docs/LIMITS.md). */
+Test(rpc, idle_closes_do_not_fail_calls)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server_opts o = {.nthreads = 2, .idle_timeout_ms = 100};
+    tier_rpc_server *s = start_server_opts(url, &o, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_server_stats st;
+    tier_rpc_error err;
+    int64_t got = 0;
+    int ok = 0, timed_out = 0;
+
+    atomic_store(&counter, 0);
+    for (int i = 0; i < 40; i++) {
+        usleep((useconds_t)(95 + (i % 7) * 5) * 1000);
+        int rv = call_cid(c, "test.Count", 0, 1000, &got, &err);
+        cr_assert(rv == TIER_OK || rv == TIER_DEADLINE_EXCEEDED, "call %d: %s", i, err.message);
+        if (rv == TIER_OK) {
+            ok++;
+            cr_assert_leq(got, i + 1, "call %d: a resend ran twice", i);
+        } else {
+            timed_out++;
+        }
+    }
+    cr_assert_leq(timed_out, 3, "%d of 40 calls timed out", timed_out);
+    cr_assert_geq(ok, 37);
+    tier_rpc_server_get_stats(s, &st);
+    cr_assert_geq(st.conns_timed_out, 10, "the race was exercised");
     tier_rpc_client_close(c);
     tier_rpc_server_close(s);
 }

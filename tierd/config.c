@@ -12,6 +12,9 @@
 
 #include "tier_crash.h"
 
+/* getopt codes of the --rpc-* flags: past every character code. */
+#define OPT_RPC 0x100
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -38,6 +41,11 @@ static void usage(FILE *f)
             "                      default: the parent directories of the current levels)\n"
             "  --scrub-interval-s N  background fsck     (TIER_SCRUB_INTERVAL_S, 3600; 0 off)\n"
             "  --scrub-rate N      its entries+stats/s    (TIER_SCRUB_RATE, 2000)\n"
+            "  --rpc-idle-timeout-ms MS  close connections with no request for this long\n"
+            "                      (TIER_RPC_IDLE_TIMEOUT_MS, 10000)\n"
+            "  --rpc-max-conns N   rpc connections at once (TIER_RPC_MAX_CONNS, 512)\n"
+            "  --rpc-max-conns-per-addr N  from one IP address (TIER_RPC_MAX_CONNS_PER_ADDR, 128)\n"
+            "  --rpc-dedupe-mb N   replies kept to answer resends (TIER_RPC_DEDUPE_MB, 64)\n"
             "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
             "  --help\n"
             "\n"
@@ -60,6 +68,26 @@ static void set_hostport(char *host, size_t hlen, int *port, const char *v)
     }
     snprintf(host, hlen, "%.*s", (int)(colon - v), v);
     *port = atoi(colon + 1);
+}
+
+/* The rpc layer's caps (docs/LIMITS.md). */
+static int apply_rpc(tierd_config *c, const char *key, const char *v)
+{
+    unsigned long n = strtoul(v, NULL, 10);
+
+    if (n > UINT32_MAX)
+        n = UINT32_MAX;
+    if (strcmp(key, "rpc_idle_timeout_ms") == 0)
+        c->rpc_idle_timeout_ms = (uint32_t)n;
+    else if (strcmp(key, "rpc_max_conns") == 0)
+        c->rpc_max_conns = (unsigned)n;
+    else if (strcmp(key, "rpc_max_conns_per_addr") == 0)
+        c->rpc_max_conns_per_addr = (unsigned)n;
+    else if (strcmp(key, "rpc_dedupe_mb") == 0)
+        c->rpc_dedupe_mb = (unsigned)n;
+    else
+        return -1;
+    return 0;
 }
 
 /* Appends each ':'-separated directory of v; -1 when one is not absolute
@@ -123,7 +151,7 @@ static int apply(tierd_config *c, const char *key, const char *v)
     else if (strcmp(key, "storage_root") == 0)
         return add_roots(c, v);
     else
-        return -1;
+        return apply_rpc(c, key, v);
     return 0;
 }
 
@@ -182,6 +210,10 @@ static int load_env(tierd_config *c)
         {"TIER_MYSQL_PASSWORD", "mysql_password"},
         {"TIER_MYSQL_DB", "mysql_db"},
         {"TIER_REDIS_PASSWORD", "redis_password"},
+        {"TIER_RPC_IDLE_TIMEOUT_MS", "rpc_idle_timeout_ms"},
+        {"TIER_RPC_MAX_CONNS", "rpc_max_conns"},
+        {"TIER_RPC_MAX_CONNS_PER_ADDR", "rpc_max_conns_per_addr"},
+        {"TIER_RPC_DEDUPE_MB", "rpc_dedupe_mb"},
     };
     const char *v;
 
@@ -229,6 +261,10 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"crash-points", no_argument, NULL, 'X'},
         {"scrub-interval-s", required_argument, NULL, 'S'},
         {"scrub-rate", required_argument, NULL, 'F'},
+        {"rpc-idle-timeout-ms", required_argument, NULL, OPT_RPC + 0},
+        {"rpc-max-conns", required_argument, NULL, OPT_RPC + 1},
+        {"rpc-max-conns-per-addr", required_argument, NULL, OPT_RPC + 2},
+        {"rpc-dedupe-mb", required_argument, NULL, OPT_RPC + 3},
         {"storage-root", required_argument, NULL, 'Z'},
         {NULL, 0, NULL, 0},
     };
@@ -325,6 +361,18 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
                 return -1;
             break;
         case 'c':
+            break;
+        case OPT_RPC + 0:
+            apply(c, "rpc_idle_timeout_ms", optarg);
+            break;
+        case OPT_RPC + 1:
+            apply(c, "rpc_max_conns", optarg);
+            break;
+        case OPT_RPC + 2:
+            apply(c, "rpc_max_conns_per_addr", optarg);
+            break;
+        case OPT_RPC + 3:
+            apply(c, "rpc_dedupe_mb", optarg);
             break;
         default:
             usage(stderr);

@@ -77,7 +77,12 @@ static int check_dependencies(const tierd_config *cfg)
 int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
 {
     tierd *d = calloc(1, sizeof(*d));
-    tier_rpc_server_opts opts = {.nthreads = cfg->threads, .ncontexts = cfg->contexts};
+    tier_rpc_server_opts opts = {.nthreads = cfg->threads,
+                                 .ncontexts = cfg->contexts,
+                                 .idle_timeout_ms = cfg->rpc_idle_timeout_ms,
+                                 .max_conns = cfg->rpc_max_conns,
+                                 .max_conns_per_addr = cfg->rpc_max_conns_per_addr,
+                                 .dedupe_bytes = (size_t)cfg->rpc_dedupe_mb << 20};
     int rv;
 
     if (d == NULL)

@@ -46,6 +46,11 @@ typedef struct {
     uint32_t scrub_interval_s; /* background scrub period (TIER_SCRUB_INTERVAL_S), 3600; 0 off */
     uint32_t scrub_rate;    /* its directory entries + stats per second (TIER_SCRUB_RATE), 2000 */
     uint32_t writer_ttl_ms; /* writer lease (TIER_WRITER_TTL_MS), default 3000 */
+    /* rpc caps (docs/LIMITS.md); 0 = the rpc layer's default */
+    uint32_t rpc_idle_timeout_ms;    /* TIER_RPC_IDLE_TIMEOUT_MS, 10000 */
+    unsigned rpc_max_conns;          /* TIER_RPC_MAX_CONNS, 512 */
+    unsigned rpc_max_conns_per_addr; /* TIER_RPC_MAX_CONNS_PER_ADDR, 128 */
+    unsigned rpc_dedupe_mb;          /* TIER_RPC_DEDUPE_MB, 64 */
     /* SetLevels accepts only level directories under one of these
      * (--storage-root, several allowed; TIER_STORAGE_ROOT, ':'-separated;
      * storage_root in the file).  None given: the parent directories of
