@@ -122,6 +122,8 @@ static int apply(tierd_config *c, const char *key, const char *v)
         snprintf(c->push, sizeof(c->push), "%s", v);
     else if (strcmp(key, "redis") == 0)
         set_hostport(c->kv.host, sizeof(c->kv.host), &c->kv.port, v);
+    else if (strcmp(key, "redis_prefix") == 0)
+        snprintf(c->redis_prefix, sizeof(c->redis_prefix), "%s", v);
     else if (strcmp(key, "redis_password") == 0)
         snprintf(c->kv.password, sizeof(c->kv.password), "%s", v);
     else if (strcmp(key, "mysql") == 0)
@@ -210,6 +212,7 @@ static int load_env(tierd_config *c)
         {"TIER_MYSQL_PASSWORD", "mysql_password"},
         {"TIER_MYSQL_DB", "mysql_db"},
         {"TIER_REDIS_PASSWORD", "redis_password"},
+        {"TIER_REDIS_PREFIX", "redis_prefix"},
         {"TIER_RPC_IDLE_TIMEOUT_MS", "rpc_idle_timeout_ms"},
         {"TIER_RPC_MAX_CONNS", "rpc_max_conns"},
         {"TIER_RPC_MAX_CONNS_PER_ADDR", "rpc_max_conns_per_addr"},
@@ -287,6 +290,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     snprintf(c->db.user, sizeof(c->db.user), "tier");
     snprintf(c->db.db, sizeof(c->db.db), "tier");
     snprintf(c->kv.host, sizeof(c->kv.host), "127.0.0.1");
+    snprintf(c->redis_prefix, sizeof(c->redis_prefix), "tier:");
     c->kv.port = 6379;
 
     /* First pass: only --config and --help, so the file sits below flags. */

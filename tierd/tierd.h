@@ -31,10 +31,13 @@
 #define TIERD_MAX_ROOTS 16
 
 typedef struct {
-    char listen[256];      /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
-    char push[256];        /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
-    tier_db_config db;     /* TIER_MYSQL_* */
-    tier_kv_config kv;     /* TIER_REDIS_* */
+    char listen[256];  /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
+    char push[256];    /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
+    tier_db_config db; /* TIER_MYSQL_* */
+    tier_kv_config kv; /* TIER_REDIS_* */
+    /* Key prefix of every job and writer key (TIER_REDIS_PREFIX, default
+     * "tier:"): tests and side-by-side deployments on one Redis use their own. */
+    char redis_prefix[64];
     unsigned threads;      /* rpc pool threads (TIER_THREADS), default 16 */
     unsigned contexts;     /* calls served at once, deferred writes included (TIER_CONTEXTS),
                               default 256 */

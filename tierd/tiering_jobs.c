@@ -977,13 +977,6 @@ static void *reaper_main(void *arg)
 
 /* ------------------------------------------------------------ module */
 
-static const char *key_prefix(void)
-{
-    /* Tests and side-by-side deployments on one Redis use their own. */
-    const char *p = getenv("TIER_REDIS_PREFIX");
-    return p != NULL && *p != '\0' ? p : "tier:";
-}
-
 static int open_push(tiering *t, char *err, size_t errlen)
 {
     int rv;
@@ -1009,7 +1002,7 @@ int tiering_jobs_open(tiering *t, char *err, size_t errlen)
         snprintf(err, errlen, "Redis: cannot connect");
         return TIER_UNAVAILABLE;
     }
-    rv = tier_jobs_open(&t->jobs, kv, key_prefix(), err, errlen);
+    rv = tier_jobs_open(&t->jobs, kv, t->deps->cfg->redis_prefix, err, errlen);
     if (rv == TIER_OK) /* before any script runs: a fenced tierd changes no job */
         tier_jobs_set_token(t->jobs, t->deps->writer_token);
     if (rv == TIER_OK && (t->batcher = tier_batcher_alloc(1024, 1, commit_batch, t)) == NULL)

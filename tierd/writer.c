@@ -50,13 +50,6 @@ struct tierd_writer {
     bool reconnecting;        /* renew_locked's one retry on a new connection */
 };
 
-/* The job key prefix (tiering_jobs.c reads the same variable). */
-static void key_prefix(char *buf, size_t len)
-{
-    const char *p = getenv("TIER_REDIS_PREFIX");
-    snprintf(buf, len, "%s", p != NULL && *p != '\0' ? p : "tier:");
-}
-
 static _Noreturn void step_down(const char *why)
 {
     tier_error("not the writer any more (%s): exiting with status %d", why, TIERD_EXIT_NOT_WRITER);
@@ -164,7 +157,7 @@ int tierd_writer_acquire(tierd_writer **out, const tierd_config *cfg, const sigs
     if (w == NULL)
         return TIER_RESOURCE_EXHAUSTED;
     w->cfg = cfg;
-    key_prefix(w->prefix, sizeof(w->prefix));
+    snprintf(w->prefix, sizeof(w->prefix), "%s", cfg->redis_prefix);
     for (;;) {
         if (connect_both(w, &kv, &db) && (st = try_once(w, kv, db, &holder)) == TIER_WRITER_HELD)
             break;
