@@ -25,17 +25,6 @@ int tierctl_usage(tierctl *t, const char *fmt, ...)
     return TIERCTL_USAGE;
 }
 
-bool tierctl_int(const char *s, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0')
-        return false;
-    *out = v;
-    return true;
-}
-
 void tierctl_json_str(FILE *f, const char *s)
 {
     fputc('"', f);

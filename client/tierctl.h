@@ -45,7 +45,7 @@ void tierctl_json_str(FILE *f, const char *s);
 const char *tierctl_time(int64_t ms, char *buf, size_t len);
 /* A time argument: "2026-11-23 10:03" (UTC), ms since the epoch, "now" (=
  * now_minute_end) or "-60m" / "-2h" / "-1d" before it.  False for anything
- * else, out-of-range fields or a result outside int64 ms (tierctl_time.c). */
+ * else, out-of-range fields or a result outside int64 ms (tierctl_parse.c). */
 bool tierctl_parse_time(const char *s, int64_t now_minute_end, int64_t *out);
 
 #endif

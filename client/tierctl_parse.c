@@ -1,5 +1,6 @@
 /*
- * tierctl_time.c -- the times tierctl accepts (`top --from/--to`): a UTC
+ * tierctl_parse.c -- the numbers tierctl accepts: integers (cids, counts,
+ * fences) and the times (`top --from/--to`): a UTC
  * date "2026-11-23 10:03" (or "2026-11-23T10:03"), ms since the epoch,
  * "now", or relative to now: "-60m", "-2h", "-1d".  Windows are whole
  * minutes, so "now" means the end of the current minute.
@@ -16,8 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-/* A whole decimal string into *out (int64). */
-static bool whole(const char *s, int64_t *out)
+bool tierctl_int(const char *s, int64_t *out)
 {
     char *end;
     long long v;
@@ -92,5 +92,5 @@ bool tierctl_parse_time(const char *s, int64_t now_minute_end, int64_t *out)
     }
     if (s[0] == '-')
         return parse_relative(s, now_minute_end, out);
-    return parse_date(s, out) || whole(s, out);
+    return parse_date(s, out) || tierctl_int(s, out);
 }

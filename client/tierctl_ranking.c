@@ -26,7 +26,7 @@ static int64_t minute_end_now(void)
     return (tier_now_ms() / 60000 + 1) * 60000;
 }
 
-/* A time argument (tierctl_time.c) into ms. */
+/* A time argument (tierctl_parse.c) into ms. */
 static bool parse_time(const char *s, int64_t *out)
 {
     return tierctl_parse_time(s, minute_end_now(), out);

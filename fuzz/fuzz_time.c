@@ -1,6 +1,6 @@
 /*
  * fuzz_time.c -- libFuzzer target: tierctl's time arguments
- * (client/tierctl_time.c), the one parser in tierctl that does arithmetic
+ * (client/tierctl_parse.c), the one parser in tierctl that does arithmetic
  * on what a user types.  UBSan turns any overflow into a crash.
  */
 #include <stdint.h>
