@@ -74,33 +74,11 @@ typedef struct {
 static int seq;
 static tier_error E; /* libtier says INTERNAL for any error without one */
 /* For the cleanup after a failed assertion (which skips the teardown). */
-static pid_t children[16];
 static char mounted_at[1024];
-
-static void child_add(pid_t pid)
-{
-    for (int i = 0; i < 16; i++)
-        if (children[i] <= 0) {
-            children[i] = pid;
-            return;
-        }
-}
-
-static void child_gone(pid_t pid)
-{
-    for (int i = 0; i < 16; i++)
-        if (children[i] == pid)
-            children[i] = 0;
-}
 
 static void kill_children(void)
 {
-    for (int i = 0; i < 16; i++)
-        if (children[i] > 0) {
-            kill(children[i], SIGKILL);
-            tier_test_wait(children[i], 5000);
-            children[i] = 0;
-        }
+    tier_test_kill_children();
     if (mounted_at[0] != '\0')
         umount2(mounted_at, MNT_DETACH);
     mounted_at[0] = '\0';
@@ -150,7 +128,7 @@ static pid_t spawn(fx *f, char *const argv[], const char *log, const char *crash
     fflush(NULL);
     if ((pid = fork()) != 0) {
         cr_assert_gt(pid, 0);
-        child_add(pid);
+        tier_test_track_child(pid, log);
         return pid;
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -230,7 +208,6 @@ static void expect_crash(fx *f, pid_t *pid, const char *what)
         kill(*pid, SIGKILL);
         tier_test_wait(*pid, 5000);
     }
-    child_gone(*pid);
     *pid = 0;
     f->crash_ms = tier_mono_ms();
     cr_assert_eq(st, CRASH_EXIT, "%s: %s exit status %d, not %d: crash point not reached%s",
@@ -241,9 +218,7 @@ static void tierd_stop(fx *f)
 {
     if (f->td.pid <= 0)
         return;
-    pid_t pid = f->td.pid;
     cr_assert_neq(tier_test_tierd_stop(&f->td, SIGTERM, 15000), -1, "tierd did not stop");
-    child_gone(pid);
 }
 
 static const char *level_dir(fx *f, const char *level, char *buf, size_t len)
@@ -279,7 +254,6 @@ static void workers_stop(fx *f)
             continue;
         kill(f->w[k], SIGTERM);
         int st = tier_test_wait(f->w[k], 20000);
-        child_gone(f->w[k]);
         f->w[k] = 0;
         cr_assert_eq(st, 0, "%s: worker w%d exit status %d%s", f->point, k, st, logs_of(f));
     }

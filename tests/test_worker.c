@@ -48,35 +48,13 @@ typedef struct {
 static int seq;
 /* Children and the tmpfs directory of the running test, kept outside the
  * test's stack frame for the cleanup after a failed assertion. */
-static pid_t children[16];
 static char shm_dir[64];
-
-static void child_add(pid_t pid)
-{
-    for (int i = 0; i < 16; i++)
-        if (children[i] <= 0) {
-            children[i] = pid;
-            return;
-        }
-}
-
-static void child_gone(pid_t pid)
-{
-    for (int i = 0; i < 16; i++)
-        if (children[i] == pid)
-            children[i] = 0;
-}
 
 /* Runs after every test, also after a failed assertion (which skips the
  * test's own teardown): no tierd or worker outlives its test. */
 static void kill_children(void)
 {
-    for (int i = 0; i < 16; i++)
-        if (children[i] > 0) {
-            kill(children[i], SIGKILL);
-            tier_test_wait(children[i], 5000);
-            children[i] = 0;
-        }
+    tier_test_kill_children();
     if (getenv("TIER_TEST_KEEP") == NULL && shm_dir[0] != '\0')
         tier_test_rmtree(shm_dir);
     shm_dir[0] = '\0';
@@ -193,7 +171,6 @@ static void count_dir(fx *f, const char *level, long *files, long *tmps)
 static void tierd_start(fx *f)
 {
     tier_test_tierd_start(&f->td, NULL);
-    child_add(f->td.pid);
 }
 
 static void tierd_stop(fx *f, int sig)
@@ -202,7 +179,6 @@ static void tierd_stop(fx *f, int sig)
     if (pid <= 0)
         return;
     cr_assert_neq(tier_test_tierd_stop(&f->td, sig, 15000), -1, "tierd did not stop");
-    child_gone(pid);
 }
 
 /* Starts worker k; crash (may be NULL) arms a crash point (TIER_CRASH). */
@@ -231,7 +207,6 @@ static void worker_spawn(fx *f, int k, const char *moves, const char *tierd, con
     envp[ne] = NULL;
     f->w[k] = tier_test_spawn(argv, envp, f->wlog[k]);
     cr_assert_gt(f->w[k], 0);
-    child_add(f->w[k]);
     free(bin);
 }
 
@@ -252,7 +227,6 @@ static void worker_stop(fx *f, int k)
         return;
     kill(f->w[k], SIGTERM);
     int st = tier_test_wait(f->w[k], 20000);
-    child_gone(f->w[k]);
     f->w[k] = 0;
     char *log = tier_test_slurp(f->wlog[k], NULL);
     cr_assert_eq(st, 0, "worker %d exit status %d; log:\n%.3000s", k, st, log ? log : "");
@@ -726,7 +700,6 @@ Test(worker, kill9_worker_mid_moves, .timeout = 300)
     }
     kill(f.w[1], SIGKILL);
     cr_assert_eq(tier_test_wait(f.w[1], 5000), 128 + SIGKILL);
-    child_gone(f.w[1]);
     f.w[1] = 0;
     long at_kill = settled(&f, n);
     cr_assert_gt(nheld, 0, "w1 never held a claim (settled %ld)", at_kill);
@@ -1053,7 +1026,6 @@ static void crash_walk(bool cross_fs, const char *const *points, long n)
         cr_assert_eq(st, 86, "%s: exit %d; log:\n%.3000s", points[i - 1], st, log ? log : "");
         cr_assert(log != NULL && strstr(log, "crash point") != NULL);
         free(log);
-        child_gone(f.w[0]);
         f.w[0] = 0;
         unlink(f.wlog[0]);
     }
@@ -1114,7 +1086,6 @@ Test(worker, retargeted_after_a_dead_move, .timeout = 120)
     usleep(300 * 1000);
     report_one(&f, 9, 1964); /* silver */
     cr_assert_eq(tier_test_wait(f.w[0], 20000), 86);
-    child_gone(f.w[0]);
     f.w[0] = 0;
     cr_assert(exists_in(&f, "silver", "r.mp4") && !exists_in(&f, "bronze", "r.mp4"));
     /* Lease (1 s) reaped, then a report for gold retargets the job. */
@@ -1181,7 +1152,6 @@ Test(worker, standby_takeover_same_worker, .timeout = 180)
     char *argv[] = {bin, "--listen", b.listen, "--push", b.push, NULL};
     b.pid = tier_test_spawn(argv, b.envp, b.log);
     cr_assert_gt(b.pid, 0);
-    child_add(b.pid);
 
     snprintf(urls, sizeof(urls), "%s,%s", f.td.listen, b.listen);
     snprintf(pulls, sizeof(pulls), "%s,%s", f.td.push, b.push);
@@ -1231,7 +1201,6 @@ Test(worker, standby_takeover_same_worker, .timeout = 180)
     tier_client_close(c);
     worker_stop(&f, 0);
     cr_assert_neq(tier_test_tierd_stop(&b, SIGTERM, 15000), -1);
-    child_gone(b.pid);
     free(bin);
     teardown(&f);
 }

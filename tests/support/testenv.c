@@ -112,13 +112,17 @@ __attribute__((constructor)) static void ignore_sigpipe(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-/* ---- sanitizer reports of children
+/* ---- children
+ *
+ * Every child a test spawns is remembered until tier_test_wait reaps it:
+ * tier_test_kill_children (a suite's .fini) kills what a failed test left
+ * running.  A pid stays in the table until it is reaped, so it cannot have
+ * been reused by another process when it is killed.
  *
  * In the ASan+UBSan build a child that hits a sanitizer report writes it to
  * its log and aborts; the log then vanishes with the test's temporary
- * directory and the test may pass anyway.  So the log of every child
- * spawned with one is remembered, and looked at when the child is reaped
- * (tier_test_wait): a report there fails the test, quoting it. */
+ * directory and the test may pass anyway.  So each child's log is looked at
+ * when it is reaped: a report there fails the test, quoting it. */
 
 #define CHILDREN 512
 
@@ -128,13 +132,13 @@ static struct {
 } children[CHILDREN];
 static pthread_mutex_t children_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void child_add(pid_t pid, const char *log)
+void tier_test_track_child(pid_t pid, const char *log)
 {
     pthread_mutex_lock(&children_mu);
     for (size_t i = 0; i < CHILDREN; i++) {
         if (children[i].pid == 0) {
             children[i].pid = pid;
-            snprintf(children[i].log, sizeof(children[i].log), "%s", log);
+            snprintf(children[i].log, sizeof(children[i].log), "%s", log ? log : "");
             break;
         }
     }
@@ -173,6 +177,22 @@ const char *tier_test_sanitizer_report(const char *text)
     return first;
 }
 
+void tier_test_kill_children(void)
+{
+    pid_t pids[CHILDREN];
+    size_t n = 0;
+
+    pthread_mutex_lock(&children_mu);
+    for (size_t i = 0; i < CHILDREN; i++)
+        if (children[i].pid > 0)
+            pids[n++] = children[i].pid;
+    pthread_mutex_unlock(&children_mu);
+    for (size_t i = 0; i < n; i++) {
+        kill(pids[i], SIGKILL);
+        tier_test_wait(pids[i], 5000);
+    }
+}
+
 static void check_child_log(pid_t pid)
 {
     char log[512];
@@ -193,8 +213,8 @@ pid_t tier_test_spawn(char *const argv[], char *const envp[], const char *logpat
 {
     pid_t pid = fork();
 
-    if (pid > 0 && logpath != NULL)
-        child_add(pid, logpath);
+    if (pid > 0)
+        tier_test_track_child(pid, logpath);
     if (pid != 0)
         return pid;
     /* A test that fails (or crashes) mid-way must not leave its servers

@@ -41,6 +41,12 @@ pid_t tier_test_spawn(char *const argv[], char *const envp[], const char *logpat
  * child spawned with a log, and every tier_test_run, is checked with it when
  * reaped: a report fails the test. */
 const char *tier_test_sanitizer_report(const char *text);
+/* Remembers a child the test forked itself (tier_test_spawn does this for
+ * its own), with its log (may be NULL), until tier_test_wait reaps it. */
+void tier_test_track_child(pid_t pid, const char *log);
+/* SIGKILLs and reaps every child still remembered: a suite's .fini, so no
+ * tierd or worker outlives a test that failed before its teardown. */
+void tier_test_kill_children(void);
 /* Wait up to timeout_ms for pid to exit; returns its exit status
  * (0..255), 128+signal if killed, or -1 on timeout. */
 int tier_test_wait(pid_t pid, int timeout_ms);
