@@ -256,7 +256,7 @@ static void run_setup(run_env *e, int run)
     char tierd[PATH_MAX + 16], log[PATH_MAX + 32];
     snprintf(tierd, sizeof(tierd), "%s/tierd", bindir);
     snprintf(log, sizeof(log), "%s/tierd.log", e->root);
-    char *targv[] = {tierd, "--listen", e->url, "--push", e->push, NULL};
+    char *targv[] = {tierd, "--listen", e->url, "--push", e->push, "--no-auth", NULL};
     e->tierd = spawn(targv, log);
     tier_client_open(&e->c, e->url);
     tier_client_set_timeout(e->c, 30000);

@@ -416,7 +416,8 @@ int main(int argc, char **argv)
     memset(BODY, 'c', 100);
     memcpy(BODY, "bench comment: ", 15);
     double *cdf = zipf_cdf();
-    if (tier_client_open(&cl, url) != TIER_OK || tier_rpc_client_open(&rc, url, &ro) != TIER_OK)
+    if (tier_client_open(&cl, url) != TIER_OK ||
+        tier_rpc_client_open(&rc, url, &ro, NULL) != TIER_OK)
         return 1;
     tier_client_set_timeout(cl, 60000);
     long events = (long)(hours * 3600 * rate);

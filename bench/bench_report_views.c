@@ -123,7 +123,7 @@ static double one_run(int inflight)
     tier_rpc_client_opts o = {.max_inflight = (unsigned)inflight};
     tier_rpc_client *c;
     pthread_t th[64];
-    tier_rpc_client_open(&c, url, &o);
+    tier_rpc_client_open(&c, url, &o, NULL);
     atomic_store(&stop, false);
     atomic_store(&done_reports, 0);
     for (int i = 0; i < inflight; i++)

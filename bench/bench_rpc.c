@@ -265,7 +265,7 @@ static result measure(const char *url, int bare, int inflight, double seconds)
         }
     } else {
         tier_rpc_client_opts o = {.max_inflight = (unsigned)inflight};
-        tier_rpc_client_open(&c, url, &o);
+        tier_rpc_client_open(&c, url, &o, NULL);
         for (int i = 0; i < inflight; i++) {
             Tier__ViewReport req = TIER__VIEW_REPORT__INIT;
             req.cid = 12345;

@@ -18,8 +18,10 @@ struct tier_client {
     uint32_t timeout_ms;
 };
 
-int tier_client_open(tier_client **out, const char *url)
+int tier_client_open_opts(tier_client **out, const char *url, const tier_client_opts *opts,
+                          tier_error *err)
 {
+    tier_rpc_client_opts ro = {0};
     tier_client *c;
     int rv;
 
@@ -27,12 +29,23 @@ int tier_client_open(tier_client **out, const char *url)
         return TIER_INVALID_ARGUMENT;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return TIER_RESOURCE_EXHAUSTED;
-    if ((rv = tier_rpc_client_open(&c->rpc, url, NULL)) != TIER_OK) {
+    if (opts != NULL) {
+        ro.bearer_token = opts->token;
+        ro.tls.ca_file = opts->tls_ca_file;
+        ro.tls.server_name = opts->tls_server_name;
+        c->timeout_ms = opts->timeout_ms;
+    }
+    if ((rv = tier_rpc_client_open(&c->rpc, url, &ro, err)) != TIER_OK) {
         free(c);
         return rv;
     }
     *out = c;
     return TIER_OK;
+}
+
+int tier_client_open(tier_client **out, const char *url)
+{
+    return tier_client_open_opts(out, url, NULL, NULL);
 }
 
 void tier_client_close(tier_client *c)

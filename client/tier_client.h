@@ -44,6 +44,24 @@ typedef tier_rpc_error tier_error;
  * (tierd's calls are safe to repeat: tier.proto says how). */
 #define TIER_CLIENT_MAX_URLS TIER_RPC_MAX_URLS
 int tier_client_open(tier_client **out, const char *url);
+
+/* The same with credentials and TLS (docs/SECURITY.md):
+ *
+ *   tier_client_opts o = {.token = tok, .tls_ca_file = "/etc/tier/ca.pem"};
+ *   tier_client_open_opts(&c, "tls+tcp://tier.example:7400", &o, &err);
+ *
+ * A tierd with tokens answers UNAUTHENTICATED to calls without a valid
+ * token, PERMISSION_DENIED to a token whose role may not call the method.
+ * Read a token from a file with tier_token_read (tier_token.h).  Strings
+ * are copied; opts may be NULL. */
+typedef struct {
+    const char *token;           /* bearer token, NULL = none */
+    const char *tls_ca_file;     /* tls+tcp://: CAs to verify tierd with, NULL = the system's */
+    const char *tls_server_name; /* tls+tcp://: name on tierd's certificate, NULL = URL host */
+    uint32_t timeout_ms;         /* per call, 0 = 10 s */
+} tier_client_opts;
+int tier_client_open_opts(tier_client **out, const char *url, const tier_client_opts *opts,
+                          tier_error *err);
 void tier_client_close(tier_client *c);
 /* Per-call timeout for later calls (default 10 s). */
 void tier_client_set_timeout(tier_client *c, uint32_t timeout_ms);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "tier_token.h"
+
 int tierctl_usage(tierctl *t, const char *fmt, ...)
 {
     va_list ap;
@@ -104,11 +106,18 @@ static const tierctl_cmd *const tables[] = {base_cmds, tierctl_tiering_cmds, tie
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tierctl [--url URL[,URL...]] [--json] [--timeout MS] COMMAND [ARGS]\n\n"
+    fprintf(f, "usage: tierctl [--url URL[,URL...]] [--json] [--timeout MS] [--token-file F]\n"
+               "               [--tls-ca F] [--tls-server-name NAME] COMMAND [ARGS]\n\n"
                "  --url URL,...  tierd's address (TIER_URL, tcp://127.0.0.1:7400); several\n"
                "                 (a writer and its standby): the one that answers is used\n"
                "  --json         machine-readable output\n"
-               "  --timeout MS   per-call timeout (10000)\n\n"
+               "  --timeout MS   per-call timeout (10000)\n"
+               "  --token-file F your bearer token, a mode-600 file (TIER_TOKEN_FILE; or the\n"
+               "                 token itself in TIER_TOKEN)\n"
+               "  --tls-ca F     CAs to verify a tls+tcp:// tierd with (TIER_TLS_CA; default\n"
+               "                 the system's)\n"
+               "  --tls-server-name NAME  the name on tierd's certificate\n"
+               "                 (TIER_TLS_SERVER_NAME; default the address's host)\n\n"
                "commands:\n");
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
         for (const tierctl_cmd *c = tables[t]; c->name != NULL; c++)
@@ -129,6 +138,10 @@ static const tierctl_cmd *find(const char *name)
 int main(int argc, char **argv)
 {
     const char *url = getenv("TIER_URL") ? getenv("TIER_URL") : "tcp://127.0.0.1:7400";
+    const char *token_file = NULL;
+    char token[TIER_TOKEN_MAX + 1];
+    tier_client_opts opts = {.tls_ca_file = getenv("TIER_TLS_CA"),
+                             .tls_server_name = getenv("TIER_TLS_SERVER_NAME")};
     tierctl t = {0};
     int64_t timeout = 10000;
     const tierctl_cmd *cmd;
@@ -139,8 +152,14 @@ int main(int argc, char **argv)
             t.json = true;
         else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
             url = argv[++i];
+        else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
+            token_file = argv[++i];
+        else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc)
+            opts.tls_ca_file = argv[++i];
+        else if (strcmp(argv[i], "--tls-server-name") == 0 && i + 1 < argc)
+            opts.tls_server_name = argv[++i];
         else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc &&
-                 tierctl_int(argv[i + 1], &timeout) && timeout > 0)
+                 tierctl_int(argv[i + 1], &timeout) && timeout > 0 && timeout <= 86400000)
             i++;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -163,11 +182,21 @@ int main(int argc, char **argv)
         printf("usage: tierctl %s\n  %s\n", cmd->usage, cmd->help);
         return 0;
     }
-    if ((rv = tier_client_open(&t.client, url)) != TIER_OK) {
-        fprintf(stderr, "tierctl: bad url %s\n", url);
+    if (tier_token_find(token_file, token, sizeof(token), t.err.message, sizeof(t.err.message)) !=
+        TIER_OK) {
+        fprintf(stderr, "tierctl: %s\n", t.err.message);
         return 2;
     }
-    tier_client_set_timeout(t.client, (uint32_t)timeout);
+    opts.token = token[0] != '\0' ? token : NULL;
+    if (opts.tls_ca_file != NULL && *opts.tls_ca_file == '\0')
+        opts.tls_ca_file = NULL;
+    if (opts.tls_server_name != NULL && *opts.tls_server_name == '\0')
+        opts.tls_server_name = NULL;
+    opts.timeout_ms = (uint32_t)timeout;
+    if ((rv = tier_client_open_opts(&t.client, url, &opts, &t.err)) != TIER_OK) {
+        fprintf(stderr, "tierctl: %s: %s\n", url, t.err.message);
+        return 2;
+    }
     rv = cmd->run(&t, argc - i, argv + i);
     tier_client_close(t.client);
     if (rv == TIERCTL_USAGE) {

@@ -40,6 +40,21 @@
 #define TIER_RPC_MAX_CONNS_DEFAULT 512u
 #define TIER_RPC_MAX_CONNS_PER_ADDR_DEFAULT 128u
 
+/* TLS settings for tls+tcp:// addresses (tier_rpc_net.h says how they are
+ * used); other addresses ignore them.  Paths to PEM files. */
+typedef struct {
+    const char *cert_file;   /* listening: our certificate (chain) */
+    const char *key_file;    /* listening: its private key (mode 600) */
+    const char *ca_file;     /* dialling: CAs the server's certificate must verify
+                                against; NULL = the system's */
+    const char *server_name; /* dialling: the name it must carry; NULL = the URL's host */
+} tier_rpc_tls;
+
+/* The metadata key of a bearer token ("Bearer <token>"), as in gRPC. */
+#define TIER_RPC_AUTH_KEY "authorization"
+#define TIER_RPC_MAX_METADATA 16 /* entries in one envelope; more: INVALID_ARGUMENT */
+#define TIER_RPC_MAX_TOKEN 256   /* bytes of a bearer token */
+
 /* A status with its message, as a caller sees it. */
 typedef struct {
     int code; /* tier_status */
@@ -64,6 +79,7 @@ typedef struct {
     uint32_t idle_timeout_ms;
     unsigned max_conns;          /* connections at once; 0 = 512 */
     unsigned max_conns_per_addr; /* from one IP address; 0 = 128 */
+    tier_rpc_tls tls;            /* for a tls+tcp:// url: cert_file and key_file */
 } tier_rpc_server_opts;
 
 /* Method flags. */
@@ -94,6 +110,25 @@ int tier_rpc_server_add_health(tier_rpc_server *s, const char *name, tier_rpc_he
  * the thread that runs it, so it must be quick); an error is the call's
  * answer.  tierd uses it to answer nothing once it may not be the writer. */
 int tier_rpc_server_set_gate(tier_rpc_server *s, tier_rpc_health_fn fn, void *arg);
+/*
+ * Access control, in front of every method but Health.  Before a call runs
+ * (and before a resend is answered from the dedupe cache), fn gets the
+ * method and the caller's bearer token -- the bytes after "Bearer " in the
+ * TIER_RPC_AUTH_KEY metadata, or NULL when the call carries none -- and
+ * answers TIER_OK with *who filled in, or UNAUTHENTICATED (no or unknown
+ * token) or PERMISSION_DENIED (a known caller, a method not theirs) with a
+ * reason in msg.  It runs on nng's callback threads: it must be quick.
+ * Without fn every call is allowed and the caller is anonymous.
+ */
+typedef struct {
+    uint64_t id;    /* stable per credential, 0 = anonymous: replies cached for
+                       resends are only ever given back to the same id */
+    unsigned roles; /* meaning left to fn's owner */
+    char name[64];
+} tier_rpc_caller;
+typedef int (*tier_rpc_auth_fn)(void *arg, const char *method, const uint8_t *token, size_t len,
+                                tier_rpc_caller *who, char *msg, size_t msglen);
+int tier_rpc_server_set_auth(tier_rpc_server *s, tier_rpc_auth_fn fn, void *arg);
 int tier_rpc_server_start(tier_rpc_server *s);
 /* Stops serving, waits for calls in progress, frees everything. */
 void tier_rpc_server_close(tier_rpc_server *s);
@@ -106,9 +141,11 @@ typedef struct {
     uint64_t deduped;          /* resent requests answered from the cache */
     uint64_t cached_bytes;     /* replies held by the dedupe cache, now */
     uint64_t cached_entries;
-    uint64_t conns;           /* connections open now */
-    uint64_t conns_refused;   /* over max_conns or max_conns_per_addr */
-    uint64_t conns_timed_out; /* closed for idle_timeout_ms */
+    uint64_t conns;             /* connections open now */
+    uint64_t conns_refused;     /* over max_conns or max_conns_per_addr */
+    uint64_t conns_timed_out;   /* closed for idle_timeout_ms */
+    uint64_t unauthenticated;   /* calls refused UNAUTHENTICATED */
+    uint64_t permission_denied; /* calls refused PERMISSION_DENIED */
 } tier_rpc_server_stats;
 void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out);
 
@@ -132,6 +169,8 @@ int64_t tier_rpc_deadline_mono_us(const tier_rpc_ctx *call); /* 0 = none */
 int tier_rpc_defer(tier_rpc_ctx *call); /* returns TIER_RPC_DEFERRED */
 void tier_rpc_finish(tier_rpc_ctx *call, int code);
 
+/* Who made the call (anonymous without an auth hook). */
+const tier_rpc_caller *tier_rpc_call_caller(const tier_rpc_ctx *call);
 /* Metadata value sent by the client under key, or NULL. */
 const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_ctx *call, const char *key);
 
@@ -143,14 +182,20 @@ typedef struct {
     unsigned max_inflight; /* calls in flight at once; 0 = 64; more wait */
     uint32_t timeout_ms;   /* default per call; 0 = TIER_RPC_TIMEOUT_DEFAULT_MS */
     size_t max_msg;        /* largest reply accepted and request sent; 0 = 4 MiB */
+    /* Sent with every call as "authorization: Bearer <token>"; NULL = none.
+     * Printable ASCII, at most TIER_RPC_MAX_TOKEN bytes. */
+    const char *bearer_token;
+    tier_rpc_tls tls; /* for tls+tcp:// urls: ca_file, server_name */
 } tier_rpc_client_opts;
 
 /* url: one address, or several separated by commas (at most
  * TIER_RPC_MAX_URLS), all dialled on one socket: each call goes to a
  * connected one, and is resent at once to another when its connection
- * drops.  INVALID_ARGUMENT for a bad, empty or too long list. */
+ * drops.  INVALID_ARGUMENT for a bad, empty or too long list, a bad token
+ * or TLS setting (the reason in err, which may be NULL). */
 #define TIER_RPC_MAX_URLS 8
-int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts);
+int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts,
+                         tier_rpc_error *err);
 void tier_rpc_client_close(tier_rpc_client *c);
 
 /*

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "rpc.pb-c.h"
+#include "tier_rpc_net.h"
 #include "tier_time.h"
 
 typedef struct tier_rpc_client tier_rpc_client;
@@ -58,6 +59,7 @@ struct tier_rpc_client {
     atomic_int npipes;
     uint32_t timeout_ms;
     size_t max_msg;
+    char auth[TIER_RPC_MAX_TOKEN + 8]; /* "Bearer <token>", or "" */
     unsigned nslots;
     slot *slots;
     pthread_mutex_t mu;
@@ -91,27 +93,60 @@ static void pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
  * listens only once it is the writer) and nng keeps redialling each one.
  * REQ sends each request on a connected pipe, and resends it at once on
  * another when its pipe drops: failing over needs nothing more. */
-static int dial_all(nng_socket s, const char *list)
+static int dial_all(nng_socket s, const char *list, const tier_rpc_tls *tls, tier_rpc_error *err)
 {
-    char buf[1024], *save = NULL;
+    char buf[1024], *save = NULL, why[256];
     int n = 0;
 
-    if (strlen(list) >= sizeof(buf))
-        return -1;
+    if (strlen(list) >= sizeof(buf)) {
+        set_err(err, TIER_INVALID_ARGUMENT, "%s", "address list too long");
+        return TIER_INVALID_ARGUMENT;
+    }
     snprintf(buf, sizeof(buf), "%s", list);
     for (char *u = strtok_r(buf, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
-        if (++n > TIER_RPC_MAX_URLS || nng_dial(s, u, NULL, NNG_FLAG_NONBLOCK) != 0)
-            return -1;
+        if (++n > TIER_RPC_MAX_URLS) {
+            set_err(err, TIER_INVALID_ARGUMENT, "%s", "too many addresses");
+            return TIER_INVALID_ARGUMENT;
+        }
+        int rv = tier_rpc_net_dial(s, u, tls, why, sizeof(why));
+        if (rv != TIER_OK) {
+            set_err(err, rv, "%s", why);
+            return rv;
+        }
     }
-    return n > 0 ? 0 : -1;
+    if (n == 0)
+        set_err(err, TIER_INVALID_ARGUMENT, "%s", "no address");
+    return n > 0 ? TIER_OK : TIER_INVALID_ARGUMENT;
 }
 
-int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts)
+/* A token goes into a header-like string: printable ASCII only, so that it
+ * cannot smuggle anything into logs or the server's parser. */
+static bool token_ok(const char *t)
 {
-    tier_rpc_client *c = calloc(1, sizeof(*c));
+    size_t n = strlen(t);
+    if (n == 0 || n > TIER_RPC_MAX_TOKEN)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] <= ' ' || t[i] > '~')
+            return false;
+    return true;
+}
 
-    if (c == NULL)
+int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts,
+                         tier_rpc_error *err)
+{
+    tier_rpc_client *c;
+    int rv;
+
+    if (opts != NULL && opts->bearer_token != NULL && !token_ok(opts->bearer_token)) {
+        set_err(err, TIER_INVALID_ARGUMENT, "%s",
+                "a token is 1 to 256 printable ASCII characters without spaces");
+        return TIER_INVALID_ARGUMENT;
+    }
+    if ((c = calloc(1, sizeof(*c))) == NULL)
         return TIER_RESOURCE_EXHAUSTED;
+    if (opts != NULL && opts->bearer_token != NULL)
+        snprintf(c->auth, sizeof(c->auth), "Bearer %s", opts->bearer_token);
     snprintf(c->url, sizeof(c->url), "%s", url);
     c->nslots = opts && opts->max_inflight ? opts->max_inflight : 64;
     c->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : TIER_RPC_TIMEOUT_DEFAULT_MS;
@@ -149,9 +184,9 @@ int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_
         nng_ctx_set_ms(c->slots[i].ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
         c->free_slots[c->nfree++] = i;
     }
-    if (dial_all(c->sock, url) != 0) {
+    if ((rv = dial_all(c->sock, url, opts != NULL ? &opts->tls : NULL, err)) != TIER_OK) {
         tier_rpc_client_close(c);
-        return TIER_INVALID_ARGUMENT;
+        return rv;
     }
     *out = c;
     return TIER_OK;
@@ -200,7 +235,14 @@ static int transport_error(tier_rpc_client *c, int rv, tier_rpc_error *err)
         return TIER_DEADLINE_EXCEEDED;
     }
     if (rv == NNG_ETIMEDOUT) {
-        set_err(err, TIER_UNAVAILABLE, "no connection to %s", c->url);
+        /* nng does not say why a TLS handshake failed; name the usual
+         * causes rather than leave "no connection" a mystery. */
+        set_err(err, TIER_UNAVAILABLE,
+                strstr(c->url, "tls+") != NULL
+                    ? "no connection to %s (down, or TLS refused: is the CA file right, and "
+                      "the server name on its certificate?)"
+                    : "no connection to %s",
+                c->url);
         return TIER_UNAVAILABLE;
     }
     set_err(err, TIER_UNAVAILABLE, "transport: %s", nng_strerror(rv));
@@ -213,8 +255,16 @@ static int envelope(tier_rpc_client *c, const char *method, const void *data, si
                     uint32_t timeout_ms, nng_msg **out, int64_t *deadline_ms, tier_rpc_error *err)
 {
     Tier__Rpc__Request req = TIER__RPC__REQUEST__INIT;
+    Tier__Rpc__Metadata auth = TIER__RPC__METADATA__INIT, *md[1] = {&auth};
     size_t n;
 
+    if (c->auth[0] != '\0') {
+        auth.key = TIER_RPC_AUTH_KEY;
+        auth.value.data = (uint8_t *)c->auth;
+        auth.value.len = strlen(c->auth);
+        req.metadata = md;
+        req.n_metadata = 1;
+    }
     req.method = (char *)method;
     req.client_id = c->client_id;
     req.request_id = atomic_fetch_add(&c->next_request, 1);

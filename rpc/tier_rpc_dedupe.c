@@ -8,7 +8,11 @@
  * wrong, so the server remembers the packed reply of each recent call by
  * (client id, request id) and sends that instead.
  *
- * The key includes the method: a client that reuses a request id for another
+ * The key includes the caller's credential (tier_rpc_caller.id), so a
+ * resend is only ever answered to the credential that made the call: ids
+ * seen on the wire do not let another token read someone's replies.
+ *
+ * The entry remembers the method: a client that reuses a request id for another
  * method must not get the first method's reply (it would unpack as garbage,
  * or worse, as a plausible answer), so that is refused instead.
  *
@@ -30,7 +34,7 @@
 #include "tier_time.h"
 
 typedef struct {
-    uint64_t client, request;
+    uint64_t client, request, caller;
     const char *method;
     int32_t next; /* next entry in the bucket chain, -1 = end */
     bool used, done;
@@ -95,10 +99,11 @@ void tier_rpc_dedupe_free(tier_rpc_dedupe *d)
     free(d);
 }
 
-static int32_t find(tier_rpc_dedupe *d, uint64_t client, uint64_t request)
+static int32_t find(tier_rpc_dedupe *d, uint64_t client, uint64_t request, uint64_t caller)
 {
     for (int32_t i = d->buckets[bucket_of(d, client, request)]; i >= 0; i = d->entries[i].next)
-        if (d->entries[i].client == client && d->entries[i].request == request)
+        if (d->entries[i].client == client && d->entries[i].request == request &&
+            d->entries[i].caller == caller)
             return i;
     return -1;
 }
@@ -119,7 +124,8 @@ static void unlink_entry(tier_rpc_dedupe *d, int32_t idx)
     e->reply = NULL;
 }
 
-static void insert(tier_rpc_dedupe *d, uint64_t client, uint64_t request, const char *method)
+static void insert(tier_rpc_dedupe *d, uint64_t client, uint64_t request, uint64_t caller,
+                   const char *method)
 {
     int32_t idx = (int32_t)d->ring;
     entry *e = &d->entries[idx];
@@ -130,6 +136,7 @@ static void insert(tier_rpc_dedupe *d, uint64_t client, uint64_t request, const 
         unlink_entry(d, idx);
     e->client = client;
     e->request = request;
+    e->caller = caller;
     e->method = method;
     e->used = true;
     d->nused++;
@@ -156,14 +163,14 @@ static bool same_method(const entry *e, const char *method)
 }
 
 tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
-                                         const char *method, int64_t wait_until_us, void **reply,
-                                         size_t *len)
+                                         uint64_t caller, const char *method, int64_t wait_until_us,
+                                         void **reply, size_t *len)
 {
     tier_dedupe_result r = TIER_DEDUPE_NEW;
     int32_t i;
 
     pthread_mutex_lock(&d->mu);
-    while ((i = find(d, client, request)) >= 0 && !d->entries[i].done) {
+    while ((i = find(d, client, request, caller)) >= 0 && !d->entries[i].done) {
         if (!same_method(&d->entries[i], method)) {
             pthread_mutex_unlock(&d->mu);
             return TIER_DEDUPE_MISMATCH;
@@ -171,7 +178,7 @@ tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, ui
         struct timespec ts = {.tv_sec = wait_until_us / 1000000,
                               .tv_nsec = (wait_until_us % 1000000) * 1000};
         if (tier_mono_us() >= wait_until_us || pthread_cond_timedwait(&d->cv, &d->mu, &ts) != 0) {
-            if ((i = find(d, client, request)) >= 0 && d->entries[i].done)
+            if ((i = find(d, client, request, caller)) >= 0 && d->entries[i].done)
                 break;
             pthread_mutex_unlock(&d->mu);
             return TIER_DEDUPE_BUSY;
@@ -190,13 +197,13 @@ tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, ui
             r = TIER_DEDUPE_BUSY;
         }
     } else {
-        insert(d, client, request, method);
+        insert(d, client, request, caller, method);
     }
     pthread_mutex_unlock(&d->mu);
     return r;
 }
 
-void tier_rpc_dedupe_finish(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
+void tier_rpc_dedupe_finish(tier_rpc_dedupe *d, uint64_t client, uint64_t request, uint64_t caller,
                             const void *reply, size_t len)
 {
     void *copy = malloc(len ? len : 1);
@@ -205,7 +212,7 @@ void tier_rpc_dedupe_finish(tier_rpc_dedupe *d, uint64_t client, uint64_t reques
     if (copy != NULL)
         memcpy(copy, reply, len);
     pthread_mutex_lock(&d->mu);
-    i = find(d, client, request);
+    i = find(d, client, request, caller);
     if (i >= 0 && !d->entries[i].done) {
         if (copy == NULL || len > d->budget) {
             /* Cannot remember it: forget it rather than lie.  A resend then

@@ -24,8 +24,9 @@ void *tier_rpc_arena_alloc(tier_rpc_arena *a, size_t size); /* zeroed, NULL if o
 void tier_rpc_arena_reset(tier_rpc_arena *a);
 void tier_rpc_arena_fini(tier_rpc_arena *a);
 
-/* ---- dedupe: replies of recent calls by (client id, request id), each
- * remembered with its method. */
+/* ---- dedupe: replies of recent calls by (client id, request id, caller
+ * id), each remembered with its method.  The caller id (tier_rpc_caller.id)
+ * keeps one credential from being answered with another's reply. */
 
 typedef struct tier_rpc_dedupe tier_rpc_dedupe;
 
@@ -44,10 +45,10 @@ void tier_rpc_dedupe_free(tier_rpc_dedupe *d);
  * elsewhere is waited for until wait_until_us (monotonic).  `method` must
  * outlive the cache (the server's method table). */
 tier_dedupe_result tier_rpc_dedupe_begin(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
-                                         const char *method, int64_t wait_until_us, void **reply,
-                                         size_t *len);
+                                         uint64_t caller, const char *method, int64_t wait_until_us,
+                                         void **reply, size_t *len);
 /* Stores the packed reply envelope of a call begun with NEW. */
-void tier_rpc_dedupe_finish(tier_rpc_dedupe *d, uint64_t client, uint64_t request,
+void tier_rpc_dedupe_finish(tier_rpc_dedupe *d, uint64_t client, uint64_t request, uint64_t caller,
                             const void *reply, size_t len);
 /* What the cache holds now. */
 void tier_rpc_dedupe_stats(tier_rpc_dedupe *d, uint64_t *bytes, uint64_t *entries);

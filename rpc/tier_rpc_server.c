@@ -35,6 +35,7 @@
 
 #include "rpc.pb-c.h"
 #include "tier_log.h"
+#include "tier_rpc_net.h"
 #include "tier_time.h"
 #include "tier_wire.h"
 
@@ -63,6 +64,7 @@ struct tier_rpc_ctx {
     int64_t deadline_us; /* monotonic; 0 = none */
     Tier__Rpc__Request *req;
     const method *m;
+    tier_rpc_caller caller; /* who, as the auth hook said */
     char *message;
     ProtobufCMessage *reply; /* the handler's reply, kept for a deferred call */
     bool deduping;           /* registered in the dedupe cache: finish it */
@@ -81,7 +83,9 @@ struct tier_rpc_server {
     method health;
     health_probe *probes;
     size_t nprobes;
-    health_probe gate; /* fn NULL: none */
+    health_probe gate;     /* fn NULL: none */
+    tier_rpc_auth_fn auth; /* NULL: everyone may call everything */
+    void *auth_arg;
     tier_rpc_ctx *ctxs;
     pthread_t *threads;
     unsigned nstarted;  /* pool threads running */
@@ -94,6 +98,7 @@ struct tier_rpc_server {
     tier_rpc_conns *conns;
     bool started;
     atomic_uint_fast64_t served, deadline_dropped, bad_envelope, deduped;
+    atomic_uint_fast64_t unauthenticated, permission_denied;
     /* nng 1.5.2 can crash when nng_ctx_send runs while the socket closes
      * (the send's release of its context races the close): close raises
      * `shutting` and waits until no send is under way; later sends drop
@@ -137,6 +142,11 @@ int tier_rpc_set_message(tier_rpc_ctx *call, int code, const char *fmt, ...)
 int64_t tier_rpc_deadline_mono_us(const tier_rpc_ctx *call)
 {
     return call->deadline_us;
+}
+
+const tier_rpc_caller *tier_rpc_call_caller(const tier_rpc_ctx *call)
+{
+    return &call->caller;
 }
 
 const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_ctx *call, const char *key)
@@ -194,10 +204,12 @@ int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_
         tier_rpc_server_close(s);
         return TIER_INTERNAL;
     }
-    if ((rv = nng_listen(s->sock, url, NULL, 0)) != 0) {
-        tier_error("rpc: cannot listen on %s: %s", url, nng_strerror(rv));
+    char why[512];
+    if ((rv = tier_rpc_net_listen(s->sock, url, opts != NULL ? &opts->tls : NULL, why,
+                                  sizeof(why))) != TIER_OK) {
+        tier_error("rpc: %s", why);
         tier_rpc_server_close(s);
-        return rv == NNG_EADDRINUSE ? TIER_ALREADY_EXISTS : TIER_INVALID_ARGUMENT;
+        return rv;
     }
     *out = s;
     return TIER_OK;
@@ -245,6 +257,15 @@ int tier_rpc_server_set_gate(tier_rpc_server *s, tier_rpc_health_fn fn, void *ar
     if (s->started)
         return TIER_FAILED_PRECONDITION;
     s->gate = (health_probe){NULL, fn, arg};
+    return TIER_OK;
+}
+
+int tier_rpc_server_set_auth(tier_rpc_server *s, tier_rpc_auth_fn fn, void *arg)
+{
+    if (s->started)
+        return TIER_FAILED_PRECONDITION;
+    s->auth = fn;
+    s->auth_arg = arg;
     return TIER_OK;
 }
 
@@ -351,8 +372,8 @@ static void complete(tier_rpc_server *s, tier_rpc_ctx *call, int code)
     }
     put_reply(call->msg, req->request_id, code, call->message, payload, plen);
     if (call->deduping)
-        tier_rpc_dedupe_finish(s->dedupe, req->client_id, req->request_id, nng_msg_body(call->msg),
-                               nng_msg_len(call->msg));
+        tier_rpc_dedupe_finish(s->dedupe, req->client_id, req->request_id, call->caller.id,
+                               nng_msg_body(call->msg), nng_msg_len(call->msg));
 }
 
 /* Runs the method of an accepted envelope; returns its status, or
@@ -401,8 +422,8 @@ static bool run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
 
     call->deduping = false;
     if (req->client_id != 0) {
-        switch (tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, call->m->name,
-                                      wait, &cached, &clen)) {
+        switch (tier_rpc_dedupe_begin(s->dedupe, req->client_id, req->request_id, call->caller.id,
+                                      call->m->name, wait, &cached, &clen)) {
         case TIER_DEDUPE_CACHED:
             atomic_fetch_add(&s->deduped, 1);
             nng_msg_clear(msg);
@@ -469,6 +490,48 @@ static int64_t deadline_to_mono_us(int64_t deadline_ms, int64_t now_ms)
     return tier_mono_us() + left_ms * 1000;
 }
 
+/* Runs the auth hook for an accepted envelope: OK, or an error with
+ * call->message set.  Health is open to all (probes of load balancers and
+ * supervisors carry no token), and shows no data. */
+static int authorize(tier_rpc_server *s, tier_rpc_ctx *call)
+{
+    const Tier__Rpc__Request *req = call->req;
+    const ProtobufCBinaryData *auth = NULL;
+    char msg[256] = "";
+    int code;
+
+    memset(&call->caller, 0, sizeof(call->caller));
+    if (s->auth == NULL || call->m == &s->health)
+        return TIER_OK;
+    for (size_t i = 0; i < req->n_metadata; i++) {
+        if (strcmp(req->metadata[i]->key, TIER_RPC_AUTH_KEY) != 0)
+            continue;
+        if (auth != NULL) {
+            atomic_fetch_add(&s->unauthenticated, 1);
+            return tier_rpc_set_message(call, TIER_UNAUTHENTICATED,
+                                        "more than one authorization entry");
+        }
+        auth = &req->metadata[i]->value;
+    }
+    if (auth != NULL && (auth->len < 8 || auth->len > 7 + TIER_RPC_MAX_TOKEN ||
+                         memcmp(auth->data, "Bearer ", 7) != 0)) {
+        atomic_fetch_add(&s->unauthenticated, 1);
+        return tier_rpc_set_message(call, TIER_UNAUTHENTICATED,
+                                    "authorization must be \"Bearer <token>\", token at most %u "
+                                    "bytes",
+                                    TIER_RPC_MAX_TOKEN);
+    }
+    code = s->auth(s->auth_arg, call->m->name, auth != NULL ? auth->data + 7 : NULL,
+                   auth != NULL ? auth->len - 7 : 0, &call->caller, msg, sizeof(msg));
+    if (code == TIER_OK)
+        return TIER_OK;
+    atomic_fetch_add(code == TIER_PERMISSION_DENIED ? &s->permission_denied : &s->unauthenticated,
+                     1);
+    if (code != TIER_PERMISSION_DENIED)
+        code = TIER_UNAUTHENTICATED; /* the hook may not make it look like anything else */
+    return tier_rpc_set_message(call, code, "%s", msg);
+}
+
 /* Checks a received frame.  READY: the reply is in call->msg (an error, or
  * an INLINE method that ran); QUEUED: the call must go to the pool;
  * DEFERRED: an INLINE handler will finish it later. */
@@ -498,6 +561,12 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
         return REPLY_READY;
     }
     call->req = req;
+    if (req->n_metadata > TIER_RPC_MAX_METADATA) {
+        atomic_fetch_add(&s->bad_envelope, 1);
+        put_reply(msg, req->request_id, TIER_INVALID_ARGUMENT,
+                  "envelope: more than 16 metadata entries", NULL, 0);
+        return REPLY_READY;
+    }
     now_ms = tier_now_ms();
     if (req->deadline_ms != 0) {
         if (req->deadline_ms <= now_ms) { /* negative ones too: long past */
@@ -512,6 +581,13 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     if (call->m == NULL) {
         tier_rpc_set_message(call, TIER_UNIMPLEMENTED, "unknown method \"%.200s\"", req->method);
         put_reply(msg, req->request_id, TIER_UNIMPLEMENTED, call->message, NULL, 0);
+        return REPLY_READY;
+    }
+    /* Before the dedupe cache: a resend is answered only to whom it may
+     * be, and only to the caller who made the first call. */
+    int code = authorize(s, call);
+    if (code != TIER_OK) {
+        put_reply(msg, req->request_id, code, call->message, NULL, 0);
         return REPLY_READY;
     }
     if (call->m->flags & TIER_RPC_INLINE)
@@ -708,4 +784,6 @@ void tier_rpc_server_get_stats(tier_rpc_server *s, tier_rpc_server_stats *out)
     out->deduped = atomic_load(&s->deduped);
     tier_rpc_dedupe_stats(s->dedupe, &out->cached_bytes, &out->cached_entries);
     tier_rpc_conns_stats(s->conns, &out->conns, &out->conns_refused, &out->conns_timed_out);
+    out->unauthenticated = atomic_load(&s->unauthenticated);
+    out->permission_denied = atomic_load(&s->permission_denied);
 }

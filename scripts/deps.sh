@@ -10,10 +10,10 @@ PKGS=(
     # build
     build-essential cmake pkg-config git clang-format
     libnng-dev libprotobuf-c-dev protobuf-c-compiler
-    libhiredis-dev libmariadb-dev libmariadb-dev-compat libcriterion-dev
+    libhiredis-dev libmariadb-dev libmariadb-dev-compat libcriterion-dev libsodium-dev
     # services and the scripts that drive them (services.sh, migrate.sh)
     redis-server redis-tools mariadb-server mariadb-client
-    procps iproute2 coreutils
+    procps iproute2 coreutils openssl ca-certificates
     # tests and tooling (clang + its runtime: the libFuzzer targets, scripts/fuzz.sh)
     valgrind clang libclang-rt-14-dev
 )

@@ -9,16 +9,19 @@
 #   bash scripts/run.sh status   what is running
 #
 # Processes, logs and pid files live in $TIER_RUN_DIR (default .run/);
-# tierd listens on $TIER_LISTEN (default tcp://127.0.0.1:7400) and pushes
-# move jobs on $TIER_PUSH (default tcp://127.0.0.1:7401).  Run it as root on
-# Debian 12; it is idempotent: running it again restarts tierd and workers.
+# tierd listens on $TIER_LISTEN (default tls+tcp://127.0.0.1:7400) and pushes
+# move jobs on $TIER_PUSH (default tls+tcp://127.0.0.1:7401), with the
+# tokens and certificates services.sh made in .run/access (docs/SECURITY.md):
+# tierctl in a shell that sourced .run/env is admin, the workers get only
+# the worker token.  Run it as root on Debian 12; it is idempotent: running
+# it again restarts tierd and workers.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export TIER_RUN_DIR=${TIER_RUN_DIR:-$ROOT/.run}
 BUILD=${TIER_BUILD_DIR:-$ROOT/build}
-export TIER_LISTEN=${TIER_LISTEN:-tcp://127.0.0.1:7400}
-export TIER_PUSH=${TIER_PUSH:-tcp://127.0.0.1:7401}
+export TIER_LISTEN=${TIER_LISTEN:-tls+tcp://127.0.0.1:7400}
+export TIER_PUSH=${TIER_PUSH:-tls+tcp://127.0.0.1:7401}
 export TIER_URL=$TIER_LISTEN
 WORKERS=${TIER_WORKERS:-2}
 
@@ -85,10 +88,12 @@ for f in "$TIER_RUN_DIR"/worker-*.pid; do
     [ -e "$f" ] && stop_pidfile "$f" tier-worker
 done
 
-# SetLevels accepts level directories only under the storage root (also in
-# the environment via .run/env; given here so the choice is visible).
+# SetLevels accepts level directories only under the storage root; tokens
+# and certificates as services.sh made them (all also in the environment via
+# .run/env; given here so the choices are visible).
 start_bg "$TIER_RUN_DIR/tierd.pid" "$TIER_RUN_DIR/tierd.log" "$BUILD/bin/tierd" \
-    --storage-root "$TIER_STORAGE_ROOT"
+    --storage-root "$TIER_STORAGE_ROOT" --auth-tokens "$TIER_AUTH_TOKENS" \
+    --tls-cert "$TIER_TLS_CERT" --tls-key "$TIER_TLS_KEY"
 for _ in $(seq 1 100); do
     "$BUILD/bin/tierctl" --timeout 500 health >/dev/null 2>&1 && break
     kill -0 "$(cat "$TIER_RUN_DIR/tierd.pid")" 2>/dev/null || die "tierd exited: see $TIER_RUN_DIR/tierd.log"
@@ -98,7 +103,8 @@ done
 
 for i in $(seq 1 "$WORKERS"); do
     start_bg "$TIER_RUN_DIR/worker-$i.pid" "$TIER_RUN_DIR/worker-$i.log" \
-        "$BUILD/bin/tier-worker" --tierd "$TIER_LISTEN" --pull "$TIER_PUSH" --id "worker-$i"
+        env -u TIER_TOKEN -u TIER_TOKEN_FILE "$BUILD/bin/tier-worker" --tierd "$TIER_LISTEN" \
+        --pull "$TIER_PUSH" --id "worker-$i" --token-file "$TIER_RUN_DIR/access/worker.token"
 done
 
 # The seed's sample contents a.mp4 ... g.mp4 (cids 1..7), new on the default
@@ -123,8 +129,9 @@ tier is running:
   storage      $TIER_STORAGE_ROOT/{bronze,silver,gold}
   contents     cids 1..7 = a.mp4 .. g.mp4 on bronze
 
-try:
-  export PATH=$BUILD/bin:\$PATH
+try (this shell's tierctl is admin: .run/env points it at the admin token):
+  . $TIER_RUN_DIR/env
+  export TIER_URL=$TIER_LISTEN PATH=$BUILD/bin:\$PATH
   tierctl levels
   tierctl views 7 1964        # the seed's example: g.mp4 moves bronze -> silver
   tierctl content 7

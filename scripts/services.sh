@@ -18,6 +18,17 @@
 #   my.cnf       client defaults for the tier user (mode 600):
 #                `mariadb --defaults-file=.run/my.cnf`
 #   mysql.password, redis.port, mysql.port   remembered between starts
+#   access/      what tierd needs to let only the right callers in
+#                (docs/SECURITY.md), generated once like the password:
+#                admin.token worker.token client.token  one bearer token
+#                             each (mode 600); the env file points tierctl
+#                             at admin.token, run.sh gives workers only
+#                             worker.token
+#                tokens       their BLAKE2b-256 hashes, tierd's --auth-tokens
+#                ca.pem ca.key server.pem server.key  a private CA and a
+#                             certificate for localhost / 127.0.0.1, for
+#                             tls+tcp:// (tierd's --tls-cert/--tls-key,
+#                             clients' --tls-ca)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -298,6 +309,62 @@ tier_password() {
     echo "$pw"
 }
 
+# ------------------------------------------------------------- access
+
+ACCESS=$RUN/access
+
+# new_token ROLE: a bearer token for ROLE in access/ROLE.token (32 random
+# bytes, base64url, "tier_" in front so secret scanners know it) and its
+# hash line in access/tokens, unless both exist already.
+new_token() {
+    local role=$1 tok
+    if [[ -s "$ACCESS/$role.token" ]] && grep -q "^$role " "$ACCESS/tokens" 2>/dev/null; then
+        return 0
+    fi
+    tok=tier_$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')
+    ((${#tok} == 48)) || die "could not generate a token"
+    (
+        umask 077
+        echo "$tok" >"$ACCESS/$role.token"
+        sed -i "/^$role /d" "$ACCESS/tokens"
+        echo "$role $role $(printf '%s' "$tok" | b2sum -l 256 | cut -d' ' -f1)" >>"$ACCESS/tokens"
+    )
+}
+
+# A private CA and a server certificate signed by it, once.  EC P-256: what
+# mbedTLS (nng's TLS) verifies fastest.  mbedTLS 2.28 matches a certificate
+# by DNS name only, so clients dial 127.0.0.1 with the server name
+# "localhost" (TIER_TLS_SERVER_NAME in the env file).
+new_certs() {
+    [[ -s "$ACCESS/server.pem" && -s "$ACCESS/server.key" && -s "$ACCESS/ca.pem" ]] && return 0
+    command -v openssl >/dev/null || die "openssl not installed (run scripts/deps.sh)"
+    (
+        umask 077
+        cd "$ACCESS"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+            -out ca.pem -days 3650 -subj "/CN=tier private CA" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+            -out server.csr -subj "/CN=localhost" 2>/dev/null
+        printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+            "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out server.pem -days 825 -extfile server.ext 2>/dev/null
+        rm -f server.csr server.ext ca.srl
+    ) || die "could not make the TLS certificates in $ACCESS"
+}
+
+setup_access() {
+    mkdir -p "$ACCESS"
+    chmod 700 "$ACCESS"
+    touch "$ACCESS/tokens"
+    chmod 600 "$ACCESS/tokens"
+    local role
+    for role in admin worker client; do
+        new_token "$role"
+    done
+    new_certs
+}
+
 setup_mysql() {
     local pw=$1
     [[ "$DB" =~ ^[A-Za-z0-9_]{1,64}$ ]] || die "bad TIER_MYSQL_DB '$DB' (letters, digits, _ only)"
@@ -336,6 +403,13 @@ write_env() {
         echo "export TIER_MYSQL_PASSWORD=$pw"
         echo "export TIER_MYSQL_DB=$DB"
         echo "export TIER_STORAGE_ROOT=$(shquote "$STORAGE_ROOT")"
+        # tierd's side of access, and this shell's: it is the operator's.
+        echo "export TIER_AUTH_TOKENS=$(shquote "$ACCESS/tokens")"
+        echo "export TIER_TLS_CERT=$(shquote "$ACCESS/server.pem")"
+        echo "export TIER_TLS_KEY=$(shquote "$ACCESS/server.key")"
+        echo "export TIER_TLS_CA=$(shquote "$ACCESS/ca.pem")"
+        echo "export TIER_TLS_SERVER_NAME=localhost"
+        echo "export TIER_TOKEN_FILE=$(shquote "$ACCESS/admin.token")"
     } >"$tmp"
     chmod 600 "$tmp"
     mv -f "$tmp" "$ENV_FILE"
@@ -373,6 +447,7 @@ start)
     start_redis
     start_mysql
     pw=$(tier_password)
+    setup_access
     setup_mysql "$pw"
     rport=$(cat "$REDIS_PORT_FILE")
     mport=$(cat "$MY_PORT_FILE")

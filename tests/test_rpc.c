@@ -179,7 +179,7 @@ static tier_rpc_server *start_server_opts(const char *url, const tier_rpc_server
 static tier_rpc_client *open_client(const char *url)
 {
     tier_rpc_client *c;
-    cr_assert_eq(tier_rpc_client_open(&c, url, NULL), TIER_OK);
+    cr_assert_eq(tier_rpc_client_open(&c, url, NULL, NULL), TIER_OK);
     return c;
 }
 

@@ -853,7 +853,7 @@ static int run_tierd_with(const char *var, int port, char *out, size_t len)
     char *envp[] = {e, NULL};
     tier_test_tcp_url(listen, sizeof(listen));
     tier_test_tcp_url(push, sizeof(push));
-    char *argv[] = {bin, "--listen", listen, "--push", push, NULL};
+    char *argv[] = {bin, "--listen", listen, "--push", push, "--no-auth", NULL};
     int st = tier_test_run(argv, envp, out, len, 20000);
     free(bin);
     return st;
@@ -1137,7 +1137,7 @@ Test(tiering, storage_root_flag)
 static tier_rpc_client *raw_client(fx *f)
 {
     tier_rpc_client *rc;
-    cr_assert_eq(tier_rpc_client_open(&rc, f->td.listen, NULL), TIER_OK);
+    cr_assert_eq(tier_rpc_client_open(&rc, f->td.listen, NULL, NULL), TIER_OK);
     return rc;
 }
 

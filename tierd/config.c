@@ -11,9 +11,11 @@
 #include <string.h>
 
 #include "tier_crash.h"
+#include "tier_rpc_net.h"
 
-/* getopt codes of the --rpc-* flags: past every character code. */
+/* getopt codes of the --rpc-* and access flags: past every character code. */
 #define OPT_RPC 0x100
+#define OPT_ACCESS 0x200
 
 static void usage(FILE *f)
 {
@@ -46,6 +48,13 @@ static void usage(FILE *f)
             "  --rpc-max-conns N   rpc connections at once (TIER_RPC_MAX_CONNS, 512)\n"
             "  --rpc-max-conns-per-addr N  from one IP address (TIER_RPC_MAX_CONNS_PER_ADDR, 128)\n"
             "  --rpc-dedupe-mb N   replies kept to answer resends (TIER_RPC_DEDUPE_MB, 64)\n"
+            "  --auth-tokens FILE  who may call what: one \"name roles hash\" line per token\n"
+            "                      (TIER_AUTH_TOKENS; docs/SECURITY.md); re-read on SIGHUP\n"
+            "  --no-auth           no tokens: every caller may do everything. Only with\n"
+            "                      loopback or ipc:// addresses (TIER_NO_AUTH=1)\n"
+            "  --tls-cert FILE     PEM certificate for tls+tcp:// addresses (TIER_TLS_CERT)\n"
+            "  --tls-key FILE      its private key, mode 600 (TIER_TLS_KEY)\n"
+            "  --insecure-plaintext  allow tokens over plain tcp:// to other machines\n"
             "  --crash-points      list the crash points (TIER_CRASH=point[:n] arms one)\n"
             "  --help\n"
             "\n"
@@ -152,6 +161,22 @@ static int apply(tierd_config *c, const char *key, const char *v)
         c->scrub_rate = (uint32_t)strtoul(v, NULL, 10);
     else if (strcmp(key, "storage_root") == 0)
         return add_roots(c, v);
+    else if (strcmp(key, "auth_tokens") == 0) {
+        /* Either one replaces the other from a lower layer (file < env <
+         * flags); both in one layer is refused where the layer is read. */
+        snprintf(c->auth_tokens, sizeof(c->auth_tokens), "%s", v);
+        c->no_auth = false;
+    } else if (strcmp(key, "no_auth") == 0) {
+        c->no_auth = strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+        if (c->no_auth)
+            c->auth_tokens[0] = '\0';
+    } else if (strcmp(key, "tls_cert") == 0)
+        snprintf(c->tls_cert, sizeof(c->tls_cert), "%s", v);
+    else if (strcmp(key, "tls_key") == 0)
+        snprintf(c->tls_key, sizeof(c->tls_key), "%s", v);
+    else if (strcmp(key, "insecure_plaintext") == 0)
+        c->insecure_plaintext =
+            strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
     else
         return apply_rpc(c, key, v);
     return 0;
@@ -195,6 +220,12 @@ static int load_file(tierd_config *c, const char *path)
     return 0;
 }
 
+static int conflict(void)
+{
+    fprintf(stderr, "tierd: --no-auth and --auth-tokens exclude each other\n");
+    return -1;
+}
+
 static int load_env(tierd_config *c)
 {
     static const struct {
@@ -217,9 +248,15 @@ static int load_env(tierd_config *c)
         {"TIER_RPC_MAX_CONNS", "rpc_max_conns"},
         {"TIER_RPC_MAX_CONNS_PER_ADDR", "rpc_max_conns_per_addr"},
         {"TIER_RPC_DEDUPE_MB", "rpc_dedupe_mb"},
+        {"TIER_AUTH_TOKENS", "auth_tokens"},
+        {"TIER_NO_AUTH", "no_auth"},
+        {"TIER_TLS_CERT", "tls_cert"},
+        {"TIER_TLS_KEY", "tls_key"},
     };
-    const char *v;
+    const char *v = getenv("TIER_NO_AUTH"), *t = getenv("TIER_AUTH_TOKENS");
 
+    if (v != NULL && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0) && t != NULL && *t != '\0')
+        return conflict();
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if ((v = getenv(map[i].env)) != NULL && *v != '\0')
             apply(c, map[i].key, v);
@@ -240,6 +277,45 @@ static int load_env(tierd_config *c)
     if ((v = getenv("TIER_STORAGE_ROOT")) != NULL && *v != '\0') {
         c->n_storage_roots = 0;
         return add_roots(c, v);
+    }
+    return 0;
+}
+
+/* Access must be chosen, not fallen into (docs/SECURITY.md): tokens, or
+ * --no-auth on addresses no other machine can reach; and tokens do not
+ * cross a network in clear unless the operator says so. */
+static int check_access(const tierd_config *c)
+{
+    const char *urls[2] = {c->listen, c->push};
+
+    if (!c->no_auth && c->auth_tokens[0] == '\0') {
+        fprintf(stderr, "tierd: say who may call: --auth-tokens FILE (docs/SECURITY.md), or\n"
+                        "       --no-auth for a tierd that only this machine can reach\n");
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (c->no_auth && !tier_rpc_net_is_loopback(urls[i])) {
+            fprintf(stderr,
+                    "tierd: --no-auth listens on loopback or ipc:// addresses only, not %s\n",
+                    urls[i]);
+            return -1;
+        }
+        if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
+            fprintf(stderr, "tierd: --tls-cert and --tls-key go together\n");
+            return -1;
+        }
+        if (tier_rpc_net_is_tls(urls[i]) && c->tls_cert[0] == '\0') {
+            fprintf(stderr, "tierd: %s needs --tls-cert and --tls-key\n", urls[i]);
+            return -1;
+        }
+    }
+    if (!c->no_auth && !c->insecure_plaintext && !tier_rpc_net_is_tls(c->listen) &&
+        !tier_rpc_net_is_loopback(c->listen)) {
+        fprintf(stderr,
+                "tierd: tokens would cross the network in clear on %s: listen on tls+tcp:// "
+                "(--tls-cert, --tls-key), or pass --insecure-plaintext\n",
+                c->listen);
+        return -1;
     }
     return 0;
 }
@@ -269,6 +345,11 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"rpc-max-conns-per-addr", required_argument, NULL, OPT_RPC + 2},
         {"rpc-dedupe-mb", required_argument, NULL, OPT_RPC + 3},
         {"storage-root", required_argument, NULL, 'Z'},
+        {"auth-tokens", required_argument, NULL, OPT_ACCESS + 0},
+        {"no-auth", no_argument, NULL, OPT_ACCESS + 1},
+        {"tls-cert", required_argument, NULL, OPT_ACCESS + 2},
+        {"tls-key", required_argument, NULL, OPT_ACCESS + 3},
+        {"insecure-plaintext", no_argument, NULL, OPT_ACCESS + 4},
         {NULL, 0, NULL, 0},
     };
     const char *file = getenv("TIER_CONFIG");
@@ -311,6 +392,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
     if (load_env(c) != 0)
         return -1;
     bool root_flag = false; /* the first --storage-root replaces the others */
+    bool tokens_flag = false, no_auth_flag = false;
     optind = 1;
     opterr = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -378,6 +460,27 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         case OPT_RPC + 3:
             apply(c, "rpc_dedupe_mb", optarg);
             break;
+        case OPT_ACCESS + 0:
+            if (no_auth_flag)
+                return conflict();
+            tokens_flag = true;
+            apply(c, "auth_tokens", optarg);
+            break;
+        case OPT_ACCESS + 1:
+            if (tokens_flag)
+                return conflict();
+            no_auth_flag = true;
+            apply(c, "no_auth", "1");
+            break;
+        case OPT_ACCESS + 2:
+            apply(c, "tls_cert", optarg);
+            break;
+        case OPT_ACCESS + 3:
+            apply(c, "tls_key", optarg);
+            break;
+        case OPT_ACCESS + 4:
+            c->insecure_plaintext = true;
+            break;
         default:
             usage(stderr);
             return -1;
@@ -394,5 +497,5 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         return -1;
     }
     c->db_conns = c->threads + 4;
-    return 0;
+    return check_access(c);
 }

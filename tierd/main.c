@@ -22,11 +22,15 @@ int main(int argc, char **argv)
         return rv > 0 ? 0 : 2;
     if (tier_crash_init(tierd_crash_points) != 0)
         return 2;
-    /* Block the stop signals in every thread; main waits for them. */
+    /* Block the stop signals in every thread; main waits for them.  SIGHUP
+     * (re-read the tokens file) is blocked too, so that it does not kill a
+     * standby, but does not stop one. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sigset_t all = set;
+    sigaddset(&all, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     signal(SIGPIPE, SIG_IGN);
     if ((rv = tierd_open(&d, &cfg, &set)) != TIER_OK) {
         if (rv == TIER_CANCELLED) { /* stopped while a standby */
@@ -36,7 +40,8 @@ int main(int argc, char **argv)
         tier_error("not started: %s", tier_status_name(rv));
         return 1;
     }
-    sigwait(&set, &sig);
+    while (sigwait(&all, &sig) == 0 && sig == SIGHUP)
+        tierd_reload(d);
     tier_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     tierd_close(d);
     tier_info("stopped");

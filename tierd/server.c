@@ -20,6 +20,7 @@ struct tierd {
     tierd_writer *writer;
     tiering *tiering;
     ranking *ranking;
+    tierd_auth *auth; /* NULL with no_auth */
 };
 
 static int probe_mysql(void *arg, char *msg, size_t len)
@@ -82,14 +83,25 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
                                  .idle_timeout_ms = cfg->rpc_idle_timeout_ms,
                                  .max_conns = cfg->rpc_max_conns,
                                  .max_conns_per_addr = cfg->rpc_max_conns_per_addr,
-                                 .dedupe_bytes = (size_t)cfg->rpc_dedupe_mb << 20};
+                                 .dedupe_bytes = (size_t)cfg->rpc_dedupe_mb << 20,
+                                 .tls = {.cert_file = cfg->tls_cert[0] ? cfg->tls_cert : NULL,
+                                         .key_file = cfg->tls_key[0] ? cfg->tls_key : NULL}};
+    char err[512];
     int rv;
 
     if (d == NULL)
         return TIER_RESOURCE_EXHAUSTED;
     d->cfg = *cfg;
-    if ((rv = check_dependencies(&d->cfg)) != TIER_OK) {
+    /* Tokens first: a bad file should stop us before we wait to be the
+     * writer, not after. */
+    if (!cfg->no_auth &&
+        (rv = tierd_auth_open(&d->auth, cfg->auth_tokens, err, sizeof(err))) != TIER_OK) {
+        tier_error("%s", err);
         free(d);
+        return rv;
+    }
+    if ((rv = check_dependencies(&d->cfg)) != TIER_OK) {
+        tierd_close(d);
         return rv;
     }
     /* Before any state is read: what we load must be what the previous
@@ -125,6 +137,8 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
     tier_rpc_server_add_health(d->srv, "mysql", probe_mysql, d->deps.db);
     tier_rpc_server_add_health(d->srv, "writer", tierd_writer_probe, d->writer);
     tier_rpc_server_set_gate(d->srv, tierd_writer_gate, d->writer);
+    if (d->auth != NULL)
+        tier_rpc_server_set_auth(d->srv, tierd_auth_check, d->auth);
     if ((rv = tiering_register(d->tiering, d->srv)) != TIER_OK ||
         (rv = ranking_register(d->ranking, d->srv)) != TIER_OK ||
         (rv = tier_rpc_server_start(d->srv)) != TIER_OK) {
@@ -134,8 +148,25 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
     tier_info("serving on %s (redis %s:%d, mysql %s:%d/%s, writer token %lld)", d->cfg.listen,
               d->cfg.kv.host, d->cfg.kv.port, d->cfg.db.host, d->cfg.db.port, d->cfg.db.db,
               d->cfg.db.writer_token);
+    if (d->auth != NULL)
+        tier_info("access: %zu tokens from %s", tierd_auth_count(d->auth), d->cfg.auth_tokens);
+    else
+        tier_warn("access: --no-auth: every caller may call every method");
     *out = d;
     return TIER_OK;
+}
+
+void tierd_reload(tierd *d)
+{
+    char err[512];
+
+    if (d->auth == NULL)
+        return;
+    if (tierd_auth_reload(d->auth, d->cfg.auth_tokens, err, sizeof(err)) == TIER_OK)
+        tier_info("access: reloaded, %zu tokens from %s", tierd_auth_count(d->auth),
+                  d->cfg.auth_tokens);
+    else
+        tier_error("access: %s (the previous tokens stay in force)", err);
 }
 
 void tierd_close(tierd *d)
@@ -148,5 +179,6 @@ void tierd_close(tierd *d)
     tier_pool_free(d->deps.db);
     tier_pool_free(d->deps.kv);
     tierd_writer_release(d->writer); /* last: nothing writes any more */
+    tierd_auth_close(d->auth);
     free(d);
 }

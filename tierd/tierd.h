@@ -9,6 +9,7 @@
  *               methods
  *   writer.c    the writer lease: standby until it is free, renewal, and
  *               stepping down (exit 3) when it is lost
+ *   auth.c      bearer tokens, roles, and which role may call which method
  *   tiering.c   seed 000: levels, contents, view reports, move jobs
  *   ranking.c   seed 003: comments, top contents, latest comments
  *
@@ -60,6 +61,19 @@ typedef struct {
      * the levels in MySQL at start-up (tiering.c). */
     char storage_roots[TIERD_MAX_ROOTS][1024];
     unsigned n_storage_roots;
+    /* Access (auth.c, docs/SECURITY.md).  Exactly one of: a tokens file
+     * (--auth-tokens, TIER_AUTH_TOKENS, auth_tokens), or no_auth
+     * (--no-auth, TIER_NO_AUTH=1, no_auth = 1), which only loopback
+     * addresses may use. */
+    char auth_tokens[1024];
+    bool no_auth;
+    /* tls+tcp:// listen and push addresses: --tls-cert / --tls-key
+     * (TIER_TLS_CERT, TIER_TLS_KEY, tls_cert, tls_key), PEM files. */
+    char tls_cert[1024];
+    char tls_key[1024];
+    /* Tokens over plain tcp to a non-loopback address are refused unless
+     * this is set (--insecure-plaintext, insecure_plaintext = 1). */
+    bool insecure_plaintext;
 } tierd_config;
 
 /* Fills cfg from defaults, then the config file (--config FILE or
@@ -104,12 +118,34 @@ int tierd_writer_probe(void *w, char *msg, size_t len);
  * after everything that writes has stopped). */
 void tierd_writer_release(tierd_writer *w);
 
+/* ---- access control (auth.c) */
+
+#define TIERD_ROLE_ADMIN 1u
+#define TIERD_ROLE_WORKER 2u
+#define TIERD_ROLE_CLIENT 4u
+
+typedef struct tierd_auth tierd_auth;
+
+/* Reads the tokens file; a tier_status with the reason in err. */
+int tierd_auth_open(tierd_auth **out, const char *path, char *err, size_t errlen);
+/* Reads it again (SIGHUP); on error the old table stays in force. */
+int tierd_auth_reload(tierd_auth *a, const char *path, char *err, size_t errlen);
+size_t tierd_auth_count(tierd_auth *a);
+void tierd_auth_close(tierd_auth *a);
+/* The rpc server's auth hook (tier_rpc_auth_fn), arg a tierd_auth. */
+int tierd_auth_check(void *arg, const char *method, const uint8_t *tok, size_t len,
+                     tier_rpc_caller *who, char *msg, size_t msglen);
+/* "admin,client" for a role set. */
+const char *tierd_role_names(unsigned roles, char *buf, size_t len);
+
 typedef struct tierd tierd;
 
 /* Connects to Redis and MySQL (a clear error naming the one unreachable,
  * and TIER_UNAVAILABLE), waits to be the writer (CANCELLED when a signal of
  * `stop` came first), loads the modules, starts serving. */
 int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop);
+/* SIGHUP: reads the tokens file again. */
+void tierd_reload(tierd *d);
 void tierd_close(tierd *d);
 
 /* Modules.  Each opens with the shared deps, registers its methods on the

@@ -39,6 +39,7 @@
 #include "tier_contents.h"
 #include "tier_crash.h"
 #include "tier_log.h"
+#include "tier_rpc_net.h"
 #include "tier_methods.h"
 #include "tier_time.h"
 
@@ -986,10 +987,12 @@ static int open_push(tiering *t, char *err, size_t errlen)
     }
     t->push_open = true;
     nng_setopt_int(t->push, NNG_OPT_SENDBUF, 8192);
-    if ((rv = nng_listen(t->push, t->deps->cfg->push, NULL, 0)) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", t->deps->cfg->push, nng_strerror(rv));
+    /* Same TLS as the rpc address: hints name contents and files. */
+    const tierd_config *cfg = t->deps->cfg;
+    tier_rpc_tls tls = {.cert_file = cfg->tls_cert[0] ? cfg->tls_cert : NULL,
+                        .key_file = cfg->tls_key[0] ? cfg->tls_key : NULL};
+    if ((rv = tier_rpc_net_listen(t->push, cfg->push, &tls, err, errlen)) != TIER_OK)
         return TIER_UNAVAILABLE;
-    }
     return TIER_OK;
 }
 

@@ -4,7 +4,8 @@
  * has the design); this file is the flags, the environment and the signals.
  *
  *   tier-worker --tierd URL[,URL...] --pull URL[,URL...] [--id NAME]
- *               [--moves N] [--lease-ms MS] [--dirs DIR,...] [--crash-points]
+ *               [--moves N] [--lease-ms MS] [--dirs DIR,...] [--token-file F]
+ *               [--tls-ca F] [--tls-server-name NAME] [--crash-points]
  *
  * SIGINT / SIGTERM: a clean stop (tier_worker_stop), exit 0.  A second
  * signal exits at once (1); whatever was claimed comes back after its lease.
@@ -21,6 +22,7 @@
 #include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_status.h"
+#include "tier_token.h"
 #include "tier_worker.h"
 
 static void usage(FILE *f)
@@ -39,6 +41,12 @@ static void usage(FILE *f)
                "  --lease-ms MS     lease asked for per job   (TIER_WORKER_LEASE_MS, 30000)\n"
                "  --dirs DIR,...    level directories whose stale temporaries are removed\n"
                "                    at start (others: when first met in a job)\n"
+               "  --token-file F    the worker's bearer token, a mode-600 file\n"
+               "                    (TIER_TOKEN_FILE; or the token itself in TIER_TOKEN)\n"
+               "  --tls-ca F        CAs to verify tierd's certificate with, for tls+tcp://\n"
+               "                    addresses (TIER_TLS_CA; default the system's)\n"
+               "  --tls-server-name NAME  the name on tierd's certificate\n"
+               "                    (TIER_TLS_SERVER_NAME; default the address's host)\n"
                "  --crash-points    list the crash points (TIER_CRASH=point[:n] arms one)\n"
                "  --help\n"
                "\n"
@@ -73,8 +81,12 @@ static int parse(int argc, char **argv, tier_worker_config *cfg)
         {"dirs", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {"crash-points", no_argument, NULL, 'X'},
+        {"token-file", required_argument, NULL, 'T'},
+        {"tls-ca", required_argument, NULL, 'A'},
+        {"tls-server-name", required_argument, NULL, 'N'},
         {NULL, 0, NULL, 0},
     };
+    const char *token_file = NULL;
     const char *moves = getenv("TIER_WORKER_MOVES"), *lease = getenv("TIER_WORKER_LEASE_MS");
     long v;
     int c;
@@ -82,6 +94,8 @@ static int parse(int argc, char **argv, tier_worker_config *cfg)
     cfg->tierd_url = getenv("TIER_URL");
     cfg->pull_url = getenv("TIER_PULL");
     cfg->id = getenv("TIER_WORKER_ID");
+    cfg->tls_ca_file = getenv("TIER_TLS_CA");
+    cfg->tls_server_name = getenv("TIER_TLS_SERVER_NAME");
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 't':
@@ -101,6 +115,15 @@ static int parse(int argc, char **argv, tier_worker_config *cfg)
             break;
         case 'd':
             cfg->dirs = optarg;
+            break;
+        case 'T':
+            token_file = optarg;
+            break;
+        case 'A':
+            cfg->tls_ca_file = optarg;
+            break;
+        case 'N':
+            cfg->tls_server_name = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -129,6 +152,17 @@ static int parse(int argc, char **argv, tier_worker_config *cfg)
             return -1;
         cfg->lease_ms = (uint32_t)v;
     }
+    static char token[TIER_TOKEN_MAX + 1];
+    char err[512];
+    if (tier_token_find(token_file, token, sizeof(token), err, sizeof(err)) != TIER_OK) {
+        fprintf(stderr, "tier-worker: %s\n", err);
+        return -1;
+    }
+    cfg->token = token[0] != '\0' ? token : NULL;
+    if (cfg->tls_ca_file != NULL && *cfg->tls_ca_file == '\0')
+        cfg->tls_ca_file = NULL;
+    if (cfg->tls_server_name != NULL && *cfg->tls_server_name == '\0')
+        cfg->tls_server_name = NULL;
     if (cfg->id != NULL && strlen(cfg->id) > 128) {
         fprintf(stderr, "tier-worker: --id: at most 128 bytes\n");
         return -1;

@@ -73,6 +73,7 @@
 #include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_move.h"
+#include "tier_rpc_net.h"
 #include "tier_status.h"
 #include "tier_time.h"
 
@@ -112,6 +113,7 @@ typedef struct {
     unsigned moves;
     uint32_t lease_ms;
     char *dirs;
+    char *token, *tls_ca_file, *tls_server_name; /* NULL = none */
 } config;
 
 /* Directories whose stale temporaries were cleaned already. */
@@ -1002,13 +1004,13 @@ static int dial_pull(void *arg, const char *url)
     tier_worker *w = arg;
     /* Non-blocking: tierd may come up later (or a standby only when it
      * becomes the writer); nng keeps redialling. */
-    int rv = nng_dial(w->pull, url, NULL, NNG_FLAG_NONBLOCK);
+    tier_rpc_tls tls = {.ca_file = w->cfg.tls_ca_file, .server_name = w->cfg.tls_server_name};
+    char err[512];
+    int rv = tier_rpc_net_dial(w->pull, url, &tls, err, sizeof(err));
 
-    if (rv != 0) {
-        tier_error("cannot dial %s: %s", url, nng_strerror(rv));
-        return TIER_INVALID_ARGUMENT;
-    }
-    return TIER_OK;
+    if (rv != TIER_OK)
+        tier_error("%s", err);
+    return rv;
 }
 
 /* Checks cfg into w->cfg; logs what is wrong. */
@@ -1041,6 +1043,9 @@ static int set_config(tier_worker *w, const tier_worker_config *cfg)
     c->tierd_url = xstrdup(cfg->tierd_url);
     c->pull_url = xstrdup(cfg->pull_url);
     c->dirs = cfg->dirs != NULL ? xstrdup(cfg->dirs) : NULL;
+    c->token = cfg->token != NULL ? xstrdup(cfg->token) : NULL;
+    c->tls_ca_file = cfg->tls_ca_file != NULL ? xstrdup(cfg->tls_ca_file) : NULL;
+    c->tls_server_name = cfg->tls_server_name != NULL ? xstrdup(cfg->tls_server_name) : NULL;
     return c->dirs != NULL ? each_item(c->dirs, check_dir, NULL) : TIER_OK;
 }
 
@@ -1084,11 +1089,15 @@ int tier_worker_open(tier_worker **out, const tier_worker_config *cfg)
         goto fail;
     if (w->cfg.dirs != NULL)
         each_item(w->cfg.dirs, clean_dir, w);
-    if ((rv = tier_client_open(&w->client, w->cfg.tierd_url)) != TIER_OK) {
-        tier_error("cannot use tierd address %s: %s", w->cfg.tierd_url, tier_status_name(rv));
+    tier_client_opts co = {.token = w->cfg.token,
+                           .tls_ca_file = w->cfg.tls_ca_file,
+                           .tls_server_name = w->cfg.tls_server_name,
+                           .timeout_ms = RPC_TIMEOUT_MS};
+    tier_error err;
+    if ((rv = tier_client_open_opts(&w->client, w->cfg.tierd_url, &co, &err)) != TIER_OK) {
+        tier_error("cannot use tierd address %s: %s", w->cfg.tierd_url, err.message);
         goto fail;
     }
-    tier_client_set_timeout(w->client, RPC_TIMEOUT_MS);
     if ((rv = open_pull(w)) != TIER_OK)
         goto fail;
     tier_info("worker %s: tierd %s, %u moves at once, lease %u ms", w->cfg.id, w->cfg.tierd_url,
@@ -1218,6 +1227,9 @@ void tier_worker_close(tier_worker *w)
     free(w->cfg.tierd_url);
     free(w->cfg.pull_url);
     free(w->cfg.dirs);
+    free(w->cfg.token);
+    free(w->cfg.tls_ca_file);
+    free(w->cfg.tls_server_name);
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->stop_mu);
     pthread_mutex_destroy(&w->seen_mu);

@@ -35,6 +35,12 @@ typedef struct {
     /* Level directories whose stale temporaries are removed at start,
      * comma-separated absolute paths (others: when first met); may be NULL. */
     const char *dirs;
+    /* Access (docs/SECURITY.md): a worker-role bearer token (NULL = none),
+     * and for tls+tcp:// addresses the CA file and server name to verify
+     * tierd with (NULL = the system's CAs, the URL's host). */
+    const char *token;
+    const char *tls_ca_file;
+    const char *tls_server_name;
 } tier_worker_config;
 
 /* Checks cfg (INVALID_ARGUMENT, with the reason logged), cleans the --dirs

@@ -21,7 +21,7 @@ void tier_test_tierd_setenv(tier_test_tierd *t, const char *fmt, ...)
 {
     va_list ap;
 
-    cr_assert(t->nenv < 16, "tier_test_tierd: too many variables");
+    cr_assert(t->nenv < 24, "tier_test_tierd: too many variables");
     va_start(ap, fmt);
     vsnprintf(t->env[t->nenv], sizeof(t->env[0]), fmt, ap);
     va_end(ap);
@@ -53,6 +53,12 @@ void tier_test_tierd_init(tier_test_tierd *t, const char *logdir, const char *db
      * which is where tier_test_db_create put them.  A test that moves
      * levels elsewhere sets its own after this. */
     tier_test_tierd_setenv(t, "TIER_STORAGE_ROOT=");
+    /* Access is chosen explicitly, never inherited from the shell (which
+     * .run/env points at services.sh's tokens): these tierds listen on
+     * loopback without tokens.  tests/test_auth.c runs them with tokens and
+     * TLS (tier_test_tierd_secure). */
+    tier_test_tierd_setenv(t, "TIER_AUTH_TOKENS=");
+    tier_test_tierd_setenv(t, "TIER_NO_AUTH=1");
 }
 
 void tier_test_tierd_setenv_services(tier_test_tierd *t, const tier_test_mysql *m, int mysql_port,

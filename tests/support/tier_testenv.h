@@ -90,8 +90,8 @@ void tier_test_redis_env(char *host, size_t hostlen, int *port);
  * so a test only names what differs from the services' defaults. */
 typedef struct {
     char listen[128], push[128], log[512];
-    char env[16][320];
-    char *envp[17]; /* env[0..nenv-1], NULL-terminated */
+    char env[24][320];
+    char *envp[25]; /* env[0..nenv-1], NULL-terminated */
     int nenv;
     pid_t pid;
 } tier_test_tierd;
