@@ -76,6 +76,43 @@ void tier_test_tierd_setenv_services(tier_test_tierd *t, const tier_test_mysql *
     tier_test_tierd_setenv(t, "TIER_REDIS_PORT=%d", redis_port >= 0 ? redis_port : port);
 }
 
+/* "tcp://..." -> "tls+tcp://..." */
+static void to_tls(char *url, size_t len)
+{
+    char tmp[128];
+    cr_assert(strncmp(url, "tcp://", 6) == 0);
+    snprintf(tmp, sizeof(tmp), "tls+%s", url);
+    snprintf(url, len, "%s", tmp);
+}
+
+void tier_test_tierd_secure(tier_test_tierd *t, const char *tokens_file)
+{
+    const char *cert = getenv("TIER_TLS_CERT"), *key = getenv("TIER_TLS_KEY"),
+               *ca = getenv("TIER_TLS_CA");
+
+    cr_assert(cert && key && ca && *cert && *key && *ca,
+              "TIER_TLS_CERT/KEY/CA unset: run under scripts/test.sh (. .run/env)");
+    to_tls(t->listen, sizeof(t->listen));
+    to_tls(t->push, sizeof(t->push));
+    snprintf(t->ca, sizeof(t->ca), "%s", ca);
+    tier_test_tierd_setenv(t, "TIER_NO_AUTH=0");
+    tier_test_tierd_setenv(t, "TIER_AUTH_TOKENS=%s", tokens_file);
+    tier_test_tierd_setenv(t, "TIER_TLS_CERT=%s", cert);
+    tier_test_tierd_setenv(t, "TIER_TLS_KEY=%s", key);
+}
+
+tier_client_opts tier_test_tierd_opts(const tier_test_tierd *t, const char *token)
+{
+    /* services.sh's certificate names localhost (mbedTLS matches DNS
+     * names only), while the tests dial 127.0.0.1. */
+    tier_client_opts o = {.token = token};
+    if (t->ca[0] != '\0') {
+        o.tls_ca_file = t->ca;
+        o.tls_server_name = "localhost";
+    }
+    return o;
+}
+
 void tier_test_tierd_start(tier_test_tierd *t, char *const extra[])
 {
     char *argv[16] = {tier_test_bin("tierd"), "--listen", t->listen, "--push", t->push};
@@ -94,8 +131,9 @@ void tier_test_tierd_start(tier_test_tierd *t, char *const extra[])
     Tier__Rpc__HealthRequest hq = TIER__RPC__HEALTH_REQUEST__INIT;
     Tier__Rpc__HealthReply *hr = NULL;
     tier_client *c;
-    cr_assert_eq(tier_client_open(&c, t->listen), TIER_OK);
-    tier_client_set_timeout(c, 500);
+    tier_client_opts o = tier_test_tierd_opts(t, NULL);
+    o.timeout_ms = 500;
+    cr_assert_eq(tier_client_open_opts(&c, t->listen, &o, NULL), TIER_OK);
     bool up = false;
     for (int i = 0; i < 200 && !(up = tier_health(c, &hq, &hr, NULL) == TIER_OK); i++)
         usleep(50 * 1000);

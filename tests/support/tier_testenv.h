@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tier_client.h"
 #include <sys/types.h>
 
 /* ---- ports, directories, processes (testenv.c) */
@@ -94,6 +96,7 @@ typedef struct {
     char *envp[25]; /* env[0..nenv-1], NULL-terminated */
     int nenv;
     pid_t pid;
+    char ca[512]; /* set by tier_test_tierd_secure: the CA of its certificate */
 } tier_test_tierd;
 
 /* Free --listen/--push URLs, log "<logdir>/tierd.log" (none if logdir is
@@ -109,6 +112,12 @@ void tier_test_tierd_setenv(tier_test_tierd *t, const char *fmt, ...)
  * real one (a dead port, for the start-up failure tests). */
 void tier_test_tierd_setenv_services(tier_test_tierd *t, const tier_test_mysql *m, int mysql_port,
                                      int redis_port);
+/* Makes it a tierd as deployed (docs/SECURITY.md): tls+tcp:// URLs with
+ * the certificate scripts/services.sh made (TIER_TLS_CERT, TIER_TLS_KEY,
+ * TIER_TLS_CA from .run/env), tokens from tokens_file.  After init. */
+void tier_test_tierd_secure(tier_test_tierd *t, const char *tokens_file);
+/* Client options for it: its CA and server name, and token (may be NULL). */
+tier_client_opts tier_test_tierd_opts(const tier_test_tierd *t, const char *token);
 /* Spawns tierd --listen L --push P [extra...] (extra NULL-terminated, may
  * be NULL) and waits until it answers Health; fails the test with the log
  * if it does not. */
