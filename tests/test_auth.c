@@ -149,8 +149,9 @@ static const struct {
 };
 #define NMATRIX (sizeof(MATRIX) / sizeof(MATRIX[0]))
 
-/* Every `rpc X(` of proto/tier.proto's service is in MATRIX: a method added
- * later cannot slip past this test. */
+/* Every `rpc X(` of proto/tier.proto's service is in MATRIX, with the roles
+ * its comment there gives: a method added later cannot slip past this test,
+ * and the contract in tier.proto is the one enforced. */
 Test(auth, matrix_covers_every_method)
 {
     char *proto = tier_test_slurp(TIER_SOURCE_DIR "/proto/tier.proto", NULL);
@@ -163,9 +164,19 @@ Test(auth, matrix_covers_every_method)
         snprintf(full, sizeof(full), "%s%s",
                  strcmp(name, "Health") == 0 ? "tier.rpc.Health/" : "tier.Tier/",
                  strcmp(name, "Health") == 0 ? "Check" : name);
+        /* The roles written after it in tier.proto: the same as here. */
+        char *eol = strchr(p + 1, '\n'), *cmt = strstr(p + 1, "//");
+        cr_assert(cmt != NULL && eol != NULL && cmt < eol, "%s: no roles comment", full);
+        char line[128];
+        snprintf(line, sizeof(line), "%.*s", (int)(eol - cmt), cmt);
+        unsigned roles = (strstr(line, "admin") ? A : 0) | (strstr(line, "worker") ? W : 0) |
+                         (strstr(line, "client") ? C : 0) | (strstr(line, "anyone") ? ALL : 0);
         bool found = false;
         for (size_t i = 0; i < NMATRIX; i++)
-            found |= strcmp(MATRIX[i].method, full) == 0;
+            if (strcmp(MATRIX[i].method, full) == 0) {
+                found = true;
+                cr_assert_eq(MATRIX[i].allowed, roles, "%s: tier.proto says \"%s\"", full, line);
+            }
         cr_assert(found, "%s is not in the role matrix", full);
         n++;
     }
