@@ -2,7 +2,13 @@
  * bench_rpc.c -- unary call throughput and latency of the RPC layer on
  * loopback tcp://, against bare nng req/rep + protobuf-c as the baseline.
  *
- *   bench_rpc [--seconds S] [--runs R] [--threads N] [--contexts N]
+ *   bench_rpc [--seconds S] [--runs R] [--threads N] [--contexts N] [--secure]
+ *
+ * --secure adds two rows for what access control costs (docs/SECURITY.md):
+ * the same rpc server with tierd's token check (tierd/auth.c; the client
+ * sends a bearer token with every call), and that over tls+tcp:// with the
+ * certificate of scripts/services.sh (TIER_TLS_CERT, TIER_TLS_KEY,
+ * TIER_TLS_CA from .run/env).
  *
  * The server runs in a child process (so client and server share the
  * machine's two cores but not an allocator or a lock).  The request has two
@@ -27,6 +33,14 @@
 #include "tier.pb-c.h"
 #include "tier_rpc.h"
 #include "tier_time.h"
+#include "tierd.h"
+
+#include <sodium.h>
+
+/* --secure: the token, the tokens file holding its hash, and TLS. */
+static char g_token[64] = "tier_bench_token_0123456789abcdef0123456789abcdef";
+static char g_tokens_file[64];
+static tier_rpc_tls g_tls;
 
 #define MAX_SAMPLES (4u << 20)
 
@@ -45,12 +59,24 @@ static int rpc_handler(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *re
     return TIER_OK;
 }
 
-static void run_rpc_server(const char *url, unsigned threads, unsigned contexts)
+/* secure: 0 none, 1 tokens, 2 tokens + TLS. */
+static void run_rpc_server(const char *url, unsigned threads, unsigned contexts, int secure)
 {
     tier_rpc_server_opts o = {.nthreads = threads, .ncontexts = contexts};
     tier_rpc_server *s;
+    tierd_auth *auth = NULL;
+    char err[256];
+    if (secure == 2)
+        o.tls = g_tls;
     if (tier_rpc_server_open(&s, url, &o) != TIER_OK)
         exit(1);
+    if (secure) {
+        if (tierd_auth_open(&auth, g_tokens_file, err, sizeof(err)) != TIER_OK) {
+            fprintf(stderr, "%s\n", err);
+            exit(1);
+        }
+        tier_rpc_server_set_auth(s, tierd_auth_check, auth);
+    }
     tier_rpc_server_add(s, "bench.Echo", &tier__view_report__descriptor,
                         &tier__item_status__descriptor, rpc_handler, NULL, TIER_RPC_INLINE);
     tier_rpc_server_add(s, "bench.EchoPooled", &tier__view_report__descriptor,
@@ -242,7 +268,7 @@ typedef struct {
     double rate, p50, p99;
 } result;
 
-static result measure(const char *url, int bare, int inflight, double seconds)
+static result measure(const char *url, int bare, int secure, int inflight, double seconds)
 {
     load l = {0};
     result r;
@@ -265,6 +291,10 @@ static result measure(const char *url, int bare, int inflight, double seconds)
         }
     } else {
         tier_rpc_client_opts o = {.max_inflight = (unsigned)inflight};
+        if (secure)
+            o.bearer_token = g_token;
+        if (secure == 2)
+            o.tls = g_tls;
         tier_rpc_client_open(&c, url, &o, NULL);
         for (int i = 0; i < inflight; i++) {
             Tier__ViewReport req = TIER__VIEW_REPORT__INIT;
@@ -322,13 +352,41 @@ static double median(double *v, int n)
     return v[n / 2];
 }
 
+/* The tokens file with g_token's hash as an admin's; TLS from .run/env. */
+static int setup_secure(void)
+{
+    unsigned char h[crypto_generichash_BYTES];
+    char hex[2 * sizeof(h) + 1];
+    FILE *f;
+
+    g_tls.cert_file = getenv("TIER_TLS_CERT");
+    g_tls.key_file = getenv("TIER_TLS_KEY");
+    g_tls.ca_file = getenv("TIER_TLS_CA");
+    g_tls.server_name = "localhost";
+    if (!g_tls.cert_file || !g_tls.key_file || !g_tls.ca_file || sodium_init() < 0) {
+        fprintf(stderr, "--secure: TIER_TLS_CERT/KEY/CA unset (. .run/env)\n");
+        return -1;
+    }
+    crypto_generichash(h, sizeof(h), (const unsigned char *)g_token, strlen(g_token), NULL, 0);
+    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    snprintf(g_tokens_file, sizeof(g_tokens_file), "/tmp/bench_rpc_tokens.%d", (int)getpid());
+    if ((f = fopen(g_tokens_file, "w")) == NULL)
+        return -1;
+    fprintf(f, "bench admin,client,worker %s\n", hex);
+    fclose(f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = 3;
     int runs = 3;
     unsigned threads = 16, contexts = 0;
     int levels[] = {1, 8, 64};
-    char url[2][64];
+    bool secure = false;
+    char url[4][64];
+    static const char *const names[4] = {"tier rpc (envelope)", "bare nng+protobuf-c",
+                                         "tier rpc + token", "tier rpc + token + TLS"};
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
@@ -339,42 +397,54 @@ int main(int argc, char **argv)
             threads = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--contexts") == 0 && i + 1 < argc)
             contexts = (unsigned)atoi(argv[++i]);
+        else if (strcmp(argv[i], "--secure") == 0)
+            secure = true;
         else {
-            fprintf(stderr, "usage: %s [--seconds S] [--runs R] [--threads N] [--contexts N]\n",
+            fprintf(stderr,
+                    "usage: %s [--seconds S] [--runs R] [--threads N] [--contexts N] "
+                    "[--secure]\n",
                     argv[0]);
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
+    if (secure && setup_secure() != 0)
+        return 1;
     signal(SIGPIPE, SIG_IGN);
     int base = 20000 + (getpid() % 20000);
-    snprintf(url[0], sizeof(url[0]), "tcp://127.0.0.1:%d", base);
-    snprintf(url[1], sizeof(url[1]), "tcp://127.0.0.1:%d", base + 1);
-    pid_t srv[2];
-    if ((srv[0] = fork()) == 0)
-        run_rpc_server(url[0], threads, contexts);
-    if ((srv[1] = fork()) == 0)
-        run_bare_server(url[1], 16);
+    int nimpl = secure ? 4 : 2;
+    pid_t srv[4];
+    for (int i = 0; i < nimpl; i++) {
+        snprintf(url[i], sizeof(url[i]), "%s://127.0.0.1:%d", i == 3 ? "tls+tcp" : "tcp", base + i);
+        if ((srv[i] = fork()) == 0) {
+            if (i == 1)
+                run_bare_server(url[i], 16);
+            else
+                run_rpc_server(url[i], threads, contexts, i == 0 ? 0 : i - 1);
+        }
+    }
     usleep(300 * 1000);
 
-    printf("%-22s %9s %12s %10s %10s\n", "server", "in flight", "calls/s", "p50 us", "p99 us");
-    for (int impl = 0; impl < 2; impl++) {
+    printf("%-24s %9s %12s %10s %10s\n", "server", "in flight", "calls/s", "p50 us", "p99 us");
+    for (int impl = 0; impl < nimpl; impl++) {
         for (int li = 0; li < 3; li++) {
             double rate[16], p50[16], p99[16];
             for (int r = 0; r < runs && r < 16; r++) {
-                result x = measure(url[impl], impl, levels[li], seconds);
+                result x =
+                    measure(url[impl], impl == 1, impl < 2 ? 0 : impl - 1, levels[li], seconds);
                 rate[r] = x.rate;
                 p50[r] = x.p50;
                 p99[r] = x.p99;
             }
-            printf("%-22s %9d %12.0f %10.0f %10.0f\n",
-                   impl ? "bare nng+protobuf-c" : "tier rpc (envelope)", levels[li],
-                   median(rate, runs), median(p50, runs), median(p99, runs));
+            printf("%-24s %9d %12.0f %10.0f %10.0f\n", names[impl], levels[li], median(rate, runs),
+                   median(p50, runs), median(p99, runs));
             fflush(stdout);
         }
     }
-    kill(srv[0], SIGKILL);
-    kill(srv[1], SIGKILL);
-    waitpid(srv[0], NULL, 0);
-    waitpid(srv[1], NULL, 0);
+    for (int i = 0; i < nimpl; i++) {
+        kill(srv[i], SIGKILL);
+        waitpid(srv[i], NULL, 0);
+    }
+    if (secure)
+        unlink(g_tokens_file);
     return 0;
 }

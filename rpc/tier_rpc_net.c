@@ -29,6 +29,13 @@
 static int fail(char *err, size_t len, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* nng_tls_config_free(NULL) crashes in nng 1.5.2. */
+static void tls_free(nng_tls_config *cfg)
+{
+    if (cfg != NULL)
+        nng_tls_config_free(cfg);
+}
+
 static int fail(char *err, size_t len, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -124,7 +131,7 @@ static int server_config(nng_tls_config **out, const tier_rpc_tls *tls, char *er
     }
     if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) == 0) {
         if ((rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
-            nng_tls_config_free(cfg);
+            tls_free(cfg);
             fail(err, len, 0, "certificate %s or key %s: %s", tls->cert_file, tls->key_file,
                  nng_strerror(rv));
         }
@@ -160,7 +167,7 @@ static int client_config(nng_tls_config **out, const char *url, const tier_rpc_t
     if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
         (rv = nng_tls_config_ca_file(cfg, ca)) != 0 ||
         (rv = nng_tls_config_server_name(cfg, host)) != 0) {
-        nng_tls_config_free(cfg);
+        tls_free(cfg);
         return fail(err, len, TIER_INVALID_ARGUMENT, "tls: CA file %s: %s", ca, nng_strerror(rv));
     }
     *out = cfg;
@@ -177,12 +184,12 @@ int tier_rpc_net_listen(nng_socket s, const char *url, const tier_rpc_tls *tls, 
     if (tier_rpc_net_is_tls(url) && (rv = server_config(&cfg, tls, err, len)) != TIER_OK)
         return rv;
     if ((rv = nng_listener_create(&l, s, url)) != 0) {
-        nng_tls_config_free(cfg);
+        tls_free(cfg);
         return fail(err, len, TIER_INVALID_ARGUMENT, "%s: %s", url, nng_strerror(rv));
     }
     if (cfg != NULL) {
         rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg);
-        nng_tls_config_free(cfg); /* the listener holds its own reference */
+        tls_free(cfg); /* the listener holds its own reference */
         if (rv != 0) {
             nng_listener_close(l);
             return fail(err, len, TIER_INTERNAL, "%s: tls: %s", url, nng_strerror(rv));
@@ -205,12 +212,12 @@ int tier_rpc_net_dial(nng_socket s, const char *url, const tier_rpc_tls *tls, ch
     if (tier_rpc_net_is_tls(url) && (rv = client_config(&cfg, url, tls, err, len)) != TIER_OK)
         return rv;
     if ((rv = nng_dialer_create(&d, s, url)) != 0) {
-        nng_tls_config_free(cfg);
+        tls_free(cfg);
         return fail(err, len, TIER_INVALID_ARGUMENT, "%s: %s", url, nng_strerror(rv));
     }
     if (cfg != NULL) {
         rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
-        nng_tls_config_free(cfg);
+        tls_free(cfg);
         if (rv != 0) {
             nng_dialer_close(d);
             return fail(err, len, TIER_INTERNAL, "%s: tls: %s", url, nng_strerror(rv));

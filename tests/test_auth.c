@@ -325,6 +325,53 @@ Test(auth, worker_with_worker_token_moves_over_tls)
     teardown(&f);
 }
 
+/* A worker given a token tierd refuses says so and stops by itself,
+ * rather than idle forever looking alive. */
+Test(auth, worker_with_a_client_token_stops)
+{
+    fx f;
+    char path[1024], wlog[600];
+    setup(&f, true);
+    snprintf(path, sizeof(path), "%s/bronze/c.mp4", f.dir);
+    cr_assert(tier_test_write_file(path, "x", 1));
+    tier_client *admin;
+    tier_client_opts ao = tier_test_tierd_opts(&f.td, f.tok[ADMIN]);
+    cr_assert_eq(tier_client_open_opts(&admin, f.td.listen, &ao, NULL), TIER_OK);
+    Tier__AddContentRequest aq = TIER__ADD_CONTENT_REQUEST__INIT;
+    Tier__AddContentReply *ar;
+    aq.filename = "c.mp4";
+    cr_assert_eq(tier_add_content(admin, &aq, &ar, NULL), TIER_OK);
+    Tier__ViewReport item = TIER__VIEW_REPORT__INIT, *items[1] = {&item};
+    Tier__ReportViewsRequest rq = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ReportViewsReply *rr;
+    item.cid = ar->content->cid;
+    item.count = 2500;
+    rq.reports = items;
+    rq.n_reports = 1;
+    tier_free(ar);
+    cr_assert_eq(tier_report_views(admin, &rq, &rr, NULL), TIER_OK);
+    tier_free(rr);
+
+    char *bin = tier_test_bin("tier-worker");
+    snprintf(wlog, sizeof(wlog), "%s/worker.log", f.dir);
+    char *argv[] = {bin,       "--tierd",           f.td.listen,       "--pull",
+                    f.td.push, "--token-file",      f.tokfile[CLIENT], "--tls-ca",
+                    f.td.ca,   "--tls-server-name", "localhost",       NULL};
+    char *envp[] = {"TIER_TOKEN=", "TIER_TOKEN_FILE=", NULL};
+    pid_t w = tier_test_spawn(argv, envp, wlog);
+    free(bin);
+    int st = tier_test_wait(w, 20000);
+    char *log = tier_test_slurp(wlog, NULL);
+    if (st == -1)
+        kill(w, SIGKILL);
+    cr_assert(st > 0 && st < 128, "worker status %d; log:\n%s", st, log ? log : "");
+    cr_assert(strstr(log, "refuses this worker's token") != NULL, "%s", log);
+    cr_assert(strstr(log, "PERMISSION_DENIED") != NULL, "%s", log);
+    free(log);
+    tier_client_close(admin);
+    teardown(&f);
+}
+
 /* ------------------------------------------------------- SIGHUP, revoking */
 
 static int list_levels_as(fx *f, int who)

@@ -143,6 +143,7 @@ struct tier_worker {
 
     atomic_bool stopping;  /* stop asked for */
     atomic_bool hard_stop; /* give up on calls in progress */
+    atomic_int denied;     /* UNAUTHENTICATED / PERMISSION_DENIED seen: we stop */
     atomic_bool ran;       /* tier_worker_run was called */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cv; /* stopping, hard_stop or finished changed */
@@ -208,6 +209,17 @@ static bool retryable(int rv)
 static bool retry_wait(tier_worker *w, const char *what, int rv, const tier_error *err, int *tries,
                        int64_t *backoff, bool give_up_on_stop)
 {
+    /* A token tierd refuses (revoked, or not a worker's) will not start
+     * working by retrying: say so once and stop, so a supervisor shows the
+     * failure instead of a worker that idles forever.  Claimed jobs come
+     * back after their lease. */
+    int none = 0;
+    if ((rv == TIER_UNAUTHENTICATED || rv == TIER_PERMISSION_DENIED) &&
+        atomic_compare_exchange_strong(&w->denied, &none, rv)) {
+        tier_error("%s: %s (%s): tierd refuses this worker's token; stopping", what,
+                   tier_status_name(rv), err->message);
+        tier_worker_stop(w, true);
+    }
     if (!retryable(rv))
         return false;
     if (atomic_load(&w->hard_stop) || (give_up_on_stop && atomic_load(&w->stopping)))
@@ -1203,6 +1215,8 @@ int tier_worker_run(tier_worker *w)
               (unsigned long long)atomic_load(&w->n_failed),
               (unsigned long long)atomic_load(&w->n_lost),
               (unsigned long long)atomic_load(&w->n_claim_refused));
+    if (atomic_load(&w->denied) != 0)
+        return atomic_load(&w->denied);
     return started ? TIER_OK : TIER_RESOURCE_EXHAUSTED;
 }
 

@@ -51,7 +51,9 @@ int tier_worker_open(tier_worker **out, const tier_worker_config *cfg);
 /* Runs the worker until tier_worker_stop; returns TIER_OK once every thread
  * has finished (claimed jobs not started are given back, pending
  * completions sent, at most 10 s after a soft stop).  Once per object;
- * TIER_RESOURCE_EXHAUSTED if its threads cannot start. */
+ * TIER_RESOURCE_EXHAUSTED if its threads cannot start; UNAUTHENTICATED or
+ * PERMISSION_DENIED when tierd refused its token (it stops by itself then,
+ * logging why). */
 int tier_worker_run(tier_worker *w);
 
 /* Asks the worker to stop; returns at once.  Callable from any thread (not
