@@ -642,6 +642,17 @@ Test(auth, unsafe_settings_are_refused_at_start)
     cr_assert(tier_test_write_file(bad, "ops root 00\n", 12));
     st = tierd_exits(&f, role, out, sizeof(out));
     cr_assert(st > 0 && st < 128 && strstr(out, "roles are"), "%d %s", st, out);
+    /* The same token twice: the file would not say who calls. */
+    char *dup = tier_test_slurp(f.tokens, NULL), line[256];
+    char *admin_line = strstr(dup, "ops admin ");
+    cr_assert_not_null(admin_line);
+    snprintf(line, sizeof(line), "%.*s", (int)strcspn(admin_line, "\n"), admin_line);
+    FILE *t = fopen(bad, "w");
+    fprintf(t, "%s\nops2 client %s\n", line, line + strlen("ops admin "));
+    fclose(t);
+    free(dup);
+    st = tierd_exits(&f, role, out, sizeof(out));
+    cr_assert(st > 0 && st < 128 && strstr(out, "the same token"), "%d %s", st, out);
     teardown(&f);
 }
 
