@@ -390,7 +390,8 @@ int tier_rpc_call_raw(tier_rpc_client *c, const char *method, const void *data, 
         set_err(err, TIER_RESOURCE_EXHAUSTED, "%s", "out of memory");
         return TIER_RESOURCE_EXHAUSTED;
     }
-    memcpy(*out, rep->payload.data, rep->payload.len);
+    if (rep->payload.len > 0) /* an empty reply has no data pointer */
+        memcpy(*out, rep->payload.data, rep->payload.len);
     *outlen = rep->payload.len;
     tier__rpc__reply__free_unpacked(rep, NULL);
     return TIER_OK;
