@@ -120,5 +120,9 @@ TIER_METHOD(tier_latest_comments, TIER_M_LATEST_COMMENTS, Tier__LatestCommentsRe
             Tier__LatestCommentsReply, tier__latest_comments_reply__descriptor)
 
 /* fsck */
+TIER_METHOD(tier_heartbeat, TIER_M_HEARTBEAT, Tier__HeartbeatRequest, Tier__HeartbeatReply,
+            tier__heartbeat_reply__descriptor)
+TIER_METHOD(tier_list_workers, TIER_M_LIST_WORKERS, Tier__ListWorkersRequest,
+            Tier__ListWorkersReply, tier__list_workers_reply__descriptor)
 TIER_METHOD(tier_scrub, TIER_M_SCRUB, Tier__ScrubRequest, Tier__ScrubReply,
             tier__scrub_reply__descriptor)

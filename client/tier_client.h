@@ -147,6 +147,15 @@ int tier_top_contents(tier_client *c, const Tier__TopContentsRequest *req,
 int tier_latest_comments(tier_client *c, const Tier__LatestCommentsRequest *req,
                          Tier__LatestCommentsReply **reply, tier_error *err);
 
+/* ---- workers */
+
+/* A worker's beat (tier-worker sends them; a worker token is needed). */
+int tier_heartbeat(tier_client *c, const Tier__HeartbeatRequest *req, Tier__HeartbeatReply **reply,
+                   tier_error *err);
+/* The workers tierd heard from: alive first. */
+int tier_list_workers(tier_client *c, const Tier__ListWorkersRequest *req,
+                      Tier__ListWorkersReply **reply, tier_error *err);
+
 /* ---- fsck */
 
 /* Compares MySQL, Redis and the level directories; repairs what is safe

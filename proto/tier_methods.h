@@ -30,4 +30,8 @@
 /* fsck */
 #define TIER_M_SCRUB "tier.Tier/Scrub"
 
+/* workers */
+#define TIER_M_HEARTBEAT "tier.Tier/Heartbeat"
+#define TIER_M_LIST_WORKERS "tier.Tier/ListWorkers"
+
 #endif

@@ -1094,6 +1094,27 @@ static redisReply *index_read(tier_jobs *j, tier_kv *kv, tier_job_state st, size
     return r;
 }
 
+int tier_jobs_count(tier_jobs *j, tier_kv *kv, uint64_t counts[TIER_JOB_STATES])
+{
+    /* One ZCARD/SCARD per state's index: O(1) each, so cheap enough for
+     * every Health call and every metrics scrape. */
+    memset(counts, 0, TIER_JOB_STATES * sizeof(counts[0]));
+    for (int st = TIER_JOB_UPDATE; st < TIER_JOB_STATES; st++) {
+        char key[128];
+        bool zset = index_key(j, (tier_job_state)st, key, sizeof(key));
+        const char *argv[2] = {zset ? "ZCARD" : "SCARD", key};
+        redisReply *r = tier_kv_argv(kv, 2, argv, NULL);
+        if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+            if (r != NULL)
+                freeReplyObject(r);
+            return TIER_UNAVAILABLE;
+        }
+        counts[st] = r->integer > 0 ? (uint64_t)r->integer : 0;
+        freeReplyObject(r);
+    }
+    return TIER_OK;
+}
+
 int tier_jobs_index_cids(tier_jobs *j, tier_kv *kv, tier_job_state st, int64_t **cids, size_t *n)
 {
     redisReply *r = index_read(j, kv, st, 0);

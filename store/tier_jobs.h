@@ -64,6 +64,7 @@ typedef enum {
     TIER_JOB_FAILED,   /* parked with a reason; RetryJob / CancelJob / a report revive it */
     TIER_JOB_FINISHED, /* committed and gone; kept readable for the retention time */
 } tier_job_state;
+#define TIER_JOB_STATES (TIER_JOB_FINISHED + 1)
 
 const char *tier_job_state_name(tier_job_state s);
 /* "" or unknown -> TIER_JOB_NONE. */
@@ -252,6 +253,10 @@ int tier_jobs_get(tier_jobs *j, tier_kv *kv, int64_t cid, tier_jobs_view *out,
  * *out (owned by *keep). */
 int tier_jobs_list(tier_jobs *j, tier_kv *kv, tier_job_state st, size_t limit, tier_jobs_view **out,
                    size_t *n, tier_jobs_reply **keep);
+
+/* How many jobs each state's index holds now (counts[TIER_JOB_NONE] = 0);
+ * UNAVAILABLE when Redis does not answer. */
+int tier_jobs_count(tier_jobs *j, tier_kv *kv, uint64_t counts[TIER_JOB_STATES]);
 
 /* Only the cids of one state's index (for start-up: which contents have a
  * job); *cids malloc'ed. */

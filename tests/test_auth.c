@@ -145,7 +145,8 @@ static const struct {
     {TIER_M_POST_COMMENT, A | C},    {TIER_M_POST_COMMENTS, A | C},
     {TIER_M_EDIT_COMMENT, A | C},    {TIER_M_DELETE_COMMENT, A | C},
     {TIER_M_RESTORE_COMMENT, A | C}, {TIER_M_TOP_CONTENTS, A | C},
-    {TIER_M_LATEST_COMMENTS, A | C},
+    {TIER_M_LATEST_COMMENTS, A | C}, {TIER_M_HEARTBEAT, W},
+    {TIER_M_LIST_WORKERS, A | C},
 };
 #define NMATRIX (sizeof(MATRIX) / sizeof(MATRIX[0]))
 

@@ -1204,3 +1204,98 @@ Test(worker, standby_takeover_same_worker, .timeout = 180)
     free(bin);
     teardown(&f);
 }
+
+/* ------------------------------------------------------------ heartbeats */
+
+static Tier__ListWorkersReply *list_workers(fx *f)
+{
+    Tier__ListWorkersRequest req = TIER__LIST_WORKERS_REQUEST__INIT;
+    Tier__ListWorkersReply *rep = NULL;
+    tier_error err;
+    cr_assert_eq(tier_list_workers(f->c, &req, &rep, &err), TIER_OK, "%s", err.message);
+    return rep;
+}
+
+/* The "workers" dependency of Health: its ok flag, its message in msg. */
+static bool workers_health(fx *f, char *msg, size_t len)
+{
+    Tier__Rpc__HealthRequest req = TIER__RPC__HEALTH_REQUEST__INIT;
+    Tier__Rpc__HealthReply *rep = NULL;
+    bool ok = false, found = false;
+    cr_assert_eq(tier_health(f->c, &req, &rep, NULL), TIER_OK);
+    for (size_t i = 0; i < rep->n_dependencies; i++)
+        if (strcmp(rep->dependencies[i]->name, "workers") == 0) {
+            found = true;
+            ok = rep->dependencies[i]->ok;
+            snprintf(msg, len, "%s", rep->dependencies[i]->message);
+        }
+    tier_free(rep);
+    cr_assert(found, "no workers dependency in Health");
+    return ok;
+}
+
+/* Workers beat; ListWorkers shows them with what they did; a clean stop is
+ * seen at once; jobs that wait with nobody alive make Health say so once
+ * the start-up grace (30 s) is over. */
+Test(worker, heartbeats_list_workers_and_health, .timeout = 180)
+{
+    fx f;
+    char msg[256];
+    setup(&f, NULL, false);
+    write_content(&f, "bronze", "g.mp4", 7, 700);
+    write_content(&f, "bronze", "h.mp4", 8, 800);
+    sql(&f, "INSERT INTO contents (cid, content_level, filename) VALUES (7, 'bronze', 'g.mp4'), "
+            "(8, 'bronze', 'h.mp4')");
+    tierd_start(&f);
+    int64_t started = tier_mono_ms();
+    Tier__ListWorkersReply *lw = list_workers(&f);
+    cr_assert_eq(lw->n_workers, 0);
+    tier_free(lw);
+
+    worker_start(&f, 0, "1");
+    bool seen = false;
+    for (int i = 0; i < 100 && !seen; i++) {
+        lw = list_workers(&f);
+        seen = lw->alive == 1;
+        if (!seen) {
+            tier_free(lw);
+            usleep(50 * 1000);
+        }
+    }
+    cr_assert(seen, "the worker never showed up");
+    cr_assert_str_eq(lw->workers[0]->worker_id, "w0");
+    cr_assert_eq(lw->workers[0]->pid, f.w[0]);
+    cr_assert(lw->workers[0]->host[0] != '\0');
+    cr_assert_str_eq(lw->workers[0]->version, TIER_VERSION);
+    tier_free(lw);
+
+    report_one(&f, 7, 1964);
+    bool moved = false;
+    for (int i = 0; i < 200 && !moved; i++) {
+        lw = list_workers(&f);
+        moved = lw->n_workers == 1 && lw->workers[0]->moves_done == 1 &&
+                lw->workers[0]->bytes_moved == 700;
+        tier_free(lw);
+        if (!moved)
+            usleep(50 * 1000);
+    }
+    cr_assert(moved, "moves_done / bytes_moved never reached 1 / 700");
+    cr_assert(workers_health(&f, msg, sizeof(msg)), "%s", msg);
+    cr_assert(strstr(msg, "1 alive") != NULL, "%s", msg);
+
+    worker_stop(&f, 0);
+    lw = list_workers(&f);
+    cr_assert_eq(lw->n_workers, 1);
+    cr_assert_eq(lw->alive, 0, "a clean stop is seen at once");
+    cr_assert(!lw->workers[0]->alive);
+    tier_free(lw);
+
+    /* A job waits, nobody is alive: fine during the grace, down after. */
+    report_one(&f, 8, 2500);
+    cr_assert(workers_health(&f, msg, sizeof(msg)) || tier_mono_ms() - started > 30000, "%s", msg);
+    while (tier_mono_ms() - started < 31000)
+        usleep(200 * 1000);
+    cr_assert(!workers_health(&f, msg, sizeof(msg)), "%s", msg);
+    cr_assert(strstr(msg, "no worker alive, 1 jobs waiting") != NULL, "%s", msg);
+    teardown(&f);
+}

@@ -67,6 +67,7 @@ static const struct {
     {TIER_M_RENEW_LEASE, R_WORKER},
     {TIER_M_COMPLETE_JOB, R_WORKER},
     {TIER_M_FAIL_JOB, R_WORKER},
+    {TIER_M_HEARTBEAT, R_WORKER},
     /* reports, comments, reads */
     {TIER_M_REPORT_VIEWS, R_READ},
     {TIER_M_GET_CONTENT, R_READ},
@@ -81,6 +82,7 @@ static const struct {
     {TIER_M_RESTORE_COMMENT, R_READ},
     {TIER_M_TOP_CONTENTS, R_READ},
     {TIER_M_LATEST_COMMENTS, R_READ},
+    {TIER_M_LIST_WORKERS, R_READ},
 };
 
 typedef struct {

@@ -21,6 +21,7 @@ struct tierd {
     tiering *tiering;
     ranking *ranking;
     tierd_auth *auth; /* NULL with no_auth */
+    workers *workers;
 };
 
 static int probe_mysql(void *arg, char *msg, size_t len)
@@ -123,7 +124,8 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         return TIER_RESOURCE_EXHAUSTED;
     }
     if ((rv = tiering_open(&d->tiering, &d->deps)) != TIER_OK ||
-        (rv = ranking_open(&d->ranking, &d->deps)) != TIER_OK) {
+        (rv = ranking_open(&d->ranking, &d->deps)) != TIER_OK ||
+        (rv = workers_open(&d->workers, tiering_jobs_waiting, d->tiering)) != TIER_OK) {
         tier_error("cannot load state (%s)", tier_status_name(rv));
         tierd_close(d);
         return rv;
@@ -141,6 +143,7 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         tier_rpc_server_set_auth(d->srv, tierd_auth_check, d->auth);
     if ((rv = tiering_register(d->tiering, d->srv)) != TIER_OK ||
         (rv = ranking_register(d->ranking, d->srv)) != TIER_OK ||
+        (rv = workers_register(d->workers, d->srv)) != TIER_OK ||
         (rv = tier_rpc_server_start(d->srv)) != TIER_OK) {
         tierd_close(d);
         return rv;
@@ -176,6 +179,7 @@ void tierd_close(tierd *d)
     tier_rpc_server_close(d->srv); /* first: no handler runs after this */
     tiering_close(d->tiering);
     ranking_close(d->ranking);
+    workers_close(d->workers);
     tier_pool_free(d->deps.db);
     tier_pool_free(d->deps.kv);
     tierd_writer_release(d->writer); /* last: nothing writes any more */

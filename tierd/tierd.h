@@ -10,6 +10,7 @@
  *   writer.c    the writer lease: standby until it is free, renewal, and
  *               stepping down (exit 3) when it is lost
  *   auth.c      bearer tokens, roles, and which role may call which method
+ *   workers.c   worker heartbeats, ListWorkers, the "workers" Health probe
  *   tiering.c   seed 000: levels, contents, view reports, move jobs
  *   ranking.c   seed 003: comments, top contents, latest comments
  *
@@ -154,6 +155,18 @@ typedef struct tiering tiering;
 int tiering_open(tiering **out, const tierd_deps *deps);
 int tiering_register(tiering *t, tier_rpc_server *srv);
 void tiering_close(tiering *t);
+
+/* How many jobs wait for a worker (tiering.c); a tier_status. */
+int tiering_jobs_waiting(void *tiering, uint64_t *n);
+
+/* Workers (workers.c): the last heartbeat of each, in memory. */
+typedef int (*tierd_waiting_fn)(void *arg, uint64_t *n);
+typedef struct workers workers;
+/* waiting(arg) tells the Health probe how many jobs wait for a worker. */
+int workers_open(workers **out, tierd_waiting_fn waiting, void *arg);
+int workers_register(workers *ws, tier_rpc_server *srv);
+unsigned workers_alive(workers *ws);
+void workers_close(workers *ws);
 
 typedef struct ranking ranking;
 int ranking_open(ranking **out, const tierd_deps *deps);

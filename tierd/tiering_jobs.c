@@ -996,6 +996,21 @@ static int open_push(tiering *t, char *err, size_t errlen)
     return TIER_OK;
 }
 
+int tiering_jobs_waiting(void *arg, uint64_t *n)
+{
+    tiering *t = arg;
+    uint64_t counts[TIER_JOB_STATES];
+    tier_kv *kv = tier_pool_get(t->deps->kv);
+    int rv;
+
+    if (kv == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_jobs_count(t->jobs, kv, counts);
+    tier_kv_pool_put(t->deps->kv, kv);
+    *n = rv == TIER_OK ? counts[TIER_JOB_UPDATE] : 0;
+    return rv;
+}
+
 int tiering_jobs_open(tiering *t, char *err, size_t errlen)
 {
     tier_kv *kv = tier_pool_get(t->deps->kv);

@@ -66,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,8 +153,12 @@ struct tier_worker {
     seen_dir *seen_dirs;
     pthread_mutex_t seen_mu;
 
-    /* Counters for the exit line. */
+    /* Counters for the exit line and the heartbeat. */
     atomic_uint_fast64_t n_moved, n_completed, n_failed, n_lost, n_claim_refused;
+    atomic_uint_fast64_t n_bytes; /* bytes of the files moved */
+    atomic_uint n_in_flight;      /* moves running now */
+    int64_t started_ms;
+    int64_t beat_ms; /* heartbeat period, as tierd last asked */
 };
 
 /* ------------------------------------------------------------ the lock */
@@ -197,6 +202,18 @@ static void sleep_ms(int64_t ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+/* Size of dir/name, 0 when it cannot be read (a metric, not a check). */
+static uint64_t file_size(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
+        stat(path, &st) != 0)
+        return 0;
+    return (uint64_t)st.st_size;
 }
 
 static bool retryable(int rv)
@@ -649,11 +666,14 @@ static void move_one(tier_worker *w, job *j, move_ctx *ctx)
         return;
     }
     clean_dir_once(w, j->dst_dir);
+    atomic_fetch_add(&w->n_in_flight, 1);
     rc = tier_move_file_any(&spec, (const char *const *)j->also_dirs, j->n_also, on_progress, ctx,
                             &res);
+    atomic_fetch_sub(&w->n_in_flight, 1);
     if (rc == TIER_OK) {
         j->dirs_unsynced = res.dirs_unsynced != 0;
         atomic_fetch_add(&w->n_moved, 1);
+        atomic_fetch_add(&w->n_bytes, file_size(j->dst_dir, j->filename));
         if (strstr(res.reason, "already") != NULL || strstr(res.reason, "earlier") != NULL)
             tier_info("%s moves %s to %s (%s)", j->filename, j->from, j->target, res.reason);
         else
@@ -685,6 +705,55 @@ static void move_one(tier_worker *w, job *j, move_ctx *ctx)
                   tier_status_name(rc), d);
         fail_job(w, j, res.reason, false, d);
     }
+}
+
+/* ------------------------------------------------------------ heartbeat */
+
+/* Tells tierd who we are and what we do (tierd/workers.c): at start, every
+ * interval tierd asks for, and once more, stopping, at the end.  A beat
+ * that fails is only logged: moving files does not depend on it. */
+static void beat(tier_worker *w, bool stopping)
+{
+    Tier__HeartbeatRequest req = TIER__HEARTBEAT_REQUEST__INIT;
+    Tier__HeartbeatReply *rep = NULL;
+    char host[256] = "";
+    tier_error err;
+    int rv;
+
+    gethostname(host, sizeof(host) - 1);
+    req.worker_id = w->cfg.id;
+    req.host = host;
+    req.pid = (int64_t)getpid();
+    req.moves_in_flight = atomic_load(&w->n_in_flight);
+    req.moves_done = atomic_load(&w->n_completed);
+    req.moves_failed = atomic_load(&w->n_failed);
+    req.bytes_moved = atomic_load(&w->n_bytes);
+    req.started_ms = w->started_ms;
+    req.version = TIER_VERSION;
+    req.stopping = stopping;
+    if ((rv = tier_heartbeat(w->client, &req, &rep, &err)) == TIER_OK) {
+        if (rep->interval_ms >= 100 && rep->interval_ms <= 60000)
+            w->beat_ms = rep->interval_ms;
+        tier_free(rep);
+    } else if (rv == TIER_UNAUTHENTICATED || rv == TIER_PERMISSION_DENIED) {
+        int tries = 0;
+        int64_t backoff = 0;
+        retry_wait(w, "Heartbeat", rv, &err, &tries, &backoff, true); /* stops us */
+    } else {
+        tier_debug("heartbeat: %s (%s)", tier_status_name(rv), err.message);
+    }
+}
+
+static void *beater_main(void *arg)
+{
+    tier_worker *w = arg;
+
+    while (!atomic_load(&w->stopping)) {
+        beat(w, false);
+        for (int64_t slept = 0; slept < w->beat_ms && !atomic_load(&w->stopping); slept += 50)
+            sleep_ms(50);
+    }
+    return NULL;
 }
 
 static void *mover_main(void *arg)
@@ -1112,6 +1181,8 @@ int tier_worker_open(tier_worker **out, const tier_worker_config *cfg)
     }
     if ((rv = open_pull(w)) != TIER_OK)
         goto fail;
+    w->started_ms = tier_now_ms();
+    w->beat_ms = 2000; /* until tierd says otherwise */
     tier_info("worker %s: tierd %s, %u moves at once, lease %u ms", w->cfg.id, w->cfg.tierd_url,
               w->cfg.moves, w->cfg.lease_ms);
     tier_info("pulling move jobs from %s", w->cfg.pull_url);
@@ -1126,9 +1197,9 @@ fail:
  * receiver and keeper when their flags say so), in the order that lets
  * each finish its part of the shutdown. */
 typedef struct {
-    pthread_t recv, keeper, *movers, completers[NCOMPLETERS];
+    pthread_t recv, keeper, beater, *movers, completers[NCOMPLETERS];
     unsigned nm, nc;
-    bool recv_ok, keeper_ok;
+    bool recv_ok, keeper_ok, beater_ok;
 } threads;
 
 static bool start_threads(tier_worker *w, threads *t)
@@ -1137,7 +1208,8 @@ static bool start_threads(tier_worker *w, threads *t)
         return false;
     t->recv_ok = pthread_create(&t->recv, NULL, receiver_main, w) == 0;
     t->keeper_ok = t->recv_ok && pthread_create(&t->keeper, NULL, keeper_main, w) == 0;
-    if (!t->keeper_ok)
+    t->beater_ok = t->keeper_ok && pthread_create(&t->beater, NULL, beater_main, w) == 0;
+    if (!t->beater_ok)
         return false;
     for (; t->nm < w->cfg.moves; t->nm++)
         if (pthread_create(&t->movers[t->nm], NULL, mover_main, w) != 0)
@@ -1182,6 +1254,11 @@ static void shut_down(tier_worker *w, threads *t)
         pthread_join(t->completers[i], NULL);
     if (t->keeper_ok)
         pthread_join(t->keeper, NULL);
+    if (t->beater_ok) {
+        pthread_join(t->beater, NULL);
+        if (!atomic_load(&w->hard_stop))
+            beat(w, true); /* tierd hears we left, rather than waiting 10 s */
+    }
     pthread_mutex_lock(&w->stop_mu);
     w->finished = true;
     pthread_cond_broadcast(&w->stop_cv);
