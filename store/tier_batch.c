@@ -11,9 +11,11 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "tier_status.h"
+#include "tier_time.h"
 
 typedef struct {
     size_t pending; /* items not yet applied */
@@ -22,6 +24,7 @@ typedef struct {
 
 typedef struct {
     void *item;
+    int64_t queued_us;       /* monotonic, when it was submitted */
     record *rec;             /* a waiting submitter, or NULL when async */
     tier_batch_done_fn done; /* async: called with the status */
     void *done_arg;
@@ -40,6 +43,9 @@ struct tier_batcher {
     void *arg;
     unsigned nflushers;
     struct flusher *flushers;
+    /* tier_batcher_set_metrics; NULL: none */
+    tier_metric *m_size, *m_wait, *m_flush;
+    char name[32];
 };
 
 static bool grow(tier_batcher *b)
@@ -67,6 +73,24 @@ typedef struct flusher {
     slot *taken;
 } flusher;
 
+static void observe(tier_batcher *b, size_t n, int64_t waited_us, int64_t flush_us)
+{
+    if (b->m_size == NULL)
+        return;
+    tier_metric_observe(b->m_size, (double)n, b->name);
+    tier_metric_observe(b->m_wait, (double)waited_us / 1e6, b->name);
+    tier_metric_observe(b->m_flush, (double)flush_us / 1e6, b->name);
+}
+
+void tier_batcher_set_metrics(tier_batcher *b, const char *name, tier_metric *size,
+                              tier_metric *wait, tier_metric *flush)
+{
+    snprintf(b->name, sizeof(b->name), "%s", name);
+    b->m_wait = wait;
+    b->m_flush = flush;
+    b->m_size = size; /* last: observe() tests it */
+}
+
 static void *flusher_main(void *arg)
 {
     flusher *f = arg;
@@ -88,7 +112,9 @@ static void *flusher_main(void *arg)
         b->qhead = (b->qhead + n) % b->qcap;
         b->qlen -= n;
         pthread_mutex_unlock(&b->mu);
+        int64_t t0 = tier_mono_us();
         int st = b->fn(b->arg, f->index, items, n);
+        observe(b, n, t0 - taken[0].queued_us, tier_mono_us() - t0);
         for (size_t i = 0; i < n; i++) /* outside the lock: done may submit */
             if (taken[i].rec == NULL)
                 taken[i].done(taken[i].done_arg, st);
@@ -178,6 +204,7 @@ int tier_batcher_submit_many(tier_batcher *b, void **items, size_t n)
 
     if (n == 0)
         return TIER_OK;
+    int64_t now = tier_mono_us();
     pthread_mutex_lock(&b->mu);
     if (b->stopping) {
         pthread_mutex_unlock(&b->mu);
@@ -189,7 +216,7 @@ int tier_batcher_submit_many(tier_batcher *b, void **items, size_t n)
             rec.status = TIER_RESOURCE_EXHAUSTED;
             break;
         }
-        b->q[(b->qhead + b->qlen) % b->qcap] = (slot){items[i], &rec, NULL, NULL};
+        b->q[(b->qhead + b->qlen) % b->qcap] = (slot){items[i], now, &rec, NULL, NULL};
         b->qlen++;
     }
     b->waiting++;
@@ -217,7 +244,7 @@ int tier_batcher_submit_async(tier_batcher *b, void *item, tier_batch_done_fn do
     else if (b->qlen == b->qcap && !grow(b))
         rv = TIER_RESOURCE_EXHAUSTED;
     if (rv == TIER_OK) {
-        b->q[(b->qhead + b->qlen) % b->qcap] = (slot){item, NULL, done, arg};
+        b->q[(b->qhead + b->qlen) % b->qcap] = (slot){item, tier_mono_us(), NULL, done, arg};
         b->qlen++;
         pthread_cond_signal(&b->work);
     }

@@ -18,6 +18,8 @@
 
 #include <stddef.h>
 
+#include "tier_metrics.h"
+
 typedef struct tier_batcher tier_batcher;
 
 /*
@@ -49,5 +51,11 @@ int tier_batcher_submit_many(tier_batcher *b, void **items, size_t n);
  * Returns UNAVAILABLE (and never calls done) if the batcher is stopping. */
 typedef void (*tier_batch_done_fn)(void *arg, int status);
 int tier_batcher_submit_async(tier_batcher *b, void *item, tier_batch_done_fn done, void *arg);
+
+/* Observes every flush in three histograms (label "batcher" = name): its
+ * item count, how long its oldest item waited, how long fn took.  Before
+ * the first submit. */
+void tier_batcher_set_metrics(tier_batcher *b, const char *name, tier_metric *size,
+                              tier_metric *wait, tier_metric *flush);
 
 #endif

@@ -145,6 +145,11 @@ static int probe_rank(void *arg, char *msg, size_t len)
     return TIER_OK;
 }
 
+size_t ranking_index_bytes(ranking *r)
+{
+    return tier_rank_memory(r->rank);
+}
+
 int ranking_open(ranking **out, const tierd_deps *deps)
 {
     ranking *r = calloc(1, sizeof(*r));
@@ -172,6 +177,8 @@ int ranking_open(ranking **out, const tierd_deps *deps)
         ranking_close(r);
         return TIER_RESOURCE_EXHAUSTED;
     }
+    tier_batcher_set_metrics(r->batcher, "comments", deps->metrics->batch_size,
+                             deps->metrics->batch_wait, deps->metrics->batch_flush);
     r->ticking = true;
     *out = r;
     return TIER_OK;

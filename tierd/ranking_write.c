@@ -177,6 +177,20 @@ static void feed_index(ranking *r, const tier_comment_minute *m, size_t n)
                    tier_status_name(rv));
 }
 
+/* tier_comments_total{op}: the committed ones (code OK) of a batch. */
+static void count_ops(ranking *r, tier_comment_op **ops, size_t n)
+{
+    static const char *const names[] = {"post", "edit", "delete", "restore"};
+    size_t by[4] = {0};
+
+    for (size_t i = 0; i < n; i++)
+        if (ops[i]->code == TIER_OK && (unsigned)ops[i]->kind < 4)
+            by[ops[i]->kind]++;
+    for (int k = 0; k < 4; k++)
+        if (by[k] > 0)
+            tier_metric_add(r->deps->metrics->comments, (double)by[k], names[k]);
+}
+
 int ranking_flush(void *arg, unsigned flusher, void **items, size_t n)
 {
     ranking *r = arg;
@@ -200,6 +214,7 @@ int ranking_flush(void *arg, unsigned flusher, void **items, size_t n)
     if (rv != TIER_OK)
         return rv;
     int64_t t1 = tier_mono_us();
+    count_ops(r, ops, n);
     if (nmins > 0)
         feed_index(r, mins, nmins);
     free(mins);

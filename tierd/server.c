@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "tier_crash.h"
+#include "tier_jobs.h"
 #include "tier_log.h"
 
 struct tierd {
@@ -22,6 +23,7 @@ struct tierd {
     ranking *ranking;
     tierd_auth *auth; /* NULL with no_auth */
     workers *workers;
+    tierd_metrics *metrics;
 };
 
 static int probe_mysql(void *arg, char *msg, size_t len)
@@ -52,6 +54,22 @@ static int probe_redis(void *arg, char *msg, size_t len)
     rv = tier_kv_ping(kv, msg, len);
     tier_kv_pool_put(pool, kv);
     return rv;
+}
+
+/* Gauges only known by asking: set before every scrape. */
+static void on_scrape(void *arg)
+{
+    tierd *d = arg;
+    tierd_metrics *m = d->metrics;
+    uint64_t counts[TIER_JOB_STATES];
+    char msg[256];
+
+    if (tiering_jobs_counts(d->tiering, counts) == TIER_OK)
+        tierd_metrics_jobs(m, counts);
+    tier_metric_set(m->dep_up, probe_redis(d->deps.kv, msg, sizeof(msg)) == TIER_OK, "redis");
+    tier_metric_set(m->dep_up, probe_mysql(d->deps.db, msg, sizeof(msg)) == TIER_OK, "mysql");
+    tier_metric_set(m->rank_bytes, (double)ranking_index_bytes(d->ranking));
+    tier_metric_set(m->workers_alive, workers_alive(d->workers));
 }
 
 /* Connects once to each dependency so that a misconfigured or dead one
@@ -117,6 +135,11 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
     d->cfg.db.writer_token = tierd_writer_token(d->writer);
     snprintf(d->deps.writer_token, sizeof(d->deps.writer_token), "%lld", d->cfg.db.writer_token);
     d->deps.cfg = &d->cfg;
+    if ((rv = tierd_metrics_open(&d->metrics)) != TIER_OK) {
+        tierd_close(d);
+        return rv;
+    }
+    d->deps.metrics = d->metrics;
     d->deps.db = tier_db_pool_alloc(d->cfg.db_conns, &d->cfg.db);
     d->deps.kv = tier_kv_pool_alloc(d->cfg.threads + 4, &d->cfg.kv);
     if (d->deps.db == NULL || d->deps.kv == NULL) {
@@ -135,6 +158,7 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         tierd_close(d);
         return rv;
     }
+    tier_metrics_on_scrape(d->metrics->reg, on_scrape, d);
     tier_rpc_server_add_health(d->srv, "redis", probe_redis, d->deps.kv);
     tier_rpc_server_add_health(d->srv, "mysql", probe_mysql, d->deps.db);
     tier_rpc_server_add_health(d->srv, "writer", tierd_writer_probe, d->writer);
@@ -184,5 +208,6 @@ void tierd_close(tierd *d)
     tier_pool_free(d->deps.kv);
     tierd_writer_release(d->writer); /* last: nothing writes any more */
     tierd_auth_close(d->auth);
+    tierd_metrics_close(d->metrics);
     free(d);
 }

@@ -11,6 +11,7 @@
  *               stepping down (exit 3) when it is lost
  *   auth.c      bearer tokens, roles, and which role may call which method
  *   workers.c   worker heartbeats, ListWorkers, the "workers" Health probe
+ *   metrics.c   every metric tierd exports (docs/METRICS.md)
  *   tiering.c   seed 000: levels, contents, view reports, move jobs
  *   ranking.c   seed 003: comments, top contents, latest comments
  *
@@ -27,6 +28,7 @@
 
 #include "tier_db.h"
 #include "tier_kv.h"
+#include "tier_metrics.h"
 #include "tier_pool.h"
 #include "tier_rpc.h"
 
@@ -86,12 +88,27 @@ int tierd_config_load(tierd_config *cfg, int argc, char **argv);
 /* The crash points of tierd (crash_points.c; see tier_crash.h). */
 extern const char *const tierd_crash_points[];
 
+/* The metric families of tierd (metrics.c); the rpc layer adds its own to
+ * reg.  Every pointer may be NULL (a registration that failed): updating
+ * NULL does nothing. */
+typedef struct {
+    tier_metrics *reg;
+    tier_metric *jobs, *moves, *lease_expiries, *retries, *failures;
+    tier_metric *batch_size, *batch_wait, *batch_flush;
+    tier_metric *comments, *rank_bytes, *dep_up, *workers_alive;
+} tierd_metrics;
+int tierd_metrics_open(tierd_metrics **out);
+void tierd_metrics_close(tierd_metrics *m);
+/* Sets tier_jobs{state} from counts[TIER_JOB_STATES]. */
+void tierd_metrics_jobs(tierd_metrics *m, const uint64_t counts[]);
+
 /* What every module gets. */
 typedef struct {
     const tierd_config *cfg; /* cfg->db.writer_token: the MySQL fence's token */
     tier_pool *db;           /* of tier_db * */
     tier_pool *kv;           /* of tier_kv * */
     char writer_token[24];   /* the same, decimal, for tier_jobs_set_token */
+    tierd_metrics *metrics;
 } tierd_deps;
 
 /* ---- the writer lease (writer.c; store/tier_writer.h says how it fences) */
@@ -158,6 +175,8 @@ void tiering_close(tiering *t);
 
 /* How many jobs wait for a worker (tiering.c); a tier_status. */
 int tiering_jobs_waiting(void *tiering, uint64_t *n);
+/* Jobs by state, counts[TIER_JOB_STATES] (store/tier_jobs.h). */
+int tiering_jobs_counts(tiering *t, uint64_t counts[]);
 
 /* Workers (workers.c): the last heartbeat of each, in memory. */
 typedef int (*tierd_waiting_fn)(void *arg, uint64_t *n);
@@ -171,6 +190,7 @@ void workers_close(workers *ws);
 typedef struct ranking ranking;
 int ranking_open(ranking **out, const tierd_deps *deps);
 int ranking_register(ranking *r, tier_rpc_server *srv);
+size_t ranking_index_bytes(ranking *r);
 void ranking_close(ranking *r);
 
 #endif

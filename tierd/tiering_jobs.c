@@ -451,6 +451,14 @@ static void plan_finish(const level_table *lt, const fin_item *f, tier_jobs_fini
     }
 }
 
+/* A committed move, in tier_moves_total{from, to}: memory still holds the
+ * level it came from. */
+static void count_move(tiering *t, const fin_item *fi)
+{
+    if (fi->c->level != fi->level)
+        tier_metric_add(t->deps->metrics->moves, 1, fi->c->level, fi->level);
+}
+
 /* After the commit: delete the jobs (or turn them into their follow-ups)
  * and update memory.  Busy flags are held, so no report of this tierd
  * changes `pending` meanwhile; a REPLAN answer (someone did) is planned
@@ -484,9 +492,11 @@ static int finish_committed(tiering *t, tier_kv *kv, fin_item *f, size_t n)
             fi->code = TIER_OK; /* committed either way */
             switch (out[k].what) {
             case TIER_JOBS_FINISH_DELETED:
+                count_move(t, fi);
                 tiering_set(t, fi->c, fi->level, false);
                 break;
             case TIER_JOBS_FINISH_NEXT:
+                count_move(t, fi);
                 tiering_set(t, fi->c, fi->level, true);
                 push_job(t, &out[k].job);
                 break;
@@ -679,6 +689,9 @@ static int h_fail(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pro
     kv_put(t, kv);
     if (rv == TIER_OK) {
         TIER_CRASH_AT("fail.after_script");
+        tier_metric_add(t->deps->metrics->failures, 1, req->permanent ? "permanent" : "transient");
+        if (!req->permanent)
+            tier_metric_add(t->deps->metrics->retries, 1, "transient_failure");
         /* A report came while the job ran: retarget (or cancel) it now.  A
          * crash before this leaves it on the job for FINISH. */
         if (!req->permanent && has_pending)
@@ -753,6 +766,8 @@ static int job_control(tiering *t, tier_rpc_ctx *call, int64_t cid, bool cancel,
         else
             TIER_CRASH_AT("retry.after_script");
         rv = control_result(t, call, c, &o, rep);
+        if (!cancel && rv == TIER_OK)
+            tier_metric_add(t->deps->metrics->retries, 1, "operator");
         tier_jobs_reply_free(keep);
     } else {
         rv = redis_down(call, rv);
@@ -949,6 +964,7 @@ static void reap_once(tiering *t, tier_kv *kv)
         return;
     if (expired > 0) {
         TIER_CRASH_AT("reaper.after_expire");
+        tier_metric_add(t->deps->metrics->lease_expiries, (double)expired);
         tier_info("tiering: %zu expired lease(s) back to update", expired);
     }
     for (size_t i = 0; i < n; i++)
@@ -996,10 +1012,8 @@ static int open_push(tiering *t, char *err, size_t errlen)
     return TIER_OK;
 }
 
-int tiering_jobs_waiting(void *arg, uint64_t *n)
+int tiering_jobs_counts(tiering *t, uint64_t counts[])
 {
-    tiering *t = arg;
-    uint64_t counts[TIER_JOB_STATES];
     tier_kv *kv = tier_pool_get(t->deps->kv);
     int rv;
 
@@ -1007,6 +1021,14 @@ int tiering_jobs_waiting(void *arg, uint64_t *n)
         return TIER_UNAVAILABLE;
     rv = tier_jobs_count(t->jobs, kv, counts);
     tier_kv_pool_put(t->deps->kv, kv);
+    return rv;
+}
+
+int tiering_jobs_waiting(void *arg, uint64_t *n)
+{
+    uint64_t counts[TIER_JOB_STATES];
+    int rv = tiering_jobs_counts(arg, counts);
+
     *n = rv == TIER_OK ? counts[TIER_JOB_UPDATE] : 0;
     return rv;
 }
@@ -1025,6 +1047,11 @@ int tiering_jobs_open(tiering *t, char *err, size_t errlen)
         tier_jobs_set_token(t->jobs, t->deps->writer_token);
     if (rv == TIER_OK && (t->batcher = tier_batcher_alloc(1024, 1, commit_batch, t)) == NULL)
         rv = TIER_RESOURCE_EXHAUSTED;
+    if (rv == TIER_OK) {
+        tierd_metrics *m = t->deps->metrics;
+        tier_batcher_set_metrics(t->batcher, "levels", m->batch_size, m->batch_wait,
+                                 m->batch_flush);
+    }
     if (rv == TIER_OK && (rv = load_index(t, kv)) != TIER_OK)
         snprintf(err, errlen, "Redis: cannot read the job indexes");
     if (rv == TIER_OK && (rv = recover_done(t, kv, 0)) != TIER_OK)
