@@ -73,6 +73,7 @@
 #include "tier_client.h"
 #include "tier_crash.h"
 #include "tier_log.h"
+#include "tier_metrics.h"
 #include "tier_move.h"
 #include "tier_rpc_net.h"
 #include "tier_status.h"
@@ -159,6 +160,10 @@ struct tier_worker {
     atomic_uint n_in_flight;      /* moves running now */
     int64_t started_ms;
     int64_t beat_ms; /* heartbeat period, as tierd last asked */
+
+    /* /metrics (tier_worker_metrics); the families may be NULL. */
+    tier_metrics *metrics;
+    tier_metric *m_moves, *m_bytes, *m_failures, *m_lost, *m_refused, *m_in_flight;
 };
 
 /* ------------------------------------------------------------ the lock */
@@ -549,6 +554,7 @@ static size_t claim_batch(tier_worker *w, job **b, size_t n)
             /* The seed's "status is not update and worker_id is not null". */
             tier_debug("cid %lld: not claimed: %s", (long long)j->cid,
                        r->message[0] ? r->message : tier_status_name(r->code));
+            tier_metric_add(w->m_refused, 1);
             atomic_fetch_add(&w->n_claim_refused, 1);
         }
         keep[pos[a]] = false;
@@ -662,18 +668,24 @@ static void move_one(tier_worker *w, job *j, move_ctx *ctx)
         tier_warn("%s: lease lost before the move (cid %lld); dropped", j->filename,
                   (long long)j->cid);
         atomic_fetch_add(&w->n_lost, 1);
+        tier_metric_add(w->m_lost, 1);
         forget(w, j);
         return;
     }
     clean_dir_once(w, j->dst_dir);
     atomic_fetch_add(&w->n_in_flight, 1);
+    tier_metric_add(w->m_in_flight, 1);
     rc = tier_move_file_any(&spec, (const char *const *)j->also_dirs, j->n_also, on_progress, ctx,
                             &res);
     atomic_fetch_sub(&w->n_in_flight, 1);
+    tier_metric_add(w->m_in_flight, -1);
     if (rc == TIER_OK) {
         j->dirs_unsynced = res.dirs_unsynced != 0;
+        uint64_t size = file_size(j->dst_dir, j->filename);
         atomic_fetch_add(&w->n_moved, 1);
-        atomic_fetch_add(&w->n_bytes, file_size(j->dst_dir, j->filename));
+        atomic_fetch_add(&w->n_bytes, size);
+        tier_metric_add(w->m_moves, 1, j->from, j->target);
+        tier_metric_add(w->m_bytes, (double)size, j->from, j->target);
         if (strstr(res.reason, "already") != NULL || strstr(res.reason, "earlier") != NULL)
             tier_info("%s moves %s to %s (%s)", j->filename, j->from, j->target, res.reason);
         else
@@ -690,11 +702,13 @@ static void move_one(tier_worker *w, job *j, move_ctx *ctx)
             tier_warn("%s: move stopped, lease lost (cid %lld); dropped", j->filename,
                       (long long)j->cid);
             atomic_fetch_add(&w->n_lost, 1);
+            tier_metric_add(w->m_lost, 1);
             forget(w, j);
         }
         return;
     }
     atomic_fetch_add(&w->n_failed, 1);
+    tier_metric_add(w->m_failures, 1, res.permanent ? "permanent" : "transient");
     if (res.permanent) {
         tier_warn("%s (cid %lld, %s: job parked as failed)", res.reason, (long long)j->cid,
                   tier_status_name(rc));
@@ -912,6 +926,7 @@ static void *completer_main(void *arg)
                 tier_warn("cid %lld: CompleteJob: %s (%s); dropped", (long long)js[i]->cid,
                           tier_status_name(code), s ? s->message : "no result");
                 atomic_fetch_add(&w->n_lost, 1);
+                tier_metric_add(w->m_lost, 1);
                 forget(w, js[i]);
             }
         }
@@ -1094,6 +1109,31 @@ static int dial_pull(void *arg, const char *url)
     return rv;
 }
 
+/* The worker's metric families (its /metrics; docs/METRICS.md).  Level
+ * names come from tierd's level table: a bounded set. */
+static void open_metrics(tier_worker *w)
+{
+    tier_metrics *m = w->metrics = tier_metrics_alloc();
+
+    w->m_moves = tier_metrics_counter(m, "tier_worker_moves_total",
+                                      "Files moved by this worker, by level pair.", "from,to");
+    w->m_bytes = tier_metrics_counter(m, "tier_worker_moved_bytes_total",
+                                      "Bytes of the files moved, by level pair.", "from,to");
+    w->m_failures = tier_metrics_counter(m, "tier_worker_failures_total",
+                                         "Moves that failed, by kind.", "kind");
+    w->m_lost = tier_metrics_counter(m, "tier_worker_leases_lost_total",
+                                     "Jobs dropped because their lease was lost.", NULL);
+    w->m_refused = tier_metrics_counter(m, "tier_worker_claims_refused_total",
+                                        "Claims tierd refused (taken by another worker).", NULL);
+    w->m_in_flight =
+        tier_metrics_gauge(m, "tier_worker_moves_in_flight", "Moves running now.", NULL);
+}
+
+tier_metrics *tier_worker_metrics(tier_worker *w)
+{
+    return w->metrics;
+}
+
 /* Checks cfg into w->cfg; logs what is wrong. */
 static int set_config(tier_worker *w, const tier_worker_config *cfg)
 {
@@ -1183,6 +1223,7 @@ int tier_worker_open(tier_worker **out, const tier_worker_config *cfg)
         goto fail;
     w->started_ms = tier_now_ms();
     w->beat_ms = 2000; /* until tierd says otherwise */
+    open_metrics(w);
     tier_info("worker %s: tierd %s, %u moves at once, lease %u ms", w->cfg.id, w->cfg.tierd_url,
               w->cfg.moves, w->cfg.lease_ms);
     tier_info("pulling move jobs from %s", w->cfg.pull_url);
@@ -1321,6 +1362,7 @@ void tier_worker_close(tier_worker *w)
     free(w->cfg.token);
     free(w->cfg.tls_ca_file);
     free(w->cfg.tls_server_name);
+    tier_metrics_free(w->metrics);
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->stop_mu);
     pthread_mutex_destroy(&w->seen_mu);

@@ -63,6 +63,11 @@ int tier_worker_run(tier_worker *w);
  * in progress at once; whatever is claimed comes back after its lease. */
 void tier_worker_stop(tier_worker *w, bool hard);
 
+/* Its metrics (counters of moves, bytes, failures; tier_metrics.h), to
+ * serve on /metrics.  Lives as long as the worker. */
+struct tier_metrics;
+struct tier_metrics *tier_worker_metrics(tier_worker *w);
+
 /* Frees the worker; tier_worker_run must have returned (or never run). */
 void tier_worker_close(tier_worker *w);
 
