@@ -350,3 +350,49 @@ Test(notify, standby_says_so_in_its_status_and_is_not_ready)
     free(bin);
     notify_env_fini(&e);
 }
+
+/* tier-worker: READY=1 at once (it reaches tierd in the background, here
+ * never), watchdog pings, STOPPING=1 on SIGTERM.  env -i: none of the
+ * test run's TIER_* settings, and the same pid (env execs). */
+Test(notify, worker_says_ready_pings_the_watchdog_and_says_stopping)
+{
+    char *dir = tier_test_tmpdir(), sock[256], log[512], seen[OUT_MAX] = "";
+    char url[128], pull[128], env_sock[300];
+    char *bin = tier_test_bin("tier-worker");
+
+    snprintf(sock, sizeof(sock), "%s/notify", dir);
+    snprintf(log, sizeof(log), "%s/worker.log", dir);
+    snprintf(env_sock, sizeof(env_sock), "NOTIFY_SOCKET=%s", sock);
+    tier_test_dead_url(url, sizeof(url));
+    tier_test_dead_url(pull, sizeof(pull));
+    int fd = notify_socket(sock);
+    char *argv[] = {
+        "/usr/bin/env", "-i", env_sock, "WATCHDOG_USEC=400000", bin, "--tierd", url, "--pull", pull,
+        "--id",         "w1", NULL};
+    pid_t pid = tier_test_spawn(argv, NULL, log);
+    cr_assert(pid > 0);
+    cr_assert(wait_for(fd, "READY=1", seen, sizeof(seen)), "no READY=1: %s", seen);
+    cr_assert(wait_for(fd, "WATCHDOG=1", seen, sizeof(seen)), "no WATCHDOG=1: %s", seen);
+    kill(pid, SIGTERM);
+    cr_assert_eq(tier_test_wait(pid, 20000), 0);
+    cr_assert(wait_for(fd, "STOPPING=1", seen, sizeof(seen)), "no STOPPING=1: %s", seen);
+    close(fd);
+    free(bin);
+    tier_test_rmtree(dir);
+    free(dir);
+}
+
+/* packaging/tierd.conf.example names only keys tierd accepts: with every
+ * commented key switched on too (but no_auth, which excludes auth_tokens)
+ * tierd gets past its configuration, to the tokens file it names. */
+Test(install, example_config_is_accepted)
+{
+    int st = sh("sed 's/^#\\([a-z_]* =\\)/\\1/' '%s/packaging/tierd.conf.example' | "
+                "grep -v '^no_auth' > /tmp/tier-example-%d.conf && "
+                "env -i PATH=\"$PATH\" '%s/tierd' --config /tmp/tier-example-%d.conf; "
+                "st=$?; rm -f /tmp/tier-example-%d.conf; exit $st",
+                TIER_SOURCE_DIR, (int)getpid(), TIER_BIN_DIR, (int)getpid(), (int)getpid());
+    cr_assert_eq(st, 1, "tierd: %d: %s", st, out);
+    cr_assert(strstr(out, "unknown key") == NULL && strstr(out, "expected key") == NULL, "%s", out);
+    cr_assert(strstr(out, "cannot read tokens file /etc/tier/tokens") != NULL, "%s", out);
+}
