@@ -224,7 +224,7 @@ Test(install, external_cmake_project_finds_the_package)
 Test(install, systemd_units_verify)
 {
     char *dest = install_tree();
-    int st = sh("cd '%1$s' && sed 's#/usr/sbin/#%1$s/root/usr/sbin/#; s#/bin/kill#/usr/bin/kill#' "
+    int st = sh("cd '%1$s' && sed 's#/usr/sbin/#%1$s/root/usr/sbin/#' "
                 "root/usr/lib/systemd/system/tierd.service > tierd.service && "
                 "sed 's#/usr/sbin/#%1$s/root/usr/sbin/#' "
                 "root/usr/lib/systemd/system/tier-worker@.service > tier-worker@w1.service && "
