@@ -11,11 +11,15 @@ PKGS=(
     build-essential cmake pkg-config git clang-format
     libnng-dev libprotobuf-c-dev protobuf-c-compiler
     libhiredis-dev libmariadb-dev libmariadb-dev-compat libcriterion-dev libsodium-dev
+    # sd_notify for the Type=notify units; man pages generated from --help
+    libsystemd-dev help2man
     # services and the scripts that drive them (services.sh, migrate.sh)
     redis-server redis-tools mariadb-server mariadb-client
     procps iproute2 coreutils openssl ca-certificates
     # tests and tooling (clang + its runtime: the libFuzzer targets, scripts/fuzz.sh)
     valgrind clang libclang-rt-14-dev
+    # test_install: systemd-analyze verify (the units), readelf/nm (binutils)
+    systemd binutils
 )
 
 missing=()

@@ -32,6 +32,7 @@
 
 #include "tier_crash.h"
 #include "tier_log.h"
+#include "tier_notify.h"
 #include "tier_time.h"
 #include "tier_writer.h"
 
@@ -164,6 +165,8 @@ int tierd_writer_acquire(tierd_writer **out, const tierd_config *cfg, const sigs
         if (st == TIER_WRITER_TAKEN && holder != logged) {
             tier_info("standby: waiting for the writer lease held by token %lld",
                       (long long)holder);
+            tier_notify_status("standby: waiting for the writer lease (held by token %lld)",
+                               (long long)holder);
             logged = holder;
         }
         drop_broken(&kv, &db);

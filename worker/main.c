@@ -9,6 +9,10 @@
  *
  * SIGINT / SIGTERM: a clean stop (tier_worker_stop), exit 0.  A second
  * signal exits at once (1); whatever was claimed comes back after its lease.
+ *
+ * Under systemd (packaging/systemd/tier-worker@.service, Type=notify):
+ * READY=1 once it runs, STOPPING=1 on the first signal, watchdog pings
+ * (common/tier_notify.h).
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -21,6 +25,7 @@
 
 #include "tier_crash.h"
 #include "tier_log.h"
+#include "tier_notify.h"
 #include "tier_status.h"
 #include "tier_token.h"
 #include "tier_worker.h"
@@ -184,6 +189,7 @@ static void *signal_main(void *arg)
 
     sigwait(&a->set, &sig);
     tier_info("%s: stopping (a second signal exits at once)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    tier_notify_stopping();
     tier_worker_stop(a->w, false);
     sigwait(&a->set, &sig);
     tier_warn("second signal: exiting now; claimed jobs come back after their lease");
@@ -210,13 +216,16 @@ int main(int argc, char **argv)
 
     if (tier_worker_open(&sa.w, &cfg) != TIER_OK)
         return 2;
-    if (pthread_create(&sig_t, NULL, signal_main, &sa) != 0) {
+    if (pthread_create(&sig_t, NULL, signal_main, &sa) != 0 ||
+        tier_notify_watchdog_start(NULL, NULL) != TIER_OK) {
         tier_error("cannot start threads");
         return 1;
     }
+    tier_notify_ready("working");
     rv = tier_worker_run(sa.w);
     pthread_cancel(sig_t);
     pthread_join(sig_t, NULL);
+    tier_notify_watchdog_stop();
     tier_worker_close(sa.w);
     return rv == TIER_OK ? 0 : 1;
 }
