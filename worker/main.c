@@ -189,8 +189,8 @@ static void *signal_main(void *arg)
 
     sigwait(&a->set, &sig);
     tier_info("%s: stopping (a second signal exits at once)", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    tier_notify_stopping();
     tier_worker_stop(a->w, false);
+    tier_notify_stopping();
     sigwait(&a->set, &sig);
     tier_warn("second signal: exiting now; claimed jobs come back after their lease");
     _exit(1);

@@ -127,6 +127,9 @@ typedef struct seen_dir {
 struct tier_worker {
     config cfg;
     tier_client *client;
+    /* Heartbeats go on a client of their own with a short timeout: a beat
+     * to a tierd that is down must not hold up a stop for 10 s. */
+    tier_client *beat_client;
     nng_socket pull; /* dialled to every push address of tierd */
     bool pull_open;  /* not yet closed (the receiver closes it when it stops) */
 
@@ -208,6 +211,8 @@ static void sleep_ms(int64_t ms)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
+
+#define BEAT_TIMEOUT_MS 1500 /* per heartbeat call */
 
 /* Size of dir/name, 0 when it cannot be read (a metric, not a check). */
 static uint64_t file_size(const char *dir, const char *name)
@@ -745,7 +750,7 @@ static void beat(tier_worker *w, bool stopping)
     req.started_ms = w->started_ms;
     req.version = TIER_VERSION;
     req.stopping = stopping;
-    if ((rv = tier_heartbeat(w->client, &req, &rep, &err)) == TIER_OK) {
+    if ((rv = tier_heartbeat(w->beat_client, &req, &rep, &err)) == TIER_OK) {
         if (rep->interval_ms >= 100 && rep->interval_ms <= 60000)
             w->beat_ms = rep->interval_ms;
         tier_free(rep);
@@ -1219,6 +1224,9 @@ int tier_worker_open(tier_worker **out, const tier_worker_config *cfg)
         tier_error("cannot use tierd address %s: %s", w->cfg.tierd_url, err.message);
         goto fail;
     }
+    co.timeout_ms = BEAT_TIMEOUT_MS;
+    if ((rv = tier_client_open_opts(&w->beat_client, w->cfg.tierd_url, &co, &err)) != TIER_OK)
+        goto fail;
     if ((rv = open_pull(w)) != TIER_OK)
         goto fail;
     w->started_ms = tier_now_ms();
@@ -1345,6 +1353,7 @@ void tier_worker_close(tier_worker *w)
     if (w->pull_open)
         nng_close(w->pull);
     tier_client_close(w->client);
+    tier_client_close(w->beat_client);
     /* Normally empty after run: every job was completed, given back or
      * forgotten. */
     for (size_t b = 0; b < NBUCKETS; b++)
