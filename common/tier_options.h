@@ -33,8 +33,8 @@ typedef enum {
     TIER_OPT_S,        /* ... of seconds */
     TIER_OPT_MIN,      /* ... of minutes */
     TIER_OPT_MIB,      /* a whole number of MiB */
-    TIER_OPT_LIST,     /* ':'-separated absolute paths; field off: char[max][size],
-                          off2: unsigned count */
+    TIER_OPT_LIST,     /* ':'-separated absolute paths; off: char[max][size] (size: one
+                          path), off2: unsigned count */
     TIER_OPT_HOSTPORT, /* HOST[:PORT]: host into off (char[size]), port into off2 (int) */
     TIER_OPT_ACTION,   /* a flag that does something and exits (--help); min is its code */
 } tier_opt_type;

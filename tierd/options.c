@@ -61,7 +61,7 @@ static const tier_opt opts[] = {
     {"scrub_rate", "TIER_SCRUB_RATE", "scrub-rate", TIER_OPT_INT, F(scrub_rate), .min = 0,
      .max = 10000000, .def = "2000", .arg = "N",
      .help = "background fsck: directory entries + stats a second (0: no limit)"},
-    {"storage_root", "TIER_STORAGE_ROOT", "storage-root", TIER_OPT_LIST, F(storage_roots),
+    {"storage_root", "TIER_STORAGE_ROOT", "storage-root", TIER_OPT_LIST, F(storage_roots[0]),
      .off2 = offsetof(tierd_config, n_storage_roots), .max = TIERD_MAX_ROOTS, .arg = "DIR",
      .help = "SetLevels accepts level directories only under these (flag and file key "
              "repeat; none: the parents of the current levels)"},
