@@ -4,8 +4,9 @@
  * from the file, the environment and flags are refused naming where they
  * came from and the range, units are refused ("lease_ms = 30s"),
  * precedence is file < environment < flags (seen with --print-config,
- * which masks secrets), docs/CONFIG.md is what --help-markdown says, and
- * redis_db puts a tierd's keys in its own Redis database.
+ * which masks secrets), docs/CONFIG.md is what --help-markdown says,
+ * redis_db puts a tierd's keys in its own Redis database, and tier-worker
+ * reads its options the same way.
  */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
@@ -17,6 +18,7 @@
 
 #include "tier_testenv.h"
 #include "tierd.h"
+#include "worker_options.h"
 
 /* The inherited environment (.run/env) may set options; these tests say
  * what they mean.  An empty variable counts as unset. */
@@ -302,25 +304,70 @@ Test(config, access_choice_follows_precedence)
     free(path);
 }
 
-/* docs/CONFIG.md holds `tierd --help-markdown` between two markers. */
-Test(config, config_md_is_up_to_date)
+/* docs/CONFIG.md holds `<prog> --help-markdown` between two markers. */
+static void check_md(const char *prog)
 {
     static char out[65536];
-    static const char begin[] = "<!-- BEGIN tierd --help-markdown -->\n",
-                      end[] = "<!-- END tierd --help-markdown -->\n";
-    char *md_args[] = {"--help-markdown", NULL};
+    char begin[96], end[96];
+    char *argv[] = {tier_test_bin(prog), "--help-markdown", NULL};
     char *doc = tier_test_slurp(TIER_SOURCE_DIR "/docs/CONFIG.md", NULL);
 
-    cr_assert_eq(run_tierd(NULL, md_args, out, sizeof(out)), 0, "%s", out);
+    snprintf(begin, sizeof(begin), "<!-- BEGIN %s --help-markdown -->\n", prog);
+    snprintf(end, sizeof(end), "<!-- END %s --help-markdown -->\n", prog);
+    cr_assert_eq(tier_test_run(argv, NULL, out, sizeof(out), 10000), 0, "%s", out);
     cr_assert(doc != NULL, "docs/CONFIG.md missing");
     char *b = strstr(doc, begin), *e = b ? strstr(b, end) : NULL;
-    cr_assert(b != NULL && e != NULL, "docs/CONFIG.md: markers missing");
+    cr_assert(b != NULL && e != NULL, "docs/CONFIG.md: %s markers missing", prog);
     b += strlen(begin);
     *e = '\0';
     cr_assert_str_eq(b, out,
-                     "docs/CONFIG.md is not what tierd --help-markdown prints: regenerate the "
-                     "part between the markers");
+                     "docs/CONFIG.md is not what %s --help-markdown prints: regenerate the "
+                     "part between the markers",
+                     prog);
     free(doc);
+    free(argv[0]);
+}
+
+Test(config, config_md_is_up_to_date)
+{
+    check_md("tierd");
+    check_md("tier-worker");
+}
+
+/* tier-worker reads its options through the same table mechanism. */
+Test(config, worker_options_are_strict_and_listed)
+{
+    static char out[16384];
+    char *bin = tier_test_bin("tier-worker"), v[64];
+    char *help[] = {bin, "--help", NULL};
+    char *env[] = {"TIER_URL=", "TIER_PULL=", "TIER_WORKER_MOVES=", "TIER_WORKER_CONFIG=", NULL};
+    const tier_opts *t = worker_options();
+
+    cr_assert_eq(tier_test_run(help, env, out, sizeof(out), 10000), 0, "%s", out);
+    for (size_t i = 0; i < t->n; i++)
+        if (t->opts[i].env != NULL)
+            cr_expect(strstr(out, t->opts[i].env) != NULL, "%s not in --help", t->opts[i].env);
+
+    char *path = conf("tierd = tcp://127.0.0.1:1\npull = tcp://127.0.0.1:2\nlease_ms = 5s\n");
+    char *bad[] = {bin, "--config", path, NULL};
+    cr_assert_eq(tier_test_run(bad, env, out, sizeof(out), 10000), 2, "%s", out);
+    cr_expect(strstr(out, ":3: lease_ms = \"5s\": lease_ms is in milliseconds: write 5000"), "%s",
+              out);
+    char *moves[] = {
+        bin, "--tierd", "tcp://127.0.0.1:1", "--pull", "tcp://127.0.0.1:2", "--moves", "257", NULL};
+    cr_assert_eq(tier_test_run(moves, env, out, sizeof(out), 10000), 2, "%s", out);
+    cr_expect(strstr(out, "--moves \"257\": moves must be in 1..256"), "%s", out);
+    free(path);
+
+    path = conf("[worker]\ntierd = tcp://127.0.0.1:1\npull = tcp://127.0.0.1:2\nmoves = 3\n");
+    char *env2[] = {"TIER_URL=", "TIER_PULL=", "TIER_WORKER_MOVES=5", "TIER_WORKER_CONFIG=", NULL};
+    char *print[] = {bin, "--config", path, "--lease-ms", "900", "--print-config", NULL};
+    cr_assert_eq(tier_test_run(print, env2, out, sizeof(out), 10000), 0, "%s", out);
+    cr_assert_str_eq(value_of(out, "moves", v, sizeof(v)), "5");
+    cr_assert_str_eq(value_of(out, "lease_ms", v, sizeof(v)), "900");
+    cr_assert_str_eq(value_of(out, "tierd", v, sizeof(v)), "tcp://127.0.0.1:1");
+    free(path);
+    free(bin);
 }
 
 /* ---- redis_db, against the real Redis and MariaDB */
