@@ -114,14 +114,24 @@ static void fail(const layer *l, const tier_opt *o, const char *name, const char
                  const char *fmt, ...)
 {
     va_list ap;
-    const char *shown = (o->flags & TIER_OPT_SECRET) ? "(not shown)" : v;
+    char shown[81];
+    size_t i = 0;
+
+    /* Hostile text goes to a terminal: printable bytes only, and short. */
+    if (o->flags & TIER_OPT_SECRET)
+        snprintf(shown, sizeof(shown), "(not shown)");
+    else {
+        for (; v[i] != '\0' && i < sizeof(shown) - 1; i++)
+            shown[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+        shown[i] = '\0';
+    }
 
     if (l->path != NULL)
-        fprintf(stderr, "%s: %s:%d: %s = \"%.80s\": ", l->t->prog, l->path, l->line, name, shown);
+        fprintf(stderr, "%s: %s:%d: %s = \"%s\": ", l->t->prog, l->path, l->line, name, shown);
     else if (name[0] == '-')
-        fprintf(stderr, "%s: %s \"%.80s\": ", l->t->prog, name, shown);
+        fprintf(stderr, "%s: %s \"%s\": ", l->t->prog, name, shown);
     else
-        fprintf(stderr, "%s: %s=\"%.80s\": ", l->t->prog, name, shown);
+        fprintf(stderr, "%s: %s=\"%s\": ", l->t->prog, name, shown);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -429,7 +439,7 @@ static char *read_line(char *buf, int num, void *stream)
     }
     for (p = line; *p == ' ' || *p == '\t'; p++)
         ;
-    eq = strchr(p, '=');
+    eq = strpbrk(p, "=:"); /* inih takes either as the separator */
     if (*p != '#' && *p != ';' && eq != NULL && (strstr(eq, " ;") || strstr(eq, "\t;"))) {
         fprintf(stderr,
                 "%s: %s:%d: a ';' after a blank would start a comment here: put comments on "
