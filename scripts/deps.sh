@@ -13,6 +13,7 @@ PKGS=(
     libhiredis-dev libmariadb-dev libmariadb-dev-compat libcriterion-dev libsodium-dev
     # sd_notify for the Type=notify units; man pages generated from --help
     libsystemd-dev help2man
+    libinih-dev
     # services and the scripts that drive them (services.sh, migrate.sh)
     redis-server redis-tools mariadb-server mariadb-client
     procps iproute2 coreutils openssl ca-certificates

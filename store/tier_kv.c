@@ -21,12 +21,46 @@ void tier_kv_config_from_env(tier_kv_config *cfg)
     const char *host = getenv("TIER_REDIS_HOST");
     const char *port = getenv("TIER_REDIS_PORT");
     const char *pw = getenv("TIER_REDIS_PASSWORD");
+    const char *db = getenv("TIER_REDIS_DB");
+    char *end;
 
     memset(cfg, 0, sizeof(*cfg));
     snprintf(cfg->host, sizeof(cfg->host), "%s", host && *host ? host : "127.0.0.1");
     cfg->port = port ? atoi(port) : 6379;
     if (pw != NULL)
         snprintf(cfg->password, sizeof(cfg->password), "%s", pw);
+    if (db != NULL && *db != '\0') {
+        long n = strtol(db, &end, 10);
+        if (*end == '\0' && n >= 0 && n <= 1023)
+            cfg->db = (int)n;
+    }
+}
+
+/* SELECT cfg->db: every key of this connection lands in that database, so
+ * deployments (or tests) sharing a Redis server never see each other's. */
+static int select_db(tier_kv *kv, const tier_kv_config *cfg, char *err, size_t errlen)
+{
+    char n[16];
+    const char *argv[2] = {"SELECT", n};
+    redisReply *r;
+    int rv = TIER_OK;
+
+    if (cfg->db == 0)
+        return TIER_OK;
+    snprintf(n, sizeof(n), "%d", cfg->db);
+    if ((r = tier_kv_argv(kv, 2, argv, NULL)) == NULL) {
+        snprintf(err, errlen, "Redis at %s:%d: SELECT %d: connection lost", cfg->host, cfg->port,
+                 cfg->db);
+        return TIER_UNAVAILABLE;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* ERR DB index is out of range: the server's "databases" is smaller. */
+        snprintf(err, errlen, "Redis at %s:%d: SELECT %d: %s", cfg->host, cfg->port, cfg->db,
+                 r->str);
+        rv = TIER_INVALID_ARGUMENT;
+    }
+    freeReplyObject(r);
+    return rv;
 }
 
 int tier_kv_open(tier_kv **out, const tier_kv_config *cfg, char *err, size_t errlen)
@@ -56,6 +90,11 @@ int tier_kv_open(tier_kv **out, const tier_kv_config *cfg, char *err, size_t err
             tier_kv_close(kv);
             return TIER_PERMISSION_DENIED;
         }
+    }
+    int rv = select_db(kv, cfg, err, errlen);
+    if (rv != TIER_OK) {
+        tier_kv_close(kv);
+        return rv;
     }
     *out = kv;
     return TIER_OK;

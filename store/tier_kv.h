@@ -16,9 +16,12 @@ typedef struct {
     char host[256];
     int port;
     char password[256]; /* optional (TIER_REDIS_PASSWORD) */
+    int db;             /* SELECTed on connect when not 0 (TIER_REDIS_DB) */
 } tier_kv_config;
 
-/* 127.0.0.1:6379 overridden by TIER_REDIS_HOST, TIER_REDIS_PORT. */
+/* 127.0.0.1:6379 db 0 overridden by TIER_REDIS_HOST, TIER_REDIS_PORT,
+ * TIER_REDIS_DB (a bad number is ignored: tools and tests only; tierd
+ * parses its own strictly). */
 void tier_kv_config_from_env(tier_kv_config *cfg);
 
 typedef struct tier_kv tier_kv;

@@ -29,12 +29,14 @@
 #include "tier_db.h"
 #include "tier_kv.h"
 #include "tier_metrics.h"
+#include "tier_options.h"
 #include "tier_pool.h"
 #include "tier_rpc.h"
 
 #define TIERD_MAX_ROOTS 16
 
 typedef struct {
+    char config[1024]; /* the config file read (--config, TIER_CONFIG), or "" */
     char listen[256];  /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
     char push[256];    /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
     tier_db_config db; /* TIER_MYSQL_* */
@@ -81,9 +83,17 @@ typedef struct {
 
 /* Fills cfg from defaults, then the config file (--config FILE or
  * TIER_CONFIG: "key = value" lines, e.g. mysql_password = ...), then the
- * environment, then flags.  Returns 0, 1 when --help was printed, -1 on a
- * bad flag (message printed). */
+ * environment, then flags (options.c has them all; docs/CONFIG.md).
+ * Returns 0, 1 when an action flag (--help, --print-config...) was done,
+ * -1 on a bad value or flag (message printed). */
 int tierd_config_load(tierd_config *cfg, int argc, char **argv);
+
+/* Every option of tierd (options.c), and the action flags' codes. */
+const tier_opts *tierd_options(void);
+#define TIERD_ACTION_HELP 1
+#define TIERD_ACTION_MARKDOWN 2
+#define TIERD_ACTION_PRINT 3
+#define TIERD_ACTION_CRASH_POINTS 4
 
 /* The crash points of tierd (crash_points.c; see tier_crash.h). */
 extern const char *const tierd_crash_points[];
