@@ -26,6 +26,8 @@ static void usage(FILE *f)
             "\n"
             "  --listen URL        rpc address            (TIER_LISTEN, tcp://127.0.0.1:7400)\n"
             "  --push URL          move-job push address  (TIER_PUSH, tcp://127.0.0.1:7401)\n"
+            "  --http URL          HTTP/JSON address, e.g. http://127.0.0.1:7480\n"
+            "                      (TIER_HTTP_LISTEN, none; docs/HTTP.md)\n"
             "  --redis HOST:PORT   Redis                  (TIER_REDIS_HOST, TIER_REDIS_PORT)\n"
             "  --mysql HOST:PORT   MySQL/MariaDB          (TIER_MYSQL_HOST, TIER_MYSQL_PORT)\n"
             "  --mysql-user USER                          (TIER_MYSQL_USER, tier)\n"
@@ -129,6 +131,8 @@ static int apply(tierd_config *c, const char *key, const char *v)
         snprintf(c->listen, sizeof(c->listen), "%s", v);
     else if (strcmp(key, "push") == 0)
         snprintf(c->push, sizeof(c->push), "%s", v);
+    else if (strcmp(key, "http_listen") == 0)
+        snprintf(c->http_listen, sizeof(c->http_listen), "%s", v);
     else if (strcmp(key, "redis") == 0)
         set_hostport(c->kv.host, sizeof(c->kv.host), &c->kv.port, v);
     else if (strcmp(key, "redis_prefix") == 0)
@@ -233,6 +237,7 @@ static int load_env(tierd_config *c)
     } map[] = {
         {"TIER_LISTEN", "listen"},
         {"TIER_PUSH", "push"},
+        {"TIER_HTTP_LISTEN", "http_listen"},
         {"TIER_THREADS", "threads"},
         {"TIER_CONTEXTS", "contexts"},
         {"TIER_LEASE_MS", "lease_ms"},
@@ -286,14 +291,16 @@ static int load_env(tierd_config *c)
  * cross a network in clear unless the operator says so. */
 static int check_access(const tierd_config *c)
 {
-    const char *urls[2] = {c->listen, c->push};
+    const char *urls[3] = {c->listen, c->push, c->http_listen};
 
     if (!c->no_auth && c->auth_tokens[0] == '\0') {
         fprintf(stderr, "tierd: say who may call: --auth-tokens FILE (docs/SECURITY.md), or\n"
                         "       --no-auth for a tierd that only this machine can reach\n");
         return -1;
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
+        if (urls[i][0] == '\0') /* no HTTP port */
+            continue;
         if (c->no_auth && !tier_rpc_net_is_loopback(urls[i])) {
             fprintf(stderr,
                     "tierd: --no-auth listens on loopback or ipc:// addresses only, not %s\n",
@@ -304,10 +311,19 @@ static int check_access(const tierd_config *c)
             fprintf(stderr, "tierd: --tls-cert and --tls-key go together\n");
             return -1;
         }
-        if (tier_rpc_net_is_tls(urls[i]) && c->tls_cert[0] == '\0') {
+        if ((tier_rpc_net_is_tls(urls[i]) || strncmp(urls[i], "https://", 8) == 0) &&
+            c->tls_cert[0] == '\0') {
             fprintf(stderr, "tierd: %s needs --tls-cert and --tls-key\n", urls[i]);
             return -1;
         }
+    }
+    if (!c->no_auth && !c->insecure_plaintext && c->http_listen[0] != '\0' &&
+        strncmp(c->http_listen, "https://", 8) != 0 && !tier_rpc_net_is_loopback(c->http_listen)) {
+        fprintf(stderr,
+                "tierd: tokens would cross the network in clear on %s: use https:// "
+                "(--tls-cert, --tls-key), or pass --insecure-plaintext\n",
+                c->http_listen);
+        return -1;
     }
     if (!c->no_auth && !c->insecure_plaintext && !tier_rpc_net_is_tls(c->listen) &&
         !tier_rpc_net_is_loopback(c->listen)) {
@@ -350,6 +366,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         {"tls-cert", required_argument, NULL, OPT_ACCESS + 2},
         {"tls-key", required_argument, NULL, OPT_ACCESS + 3},
         {"insecure-plaintext", no_argument, NULL, OPT_ACCESS + 4},
+        {"http", required_argument, NULL, OPT_ACCESS + 5},
         {NULL, 0, NULL, 0},
     };
     const char *file = getenv("TIER_CONFIG");
@@ -480,6 +497,9 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
             break;
         case OPT_ACCESS + 4:
             c->insecure_plaintext = true;
+            break;
+        case OPT_ACCESS + 5:
+            apply(c, "http_listen", optarg);
             break;
         default:
             usage(stderr);
