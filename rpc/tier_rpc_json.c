@@ -28,13 +28,16 @@
 /* ------------------------------------------------------------ parse budget */
 
 static _Thread_local size_t *parse_budget; /* NULL: not parsing */
+static _Thread_local bool parse_refused;   /* the budget said no */
 static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
 
 static void *budget_malloc(size_t n)
 {
     if (parse_budget != NULL) {
-        if (n > *parse_budget)
-            return NULL; /* jansson reports "out of memory": we report the cap */
+        if (n > *parse_budget) {
+            parse_refused = true; /* jansson says "out of memory": we name the cap */
+            return NULL;
+        }
         *parse_budget -= n;
     }
     return malloc(n);
@@ -611,11 +614,12 @@ static json_t *parse(const char *text, size_t len, size_t budget, char *err, siz
 
     pthread_once(&hooks_once, install_hooks);
     parse_budget = &budget;
+    parse_refused = false;
     j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     parse_budget = NULL;
     if (j == NULL)
         snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column,
-                 budget == 0 ? "too large to parse" : je.text);
+                 parse_refused ? "too large to parse" : je.text);
     return j;
 }
 

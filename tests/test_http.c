@@ -23,6 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rpc.pb-c.h"
+#include "tier.pb-c.h"
+#include "tier_rpc_json.h"
 #include "tier_testenv.h"
 #include "tier_time.h"
 
@@ -422,4 +425,87 @@ Test(http, auth_answers_as_the_role_matrix, .timeout = 120)
     teardown(&f);
     tier_test_rmtree(dir);
     free(dir);
+}
+
+/* ---- the JSON mapping itself, on messages no tierd reply carries */
+
+Test(http, json_mapping_edges)
+{
+    uint8_t buf[256], *pb;
+    size_t len, pblen;
+    char *text, err[256];
+
+    /* bytes: base64 out, either alphabet in */
+    Tier__Rpc__Metadata md = TIER__RPC__METADATA__INIT;
+    md.key = "k";
+    md.value = (ProtobufCBinaryData){2, (uint8_t *)"\xfb\xff"};
+    len = tier__rpc__metadata__pack(&md, buf);
+    cr_assert_eq(tier_rpc_json_from_pb(&tier__rpc__metadata__descriptor, buf, len, &text, &len, err,
+                                       sizeof(err)),
+                 0, "%s", err);
+    cr_assert_str_eq(text, "{\"key\":\"k\",\"value\":\"+/8=\"}");
+    free(text);
+    const char *in[] = {"{\"value\": \"+/8=\"}", "{\"value\": \"+/8\"}", "{\"value\": \"-_8\"}"};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tier_rpc_json_to_pb(&tier__rpc__metadata__descriptor, in[i], strlen(in[i]),
+                                         NULL, &pb, &pblen, err, sizeof(err)),
+                     0, "%s: %s", in[i], err);
+        Tier__Rpc__Metadata *back = tier__rpc__metadata__unpack(NULL, pblen, pb);
+        cr_assert(back->value.len == 2 && back->value.data[0] == 0xfb &&
+                      back->value.data[1] == 0xff,
+                  "%s", in[i]);
+        tier__rpc__metadata__free_unpacked(back, NULL);
+        free(pb);
+    }
+
+    /* invalid UTF-8 from the server never makes invalid JSON */
+    Tier__Comment c = TIER__COMMENT__INIT;
+    c.body = "a\xff\xc0\xafz";
+    len = tier__comment__pack(&c, buf);
+    cr_assert_eq(
+        tier_rpc_json_from_pb(&tier__comment__descriptor, buf, len, &text, &len, err, sizeof(err)),
+        0);
+    cr_assert(strstr(text, "\"body\":\"a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz\""), "%s", text);
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    cr_assert_not_null(j, "valid JSON: %s", text);
+    json_decref(j);
+    free(text);
+
+    /* uint64 extremes */
+    const char *max = "{\"fence\": \"18446744073709551615\"}";
+    cr_assert_eq(tier_rpc_json_to_pb(&tier__job__descriptor, max, strlen(max), NULL, &pb, &pblen,
+                                     err, sizeof(err)),
+                 0, "%s", err);
+    Tier__Job *job = tier__job__unpack(NULL, pblen, pb);
+    cr_assert_eq(job->fence, UINT64_MAX);
+    tier__job__free_unpacked(job, NULL);
+    cr_assert_eq(
+        tier_rpc_json_from_pb(&tier__job__descriptor, pb, pblen, &text, &len, err, sizeof(err)), 0);
+    cr_assert(strstr(text, "\"fence\":\"18446744073709551615\""), "%s", text);
+    free(text);
+    free(pb);
+    const char *bad[] = {"{\"fence\": \"18446744073709551616\"}", "{\"fence\": -1}",
+                         "{\"attempts\": 4294967296}", "{\"cid\": true}"};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(tier_rpc_json_to_pb(&tier__job__descriptor, bad[i], strlen(bad[i]), NULL, &pb,
+                                         &pblen, err, sizeof(err)),
+                     3, "%s", bad[i]);
+
+    /* caps */
+    tier_rpc_json_limits lim = {.max_array = 2};
+    const char *three = "{\"reports\": [{}, {}, {}]}";
+    cr_assert_eq(tier_rpc_json_to_pb(&tier__report_views_request__descriptor, three, strlen(three),
+                                     &lim, &pb, &pblen, err, sizeof(err)),
+                 3);
+    cr_assert(strstr(err, "reports: at most 2 elements (got 3)"), "%s", err);
+    lim = (tier_rpc_json_limits){.max_parse = 4096};
+    char big[20000] = "{\"reports\": [";
+    for (int i = 0; i < 1500; i++)
+        strcat(big, "{},");
+    strcat(big, "{}]}");
+    cr_assert_eq(tier_rpc_json_to_pb(&tier__report_views_request__descriptor, big, strlen(big),
+                                     &lim, &pb, &pblen, err, sizeof(err)),
+                 3);
+    cr_assert(strstr(err, "too large to parse"), "%s", err);
 }

@@ -210,7 +210,9 @@ static void on_v1(void *arg, tier_http_req *r)
     if (strcmp(verb, "POST") != 0 && !(strcmp(full, TIER_RPC_HEALTH_METHOD) == 0 &&
                                        (strcmp(verb, "GET") == 0 || strcmp(verb, "HEAD") == 0))) {
         tier_http_set_header(r, "Allow", "POST");
-        tier_http_reply(r, 405, JSON_TYPE, "{\"code\":12,\"status\":\"UNIMPLEMENTED\"}", 37);
+        static const char body[] = "{\"code\":12,\"status\":\"UNIMPLEMENTED\","
+                                   "\"message\":\"methods are called with POST\"}";
+        tier_http_reply(r, 405, JSON_TYPE, body, sizeof(body) - 1);
         return;
     }
     if ((p = pending_new(h, r)) == NULL)
