@@ -61,6 +61,10 @@ typedef struct {
     char message[256];
 } tier_rpc_error;
 
+/* The completion of an asynchronous call (client and in-process). */
+typedef void (*tier_rpc_done_fn)(void *arg, int code, const void *payload, size_t len,
+                                 const char *message);
+
 /* ------------------------------------------------------------------ server */
 
 typedef struct tier_rpc_server tier_rpc_server;
@@ -132,6 +136,28 @@ int tier_rpc_server_set_auth(tier_rpc_server *s, tier_rpc_auth_fn fn, void *arg)
 int tier_rpc_server_start(tier_rpc_server *s);
 /* Stops serving, waits for calls in progress, frees everything. */
 void tier_rpc_server_close(tier_rpc_server *s);
+
+/*
+ * In-process calls: runs a registered method for a caller that is not an
+ * nng peer (tierd's HTTP gateway), through the same checks as a call off
+ * the wire -- size cap, the auth hook (token = the bytes after "Bearer ",
+ * NULL for none), the gate, the NUL scan of strings, dispatch inline or on
+ * the pool, deferred replies -- but without dedupe or deadline.  Call it
+ * after tier_rpc_server_start and never during or after
+ * tier_rpc_server_close (close the feeder first).  done(arg, code,
+ * payload, len, message) runs exactly once, on whatever thread finished
+ * the call (this one, a pool thread, or a deferred call's finisher, even
+ * before tier_rpc_server_call returns); payload and message are valid only
+ * during it.  Returns TIER_OK when done will run, or an error (bad
+ * arguments, out of memory, closing) and done never runs.
+ */
+int tier_rpc_server_call(tier_rpc_server *s, const char *method, const void *payload, size_t len,
+                         const char *bearer_token, tier_rpc_done_fn done, void *arg);
+/* The request and reply types of a method (Health included), after
+ * tier_rpc_server_start: TIER_OK, or NOT_FOUND. */
+int tier_rpc_server_method(const tier_rpc_server *s, const char *method,
+                           const ProtobufCMessageDescriptor **req,
+                           const ProtobufCMessageDescriptor **reply);
 
 /* Counters, for tests and logs. */
 typedef struct {
@@ -220,8 +246,6 @@ int tier_rpc_call_raw(tier_rpc_client *c, const char *method, const void *req, s
  * later on an nng thread with the reply payload (valid only during the
  * callback).  Must not block for long.
  */
-typedef void (*tier_rpc_done_fn)(void *arg, int code, const void *payload, size_t len,
-                                 const char *message);
 int tier_rpc_call_async(tier_rpc_client *c, const char *method, const void *req, size_t reqlen,
                         uint32_t timeout_ms, tier_rpc_done_fn done, void *arg);
 

@@ -108,7 +108,7 @@ static char *read_pem(const char *path, char *err, size_t errlen)
 }
 
 /* A server's TLS configuration: its certificate chain and key. */
-static int server_config(nng_tls_config **out, const tier_rpc_tls *tls, char *err, size_t len)
+int tier_rpc_net_server_tls(nng_tls_config **out, const tier_rpc_tls *tls, char *err, size_t len)
 {
     nng_tls_config *cfg;
     char *cert, *key;
@@ -117,7 +117,8 @@ static int server_config(nng_tls_config **out, const tier_rpc_tls *tls, char *er
 
     if (tls == NULL || tls->cert_file == NULL || tls->key_file == NULL)
         return fail(err, len, TIER_INVALID_ARGUMENT,
-                    "a tls+tcp:// address needs a certificate and a key (tls_cert, tls_key)");
+                    "a tls+tcp:// or https:// address needs a certificate and a key (tls_cert, "
+                    "tls_key)");
     /* Like ssh with its host keys: a key others can read is not secret. */
     if (stat(tls->key_file, &st) == 0 && (st.st_mode & 077) != 0)
         return fail(err, len, TIER_PERMISSION_DENIED,
@@ -181,7 +182,7 @@ int tier_rpc_net_listen(nng_socket s, const char *url, const tier_rpc_tls *tls, 
     nng_listener l;
     int rv;
 
-    if (tier_rpc_net_is_tls(url) && (rv = server_config(&cfg, tls, err, len)) != TIER_OK)
+    if (tier_rpc_net_is_tls(url) && (rv = tier_rpc_net_server_tls(&cfg, tls, err, len)) != TIER_OK)
         return rv;
     if ((rv = nng_listener_create(&l, s, url)) != 0) {
         tls_free(cfg);

@@ -17,6 +17,7 @@
 #define TIER_RPC_NET_H
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -30,6 +31,10 @@ int tier_rpc_net_dial(nng_socket s, const char *url, const tier_rpc_tls *tls, ch
                       size_t len);
 
 bool tier_rpc_net_is_tls(const char *url);
+/* The TLS configuration of a listener (its certificate and key, checked as
+ * above), for listeners not made by tier_rpc_net_listen (the HTTP server).
+ * The caller frees *out with nng_tls_config_free. */
+int tier_rpc_net_server_tls(nng_tls_config **out, const tier_rpc_tls *tls, char *err, size_t len);
 /* True for addresses no other machine can reach: tcp on 127.x, [::1] or
  * localhost, ipc://, inproc://. */
 bool tier_rpc_net_is_loopback(const char *url);

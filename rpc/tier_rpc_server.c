@@ -70,6 +70,10 @@ struct tier_rpc_ctx {
     bool deduping;           /* registered in the dedupe cache: finish it */
     uint32_t pipe_id;        /* the connection the request came on */
     tier_rpc_ctx *next;      /* in the pool's queue */
+    /* An in-process call (tier_rpc_server_call): no nng context; its reply
+     * goes to local_done and the context is freed. */
+    tier_rpc_done_fn local_done;
+    void *local_arg;
 };
 
 struct tier_rpc_server {
@@ -595,10 +599,33 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     return REPLY_QUEUED;
 }
 
+/* Hands the reply envelope packed in call->msg to an in-process caller,
+ * then frees the call: it was allocated for this one call. */
+static void deliver_local(tier_rpc_ctx *call)
+{
+    tier_rpc_server *s = call->srv;
+    Tier__Rpc__Reply *rep =
+        tier__rpc__reply__unpack(&call->arena.pbc, nng_msg_len(call->msg), nng_msg_body(call->msg));
+
+    if (rep == NULL) /* put_reply could not allocate it */
+        call->local_done(call->local_arg, TIER_INTERNAL, NULL, 0, "reply lost: out of memory");
+    else
+        call->local_done(call->local_arg, (int)rep->code, rep->payload.data, rep->payload.len,
+                         rep->message);
+    atomic_fetch_add(&s->served, 1);
+    nng_msg_free(call->msg);
+    tier_rpc_arena_fini(&call->arena);
+    free(call);
+}
+
 static void send_reply(tier_rpc_ctx *call)
 {
     tier_rpc_server *s = call->srv;
 
+    if (call->local_done != NULL) {
+        deliver_local(call);
+        return;
+    }
     atomic_fetch_add(&s->nsending, 1);
     if (atomic_load(&s->shutting)) { /* nobody will read it */
         nng_msg_free(call->msg);
@@ -623,6 +650,118 @@ static void enqueue(tier_rpc_server *s, tier_rpc_ctx *call)
     s->qtail = call;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* The envelope of an in-process call, in its arena, as if it had come off
+ * the wire: authorize and dispatch then see no difference. */
+static int local_request(tier_rpc_ctx *call, const char *method, const void *payload, size_t len,
+                         const char *token)
+{
+    Tier__Rpc__Request *req = tier_rpc_alloc(call, sizeof(*req));
+    Tier__Rpc__Metadata **md = tier_rpc_alloc(call, sizeof(*md));
+    Tier__Rpc__Metadata *auth = tier_rpc_alloc(call, sizeof(*auth));
+    size_t tlen = token != NULL ? strlen(token) : 0;
+    uint8_t *value = tier_rpc_alloc(call, 7 + tlen + 1);
+
+    if (req == NULL || md == NULL || auth == NULL || value == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    tier__rpc__request__init(req);
+    req->method = tier_rpc_strdup(call, method);
+    req->payload.len = len;
+    req->payload.data = tier_rpc_alloc(call, len + 1);
+    if (req->method == NULL || req->payload.data == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    if (len > 0)
+        memcpy(req->payload.data, payload, len);
+    if (token != NULL) {
+        tier__rpc__metadata__init(auth);
+        auth->key = TIER_RPC_AUTH_KEY;
+        memcpy(value, "Bearer ", 7);
+        memcpy(value + 7, token, tlen);
+        auth->value = (ProtobufCBinaryData){7 + tlen, value};
+        md[0] = auth;
+        req->metadata = md;
+        req->n_metadata = 1;
+    }
+    call->req = req;
+    return TIER_OK;
+}
+
+/* accept_call for an in-process call: the reply is sent (delivered) here,
+ * or by the pool, or by whoever finishes a deferred call. */
+static void local_accept(tier_rpc_server *s, tier_rpc_ctx *call)
+{
+    const Tier__Rpc__Request *req = call->req;
+    int code;
+
+    if (req->payload.len > s->max_msg) {
+        put_reply(call->msg, 0, TIER_RESOURCE_EXHAUSTED, "request larger than the server's limit",
+                  NULL, 0);
+    } else if ((call->m = method_find(s, req->method)) == NULL) {
+        tier_rpc_set_message(call, TIER_UNIMPLEMENTED, "unknown method \"%.200s\"", req->method);
+        put_reply(call->msg, 0, TIER_UNIMPLEMENTED, call->message, NULL, 0);
+    } else if ((code = authorize(s, call)) != TIER_OK) {
+        put_reply(call->msg, 0, code, call->message, NULL, 0);
+    } else if (call->m->flags & TIER_RPC_INLINE) {
+        if (!run_call(s, call, false))
+            return; /* deferred */
+    } else {
+        pthread_mutex_lock(&s->mu);
+        if (!s->closing) { /* under mu: the pool is still there to take it */
+            call->next = NULL;
+            if (s->qtail != NULL)
+                s->qtail->next = call;
+            else
+                s->qhead = call;
+            s->qtail = call;
+            pthread_cond_signal(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+        pthread_mutex_unlock(&s->mu);
+        put_reply(call->msg, 0, TIER_UNAVAILABLE, "server closing", NULL, 0);
+    }
+    send_reply(call);
+}
+
+int tier_rpc_server_call(tier_rpc_server *s, const char *method, const void *payload, size_t len,
+                         const char *bearer_token, tier_rpc_done_fn done, void *arg)
+{
+    tier_rpc_ctx *call;
+
+    if (s == NULL || !s->started || method == NULL || done == NULL || (payload == NULL && len > 0))
+        return TIER_INVALID_ARGUMENT;
+    if ((call = calloc(1, sizeof(*call))) == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    call->srv = s;
+    tier_rpc_arena_init(&call->arena);
+    call->local_done = done;
+    call->local_arg = arg;
+    if (nng_msg_alloc(&call->msg, 0) != 0 ||
+        local_request(call, method, payload, len, bearer_token) != TIER_OK) {
+        if (call->msg != NULL)
+            nng_msg_free(call->msg);
+        tier_rpc_arena_fini(&call->arena);
+        free(call);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    local_accept(s, call);
+    return TIER_OK;
+}
+
+int tier_rpc_server_method(const tier_rpc_server *s, const char *name,
+                           const ProtobufCMessageDescriptor **req,
+                           const ProtobufCMessageDescriptor **reply)
+{
+    const method *m = s->started ? method_find(s, name) : NULL;
+
+    if (m == NULL)
+        return TIER_NOT_FOUND;
+    if (req != NULL)
+        *req = m->req;
+    if (reply != NULL)
+        *reply = m->reply;
+    return TIER_OK;
 }
 
 /* The state machine of one context: RECV done -> accept -> (pool) -> SEND

@@ -14,6 +14,7 @@ PKGS=(
     # sd_notify for the Type=notify units; man pages generated from --help
     libsystemd-dev help2man
     libinih-dev
+    libjansson-dev libcurl4-openssl-dev
     # services and the scripts that drive them (services.sh, migrate.sh)
     redis-server redis-tools mariadb-server mariadb-client
     procps iproute2 coreutils openssl ca-certificates

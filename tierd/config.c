@@ -20,14 +20,22 @@
  * cross a network in clear unless the operator says so. */
 static int check_access(const tierd_config *c)
 {
-    const char *urls[2] = {c->listen, c->push};
+    const char *urls[3] = {c->listen, c->push, c->http_listen};
 
     if (!c->no_auth && c->auth_tokens[0] == '\0') {
         fprintf(stderr, "tierd: say who may call: --auth-tokens FILE (docs/SECURITY.md), or\n"
                         "       --no-auth for a tierd that only this machine can reach\n");
         return -1;
     }
-    for (int i = 0; i < 2; i++) {
+    if (c->http_listen[0] != '\0' && strncmp(c->http_listen, "http://", 7) != 0 &&
+        strncmp(c->http_listen, "https://", 8) != 0) {
+        fprintf(stderr, "tierd: http_listen is http://HOST:PORT or https://HOST:PORT, not %s\n",
+                c->http_listen);
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (urls[i][0] == '\0') /* no HTTP port */
+            continue;
         if (c->no_auth && !tier_rpc_net_is_loopback(urls[i])) {
             fprintf(stderr,
                     "tierd: --no-auth listens on loopback or ipc:// addresses only, not %s\n",
@@ -38,7 +46,8 @@ static int check_access(const tierd_config *c)
             fprintf(stderr, "tierd: --tls-cert and --tls-key go together\n");
             return -1;
         }
-        if (tier_rpc_net_is_tls(urls[i]) && c->tls_cert[0] == '\0') {
+        if ((tier_rpc_net_is_tls(urls[i]) || strncmp(urls[i], "https://", 8) == 0) &&
+            c->tls_cert[0] == '\0') {
             fprintf(stderr, "tierd: %s needs --tls-cert and --tls-key\n", urls[i]);
             return -1;
         }
@@ -49,6 +58,14 @@ static int check_access(const tierd_config *c)
                 "tierd: tokens would cross the network in clear on %s: listen on tls+tcp:// "
                 "(--tls-cert, --tls-key), or pass --insecure-plaintext\n",
                 c->listen);
+        return -1;
+    }
+    if (!c->no_auth && !c->insecure_plaintext && c->http_listen[0] != '\0' &&
+        strncmp(c->http_listen, "https://", 8) != 0 && !tier_rpc_net_is_loopback(c->http_listen)) {
+        fprintf(stderr,
+                "tierd: tokens would cross the network in clear on %s: use https:// "
+                "(--tls-cert, --tls-key), or pass --insecure-plaintext\n",
+                c->http_listen);
         return -1;
     }
     return 0;

@@ -41,6 +41,10 @@ static const tier_opt opts[] = {
      .arg = "URL", .help = "rpc address (tcp://, tls+tcp://, ipc://)"},
     {"push", "TIER_PUSH", "push", TIER_OPT_URL, F(push), .def = "tcp://127.0.0.1:7401",
      .arg = "URL", .help = "move-job push address"},
+    {"http_listen", "TIER_HTTP_LISTEN", "http", TIER_OPT_STRING, F(http_listen), .def = "",
+     .arg = "URL",
+     .help = "HTTP port: JSON gateway, /metrics, dashboard, e.g. http://127.0.0.1:7480 "
+             "(docs/HTTP.md); empty = none"},
     {"threads", "TIER_THREADS", "threads", TIER_OPT_INT, F(threads), .min = 1, .max = 1024,
      .def = "16", .arg = "N", .help = "rpc worker threads"},
     {"contexts", "TIER_CONTEXTS", "contexts", TIER_OPT_INT, F(contexts), .min = 1, .max = 65536,

@@ -24,6 +24,7 @@ struct tierd {
     tierd_auth *auth; /* NULL with no_auth */
     workers *workers;
     tierd_metrics *metrics;
+    tierd_http *http; /* NULL without http_listen */
 };
 
 static int probe_mysql(void *arg, char *msg, size_t len)
@@ -172,6 +173,16 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         tierd_close(d);
         return rv;
     }
+    if (d->cfg.http_listen[0] != '\0') {
+        if ((rv = tierd_http_open(&d->http, d->cfg.http_listen, d->srv, &opts.tls, err,
+                                  sizeof(err))) != TIER_OK ||
+            (rv = tierd_http_start(d->http)) != TIER_OK) {
+            tier_error("http: %s", d->http != NULL ? "cannot listen" : err);
+            tierd_close(d);
+            return rv;
+        }
+        tier_info("http on %s", d->cfg.http_listen);
+    }
     tier_info("serving on %s (redis %s:%d, mysql %s:%d/%s, writer token %lld)", d->cfg.listen,
               d->cfg.kv.host, d->cfg.kv.port, d->cfg.db.host, d->cfg.db.port, d->cfg.db.db,
               d->cfg.db.writer_token);
@@ -200,7 +211,8 @@ void tierd_close(tierd *d)
 {
     if (d == NULL)
         return;
-    tier_rpc_server_close(d->srv); /* first: no handler runs after this */
+    tierd_http_close(d->http);     /* first: it feeds the rpc server */
+    tier_rpc_server_close(d->srv); /* then: no handler runs after this */
     tiering_close(d->tiering);
     ranking_close(d->ranking);
     workers_close(d->workers);

@@ -39,6 +39,9 @@ typedef struct {
     char config[1024]; /* the config file read (--config, TIER_CONFIG), or "" */
     char listen[256];  /* rpc url (TIER_LISTEN), default tcp://127.0.0.1:7400 */
     char push[256];    /* push0 url for move jobs (TIER_PUSH), default tcp://127.0.0.1:7401 */
+    /* HTTP port: JSON gateway, /metrics, the dashboard and the seed's
+     * endpoints (docs/HTTP.md); http_listen, "" (the default) = none. */
+    char http_listen[256];
     tier_db_config db; /* TIER_MYSQL_* */
     tier_kv_config kv; /* TIER_REDIS_* */
     /* Key prefix of every job and writer key (TIER_REDIS_PREFIX, default
@@ -165,6 +168,18 @@ int tierd_auth_check(void *arg, const char *method, const uint8_t *tok, size_t l
                      tier_rpc_caller *who, char *msg, size_t msglen);
 /* "admin,client" for a role set. */
 const char *tierd_role_names(unsigned roles, char *buf, size_t len);
+
+/* The HTTP port (http.c, docs/HTTP.md): /v1/<Method> as JSON and the
+ * seed's /post_sentence and /update_sentence, all through srv's
+ * in-process calls.  Open it after srv starts; more handlers may be added
+ * to tierd_http_server(h) with tier_http_add before tierd_http_start; close
+ * it before srv (it waits for the calls it started). */
+typedef struct tierd_http tierd_http;
+int tierd_http_open(tierd_http **out, const char *url, tier_rpc_server *srv,
+                    const tier_rpc_tls *tls, char *err, size_t errlen);
+struct tier_http_server *tierd_http_server(tierd_http *h);
+int tierd_http_start(tierd_http *h);
+void tierd_http_close(tierd_http *h);
 
 typedef struct tierd tierd;
 
