@@ -61,6 +61,11 @@ void tier_client_set_timeout(tier_client *c, uint32_t timeout_ms)
     c->timeout_ms = timeout_ms;
 }
 
+int tier_client_wait_connected(tier_client *c, uint32_t ms)
+{
+    return tier_rpc_client_wait_connected(c->rpc, ms);
+}
+
 void tier_free(void *reply)
 {
     if (reply != NULL)
@@ -78,6 +83,8 @@ TIER_METHOD(tier_health, TIER_RPC_HEALTH_METHOD, Tier__Rpc__HealthRequest, Tier_
             tier__rpc__health_reply__descriptor)
 TIER_METHOD(tier_add_content, TIER_M_ADD_CONTENT, Tier__AddContentRequest, Tier__AddContentReply,
             tier__add_content_reply__descriptor)
+TIER_METHOD(tier_add_contents, TIER_M_ADD_CONTENTS, Tier__AddContentsRequest,
+            Tier__AddContentsReply, tier__add_contents_reply__descriptor)
 TIER_METHOD(tier_report_views, TIER_M_REPORT_VIEWS, Tier__ReportViewsRequest,
             Tier__ReportViewsReply, tier__report_views_reply__descriptor)
 TIER_METHOD(tier_get_content, TIER_M_GET_CONTENT, Tier__GetContentRequest, Tier__GetContentReply,

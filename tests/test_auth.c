@@ -134,7 +134,7 @@ static const struct {
     const char *method;
     unsigned allowed;
 } MATRIX[] = {
-    {"tier.rpc.Health/Check", ALL},  {TIER_M_ADD_CONTENT, A},
+    {"tier.rpc.Health/Check", ALL},  {TIER_M_ADD_CONTENT, A}, {TIER_M_ADD_CONTENTS, A},
     {TIER_M_SET_LEVELS, A},          {TIER_M_RETRY_JOB, A},
     {TIER_M_CANCEL_JOB, A},          {TIER_M_SCRUB, A},
     {TIER_M_CLAIM_JOB, W},           {TIER_M_RENEW_LEASE, W},

@@ -357,6 +357,200 @@ static int h_add_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
     return rv;
 }
 
+/* ------------------------------------------------------------ AddContents */
+
+#define ADDS_MAX 5000 /* AddContents items per call (tier.proto) */
+
+typedef struct {
+    Tier__AddContentResult **res;
+    const Tier__AddContentsRequest *req;
+} adds;
+
+static int fail_item(tier_rpc_ctx *call, Tier__AddContentResult *r, int code, const char *fmt,
+                     const char *arg)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), fmt, arg);
+    r->code = code;
+    r->message = tier_rpc_strdup(call, buf);
+    return code;
+}
+
+static bool item_ok(const Tier__AddContentResult *r)
+{
+    return (int)r->code == TIER_OK;
+}
+
+/* Orders item indexes by filename, then index (for duplicates in a call). */
+static const Tier__AddContentsRequest *sort_req;
+static int by_name(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(sort_req->items[x]->filename, sort_req->items[y]->filename);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* AddContent's checks that need no database, item by item; a filename or
+ * cid that an earlier item of the call also has is ALREADY_EXISTS. */
+static void adds_precheck(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a,
+                          size_t *idx)
+{
+    size_t n = a->req->n_items;
+    char path[4096 + 512];
+    struct stat sb;
+
+    for (size_t i = 0; i < n; i++) {
+        const Tier__AddContentRequest *it = a->req->items[i];
+        Tier__AddContentResult *r = a->res[i];
+        idx[i] = i;
+        if (!tier_name_valid(it->filename, strlen(it->filename)))
+            fail_item(call, r, TIER_INVALID_ARGUMENT,
+                      "bad filename%s: 1..255 bytes of UTF-8, no '/', no control character, not "
+                      ". or ..",
+                      "");
+        else if (it->cid < 0)
+            fail_item(call, r, TIER_INVALID_ARGUMENT, "cid must be > 0 (0: pick)%s", "");
+        else if (snprintf(path, sizeof(path), "%s%s", dl->path, it->filename) < 0 ||
+                 lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            fail_item(call, r, TIER_FAILED_PRECONDITION, "%s is not a regular file in the default level",
+                      it->filename);
+        else if (it->cid != 0 && tiering_find(t, it->cid) != NULL)
+            fail_item(call, r, TIER_ALREADY_EXISTS, "cid is taken%s", "");
+    }
+    sort_req = a->req; /* under admin_mu: one sort at a time */
+    qsort(idx, n, sizeof(*idx), by_name);
+    for (size_t k = 1; k < n; k++)
+        if (strcmp(a->req->items[idx[k]]->filename, a->req->items[idx[k - 1]]->filename) == 0 &&
+            item_ok(a->res[idx[k]]))
+            fail_item(call, a->res[idx[k]], TIER_ALREADY_EXISTS,
+                      "filename %s is taken (by an earlier item of this call)",
+                      a->req->items[idx[k]]->filename);
+    for (size_t i = 0; i < n; i++) /* explicit cids: a few, so quadratic is fine */
+        for (size_t j = 0; a->req->items[i]->cid != 0 && item_ok(a->res[i]) && j < i; j++)
+            if (a->req->items[j]->cid == a->req->items[i]->cid && item_ok(a->res[j]))
+                fail_item(call, a->res[i], TIER_ALREADY_EXISTS,
+                          "cid is taken (by an earlier item of this call)%s", "");
+}
+
+/* Picks cids for items without one: above memory's max and every cid the
+ * call names, so picked and named cids never meet (AddContent's rule). */
+static void adds_pick(tiering *t, tier_rpc_ctx *call, adds *a, int64_t *cids)
+{
+    int64_t m = atomic_load(&t->max_cid);
+    size_t n = a->req->n_items;
+
+    for (size_t i = 0; i < n; i++)
+        if (item_ok(a->res[i]) && a->req->items[i]->cid > m)
+            m = a->req->items[i]->cid;
+    for (size_t i = 0; i < n; i++) {
+        if (!item_ok(a->res[i]))
+            continue;
+        cids[i] = a->req->items[i]->cid;
+        if (cids[i] == 0 && __builtin_add_overflow(m < 0 ? 0 : m, 1, &cids[i]))
+            fail_item(call, a->res[i], TIER_RESOURCE_EXHAUSTED,
+                      "no cid left above 9223372036854775807: give a cid%s", "");
+        else if (a->req->items[i]->cid == 0)
+            m = cids[i];
+    }
+}
+
+/* The database part: taken names, then one transaction of INSERTs. */
+static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a,
+                      int64_t *cids)
+{
+    size_t n = a->req->n_items, m = 0;
+    const char **names = tier_rpc_alloc(call, n * sizeof(*names) + 1);
+    size_t *lens = tier_rpc_alloc(call, n * sizeof(*lens) + 1),
+           *pos = tier_rpc_alloc(call, n * sizeof(*pos) + 1);
+    int64_t *mc = tier_rpc_alloc(call, 3 * n * sizeof(*mc) + 1), *gen = mc + n, *upd = gen + n;
+    bool *taken = tier_rpc_alloc(call, n + 1);
+    tier_db *db;
+    int rv;
+
+    if (!names || !lens || !pos || !mc || !taken)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (item_ok(a->res[i])) {
+            names[m] = a->req->items[i]->filename;
+            lens[m] = strlen(names[m]);
+            mc[m] = cids[i];
+            pos[m++] = i;
+        }
+    if ((db = get_db(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    rv = tier_contents_taken(db, names, lens, m, taken);
+    size_t k = 0;
+    for (size_t j = 0; rv == TIER_OK && j < m; j++) {
+        if (taken[j]) {
+            fail_item(call, a->res[pos[j]], TIER_ALREADY_EXISTS, "filename %s is taken",
+                      names[j]);
+            continue;
+        }
+        names[k] = names[j], lens[k] = lens[j], mc[k] = mc[j], pos[k++] = pos[j];
+    }
+    if (rv == TIER_OK)
+        rv = tier_contents_insert_many(db, mc, dl->name, names, lens, k, gen, upd);
+    tier_db_pool_put(t->deps->db, db);
+    if (rv != TIER_OK)
+        return db_error(call, rv, "insert contents");
+    for (size_t j = 0; j < k; j++) {
+        Tier__AddContentResult *r = a->res[pos[j]];
+        if (add_content(t, mc[j], dl->name, names[j], lens[j]) != TIER_OK) {
+            fail_item(call, r, TIER_RESOURCE_EXHAUSTED, "out of memory%s", "");
+            continue; /* in MySQL, not in memory: the next start loads it */
+        }
+        r->content = tier_rpc_alloc(call, sizeof(Tier__Content));
+        tier__content__init(r->content);
+        r->content->cid = mc[j];
+        r->content->level = (char *)dl->name;
+        r->content->filename = (char *)names[j]; /* the request outlives the reply */
+        r->content->generate_time_ms = gen[j];
+        r->content->update_time_ms = upd[j];
+    }
+    return TIER_OK;
+}
+
+static int h_add_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                          ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    const Tier__AddContentsRequest *req = (const Tier__AddContentsRequest *)in;
+    Tier__AddContentsReply *rep = (Tier__AddContentsReply *)out;
+    size_t n = req->n_items;
+    adds a = {.req = req};
+    int rv;
+
+    /* A result is at most ~700 bytes (a 255-byte name in the content or in
+     * the message): 5000 of them fit the 4 MiB reply. */
+    if (n > ADDS_MAX)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "items: at most %d per call (got %zu)", ADDS_MAX, n);
+    Tier__AddContentResult *rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
+    size_t *idx = tier_rpc_alloc(call, n * sizeof(*idx) + 1);
+    int64_t *cids = tier_rpc_alloc(call, n * sizeof(*cids) + 1);
+    a.res = tier_rpc_alloc(call, n * sizeof(*a.res) + 1);
+    if (rs == NULL || idx == NULL || cids == NULL || a.res == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        tier__add_content_result__init(&rs[i]);
+        rs[i].message = (char *)"";
+        a.res[i] = &rs[i];
+    }
+    rep->results = a.res;
+    rep->n_results = n;
+    pthread_mutex_lock(&t->admin_mu); /* serialises cid picking and SetLevels */
+    const tl_level *dl = tiering_target(atomic_load(&t->levels), 0);
+    if (dl == NULL || dl->min != 0) {
+        rv = tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "no default level");
+    } else {
+        adds_precheck(t, call, dl, &a, idx);
+        adds_pick(t, call, &a, cids);
+        rv = adds_write(t, call, dl, &a, cids);
+    }
+    pthread_mutex_unlock(&t->admin_mu);
+    return rv;
+}
+
 /* ------------------------------------------------------------ ReportViews */
 
 static void result_init(Tier__ViewResult *r, int64_t cid, int64_t count)
@@ -914,6 +1108,8 @@ int tiering_register(tiering *t, tier_rpc_server *srv)
     } m[] = {
         {TIER_M_ADD_CONTENT, &tier__add_content_request__descriptor,
          &tier__add_content_reply__descriptor, h_add_content},
+        {TIER_M_ADD_CONTENTS, &tier__add_contents_request__descriptor,
+         &tier__add_contents_reply__descriptor, h_add_contents},
         /* Pooled, not INLINE: a report that needs a job waits for Redis. */
         {TIER_M_REPORT_VIEWS, &tier__report_views_request__descriptor,
          &tier__report_views_reply__descriptor, h_report_views},
