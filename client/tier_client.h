@@ -59,6 +59,10 @@ typedef struct {
     const char *tls_ca_file;     /* tls+tcp://: CAs to verify tierd with, NULL = the system's */
     const char *tls_server_name; /* tls+tcp://: name on tierd's certificate, NULL = URL host */
     uint32_t timeout_ms;         /* per call, 0 = 10 s */
+    /* Fail fast: while no connection was ever made, a call that sees none
+     * within this many ms fails UNAVAILABLE ("cannot connect to URL:
+     * nothing listening") instead of waiting its whole timeout.  0 = off. */
+    uint32_t connect_timeout_ms;
 } tier_client_opts;
 int tier_client_open_opts(tier_client **out, const char *url, const tier_client_opts *opts,
                           tier_error *err);

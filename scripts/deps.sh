@@ -11,6 +11,7 @@ PKGS=(
     build-essential cmake pkg-config git clang-format
     libnng-dev libprotobuf-c-dev protobuf-c-compiler
     libhiredis-dev libmariadb-dev libmariadb-dev-compat libcriterion-dev libsodium-dev
+    libjansson-dev
     # services and the scripts that drive them (services.sh, migrate.sh)
     redis-server redis-tools mariadb-server mariadb-client
     procps iproute2 coreutils openssl ca-certificates

@@ -392,8 +392,7 @@ static int by_name(const void *a, const void *b)
 
 /* AddContent's checks that need no database, item by item; a filename or
  * cid that an earlier item of the call also has is ALREADY_EXISTS. */
-static void adds_precheck(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a,
-                          size_t *idx)
+static void adds_precheck(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a, size_t *idx)
 {
     size_t n = a->req->n_items;
     char path[4096 + 512];
@@ -412,8 +411,8 @@ static void adds_precheck(tiering *t, tier_rpc_ctx *call, const tl_level *dl, ad
             fail_item(call, r, TIER_INVALID_ARGUMENT, "cid must be > 0 (0: pick)%s", "");
         else if (snprintf(path, sizeof(path), "%s%s", dl->path, it->filename) < 0 ||
                  lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
-            fail_item(call, r, TIER_FAILED_PRECONDITION, "%s is not a regular file in the default level",
-                      it->filename);
+            fail_item(call, r, TIER_FAILED_PRECONDITION,
+                      "%s is not a regular file in the default level", it->filename);
         else if (it->cid != 0 && tiering_find(t, it->cid) != NULL)
             fail_item(call, r, TIER_ALREADY_EXISTS, "cid is taken%s", "");
     }
@@ -455,8 +454,7 @@ static void adds_pick(tiering *t, tier_rpc_ctx *call, adds *a, int64_t *cids)
 }
 
 /* The database part: taken names, then one transaction of INSERTs. */
-static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a,
-                      int64_t *cids)
+static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a, int64_t *cids)
 {
     size_t n = a->req->n_items, m = 0;
     const char **names = tier_rpc_alloc(call, n * sizeof(*names) + 1);
@@ -482,8 +480,7 @@ static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *
     size_t k = 0;
     for (size_t j = 0; rv == TIER_OK && j < m; j++) {
         if (taken[j]) {
-            fail_item(call, a->res[pos[j]], TIER_ALREADY_EXISTS, "filename %s is taken",
-                      names[j]);
+            fail_item(call, a->res[pos[j]], TIER_ALREADY_EXISTS, "filename %s is taken", names[j]);
             continue;
         }
         names[k] = names[j], lens[k] = lens[j], mc[k] = mc[j], pos[k++] = pos[j];
