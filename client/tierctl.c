@@ -348,6 +348,11 @@ int main(int argc, char **argv)
     }
     t.json = p.val[G_JSON] != NULL;
     t.local = p.val[G_LOCAL] != NULL;
+    if (p.val[G_URL] != NULL && *p.val[G_URL] == '\0') {
+        fprintf(stderr, "tierctl: --url: empty (give tierd's address, e.g. tcp://host:7400)\n");
+        free(p.argv);
+        return 2;
+    }
     t.url = p.val[G_URL] ? p.val[G_URL] : getenv("TIER_URL");
     if (t.url == NULL || *t.url == '\0')
         t.url = "tcp://127.0.0.1:7400";

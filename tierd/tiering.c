@@ -453,10 +453,11 @@ static void adds_pick(tiering *t, tier_rpc_ctx *call, adds *a, int64_t *cids)
     }
 }
 
-/* The database part: taken names, then one transaction of INSERTs. */
+/* The database part: taken names first (so no cid is picked for them),
+ * then cids, then one transaction of INSERTs. */
 static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a, int64_t *cids)
 {
-    size_t n = a->req->n_items, m = 0;
+    size_t n = a->req->n_items, m = 0, k = 0;
     const char **names = tier_rpc_alloc(call, n * sizeof(*names) + 1);
     size_t *lens = tier_rpc_alloc(call, n * sizeof(*lens) + 1),
            *pos = tier_rpc_alloc(call, n * sizeof(*pos) + 1);
@@ -471,22 +472,24 @@ static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *
         if (item_ok(a->res[i])) {
             names[m] = a->req->items[i]->filename;
             lens[m] = strlen(names[m]);
-            mc[m] = cids[i];
             pos[m++] = i;
         }
     if ((db = get_db(t, call)) == NULL)
         return TIER_UNAVAILABLE;
-    rv = tier_contents_taken(db, names, lens, m, taken);
-    size_t k = 0;
-    for (size_t j = 0; rv == TIER_OK && j < m; j++) {
-        if (taken[j]) {
-            fail_item(call, a->res[pos[j]], TIER_ALREADY_EXISTS, "filename %s is taken", names[j]);
-            continue;
-        }
-        names[k] = names[j], lens[k] = lens[j], mc[k] = mc[j], pos[k++] = pos[j];
+    if ((rv = tier_contents_taken(db, names, lens, m, taken)) != TIER_OK) {
+        tier_db_pool_put(t->deps->db, db);
+        return db_error(call, rv, "look up filenames");
     }
-    if (rv == TIER_OK)
-        rv = tier_contents_insert_many(db, mc, dl->name, names, lens, k, gen, upd);
+    for (size_t j = 0; j < m; j++)
+        if (taken[j])
+            fail_item(call, a->res[pos[j]], TIER_ALREADY_EXISTS, "filename %s is taken", names[j]);
+    adds_pick(t, call, a, cids);
+    for (size_t j = 0; j < m; j++) {
+        if (!item_ok(a->res[pos[j]]))
+            continue;
+        names[k] = names[j], lens[k] = lens[j], mc[k] = cids[pos[j]], pos[k++] = pos[j];
+    }
+    rv = tier_contents_insert_many(db, mc, dl->name, names, lens, k, gen, upd);
     tier_db_pool_put(t->deps->db, db);
     if (rv != TIER_OK)
         return db_error(call, rv, "insert contents");
@@ -541,7 +544,6 @@ static int h_add_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
         rv = tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "no default level");
     } else {
         adds_precheck(t, call, dl, &a, idx);
-        adds_pick(t, call, &a, cids);
         rv = adds_write(t, call, dl, &a, cids);
     }
     pthread_mutex_unlock(&t->admin_mu);
