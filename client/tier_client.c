@@ -9,6 +9,9 @@
  */
 #include "tier_client.h"
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "tier_methods.h"
@@ -16,7 +19,31 @@
 struct tier_client {
     tier_rpc_client *rpc;
     uint32_t timeout_ms;
+    uint32_t connect_timeout_ms; /* 0: no fail-fast check */
+    atomic_bool connected;       /* a connection was seen once: no more checks */
+    char url[1024];              /* for messages */
 };
+
+/* The fail-fast check (tier_client_opts.connect_timeout_ms). */
+static int first_connection(tier_client *c, uint32_t timeout_ms, tier_error *err)
+{
+    uint32_t wait = c->connect_timeout_ms;
+
+    if (wait == 0 || atomic_load(&c->connected))
+        return TIER_OK;
+    if (timeout_ms != 0 && timeout_ms < wait)
+        wait = timeout_ms;
+    if (tier_rpc_client_wait_connected(c->rpc, wait) != TIER_OK) {
+        if (err != NULL) {
+            err->code = TIER_UNAVAILABLE;
+            snprintf(err->message, sizeof(err->message),
+                     "cannot connect to %.190s: nothing listening (or TLS refused)", c->url);
+        }
+        return TIER_UNAVAILABLE;
+    }
+    atomic_store(&c->connected, true);
+    return TIER_OK;
+}
 
 int tier_client_open_opts(tier_client **out, const char *url, const tier_client_opts *opts,
                           tier_error *err)
@@ -34,7 +61,9 @@ int tier_client_open_opts(tier_client **out, const char *url, const tier_client_
         ro.tls.ca_file = opts->tls_ca_file;
         ro.tls.server_name = opts->tls_server_name;
         c->timeout_ms = opts->timeout_ms;
+        c->connect_timeout_ms = opts->connect_timeout_ms;
     }
+    snprintf(c->url, sizeof(c->url), "%s", url);
     if ((rv = tier_rpc_client_open(&c->rpc, url, &ro, err)) != TIER_OK) {
         free(c);
         return rv;
@@ -61,6 +90,11 @@ void tier_client_set_timeout(tier_client *c, uint32_t timeout_ms)
     c->timeout_ms = timeout_ms;
 }
 
+int tier_client_wait_connected(tier_client *c, uint32_t ms)
+{
+    return tier_rpc_client_wait_connected(c->rpc, ms);
+}
+
 void tier_free(void *reply)
 {
     if (reply != NULL)
@@ -70,6 +104,11 @@ void tier_free(void *reply)
 #define TIER_METHOD(fn, name, Req, Rep, desc)                                                      \
     int fn(tier_client *c, const Req *req, Rep **reply, tier_error *err)                           \
     {                                                                                              \
+        int rv_ = first_connection(c, c->timeout_ms, err);                                         \
+        if (rv_ != TIER_OK) {                                                                      \
+            *reply = NULL;                                                                         \
+            return rv_;                                                                            \
+        }                                                                                          \
         return tier_rpc_call(c->rpc, name, &req->base, &desc, (ProtobufCMessage **)reply,          \
                              c->timeout_ms, err);                                                  \
     }
@@ -78,6 +117,8 @@ TIER_METHOD(tier_health, TIER_RPC_HEALTH_METHOD, Tier__Rpc__HealthRequest, Tier_
             tier__rpc__health_reply__descriptor)
 TIER_METHOD(tier_add_content, TIER_M_ADD_CONTENT, Tier__AddContentRequest, Tier__AddContentReply,
             tier__add_content_reply__descriptor)
+TIER_METHOD(tier_add_contents, TIER_M_ADD_CONTENTS, Tier__AddContentsRequest,
+            Tier__AddContentsReply, tier__add_contents_reply__descriptor)
 TIER_METHOD(tier_report_views, TIER_M_REPORT_VIEWS, Tier__ReportViewsRequest,
             Tier__ReportViewsReply, tier__report_views_reply__descriptor)
 TIER_METHOD(tier_get_content, TIER_M_GET_CONTENT, Tier__GetContentRequest, Tier__GetContentReply,

@@ -59,12 +59,21 @@ typedef struct {
     const char *tls_ca_file;     /* tls+tcp://: CAs to verify tierd with, NULL = the system's */
     const char *tls_server_name; /* tls+tcp://: name on tierd's certificate, NULL = URL host */
     uint32_t timeout_ms;         /* per call, 0 = 10 s */
+    /* Fail fast: while no connection was ever made, a call that sees none
+     * within this many ms fails UNAVAILABLE ("cannot connect to URL:
+     * nothing listening") instead of waiting its whole timeout.  0 = off. */
+    uint32_t connect_timeout_ms;
 } tier_client_opts;
 int tier_client_open_opts(tier_client **out, const char *url, const tier_client_opts *opts,
                           tier_error *err);
 void tier_client_close(tier_client *c);
 /* Per-call timeout for later calls (default 10 s). */
 void tier_client_set_timeout(tier_client *c, uint32_t timeout_ms);
+/* Waits up to ms for a connection to any of the addresses: TIER_OK, or
+ * TIER_UNAVAILABLE when none came (nothing listening, or TLS refused).
+ * Optional -- calls wait for a connection by themselves -- but it lets a
+ * tool fail fast instead of after a whole call timeout. */
+int tier_client_wait_connected(tier_client *c, uint32_t ms);
 
 /* Frees any reply returned by the functions below. */
 void tier_free(void *reply);
@@ -80,6 +89,12 @@ int tier_health(tier_client *c, const Tier__Rpc__HealthRequest *req, Tier__Rpc__
  * ALREADY_EXISTS cid or filename taken. */
 int tier_add_content(tier_client *c, const Tier__AddContentRequest *req,
                      Tier__AddContentReply **reply, tier_error *err);
+/* Registers many files of the default level at once (tierctl import): one
+ * result per item, in request order, each OK with its content or its own
+ * error -- the same as AddContent's, ALREADY_EXISTS for a taken filename or
+ * cid.  At most 5000 items (INVALID_ARGUMENT for the whole call beyond). */
+int tier_add_contents(tier_client *c, const Tier__AddContentsRequest *req,
+                      Tier__AddContentsReply **reply, tier_error *err);
 /* Reports view counts; one result per report (NOT_FOUND per unknown cid). */
 int tier_report_views(tier_client *c, const Tier__ReportViewsRequest *req,
                       Tier__ReportViewsReply **reply, tier_error *err);

@@ -2,13 +2,23 @@
  * tierctl.h -- what tierctl's command files share: the parsed global
  * options, the command table, and output helpers.
  *
- * Each command file (tierctl_tiering.c, tierctl_ranking.c) exports a NULL-
- * terminated table of tierctl_cmd.  A command returns a status code; main
- * turns it into the exit code (0, or 64 + code) and prints the error.
+ * Each command file (tierctl_tiering.c, tierctl_ranking.c, ...) exports a
+ * NULL-terminated table of tierctl_cmd.  A command returns a status code;
+ * main turns it into the exit code (0, or 64 + code) and prints the error
+ * (as JSON on stderr under --json).
+ *
+ * Output contract (tierctl_out.c): under --json every command prints one
+ * JSON document built with jansson -- integers as JSON numbers, every
+ * string valid UTF-8 (invalid bytes from the server become U+FFFD), times
+ * as RFC 3339 UTC strings with milliseconds ("2026-11-30T16:02:08.336Z",
+ * null when unset); a field that carried raw milliseconds (`*_ms`) keeps
+ * them, as a number.  Human output says UTC on every time, or the local
+ * offset with --local; an empty list prints "(none)".
  */
 #ifndef TIERCTL_H
 #define TIERCTL_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,7 +28,10 @@
 typedef struct {
     tier_client *client;
     bool json;
-    tier_error err; /* filled by the failing call */
+    bool local;          /* human times in local time, not UTC */
+    const char *url;     /* as given, for messages */
+    uint32_t timeout_ms; /* per call */
+    tier_error err;      /* filled by the failing call */
 } tierctl;
 
 typedef struct {
@@ -26,26 +39,48 @@ typedef struct {
     const char *usage;                             /* "views CID COUNT" */
     const char *help;                              /* one line */
     int (*run)(tierctl *t, int argc, char **argv); /* argv[0] is the command name */
+    const char *more;                              /* `help CMD`'s details, or NULL */
 } tierctl_cmd;
 
 extern const tierctl_cmd tierctl_tiering_cmds[];
 extern const tierctl_cmd tierctl_ranking_cmds[];
 extern const tierctl_cmd tierctl_fsck_cmds[];
+extern const tierctl_cmd tierctl_import_cmds[];
 
 #define TIERCTL_USAGE (-1) /* a command's return for a usage error: exit 2 */
 #define TIERCTL_FOUND (-2) /* a check found problems (fsck): exit 1, output says them */
 
 /* Sets t->err for a usage error and returns TIERCTL_USAGE. */
 int tierctl_usage(tierctl *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sets t->err to code and message; returns code. */
+int tierctl_fail(tierctl *t, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Parses a decimal int64; false if it is not one. */
 bool tierctl_int(const char *s, int64_t *out);
-/* Writes s as a JSON string literal (with quotes). */
-void tierctl_json_str(FILE *f, const char *s);
-/* "2026-11-23 10:03:04.123" (UTC) for ms since the epoch. */
-const char *tierctl_time(int64_t ms, char *buf, size_t len);
 /* A time argument: "2026-11-23 10:03" (UTC), ms since the epoch, "now" (=
  * now_minute_end) or "-60m" / "-2h" / "-1d" before it.  False for anything
  * else, out-of-range fields or a result outside int64 ms (tierctl_parse.c). */
 bool tierctl_parse_time(const char *s, int64_t now_minute_end, int64_t *out);
+/* What tierctl_parse_time accepts, for error messages. */
+#define TIERCTL_TIME_FORMS                                                                         \
+    "\"YYYY-MM-DD HH:MM\" (UTC, years 1970..9999), ms since the epoch, now, or -Nm/-Nh/-Nd"
+
+/* ---- output (tierctl_out.c) */
+
+/* Human time: "2026-11-23 10:03:04.123 UTC", or with --local
+ * "2026-11-23 11:03:04.123 +01:00"; "-" when ms <= 0. */
+const char *tierctl_time(const tierctl *t, int64_t ms, char *buf, size_t len);
+/* A JSON string of s, invalid UTF-8 replaced by U+FFFD (never NULL unless
+ * out of memory; jansson refuses invalid UTF-8). */
+json_t *tierctl_jstr(const char *s);
+/* RFC 3339 UTC with milliseconds, or null when ms <= 0. */
+json_t *tierctl_jtime(int64_t ms);
+json_t *tierctl_jint(int64_t v);
+/* Prints v as one line on f and releases it. */
+void tierctl_emit(FILE *f, json_t *v);
+/* The JSON of shared records. */
+json_t *tierctl_job_json(const Tier__Job *j);
+json_t *tierctl_content_json(const Tier__Content *c);
+/* "(none)" for an empty human list. */
+void tierctl_none(void);
 
 #endif

@@ -13,42 +13,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void finding_json(const Tier__Finding *f)
+static json_t *finding_json(const Tier__Finding *f)
 {
-    printf("{\"kind\": \"%s\", \"cid\": %lld, \"filename\": ", f->kind, (long long)f->cid);
-    tierctl_json_str(stdout, f->filename);
-    printf(", \"level\": ");
-    tierctl_json_str(stdout, f->level);
-    printf(", \"found_in\": [");
-    for (size_t i = 0; i < f->n_found_in; i++) {
-        printf("%s", i ? ", " : "");
-        tierctl_json_str(stdout, f->found_in[i]);
-    }
-    printf("], \"detail\": ");
-    tierctl_json_str(stdout, f->detail);
-    printf(", \"repaired\": %s, \"action\": ", f->repaired ? "true" : "false");
-    tierctl_json_str(stdout, f->action);
-    printf("}");
+    json_t *in = json_array();
+    for (size_t i = 0; i < f->n_found_in; i++)
+        json_array_append_new(in, tierctl_jstr(f->found_in[i]));
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o}", "kind", tierctl_jstr(f->kind),
+                     "cid", tierctl_jint(f->cid), "filename", tierctl_jstr(f->filename), "level",
+                     tierctl_jstr(f->level), "found_in", in, "detail", tierctl_jstr(f->detail),
+                     "repaired", f->repaired, "action", tierctl_jstr(f->action));
 }
 
 static void print_json(const Tier__ScrubReply *r)
 {
-    char a[32], b[32];
-    printf("{\"started\": \"%s\", \"finished\": \"%s\", \"repair\": %s, \"truncated\": %s, "
-           "\"contents\": %llu, \"entries\": %llu, \"jobs\": %llu, \"counts\": {",
-           tierctl_time(r->started_ms, a, sizeof(a)), tierctl_time(r->finished_ms, b, sizeof(b)),
-           r->repair ? "true" : "false", r->truncated ? "true" : "false",
-           (unsigned long long)r->contents, (unsigned long long)r->entries,
-           (unsigned long long)r->jobs);
+    json_t *counts = json_object(), *findings = json_array();
     for (size_t i = 0; i < r->n_counts; i++)
-        printf("%s\"%s\": {\"found\": %llu, \"repaired\": %llu}", i ? ", " : "", r->counts[i]->kind,
-               (unsigned long long)r->counts[i]->found, (unsigned long long)r->counts[i]->repaired);
-    printf("}, \"findings\": [");
-    for (size_t i = 0; i < r->n_findings; i++) {
-        printf("%s", i ? ", " : "");
-        finding_json(r->findings[i]);
-    }
-    printf("]}\n");
+        json_object_set_new(counts, r->counts[i]->kind,
+                            json_pack("{s:I, s:I}", "found", (json_int_t)r->counts[i]->found,
+                                      "repaired", (json_int_t)r->counts[i]->repaired));
+    for (size_t i = 0; i < r->n_findings; i++)
+        json_array_append_new(findings, finding_json(r->findings[i]));
+    tierctl_emit(stdout,
+                 json_pack("{s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:o, s:o}", "started",
+                           tierctl_jtime(r->started_ms), "finished", tierctl_jtime(r->finished_ms),
+                           "repair", r->repair, "truncated", r->truncated, "contents",
+                           (json_int_t)r->contents, "entries", (json_int_t)r->entries, "jobs",
+                           (json_int_t)r->jobs, "counts", counts, "findings", findings));
 }
 
 static void finding_text(const Tier__Finding *f)
@@ -133,6 +123,6 @@ static int cmd_fsck(tierctl *t, int argc, char **argv)
 
 const tierctl_cmd tierctl_fsck_cmds[] = {
     {"fsck", "fsck [--repair | --last] [--json] [--max N]",
-     "compare MySQL, Redis and the level directories (exit 1: disagreements)", cmd_fsck},
-    {NULL, NULL, NULL, NULL},
+     "compare MySQL, Redis and the level directories (exit 1: disagreements)", cmd_fsck, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };

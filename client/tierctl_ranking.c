@@ -34,24 +34,22 @@ static bool parse_time(const char *s, int64_t *out)
 
 /* ------------------------------------------------------------ output */
 
+static json_t *comment_json(const Tier__Comment *c)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "id",
+                     tierctl_jint(c->id), "service", tierctl_jstr(c->service), "cid",
+                     tierctl_jint(c->cid), "author", tierctl_jstr(c->author), "body",
+                     tierctl_jstr(c->body), "created", tierctl_jtime(c->created_ms), "created_ms",
+                     tierctl_jint(c->created_ms), "modified", tierctl_jtime(c->modified_ms),
+                     "modified_ms", tierctl_jint(c->modified_ms), "deleted", c->deleted);
+}
+
 static void print_comment(const tierctl *t, const Tier__Comment *c)
 {
-    char cr[32], md[32];
-
-    if (t->json) {
-        printf("{\"id\": %lld, \"service\": ", (long long)c->id);
-        tierctl_json_str(stdout, c->service);
-        printf(", \"cid\": %lld, \"author\": ", (long long)c->cid);
-        tierctl_json_str(stdout, c->author);
-        printf(", \"body\": ");
-        tierctl_json_str(stdout, c->body);
-        printf(", \"created_ms\": %lld, \"modified_ms\": %lld, \"deleted\": %s}",
-               (long long)c->created_ms, (long long)c->modified_ms, c->deleted ? "true" : "false");
-        return;
-    }
-    printf("%lld  %s  cid %lld  %s  created %s  modified %s%s\n  %s", (long long)c->id, c->service,
-           (long long)c->cid, c->author, tierctl_time(c->created_ms, cr, sizeof(cr)),
-           tierctl_time(c->modified_ms, md, sizeof(md)), c->deleted ? "  DELETED" : "", c->body);
+    char cr[48], md[48];
+    printf("%lld  %s  cid %lld  %s  created %s  modified %s%s\n  %s\n", (long long)c->id,
+           c->service, (long long)c->cid, c->author, tierctl_time(t, c->created_ms, cr, sizeof(cr)),
+           tierctl_time(t, c->modified_ms, md, sizeof(md)), c->deleted ? "  DELETED" : "", c->body);
 }
 
 /* ------------------------------------------------------------ comment */
@@ -60,7 +58,7 @@ static int comment_post(tierctl *t, int argc, char **argv)
 {
     Tier__PostCommentRequest req = TIER__POST_COMMENT_REQUEST__INIT;
     Tier__PostCommentReply *rep;
-    char buf[32];
+    char buf[48];
     int rv;
 
     if (argc != 6 || !tierctl_int(argv[3], &req.cid))
@@ -71,11 +69,12 @@ static int comment_post(tierctl *t, int argc, char **argv)
     if ((rv = tier_post_comment(t->client, &req, &rep, &t->err)) != TIER_OK)
         return rv;
     if (t->json)
-        printf("{\"id\": %lld, \"created_ms\": %lld}\n", (long long)rep->id,
-               (long long)rep->created_ms);
+        tierctl_emit(stdout, json_pack("{s:o, s:o, s:o}", "id", tierctl_jint(rep->id), "created",
+                                       tierctl_jtime(rep->created_ms), "created_ms",
+                                       tierctl_jint(rep->created_ms)));
     else
         printf("comment %lld at %s\n", (long long)rep->id,
-               tierctl_time(rep->created_ms, buf, sizeof(buf)));
+               tierctl_time(t, rep->created_ms, buf, sizeof(buf)));
     tier_free(rep);
     return TIER_OK;
 }
@@ -107,9 +106,10 @@ static int comment_change(tierctl *t, int argc, char **argv)
     }
     if (rv != TIER_OK)
         return rv;
-    if (rep->comment != NULL)
+    if (t->json)
+        tierctl_emit(stdout, rep->comment ? comment_json(rep->comment) : json_null());
+    else if (rep->comment != NULL)
         print_comment(t, rep->comment);
-    printf("\n");
     tier_free(rep);
     return TIER_OK;
 }
@@ -129,18 +129,17 @@ static int cmd_comment(tierctl *t, int argc, char **argv)
 static int print_latest(tierctl *t, const Tier__LatestCommentsReply *rep)
 {
     if (t->json) {
-        printf("{\"comments\": [");
-        for (size_t i = 0; i < rep->n_comments; i++) {
-            printf("%s", i ? ", " : "");
-            print_comment(t, rep->comments[i]);
-        }
-        printf("], \"next_cursor\": %lld}\n", (long long)rep->next_cursor);
+        json_t *arr = json_array();
+        for (size_t i = 0; i < rep->n_comments; i++)
+            json_array_append_new(arr, comment_json(rep->comments[i]));
+        tierctl_emit(stdout, json_pack("{s:o, s:o}", "comments", arr, "next_cursor",
+                                       tierctl_jint(rep->next_cursor)));
         return TIER_OK;
     }
-    for (size_t i = 0; i < rep->n_comments; i++) {
+    for (size_t i = 0; i < rep->n_comments; i++)
         print_comment(t, rep->comments[i]);
-        printf("\n");
-    }
+    if (rep->n_comments == 0)
+        tierctl_none();
     if (rep->next_cursor != 0)
         printf("(more: --cursor %lld)\n", (long long)rep->next_cursor);
     return TIER_OK;
@@ -175,20 +174,29 @@ static int cmd_comments(tierctl *t, int argc, char **argv)
 
 /* ------------------------------------------------------------ top */
 
-static void print_top(tierctl *t, const Tier__TopContentsReply *rep)
+static void print_top(tierctl *t, const Tier__TopContentsRequest *req,
+                      const Tier__TopContentsReply *rep)
 {
+    char f[48], to[48];
     if (t->json) {
-        printf("{\"rows\": [");
+        json_t *arr = json_array();
         for (size_t i = 0; i < rep->n_rows; i++) {
             const Tier__TopRow *r = rep->rows[i];
-            printf("%s{\"service\": ", i ? ", " : "");
-            tierctl_json_str(stdout, r->service);
-            printf(", \"cid\": %lld, \"change\": %lld, \"created\": %lld, \"deleted\": %lld, "
-                   "\"restored\": %lld}",
-                   (long long)r->cid, (long long)r->change, (long long)r->created,
-                   (long long)r->deleted, (long long)r->restored);
+            json_array_append_new(
+                arr,
+                json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "service", tierctl_jstr(r->service),
+                          "cid", tierctl_jint(r->cid), "change", tierctl_jint(r->change), "created",
+                          tierctl_jint(r->created), "deleted", tierctl_jint(r->deleted), "restored",
+                          tierctl_jint(r->restored)));
         }
-        printf("]}\n");
+        tierctl_emit(stdout, json_pack("{s:o, s:o, s:o}", "from", tierctl_jtime(req->from_ms), "to",
+                                       tierctl_jtime(req->to_ms), "rows", arr));
+        return;
+    }
+    printf("window [%s, %s)\n", tierctl_time(t, req->from_ms, f, sizeof(f)),
+           tierctl_time(t, req->to_ms, to, sizeof(to)));
+    if (rep->n_rows == 0) {
+        tierctl_none();
         return;
     }
     printf("%-5s %-16s %-20s %8s %8s %8s %8s\n", "rank", "service", "cid", "change", "created",
@@ -201,32 +209,68 @@ static void print_top(tierctl *t, const Tier__TopContentsReply *rep)
     }
 }
 
+#define TOP_DEFAULT 100 /* TopContentsRequest.limit 0 */
+#define TOP_MAX 1000
+
+/* One of --from/--to into *ms, or a message naming the argument. */
+static bool top_time(tierctl *t, const char *flag, const char *v, int64_t *ms)
+{
+    if (v == NULL) {
+        tierctl_usage(t, "top: %s needs a time: " TIERCTL_TIME_FORMS, flag);
+        return false;
+    }
+    if (!parse_time(v, ms)) {
+        tierctl_usage(t, "top: %s \"%s\" is not a time: " TIERCTL_TIME_FORMS, flag, v);
+        return false;
+    }
+    /* tierd counts whole minutes up to minute INT32_MAX (year 6053). */
+    if (*ms < 0 || *ms % 60000 != 0 || *ms / 60000 >= INT32_MAX) {
+        tierctl_usage(t, "top: %s \"%s\" must be a whole minute between 1970 and 6053", flag, v);
+        return false;
+    }
+    return true;
+}
+
 /* Parses top's options into req; false on a usage error (t->err set). */
 static bool top_args(tierctl *t, int argc, char **argv, Tier__TopContentsRequest *req)
 {
     bool from = false, to = false;
+    char f[48], o[48];
     int64_t v;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--from") == 0 && next && parse_time(next, &req->from_ms))
-            from = true, i++;
-        else if (strcmp(a, "--to") == 0 && next && parse_time(next, &req->to_ms))
-            to = true, i++;
-        else if (strcmp(a, "-n") == 0 && next && tierctl_int(next, &v) && v >= 0 && v <= 1000000)
+        if (strcmp(a, "--from") == 0) {
+            if (!(from = top_time(t, a, next, &req->from_ms)))
+                return false;
+            i++;
+        } else if (strcmp(a, "--to") == 0) {
+            if (!(to = top_time(t, a, next, &req->to_ms)))
+                return false;
+            i++;
+        } else if (strcmp(a, "-n") == 0) {
+            if (next == NULL || !tierctl_int(next, &v) || v < 1 || v > TOP_MAX) {
+                tierctl_usage(t, "top: -n: rows, 1..%d (default %d)", TOP_MAX, TOP_DEFAULT);
+                return false;
+            }
             req->limit = (uint32_t)v, i++;
-        else if (strcmp(a, "--service") == 0 && next)
+        } else if (strcmp(a, "--service") == 0 && next) {
             req->service = argv[++i];
-        else if (strcmp(a, "--decrease") == 0)
+        } else if (strcmp(a, "--decrease") == 0) {
             req->order = TIER__ORDER__DECREASE;
-        else {
-            tierctl_usage(t, "top: bad argument \"%s\" (times: \"2026-11-23 10:03\", -60m, now)",
-                          a);
+        } else {
+            tierctl_usage(t, "top: unexpected argument \"%s\" (tierctl help top)", a);
             return false;
         }
     }
     if (!from || !to) {
         tierctl_usage(t, "usage: tierctl top --from T --to T [-n N] [--service S] [--decrease]");
+        return false;
+    }
+    if (req->from_ms >= req->to_ms) {
+        tierctl_usage(t, "top: --from (%s) must be before --to (%s)",
+                      tierctl_time(t, req->from_ms, f, sizeof(f)),
+                      tierctl_time(t, req->to_ms, o, sizeof(o)));
         return false;
     }
     return true;
@@ -242,20 +286,27 @@ static int cmd_top(tierctl *t, int argc, char **argv)
         return TIERCTL_USAGE;
     if ((rv = tier_top_contents(t->client, &req, &rep, &t->err)) != TIER_OK)
         return rv;
-    print_top(t, rep);
+    print_top(t, &req, rep);
     tier_free(rep);
     return TIER_OK;
 }
 
 const tierctl_cmd tierctl_ranking_cmds[] = {
     {"comment", "comment post SERVICE CID AUTHOR BODY", "post a comment (durable when it returns)",
-     cmd_comment},
+     cmd_comment, NULL},
     {"comment", "comment edit ID BODY | delete ID | restore ID",
-     "edit, soft-delete or restore a comment", cmd_comment},
+     "edit, soft-delete or restore a comment", cmd_comment, NULL},
     {"comments", "comments CID [-n N] [--cursor C] [--service S]",
-     "newest live comments of a content, paged", cmd_comments},
+     "newest live comments of a content, paged", cmd_comments,
+     "  -n N: comments per page, 1..1000 (default 20); --cursor C: the next page, as\n"
+     "  printed after the last one (\"(more: --cursor C)\", or next_cursor in JSON)."},
     {"top", "top --from T --to T [-n N] [--service S] [--decrease]",
      "contents by comment-count change over [from, to) (T: \"2026-11-23 10:03\", -60m, now)",
-     cmd_top},
-    {NULL, NULL, NULL, NULL},
+     cmd_top,
+     "  T: " TIERCTL_TIME_FORMS ".\n"
+     "  Windows are whole minutes; \"now\" is the end of the current minute, so\n"
+     "  --from -60m --to now is the last 60 minutes, the current one included.\n"
+     "  -n N: rows, 1..1000 (default 100).  --decrease: most negative change first.\n"
+     "  The window must lie within tierd's retention."},
+    {NULL, NULL, NULL, NULL, NULL},
 };

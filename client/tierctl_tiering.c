@@ -1,9 +1,9 @@
 /*
  * tierctl_tiering.c -- tierctl's tiering commands: add, views, content,
- * history, jobs, levels, levels set, complete.
+ * history, jobs, job, levels, levels set, complete, wait, watch.
  *
- * `views` prints the seed's post_sentence record:
- *   {"cid": "7", "count": "1964", "target": "silver", "db_level": "bronze",
+ * `views` prints the seed's post_sentence record, numbers as numbers:
+ *   {"cid": 7, "count": 1964, "target": "silver", "db_level": "bronze",
  *    "filename": "g.mp4", "worker_id": null, "status": "update"}
  */
 #include "tierctl.h"
@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "tier_time.h"
+
 /* --flag VALUE among args; removes nothing, returns the value or NULL. */
 static const char *opt(int argc, char **argv, const char *flag)
 {
@@ -19,44 +21,6 @@ static const char *opt(int argc, char **argv, const char *flag)
         if (strcmp(argv[i], flag) == 0)
             return argv[i + 1];
     return NULL;
-}
-
-static void print_job_json(const Tier__Job *j)
-{
-    char a[32], b[32];
-    printf("{\"cid\": %lld, \"count\": %lld, \"target\": ", (long long)j->cid, (long long)j->count);
-    tierctl_json_str(stdout, j->target);
-    printf(", \"db_level\": ");
-    tierctl_json_str(stdout, j->db_level);
-    printf(", \"filename\": ");
-    tierctl_json_str(stdout, j->filename);
-    printf(", \"worker_id\": ");
-    if (j->worker_id[0])
-        tierctl_json_str(stdout, j->worker_id);
-    else
-        printf("null");
-    printf(", \"status\": ");
-    tierctl_json_str(stdout, j->status);
-    printf(", \"fence\": %llu, \"lease_expires\": \"%s\", \"attempts\": %u, \"reason\": ",
-           (unsigned long long)j->fence, tierctl_time(j->lease_expires_ms, a, sizeof(a)),
-           j->attempts);
-    tierctl_json_str(stdout, j->reason);
-    printf(", \"src_dir\": ");
-    tierctl_json_str(stdout, j->src_dir);
-    printf(", \"dst_dir\": ");
-    tierctl_json_str(stdout, j->dst_dir);
-    printf(", \"also_dirs\": [");
-    for (size_t i = 0; i < j->n_also_dirs; i++) {
-        printf("%s", i ? ", " : "");
-        tierctl_json_str(stdout, j->also_dirs[i]);
-    }
-    printf("], \"pending\": ");
-    if (j->pending[0])
-        printf("%s", j->pending);
-    else
-        printf("null");
-    printf(", \"created\": \"%s\"", tierctl_time(j->created_ms, a, sizeof(a)));
-    printf(", \"updated\": \"%s\"}", tierctl_time(j->updated_ms, b, sizeof(b)));
 }
 
 /* "12s", "5m", "3h", "2d": how long ago ms was. */
@@ -105,8 +69,7 @@ static int cmd_job(tierctl *t, int argc, char **argv)
         if ((rv = tier_get_job(t->client, &g, &gr, &t->err)) != TIER_OK)
             return rv;
         if (t->json) {
-            print_job_json(gr->job);
-            printf("\n");
+            tierctl_emit(stdout, tierctl_job_json(gr->job));
         } else {
             print_job_text(gr->job);
             for (size_t i = 0; i < gr->job->n_also_dirs; i++)
@@ -122,14 +85,9 @@ static int cmd_job(tierctl *t, int argc, char **argv)
     if (rv != TIER_OK)
         return rv;
     if (t->json) {
-        printf("{\"cid\": %lld, \"outcome\": ", (long long)req.cid);
-        tierctl_json_str(stdout, rep->outcome);
-        printf(", \"job\": ");
-        if (rep->job)
-            print_job_json(rep->job);
-        else
-            printf("null");
-        printf("}\n");
+        tierctl_emit(stdout, json_pack("{s:o, s:o, s:o}", "cid", tierctl_jint(req.cid), "outcome",
+                                       tierctl_jstr(rep->outcome), "job",
+                                       rep->job ? tierctl_job_json(rep->job) : json_null()));
     } else {
         printf("%lld: %s\n", (long long)req.cid, rep->outcome);
         if (rep->job)
@@ -141,20 +99,10 @@ static int cmd_job(tierctl *t, int argc, char **argv)
 
 static void print_content(tierctl *t, const Tier__Content *c)
 {
-    char g[32], u[32];
-    if (t->json) {
-        printf("{\"cid\": %lld, \"level\": ", (long long)c->cid);
-        tierctl_json_str(stdout, c->level);
-        printf(", \"filename\": ");
-        tierctl_json_str(stdout, c->filename);
-        printf(", \"generate_time\": \"%s\", \"update_time\": \"%s\"",
-               tierctl_time(c->generate_time_ms, g, sizeof(g)),
-               tierctl_time(c->update_time_ms, u, sizeof(u)));
-    } else {
-        printf("cid %lld  level %s  filename %s\n  generated %s  updated %s\n", (long long)c->cid,
-               c->level, c->filename, tierctl_time(c->generate_time_ms, g, sizeof(g)),
-               tierctl_time(c->update_time_ms, u, sizeof(u)));
-    }
+    char g[48], u[48];
+    printf("cid %lld  level %s  filename %s\n  generated %s  updated %s\n", (long long)c->cid,
+           c->level, c->filename, tierctl_time(t, c->generate_time_ms, g, sizeof(g)),
+           tierctl_time(t, c->update_time_ms, u, sizeof(u)));
 }
 
 static int cmd_add(tierctl *t, int argc, char **argv)
@@ -171,9 +119,10 @@ static int cmd_add(tierctl *t, int argc, char **argv)
         return tierctl_usage(t, "--cid: a positive integer");
     if ((rv = tier_add_content(t->client, &req, &rep, &t->err)) != TIER_OK)
         return rv;
-    print_content(t, rep->content);
     if (t->json)
-        printf("}\n");
+        tierctl_emit(stdout, tierctl_content_json(rep->content));
+    else
+        print_content(t, rep->content);
     tier_free(rep);
     return TIER_OK;
 }
@@ -197,22 +146,14 @@ static int cmd_views(tierctl *t, int argc, char **argv)
         snprintf(t->err.message, sizeof(t->err.message), "%s", r->message);
         rv = r->code;
     } else {
-        /* The seed's record, strings as the seed printed them. */
-        printf("{\"cid\": \"%lld\", \"count\": \"%lld\", \"target\": ", (long long)r->cid,
-               (long long)r->count);
-        tierctl_json_str(stdout, r->target);
-        printf(", \"db_level\": ");
-        tierctl_json_str(stdout, r->db_level);
-        printf(", \"filename\": ");
-        tierctl_json_str(stdout, r->filename);
-        printf(", \"worker_id\": ");
-        if (r->worker_id[0])
-            tierctl_json_str(stdout, r->worker_id);
-        else
-            printf("null");
-        printf(", \"status\": ");
-        tierctl_json_str(stdout, r->status);
-        printf("}\n");
+        /* The seed's record (JSON with or without --json). */
+        tierctl_emit(stdout,
+                     json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "cid", tierctl_jint(r->cid),
+                               "count", tierctl_jint(r->count), "target", tierctl_jstr(r->target),
+                               "db_level", tierctl_jstr(r->db_level), "filename",
+                               tierctl_jstr(r->filename), "worker_id",
+                               r->worker_id[0] ? tierctl_jstr(r->worker_id) : json_null(), "status",
+                               tierctl_jstr(r->status)));
     }
     tier_free(rep);
     return rv;
@@ -228,15 +169,11 @@ static int cmd_content(tierctl *t, int argc, char **argv)
         return tierctl_usage(t, "usage: tierctl content CID");
     if ((rv = tier_get_content(t->client, &req, &rep, &t->err)) != TIER_OK)
         return rv;
-    print_content(t, rep->content);
     if (t->json) {
-        printf(", \"job\": ");
-        if (rep->job)
-            print_job_json(rep->job);
-        else
-            printf("null");
-        printf("}\n");
-    } else if (rep->job) {
+        json_t *o = tierctl_content_json(rep->content);
+        json_object_set_new(o, "job", rep->job ? tierctl_job_json(rep->job) : json_null());
+        tierctl_emit(stdout, o);
+    } else if (print_content(t, rep->content), rep->job) {
         printf("  job: ");
         print_job_text(rep->job);
     }
@@ -248,33 +185,34 @@ static int cmd_history(tierctl *t, int argc, char **argv)
 {
     Tier__GetHistoryRequest req = TIER__GET_HISTORY_REQUEST__INIT;
     Tier__GetHistoryReply *rep;
-    char a[32], b[32];
+    char a[48], b[48];
     int rv;
 
     if (argc != 2 || !tierctl_int(argv[1], &req.cid))
         return tierctl_usage(t, "usage: tierctl history CID");
     if ((rv = tier_get_history(t->client, &req, &rep, &t->err)) != TIER_OK)
         return rv;
-    if (t->json)
-        printf("[");
+    json_t *arr = json_array();
     for (size_t i = 0; i < rep->n_entries; i++) {
         const Tier__HistoryEntry *e = rep->entries[i];
-        tierctl_time(e->old_update_time_ms, a, sizeof(a));
-        tierctl_time(e->new_update_time_ms, b, sizeof(b));
-        if (t->json) {
-            printf("%s{\"cid\": %lld, \"old_updated_date\": \"%s\", \"old_content_level\": ",
-                   i ? ", " : "", (long long)e->cid, a);
-            tierctl_json_str(stdout, e->old_level);
-            printf(", \"new_updated_date\": \"%s\", \"new_content_level\": ", b);
-            tierctl_json_str(stdout, e->new_level);
-            printf("}");
-        } else {
-            printf("%lld  %s %-10s -> %s %s\n", (long long)e->cid, a, e->old_level, b,
-                   e->new_level);
-        }
+        if (t->json)
+            json_array_append_new(
+                arr, json_pack("{s:o, s:o, s:o, s:o, s:o}", "cid", tierctl_jint(e->cid),
+                               "old_updated_date", tierctl_jtime(e->old_update_time_ms),
+                               "old_content_level", tierctl_jstr(e->old_level), "new_updated_date",
+                               tierctl_jtime(e->new_update_time_ms), "new_content_level",
+                               tierctl_jstr(e->new_level)));
+        else
+            printf("%lld  %s %-10s -> %s %s\n", (long long)e->cid,
+                   tierctl_time(t, e->old_update_time_ms, a, sizeof(a)), e->old_level,
+                   tierctl_time(t, e->new_update_time_ms, b, sizeof(b)), e->new_level);
     }
     if (t->json)
-        printf("]\n");
+        tierctl_emit(stdout, arr);
+    else
+        json_decref(arr);
+    if (!t->json && rep->n_entries == 0)
+        tierctl_none();
     tier_free(rep);
     return TIER_OK;
 }
@@ -292,42 +230,43 @@ static int cmd_jobs(tierctl *t, int argc, char **argv)
     req.status = (char *)(st ? st : "");
     if ((rv = tier_list_jobs(t->client, &req, &rep, &t->err)) != TIER_OK)
         return rv;
-    if (t->json)
-        printf("[");
+    json_t *arr = json_array();
     for (size_t i = 0; i < rep->n_jobs; i++) {
-        if (t->json) {
-            printf("%s", i ? ", " : "");
-            print_job_json(rep->jobs[i]);
-        } else {
+        if (t->json)
+            json_array_append_new(arr, tierctl_job_json(rep->jobs[i]));
+        else
             print_job_text(rep->jobs[i]);
-        }
     }
     if (t->json)
-        printf("]\n");
+        tierctl_emit(stdout, arr);
+    else
+        json_decref(arr);
+    if (!t->json && rep->n_jobs == 0)
+        tierctl_none();
     tier_free(rep);
     return TIER_OK;
 }
 
 static void print_levels(tierctl *t, const Tier__ListLevelsReply *rep)
 {
-    if (t->json)
-        printf("[");
+    json_t *arr = json_array();
     for (size_t i = 0; i < rep->n_levels; i++) {
         const Tier__Level *l = rep->levels[i];
-        if (t->json) {
-            printf("%s{\"name\": ", i ? ", " : "");
-            tierctl_json_str(stdout, l->name);
-            printf(", \"min_counts\": %lld, \"max_counts\": %lld, \"path\": ",
-                   (long long)l->min_counts, (long long)l->max_counts);
-            tierctl_json_str(stdout, l->path);
-            printf("}");
-        } else {
+        if (t->json)
+            json_array_append_new(
+                arr, json_pack("{s:o, s:o, s:o, s:o}", "name", tierctl_jstr(l->name), "min_counts",
+                               tierctl_jint(l->min_counts), "max_counts",
+                               tierctl_jint(l->max_counts), "path", tierctl_jstr(l->path)));
+        else
             printf("%-10s %12lld %20lld  %s\n", l->name, (long long)l->min_counts,
                    (long long)l->max_counts, l->path);
-        }
     }
     if (t->json)
-        printf("]\n");
+        tierctl_emit(stdout, arr);
+    else
+        json_decref(arr);
+    if (!t->json && rep->n_levels == 0)
+        tierctl_none();
 }
 
 /* NAME:MIN:MAX:PATH (the path may hold ':'). */
@@ -404,7 +343,8 @@ static int cmd_complete(tierctl *t, int argc, char **argv)
         t->err.code = rv;
         snprintf(t->err.message, sizeof(t->err.message), "%s", s->message);
     } else if (t->json) {
-        printf("{\"cid\": %lld, \"status\": \"committed\"}\n", (long long)s->cid);
+        tierctl_emit(stdout,
+                     json_pack("{s:o, s:s}", "cid", tierctl_jint(s->cid), "status", "committed"));
     } else {
         printf("%lld\n", (long long)s->cid); /* the seed printed the cid */
     }
@@ -412,16 +352,122 @@ static int cmd_complete(tierctl *t, int argc, char **argv)
     return rv;
 }
 
+/* ------------------------------------------------------------ wait, watch */
+
+#define POLL_MS 200 /* how often wait/watch ask; a move takes far longer */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* A job's state worth reporting: changes when any of these does. */
+static void job_state(const Tier__Job *j, char *buf, size_t len)
+{
+    if (j == NULL)
+        snprintf(buf, len, "settled");
+    else
+        snprintf(buf, len, "%s %s->%s fence %llu worker %s", j->status, j->db_level, j->target,
+                 (unsigned long long)j->fence, j->worker_id[0] ? j->worker_id : "-");
+}
+
+static void show_change(tierctl *t, const Tier__GetContentReply *r)
+{
+    char now[48];
+    tierctl_time(t, tier_now_ms(), now, sizeof(now));
+    if (t->json) {
+        json_t *o = json_pack("{s:o, s:o, s:o}", "time", tierctl_jtime(tier_now_ms()), "level",
+                              tierctl_jstr(r->content->level), "job",
+                              r->job ? tierctl_job_json(r->job) : json_null());
+        tierctl_emit(stdout, o);
+    } else if (r->job) {
+        printf("%s  ", now);
+        print_job_text(r->job);
+    } else {
+        printf("%s  %lld settled on %s\n", now, (long long)r->content->cid, r->content->level);
+    }
+    fflush(stdout);
+}
+
+/* wait and watch: polls GetContent until the content has no active job
+ * (OK), its job failed (FAILED_PRECONDITION with the reason), or max_ms
+ * passed (DEADLINE_EXCEEDED; 0 = no limit). */
+static int follow(tierctl *t, int64_t cid, int64_t max_ms, bool watch)
+{
+    Tier__GetContentRequest req = TIER__GET_CONTENT_REQUEST__INIT;
+    int64_t start = tier_now_ms();
+    char last[512] = "", cur[512];
+    int rv;
+
+    req.cid = cid;
+    for (;;) {
+        Tier__GetContentReply *rep;
+        if ((rv = tier_get_content(t->client, &req, &rep, &t->err)) != TIER_OK)
+            return rv;
+        job_state(rep->job, cur, sizeof(cur));
+        if (watch && strcmp(cur, last) != 0)
+            show_change(t, rep);
+        snprintf(last, sizeof(last), "%s", cur);
+        if (rep->job == NULL) {
+            if (!watch && t->json)
+                tierctl_emit(stdout, tierctl_content_json(rep->content));
+            else if (!watch)
+                printf("%lld settled on %s\n", (long long)cid, rep->content->level);
+            tier_free(rep);
+            return TIER_OK;
+        }
+        if (strcmp(rep->job->status, "failed") == 0) {
+            rv = tierctl_fail(t, TIER_FAILED_PRECONDITION,
+                              "the move of %lld to %s failed: %s (tierctl job retry|cancel %lld)",
+                              (long long)cid, rep->job->target,
+                              rep->job->reason[0] ? rep->job->reason : "no reason given",
+                              (long long)cid);
+            tier_free(rep);
+            return rv;
+        }
+        tier_free(rep);
+        if (max_ms > 0 && tier_now_ms() - start >= max_ms)
+            return tierctl_fail(t, TIER_DEADLINE_EXCEEDED, "%lld still has a job after %lld s (%s)",
+                                (long long)cid, (long long)(max_ms / 1000), cur);
+        sleep_ms(POLL_MS);
+    }
+}
+
+static int cmd_follow(tierctl *t, int argc, char **argv)
+{
+    bool watch = strcmp(argv[0], "watch") == 0;
+    const char *m = opt(argc, argv, "--max-wait");
+    int64_t cid, secs = 0;
+
+    if ((argc != 2 && !(argc == 4 && m != NULL)) || !tierctl_int(argv[1], &cid) || cid <= 0)
+        return tierctl_usage(t, "usage: tierctl %s CID [--max-wait SECONDS]", argv[0]);
+    if (m != NULL && (!tierctl_int(m, &secs) || secs <= 0 || secs > 86400 * 365))
+        return tierctl_usage(t, "--max-wait: seconds, 1..31536000 (got \"%s\")", m);
+    return follow(t, cid, secs * 1000, watch);
+}
+
 const tierctl_cmd tierctl_tiering_cmds[] = {
-    {"add", "add FILENAME [--cid N]", "register a file of the default level", cmd_add},
-    {"views", "views CID COUNT", "report a view count; prints the job record", cmd_views},
-    {"content", "content CID", "a content, its level and its job", cmd_content},
-    {"history", "history CID", "level changes of a content, newest first", cmd_history},
-    {"jobs", "jobs [--status S]", "move jobs (update, claimed, done, failed, finished)", cmd_jobs},
+    {"add", "add FILENAME [--cid N]", "register a file of the default level", cmd_add, NULL},
+    {"views", "views CID COUNT", "report a view count; prints the job record", cmd_views, NULL},
+    {"content", "content CID", "a content, its level and its job", cmd_content, NULL},
+    {"history", "history CID", "level changes of a content, newest first", cmd_history, NULL},
+    {"jobs", "jobs [--status S]", "move jobs (update, claimed, done, failed, finished)", cmd_jobs,
+     NULL},
     {"job", "job show|retry|cancel CID", "one job; retry a failed one; leave a content where it is",
-     cmd_job},
-    {"levels", "levels [set NAME:MIN:MAX:PATH ...]", "show or replace the level table", cmd_levels},
+     cmd_job, NULL},
+    {"levels", "levels [set NAME:MIN:MAX:PATH ...]", "show or replace the level table", cmd_levels,
+     NULL},
     {"complete", "complete CID FENCE --worker ID", "report a move done (as a worker would)",
-     cmd_complete},
-    {NULL, NULL, NULL, NULL},
+     cmd_complete, NULL},
+    {"wait", "wait CID [--max-wait S]", "until the content's move settles (exit 73: it failed)",
+     cmd_follow,
+     "  Polls every 0.2 s.  Exit 0 once the content has no active job (prints where it\n"
+     "  is), 64+9=73 when its job failed (the reason is printed), 64+4=68 after --max-wait\n"
+     "  seconds (default: no limit).  Not --timeout: that is the per-call timeout."},
+    {"watch", "watch CID [--max-wait S]", "print each state change of a content's move", cmd_follow,
+     "  Like wait, printing a line at every change of the job's status, target, fence\n"
+     "  or worker (with --json one JSON document per line), until it settles or Ctrl-C."},
+    {NULL, NULL, NULL, NULL, NULL},
 };

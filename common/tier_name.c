@@ -48,20 +48,27 @@ static size_t utf8_lead(unsigned char b, unsigned char *lo, unsigned char *hi)
     return 0;
 }
 
-bool tier_utf8_valid(const char *s, size_t len)
+size_t tier_utf8_seq(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
+    unsigned char lo, hi;
+    size_t n = utf8_lead(p[0], &lo, &hi);
+
+    if (n == 0 || n > len)
+        return 0;
+    for (size_t k = 1; k < n; k++)
+        if (p[k] < (k == 1 ? lo : 0x80) || p[k] > (k == 1 ? hi : 0xbf))
+            return 0;
+    return n;
+}
+
+bool tier_utf8_valid(const char *s, size_t len)
+{
+    size_t i = 0, n;
 
     while (i < len) {
-        unsigned char lo, hi;
-        size_t n = utf8_lead(p[i], &lo, &hi);
-        if (n == 0 || n > len - i)
+        if ((n = tier_utf8_seq(s + i, len - i)) == 0)
             return false;
-        for (size_t k = 1; k < n; k++) {
-            if (p[i + k] < (k == 1 ? lo : 0x80) || p[i + k] > (k == 1 ? hi : 0xbf))
-                return false;
-        }
         i += n;
     }
     return true;

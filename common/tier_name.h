@@ -20,6 +20,9 @@ bool tier_name_valid(const char *name, size_t len);
 
 /* Well-formed UTF-8: no overlong forms, no surrogates, <= U+10FFFF. */
 bool tier_utf8_valid(const char *s, size_t len);
+/* Length of the well-formed UTF-8 sequence at s (1..4), 0 when the bytes
+ * there do not start one (len > 0). */
+size_t tier_utf8_seq(const char *s, size_t len);
 
 /* A control character (0x00..0x1f or 0x7f) among s[0..len). */
 bool tier_has_control(const char *s, size_t len);

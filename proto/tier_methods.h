@@ -6,6 +6,7 @@
 #define TIER_METHODS_H
 
 #define TIER_M_ADD_CONTENT "tier.Tier/AddContent"
+#define TIER_M_ADD_CONTENTS "tier.Tier/AddContents"
 #define TIER_M_REPORT_VIEWS "tier.Tier/ReportViews"
 #define TIER_M_GET_CONTENT "tier.Tier/GetContent"
 #define TIER_M_GET_HISTORY "tier.Tier/GetHistory"

@@ -223,6 +223,12 @@ typedef struct {
 int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_client_opts *opts,
                          tier_rpc_error *err);
 void tier_rpc_client_close(tier_rpc_client *c);
+/* Waits up to ms for a connection to any of the client's addresses: TIER_OK
+ * once one is up, TIER_UNAVAILABLE if none came (nothing listening, or a
+ * TLS handshake refused).  Calls wait for a connection anyway; this lets a
+ * command-line tool say "nothing listening" at once instead of after its
+ * whole call timeout. */
+int tier_rpc_client_wait_connected(tier_rpc_client *c, uint32_t ms);
 
 /*
  * One call.  On TIER_OK *reply_out holds the unpacked reply: free it with

@@ -22,6 +22,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -190,6 +191,20 @@ int tier_rpc_client_open(tier_rpc_client **out, const char *url, const tier_rpc_
     }
     *out = c;
     return TIER_OK;
+}
+
+int tier_rpc_client_wait_connected(tier_rpc_client *c, uint32_t ms)
+{
+    /* Polled: a pipe event is rare and this runs once per tool start, so a
+     * 5 ms sleep costs nothing and needs no condition variable in the
+     * pipe callback. */
+    for (uint32_t waited = 0;; waited += 5) {
+        if (atomic_load(&c->npipes) > 0)
+            return TIER_OK;
+        if (waited >= ms)
+            return TIER_UNAVAILABLE;
+        nng_msleep(5);
+    }
 }
 
 void tier_rpc_client_close(tier_rpc_client *c)

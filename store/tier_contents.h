@@ -12,6 +12,7 @@
 #ifndef TIER_CONTENTS_H
 #define TIER_CONTENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,17 @@ int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg);
 /* Inserts a content; ALREADY_EXISTS when the cid or the filename is taken. */
 int tier_contents_insert(tier_db *db, int64_t cid, const char *level, const char *filename,
                          size_t flen);
+
+/* Batches (tier_contents_batch.c).  taken[i] is set when MySQL already
+ * holds names[i] (of lens[i] bytes), for i < n. */
+int tier_contents_taken(tier_db *db, const char *const *names, const size_t *lens, size_t n,
+                        bool *taken);
+/* Inserts contents (cids[i], level, names[i]) for i < n in one transaction
+ * of multi-row INSERTs; gen_ms[i] and upd_ms[i] get the times MySQL
+ * stamped.  All or nothing: ALREADY_EXISTS when any cid or name is taken. */
+int tier_contents_insert_many(tier_db *db, const int64_t *cids, const char *level,
+                              const char *const *names, const size_t *lens, size_t n,
+                              int64_t *gen_ms, int64_t *upd_ms);
 
 typedef struct {
     char level[33];

@@ -58,6 +58,7 @@ static const struct {
 } access_table[] = {
     /* configuration and job control */
     {TIER_M_ADD_CONTENT, R_ADMIN},
+    {TIER_M_ADD_CONTENTS, R_ADMIN},
     {TIER_M_SET_LEVELS, R_ADMIN},
     {TIER_M_RETRY_JOB, R_ADMIN},
     {TIER_M_CANCEL_JOB, R_ADMIN},

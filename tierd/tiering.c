@@ -11,6 +11,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,6 +354,225 @@ static int h_add_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "cid must be > 0 (0: pick)");
     pthread_mutex_lock(&t->admin_mu); /* serialises cid picking and SetLevels */
     rv = do_add(t, call, req, (Tier__AddContentReply *)out);
+    pthread_mutex_unlock(&t->admin_mu);
+    return rv;
+}
+
+/* ------------------------------------------------------------ AddContents */
+
+#define ADDS_MAX 5000 /* AddContents items per call (tier.proto) */
+
+typedef struct {
+    Tier__AddContentResult **res;
+    const Tier__AddContentsRequest *req;
+} adds;
+
+__attribute__((format(printf, 4, 5))) static int
+fail_item(tier_rpc_ctx *call, Tier__AddContentResult *r, int code, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    r->code = code;
+    r->message = tier_rpc_strdup(call, buf);
+    return code;
+}
+
+static bool item_ok(const Tier__AddContentResult *r)
+{
+    return (int)r->code == TIER_OK;
+}
+
+/* Order item indexes by filename / by cid, then index (qsort_r). */
+static int by_name(const void *a, const void *b, void *arg)
+{
+    const Tier__AddContentsRequest *req = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(req->items[x]->filename, req->items[y]->filename);
+    return c ? c : (x > y) - (x < y);
+}
+
+static int by_item_cid(const void *a, const void *b, void *arg)
+{
+    const Tier__AddContentsRequest *req = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int64_t p = req->items[x]->cid, q = req->items[y]->cid;
+    return p != q ? (p > q) - (p < q) : (x > y) - (x < y);
+}
+
+static bool same_key(const Tier__AddContentsRequest *req, size_t x, size_t y, bool cid)
+{
+    return cid ? req->items[x]->cid == req->items[y]->cid
+               : strcmp(req->items[x]->filename, req->items[y]->filename) == 0;
+}
+
+/* Marks ALREADY_EXISTS every item whose filename (or named cid) an earlier
+ * OK item of the call has: sorted, so O(n log n) for a hostile 5,000. */
+static void adds_dups(tier_rpc_ctx *call, adds *a, size_t *idx, bool cid)
+{
+    size_t n = a->req->n_items, prev = SIZE_MAX;
+
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    qsort_r(idx, n, sizeof(*idx), cid ? by_item_cid : by_name, (void *)a->req);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = idx[k];
+        if (!item_ok(a->res[i]) || (cid && a->req->items[i]->cid == 0))
+            continue;
+        if (prev != SIZE_MAX && same_key(a->req, idx[prev], i, cid))
+            fail_item(call, a->res[i], TIER_ALREADY_EXISTS,
+                      "%s is taken (by an earlier item of this call)", cid ? "cid" : "filename");
+        else
+            prev = k;
+    }
+}
+
+/* AddContent's checks that need no database, item by item; a filename or
+ * cid that an earlier item of the call also has is ALREADY_EXISTS. */
+static void adds_precheck(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a, size_t *idx)
+{
+    size_t n = a->req->n_items;
+    char path[4096 + 512];
+    struct stat sb;
+
+    for (size_t i = 0; i < n; i++) {
+        const Tier__AddContentRequest *it = a->req->items[i];
+        Tier__AddContentResult *r = a->res[i];
+        idx[i] = i;
+        if (!tier_name_valid(it->filename, strlen(it->filename)))
+            fail_item(call, r, TIER_INVALID_ARGUMENT,
+                      "bad filename: 1..255 bytes of UTF-8, no '/', no control character, not "
+                      ". or ..");
+        else if (it->cid < 0)
+            fail_item(call, r, TIER_INVALID_ARGUMENT, "cid must be > 0 (0: pick)");
+        else if (snprintf(path, sizeof(path), "%s%s", dl->path, it->filename) < 0 ||
+                 lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            fail_item(call, r, TIER_FAILED_PRECONDITION,
+                      "%s is not a regular file in the default level", it->filename);
+        else if (it->cid != 0 && tiering_find(t, it->cid) != NULL)
+            fail_item(call, r, TIER_ALREADY_EXISTS, "cid %lld is taken", (long long)it->cid);
+    }
+    adds_dups(call, a, idx, false);
+    adds_dups(call, a, idx, true);
+}
+
+/* Picks cids for items without one: above memory's max and every cid the
+ * call names, so picked and named cids never meet (AddContent's rule). */
+static void adds_pick(tiering *t, tier_rpc_ctx *call, adds *a, int64_t *cids)
+{
+    int64_t m = atomic_load(&t->max_cid);
+    size_t n = a->req->n_items;
+
+    for (size_t i = 0; i < n; i++)
+        if (item_ok(a->res[i]) && a->req->items[i]->cid > m)
+            m = a->req->items[i]->cid;
+    for (size_t i = 0; i < n; i++) {
+        if (!item_ok(a->res[i]))
+            continue;
+        cids[i] = a->req->items[i]->cid;
+        if (cids[i] == 0 && __builtin_add_overflow(m < 0 ? 0 : m, 1, &cids[i]))
+            fail_item(call, a->res[i], TIER_RESOURCE_EXHAUSTED,
+                      "no cid left above %lld: give a cid", (long long)INT64_MAX);
+        else if (a->req->items[i]->cid == 0)
+            m = cids[i];
+    }
+}
+
+/* The database part: taken names first (so no cid is picked for them),
+ * then cids, then one transaction of INSERTs. */
+static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *a, int64_t *cids)
+{
+    size_t n = a->req->n_items, m = 0, k = 0;
+    const char **names = tier_rpc_alloc(call, n * sizeof(*names) + 1);
+    size_t *lens = tier_rpc_alloc(call, n * sizeof(*lens) + 1),
+           *pos = tier_rpc_alloc(call, n * sizeof(*pos) + 1);
+    int64_t *mc = tier_rpc_alloc(call, 3 * n * sizeof(*mc) + 1), *gen = mc + n, *upd = gen + n;
+    bool *taken = tier_rpc_alloc(call, n + 1);
+    tier_db *db;
+    int rv;
+
+    if (!names || !lens || !pos || !mc || !taken)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (item_ok(a->res[i])) {
+            names[m] = a->req->items[i]->filename;
+            lens[m] = strlen(names[m]);
+            pos[m++] = i;
+        }
+    if ((db = get_db(t, call)) == NULL)
+        return TIER_UNAVAILABLE;
+    if ((rv = tier_contents_taken(db, names, lens, m, taken)) != TIER_OK) {
+        tier_db_pool_put(t->deps->db, db);
+        return db_error(call, rv, "look up filenames");
+    }
+    for (size_t j = 0; j < m; j++)
+        if (taken[j])
+            fail_item(call, a->res[pos[j]], TIER_ALREADY_EXISTS, "filename %s is taken", names[j]);
+    adds_pick(t, call, a, cids);
+    for (size_t j = 0; j < m; j++) {
+        if (!item_ok(a->res[pos[j]]))
+            continue;
+        names[k] = names[j], lens[k] = lens[j], mc[k] = cids[pos[j]], pos[k++] = pos[j];
+    }
+    rv = tier_contents_insert_many(db, mc, dl->name, names, lens, k, gen, upd);
+    tier_db_pool_put(t->deps->db, db);
+    if (rv != TIER_OK)
+        return db_error(call, rv, "insert contents");
+    for (size_t j = 0; j < k; j++) {
+        Tier__AddContentResult *r = a->res[pos[j]];
+        if (add_content(t, mc[j], dl->name, names[j], lens[j]) != TIER_OK) {
+            fail_item(call, r, TIER_RESOURCE_EXHAUSTED, "out of memory");
+            continue; /* in MySQL, not in memory: the next start loads it */
+        }
+        r->content = tier_rpc_alloc(call, sizeof(Tier__Content));
+        tier__content__init(r->content);
+        r->content->cid = mc[j];
+        r->content->level = (char *)dl->name;
+        r->content->filename = (char *)names[j]; /* the request outlives the reply */
+        r->content->generate_time_ms = gen[j];
+        r->content->update_time_ms = upd[j];
+    }
+    return TIER_OK;
+}
+
+static int h_add_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                          ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    const Tier__AddContentsRequest *req = (const Tier__AddContentsRequest *)in;
+    Tier__AddContentsReply *rep = (Tier__AddContentsReply *)out;
+    size_t n = req->n_items;
+    adds a = {.req = req};
+    int rv;
+
+    /* A result is at most ~700 bytes (a 255-byte name in the content or in
+     * the message): 5000 of them fit the 4 MiB reply. */
+    if (n > ADDS_MAX)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "items: at most %d per call (got %zu)", ADDS_MAX, n);
+    Tier__AddContentResult *rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
+    size_t *idx = tier_rpc_alloc(call, n * sizeof(*idx) + 1);
+    int64_t *cids = tier_rpc_alloc(call, n * sizeof(*cids) + 1);
+    a.res = tier_rpc_alloc(call, n * sizeof(*a.res) + 1);
+    if (rs == NULL || idx == NULL || cids == NULL || a.res == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        tier__add_content_result__init(&rs[i]);
+        rs[i].message = (char *)"";
+        a.res[i] = &rs[i];
+    }
+    rep->results = a.res;
+    rep->n_results = n;
+    pthread_mutex_lock(&t->admin_mu); /* serialises cid picking and SetLevels */
+    const tl_level *dl = tiering_target(atomic_load(&t->levels), 0);
+    if (dl == NULL || dl->min != 0) {
+        rv = tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "no default level");
+    } else {
+        adds_precheck(t, call, dl, &a, idx);
+        rv = adds_write(t, call, dl, &a, cids);
+    }
     pthread_mutex_unlock(&t->admin_mu);
     return rv;
 }
@@ -914,6 +1134,8 @@ int tiering_register(tiering *t, tier_rpc_server *srv)
     } m[] = {
         {TIER_M_ADD_CONTENT, &tier__add_content_request__descriptor,
          &tier__add_content_reply__descriptor, h_add_content},
+        {TIER_M_ADD_CONTENTS, &tier__add_contents_request__descriptor,
+         &tier__add_contents_reply__descriptor, h_add_contents},
         /* Pooled, not INLINE: a report that needs a job waits for Redis. */
         {TIER_M_REPORT_VIEWS, &tier__report_views_request__descriptor,
          &tier__report_views_reply__descriptor, h_report_views},
