@@ -111,6 +111,15 @@ static void md_cell(FILE *f, const char *s)
     fputc(' ', f);
 }
 
+/* `s` as a markdown code cell, or "" when s is NULL or empty. */
+static void code_cell(char *buf, size_t len, const char *s)
+{
+    if (s != NULL && s[0] != '\0')
+        snprintf(buf, len, "`%s`", s);
+    else
+        buf[0] = '\0';
+}
+
 void tier_opts_markdown(const tier_opts *t, FILE *f)
 {
     char flag[64], r[48], key[64], env[64], def[128];
@@ -120,15 +129,15 @@ void tier_opts_markdown(const tier_opts *t, FILE *f)
                "|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < t->n; i++) {
         const tier_opt *o = &t->opts[i];
-        snprintf(key, sizeof(key), o->key ? "`%s`" : "", o->key);
-        snprintf(env, sizeof(env), o->env ? "`%s`" : "", o->env);
+        code_cell(key, sizeof(key), o->key);
+        code_cell(env, sizeof(env), o->env);
         if (o->flag == NULL || (o->flags & TIER_OPT_SECRET))
             snprintf(flag, sizeof(flag), "never (secret)");
         else if (o->type == TIER_OPT_BOOL || o->type == TIER_OPT_ACTION)
             snprintf(flag, sizeof(flag), "`--%s`", o->flag);
         else
             snprintf(flag, sizeof(flag), "`--%s %s`", o->flag, o->arg);
-        snprintf(def, sizeof(def), o->def && o->def[0] ? "`%s`" : "", o->def);
+        code_cell(def, sizeof(def), o->def);
         md_cell(f, key);
         md_cell(f, env);
         md_cell(f, flag);
