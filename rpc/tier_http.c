@@ -14,6 +14,7 @@
  * deferred reply still means to use).
  */
 #include "tier_http.h"
+#include "tier_metrics.h"
 
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
@@ -401,4 +402,24 @@ void tier_http_reply(tier_http_req *r, uint16_t status, const char *content_type
     nng_aio_finish(r->aio, 0);
     req_free(r);
     end(s);
+}
+
+/* ------------------------------------------------------------- /metrics */
+
+static void serve_metrics(void *arg, tier_http_req *r)
+{
+    size_t len = 0;
+    char *text = tier_metrics_render(arg, &len);
+
+    if (text == NULL) {
+        tier_http_reply(r, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    tier_http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+int tier_http_add_metrics(tier_http_server *s, tier_metrics *m)
+{
+    return tier_http_add(s, "GET", "/metrics", 0, serve_metrics, m);
 }

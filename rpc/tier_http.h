@@ -78,4 +78,9 @@ int tier_http_set_header(tier_http_req *r, const char *name, const char *value);
 void tier_http_reply(tier_http_req *r, uint16_t status, const char *content_type, const void *body,
                      size_t len);
 
+/* GET /metrics: m in Prometheus's text format (common/tier_metrics.h),
+ * rendered per request.  Before tier_http_start. */
+struct tier_metrics;
+int tier_http_add_metrics(tier_http_server *s, struct tier_metrics *m);
+
 #endif

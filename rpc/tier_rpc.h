@@ -84,6 +84,10 @@ typedef struct {
     unsigned max_conns;          /* connections at once; 0 = 512 */
     unsigned max_conns_per_addr; /* from one IP address; 0 = 128 */
     tier_rpc_tls tls;            /* for a tls+tcp:// url: cert_file and key_file */
+    /* Where to count calls by method and status, their durations,
+     * connections and the dedupe cache (docs/METRICS.md); NULL = nowhere.
+     * Must outlive the server. */
+    struct tier_metrics *metrics;
 } tier_rpc_server_opts;
 
 /* Method flags. */

@@ -35,6 +35,7 @@
 
 #include "rpc.pb-c.h"
 #include "tier_log.h"
+#include "tier_metrics.h"
 #include "tier_rpc_net.h"
 #include "tier_time.h"
 #include "tier_wire.h"
@@ -74,6 +75,8 @@ struct tier_rpc_ctx {
      * goes to local_done and the context is freed. */
     tier_rpc_done_fn local_done;
     void *local_arg;
+    int code;         /* of the reply put in msg (put_reply) */
+    int64_t start_us; /* monotonic, when the request arrived: for the metrics */
 };
 
 struct tier_rpc_server {
@@ -103,6 +106,8 @@ struct tier_rpc_server {
     bool started;
     atomic_uint_fast64_t served, deadline_dropped, bad_envelope, deduped;
     atomic_uint_fast64_t unauthenticated, permission_denied;
+    /* opts.metrics: NULL families when none */
+    tier_metric *m_calls, *m_duration, *m_conns, *m_cached;
     /* nng 1.5.2 can crash when nng_ctx_send runs while the socket closes
      * (the send's release of its context races the close): close raises
      * `shutting` and waits until no send is under way; later sends drop
@@ -165,6 +170,31 @@ const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_ctx *call, const cha
 
 /* ------------------------------------------------------------- setup */
 
+/* Connections and cached replies, as of the scrape. */
+static void scrape(void *arg)
+{
+    tier_rpc_server *s = arg;
+    tier_rpc_server_stats st;
+
+    tier_rpc_server_get_stats(s, &st);
+    tier_metric_set(s->m_conns, (double)st.conns);
+    tier_metric_set(s->m_cached, (double)st.cached_bytes);
+}
+
+static void add_metrics(tier_rpc_server *s, tier_metrics *m)
+{
+    s->m_duration = tier_metrics_histogram(
+        m, "tier_rpc_call_duration_seconds",
+        "From a request's arrival to its reply, queueing and group commits included.", "method",
+        tier_metrics_seconds, tier_metrics_nseconds);
+    s->m_conns = tier_metrics_gauge(m, "tier_rpc_connections", "Connections open now.", NULL);
+    s->m_cached = tier_metrics_gauge(m, "tier_rpc_dedupe_bytes",
+                                     "Bytes of replies kept to answer resends.", NULL);
+    tier_metrics_on_scrape(m, scrape, s);
+    s->m_calls = tier_metrics_counter(m, "tier_rpc_calls_total",
+                                      "Calls answered, by method and status.", "method,code");
+}
+
 int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_server_opts *opts)
 {
     tier_rpc_server *s = calloc(1, sizeof(*s));
@@ -191,6 +221,8 @@ int tier_rpc_server_open(tier_rpc_server **out, const char *url, const tier_rpc_
         opts && opts->max_conns_per_addr ? opts->max_conns_per_addr
                                          : TIER_RPC_MAX_CONNS_PER_ADDR_DEFAULT,
         opts && opts->idle_timeout_ms ? opts->idle_timeout_ms : TIER_RPC_IDLE_TIMEOUT_DEFAULT_MS);
+    if (opts != NULL && opts->metrics != NULL)
+        add_metrics(s, opts->metrics);
     if (s->url == NULL || s->dedupe == NULL || s->conns == NULL) {
         tier_rpc_server_close(s);
         return TIER_RESOURCE_EXHAUSTED;
@@ -318,12 +350,14 @@ static int health_check(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *r
 /* ------------------------------------------------------------- serving */
 
 /* Packs the reply envelope into msg's body. */
-static void put_reply(nng_msg *msg, uint64_t request_id, int code, const char *message,
+static void put_reply(tier_rpc_ctx *call, uint64_t request_id, int code, const char *message,
                       const void *payload, size_t plen)
 {
+    nng_msg *msg = call->msg;
     Tier__Rpc__Reply rep = TIER__RPC__REPLY__INIT;
     size_t n;
 
+    call->code = code;
     rep.request_id = request_id;
     rep.code = (Tier__Rpc__Code)code;
     rep.message = (char *)(message ? message : "");
@@ -374,7 +408,7 @@ static void complete(tier_rpc_server *s, tier_rpc_ctx *call, int code)
         if (code != TIER_OK)
             plen = 0;
     }
-    put_reply(call->msg, req->request_id, code, call->message, payload, plen);
+    put_reply(call, req->request_id, code, call->message, payload, plen);
     if (call->deduping)
         tier_rpc_dedupe_finish(s->dedupe, req->client_id, req->request_id, call->caller.id,
                                nng_msg_body(call->msg), nng_msg_len(call->msg));
@@ -436,11 +470,11 @@ static bool run_call(tier_rpc_server *s, tier_rpc_ctx *call, bool may_wait)
             free(cached);
             return true;
         case TIER_DEDUPE_BUSY:
-            put_reply(msg, req->request_id, TIER_UNAVAILABLE, "same request still running", NULL,
+            put_reply(call, req->request_id, TIER_UNAVAILABLE, "same request still running", NULL,
                       0);
             return true;
         case TIER_DEDUPE_MISMATCH:
-            put_reply(msg, req->request_id, TIER_INVALID_ARGUMENT,
+            put_reply(call, req->request_id, TIER_INVALID_ARGUMENT,
                       "request id reused for another method", NULL, 0);
             return true;
         case TIER_DEDUPE_NEW:
@@ -547,27 +581,27 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     int64_t now_ms;
 
     if (len > s->max_msg) {
-        put_reply(msg, 0, TIER_RESOURCE_EXHAUSTED, "request larger than the server's limit", NULL,
+        put_reply(call, 0, TIER_RESOURCE_EXHAUSTED, "request larger than the server's limit", NULL,
                   0);
         return REPLY_READY;
     }
     req = tier__rpc__request__unpack(&call->arena.pbc, len, nng_msg_body(msg));
     if (req == NULL) {
         atomic_fetch_add(&s->bad_envelope, 1);
-        put_reply(msg, 0, TIER_INVALID_ARGUMENT, "not a request envelope", NULL, 0);
+        put_reply(call, 0, TIER_INVALID_ARGUMENT, "not a request envelope", NULL, 0);
         return REPLY_READY;
     }
     /* A method name "tier.Tier/X\0junk" would otherwise be served as X. */
     if (!tier_wire_strings_clean(&tier__rpc__request__descriptor, nng_msg_body(msg), len, NULL)) {
         atomic_fetch_add(&s->bad_envelope, 1);
-        put_reply(msg, req->request_id, TIER_INVALID_ARGUMENT,
+        put_reply(call, req->request_id, TIER_INVALID_ARGUMENT,
                   "envelope: a string field holds a NUL byte", NULL, 0);
         return REPLY_READY;
     }
     call->req = req;
     if (req->n_metadata > TIER_RPC_MAX_METADATA) {
         atomic_fetch_add(&s->bad_envelope, 1);
-        put_reply(msg, req->request_id, TIER_INVALID_ARGUMENT,
+        put_reply(call, req->request_id, TIER_INVALID_ARGUMENT,
                   "envelope: more than 16 metadata entries", NULL, 0);
         return REPLY_READY;
     }
@@ -575,7 +609,7 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     if (req->deadline_ms != 0) {
         if (req->deadline_ms <= now_ms) { /* negative ones too: long past */
             atomic_fetch_add(&s->deadline_dropped, 1);
-            put_reply(msg, req->request_id, TIER_DEADLINE_EXCEEDED,
+            put_reply(call, req->request_id, TIER_DEADLINE_EXCEEDED,
                       "deadline passed before the call started", NULL, 0);
             return REPLY_READY;
         }
@@ -584,14 +618,14 @@ static accept_result accept_call(tier_rpc_server *s, tier_rpc_ctx *call)
     call->m = method_find(s, req->method);
     if (call->m == NULL) {
         tier_rpc_set_message(call, TIER_UNIMPLEMENTED, "unknown method \"%.200s\"", req->method);
-        put_reply(msg, req->request_id, TIER_UNIMPLEMENTED, call->message, NULL, 0);
+        put_reply(call, req->request_id, TIER_UNIMPLEMENTED, call->message, NULL, 0);
         return REPLY_READY;
     }
     /* Before the dedupe cache: a resend is answered only to whom it may
      * be, and only to the caller who made the first call. */
     int code = authorize(s, call);
     if (code != TIER_OK) {
-        put_reply(msg, req->request_id, code, call->message, NULL, 0);
+        put_reply(call, req->request_id, code, call->message, NULL, 0);
         return REPLY_READY;
     }
     if (call->m->flags & TIER_RPC_INLINE)
@@ -618,10 +652,24 @@ static void deliver_local(tier_rpc_ctx *call)
     free(call);
 }
 
+/* tier_rpc_calls_total{method, code} and the call's duration.  A frame
+ * naming no registered method counts as "(unknown)": method names from
+ * peers must not become label values. */
+static void observe(tier_rpc_server *s, const tier_rpc_ctx *call)
+{
+    const char *method = call->m != NULL ? call->m->name : "(unknown)";
+
+    if (s->m_calls == NULL)
+        return;
+    tier_metric_add(s->m_calls, 1, method, tier_status_name(call->code));
+    tier_metric_observe(s->m_duration, (double)(tier_mono_us() - call->start_us) / 1e6, method);
+}
+
 static void send_reply(tier_rpc_ctx *call)
 {
     tier_rpc_server *s = call->srv;
 
+    observe(s, call);
     if (call->local_done != NULL) {
         deliver_local(call);
         return;
@@ -695,13 +743,13 @@ static void local_accept(tier_rpc_server *s, tier_rpc_ctx *call)
     int code;
 
     if (req->payload.len > s->max_msg) {
-        put_reply(call->msg, 0, TIER_RESOURCE_EXHAUSTED, "request larger than the server's limit",
-                  NULL, 0);
+        put_reply(call, 0, TIER_RESOURCE_EXHAUSTED, "request larger than the server's limit", NULL,
+                  0);
     } else if ((call->m = method_find(s, req->method)) == NULL) {
         tier_rpc_set_message(call, TIER_UNIMPLEMENTED, "unknown method \"%.200s\"", req->method);
-        put_reply(call->msg, 0, TIER_UNIMPLEMENTED, call->message, NULL, 0);
+        put_reply(call, 0, TIER_UNIMPLEMENTED, call->message, NULL, 0);
     } else if ((code = authorize(s, call)) != TIER_OK) {
-        put_reply(call->msg, 0, code, call->message, NULL, 0);
+        put_reply(call, 0, code, call->message, NULL, 0);
     } else if (call->m->flags & TIER_RPC_INLINE) {
         if (!run_call(s, call, false))
             return; /* deferred */
@@ -719,7 +767,7 @@ static void local_accept(tier_rpc_server *s, tier_rpc_ctx *call)
             return;
         }
         pthread_mutex_unlock(&s->mu);
-        put_reply(call->msg, 0, TIER_UNAVAILABLE, "server closing", NULL, 0);
+        put_reply(call, 0, TIER_UNAVAILABLE, "server closing", NULL, 0);
     }
     send_reply(call);
 }
@@ -736,6 +784,7 @@ int tier_rpc_server_call(tier_rpc_server *s, const char *method, const void *pay
     call->srv = s;
     tier_rpc_arena_init(&call->arena);
     call->local_done = done;
+    call->start_us = tier_mono_us();
     call->local_arg = arg;
     if (nng_msg_alloc(&call->msg, 0) != 0 ||
         local_request(call, method, payload, len, bearer_token) != TIER_OK) {
@@ -786,6 +835,8 @@ static void ctx_cb(void *arg)
         call->pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(call->msg));
         tier_rpc_conns_recv(s->conns, call->pipe_id);
         call->deadline_us = 0;
+        call->start_us = tier_mono_us();
+        call->code = TIER_OK;
         call->req = NULL;
         call->m = NULL;
         call->message = NULL;
@@ -828,7 +879,7 @@ static void *pool_main(void *arg)
         if (call->deadline_us != 0 && tier_mono_us() >= call->deadline_us) {
             /* It waited in the queue until nobody wants the answer. */
             atomic_fetch_add(&s->deadline_dropped, 1);
-            put_reply(call->msg, call->req->request_id, TIER_DEADLINE_EXCEEDED,
+            put_reply(call, call->req->request_id, TIER_DEADLINE_EXCEEDED,
                       "deadline passed while queued", NULL, 0);
         } else if (!run_call(s, call, true)) {
             continue; /* deferred: tier_rpc_finish sends it */

@@ -509,3 +509,74 @@ Test(http, json_mapping_edges)
                  3);
     cr_assert(strstr(err, "too large to parse"), "%s", err);
 }
+
+/* ------------------------------------------------------------- /metrics */
+
+static void has_line(const char *text, const char *line)
+{
+    cr_assert(strstr(text, line) != NULL, "no \"%s\" in:\n%.6000s", line, text);
+}
+
+/* GET /metrics of tierd and of a worker with --http, after a call, a
+ * failed call and a move: the counters say what happened. */
+Test(http, metrics_of_tierd_and_a_worker, .timeout = 120)
+{
+    fx f;
+    resp r;
+    char body[256], wurl[128], wlog[600];
+    setup(&f, NULL);
+    long long cid = add_content(&f, "m.mp4", NULL);
+    json_decref(post(&f, "ListLevels", "{}", NULL, 200));
+    json_decref(post(&f, "GetContent", "{\"cid\": 999999}", NULL, 404));
+    snprintf(body, sizeof(body), "{\"reports\": [{\"cid\": %lld, \"count\": 1500}]}", cid);
+    json_decref(post(&f, "ReportViews", body, NULL, 200));
+
+    snprintf(wurl, sizeof(wurl), "http://127.0.0.1:%d", tier_test_free_port());
+    snprintf(wlog, sizeof(wlog), "%s/worker.log", f.dir);
+    char *bin = tier_test_bin("tier-worker");
+    char *argv[] = {bin,    "--tierd", f.td.listen, "--pull", f.td.push,
+                    "--id", "mw",      "--http",    wurl,     NULL};
+    pid_t w = tier_test_spawn(argv, NULL, wlog);
+    free(bin);
+    snprintf(body, sizeof(body), "{\"cid\": %lld}", cid);
+    bool moved = false;
+    for (int i = 0; i < 200 && !moved; i++) {
+        json_t *j = post(&f, "GetContent", body, NULL, 200);
+        moved = strcmp(jstr(j, "content.level"), "silver") == 0;
+        json_decref(j);
+        if (!moved)
+            usleep(50 * 1000);
+    }
+    cr_assert(moved, "not moved");
+
+    http(&f, "GET", "/metrics", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strncmp(r.ctype, "text/plain; version=0.0.4", 25) == 0, "%s", r.ctype);
+    has_line(r.body, "# TYPE tier_rpc_calls_total counter\n");
+    has_line(r.body, "tier_rpc_calls_total{method=\"tier.Tier/ListLevels\",code=\"OK\"} ");
+    has_line(r.body,
+             "tier_rpc_calls_total{method=\"tier.Tier/GetContent\",code=\"NOT_FOUND\"} 1\n");
+    has_line(r.body, "tier_rpc_calls_total{method=\"tier.Tier/ClaimJob\",code=\"OK\"} ");
+    has_line(
+        r.body,
+        "tier_rpc_call_duration_seconds_bucket{method=\"tier.Tier/ReportViews\",le=\"+Inf\"} 1\n");
+    has_line(r.body, "tier_moves_total{from=\"bronze\",to=\"silver\"} 1\n");
+    has_line(r.body, "tier_jobs{state=\"update\"} 0\n");
+    has_line(r.body, "tier_dependency_up{name=\"redis\"} 1\n");
+    has_line(r.body, "tier_dependency_up{name=\"mysql\"} 1\n");
+    has_line(r.body, "tier_batch_size_count{batcher=\"levels\"} ");
+    has_line(r.body, "tier_workers_alive 1\n");
+    has_line(r.body, "# TYPE tier_rank_index_bytes gauge\n");
+
+    /* The worker's own. */
+    fx wf = f;
+    snprintf(wf.http, sizeof(wf.http), "%s", wurl);
+    http(&wf, "GET", "/metrics", NULL, 0, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    has_line(r.body, "tier_worker_moves_total{from=\"bronze\",to=\"silver\"} 1\n");
+    has_line(r.body, "tier_worker_moved_bytes_total{from=\"bronze\",to=\"silver\"} 1\n");
+    has_line(r.body, "tier_worker_moves_in_flight 0\n");
+    kill(w, SIGTERM);
+    cr_assert_eq(tier_test_wait(w, 20000), 0);
+    teardown(&f);
+}

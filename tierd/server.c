@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "tier_crash.h"
+#include "tier_http.h"
 #include "tier_jobs.h"
 #include "tier_log.h"
 
@@ -154,6 +155,7 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         tierd_close(d);
         return rv;
     }
+    opts.metrics = d->metrics->reg;
     if ((rv = tier_rpc_server_open(&d->srv, d->cfg.listen, &opts)) != TIER_OK) {
         tier_error("cannot listen on %s", d->cfg.listen);
         tierd_close(d);
@@ -174,8 +176,10 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         return rv;
     }
     if (d->cfg.http_listen[0] != '\0') {
+        /* /metrics needs no token, like Health: counts only (METRICS.md). */
         if ((rv = tierd_http_open(&d->http, d->cfg.http_listen, d->srv, &opts.tls, err,
                                   sizeof(err))) != TIER_OK ||
+            (rv = tier_http_add_metrics(tierd_http_server(d->http), d->metrics->reg)) != TIER_OK ||
             (rv = tierd_http_start(d->http)) != TIER_OK) {
             tier_error("http: %s", d->http != NULL ? "cannot listen" : err);
             tierd_close(d);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "tier_crash.h"
+#include "tier_http.h"
 #include "tier_log.h"
 #include "tier_notify.h"
 #include "tier_status.h"
@@ -123,6 +124,29 @@ static void *signal_main(void *arg)
     _exit(1);
 }
 
+/* /metrics on url.  Counts only, no token needed (docs/METRICS.md); a
+ * non-loopback address should be firewalled like any exporter. */
+static int open_http(tier_http_server **out, const char *url, tier_worker *w)
+{
+    char err[256];
+    int rv;
+
+    if (strncmp(url, "http://", 7) != 0) {
+        tier_error("--http: http://HOST:PORT, not %s", url);
+        return TIER_INVALID_ARGUMENT;
+    }
+    if ((rv = tier_http_open(out, url, NULL, err, sizeof(err))) != TIER_OK ||
+        (rv = tier_http_add_metrics(*out, tier_worker_metrics(w))) != TIER_OK ||
+        (rv = tier_http_start(*out)) != TIER_OK) {
+        tier_error("--http %s: %s", url, rv == TIER_OK ? "" : err);
+        tier_http_close(*out);
+        *out = NULL;
+        return rv;
+    }
+    tier_info("metrics on %s/metrics", url);
+    return TIER_OK;
+}
+
 int main(int argc, char **argv)
 {
     tier_worker_config cfg = {0};
@@ -144,6 +168,11 @@ int main(int argc, char **argv)
 
     if (tier_worker_open(&sa.w, &cfg) != TIER_OK)
         return 2;
+    tier_http_server *http = NULL;
+    if (opts.http[0] != '\0' && open_http(&http, opts.http, sa.w) != TIER_OK) {
+        tier_worker_close(sa.w);
+        return 2;
+    }
     if (pthread_create(&sig_t, NULL, signal_main, &sa) != 0 ||
         tier_notify_watchdog_start(NULL, NULL) != TIER_OK) {
         tier_error("cannot start threads");
@@ -154,6 +183,7 @@ int main(int argc, char **argv)
     pthread_cancel(sig_t);
     pthread_join(sig_t, NULL);
     tier_notify_watchdog_stop();
+    tier_http_close(http); /* before the metrics it serves go */
     tier_worker_close(sa.w);
     return rv == TIER_OK ? 0 : 1;
 }

@@ -40,6 +40,8 @@ static const tier_opt opts[] = {
     {"tls_server_name", "TIER_TLS_SERVER_NAME", "tls-server-name", TIER_OPT_STRING,
      F(tls_server_name), .arg = "NAME",
      .help = "the name on tierd's certificate (none: the address's host)"},
+    {"http", "TIER_WORKER_HTTP", "http", TIER_OPT_STRING, F(http), .arg = "URL",
+     .help = "serve /metrics here, e.g. http://127.0.0.1:7481 (docs/METRICS.md); empty = none"},
     {.flag = "print-config",
      .type = TIER_OPT_ACTION,
      .min = WORKER_ACTION_PRINT,

@@ -23,6 +23,7 @@ typedef struct {
     char token_file[1024];
     char tls_ca[1024];
     char tls_server_name[256];
+    char http[256]; /* /metrics address, "" = none */
 } worker_opts;
 
 #define WORKER_ACTION_HELP 1
