@@ -22,6 +22,10 @@ export TIER_RUN_DIR=${TIER_RUN_DIR:-$ROOT/.run}
 BUILD=${TIER_BUILD_DIR:-$ROOT/build}
 export TIER_LISTEN=${TIER_LISTEN:-tls+tcp://127.0.0.1:7400}
 export TIER_PUSH=${TIER_PUSH:-tls+tcp://127.0.0.1:7401}
+# HTTP: the JSON gateway, /metrics and the dashboard; workers' /metrics on
+# the ports after it.
+export TIER_HTTP_LISTEN=${TIER_HTTP_LISTEN:-http://127.0.0.1:7480}
+HTTP_PORT=${TIER_HTTP_LISTEN##*:}
 export TIER_URL=$TIER_LISTEN
 WORKERS=${TIER_WORKERS:-2}
 
@@ -93,7 +97,7 @@ done
 # .run/env; given here so the choices are visible).
 start_bg "$TIER_RUN_DIR/tierd.pid" "$TIER_RUN_DIR/tierd.log" "$BUILD/bin/tierd" \
     --storage-root "$TIER_STORAGE_ROOT" --auth-tokens "$TIER_AUTH_TOKENS" \
-    --tls-cert "$TIER_TLS_CERT" --tls-key "$TIER_TLS_KEY"
+    --tls-cert "$TIER_TLS_CERT" --tls-key "$TIER_TLS_KEY" --http "$TIER_HTTP_LISTEN"
 for _ in $(seq 1 100); do
     "$BUILD/bin/tierctl" --timeout 500 health >/dev/null 2>&1 && break
     kill -0 "$(cat "$TIER_RUN_DIR/tierd.pid")" 2>/dev/null || die "tierd exited: see $TIER_RUN_DIR/tierd.log"
@@ -104,7 +108,8 @@ done
 for i in $(seq 1 "$WORKERS"); do
     start_bg "$TIER_RUN_DIR/worker-$i.pid" "$TIER_RUN_DIR/worker-$i.log" \
         env -u TIER_TOKEN -u TIER_TOKEN_FILE "$BUILD/bin/tier-worker" --tierd "$TIER_LISTEN" \
-        --pull "$TIER_PUSH" --id "worker-$i" --token-file "$TIER_RUN_DIR/access/worker.token"
+        --pull "$TIER_PUSH" --id "worker-$i" --token-file "$TIER_RUN_DIR/access/worker.token" \
+        --http "http://127.0.0.1:$((HTTP_PORT + i))"
 done
 
 # The seed's sample contents a.mp4 ... g.mp4 (cids 1..7), new on the default
@@ -125,6 +130,7 @@ cat <<EOM
 
 tier is running:
   tierd        $TIER_LISTEN  (log $TIER_RUN_DIR/tierd.log)
+  http         $TIER_HTTP_LISTEN  (/v1/<Method> JSON, /metrics, the dashboard at /)
   tier-worker  x$WORKERS        (logs $TIER_RUN_DIR/worker-*.log)
   storage      $TIER_STORAGE_ROOT/{bronze,silver,gold}
   contents     cids 1..7 = a.mp4 .. g.mp4 on bronze
