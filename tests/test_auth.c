@@ -150,7 +150,7 @@ static const struct {
     {TIER_M_GET_HISTORY, A | C},
     {TIER_M_LIST_LEVELS, A | C},
     {TIER_M_LIST_JOBS, A | C},
-    {TIER_M_GET_JOB, A | C},
+    {TIER_M_GET_JOB, A | C | W},
     {TIER_M_POST_COMMENT, A | C},
     {TIER_M_POST_COMMENTS, A | C},
     {TIER_M_EDIT_COMMENT, A | C},
