@@ -25,6 +25,12 @@
 
 #include "tier_testenv.h"
 
+/* The sanitizer build's libtier is instrumented: programs built against
+ * it must be too (tests/CMakeLists.txt sets this under TIER_SANITIZE). */
+#ifndef EXT_CFLAGS
+#define EXT_CFLAGS ""
+#endif
+
 #define OUT_MAX 65536
 
 static char out[OUT_MAX];
@@ -180,14 +186,14 @@ Test(install, external_program_builds_with_pkg_config_shared_and_static)
 
     tier_test_dead_url(url, sizeof(url));
     write_text(dest, "prog.c", prog_c);
-    int st =
-        sh(PKGENV "cc -std=c11 -Wall -Werror -o prog prog.c $(pkg-config --cflags --libs tier) "
-                  "&& ./prog '%2$s' && readelf -d prog | grep -q 'NEEDED.*libtier.so.0'",
-           dest, url);
+    int st = sh(PKGENV "cc " EXT_CFLAGS " -std=c11 -Wall -Werror -o prog prog.c "
+                       "$(pkg-config --cflags --libs tier) "
+                       "&& ./prog '%2$s' && readelf -d prog | grep -q 'NEEDED.*libtier.so.0'",
+                dest, url);
     cr_assert_eq(st, 0, "shared: %d: %s", st, out);
     cr_assert(strstr(out, "health: UNAVAILABLE") != NULL, "%s", out);
     /* libtier.a with Libs.private: no libtier.so needed at run time. */
-    st = sh(PKGENV "cc -std=c11 -o prog_static prog.c $(pkg-config --cflags tier) "
+    st = sh(PKGENV "cc " EXT_CFLAGS " -std=c11 -o prog_static prog.c $(pkg-config --cflags tier) "
                    "$(pkg-config --static --libs tier | sed 's/-ltier /-l:libtier.a /') && "
                    "! readelf -d prog_static | grep -q libtier && unset LD_LIBRARY_PATH && "
                    "./prog_static '%2$s'",
@@ -212,7 +218,8 @@ Test(install, external_cmake_project_finds_the_package)
     tier_test_dead_url(url, sizeof(url));
     write_text(dest, "prog.c", prog_c);
     write_text(dest, "CMakeLists.txt", cmake_lists);
-    int st = sh(PKGENV "cmake -S . -B b -DCMAKE_PREFIX_PATH='%1$s/root/usr' >/dev/null && "
+    int st = sh(PKGENV "cmake -S . -B b -DCMAKE_PREFIX_PATH='%1$s/root/usr' "
+                       "-DCMAKE_C_FLAGS='" EXT_CFLAGS "' >/dev/null && "
                        "cmake --build b >/dev/null && ./b/prog '%2$s' && ./b/prog_static '%2$s'",
                 dest, url);
     cr_assert_eq(st, 0, "find_package(tier): %d: %s", st, out);
