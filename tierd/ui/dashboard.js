@@ -197,6 +197,8 @@ function drawChart(st) {
     chart = new uPlot({
       width: Math.max(320, box.clientWidth), height: 220,
       scales: { x: { time: true } },
+      // UTC, like every other time on the page and in tierctl.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
       series: [{}, { label: 'moves/s', stroke: '#d9822b', width: 2 },
         { label: 'reports/s', stroke: '#2b6cd9', width: 2 },
         { label: 'comments/s', stroke: '#3a9a5b', width: 1 }],
