@@ -134,7 +134,7 @@ try {
   await eventually('top contents', async () => {
     const now = Date.now();
     const to = Math.floor(now / 60000) * 60000 + 60000;
-    const rep = await api('TopContents', { fromMs: String(to - 3600000), toMs: String(to), limit: 20 }, first);
+    const rep = await api('TopContents', { fromMs: String(to - 3600000), toMs: String(to), limit: 10 }, first);
     if (!rep.rows.length) fail('the API has no top contents');
     const shown = await page.$$eval('#top tbody tr[data-cid]', (rows) => rows.map((r) => [
       r.dataset.cid, r.querySelector('[data-field=change]').textContent]));
@@ -144,7 +144,7 @@ try {
   await page.fill('#lc-cid', topCid);
   await page.press('#lc-cid', 'Enter');
   await eventually('latest comments', async () => {
-    const rep = await api('LatestComments', { cid: topCid, n: 20 }, first);
+    const rep = await api('LatestComments', { cid: topCid, n: 10 }, first);
     const shown = await page.$$eval('#lc li[data-id]', (li) => li.map((l) => [l.dataset.id,
       l.querySelector('.body').textContent]));
     same('latest comments', shown, rep.comments.map((c) => [c.id, c.body]));

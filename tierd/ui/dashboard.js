@@ -20,6 +20,8 @@
 
 const POLL_MS = 2000;
 const TOKEN_KEY = 'tier.token';
+const TOP_N = 10; // rows of Top contents
+const COMMENTS_N = 10; // latest comments shown
 
 const $ = (id) => document.getElementById(id);
 
@@ -142,9 +144,9 @@ function drawFailed(jobs) {
     el('td', { class: 'num', 'data-field': 'cid' }, j.cid),
     el('td', { 'data-field': 'filename' }, j.filename),
     el('td', {}, j.dbLevel + ' → ' + j.target),
-    el('td', { 'data-field': 'reason', class: 'reason' }, j.reason),
+    el('td', { 'data-field': 'reason', class: 'reason', title: j.reason }, j.reason),
     el('td', { class: 'num', 'data-field': 'attempts' }, String(j.attempts)),
-    el('td', {}, fmtTime(num(j.updatedMs))),
+    el('td', { title: fmtTime(num(j.updatedMs)) }, fmtAge(num(j.updatedMs), Date.now())),
     el('td', { class: 'actions' },
       el('button', { class: 'retry', type: 'button', onclick: () => control('RetryJob', j.cid) }, 'Retry'),
       el('button', { class: 'cancel', type: 'button', onclick: () => control('CancelJob', j.cid) }, 'Cancel'))));
@@ -214,7 +216,7 @@ function drawChart(st) {
 async function pollTop(nowMs) {
   const to = Math.floor(nowMs / 60000) * 60000 + 60000;
   const from = to - Number($('top-window').value) * 1000;
-  const req = { fromMs: String(from), toMs: String(to), limit: 20, order: $('top-order').value };
+  const req = { fromMs: String(from), toMs: String(to), limit: TOP_N, order: $('top-order').value };
   const svc = $('top-service').value.trim();
   if (svc) req.service = svc;
   const rep = await call('TopContents', req);
@@ -229,7 +231,7 @@ async function pollComments() {
   const cid = $('lc-cid').value.trim();
   const list = $('lc');
   if (!/^[1-9][0-9]{0,18}$/.test(cid)) { list.replaceChildren(); return; }
-  const rep = await call('LatestComments', { cid, n: 20 });
+  const rep = await call('LatestComments', { cid, n: COMMENTS_N });
   const items = (rep.comments || []).map((c) => el('li', { 'data-id': c.id },
     el('span', { class: 'meta' }, fmtTime(num(c.createdMs)) + ' · ' + c.service + ' · ' + c.author +
       (num(c.modifiedMs) ? ' · edited' : '')),
