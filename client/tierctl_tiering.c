@@ -319,6 +319,64 @@ static int cmd_levels(tierctl *t, int argc, char **argv)
     return TIER_OK;
 }
 
+static json_t *worker_json(const Tier__WorkerInfo *w)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "worker_id", tierctl_jstr(w->worker_id));
+    json_object_set_new(o, "host", tierctl_jstr(w->host));
+    json_object_set_new(o, "pid", tierctl_jint(w->pid));
+    json_object_set_new(o, "alive", json_boolean(w->alive));
+    json_object_set_new(o, "moves_in_flight", tierctl_jint(w->moves_in_flight));
+    json_object_set_new(o, "moves_done", tierctl_jint((int64_t)w->moves_done));
+    json_object_set_new(o, "moves_failed", tierctl_jint((int64_t)w->moves_failed));
+    json_object_set_new(o, "bytes_moved", tierctl_jint((int64_t)w->bytes_moved));
+    json_object_set_new(o, "version", tierctl_jstr(w->version));
+    json_object_set_new(o, "caller", tierctl_jstr(w->caller));
+    json_object_set_new(o, "started", tierctl_jtime(w->started_ms));
+    json_object_set_new(o, "last_seen", tierctl_jtime(w->last_seen_ms));
+    json_object_set_new(o, "last_seen_ms", tierctl_jint(w->last_seen_ms));
+    return o;
+}
+
+/* The workers tierd heard from (heartbeats): alive first. */
+static int cmd_workers(tierctl *t, int argc, char **argv)
+{
+    Tier__ListWorkersRequest req = TIER__LIST_WORKERS_REQUEST__INIT;
+    Tier__ListWorkersReply *rep;
+    char seen[64];
+    int rv;
+    (void)argv;
+
+    if (argc != 1)
+        return tierctl_usage(t, "usage: tierctl workers");
+    if ((rv = tier_list_workers(t->client, &req, &rep, &t->err)) != TIER_OK)
+        return rv;
+    if (t->json) {
+        json_t *o = json_object(), *a = json_array();
+        for (size_t i = 0; i < rep->n_workers; i++)
+            json_array_append_new(a, worker_json(rep->workers[i]));
+        json_object_set_new(o, "alive", tierctl_jint(rep->alive));
+        json_object_set_new(o, "workers", a);
+        tierctl_emit(stdout, o);
+    } else if (rep->n_workers == 0) {
+        tierctl_none();
+    } else {
+        printf("%-20s %-16s %8s %5s %8s %8s %7s %12s  %s\n", "ID", "HOST", "PID", "ALIVE",
+               "IN-FLIGHT", "DONE", "FAILED", "BYTES", "LAST SEEN");
+        for (size_t i = 0; i < rep->n_workers; i++) {
+            const Tier__WorkerInfo *w = rep->workers[i];
+            printf("%-20s %-16s %8lld %5s %8u %8llu %7llu %12llu  %s\n", w->worker_id, w->host,
+                   (long long)w->pid, w->alive ? "yes" : "no", w->moves_in_flight,
+                   (unsigned long long)w->moves_done, (unsigned long long)w->moves_failed,
+                   (unsigned long long)w->bytes_moved,
+                   tierctl_time(t, w->last_seen_ms, seen, sizeof(seen)));
+        }
+        printf("%u alive\n", rep->alive);
+    }
+    tier_free(rep);
+    return TIER_OK;
+}
+
 static int cmd_complete(tierctl *t, int argc, char **argv)
 {
     Tier__CompleteJobRequest req = TIER__COMPLETE_JOB_REQUEST__INIT;
@@ -459,6 +517,10 @@ const tierctl_cmd tierctl_tiering_cmds[] = {
      cmd_job, NULL},
     {"levels", "levels [set NAME:MIN:MAX:PATH ...]", "show or replace the level table", cmd_levels,
      NULL},
+    {"workers", "workers", "the workers tierd hears from: alive, moves in flight, done, failed",
+     cmd_workers,
+     "  From their heartbeats (every 2 s; a worker unheard of for 10 s is not alive,\n"
+     "  one that stopped cleanly is not alive at once)."},
     {"complete", "complete CID FENCE --worker ID", "report a move done (as a worker would)",
      cmd_complete, NULL},
     {"wait", "wait CID [--max-wait S]", "until the content's move settles (exit 73: it failed)",

@@ -11,6 +11,7 @@
  * derived from i, so "byte-identical" is checked by regenerating them.
  */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <dirent.h>
 #include <pthread.h>
 #include <errno.h>
@@ -1268,6 +1269,18 @@ Test(worker, heartbeats_list_workers_and_health, .timeout = 180)
     cr_assert(lw->workers[0]->host[0] != '\0');
     cr_assert_str_eq(lw->workers[0]->version, TIER_VERSION);
     tier_free(lw);
+    /* The same through tierctl. */
+    char *ctl = tier_test_bin("tierctl"), out[4096];
+    char *argv[] = {ctl, "--url", f.td.listen, "--json", "workers", NULL};
+    cr_assert_eq(tier_test_run(argv, NULL, out, sizeof(out), 10000), 0, "%s", out);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je), *w0 = json_array_get(json_object_get(j, "workers"), 0);
+    cr_assert_not_null(w0, "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(w0, "worker_id")), "w0");
+    cr_assert(json_is_true(json_object_get(w0, "alive")), "%s", out);
+    cr_assert_eq(json_integer_value(json_object_get(j, "alive")), 1);
+    json_decref(j);
+    free(ctl);
 
     report_one(&f, 7, 1964);
     bool moved = false;
