@@ -37,7 +37,13 @@ fi
 words=(great nice "not again" "+1" "first!" "where is part 2?" "love it" meh "so true" "<b>bold?</b>")
 services=(news blog video)
 end=$(( $(date +%s) + secs ))
+shot=
 while (( $(date +%s) < end )); do
+    # The picture is taken while traffic still flows (throughput > 0).
+    if [[ -z "$shot" ]] && (( $(date +%s) >= end - 15 )); then
+        node "$here/tests/browser/screenshot.mjs" "$url" "$out" "${TIER_TOKEN:-}" "$first" &
+        shot=$!
+    fi
     reps=""
     for _ in $(seq 1 40); do
         cid=$(( first + RANDOM % 200 ))
@@ -56,5 +62,6 @@ while (( $(date +%s) < end )); do
     fi
     sleep 0.5
 done
-node "$here/tests/browser/screenshot.mjs" "$url" "$out" "${TIER_TOKEN:-}" "$first"
+[[ -n "$shot" ]] || { node "$here/tests/browser/screenshot.mjs" "$url" "$out" "${TIER_TOKEN:-}" "$first" & shot=$!; }
+wait "$shot"
 echo "dashboard_demo.sh: $out"

@@ -181,14 +181,16 @@ function drawWorkers(rep, nowMs) {
 
 let chart = null;
 
-/* uPlot wants [xs, ys...] with x in seconds; counts per step -> per second. */
+/* uPlot wants [xs, ys...] with x in seconds; counts per step -> per second.
+ * The last step is still counting: it is left out until it ends, or the
+ * line would always dive at the right edge. */
 function drawChart(st) {
   const step = st.stepMs || 10000;
   const start = num(st.seriesStartMs);
-  const n = (st.moves || []).length;
+  const n = Math.max(0, (st.moves || []).length - 1);
   const xs = [];
   for (let i = 0; i < n; i++) xs.push((start + i * step) / 1000);
-  const rate = (v) => (v || []).map((c) => num(c) * 1000 / step);
+  const rate = (v) => (v || []).slice(0, n).map((c) => num(c) * 1000 / step);
   const data = [xs, rate(st.moves), rate(st.reports), rate(st.comments)];
   const box = $('chart');
   box.dataset.points = String(n);
