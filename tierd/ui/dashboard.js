@@ -22,6 +22,7 @@ const POLL_MS = 2000;
 const TOKEN_KEY = 'tier.token';
 const TOP_N = 10; // rows of Top contents
 const COMMENTS_N = 10; // latest comments shown
+const INT64_MAX = '9223372036854775807'; // the top level's max_counts: no bound
 
 const $ = (id) => document.getElementById(id);
 
@@ -100,7 +101,7 @@ function numCell(field, value, shown) {
 function drawLevels(st) {
   const rows = (st.levels || []).map((l) => el('tr', { 'data-level': l.name },
     el('td', { 'data-field': 'name' }, l.name),
-    el('td', {}, l.minCounts + ' – ' + l.maxCounts),
+    el('td', {}, l.maxCounts === INT64_MAX ? '≥ ' + l.minCounts : l.minCounts + ' – ' + l.maxCounts),
     numCell('contents', l.contents),
     numCell('bytes', l.bytes, fmtBytes(num(l.bytes))),
     numCell('files', l.files),
