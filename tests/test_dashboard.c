@@ -154,6 +154,25 @@ static void make_token(fx *f, int who, const char *name, const char *roles, FILE
     chmod(f->tokfile[who], 0600);
 }
 
+/* tierd answers Health on its rpc port before its HTTP port listens
+ * (server.c opens HTTP last): wait for the HTTP port too. */
+static void wait_http(const fx *f)
+{
+    char url[256];
+    CURLcode rc = CURLE_COULDNT_CONNECT;
+    snprintf(url, sizeof(url), "%s/v1/Health", f->http);
+    for (int i = 0; i < 400 && rc != CURLE_OK; i++) {
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+        if ((rc = curl_easy_perform(c)) != CURLE_OK)
+            usleep(50 * 1000);
+        curl_easy_cleanup(c);
+    }
+    cr_assert_eq(rc, CURLE_OK, "HTTP port %s: %s", f->http, curl_easy_strerror(rc));
+}
+
 /* secure: tokens and TLS as deployed; else --no-auth (tokens ""). */
 static void setup(fx *f, bool secure)
 {
@@ -171,6 +190,7 @@ static void setup(fx *f, bool secure)
     if (!secure) {
         tier_test_tierd_setenv(&f->td, "TIER_NO_AUTH=1");
         tier_test_tierd_start(&f->td, extra);
+        wait_http(f);
         return;
     }
     snprintf(tokens, sizeof(tokens), "%s/tokens", f->dir);
@@ -182,6 +202,7 @@ static void setup(fx *f, bool secure)
     fclose(t);
     tier_test_tierd_secure(&f->td, tokens);
     tier_test_tierd_start(&f->td, extra);
+    wait_http(f);
 }
 
 static void teardown(fx *f)
