@@ -165,5 +165,7 @@ TIER_METHOD(tier_heartbeat, TIER_M_HEARTBEAT, Tier__HeartbeatRequest, Tier__Hear
             tier__heartbeat_reply__descriptor)
 TIER_METHOD(tier_list_workers, TIER_M_LIST_WORKERS, Tier__ListWorkersRequest,
             Tier__ListWorkersReply, tier__list_workers_reply__descriptor)
+TIER_METHOD(tier_get_stats, TIER_M_GET_STATS, Tier__GetStatsRequest, Tier__GetStatsReply,
+            tier__get_stats_reply__descriptor)
 TIER_METHOD(tier_scrub, TIER_M_SCRUB, Tier__ScrubRequest, Tier__ScrubReply,
             tier__scrub_reply__descriptor)

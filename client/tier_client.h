@@ -171,6 +171,13 @@ int tier_heartbeat(tier_client *c, const Tier__HeartbeatRequest *req, Tier__Hear
 int tier_list_workers(tier_client *c, const Tier__ListWorkersRequest *req,
                       Tier__ListWorkersReply **reply, tier_error *err);
 
+/* ---- the dashboard */
+
+/* Levels (contents, bytes), jobs by state, workers alive and the last
+ * hour's reports, moves and comments in 10 s steps (docs/DASHBOARD.md). */
+int tier_get_stats(tier_client *c, const Tier__GetStatsRequest *req, Tier__GetStatsReply **reply,
+                   tier_error *err);
+
 /* ---- fsck */
 
 /* Compares MySQL, Redis and the level directories; repairs what is safe

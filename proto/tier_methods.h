@@ -35,4 +35,7 @@
 #define TIER_M_HEARTBEAT "tier.Tier/Heartbeat"
 #define TIER_M_LIST_WORKERS "tier.Tier/ListWorkers"
 
+/* the dashboard */
+#define TIER_M_GET_STATS "tier.Tier/GetStats"
+
 #endif

@@ -160,6 +160,7 @@ static const struct {
     {TIER_M_LATEST_COMMENTS, A | C},
     {TIER_M_HEARTBEAT, W},
     {TIER_M_LIST_WORKERS, A | C},
+    {TIER_M_GET_STATS, A | C},
 };
 #define NMATRIX (sizeof(MATRIX) / sizeof(MATRIX[0]))
 

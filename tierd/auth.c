@@ -87,6 +87,7 @@ static const struct {
     {TIER_M_TOP_CONTENTS, R_READ},
     {TIER_M_LATEST_COMMENTS, R_READ},
     {TIER_M_LIST_WORKERS, R_READ},
+    {TIER_M_GET_STATS, R_READ},
 };
 
 typedef struct {

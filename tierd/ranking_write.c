@@ -186,9 +186,11 @@ static void count_ops(ranking *r, tier_comment_op **ops, size_t n)
     for (size_t i = 0; i < n; i++)
         if (ops[i]->code == TIER_OK && (unsigned)ops[i]->kind < 4)
             by[ops[i]->kind]++;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 4; k++) {
         if (by[k] > 0)
             tier_metric_add(r->deps->metrics->comments, (double)by[k], names[k]);
+        tierd_stats_add(r->deps->stats, TIERD_STAT_COMMENTS, by[k]);
+    }
 }
 
 int ranking_flush(void *arg, unsigned flusher, void **items, size_t n)

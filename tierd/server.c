@@ -25,6 +25,7 @@ struct tierd {
     tierd_auth *auth; /* NULL with no_auth */
     workers *workers;
     tierd_metrics *metrics;
+    tierd_stats *stats;
     tierd_http *http; /* NULL without http_listen */
 };
 
@@ -137,11 +138,13 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
     d->cfg.db.writer_token = tierd_writer_token(d->writer);
     snprintf(d->deps.writer_token, sizeof(d->deps.writer_token), "%lld", d->cfg.db.writer_token);
     d->deps.cfg = &d->cfg;
-    if ((rv = tierd_metrics_open(&d->metrics)) != TIER_OK) {
+    if ((rv = tierd_metrics_open(&d->metrics)) != TIER_OK ||
+        (rv = tierd_stats_open(&d->stats)) != TIER_OK) {
         tierd_close(d);
         return rv;
     }
     d->deps.metrics = d->metrics;
+    d->deps.stats = d->stats;
     d->deps.db = tier_db_pool_alloc(d->cfg.db_conns, &d->cfg.db);
     d->deps.kv = tier_kv_pool_alloc(d->cfg.threads + 4, &d->cfg.kv);
     if (d->deps.db == NULL || d->deps.kv == NULL) {
@@ -171,15 +174,19 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
     if ((rv = tiering_register(d->tiering, d->srv)) != TIER_OK ||
         (rv = ranking_register(d->ranking, d->srv)) != TIER_OK ||
         (rv = workers_register(d->workers, d->srv)) != TIER_OK ||
+        (rv = tierd_stats_register(d->stats, d->srv, d->tiering, d->workers)) != TIER_OK ||
         (rv = tier_rpc_server_start(d->srv)) != TIER_OK) {
         tierd_close(d);
         return rv;
     }
     if (d->cfg.http_listen[0] != '\0') {
-        /* /metrics needs no token, like Health: counts only (METRICS.md). */
+        /* /metrics needs no token, like Health: counts only (METRICS.md).
+         * Nor do the dashboard's files: they hold no data, the page asks
+         * /v1 for it with the user's token (DASHBOARD.md). */
         if ((rv = tierd_http_open(&d->http, d->cfg.http_listen, d->srv, &opts.tls, err,
                                   sizeof(err))) != TIER_OK ||
             (rv = tier_http_add_metrics(tierd_http_server(d->http), d->metrics->reg)) != TIER_OK ||
+            (rv = tierd_dashboard_add(tierd_http_server(d->http))) != TIER_OK ||
             (rv = tierd_http_start(d->http)) != TIER_OK) {
             tier_error("http: %s", d->http != NULL ? "cannot listen" : err);
             tierd_close(d);
@@ -225,5 +232,6 @@ void tierd_close(tierd *d)
     tierd_writer_release(d->writer); /* last: nothing writes any more */
     tierd_auth_close(d->auth);
     tierd_metrics_close(d->metrics);
+    tierd_stats_close(d->stats);
     free(d);
 }

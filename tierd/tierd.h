@@ -12,6 +12,8 @@
  *   auth.c      bearer tokens, roles, and which role may call which method
  *   workers.c   worker heartbeats, ListWorkers, the "workers" Health probe
  *   metrics.c   every metric tierd exports (docs/METRICS.md)
+ *   stats.c     the last hour's activity and GetStats (the dashboard)
+ *   dashboard.c the dashboard's static files on the HTTP port
  *   tiering.c   seed 000: levels, contents, view reports, move jobs
  *   ranking.c   seed 003: comments, top contents, latest comments
  *
@@ -115,6 +117,16 @@ void tierd_metrics_close(tierd_metrics *m);
 /* Sets tier_jobs{state} from counts[TIER_JOB_STATES]. */
 void tierd_metrics_jobs(tierd_metrics *m, const uint64_t counts[]);
 
+/* The last hour's activity in 10 s steps, for GetStats (stats.c). */
+typedef struct tierd_stats tierd_stats;
+enum { TIERD_STAT_REPORTS, TIERD_STAT_MOVES, TIERD_STAT_COMMENTS, TIERD_STAT_N };
+#define TIERD_STATS_STEP_MS 10000
+#define TIERD_STATS_STEPS 360
+int tierd_stats_open(tierd_stats **out);
+void tierd_stats_close(tierd_stats *s);
+/* Counts n events of a series now; s may be NULL (does nothing). */
+void tierd_stats_add(tierd_stats *s, int series, uint64_t n);
+
 /* What every module gets. */
 typedef struct {
     const tierd_config *cfg; /* cfg->db.writer_token: the MySQL fence's token */
@@ -122,6 +134,7 @@ typedef struct {
     tier_pool *kv;           /* of tier_kv * */
     char writer_token[24];   /* the same, decimal, for tier_jobs_set_token */
     tierd_metrics *metrics;
+    tierd_stats *stats;
 } tierd_deps;
 
 /* ---- the writer lease (writer.c; store/tier_writer.h says how it fences) */
@@ -202,6 +215,16 @@ void tiering_close(tiering *t);
 int tiering_jobs_waiting(void *tiering, uint64_t *n);
 /* Jobs by state, counts[TIER_JOB_STATES] (store/tier_jobs.h). */
 int tiering_jobs_counts(tiering *t, uint64_t counts[]);
+/* One level for GetStats (tiering_sizes.c): contents counted in memory
+ * now; bytes, files and missing from the last background size pass. */
+typedef struct {
+    const char *name, *path; /* valid until tiering_close */
+    int64_t min_counts, max_counts;
+    uint64_t contents, bytes, files, missing;
+} tierd_level_stat;
+/* The levels (at most max) by min_counts; *as_of_ms: when the size pass
+ * ended (0: none yet). */
+size_t tiering_level_stats(tiering *t, tierd_level_stat *out, size_t max, int64_t *as_of_ms);
 
 /* Workers (workers.c): the last heartbeat of each, in memory. */
 typedef int (*tierd_waiting_fn)(void *arg, uint64_t *n);
@@ -217,5 +240,12 @@ int ranking_open(ranking **out, const tierd_deps *deps);
 int ranking_register(ranking *r, tier_rpc_server *srv);
 size_t ranking_index_bytes(ranking *r);
 void ranking_close(ranking *r);
+
+/* GetStats (stats.c): levels, jobs by state, workers alive and the series. */
+int tierd_stats_register(tierd_stats *s, tier_rpc_server *srv, tiering *t, workers *ws);
+
+/* The dashboard's files (dashboard.c): GET / and GET /ui/<file>. */
+struct tier_http_server;
+int tierd_dashboard_add(struct tier_http_server *h);
 
 #endif

@@ -681,6 +681,7 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     if (n > REPORTS_MAX)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
                                     "reports: at most %d per call (got %zu)", REPORTS_MAX, n);
+    tierd_stats_add(t->deps->stats, TIERD_STAT_REPORTS, n);
     rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
     res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
     if (rs == NULL || res == NULL)
@@ -1115,7 +1116,7 @@ int tiering_open(tiering **out, const tierd_deps *deps)
         tiering_close(t);
         return rv;
     }
-    if ((rv = tiering_scrub_open(t)) != TIER_OK) {
+    if ((rv = tiering_scrub_open(t)) != TIER_OK || (rv = tiering_sizes_open(t)) != TIER_OK) {
         tiering_close(t);
         return rv;
     }
@@ -1166,7 +1167,8 @@ void tiering_close(tiering *t)
 {
     if (t == NULL)
         return;
-    tiering_scrub_close(t); /* first: it uses jobs, batcher and contents */
+    tiering_sizes_close(t); /* first: they use the contents (and the scrub */
+    tiering_scrub_close(t); /* jobs and the batcher) */
     tiering_jobs_close(t);
     for (size_t i = 0; i < NSTRIPES; i++) {
         stripe *s = &t->stripes[i];

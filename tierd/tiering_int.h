@@ -6,6 +6,7 @@
  *   tiering_jobs.c  the job methods (claim, renew, complete, fail, list),
  *                   the push socket, the reaper, start-up recovery
  *   tiering_scrub.c fsck: the Scrub method and the background scrubber
+ *   tiering_sizes.c contents and bytes per level (GetStats), the size pass
  *
  * Why memory can be trusted: tierd is the only writer of the contents and
  * level tables and of the job keys (workers act only through its RPCs), and
@@ -97,6 +98,7 @@ struct tiering {
     bool reaper_started;
     atomic_bool stopping;
     struct tl_scrub *scrub; /* tiering_scrub.c */
+    struct tl_sizes *sizes; /* tiering_sizes.c */
     /* Canonical; SetLevels accepts level directories only under these. */
     char roots[TIERD_MAX_ROOTS][TIER_PATH_MAX];
     size_t nroots;
@@ -141,5 +143,10 @@ int tiering_commit_level(tiering *t, content *c, const char *level);
 int tiering_scrub_open(tiering *t);
 void tiering_scrub_close(tiering *t);
 int tiering_scrub_register(tiering *t, tier_rpc_server *srv);
+
+/* tiering_sizes.c: the background size pass (tiering_level_stats in
+ * tierd.h reads its result). */
+int tiering_sizes_open(tiering *t);
+void tiering_sizes_close(tiering *t);
 
 #endif

@@ -455,8 +455,10 @@ static void plan_finish(const level_table *lt, const fin_item *f, tier_jobs_fini
  * level it came from. */
 static void count_move(tiering *t, const fin_item *fi)
 {
-    if (fi->c->level != fi->level)
+    if (fi->c->level != fi->level) {
         tier_metric_add(t->deps->metrics->moves, 1, fi->c->level, fi->level);
+        tierd_stats_add(t->deps->stats, TIERD_STAT_MOVES, 1);
+    }
 }
 
 /* After the commit: delete the jobs (or turn them into their follow-ups)
