@@ -32,9 +32,18 @@ for p in "${PKGS[@]}"; do
     # "install ok installed" is the only state that means usable; half-
     # configured or removed-but-config-left packages count as missing.
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    if [[ "$st" != "install ok installed" ]]; then
-        missing+=("$p")
+    if [[ "$st" == "install ok installed" ]]; then
+        continue
     fi
+    # Node.js may come from elsewhere (NodeSource's nodejs bundles npm and
+    # conflicts with Debian's npm package): a working command is enough.
+    if [[ "$p" == nodejs ]] && command -v node >/dev/null; then
+        continue
+    fi
+    if [[ "$p" == npm ]] && command -v npm >/dev/null; then
+        continue
+    fi
+    missing+=("$p")
 done
 
 if ((${#missing[@]} == 0)); then
