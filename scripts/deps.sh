@@ -22,6 +22,8 @@ PKGS=(
     valgrind clang libclang-rt-14-dev
     # test_install: systemd-analyze verify (the units), readelf/nm (binutils)
     systemd binutils
+    # the systemd test: a Debian root booted under systemd-nspawn
+    systemd-container debootstrap
     # test_dashboard: a real headless browser driven by Playwright from npm
     # (tests/browser; npm ci fetches playwright-core, the browser is Debian's)
     chromium nodejs npm
