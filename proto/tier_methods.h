@@ -38,4 +38,9 @@
 /* the dashboard */
 #define TIER_M_GET_STATS "tier.Tier/GetStats"
 
+/* the tiering policy */
+#define TIER_M_GET_POLICY "tier.Tier/GetPolicy"
+#define TIER_M_SET_POLICY "tier.Tier/SetPolicy"
+#define TIER_M_PLAN_MOVES "tier.Tier/PlanMoves"
+
 #endif

@@ -27,27 +27,14 @@ static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 static const char SQL_TIMES[] =
     "SELECT " MS("generate_time") ", " MS("update_time") " FROM contents WHERE cid = ?";
 
-/* head, then n copies of item separated by ", ", then tail. */
-static char *repeat(const char *head, const char *item, size_t n, const char *tail)
-{
-    size_t cap = strlen(head) + n * (strlen(item) + 2) + strlen(tail) + 1, len = 0;
-    char *s = malloc(cap);
-    if (s == NULL)
-        return NULL;
-    len += (size_t)snprintf(s + len, cap - len, "%s", head);
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? ", " : "", item);
-    snprintf(s + len, cap - len, "%s", tail);
-    return s;
-}
-
 static void build_sql(void)
 {
     for (size_t a = 0; a < NARITIES; a++) {
-        taken_sql[a] =
-            repeat("SELECT filename FROM contents WHERE filename IN (", "?", ARITIES[a], ")");
-        insert_sql[a] = repeat("INSERT INTO contents (cid, content_level, filename) VALUES ",
-                               "(?, ?, ?)", ARITIES[a], "");
+        taken_sql[a] = tier_db_sql_list("SELECT filename FROM contents WHERE filename IN (", "?",
+                                        ARITIES[a], ")");
+        insert_sql[a] =
+            tier_db_sql_list("INSERT INTO contents (cid, content_level, filename) VALUES ",
+                             "(?, ?, ?)", ARITIES[a], "");
     }
 }
 

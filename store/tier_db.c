@@ -258,3 +258,16 @@ void tier_db_bind_buf(MYSQL_BIND *b, char *buf, unsigned long cap, unsigned long
     b->length = len;
     b->is_null = is_null;
 }
+
+char *tier_db_sql_list(const char *head, const char *item, size_t n, const char *tail)
+{
+    size_t cap = strlen(head) + n * (strlen(item) + 2) + strlen(tail) + 1, len = 0;
+    char *s = malloc(cap);
+    if (s == NULL)
+        return NULL;
+    len += (size_t)snprintf(s + len, cap - len, "%s", head);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? ", " : "", item);
+    snprintf(s + len, cap - len, "%s", tail);
+    return s;
+}

@@ -70,6 +70,12 @@ tier_pool *tier_db_pool_alloc(size_t size, const tier_db_config *cfg);
 /* Returns a connection to the pool, dropping it if it is broken. */
 void tier_db_pool_put(tier_pool *p, tier_db *db);
 
+/* The text head + n copies of item separated by ", " + tail (malloc'ed;
+ * NULL when out of memory): multi-row statements of placeholders only,
+ * built once per arity and kept for the process's life (the prepared-
+ * statement cache is keyed by the text's address). */
+char *tier_db_sql_list(const char *head, const char *item, size_t n, const char *tail);
+
 /* Bind helpers: fill one MYSQL_BIND. */
 void tier_db_bind_i64(MYSQL_BIND *b, long long *v);
 void tier_db_bind_i32(MYSQL_BIND *b, int *v);

@@ -161,6 +161,9 @@ static const struct {
     {TIER_M_HEARTBEAT, W},
     {TIER_M_LIST_WORKERS, A | C},
     {TIER_M_GET_STATS, A | C},
+    {TIER_M_GET_POLICY, A | C},
+    {TIER_M_SET_POLICY, A},
+    {TIER_M_PLAN_MOVES, A | C},
 };
 #define NMATRIX (sizeof(MATRIX) / sizeof(MATRIX[0]))
 

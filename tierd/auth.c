@@ -63,6 +63,7 @@ static const struct {
     {TIER_M_RETRY_JOB, R_ADMIN},
     {TIER_M_CANCEL_JOB, R_ADMIN},
     {TIER_M_SCRUB, R_ADMIN},
+    {TIER_M_SET_POLICY, R_ADMIN},
     /* the worker's part of a move */
     {TIER_M_CLAIM_JOB, R_WORKER},
     {TIER_M_RENEW_LEASE, R_WORKER},
@@ -88,6 +89,8 @@ static const struct {
     {TIER_M_LATEST_COMMENTS, R_READ},
     {TIER_M_LIST_WORKERS, R_READ},
     {TIER_M_GET_STATS, R_READ},
+    {TIER_M_GET_POLICY, R_READ},
+    {TIER_M_PLAN_MOVES, R_READ},
 };
 
 typedef struct {
