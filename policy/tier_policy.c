@@ -298,14 +298,13 @@ static int64_t idle_ms(const tier_policy_item *it, int64_t now_ms)
     return now_ms > last ? now_ms - last : 0;
 }
 
-/* Where the item belongs by its own numbers (no capacity, no dwell). */
-static int want(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
-                const tier_policy_item *it, int64_t now_ms, tier_policy_rule *rule)
+int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
+                     const tier_policy_item *it, int64_t now_ms, tier_policy_rule *rule)
 {
     int k;
 
     *rule = TIER_POLICY_RULE_RANGE;
-    if (it->score < 0)
+    if (it->score < 0 || it->level < 0 || it->level >= (int)nlv)
         return it->level; /* nothing known: left alone */
     if (p->mode == TIER_POLICY_SEED)
         return (k = seed_level(lv, nlv, it->score)) < 0 ? it->level : k;
@@ -460,7 +459,7 @@ int tier_policy_plan(const tier_policy *p, const tier_policy_level *lv, size_t n
         s[i].want = s[i].final = it->moving_to >= 0 ? it->moving_to : it->level;
         if (s[i].fixed)
             continue;
-        s[i].want = want(p, lv, nlv, it, now_ms, &s[i].rule);
+        s[i].want = tier_policy_want(p, lv, nlv, it, now_ms, &s[i].rule);
         if (s[i].want != it->level && p->dwell_s > 0 && now_ms - it->since_ms < p->dwell_s * 1000) {
             sum->held_dwell++;
             s[i].want = it->level;

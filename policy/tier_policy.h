@@ -141,6 +141,12 @@ typedef enum {
 
 const char *tier_policy_rule_name(tier_policy_rule r);
 
+/* Where one item belongs by its own numbers: its score's level with
+ * hysteresis, or the bottom when idle -- no dwell, no capacity (those need
+ * every item: tier_policy_plan).  An item on no level (-1) stays there. */
+int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
+                     const tier_policy_item *it, int64_t now_ms, tier_policy_rule *rule);
+
 typedef struct {
     int64_t cid;
     int from, to; /* level indexes */

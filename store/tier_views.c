@@ -24,6 +24,8 @@ static const size_t ARITIES[] = {256, 16, 1};
 static char *state_sql[NARITIES], *bucket_sql[NARITIES];
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
+static const char SQL_SCAN_SINCE[] =
+    "SELECT cid, CAST(UNIX_TIMESTAMP(update_time) * 1000 AS SIGNED), 0 FROM contents";
 static const char SQL_SCAN_STATE[] = "SELECT cid, view_count, last_access_ms FROM content_views";
 static const char SQL_SCAN_BUCKET[] =
     "SELECT cid, start_s, views FROM content_view_bucket WHERE start_s >= ?";
@@ -123,8 +125,7 @@ out:
 }
 
 /* Runs sql (params may be NULL) and calls fn on each row of three BIGINTs. */
-static int scan3(tier_db *db, const char *sql, MYSQL_BIND *params,
-                 int (*fn)(void *, int64_t, int64_t, int64_t), void *arg)
+static int scan3(tier_db *db, const char *sql, MYSQL_BIND *params, tier_views_fn fn, void *arg)
 {
     long long v[3] = {0, 0, 0};
     MYSQL_BIND res[3];
@@ -147,14 +148,15 @@ static int scan3(tier_db *db, const char *sql, MYSQL_BIND *params,
     return rv;
 }
 
-int tier_views_scan(tier_db *db, int64_t min_start_s, tier_views_state_fn state,
-                    tier_views_bucket_fn bucket, void *arg)
+int tier_views_scan(tier_db *db, int64_t min_start_s, tier_views_fn since, tier_views_fn state,
+                    tier_views_fn bucket, void *arg)
 {
     long long min = min_start_s;
     MYSQL_BIND p[1];
     int rv;
 
-    if ((rv = scan3(db, SQL_SCAN_STATE, NULL, state, arg)) != TIER_OK)
+    if ((rv = scan3(db, SQL_SCAN_SINCE, NULL, since, arg)) != TIER_OK ||
+        (rv = scan3(db, SQL_SCAN_STATE, NULL, state, arg)) != TIER_OK)
         return rv;
     tier_db_bind_i64(&p[0], &min);
     return scan3(db, SQL_SCAN_BUCKET, p, bucket, arg);

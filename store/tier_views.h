@@ -26,13 +26,13 @@ typedef struct {
  * writer), UNAVAILABLE or INTERNAL. */
 int tier_views_write(tier_db *db, const tier_views_row *rows, size_t n);
 
-/* Calls state(cid, count, last_access_ms) for every content_views row, then
+/* Calls since(cid, update_ms, 0) for every content (its last level change),
+ * state(cid, count, last_access_ms) for every content_views row, then
  * bucket(cid, start_s, views) for every bucket at or after min_start_s.
  * A callback returning non-zero stops the scan with RESOURCE_EXHAUSTED. */
-typedef int (*tier_views_state_fn)(void *arg, int64_t cid, int64_t count, int64_t last_ms);
-typedef int (*tier_views_bucket_fn)(void *arg, int64_t cid, int64_t start_s, int64_t views);
-int tier_views_scan(tier_db *db, int64_t min_start_s, tier_views_state_fn state,
-                    tier_views_bucket_fn bucket, void *arg);
+typedef int (*tier_views_fn)(void *arg, int64_t cid, int64_t a, int64_t b);
+int tier_views_scan(tier_db *db, int64_t min_start_s, tier_views_fn since, tier_views_fn state,
+                    tier_views_fn bucket, void *arg);
 
 /* Deletes up to `limit` buckets older than before_s; *deleted says how many. */
 int tier_views_prune(tier_db *db, int64_t before_s, unsigned limit, uint64_t *deleted);

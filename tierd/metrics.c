@@ -58,6 +58,27 @@ int tierd_metrics_open(tierd_metrics **out)
                                    "1 when the dependency answers, 0 when not.", "name");
     m->workers_alive =
         tier_metrics_gauge(r, "tier_workers_alive", "Workers heard from in the last 10 s.", NULL);
+    m->plan_backlog = tier_metrics_gauge(
+        r, "tier_plan_backlog", "Moves the policy wants that have not started, by level pair.",
+        "from,to");
+    m->plan_throttled =
+        tier_metrics_gauge(r, "tier_plan_throttled",
+                           "Moves held back by a budget or max_inflight in the last round.", NULL);
+    m->plan_waiting =
+        tier_metrics_gauge(r, "tier_plan_waiting_capacity",
+                           "Moves waiting for room in their target level in the last round.", NULL);
+    m->plan_started =
+        tier_metrics_counter(r, "tier_plan_started_total",
+                             "Move jobs started by the planner, by level pair.", "from,to");
+    m->plan_held = tier_metrics_gauge(
+        r, "tier_plan_held", "Contents kept from their level, by reason (dwell, capacity).",
+        "reason");
+    m->level_bytes = tier_metrics_gauge(
+        r, "tier_level_bytes_planned",
+        "Bytes on each level or moving to it, as the planner last counted.", "level");
+    m->level_capacity =
+        tier_metrics_gauge(r, "tier_level_capacity_bytes",
+                           "Each level's capacity under the policy (0: none).", "level");
     *out = m;
     return TIER_OK;
 }

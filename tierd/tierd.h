@@ -111,6 +111,9 @@ typedef struct {
     tier_metric *jobs, *moves, *lease_expiries, *retries, *failures;
     tier_metric *batch_size, *batch_wait, *batch_flush;
     tier_metric *comments, *rank_bytes, *dep_up, *workers_alive;
+    /* the planner of window policies (tiering_planner.c) */
+    tier_metric *plan_backlog, *plan_throttled, *plan_waiting, *plan_started, *plan_held;
+    tier_metric *level_bytes, *level_capacity;
 } tierd_metrics;
 int tierd_metrics_open(tierd_metrics **out);
 void tierd_metrics_close(tierd_metrics *m);

@@ -22,6 +22,7 @@
 #include "tier_log.h"
 #include "tier_methods.h"
 #include "tier_name.h"
+#include "tier_time.h"
 
 /* ------------------------------------------------------------ levels */
 
@@ -60,7 +61,7 @@ const tl_level *tiering_target(const level_table *lt, int64_t count)
     return NULL;
 }
 
-static level_table *table_new(tiering *t, const tier_level_row *rows, size_t n)
+level_table *tiering_table_new(tiering *t, const tier_level_row *rows, size_t n)
 {
     level_table *lt = calloc(1, sizeof(*lt));
     if (lt == NULL || (lt->v = calloc(n ? n : 1, sizeof(tl_level))) == NULL) {
@@ -80,7 +81,7 @@ static level_table *table_new(tiering *t, const tier_level_row *rows, size_t n)
     return lt;
 }
 
-static void table_free(level_table *lt)
+void tiering_table_free(level_table *lt)
 {
     while (lt != NULL) {
         level_table *next = lt->retired;
@@ -157,6 +158,8 @@ static int add_content(tiering *t, int64_t cid, const char *level, const char *f
     c->filename[flen] = '\0';
     c->cid = cid;
     c->level = tiering_intern(t, level, strlen(level));
+    c->count = c->size = -1;
+    c->since_ms = tier_now_ms(); /* loading overwrites it with update_time */
     pthread_mutex_lock(&s->mu);
     ok = stripe_put(s, c);
     pthread_mutex_unlock(&s->mu);
@@ -219,9 +222,35 @@ void tiering_set(tiering *t, content *c, const char *level, bool has_job)
 {
     stripe *s = stripe_of(t, c->cid);
     pthread_mutex_lock(&s->mu);
+    if (c->level != level)
+        c->since_ms = tier_now_ms(); /* the dwell time counts from here */
     c->level = level;
     c->has_job = has_job;
+    if (!has_job)
+        c->moving_to = NULL;
     pthread_mutex_unlock(&s->mu);
+}
+
+void tiering_lock(tiering *t, const content *c)
+{
+    pthread_mutex_lock(&stripe_of(t, c->cid)->mu);
+}
+
+void tiering_unlock(tiering *t, const content *c)
+{
+    pthread_mutex_unlock(&stripe_of(t, c->cid)->mu);
+}
+
+void tiering_each(tiering *t, void (*fn)(void *arg, content *c), void *arg)
+{
+    for (size_t i = 0; i < NSTRIPES; i++) {
+        stripe *s = &t->stripes[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t j = 0; j < s->cap; j++)
+            if (s->slot[j] != NULL)
+                fn(arg, s->slot[j]);
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 static int load_content(void *arg, int64_t cid, const char *level, const char *fname, size_t flen)
@@ -242,7 +271,7 @@ static int load_state(tiering *t)
         return TIER_UNAVAILABLE;
     }
     if ((rv = tier_contents_levels(db, &rows, &n)) == TIER_OK) {
-        atomic_store(&t->levels, table_new(t, rows, n));
+        atomic_store(&t->levels, tiering_table_new(t, rows, n));
         if (atomic_load(&t->levels) == NULL)
             rv = TIER_RESOURCE_EXHAUSTED;
     }
@@ -587,26 +616,46 @@ static void result_init(Tier__ViewResult *r, int64_t cid, int64_t count)
     r->target = r->db_level = r->filename = r->worker_id = r->status = (char *)"";
 }
 
-/* Fast path for one report: fills r; returns the content when the report
- * needs Redis (a job is needed or exists), else NULL. */
-static content *report_fast(tiering *t, const level_table *lt, tier_rpc_ctx *call,
-                            const Tier__ViewReport *in, Tier__ViewResult *r)
+#define VIEWS_MAX ((int64_t)1 << 40) /* one increment (tier.proto) */
+
+static bool report_valid(const Tier__ViewReport *in, Tier__ViewResult *r)
 {
-    const tl_level *tl;
+    const char *why = in->count < 0                            ? "count must be >= 0"
+                      : in->views < 0 || in->views > VIEWS_MAX ? "views: 0 .. 2^40"
+                      : in->count != 0 && in->views != 0 ? "count and views: give one, not both"
+                                                         : NULL;
+    if (why != NULL) {
+        r->code = TIER__RPC__CODE__INVALID_ARGUMENT;
+        r->message = (char *)why;
+    }
+    return why == NULL;
+}
+
+/* Under a window policy a report only feeds the buckets: the planner
+ * moves.  r says where the content belongs now. */
+static void report_window(tiering *t, content *c, int64_t now, Tier__ViewResult *r)
+{
+    const char *want = tiering_policy_want(t, c, now);
+    r->target = (char *)want;
+    r->status = (char *)(c->has_job || c->busy ? "moving" : want == c->level ? "done" : "planned");
+}
+
+/* Fast path for one report: fills r (and *rec, *persist: views to make
+ * durable first); returns the content when the report needs Redis (a job
+ * is needed or exists), else NULL. */
+static content *report_fast(tiering *t, const level_table *lt, tier_rpc_ctx *call,
+                            const Tier__ViewReport *in, Tier__ViewResult *r, int64_t now,
+                            tl_viewrec *rec, bool *persist)
+{
+    const tl_level *tl = NULL;
     content *c;
     stripe *s;
+    bool done;
 
     result_init(r, in->cid, in->count);
-    if (in->count < 0) {
-        r->code = TIER__RPC__CODE__INVALID_ARGUMENT;
-        r->message = (char *)"count must be >= 0";
+    *persist = false;
+    if (!report_valid(in, r))
         return NULL;
-    }
-    if ((tl = tiering_target(lt, in->count)) == NULL) {
-        r->code = TIER__RPC__CODE__OUT_OF_RANGE;
-        r->message = tier_rpc_strdup(call, "count is above the top level");
-        return NULL;
-    }
     s = stripe_of(t, in->cid);
     pthread_mutex_lock(&s->mu);
     if ((c = stripe_find(s, in->cid)) == NULL) {
@@ -615,18 +664,31 @@ static content *report_fast(tiering *t, const level_table *lt, tier_rpc_ctx *cal
         r->message = (char *)"no such content";
         return NULL;
     }
-    r->target = (char *)tl->name;
+    *persist = tiering_views_note(t, c, in->count, in->views, now, rec);
+    r->count = c->count; /* an increment's new total */
     r->db_level = (char *)c->level;
     r->filename = c->filename;
-    bool done = !c->busy && !c->has_job && tl->name == c->level;
+    if (tiering_policy_mode(t) == TIER_POLICY_WINDOW) {
+        report_window(t, c, now, r);
+        pthread_mutex_unlock(&s->mu);
+        return NULL;
+    }
+    if ((tl = tiering_target(lt, r->count)) == NULL) {
+        pthread_mutex_unlock(&s->mu);
+        r->code = TIER__RPC__CODE__OUT_OF_RANGE;
+        r->message = tier_rpc_strdup(call, "count is above the top level");
+        return NULL;
+    }
+    r->target = (char *)tl->name;
+    done = !c->busy && !c->has_job && tl->name == c->level;
     pthread_mutex_unlock(&s->mu);
     if (done)
         r->status = (char *)"done";
     return done ? NULL : c;
 }
 
-static int report_slow(tiering *t, tier_rpc_ctx *call, Tier__ReportViewsRequest *req,
-                       Tier__ViewResult **res, size_t *idx, content **cs, size_t n)
+static int report_slow(tiering *t, tier_rpc_ctx *call, Tier__ViewResult **res, size_t *idx,
+                       content **cs, size_t n)
 {
     tl_report *r = tier_rpc_alloc(call, n * sizeof(*r));
     content **sorted = tier_rpc_alloc(call, n * sizeof(*sorted));
@@ -646,14 +708,19 @@ static int report_slow(tiering *t, tier_rpc_ctx *call, Tier__ReportViewsRequest 
     for (size_t i = 0; i < n; i++) {
         content *c = cs[i];
         Tier__ViewResult *x = res[idx[i]];
-        const tl_level *tl = tiering_target(lt, req->reports[idx[i]]->count);
+        const tl_level *tl = tiering_target(lt, x->count);
+        if (tl == NULL) { /* the table changed while we waited */
+            x->code = TIER__RPC__CODE__OUT_OF_RANGE;
+            x->message = (char *)"count is above the top level";
+            continue;
+        }
         x->target = (char *)tl->name;
         x->db_level = (char *)c->level; /* may have changed while we waited */
         if (!c->has_job && tl->name == c->level) {
             x->status = (char *)"done";
             continue;
         }
-        r[m++] = (tl_report){c, req->reports[idx[i]]->count, tl, x};
+        r[m++] = (tl_report){c, x->count, tl, x};
     }
     if (m > 0)
         tiering_apply_reports(t, r, m, call); /* per-item codes say how it went */
@@ -664,6 +731,30 @@ static int report_slow(tiering *t, tier_rpc_ctx *call, Tier__ReportViewsRequest 
 
 #define REPORTS_MAX 8000 /* ReportViews items per call (tier.proto) */
 
+/* Makes the noted views durable; the reports whose views could not be
+ * written say so (and start no move). */
+static void report_persist(tiering *t, tl_viewrec *recs, size_t *at, size_t n,
+                           Tier__ViewResult **res, content **slow, size_t *idx, size_t *nslow)
+{
+    int rv = tiering_views_persist(t, recs, n);
+    size_t k = 0;
+
+    if (rv == TIER_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        res[at[i]]->code = rv;
+        res[at[i]]->message = rv == TIER_ABORTED ? (char *)"tierd is no longer the writer"
+                                                 : (char *)"MySQL: views not recorded";
+        res[at[i]]->status = (char *)"";
+    }
+    for (size_t i = 0; i < *nslow; i++) /* drop them from the slow path */
+        if (res[idx[i]]->code == TIER__RPC__CODE__OK) {
+            slow[k] = slow[i];
+            idx[k++] = idx[i];
+        }
+    *nslow = k;
+}
+
 static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
                           ProtobufCMessage *out)
 {
@@ -671,10 +762,12 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     Tier__ReportViewsRequest *req = (Tier__ReportViewsRequest *)in;
     Tier__ReportViewsReply *rep = (Tier__ReportViewsReply *)out;
     level_table *lt = atomic_load(&t->levels);
-    size_t n = req->n_reports, nslow = 0;
+    size_t n = req->n_reports, nslow = 0, nrec = 0;
+    int64_t now = tier_now_ms();
     Tier__ViewResult *rs, **res;
-    content **slow = NULL;
-    size_t *idx = NULL;
+    content **slow;
+    size_t *idx, *at;
+    tl_viewrec *recs;
 
     /* The reply has a ViewResult per report, at most ~500 bytes (255-byte
      * file name, 128-byte worker id): 8000 of them fit the 4 MiB limit. */
@@ -684,26 +777,30 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     tierd_stats_add(t->deps->stats, TIERD_STAT_REPORTS, n);
     rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
     res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
-    if (rs == NULL || res == NULL)
+    slow = tier_rpc_alloc(call, n * sizeof(*slow) + 1);
+    idx = tier_rpc_alloc(call, n * sizeof(*idx) + 1);
+    at = tier_rpc_alloc(call, n * sizeof(*at) + 1);
+    recs = tier_rpc_alloc(call, n * sizeof(*recs) + 1);
+    if (rs == NULL || res == NULL || slow == NULL || idx == NULL || at == NULL || recs == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n; i++) {
         content *c;
+        bool persist;
         res[i] = &rs[i];
-        if ((c = report_fast(t, lt, call, req->reports[i], res[i])) == NULL)
+        c = report_fast(t, lt, call, req->reports[i], res[i], now, &recs[nrec], &persist);
+        if (persist)
+            at[nrec++] = i;
+        if (c == NULL)
             continue;
-        if (slow == NULL) {
-            slow = tier_rpc_alloc(call, n * sizeof(*slow));
-            idx = tier_rpc_alloc(call, n * sizeof(*idx));
-            if (slow == NULL || idx == NULL)
-                return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-        }
         slow[nslow] = c;
         idx[nslow++] = i;
     }
     rep->results = res;
     rep->n_results = n;
+    if (nrec > 0)
+        report_persist(t, recs, at, nrec, res, slow, idx, &nslow);
     if (nslow > 0)
-        return report_slow(t, call, req, res, idx, slow, nslow);
+        return report_slow(t, call, res, idx, slow, nslow);
     return TIER_OK;
 }
 
@@ -900,17 +997,17 @@ static int parse_level(tier_rpc_ctx *call, const Tier__Level *l, tier_level_row 
     return TIER_OK;
 }
 
-static int parse_levels(tiering *t, tier_rpc_ctx *call, const Tier__SetLevelsRequest *req,
-                        tier_level_row *v)
+int tiering_parse_levels(tiering *t, tier_rpc_ctx *call, Tier__Level **levels, size_t n,
+                         tier_level_row *v)
 {
     int rv;
-    for (size_t i = 0; i < req->n_levels; i++)
-        if ((rv = parse_level(call, req->levels[i], &v[i])) != TIER_OK)
+    for (size_t i = 0; i < n; i++)
+        if ((rv = parse_level(call, levels[i], &v[i])) != TIER_OK)
             return rv;
-    qsort(v, req->n_levels, sizeof(*v), by_min);
-    if ((rv = check_levels(call, v, req->n_levels)) != TIER_OK)
+    qsort(v, n, sizeof(*v), by_min);
+    if ((rv = check_levels(call, v, n)) != TIER_OK)
         return rv;
-    return check_dirs(t, call, v, req->n_levels);
+    return check_dirs(t, call, v, n);
 }
 
 static bool level_in_use(tiering *t, const char *name)
@@ -1016,11 +1113,28 @@ static int do_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *v
     if (rv != TIER_OK)
         return db_error(call, rv, "replace levels");
     TIER_CRASH_AT("setlevels.after_commit");
-    if ((lt = table_new(t, v, n)) == NULL)
+    if ((lt = tiering_table_new(t, v, n)) == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     lt->retired = old; /* readers may still hold it: freed at close */
     atomic_store(&t->levels, lt);
+    tiering_policy_retable(t);
     return TIER_OK;
+}
+
+/* SetLevels --dry-run: the proposed table and what the current policy
+ * would move under it; nothing changes. */
+static int dry_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *v, size_t n,
+                          Tier__ListLevelsReply *rep)
+{
+    level_table *lt = tiering_table_new(t, v, n);
+    int rv;
+
+    if (lt == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    fill_levels(call, lt, rep);
+    rv = tiering_policy_plan_table(t, call, lt, &rep->plan);
+    tiering_table_free(lt);
+    return rv;
 }
 
 static int h_set_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
@@ -1035,7 +1149,14 @@ static int h_set_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "at most 64 levels");
     if ((v = calloc(req->n_levels + 1, sizeof(*v))) == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    if ((rv = parse_levels(t, call, req, v)) == TIER_OK) {
+    if ((rv = tiering_parse_levels(t, call, req->levels, req->n_levels, v)) == TIER_OK)
+        rv = tiering_policy_check_table(t, call, v, req->n_levels);
+    if (rv == TIER_OK && req->dry_run) {
+        rv = dry_set_levels(t, call, v, req->n_levels, (Tier__ListLevelsReply *)out);
+        free(v);
+        return rv;
+    }
+    if (rv == TIER_OK) {
         pthread_mutex_lock(&t->admin_mu);
         pthread_rwlock_wrlock(&t->levels_rw);
         rv = do_set_levels(t, call, v, req->n_levels);
@@ -1108,6 +1229,10 @@ int tiering_open(tiering **out, const tierd_deps *deps)
         tiering_close(t);
         return rv;
     }
+    if ((rv = tiering_policy_open(t)) != TIER_OK || (rv = tiering_views_open(t)) != TIER_OK) {
+        tiering_close(t);
+        return rv;
+    }
     init_roots(t);
     for (size_t i = 0; i < t->nroots; i++)
         tier_info("tiering: storage root %s", t->roots[i]);
@@ -1116,7 +1241,8 @@ int tiering_open(tiering **out, const tierd_deps *deps)
         tiering_close(t);
         return rv;
     }
-    if ((rv = tiering_scrub_open(t)) != TIER_OK || (rv = tiering_sizes_open(t)) != TIER_OK) {
+    if ((rv = tiering_scrub_open(t)) != TIER_OK || (rv = tiering_sizes_open(t)) != TIER_OK ||
+        (rv = tiering_planner_open(t)) != TIER_OK) {
         tiering_close(t);
         return rv;
     }
@@ -1158,7 +1284,8 @@ int tiering_register(tiering *t, tier_rpc_server *srv)
                                   &tier__list_levels_reply__descriptor, h_list_levels, t,
                                   TIER_RPC_INLINE)) != TIER_OK)
         return rv;
-    if ((rv = tiering_scrub_register(t, srv)) != TIER_OK)
+    if ((rv = tiering_scrub_register(t, srv)) != TIER_OK ||
+        (rv = tiering_policy_register(t, srv)) != TIER_OK)
         return rv;
     return tiering_jobs_register(t, srv);
 }
@@ -1167,13 +1294,17 @@ void tiering_close(tiering *t)
 {
     if (t == NULL)
         return;
-    tiering_sizes_close(t); /* first: they use the contents (and the scrub */
-    tiering_scrub_close(t); /* jobs and the batcher) */
+    tiering_planner_close(t); /* first: they use the contents (and the */
+    tiering_sizes_close(t);   /* scrub jobs and the batcher) */
+    tiering_scrub_close(t);
     tiering_jobs_close(t);
+    tiering_views_close(t);
+    tiering_policy_close(t);
     for (size_t i = 0; i < NSTRIPES; i++) {
         stripe *s = &t->stripes[i];
         for (size_t j = 0; j < s->cap; j++) {
             if (s->slot[j] != NULL) {
+                tier_policy_views_free(s->slot[j]->views);
                 free(s->slot[j]->filename);
                 free(s->slot[j]);
             }
@@ -1182,7 +1313,7 @@ void tiering_close(tiering *t)
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
     }
-    table_free(atomic_load(&t->levels));
+    tiering_table_free(atomic_load(&t->levels));
     while (t->names != NULL) {
         interned *next = t->names->next;
         free(t->names);

@@ -7,6 +7,9 @@
  *                   the push socket, the reaper, start-up recovery
  *   tiering_scrub.c fsck: the Scrub method and the background scrubber
  *   tiering_sizes.c contents and bytes per level (GetStats), the size pass
+ *   tiering_views.c view counts and buckets per content, kept durable
+ *   tiering_policy.c the current policy, GetPolicy/SetPolicy/PlanMoves
+ *   tiering_planner.c the planner thread of window policies
  *
  * Why memory can be trusted: tierd is the only writer of the contents and
  * level tables and of the job keys (workers act only through its RPCs), and
@@ -41,8 +44,11 @@
 
 #include "tier.pb-c.h"
 #include "tier_batch.h"
+#include "tier_contents.h"
 #include "tier_jobs.h"
 #include "tier_path.h"
+#include "tier_policy.h"
+#include "tier_views.h"
 #include "tierd.h"
 
 #define NSTRIPES 256
@@ -65,6 +71,17 @@ typedef struct {
     char *filename;
     bool has_job; /* a job hash exists in Redis for this cid */
     bool busy;
+    /* What the policy decides from (tiering_views.c; under the stripe
+     * mutex).  count: the cumulative view count, -1 while unknown (the
+     * seed's absolute counts are not stored, so after a restart a content
+     * has one only once reported or incremented). */
+    int64_t count;
+    int64_t last_access_ms;   /* 0: never viewed */
+    int64_t since_ms;         /* its last level change (contents.update_time) */
+    int64_t size;             /* bytes of its file; -1 unknown */
+    tier_policy_views *views; /* window policies only; NULL: no views kept */
+    int64_t views_bs;         /* the bucket_s views was built with */
+    const char *moving_to;    /* interned target of a planner's job; NULL: none known */
 } content;
 
 typedef struct {
@@ -97,8 +114,11 @@ struct tiering {
     pthread_t reaper;
     bool reaper_started;
     atomic_bool stopping;
-    struct tl_scrub *scrub; /* tiering_scrub.c */
-    struct tl_sizes *sizes; /* tiering_sizes.c */
+    struct tl_scrub *scrub;     /* tiering_scrub.c */
+    struct tl_sizes *sizes;     /* tiering_sizes.c */
+    struct tl_views *views;     /* tiering_views.c */
+    struct tl_policy *policy;   /* tiering_policy.c */
+    struct tl_planner *planner; /* tiering_planner.c */
     /* Canonical; SetLevels accepts level directories only under these. */
     char roots[TIERD_MAX_ROOTS][TIER_PATH_MAX];
     size_t nroots;
@@ -121,6 +141,11 @@ content *tiering_find(tiering *t, int64_t cid); /* NULL if unknown */
 void tiering_acquire(tiering *t, content **cs, size_t n);
 void tiering_release(tiering *t, content **cs, size_t n);
 void tiering_set(tiering *t, content *c, const char *level, bool has_job);
+void tiering_lock(tiering *t, const content *c); /* c's stripe mutex */
+void tiering_unlock(tiering *t, const content *c);
+/* Calls fn(arg, c) for every content, under its stripe's mutex (so fn
+ * must not take another). */
+void tiering_each(tiering *t, void (*fn)(void *arg, content *c), void *arg);
 
 /* tiering_jobs.c */
 int tiering_jobs_open(tiering *t, char *err, size_t errlen);
@@ -148,5 +173,70 @@ int tiering_scrub_register(tiering *t, tier_rpc_server *srv);
  * tierd.h reads its result). */
 int tiering_sizes_open(tiering *t);
 void tiering_sizes_close(tiering *t);
+
+/* tiering.c: the SetLevels checks, for PlanMoves' proposed tables. */
+int tiering_parse_levels(tiering *t, tier_rpc_ctx *call, Tier__Level **levels, size_t n,
+                         tier_level_row *v);
+level_table *tiering_table_new(tiering *t, const tier_level_row *rows, size_t n);
+void tiering_table_free(level_table *lt);
+
+/* tiering_views.c */
+typedef tier_views_row tl_viewrec;
+int tiering_views_open(tiering *t);
+void tiering_views_close(tiering *t);
+/* Notes a report on c (its stripe mutex held): count (absolute, views == 0)
+ * or views (an increment).  Returns true when *rec must be made durable
+ * before the report is answered (tiering_views_persist). */
+bool tiering_views_note(tiering *t, content *c, int64_t count, int64_t views, int64_t now_ms,
+                        tl_viewrec *rec);
+int tiering_views_persist(tiering *t, tl_viewrec *recs, size_t n);
+/* Rebuilds every content's buckets for a policy's bucket_s and window
+ * (or frees them: seed). */
+void tiering_views_rebucket(tiering *t, const tier_policy *old, const tier_policy *p);
+
+/* tiering_policy.c */
+int tiering_policy_open(tiering *t);
+void tiering_policy_close(tiering *t);
+int tiering_policy_register(tiering *t, tier_rpc_server *srv);
+tier_policy_mode tiering_policy_mode(tiering *t);
+/* The current policy (a copy) and its version. */
+void tiering_policy_get(tiering *t, tier_policy *p);
+int64_t tiering_policy_version(tiering *t);
+/* The level c belongs on now under a window policy (c's stripe mutex held). */
+const char *tiering_policy_want(tiering *t, const content *c, int64_t now_ms);
+/* SetLevels: the current policy must resolve against the new table. */
+int tiering_policy_check_table(tiering *t, tier_rpc_ctx *call, const tier_level_row *v, size_t n);
+/* SetLevels dry run: the plan of the current policy on table lt. */
+int tiering_policy_plan_table(tiering *t, tier_rpc_ctx *call, const level_table *lt,
+                              Tier__Plan **out);
+/* After SetLevels swapped the table. */
+void tiering_policy_retable(tiering *t);
+
+/* A plan over every content: shared by PlanMoves and the planner. */
+typedef struct {
+    tier_policy_item *items;
+    size_t n;
+    tier_policy_move *moves;
+    size_t nmoves;
+    tier_policy_summary sum;
+    tier_policy_level lv[TIER_POLICY_LEVELS_MAX];
+    size_t nlv;
+    int64_t inflight; /* planner jobs still active */
+    int64_t unknown;  /* seed: contents with no count */
+} tl_plan;
+int tiering_plan_run(tiering *t, const tier_policy *p, const level_table *lt, int64_t now_ms,
+                     tl_plan *out, char *err, size_t errlen);
+void tiering_plan_free(tl_plan *pl);
+
+/* tiering_planner.c */
+int tiering_planner_open(tiering *t);
+void tiering_planner_close(tiering *t);
+void tiering_planner_wake(tiering *t); /* the policy changed */
+/* Backlog and throttling of the last round, for ListJobs and metrics. */
+typedef struct {
+    int64_t at_ms, planned, started, backlog, throttled, waiting_capacity, inflight;
+    int64_t backlog_bytes;
+} tl_planner_stats;
+void tiering_planner_stats(tiering *t, tl_planner_stats *st);
 
 #endif
