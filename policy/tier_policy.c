@@ -240,11 +240,11 @@ void tier_policy_views_add(tier_policy_views *v, int64_t bucket_s, int64_t t_ms,
 int64_t tier_policy_views_sum(const tier_policy_views *v, int64_t bucket_s, int64_t now_ms,
                               int64_t window_s)
 {
-    int64_t kn = bucket_of(now_ms, bucket_s), nwin = window_s / bucket_s, sum = 0;
-    int64_t lo, hi;
+    int64_t kn, nwin, sum = 0, lo, hi;
 
-    if (v == NULL || v->head == INT64_MIN || nwin <= 0)
+    if (v == NULL || v->head == INT64_MIN || bucket_s <= 0 || (nwin = window_s / bucket_s) <= 0)
         return 0;
+    kn = bucket_of(now_ms, bucket_s);
     hi = kn < v->head ? kn : v->head;
     lo = kn - nwin + 1;
     if (lo < v->head - (int64_t)v->nb + 1)

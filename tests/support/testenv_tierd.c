@@ -156,3 +156,15 @@ int tier_test_tierd_stop(tier_test_tierd *t, int sig, int timeout_ms)
         t->pid = 0;
     return st;
 }
+
+pid_t tier_test_worker_start(const tier_test_tierd *t, const char *id, const char *dirs,
+                             const char *logpath)
+{
+    char *bin = tier_test_bin("tier-worker");
+    char *argv[] = {bin,    "--tierd",  (char *)t->listen, "--pull",     (char *)t->push,
+                    "--id", (char *)id, "--dirs",          (char *)dirs, NULL};
+    pid_t pid = tier_test_spawn(argv, t->envp, logpath);
+    free(bin);
+    cr_assert_gt(pid, 0);
+    return pid;
+}

@@ -125,6 +125,10 @@ void tier_test_tierd_start(tier_test_tierd *t, char *const extra[]);
 /* kill(sig) and wait up to timeout_ms; returns the exit status as
  * tier_test_wait does (-1: still running). */
 int tier_test_tierd_stop(tier_test_tierd *t, int sig, int timeout_ms);
+/* Spawns tier-worker --id id against t (its URLs and environment), allowed
+ * the comma-separated level directories dirs, logging to logpath. */
+pid_t tier_test_worker_start(const tier_test_tierd *t, const char *id, const char *dirs,
+                             const char *logpath);
 
 /* ---- invariants of a quiet tiering run (testenv_invariants.c) */
 
