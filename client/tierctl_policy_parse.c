@@ -90,20 +90,19 @@ const char *tierctl_fmt_duration(int64_t s, char *buf, size_t len)
 const char *tierctl_fmt_size(int64_t b, char *buf, size_t len)
 {
     static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-    int u = -1;
+    int u = 0; /* b >= 1024^(u+1): shown in unit[u] */
 
     if (b < 0)
         return snprintf(buf, len, "-"), buf;
     if (b < 1024)
         return snprintf(buf, len, "%lld B", (long long)b), buf;
-    while (u < 5 && (b >> (10 * (u + 1))) >= 1024)
+    while (u < 5 && (b >> (10 * (u + 2))) > 0)
         u++;
-    u++;
-    int64_t whole = b >> (10 * (u + 1));
-    if ((b & ((1LL << (10 * (u + 1))) - 1)) == 0)
-        snprintf(buf, len, "%lld %s", (long long)whole, unit[u]);
+    int shift = 10 * (u + 1);
+    if ((b & ((1LL << shift) - 1)) == 0)
+        snprintf(buf, len, "%lld %s", (long long)(b >> shift), unit[u]);
     else
-        snprintf(buf, len, "%.1f %s", (double)b / (double)(1LL << (10 * (u + 1))), unit[u]);
+        snprintf(buf, len, "%.1f %s", (double)b / (double)(1LL << shift), unit[u]);
     return buf;
 }
 
