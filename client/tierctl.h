@@ -87,6 +87,8 @@ json_t *tierctl_content_json(const Tier__Content *c);
  * numbers (`*_ms` times stay raw ms, as the contract allows), so that
  * `tierctl --json policy` is a file `tierctl policy set` reads back. */
 json_t *tierctl_pb_json(const ProtobufCMessage *m);
+/* A policy, human or JSON (tierctl_policy.c). */
+void tierctl_print_policy(tierctl *t, const Tier__Policy *p);
 /* A plan (PlanMoves, SetPolicy or SetLevels with --dry-run), human or
  * JSON (tierctl_policy.c). */
 void tierctl_print_plan(tierctl *t, const Tier__Plan *p);

@@ -73,7 +73,7 @@ static void print_budgets(const Tier__Policy *p)
     }
 }
 
-static void print_policy(tierctl *t, const Tier__Policy *p)
+void tierctl_print_policy(tierctl *t, const Tier__Policy *p)
 {
     char w[32], b[32], d[32], v[64];
 
@@ -215,7 +215,7 @@ static int policy_get(tierctl *t)
     if (rep->policy == NULL)
         rv = tierctl_fail(t, TIER_INTERNAL, "tierd answered without a policy");
     else
-        print_policy(t, rep->policy);
+        tierctl_print_policy(t, rep->policy);
     tier_free(rep);
     return rv;
 }
@@ -247,7 +247,7 @@ static int policy_set(tierctl *t, int argc, char **argv)
         else if (req.dry_run)
             tierctl_print_plan(t, rep->plan);
         else if (rep->policy != NULL)
-            print_policy(t, rep->policy);
+            tierctl_print_policy(t, rep->policy);
         if (rv == TIER_OK && req.dry_run && !t->json)
             printf("dry run: the policy was not changed\n");
         tier_free(rep);

@@ -6,17 +6,40 @@
  * `tierctl policy set FILE`.  Bad input must be refused with a message
  * naming the argument: "7x", overflow, negative sizes, unknown keys.
  *
- * Links tierctl's pure sources (client/tierctl_policy_parse.c,
- * client/tierctl_out.c): the code tierctl runs, not a copy.
+ * Also the human printers of a policy and a plan.  Links tierctl's sources
+ * (client/tierctl_policy_parse.c, tierctl_policy.c, tierctl_out.c,
+ * tierctl_parse.c): the code tierctl runs, not a copy.
  */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tier_rpc_json.h"
 #include "tierctl.h"
 #include "tierctl_policy.h"
+
+/* tierctl.c's, which holds main: what the linked command code calls. */
+int tierctl_usage(tierctl *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err.message, sizeof(t->err.message), fmt, ap);
+    va_end(ap);
+    return TIERCTL_USAGE;
+}
+
+int tierctl_fail(tierctl *t, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err.message, sizeof(t->err.message), fmt, ap);
+    va_end(ap);
+    return code;
+}
 
 /* ------------------------------------------------------------ units */
 
@@ -406,4 +429,73 @@ Test(tierctl_args, json_output_round_trips)
     free(b2);
     free(text);
     tier__policy__free_unpacked(back, NULL);
+}
+
+/* ------------------------------------------------------------ printing */
+
+static char *captured(void)
+{
+    static char buf[16384];
+    fflush(stdout);
+    FILE *f = cr_get_redirected_stdout();
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Human output: durations and sizes for people, -1 rules as "derived",
+ * "any" for a budget's empty level. */
+Test(tierctl_args, policy_printer, .init = cr_redirect_stdout)
+{
+    static tierctl_policy_args a;
+    tierctl t = {0};
+    char err[256];
+
+    cr_assert_eq(set_args(&a, err, sizeof(err),
+                          "--mode window --demote-after 30d --level gold:capacity=10G "
+                          "--budget >gold:files=2"),
+                 0, "%s", err);
+    a.p.version = 3;
+    a.p.set_time_ms = 1795000000123LL;
+    a.p.set_by = "admin";
+    tierctl_print_policy(&t, &a.p);
+    char *out = captured();
+    cr_assert(strstr(out, "version        3, set 2026-") && strstr(out, "UTC by admin") &&
+                  strstr(out, "window         7d in buckets of 1h") &&
+                  strstr(out, "demote idle    30d") && strstr(out, "hysteresis     20%") &&
+                  strstr(out, "table min") && strstr(out, "10 GiB") && strstr(out, "any"),
+              "%s", out);
+}
+
+Test(tierctl_args, plan_printer, .init = cr_redirect_stdout)
+{
+    Tier__Plan p = TIER__PLAN__INIT;
+    Tier__PlanPair pair = TIER__PLAN_PAIR__INIT, *pairs[] = {&pair};
+    Tier__PlanLevel lv = TIER__PLAN_LEVEL__INIT, *lvs[] = {&lv};
+    Tier__PlannedMove mv = TIER__PLANNED_MOVE__INIT, *mvs[] = {&mv};
+    tierctl t = {0};
+
+    p.at_ms = 1795000000123LL;
+    p.policy_version = -1;
+    p.total_moves = 1;
+    p.total_bytes = 3LL << 29;
+    pair.from = mv.from = "bronze";
+    pair.to = mv.to = lv.level = "gold";
+    pair.files = 1;
+    pair.bytes = mv.size_bytes = 3LL << 29;
+    lv.files_after = 1;
+    lv.bytes_after = 3LL << 29;
+    mv.cid = 42;
+    mv.rule = "range";
+    mv.score = 120;
+    p.pairs = pairs, p.n_pairs = 1;
+    p.levels = lvs, p.n_levels = 1;
+    p.moves = mvs, p.n_moves = 1;
+    p.held_dwell = 4;
+    tierctl_print_plan(&t, &p);
+    char *out = captured();
+    cr_assert(strstr(out, "with the proposed policy: 1 moves, 1.5 GiB") &&
+                  strstr(out, "held: 4 by dwell, 0 by capacity") && strstr(out, "42") &&
+                  strstr(out, "bronze       -> gold") && strstr(out, "range"),
+              "%s", out);
 }
