@@ -197,7 +197,7 @@ Test(tierctl_policy, set_window_then_get_and_round_trip)
     setup(&f);
     cr_assert_eq(ctl(out, sizeof(out), "--url", f.td.listen, "policy", "set", "--mode", "window",
                      "--window", "1d", "--bucket", "1h", "--dwell", "0", "--level",
-                     "gold:min_views=100", "--budget", "bronze>gold:files=5:bytes=100M", NULL),
+                     "gold:min_views=5000", "--budget", "bronze>gold:files=5:bytes=100M", NULL),
                  0, "%s", out);
     cr_assert(strstr(out, "version        1") && strstr(out, "mode           window") &&
                   strstr(out, "1d in buckets of 1h") && strstr(out, "100 MiB"),
@@ -211,7 +211,7 @@ Test(tierctl_policy, set_window_then_get_and_round_trip)
     cr_assert_eq(jint(v, "version"), 1);
     json_t *l = json_array_get(json_object_get(v, "levels"), 0);
     cr_assert_str_eq(json_string_value(json_object_get(l, "level")), "gold");
-    cr_assert_eq(jint(l, "min_views"), 100);
+    cr_assert_eq(jint(l, "min_views"), 5000);
     json_decref(v);
 
     /* What --json printed is a file policy set reads: version 2, same rule. */
