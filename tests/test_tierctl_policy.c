@@ -6,10 +6,9 @@
  * Two suites:
  *   tierctl_policy_cli  no server: help, completion, usage errors found
  *                       before any connection (exit 2, the argument named).
- *   tierctl_policy      against a real tierd, Redis and MariaDB.  These need
- *                       tierd's GetPolicy/SetPolicy/PlanMoves handlers, the
- *                       SetLevels dry run and ViewReport.views (issue 10's
- *                       tierd side); without them tierd answers UNIMPLEMENTED.
+ *   tierctl_policy      against a real tierd, Redis and MariaDB: tierd's
+ *                       GetPolicy/SetPolicy/PlanMoves, the SetLevels dry run
+ *                       and ViewReport.views (issue 10's tierd side).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -169,8 +168,7 @@ Test(tierctl_policy_cli, usage_errors_without_a_server)
     unlink(path);
 }
 
-/* ------------------------------------------------------------ a tierd
- * (needs issue 10's tierd side) */
+/* ------------------------------------------------------------ a tierd */
 
 Test(tierctl_policy, get_shows_the_seed_policy)
 {
