@@ -169,3 +169,9 @@ TIER_METHOD(tier_get_stats, TIER_M_GET_STATS, Tier__GetStatsRequest, Tier__GetSt
             tier__get_stats_reply__descriptor)
 TIER_METHOD(tier_scrub, TIER_M_SCRUB, Tier__ScrubRequest, Tier__ScrubReply,
             tier__scrub_reply__descriptor)
+TIER_METHOD(tier_get_policy, TIER_M_GET_POLICY, Tier__GetPolicyRequest, Tier__GetPolicyReply,
+            tier__get_policy_reply__descriptor)
+TIER_METHOD(tier_set_policy, TIER_M_SET_POLICY, Tier__SetPolicyRequest, Tier__SetPolicyReply,
+            tier__set_policy_reply__descriptor)
+TIER_METHOD(tier_plan_moves, TIER_M_PLAN_MOVES, Tier__PlanMovesRequest, Tier__Plan,
+            tier__plan__descriptor)

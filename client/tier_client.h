@@ -178,6 +178,21 @@ int tier_list_workers(tier_client *c, const Tier__ListWorkersRequest *req,
 int tier_get_stats(tier_client *c, const Tier__GetStatsRequest *req, Tier__GetStatsReply **reply,
                    tier_error *err);
 
+/* ---- the tiering policy (docs/POLICY.md) */
+
+/* The current policy: version 0, mode "seed" until one was ever set. */
+int tier_get_policy(tier_client *c, const Tier__GetPolicyRequest *req, Tier__GetPolicyReply **reply,
+                    tier_error *err);
+/* Replaces the policy, validated whole against the level table
+ * (INVALID_ARGUMENT naming the field); the reply holds it as stored.  With
+ * req->dry_run nothing changes and the reply's plan says what it would move. */
+int tier_set_policy(tier_client *c, const Tier__SetPolicyRequest *req, Tier__SetPolicyReply **reply,
+                    tier_error *err);
+/* What the current (or a proposed) policy and level table would move now;
+ * changes nothing. */
+int tier_plan_moves(tier_client *c, const Tier__PlanMovesRequest *req, Tier__Plan **reply,
+                    tier_error *err);
+
 /* ---- fsck */
 
 /* Compares MySQL, Redis and the level directories; repairs what is safe

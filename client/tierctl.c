@@ -2,7 +2,7 @@
  * tierctl.c -- the command-line client of tier: global options, command
  * dispatch, help, --version, the completion helper, errors, and the
  * `health` command.  Commands of each system live in tierctl_tiering.c,
- * tierctl_ranking.c, tierctl_fsck.c and tierctl_import.c.
+ * tierctl_policy.c, tierctl_ranking.c, tierctl_fsck.c and tierctl_import.c.
  *
  * Global options may come anywhere (`tierctl levels --json` and `tierctl
  * --json levels` are the same).  They are matched exactly, not with
@@ -93,8 +93,9 @@ static const tierctl_cmd base_cmds[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static const tierctl_cmd *const tables[] = {base_cmds, tierctl_tiering_cmds, tierctl_import_cmds,
-                                            tierctl_ranking_cmds, tierctl_fsck_cmds};
+static const tierctl_cmd *const tables[] = {
+    base_cmds,           tierctl_tiering_cmds, tierctl_policy_cmds,
+    tierctl_import_cmds, tierctl_ranking_cmds, tierctl_fsck_cmds};
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
 /* ------------------------------------------------------------ global options */

@@ -46,6 +46,7 @@ extern const tierctl_cmd tierctl_tiering_cmds[];
 extern const tierctl_cmd tierctl_ranking_cmds[];
 extern const tierctl_cmd tierctl_fsck_cmds[];
 extern const tierctl_cmd tierctl_import_cmds[];
+extern const tierctl_cmd tierctl_policy_cmds[];
 
 #define TIERCTL_USAGE (-1) /* a command's return for a usage error: exit 2 */
 #define TIERCTL_FOUND (-2) /* a check found problems (fsck): exit 1, output says them */
@@ -60,6 +61,8 @@ bool tierctl_int(const char *s, int64_t *out);
  * now_minute_end) or "-60m" / "-2h" / "-1d" before it.  False for anything
  * else, out-of-range fields or a result outside int64 ms (tierctl_parse.c). */
 bool tierctl_parse_time(const char *s, int64_t now_minute_end, int64_t *out);
+/* NAME:MIN:MAX:PATH (the path may hold ':'), split in place into l. */
+bool tierctl_level(char *s, Tier__Level *l);
 /* What tierctl_parse_time accepts, for error messages. */
 #define TIERCTL_TIME_FORMS                                                                         \
     "\"YYYY-MM-DD HH:MM\" (UTC, years 1970..9999), ms since the epoch, now, or -Nm/-Nh/-Nd"
@@ -80,6 +83,15 @@ void tierctl_emit(FILE *f, json_t *v);
 /* The JSON of shared records. */
 json_t *tierctl_job_json(const Tier__Job *j);
 json_t *tierctl_content_json(const Tier__Content *c);
+/* Any message as tierctl's JSON: its .proto field names, integers as
+ * numbers (`*_ms` times stay raw ms, as the contract allows), so that
+ * `tierctl --json policy` is a file `tierctl policy set` reads back. */
+json_t *tierctl_pb_json(const ProtobufCMessage *m);
+/* A policy, human or JSON (tierctl_policy.c). */
+void tierctl_print_policy(tierctl *t, const Tier__Policy *p);
+/* A plan (PlanMoves, SetPolicy or SetLevels with --dry-run), human or
+ * JSON (tierctl_policy.c). */
+void tierctl_print_plan(tierctl *t, const Tier__Plan *p);
 /* "(none)" for an empty human list. */
 void tierctl_none(void);
 

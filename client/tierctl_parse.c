@@ -1,7 +1,7 @@
 /*
  * tierctl_parse.c -- the numbers tierctl accepts: integers (cids, counts,
- * fences) and the times (`top --from/--to`): a UTC
- * date "2026-11-23 10:03" (or "2026-11-23T10:03"), ms since the epoch,
+ * fences), level table entries (NAME:MIN:MAX:PATH) and the times (`top
+ * --from/--to`): a UTC date "2026-11-23 10:03" (or "2026-11-23T10:03"), ms since the epoch,
  * "now", or relative to now: "-60m", "-2h", "-1d".  Windows are whole
  * minutes, so "now" means the end of the current minute.
  *
@@ -93,4 +93,16 @@ bool tierctl_parse_time(const char *s, int64_t now_minute_end, int64_t *out)
     if (s[0] == '-')
         return parse_relative(s, now_minute_end, out);
     return parse_date(s, out) || tierctl_int(s, out);
+}
+
+bool tierctl_level(char *s, Tier__Level *l)
+{
+    char *a = strchr(s, ':'), *b = a ? strchr(a + 1, ':') : NULL,
+         *c = b ? strchr(b + 1, ':') : NULL;
+    if (c == NULL)
+        return false;
+    *a = *b = *c = '\0';
+    l->name = s;
+    l->path = c + 1;
+    return tierctl_int(a + 1, &l->min_counts) && tierctl_int(b + 1, &l->max_counts);
 }

@@ -1,6 +1,7 @@
 /*
  * tierctl_tiering.c -- tierctl's tiering commands: add, views, content,
- * history, jobs, job, levels, levels set, complete, wait, watch.
+ * history, jobs, job, levels, levels set (--dry-run: its plan), workers,
+ * complete, wait, watch.
  *
  * `views` prints the seed's post_sentence record, numbers as numbers:
  *   {"cid": 7, "count": 1964, "target": "silver", "db_level": "bronze",
@@ -127,6 +128,19 @@ static int cmd_add(tierctl *t, int argc, char **argv)
     return TIER_OK;
 }
 
+/* views' amount: COUNT (absolute, the seed's form), +N or --add N (views
+ * since the last report).  Checked for '+' before tierctl_int, which would
+ * take "+5" as the absolute count 5. */
+static bool views_amount(int argc, char **argv, Tier__ViewReport *vr)
+{
+    if (argc == 3 && argv[2][0] == '+')
+        return argv[2][1] >= '0' && argv[2][1] <= '9' && tierctl_int(argv[2] + 1, &vr->views) &&
+               vr->views > 0;
+    if (argc == 4 && strcmp(argv[2], "--add") == 0)
+        return tierctl_int(argv[3], &vr->views) && vr->views > 0;
+    return argc == 3 && tierctl_int(argv[2], &vr->count);
+}
+
 static int cmd_views(tierctl *t, int argc, char **argv)
 {
     Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
@@ -134,8 +148,9 @@ static int cmd_views(tierctl *t, int argc, char **argv)
     Tier__ReportViewsReply *rep;
     int rv;
 
-    if (argc != 3 || !tierctl_int(argv[1], &vr.cid) || !tierctl_int(argv[2], &vr.count))
-        return tierctl_usage(t, "usage: tierctl views CID COUNT");
+    if (argc < 3 || !tierctl_int(argv[1], &vr.cid) || !views_amount(argc, argv, &vr))
+        return tierctl_usage(t, "usage: tierctl views CID COUNT | views CID +N | views CID --add N "
+                                "(N > 0)");
     req.reports = list;
     req.n_reports = 1;
     if ((rv = tier_report_views(t->client, &req, &rep, &t->err)) != TIER_OK)
@@ -269,17 +284,42 @@ static void print_levels(tierctl *t, const Tier__ListLevelsReply *rep)
         tierctl_none();
 }
 
-/* NAME:MIN:MAX:PATH (the path may hold ':'). */
-static bool parse_level(char *s, Tier__Level *l)
+/* levels set's arguments (argv[0] = "set"): the table, and --dry-run
+ * anywhere among them. */
+static int levels_set(tierctl *t, int argc, char **argv, Tier__ListLevelsReply **rep)
 {
-    char *a = strchr(s, ':'), *b = a ? strchr(a + 1, ':') : NULL,
-         *c = b ? strchr(b + 1, ':') : NULL;
-    if (c == NULL)
-        return false;
-    *a = *b = *c = '\0';
-    l->name = s;
-    l->path = c + 1;
-    return tierctl_int(a + 1, &l->min_counts) && tierctl_int(b + 1, &l->max_counts);
+    Tier__SetLevelsRequest req = TIER__SET_LEVELS_REQUEST__INIT;
+    Tier__Level *lv = calloc((size_t)argc, sizeof(*lv));
+    Tier__Level **lp = calloc((size_t)argc, sizeof(*lp));
+    int rv = TIER_OK;
+
+    for (int i = 1; lv && lp && i < argc && rv == TIER_OK; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0) {
+            req.dry_run = true;
+            continue;
+        }
+        tier__level__init(&lv[req.n_levels]);
+        lp[req.n_levels] = &lv[req.n_levels];
+        if (!tierctl_level(argv[i], &lv[req.n_levels++]))
+            rv = tierctl_usage(t, "level: NAME:MIN:MAX:PATH");
+    }
+    if (lv == NULL || lp == NULL)
+        rv = tierctl_fail(t, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    else if (rv == TIER_OK && req.n_levels == 0)
+        rv = tierctl_usage(t, "usage: tierctl levels set NAME:MIN:MAX:PATH ... [--dry-run]");
+    req.levels = lp;
+    if (rv == TIER_OK)
+        rv = tier_set_levels(t->client, &req, rep, &t->err);
+    free(lv);
+    free(lp);
+    /* A tierd that ignored dry_run has applied the table: say so loudly. */
+    if (rv == TIER_OK && req.dry_run && (*rep)->plan == NULL) {
+        tier_free(*rep);
+        return tierctl_fail(t, TIER_INTERNAL,
+                            "tierd answered a dry run without a plan: it may not know dry_run "
+                            "and have applied the table (tierctl levels shows it)");
+    }
+    return rv;
 }
 
 static int cmd_levels(tierctl *t, int argc, char **argv)
@@ -291,30 +331,19 @@ static int cmd_levels(tierctl *t, int argc, char **argv)
         Tier__ListLevelsRequest req = TIER__LIST_LEVELS_REQUEST__INIT;
         rv = tier_list_levels(t->client, &req, &rep, &t->err);
     } else if (argc >= 3 && strcmp(argv[1], "set") == 0) {
-        Tier__SetLevelsRequest req = TIER__SET_LEVELS_REQUEST__INIT;
-        size_t n = (size_t)argc - 2;
-        Tier__Level *lv = calloc(n, sizeof(*lv));
-        Tier__Level **lp = calloc(n, sizeof(*lp));
-        for (size_t i = 0; lv && lp && i < n; i++) {
-            tier__level__init(&lv[i]);
-            lp[i] = &lv[i];
-            if (!parse_level(argv[2 + i], &lv[i])) {
-                free(lv);
-                free(lp);
-                return tierctl_usage(t, "level: NAME:MIN:MAX:PATH");
-            }
-        }
-        req.levels = lp;
-        req.n_levels = n;
-        rv = tier_set_levels(t->client, &req, &rep, &t->err);
-        free(lv);
-        free(lp);
+        rv = levels_set(t, argc - 1, argv + 1, &rep);
     } else {
-        return tierctl_usage(t, "usage: tierctl levels [set NAME:MIN:MAX:PATH ...]");
+        return tierctl_usage(t, "usage: tierctl levels [set NAME:MIN:MAX:PATH ... [--dry-run]]");
     }
     if (rv != TIER_OK)
         return rv;
-    print_levels(t, rep);
+    if (rep->plan != NULL) {
+        tierctl_print_plan(t, rep->plan);
+        if (!t->json)
+            printf("dry run: the level table was not changed\n");
+    } else {
+        print_levels(t, rep);
+    }
     tier_free(rep);
     return TIER_OK;
 }
@@ -508,15 +537,20 @@ static int cmd_follow(tierctl *t, int argc, char **argv)
 
 const tierctl_cmd tierctl_tiering_cmds[] = {
     {"add", "add FILENAME [--cid N]", "register a file of the default level", cmd_add, NULL},
-    {"views", "views CID COUNT", "report a view count; prints the job record", cmd_views, NULL},
+    {"views", "views CID COUNT|+N", "report a view count (+N: N more views); prints the job record",
+     cmd_views,
+     "  COUNT is the content's whole view count (the seed's form); +N, or --add N, adds\n"
+     "  N views since your last report to it (and to the policy's view window)."},
     {"content", "content CID", "a content, its level and its job", cmd_content, NULL},
     {"history", "history CID", "level changes of a content, newest first", cmd_history, NULL},
     {"jobs", "jobs [--status S]", "move jobs (update, claimed, done, failed, finished)", cmd_jobs,
      NULL},
     {"job", "job show|retry|cancel CID", "one job; retry a failed one; leave a content where it is",
      cmd_job, NULL},
-    {"levels", "levels [set NAME:MIN:MAX:PATH ...]", "show or replace the level table", cmd_levels,
-     NULL},
+    {"levels", "levels [set N:MIN:MAX:PATH ... [--dry-run]]", "show or replace the level table",
+     cmd_levels,
+     "  --dry-run: nothing changes; prints the plan -- which contents the new table\n"
+     "  would move where under the current policy (as `tierctl plan --levels`)."},
     {"workers", "workers", "the workers tierd hears from: alive, moves in flight, done, failed",
      cmd_workers,
      "  From their heartbeats (every 2 s; a worker unheard of for 10 s is not alive,\n"
