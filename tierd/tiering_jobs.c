@@ -822,6 +822,26 @@ static int h_get_job(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
     return tiering_get_job(arg, call, (const Tier__GetJobRequest *)in, (Tier__GetJobReply *)out);
 }
 
+static Tier__PlannerState *planner_state(tiering *t, tier_rpc_ctx *call)
+{
+    Tier__PlannerState *ps = tier_rpc_alloc(call, sizeof(*ps));
+    tl_planner_stats st;
+
+    if (ps == NULL)
+        return NULL;
+    tiering_planner_stats(t, &st);
+    tier__planner_state__init(ps);
+    ps->at_ms = st.at_ms;
+    ps->planned = st.planned;
+    ps->started = st.started;
+    ps->backlog = st.backlog;
+    ps->backlog_bytes = st.backlog_bytes;
+    ps->throttled = st.throttled;
+    ps->waiting_capacity = st.waiting_capacity;
+    ps->inflight = st.inflight;
+    return ps;
+}
+
 static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
                        ProtobufCMessage *out)
 {
@@ -858,6 +878,8 @@ static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in
             tier_jobs_reply_free(keep);
     }
     kv_put(t, kv);
+    if (rv == TIER_OK && tiering_policy_mode(t) == TIER_POLICY_WINDOW)
+        rep->planner = planner_state(t, call);
     return rv == TIER_OK ? TIER_OK : redis_down(call, rv);
 }
 
