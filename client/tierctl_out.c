@@ -132,12 +132,14 @@ json_t *tierctl_job_json(const Tier__Job *j)
                      tierctl_jtime(j->created_ms), "updated", tierctl_jtime(j->updated_ms));
 }
 
+/* size_bytes: null while tierd does not know it (-1), like an unset time. */
 json_t *tierctl_content_json(const Tier__Content *c)
 {
-    return json_pack("{s:o, s:o, s:o, s:o, s:o}", "cid", tierctl_jint(c->cid), "level",
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "cid", tierctl_jint(c->cid), "level",
                      tierctl_jstr(c->level), "filename", tierctl_jstr(c->filename), "generate_time",
                      tierctl_jtime(c->generate_time_ms), "update_time",
-                     tierctl_jtime(c->update_time_ms));
+                     tierctl_jtime(c->update_time_ms), "size_bytes",
+                     c->size_bytes < 0 ? json_null() : tierctl_jint(c->size_bytes));
 }
 
 /* ------------------------------------------------------------ any message */

@@ -100,10 +100,15 @@ static int cmd_job(tierctl *t, int argc, char **argv)
 
 static void print_content(tierctl *t, const Tier__Content *c)
 {
-    char g[48], u[48];
-    printf("cid %lld  level %s  filename %s\n  generated %s  updated %s\n", (long long)c->cid,
-           c->level, c->filename, tierctl_time(t, c->generate_time_ms, g, sizeof(g)),
-           tierctl_time(t, c->update_time_ms, u, sizeof(u)));
+    char g[48], u[48], s[32];
+    if (c->size_bytes < 0)
+        snprintf(s, sizeof(s), "unknown");
+    else
+        snprintf(s, sizeof(s), "%lld bytes", (long long)c->size_bytes);
+    printf("cid %lld  level %s  filename %s\n  generated %s  updated %s  size %s\n",
+           (long long)c->cid, c->level, c->filename,
+           tierctl_time(t, c->generate_time_ms, g, sizeof(g)),
+           tierctl_time(t, c->update_time_ms, u, sizeof(u)), s);
 }
 
 static int cmd_add(tierctl *t, int argc, char **argv)

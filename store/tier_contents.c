@@ -2,7 +2,8 @@
  * tier_contents.c -- see tier_contents.h.
  *
  * The multi-row UPDATE of tier_contents_commit is the only statement whose
- * text is generated: its text holds placeholders only ("WHEN ? THEN ?"), is
+ * text is generated: its text holds placeholders only ("WHEN ? THEN
+ * COALESCE(?, col)", a NULL parameter keeping the column as it is), is
  * built once per arity at first use, and its address is the prepared-
  * statement cache key like any literal's.  No data is ever put in SQL text.
  *
@@ -27,11 +28,12 @@ static const char SQL_LEVELS[] =
 static const char SQL_DEL_LEVELS[] = "DELETE FROM level";
 static const char SQL_INS_LEVEL[] =
     "INSERT INTO level (content_level, min_counts, max_counts, path) VALUES (?, ?, ?, ?)";
-static const char SQL_SCAN[] = "SELECT cid, content_level, filename FROM contents ORDER BY cid";
+static const char SQL_SCAN[] =
+    "SELECT cid, content_level, filename, size_bytes FROM contents ORDER BY cid";
 static const char SQL_INSERT[] =
-    "INSERT INTO contents (cid, content_level, filename) VALUES (?, ?, ?)";
+    "INSERT INTO contents (cid, content_level, filename, size_bytes) VALUES (?, ?, ?, ?)";
 static const char SQL_GET[] = "SELECT content_level, filename, " MS("generate_time") ", " MS(
-    "update_time") " FROM contents WHERE cid = ?";
+    "update_time") ", size_bytes FROM contents WHERE cid = ?";
 static const char SQL_HISTORY[] = "SELECT COALESCE(" MS(
     "old_updated_date") ", 0), COALESCE(old_content_level, ''), "
                         "COALESCE(" MS("new_updated_date") ", 0), COALESCE(new_content_level, '') "
@@ -106,11 +108,11 @@ fail:
 
 int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg)
 {
-    long long cid;
+    long long cid, size;
     char level[33], fname[256];
     unsigned long ll, fl;
     my_bool ln, fnul;
-    MYSQL_BIND res[3];
+    MYSQL_BIND res[4];
     MYSQL_STMT *st;
     int rv;
 
@@ -119,6 +121,7 @@ int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg)
     tier_db_bind_i64(&res[0], &cid);
     tier_db_bind_buf(&res[1], level, sizeof(level) - 1, &ll, &ln);
     tier_db_bind_buf(&res[2], fname, sizeof(fname) - 1, &fl, &fnul);
+    tier_db_bind_i64(&res[3], &size);
     if (mysql_stmt_bind_result(st, res) != 0)
         return tier_db_status(db, st, "scan");
     /* Streamed (no store_result): a million rows need no client buffer. */
@@ -126,7 +129,7 @@ int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg)
         level[ll < sizeof(level) ? ll : sizeof(level) - 1] = '\0';
         fl = fl < sizeof(fname) - 1 ? fl : sizeof(fname) - 1;
         fname[fl] = '\0';
-        if (fn(arg, cid, level, fname, fl) != 0)
+        if (fn(arg, cid, level, fname, fl, size) != 0)
             break;
     }
     if (rv == 1) {
@@ -139,10 +142,10 @@ int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg)
 }
 
 int tier_contents_insert(tier_db *db, int64_t cid, const char *level, const char *filename,
-                         size_t flen)
+                         size_t flen, int64_t size)
 {
-    MYSQL_BIND p[3];
-    long long c = cid;
+    MYSQL_BIND p[4];
+    long long c = cid, sz = size < 0 ? -1 : size;
     unsigned long ll = strlen(level), fl = flen;
     MYSQL_STMT *st;
 
@@ -152,6 +155,7 @@ int tier_contents_insert(tier_db *db, int64_t cid, const char *level, const char
     tier_db_bind_str(&p[1], level, &ll);
     tier_db_bind_str(&p[2], filename, &fl);
     p[2].buffer_type = MYSQL_TYPE_BLOB; /* VARBINARY: bytes, no charset */
+    tier_db_bind_i64(&p[3], &sz);
     if ((rv = tier_db_exec(db, "BEGIN")) != TIER_OK)
         return rv;
     if ((rv = tier_writer_fence_check(db)) != TIER_OK ||
@@ -164,8 +168,8 @@ int tier_contents_insert(tier_db *db, int64_t cid, const char *level, const char
 
 int tier_contents_get(tier_db *db, int64_t cid, tier_content_row *out)
 {
-    MYSQL_BIND p[1], res[4];
-    long long c = cid, g, u;
+    MYSQL_BIND p[1], res[5];
+    long long c = cid, g, u, sz;
     unsigned long ll, fl;
     my_bool ln, fnul;
     MYSQL_STMT *st;
@@ -179,6 +183,7 @@ int tier_contents_get(tier_db *db, int64_t cid, tier_content_row *out)
     tier_db_bind_buf(&res[1], out->filename, sizeof(out->filename) - 1, &fl, &fnul);
     tier_db_bind_i64(&res[2], &g);
     tier_db_bind_i64(&res[3], &u);
+    tier_db_bind_i64(&res[4], &sz);
     if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
         return tier_db_status(db, st, "get content");
     rv = mysql_stmt_fetch(st);
@@ -190,6 +195,7 @@ int tier_contents_get(tier_db *db, int64_t cid, tier_content_row *out)
     out->filename[out->flen] = '\0';
     out->generate_ms = g;
     out->update_ms = u;
+    out->size = sz;
     return TIER_OK;
 }
 
@@ -234,17 +240,28 @@ static const size_t ARITIES[] = {128, 16, 1};
 static char *commit_sql[NARITIES];
 static pthread_once_t commit_once = PTHREAD_ONCE_INIT;
 
-/* "UPDATE ... CASE cid WHEN ? THEN ? ... END WHERE cid IN (?, ...)" */
+/* Appends " WHEN ? THEN COALESCE(?, col)" n times: a NULL keeps col. */
+static size_t when_list(char *s, size_t cap, size_t n, const char *col)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, " WHEN ? THEN COALESCE(?, %s)", col);
+    return len;
+}
+
+/* "UPDATE ... content_level = CASE cid WHEN ? THEN COALESCE(?, content_level)
+ * ... END, size_bytes = CASE cid ... END WHERE cid IN (?, ...)" */
 static void build_commit_sql(void)
 {
     for (size_t a = 0; a < NARITIES; a++) {
-        size_t n = ARITIES[a], cap = 128 + n * 20, len = 0;
+        size_t n = ARITIES[a], cap = 256 + n * 100, len = 0;
         char *s = malloc(cap);
         if (s == NULL)
             continue;
         len += (size_t)snprintf(s + len, cap - len, "UPDATE contents SET content_level = CASE cid");
-        for (size_t i = 0; i < n; i++)
-            len += (size_t)snprintf(s + len, cap - len, " WHEN ? THEN ?");
+        len += when_list(s + len, cap - len, n, "content_level");
+        len += (size_t)snprintf(s + len, cap - len, " END, size_bytes = CASE cid");
+        len += when_list(s + len, cap - len, n, "size_bytes");
         len += (size_t)snprintf(s + len, cap - len, " END WHERE cid IN (");
         for (size_t i = 0; i < n; i++)
             len += (size_t)snprintf(s + len, cap - len, i ? ", ?" : "?");
@@ -253,10 +270,31 @@ static void build_commit_sql(void)
     }
 }
 
-static int commit_chunk(tier_db *db, size_t a, const int64_t *cids, const char *const *levels)
+/* Binds what is given, else NULL (the column is kept). */
+static void bind_level(MYSQL_BIND *b, const char *level, unsigned long *len)
+{
+    if (level == NULL) {
+        b->buffer_type = MYSQL_TYPE_NULL;
+        return;
+    }
+    *len = strlen(level);
+    tier_db_bind_str(b, level, len);
+}
+
+static void bind_size(MYSQL_BIND *b, const int64_t *size)
+{
+    if (size == NULL || *size < 0)
+        b->buffer_type = MYSQL_TYPE_NULL;
+    else
+        tier_db_bind_i64(b, (long long *)size);
+}
+
+/* Parameters: n level pairs, n size pairs, then the n cids of IN. */
+static int commit_chunk(tier_db *db, size_t a, const int64_t *cids, const char *const *levels,
+                        const int64_t *sizes)
 {
     size_t n = ARITIES[a];
-    MYSQL_BIND *p = calloc(3 * n, sizeof(*p));
+    MYSQL_BIND *p = calloc(5 * n, sizeof(*p));
     unsigned long *lens = calloc(n, sizeof(*lens));
     MYSQL_STMT *st;
     int rv;
@@ -267,10 +305,11 @@ static int commit_chunk(tier_db *db, size_t a, const int64_t *cids, const char *
         return TIER_RESOURCE_EXHAUSTED;
     }
     for (size_t i = 0; i < n; i++) {
-        lens[i] = strlen(levels[i]);
         tier_db_bind_i64(&p[2 * i], (long long *)&cids[i]);
-        tier_db_bind_str(&p[2 * i + 1], levels[i], &lens[i]);
-        tier_db_bind_i64(&p[2 * n + i], (long long *)&cids[i]);
+        bind_level(&p[2 * i + 1], levels ? levels[i] : NULL, &lens[i]);
+        tier_db_bind_i64(&p[2 * n + 2 * i], (long long *)&cids[i]);
+        bind_size(&p[2 * n + 2 * i + 1], sizes ? &sizes[i] : NULL);
+        tier_db_bind_i64(&p[4 * n + i], (long long *)&cids[i]);
     }
     rv = tier_db_run(db, commit_sql[a], p, &st);
     free(p);
@@ -278,7 +317,8 @@ static int commit_chunk(tier_db *db, size_t a, const int64_t *cids, const char *
     return rv;
 }
 
-int tier_contents_commit(tier_db *db, const int64_t *cids, const char *const *levels, size_t n)
+int tier_contents_commit(tier_db *db, const int64_t *cids, const char *const *levels,
+                         const int64_t *sizes, size_t n)
 {
     size_t done = 0;
     int rv;
@@ -292,7 +332,8 @@ int tier_contents_commit(tier_db *db, const int64_t *cids, const char *const *le
     }
     for (size_t a = 0; a < NARITIES; a++) {
         while (n - done >= ARITIES[a]) {
-            if ((rv = commit_chunk(db, a, cids + done, levels + done)) != TIER_OK) {
+            if ((rv = commit_chunk(db, a, cids + done, levels ? levels + done : NULL,
+                                   sizes ? sizes + done : NULL)) != TIER_OK) {
                 tier_db_exec(db, "ROLLBACK");
                 return rv;
             }

@@ -32,9 +32,9 @@ static void build_sql(void)
     for (size_t a = 0; a < NARITIES; a++) {
         taken_sql[a] = tier_db_sql_list("SELECT filename FROM contents WHERE filename IN (", "?",
                                         ARITIES[a], ")");
-        insert_sql[a] =
-            tier_db_sql_list("INSERT INTO contents (cid, content_level, filename) VALUES ",
-                             "(?, ?, ?)", ARITIES[a], "");
+        insert_sql[a] = tier_db_sql_list(
+            "INSERT INTO contents (cid, content_level, filename, size_bytes) VALUES ",
+            "(?, ?, ?, ?)", ARITIES[a], "");
     }
 }
 
@@ -116,10 +116,11 @@ static int stamped(tier_db *db, int64_t cid, int64_t *gen, int64_t *upd)
 }
 
 static int insert_chunk(tier_db *db, size_t a, const int64_t *cids, const char *level,
-                        const char *const *names, const size_t *lens, int64_t *gen, int64_t *upd)
+                        const char *const *names, const size_t *lens, const int64_t *sizes,
+                        int64_t *gen, int64_t *upd)
 {
     size_t n = ARITIES[a];
-    MYSQL_BIND *p = calloc(3 * n, sizeof(*p));
+    MYSQL_BIND *p = calloc(4 * n, sizeof(*p));
     unsigned long *fl = calloc(n, sizeof(*fl)), ll = strlen(level);
     MYSQL_STMT *st;
     int rv;
@@ -131,10 +132,11 @@ static int insert_chunk(tier_db *db, size_t a, const int64_t *cids, const char *
     }
     for (size_t i = 0; i < n; i++) {
         fl[i] = lens[i];
-        tier_db_bind_i64(&p[3 * i], (long long *)&cids[i]);
-        tier_db_bind_str(&p[3 * i + 1], level, &ll);
-        tier_db_bind_str(&p[3 * i + 2], names[i], &fl[i]);
-        p[3 * i + 2].buffer_type = MYSQL_TYPE_BLOB;
+        tier_db_bind_i64(&p[4 * i], (long long *)&cids[i]);
+        tier_db_bind_str(&p[4 * i + 1], level, &ll);
+        tier_db_bind_str(&p[4 * i + 2], names[i], &fl[i]);
+        p[4 * i + 2].buffer_type = MYSQL_TYPE_BLOB;
+        tier_db_bind_i64(&p[4 * i + 3], (long long *)&sizes[i]);
     }
     rv = tier_db_run(db, insert_sql[a], p, &st);
     free(p);
@@ -146,8 +148,8 @@ static int insert_chunk(tier_db *db, size_t a, const int64_t *cids, const char *
 }
 
 int tier_contents_insert_many(tier_db *db, const int64_t *cids, const char *level,
-                              const char *const *names, const size_t *lens, size_t n,
-                              int64_t *gen_ms, int64_t *upd_ms)
+                              const char *const *names, const size_t *lens, const int64_t *sizes,
+                              size_t n, int64_t *gen_ms, int64_t *upd_ms)
 {
     size_t done = 0;
     int rv;
@@ -160,7 +162,7 @@ int tier_contents_insert_many(tier_db *db, const int64_t *cids, const char *leve
     for (size_t a = 0; a < NARITIES; a++)
         for (; n - done >= ARITIES[a]; done += ARITIES[a])
             if ((rv = insert_chunk(db, a, cids + done, level, names + done, lens + done,
-                                   gen_ms + done, upd_ms + done)) != TIER_OK)
+                                   sizes + done, gen_ms + done, upd_ms + done)) != TIER_OK)
                 goto fail;
     return tier_db_exec(db, "COMMIT");
 fail:

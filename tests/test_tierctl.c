@@ -179,6 +179,7 @@ Test(tierctl, flags_anywhere_json_and_none)
     write_in(&f, "bronze", "a.mp4");
     cr_assert_eq(ctl(a, sizeof(a), "--url", f.td.listen, "add", "a.mp4", NULL), 0, "%s", a);
     cr_assert(strstr(a, " UTC") != NULL, "human times say UTC: %s", a);
+    cr_assert(strstr(a, "size 5 bytes") != NULL, "the size (\"a.mp4\"): %s", a);
     cr_assert_eq(ctl(a, sizeof(a), "--url", f.td.listen, "views", "1", "5", NULL), 0, "%s", a);
     v = parse(a);
     cr_assert(json_is_integer(json_object_get(v, "cid")) &&
@@ -198,6 +199,7 @@ Test(tierctl, flags_anywhere_json_and_none)
                   z == 'Z',
               "%s", a);
     cr_assert(json_is_null(json_object_get(v, "job")), "%s", a);
+    cr_assert(json_integer_value(json_object_get(v, "size_bytes")) == 5, "%s", a);
     json_decref(v);
     cr_assert_eq(ctl(a, sizeof(a), "--url", f.td.listen, "history", "1", NULL), 0, "%s", a);
     cr_assert_str_eq(a, "(none)\n");

@@ -717,6 +717,196 @@ Test(tiering, done_but_not_committed_is_committed_at_start)
     teardown(&f);
 }
 
+/* ---------------------------------------------------------- sizes */
+
+/* A file of n bytes in level. */
+static void sized_file_in(fx *f, const char *level, const char *name, size_t n)
+{
+    char p[1024], *b = malloc(n + 1);
+    cr_assert(b != NULL);
+    memset(b, 'x', n);
+    snprintf(p, sizeof(p), "%s/%s/%s", f->root, level, name);
+    cr_assert(tier_test_write_file(p, b, n));
+    free(b);
+}
+
+/* contents.size_bytes of cid, as MySQL has it. */
+static long long size_in_db(fx *f, int64_t cid)
+{
+    char q[256], v[32];
+    snprintf(q, sizeof(q), "SELECT size_bytes FROM contents WHERE cid = %lld", (long long)cid);
+    tier_test_sql1(f->my, q, v, sizeof(v));
+    return atoll(v);
+}
+
+/* GetContent's size_bytes. */
+static long long size_of(fx *f, int64_t cid)
+{
+    Tier__GetContentRequest req = TIER__GET_CONTENT_REQUEST__INIT;
+    Tier__GetContentReply *rep;
+    req.cid = cid;
+    cr_assert_eq(tier_get_content(f->c, &req, &rep, &E), TIER_OK, "%s", E.message);
+    long long size = rep->content->size_bytes;
+    tier_free(rep);
+    return size;
+}
+
+/* CompleteJob of one job with sizes[0..nsizes); the call's status, the
+ * item's code in *code (when the call is OK). */
+static int complete_sized(fx *f, int64_t cid, uint64_t fence, int64_t *sizes, size_t nsizes,
+                          int *code, tier_error *err)
+{
+    Tier__CompleteJobRequest req = TIER__COMPLETE_JOB_REQUEST__INIT;
+    Tier__JobRef ref = TIER__JOB_REF__INIT, *refs[1] = {&ref};
+    Tier__CompleteJobReply *rep = NULL;
+    ref.cid = cid;
+    ref.fence = fence;
+    req.worker_id = (char *)"w1";
+    req.jobs = refs;
+    req.n_jobs = 1;
+    req.sizes = sizes;
+    req.n_sizes = nsizes;
+    int rv = tier_complete_job(f->c, &req, &rep, err);
+    if (rv == TIER_OK)
+        *code = rep->results[0]->code;
+    tier_free(rep);
+    return rv;
+}
+
+/* Reports count for cid, claims the job and renames the file. */
+static uint64_t claim_and_move(fx *f, int64_t cid, int64_t count, const char *from, const char *to,
+                               const char *name)
+{
+    Tier__ReportViewsReply *rep;
+    uint64_t fence = 0;
+    Tier__ViewResult *r = report(f, cid, count, &rep);
+    cr_assert_str_eq(r->status, "update");
+    tier_free(rep);
+    cr_assert_eq(claim(f, "w1", cid, 0, &fence), TIER_OK);
+    move_file(f, from, to, name);
+    return fence;
+}
+
+/* Sizes: AddContent(s) record what they lstat, a move's commit what the
+ * worker reports (4242 here, unlike the file's 1000 bytes, so it is
+ * surely the reported one and not a stat), a completion without sizes
+ * keeps it, and a restart loads it: were it loaded as -1, the size pass
+ * would overwrite it with the file's 1000 bytes. */
+Test(tiering, sizes_from_add_move_and_restart, .timeout = 60)
+{
+    int64_t sizes[1] = {4242};
+    tier_error err;
+    int code = -1;
+    fx f;
+
+    setup(&f, NULL);
+    sized_file_in(&f, "bronze", "g.mp4", 1000);
+    cr_assert_eq(add(&f, "g.mp4", 7, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(size_of(&f, 7), 1000);
+    cr_assert_eq(size_in_db(&f, 7), 1000);
+
+    sized_file_in(&f, "bronze", "h.mp4", 300);
+    sized_file_in(&f, "bronze", "i.mp4", 0);
+    Tier__AddContentRequest it[2], *p[2] = {&it[0], &it[1]};
+    Tier__AddContentsRequest areq = TIER__ADD_CONTENTS_REQUEST__INIT;
+    Tier__AddContentsReply *arep;
+    tier__add_content_request__init(&it[0]);
+    tier__add_content_request__init(&it[1]);
+    it[0].filename = (char *)"h.mp4";
+    it[0].cid = 8;
+    it[1].filename = (char *)"i.mp4";
+    it[1].cid = 9;
+    areq.items = p;
+    areq.n_items = 2;
+    cr_assert_eq(tier_add_contents(f.c, &areq, &arep, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(arep->results[0]->code, TIER_OK, "%s", arep->results[0]->message);
+    cr_assert_eq(arep->results[0]->content->size_bytes, 300);
+    cr_assert_eq(arep->results[1]->content->size_bytes, 0);
+    tier_free(arep);
+    cr_assert_eq(size_in_db(&f, 8), 300);
+    cr_assert_eq(size_of(&f, 9), 0);
+
+    uint64_t fence = claim_and_move(&f, 7, 1964, "bronze", "silver", "g.mp4");
+    cr_assert_eq(complete_sized(&f, 7, fence, sizes, 1, &code, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(code, TIER_OK);
+    cr_assert_eq(size_of(&f, 7), 4242);
+    cr_assert_eq(size_in_db(&f, 7), 4242);
+    cr_assert_eq(history_rows(&f, 7), 1);
+
+    /* An older worker's completion (no sizes) keeps the size. */
+    fence = claim_and_move(&f, 7, 5000, "silver", "gold", "g.mp4");
+    cr_assert_eq(complete_sized(&f, 7, fence, NULL, 0, &code, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(code, TIER_OK);
+    char lvl[32];
+    level_of(&f, 7, lvl, sizeof(lvl));
+    cr_assert_str_eq(lvl, "gold");
+    cr_assert_eq(size_in_db(&f, 7), 4242);
+
+    /* cid 20 is unknown to this tierd (inserted behind its back, size -1):
+     * the next start loads it and its first size pass fills it in, which
+     * says that pass is over. */
+    sized_file_in(&f, "bronze", "z.mp4", 77);
+    sql(&f, "INSERT INTO contents (cid, content_level, filename) VALUES (20, 'bronze', 'z.mp4')");
+    tierd_stop(&f, SIGTERM);
+    tierd_start(&f, NULL);
+    for (int i = 0; i < 100 && size_in_db(&f, 20) < 0; i++)
+        usleep(50 * 1000);
+    cr_assert_eq(size_in_db(&f, 20), 77);
+    cr_assert_eq(size_of(&f, 7), 4242);
+    cr_assert_eq(size_in_db(&f, 7), 4242);
+    cr_assert_eq(size_of(&f, 8), 300);
+    teardown(&f);
+}
+
+/* Rows from before sql/006 (size -1, like the seeded cids 1..6) get their
+ * sizes from the background size pass, with no history row. */
+Test(tiering, size_pass_backfills_unknown_sizes, .timeout = 60)
+{
+    fx f;
+
+    setup(&f, NULL);
+    for (int i = 0; i < 100 && size_in_db(&f, 6) < 0; i++)
+        usleep(50 * 1000);
+    for (int64_t cid = 1; cid <= 6; cid++) {
+        cr_assert_eq(size_in_db(&f, cid), 5, "cid %lld", (long long)cid); /* "a.mp4" .. */
+        cr_assert_eq(size_of(&f, cid), 5);
+        cr_assert_eq(history_rows(&f, cid), 0);
+    }
+    teardown(&f);
+}
+
+/* A size that is negative, or a count of sizes that is neither the jobs'
+ * nor 0, is refused whole before anything is marked done. */
+Test(tiering, complete_refuses_hostile_sizes, .timeout = 60)
+{
+    int64_t neg[1] = {-5}, two[2] = {10, 20}, ok[1] = {1000};
+    char st[32], lvl[32];
+    tier_error err;
+    int code = -1;
+    fx f;
+
+    setup(&f, NULL);
+    sized_file_in(&f, "bronze", "g.mp4", 1000);
+    cr_assert_eq(add(&f, "g.mp4", 7, &err), TIER_OK, "%s", err.message);
+    uint64_t fence = claim_and_move(&f, 7, 1964, "bronze", "silver", "g.mp4");
+
+    cr_assert_eq(complete_sized(&f, 7, fence, neg, 1, &code, &err), TIER_INVALID_ARGUMENT);
+    cr_assert(strstr(err.message, "sizes[0]: -5 bytes") != NULL, "%s", err.message);
+    cr_assert_eq(complete_sized(&f, 7, fence, two, 2, &code, &err), TIER_INVALID_ARGUMENT);
+    cr_assert(strstr(err.message, "one per job or none (got 2 for 1 jobs)") != NULL, "%s",
+              err.message);
+    cr_assert_eq(get_job(&f, 7, st, sizeof(st), NULL), TIER_OK);
+    cr_assert_str_eq(st, "claimed");
+    level_of(&f, 7, lvl, sizeof(lvl));
+    cr_assert_str_eq(lvl, "bronze");
+    cr_assert_eq(size_in_db(&f, 7), 1000);
+
+    cr_assert_eq(complete_sized(&f, 7, fence, ok, 1, &code, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(code, TIER_OK);
+    cr_assert_eq(size_of(&f, 7), 1000);
+    teardown(&f);
+}
+
 Test(tiering, add_content_errors)
 {
     fx f;

@@ -894,8 +894,10 @@ static void *run_worker(void *arg)
     return (void *)(intptr_t)tier_worker_run(arg);
 }
 
-/* A tier_worker inside the test process: moves a file, stops on request,
- * closes cleanly; a second open with a bad config is refused. */
+/* A tier_worker inside the test process: moves a file, reports its size
+ * (the row starts with a stale size of 1, which the size pass leaves alone:
+ * only the worker's report can make it 7777), stops on request, closes
+ * cleanly; a second open with a bad config is refused. */
 Test(worker, in_process, .timeout = 120)
 {
     char d1[1024], d2[1024], d3[1024], dirs[3200], buf[64];
@@ -907,7 +909,8 @@ Test(worker, in_process, .timeout = 120)
 
     setup(&f, NULL, false);
     write_content(&f, "bronze", "g.mp4", 7, 7777);
-    sql(&f, "INSERT INTO contents (cid, content_level, filename) VALUES (7, 'bronze', 'g.mp4')");
+    sql(&f, "INSERT INTO contents (cid, content_level, filename, size_bytes) VALUES (7, 'bronze', "
+            "'g.mp4', 1)");
     tierd_start(&f);
     snprintf(dirs, sizeof(dirs), "%s,%s,%s", level_dir(&f, "bronze", d1, sizeof(d1)),
              level_dir(&f, "silver", d2, sizeof(d2)), level_dir(&f, "gold", d3, sizeof(d3)));
@@ -927,6 +930,7 @@ Test(worker, in_process, .timeout = 120)
     cr_assert_str_eq(buf, "silver");
     cr_assert(same_content(&f, "silver", "g.mp4", 7, 7777));
     cr_assert(!exists_in(&f, "bronze", "g.mp4"));
+    cr_assert_eq(sqlnum(&f, "SELECT size_bytes FROM contents WHERE cid = 7"), 7777);
 
     int64_t t0 = tier_mono_ms();
     tier_worker_stop(w, false);

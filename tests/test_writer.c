@@ -657,8 +657,8 @@ Test(writer, stale_token_commit_is_refused)
     cr_assert_eq(tier_writer_fence_read(admin, &tok), TIER_OK);
     cr_assert_eq(tok, 7);
 
-    cr_assert_eq(tier_contents_commit(old, cids, silver, 1), TIER_ABORTED);
-    cr_assert_eq(tier_contents_insert(old, 9, "bronze", "n.mp4", 5), TIER_ABORTED);
+    cr_assert_eq(tier_contents_commit(old, cids, silver, NULL, 1), TIER_ABORTED);
+    cr_assert_eq(tier_contents_insert(old, 9, "bronze", "n.mp4", 5, 3), TIER_ABORTED);
     tier_level_row lv = {"bronze", 0, 10, "/x/"};
     cr_assert_eq(tier_contents_set_levels(old, &lv, 1), TIER_ABORTED);
     level_of(&f, 1, buf, sizeof(buf));
@@ -668,7 +668,7 @@ Test(writer, stale_token_commit_is_refused)
     tier_test_sql1(f.my, "SELECT COUNT(*) FROM level", buf, sizeof(buf));
     cr_assert_str_eq(buf, "3");
 
-    cr_assert_eq(tier_contents_commit(cur, cids, silver, 1), TIER_OK);
+    cr_assert_eq(tier_contents_commit(cur, cids, silver, NULL, 1), TIER_OK);
     level_of(&f, 1, buf, sizeof(buf));
     cr_assert_str_eq(buf, "silver");
     tier_db_close(admin);

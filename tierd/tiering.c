@@ -144,7 +144,8 @@ static bool stripe_put(stripe *s, content *c)
     return true;
 }
 
-static int add_content(tiering *t, int64_t cid, const char *level, const char *fname, size_t flen)
+static int add_content(tiering *t, int64_t cid, const char *level, const char *fname, size_t flen,
+                       int64_t size)
 {
     content *c = calloc(1, sizeof(*c));
     stripe *s = stripe_of(t, cid);
@@ -158,7 +159,8 @@ static int add_content(tiering *t, int64_t cid, const char *level, const char *f
     c->filename[flen] = '\0';
     c->cid = cid;
     c->level = tiering_intern(t, level, strlen(level));
-    c->count = c->size = -1;
+    c->count = -1;
+    c->size = size < 0 ? -1 : size;
     c->since_ms = tier_now_ms(); /* loading overwrites it with update_time */
     pthread_mutex_lock(&s->mu);
     ok = stripe_put(s, c);
@@ -253,9 +255,29 @@ void tiering_each(tiering *t, void (*fn)(void *arg, content *c), void *arg)
     }
 }
 
-static int load_content(void *arg, int64_t cid, const char *level, const char *fname, size_t flen)
+void tiering_set_size(tiering *t, content *c, int64_t size)
 {
-    return add_content(arg, cid, level, fname, flen) != TIER_OK;
+    stripe *s = stripe_of(t, c->cid);
+    if (size < 0)
+        return;
+    pthread_mutex_lock(&s->mu);
+    c->size = size;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int64_t tiering_size(tiering *t, const content *c)
+{
+    stripe *s = stripe_of(t, c->cid);
+    pthread_mutex_lock(&s->mu);
+    int64_t size = c->size;
+    pthread_mutex_unlock(&s->mu);
+    return size;
+}
+
+static int load_content(void *arg, int64_t cid, const char *level, const char *fname, size_t flen,
+                        int64_t size)
+{
+    return add_content(arg, cid, level, fname, flen, size) != TIER_OK;
 }
 
 /* Levels and contents from MySQL. */
@@ -346,7 +368,7 @@ static int do_add(tiering *t, tier_rpc_ctx *call, const Tier__AddContentRequest 
         return tier_rpc_set_message(call, TIER_ALREADY_EXISTS, "cid %lld is taken", (long long)cid);
     if ((db = get_db(t, call)) == NULL)
         return TIER_UNAVAILABLE;
-    rv = tier_contents_insert(db, cid, dl->name, req->filename, flen);
+    rv = tier_contents_insert(db, cid, dl->name, req->filename, flen, (int64_t)sb.st_size);
     if (rv == TIER_OK)
         rv = tier_contents_get(db, cid, &row);
     tier_db_pool_put(t->deps->db, db);
@@ -354,7 +376,7 @@ static int do_add(tiering *t, tier_rpc_ctx *call, const Tier__AddContentRequest 
         return tier_rpc_set_message(call, rv, "filename %s is taken", req->filename);
     if (rv != TIER_OK)
         return db_error(call, rv, "insert content");
-    if ((rv = add_content(t, cid, dl->name, req->filename, flen)) != TIER_OK)
+    if ((rv = add_content(t, cid, dl->name, req->filename, flen, (int64_t)sb.st_size)) != TIER_OK)
         return tier_rpc_set_message(call, rv, "out of memory");
     rep->content = tier_rpc_alloc(call, sizeof(Tier__Content));
     tier__content__init(rep->content);
@@ -363,6 +385,7 @@ static int do_add(tiering *t, tier_rpc_ctx *call, const Tier__AddContentRequest 
     rep->content->filename = tier_rpc_strdup(call, req->filename);
     rep->content->generate_time_ms = row.generate_ms;
     rep->content->update_time_ms = row.update_ms;
+    rep->content->size_bytes = row.size;
     return TIER_OK;
 }
 
@@ -394,6 +417,7 @@ static int h_add_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
 typedef struct {
     Tier__AddContentResult **res;
     const Tier__AddContentsRequest *req;
+    int64_t *sizes; /* of each item's file, from the precheck's lstat */
 } adds;
 
 __attribute__((format(printf, 4, 5))) static int
@@ -482,6 +506,8 @@ static void adds_precheck(tiering *t, tier_rpc_ctx *call, const tl_level *dl, ad
                       "%s is not a regular file in the default level", it->filename);
         else if (it->cid != 0 && tiering_find(t, it->cid) != NULL)
             fail_item(call, r, TIER_ALREADY_EXISTS, "cid %lld is taken", (long long)it->cid);
+        else
+            a->sizes[i] = (int64_t)sb.st_size;
     }
     adds_dups(call, a, idx, false);
     adds_dups(call, a, idx, true);
@@ -517,7 +543,8 @@ static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *
     const char **names = tier_rpc_alloc(call, n * sizeof(*names) + 1);
     size_t *lens = tier_rpc_alloc(call, n * sizeof(*lens) + 1),
            *pos = tier_rpc_alloc(call, n * sizeof(*pos) + 1);
-    int64_t *mc = tier_rpc_alloc(call, 3 * n * sizeof(*mc) + 1), *gen = mc + n, *upd = gen + n;
+    int64_t *mc = tier_rpc_alloc(call, 4 * n * sizeof(*mc) + 1), *gen = mc + n, *upd = gen + n,
+            *sz = upd + n;
     bool *taken = tier_rpc_alloc(call, n + 1);
     tier_db *db;
     int rv;
@@ -543,15 +570,16 @@ static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *
     for (size_t j = 0; j < m; j++) {
         if (!item_ok(a->res[pos[j]]))
             continue;
-        names[k] = names[j], lens[k] = lens[j], mc[k] = cids[pos[j]], pos[k++] = pos[j];
+        names[k] = names[j], lens[k] = lens[j], mc[k] = cids[pos[j]];
+        sz[k] = a->sizes[pos[j]], pos[k++] = pos[j];
     }
-    rv = tier_contents_insert_many(db, mc, dl->name, names, lens, k, gen, upd);
+    rv = tier_contents_insert_many(db, mc, dl->name, names, lens, sz, k, gen, upd);
     tier_db_pool_put(t->deps->db, db);
     if (rv != TIER_OK)
         return db_error(call, rv, "insert contents");
     for (size_t j = 0; j < k; j++) {
         Tier__AddContentResult *r = a->res[pos[j]];
-        if (add_content(t, mc[j], dl->name, names[j], lens[j]) != TIER_OK) {
+        if (add_content(t, mc[j], dl->name, names[j], lens[j], sz[j]) != TIER_OK) {
             fail_item(call, r, TIER_RESOURCE_EXHAUSTED, "out of memory");
             continue; /* in MySQL, not in memory: the next start loads it */
         }
@@ -562,6 +590,7 @@ static int adds_write(tiering *t, tier_rpc_ctx *call, const tl_level *dl, adds *
         r->content->filename = (char *)names[j]; /* the request outlives the reply */
         r->content->generate_time_ms = gen[j];
         r->content->update_time_ms = upd[j];
+        r->content->size_bytes = sz[j];
     }
     return TIER_OK;
 }
@@ -585,9 +614,11 @@ static int h_add_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     size_t *idx = tier_rpc_alloc(call, n * sizeof(*idx) + 1);
     int64_t *cids = tier_rpc_alloc(call, n * sizeof(*cids) + 1);
     a.res = tier_rpc_alloc(call, n * sizeof(*a.res) + 1);
-    if (rs == NULL || idx == NULL || cids == NULL || a.res == NULL)
+    a.sizes = tier_rpc_alloc(call, n * sizeof(*a.sizes) + 1);
+    if (rs == NULL || idx == NULL || cids == NULL || a.res == NULL || a.sizes == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n; i++) {
+        a.sizes[i] = -1;
         tier__add_content_result__init(&rs[i]);
         rs[i].message = (char *)"";
         a.res[i] = &rs[i];
@@ -832,6 +863,7 @@ static int h_get_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
     rep->content->filename = tier_rpc_strndup(call, row.filename, row.flen);
     rep->content->generate_time_ms = row.generate_ms;
     rep->content->update_time_ms = row.update_ms;
+    rep->content->size_bytes = row.size;
     if (!c->has_job)
         return TIER_OK;
     /* The job, if any: a GetJob of our own. */

@@ -69,6 +69,11 @@ typedef struct {
     int64_t cid;
     const char *level; /* interned; where the file is (MySQL's value) */
     char *filename;
+    /* The file's bytes (MySQL's size_bytes), -1 while not known: set by
+     * AddContent(s), by a move's commit when the worker reported a size,
+     * and by the size pass (tiering_sizes.c) for contents still at -1.
+     * Written under the stripe mutex; capacity policies read it. */
+    int64_t size;
     bool has_job; /* a job hash exists in Redis for this cid */
     bool busy;
     /* What the policy decides from (tiering_views.c; under the stripe
@@ -78,7 +83,6 @@ typedef struct {
     int64_t count;
     int64_t last_access_ms;   /* 0: never viewed */
     int64_t since_ms;         /* its last level change (contents.update_time) */
-    int64_t size;             /* bytes of its file; -1 unknown */
     tier_policy_views *views; /* window policies only; NULL: no views kept */
     int64_t views_bs;         /* the bucket_s views was built with */
     const char *moving_to;    /* interned target of a planner's job; NULL: none known */
@@ -146,6 +150,10 @@ void tiering_unlock(tiering *t, const content *c);
 /* Calls fn(arg, c) for every content, under its stripe's mutex (so fn
  * must not take another). */
 void tiering_each(tiering *t, void (*fn)(void *arg, content *c), void *arg);
+/* Sets c's size when size >= 0 (a negative one is "not known": kept). */
+void tiering_set_size(tiering *t, content *c, int64_t size);
+/* c's size under its stripe's mutex (-1: not known yet). */
+int64_t tiering_size(tiering *t, const content *c);
 
 /* tiering_jobs.c */
 int tiering_jobs_open(tiering *t, char *err, size_t errlen);
@@ -161,7 +169,8 @@ int tiering_job_to_proto(tier_rpc_ctx *call, const tier_jobs_view *v, Tier__Job 
  * recovery path; takes the busy flags itself). */
 int tiering_recover_cids(tiering *t, tier_kv *kv, const int64_t *cids, size_t n,
                          int64_t min_age_ms);
-/* fsck: commits c's level through the batcher (c's busy flag held). */
+/* fsck: commits c's level through the batcher (c's busy flag held); the
+ * size is left as is. */
 int tiering_commit_level(tiering *t, content *c, const char *level);
 
 /* tiering_scrub.c (fsck): the background scrubber and the Scrub method. */

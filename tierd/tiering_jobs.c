@@ -395,6 +395,7 @@ static int h_renew(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
 typedef struct {
     int64_t cid;
     const char *level;
+    int64_t size; /* < 0: not reported, MySQL keeps its size */
 } commit_item;
 
 /* The batcher's function: one transaction for everything that arrived. */
@@ -402,7 +403,7 @@ static int commit_batch(void *arg, unsigned flusher, void **items, size_t n)
 {
     (void)flusher; /* one flusher: commits stay in order */
     tiering *t = arg;
-    int64_t *cids = malloc(n * sizeof(*cids));
+    int64_t *cids = malloc(2 * n * sizeof(*cids)), *sizes = cids ? cids + n : NULL;
     const char **levels = malloc(n * sizeof(*levels));
     tier_db *db = NULL;
     int rv = TIER_RESOURCE_EXHAUSTED;
@@ -412,10 +413,11 @@ static int commit_batch(void *arg, unsigned flusher, void **items, size_t n)
     for (size_t i = 0; i < n; i++) {
         cids[i] = ((commit_item *)items[i])->cid;
         levels[i] = ((commit_item *)items[i])->level;
+        sizes[i] = ((commit_item *)items[i])->size;
     }
     rv = TIER_UNAVAILABLE;
     if ((db = tier_pool_get(t->deps->db)) != NULL) {
-        rv = tier_contents_commit(db, cids, levels, n);
+        rv = tier_contents_commit(db, cids, levels, sizes, n);
         tier_db_pool_put(t->deps->db, db);
     }
 out:
@@ -432,6 +434,7 @@ typedef struct {
     bool has_pending;  /* a report arrived while the job ran ... */
     int64_t pending;   /* ... with this count */
     int code;
+    int64_t size; /* the moved file's bytes as the worker reported; -1: none */
 } fin_item;
 
 /* The FINISH item of f: its follow-up job is planned here, because levels
@@ -534,7 +537,7 @@ static int commit_and_finish(tiering *t, tier_kv *kv, fin_item *f, size_t n, boo
         TIER_CRASH_AT("recover.before_commit");
     if (ci != NULL && items != NULL) {
         for (size_t i = 0; i < n; i++) {
-            ci[i] = (commit_item){f[i].c->cid, f[i].level};
+            ci[i] = (commit_item){f[i].c->cid, f[i].level, f[i].size};
             items[i] = &ci[i];
         }
         rv = tier_batcher_submit_many(t->batcher, items, n);
@@ -543,6 +546,9 @@ static int commit_and_finish(tiering *t, tier_kv *kv, fin_item *f, size_t n, boo
     free(items);
     if (rv != TIER_OK)
         return rv;
+    /* MySQL has the sizes now, whatever FINISH says next: memory follows. */
+    for (size_t i = 0; i < n; i++)
+        tiering_set_size(t, f[i].c, f[i].size);
     if (recovery)
         TIER_CRASH_AT("recover.after_commit");
     else
@@ -598,13 +604,31 @@ static long mark_done(tiering *t, tier_kv *kv, tier_rpc_ctx *call,
                                tiering_intern(t, out[k].target.p, out[k].target.len),
                                out[k].has_pending,
                                out[k].pending,
-                               TIER_UNAVAILABLE};
+                               TIER_UNAVAILABLE,
+                               req->n_sizes > 0 ? req->sizes[i] : -1};
             which[nf++] = i;
             break;
         }
     }
     tier_jobs_reply_free(keep);
     return (long)nf;
+}
+
+/* sizes is optional (an older worker sends none) but, when sent, one per
+ * job and never negative: a size goes to MySQL and to the capacity policy
+ * as is, so a bad one is refused before anything is marked done. */
+static int check_sizes(tier_rpc_ctx *call, const Tier__CompleteJobRequest *req)
+{
+    if (req->n_sizes != 0 && req->n_sizes != req->n_jobs)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "sizes: one per job or none (got %zu for %zu jobs)",
+                                    req->n_sizes, req->n_jobs);
+    for (size_t i = 0; i < req->n_sizes; i++)
+        if (req->sizes[i] < 0)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                        "sizes[%zu]: %lld bytes (cid %lld); a size is >= 0", i,
+                                        (long long)req->sizes[i], (long long)req->jobs[i]->cid);
+    return TIER_OK;
 }
 
 static int h_complete(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
@@ -624,6 +648,8 @@ static int h_complete(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
         return TIER_INVALID_ARGUMENT;
     if (!valid_worker(req->worker_id))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "worker_id: 1..128 bytes");
+    if (check_sizes(call, req) != TIER_OK)
+        return TIER_INVALID_ARGUMENT;
     cs = tier_rpc_alloc(call, (n + 1) * sizeof(*cs));
     held = tier_rpc_alloc(call, (n + 1) * sizeof(*held));
     f = tier_rpc_alloc(call, (n + 1) * sizeof(*f));
@@ -914,9 +940,13 @@ int tiering_recover_cids(tiering *t, tier_kv *kv, const int64_t *cids, size_t n,
             break;
         }
         if (j.state == TIER_JOB_DONE && now - j.updated_ms >= min_age_ms)
-            f[nf++] =
-                (fin_item){cs[i],         j.fence,   tiering_intern(t, j.target.p, j.target.len),
-                           j.has_pending, j.pending, TIER_UNAVAILABLE};
+            f[nf++] = (fin_item){cs[i],
+                                 j.fence,
+                                 tiering_intern(t, j.target.p, j.target.len),
+                                 j.has_pending,
+                                 j.pending,
+                                 TIER_UNAVAILABLE,
+                                 -1};
         tier_jobs_reply_free(keep);
     }
     if (nf > 0) {
@@ -947,7 +977,7 @@ static int recover_done(tiering *t, tier_kv *kv, int64_t min_age_ms)
  * as CompleteJob does, so the history row comes from the same trigger. */
 int tiering_commit_level(tiering *t, content *c, const char *level)
 {
-    commit_item ci = {c->cid, level};
+    commit_item ci = {c->cid, level, -1};
     int rv;
 
     assert(c->busy);

@@ -18,6 +18,15 @@
  * is counted missing for that pass.  A separate pass, not the fsck walk,
  * because fsck runs hourly (or never: --scrub-interval-s 0) while the
  * dashboard wants sizes within seconds on a small store.
+ *
+ * The pass also backfills contents.size_bytes (sql/006): a content whose
+ * size is still -1 (registered before that migration) gets the size the
+ * pass just stat'ed, in MySQL first (tier_contents_commit with no levels,
+ * BACKFILL_BATCH rows a transaction) and then in memory, so an upgraded
+ * database gets every size within one pass and no operator acts.  A batch
+ * MySQL refuses (down, fence lost) is simply left at -1 for the next pass.
+ * A move may commit a content's size meanwhile; both are the same file's
+ * bytes (a move never changes them), so which write lands last is moot.
  */
 #include "tiering_int.h"
 
@@ -28,15 +37,26 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tier_contents.h"
+#include "tier_log.h"
 #include "tier_time.h"
 
 #define PASS_PAUSE_S 10
 #define LEVELS_MAX 64 /* tier.proto: a level table has at most 64 levels */
+#define BACKFILL_BATCH 512
 
 typedef struct {
     const char *level; /* interned */
     char *filename;
+    int64_t cid;
+    bool unsized; /* size -1 when snapshotted: to backfill */
 } snap;
+
+/* Sizes found for unsized contents, written BACKFILL_BATCH at a time. */
+typedef struct {
+    int64_t cids[BACKFILL_BATCH], sizes[BACKFILL_BATCH];
+    size_t n;
+} backfill;
 
 typedef struct {
     const char *level; /* interned */
@@ -80,6 +100,8 @@ static snap *snapshot(tiering *t, size_t *n)
                 cap *= 2;
             }
             v[k].level = c->level;
+            v[k].cid = c->cid;
+            v[k].unsized = c->size < 0;
             if ((v[k].filename = strdup(c->filename)) != NULL)
                 k++;
         }
@@ -87,6 +109,41 @@ static snap *snapshot(tiering *t, size_t *n)
     }
     *n = k;
     return v;
+}
+
+/* Writes the batch to MySQL, then to memory where the size is still
+ * unknown (a move's commit may have set it since the snapshot). */
+static void backfill_flush(tiering *t, backfill *b)
+{
+    tier_db *db;
+    int rv = TIER_UNAVAILABLE;
+
+    if (b->n == 0)
+        return;
+    if ((db = tier_pool_get(t->deps->db)) != NULL) {
+        rv = tier_contents_commit(db, b->cids, NULL, b->sizes, b->n);
+        tier_db_pool_put(t->deps->db, db);
+    }
+    if (rv != TIER_OK) {
+        tier_warn("size pass: cannot record %zu size(s) in MySQL (%s); next pass", b->n,
+                  tier_status_name(rv));
+        b->n = 0;
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        content *c = tiering_find(t, b->cids[i]);
+        if (c != NULL && tiering_size(t, c) < 0)
+            tiering_set_size(t, c, b->sizes[i]);
+    }
+    b->n = 0;
+}
+
+static void backfill_add(tiering *t, backfill *b, int64_t cid, int64_t size)
+{
+    b->cids[b->n] = cid;
+    b->sizes[b->n++] = size;
+    if (b->n == BACKFILL_BATCH)
+        backfill_flush(t, b);
 }
 
 /* One pass; false when tierd is stopping (nothing published). */
@@ -99,9 +156,15 @@ static bool pass(tiering *t, struct tl_sizes *sz)
     int64_t t0 = tier_mono_us();
     bool ok = true;
     snap *v = snapshot(t, &n);
+    backfill *b = calloc(1, sizeof(*b));
 
-    if (v == NULL)
+    if (v == NULL || b == NULL) {
+        free(b);
+        for (size_t i = 0; v != NULL && i < n; i++)
+            free(v[i].filename);
+        free(v);
         return true; /* out of memory: try again next time */
+    }
     for (size_t l = 0; l < nl; l++)
         acc[l].level = lt->v[l].name;
     for (size_t i = 0; i < n && ok; i++) {
@@ -115,6 +178,8 @@ static bool pass(tiering *t, struct tl_sizes *sz)
         if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
             acc[l - lt->v].bytes += (uint64_t)st.st_size;
             acc[l - lt->v].files++;
+            if (v[i].unsized)
+                backfill_add(t, b, v[i].cid, (int64_t)st.st_size);
         } else {
             acc[l - lt->v].missing++;
         }
@@ -128,6 +193,9 @@ static bool pass(tiering *t, struct tl_sizes *sz)
         }
         ok = ok && !atomic_load(&sz->stop);
     }
+    if (ok)
+        backfill_flush(t, b);
+    free(b);
     for (size_t i = 0; i < n; i++)
         free(v[i].filename);
     free(v);

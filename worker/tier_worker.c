@@ -101,6 +101,7 @@ typedef struct job {
     int64_t lease_until; /* monotonic ms: our conservative end of the lease */
     uint32_t attempts;   /* claims so far, ours included */
     bool dirs_unsynced;  /* renamed; its directories are fsynced by the completer */
+    int64_t size;        /* moved: the file's bytes at dst_dir, -1 if stat failed */
     char *filename, *src_dir, *dst_dir, *target, *from;
     char **also_dirs; /* other directories the file may be in (Job.also_dirs) */
     size_t n_also;
@@ -214,16 +215,17 @@ static void sleep_ms(int64_t ms)
 
 #define BEAT_TIMEOUT_MS 1500 /* per heartbeat call */
 
-/* Size of dir/name, 0 when it cannot be read (a metric, not a check). */
-static uint64_t file_size(const char *dir, const char *name)
+/* Size of dir/name, -1 when it cannot be read: the bytes metric, and the
+ * size CompleteJob reports so that tierd knows it without a stat. */
+static int64_t file_size(const char *dir, const char *name)
 {
     char path[PATH_MAX];
     struct stat st;
 
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
         stat(path, &st) != 0)
-        return 0;
-    return (uint64_t)st.st_size;
+        return -1;
+    return (int64_t)st.st_size;
 }
 
 static bool retryable(int rv)
@@ -686,7 +688,8 @@ static void move_one(tier_worker *w, job *j, move_ctx *ctx)
     tier_metric_add(w->m_in_flight, -1);
     if (rc == TIER_OK) {
         j->dirs_unsynced = res.dirs_unsynced != 0;
-        uint64_t size = file_size(j->dst_dir, j->filename);
+        j->size = file_size(j->dst_dir, j->filename);
+        uint64_t size = j->size < 0 ? 0 : (uint64_t)j->size;
         atomic_fetch_add(&w->n_moved, 1);
         atomic_fetch_add(&w->n_bytes, size);
         tier_metric_add(w->m_moves, 1, j->from, j->target);
@@ -857,9 +860,21 @@ static size_t sync_batch_dirs(tier_worker *w, job **js, size_t n)
     return kept;
 }
 
+/* The sizes of js[0..n) into sizes, or 0 when one is unknown: tierd takes
+ * one per job or none, and none keeps the sizes it had (a move does not
+ * change a file's bytes). */
+static size_t batch_sizes(job *const *js, size_t n, int64_t *sizes)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((sizes[i] = js[i]->size) < 0)
+            return 0;
+    return n;
+}
+
 static void *completer_main(void *arg)
 {
     Tier__JobRef refs[COMPLETE_MAX], *refp[COMPLETE_MAX];
+    int64_t sizes[COMPLETE_MAX];
     job *js[COMPLETE_MAX];
     tier_worker *w = arg;
 
@@ -899,6 +914,8 @@ static void *completer_main(void *arg)
         req.worker_id = w->cfg.id;
         req.jobs = refp;
         req.n_jobs = n;
+        req.sizes = sizes;
+        req.n_sizes = batch_sizes(js, n, sizes);
         TIER_CRASH_AT("worker.before_complete"); /* moves durable; tierd not told */
         do {
             rv = tier_complete_job(w->client, &req, &rep, &err);
