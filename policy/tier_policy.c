@@ -570,7 +570,9 @@ size_t tier_policy_start(const tier_policy *p, const tier_policy_level *lv, size
             st->throttled_bytes += m->size;
             continue;
         }
-        if (!fits(&lv[m->to], sum->bytes_now[m->to], m->size)) {
+        /* A move within one level (a level migration: the same level, a
+         * new directory) adds no bytes to it: capacity never holds it. */
+        if (m->from != m->to && !fits(&lv[m->to], sum->bytes_now[m->to], m->size)) {
             st->waiting_capacity++;
             continue;
         }
@@ -580,8 +582,10 @@ size_t tier_policy_start(const tier_policy *p, const tier_policy_level *lv, size
             continue;
         }
         budget_take(p, lv, g, m);
-        sum->bytes_now[m->to] += m->size;
-        sum->files_now[m->to]++;
+        if (m->from != m->to) {
+            sum->bytes_now[m->to] += m->size;
+            sum->files_now[m->to]++;
+        }
         start[i] = true;
         k++;
     }

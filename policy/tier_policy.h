@@ -203,7 +203,10 @@ typedef struct {
  * matching budget, at most `room` of them, and only where the target
  * level's bytes_now plus the move stays within its capacity (a level never
  * goes over its capacity because of tier's own moves; a move out of a full
- * level frees its room only once done).  Sets start[i]; updates bytes_now
+ * level frees its room only once done).  A move with from == to (a level
+ * migration: same level, new directory) is never held by capacity and
+ * adds nothing to bytes_now; budgets matching from=to=that level (or ""
+ * wildcards) do hold it.  Sets start[i]; updates bytes_now
  * (sum) for what starts.  Returns how many start.
  */
 size_t tier_policy_start(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
