@@ -272,14 +272,24 @@ static void print_levels(tierctl *t, const Tier__ListLevelsReply *rep)
     json_t *arr = json_array();
     for (size_t i = 0; i < rep->n_levels; i++) {
         const Tier__Level *l = rep->levels[i];
-        if (t->json)
-            json_array_append_new(
-                arr, json_pack("{s:o, s:o, s:o, s:o}", "name", tierctl_jstr(l->name), "min_counts",
-                               tierctl_jint(l->min_counts), "max_counts",
-                               tierctl_jint(l->max_counts), "path", tierctl_jstr(l->path)));
-        else
+        bool mig = l->migrating_from != NULL && l->migrating_from[0] != '\0';
+        if (t->json) {
+            json_t *o = json_pack("{s:o, s:o, s:o, s:o}", "name", tierctl_jstr(l->name),
+                                  "min_counts", tierctl_jint(l->min_counts), "max_counts",
+                                  tierctl_jint(l->max_counts), "path", tierctl_jstr(l->path));
+            if (mig) {
+                json_object_set_new(o, "migrating_from", tierctl_jstr(l->migrating_from));
+                json_object_set_new(o, "migrating_remaining", tierctl_jint(l->migrating_remaining));
+            }
+            json_array_append_new(arr, o);
+        } else if (mig) {
+            printf("%-10s %12lld %20lld  %s  (migrating from %s, %lld left)\n", l->name,
+                   (long long)l->min_counts, (long long)l->max_counts, l->path, l->migrating_from,
+                   (long long)l->migrating_remaining);
+        } else {
             printf("%-10s %12lld %20lld  %s\n", l->name, (long long)l->min_counts,
                    (long long)l->max_counts, l->path);
+        }
     }
     if (t->json)
         tierctl_emit(stdout, arr);

@@ -79,7 +79,14 @@ int tier_contents_levels(tier_db *db, tier_level_row **out, size_t *n)
     return TIER_OK;
 }
 
-int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n)
+static const char SQL_INS_MIG[] = "INSERT INTO level_migration (content_level, old_path, "
+                                  "new_path, started_ms) VALUES (?, ?, ?, ?)";
+static const char SQL_MIGS[] =
+    "SELECT content_level, old_path, new_path, started_ms FROM level_migration";
+static const char SQL_DEL_MIG[] = "DELETE FROM level_migration WHERE content_level = ?";
+
+int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n,
+                             const tier_migration_row *mig, size_t nmig)
 {
     MYSQL_STMT *st;
     int rv;
@@ -100,10 +107,82 @@ int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n)
         if ((rv = tier_db_run(db, SQL_INS_LEVEL, p, &st)) != TIER_OK)
             goto fail;
     }
+    for (size_t i = 0; i < nmig; i++) {
+        MYSQL_BIND p[4];
+        unsigned long nl = strlen(mig[i].level), ol = strlen(mig[i].old_path),
+                      wl = strlen(mig[i].new_path);
+        long long at = mig[i].started_ms;
+        tier_db_bind_str(&p[0], mig[i].level, &nl);
+        tier_db_bind_str(&p[1], mig[i].old_path, &ol);
+        tier_db_bind_str(&p[2], mig[i].new_path, &wl);
+        tier_db_bind_i64(&p[3], &at);
+        if ((rv = tier_db_run(db, SQL_INS_MIG, p, &st)) != TIER_OK)
+            goto fail;
+    }
     return tier_db_exec(db, "COMMIT");
 fail:
     tier_db_exec(db, "ROLLBACK");
     return rv;
+}
+
+int tier_contents_migrations(tier_db *db, tier_migration_row **out, size_t *n)
+{
+    tier_migration_row row, *rows = NULL;
+    MYSQL_BIND res[4];
+    unsigned long nl, ol, wl;
+    my_bool nn, on, wn;
+    size_t cnt = 0, cap = 0;
+    MYSQL_STMT *st;
+    int rv;
+
+    *out = NULL;
+    *n = 0;
+    if ((rv = tier_db_run(db, SQL_MIGS, NULL, &st)) != TIER_OK)
+        return rv;
+    memset(&row, 0, sizeof(row));
+    tier_db_bind_buf(&res[0], row.level, sizeof(row.level) - 1, &nl, &nn);
+    tier_db_bind_buf(&res[1], row.old_path, sizeof(row.old_path) - 1, &ol, &on);
+    tier_db_bind_buf(&res[2], row.new_path, sizeof(row.new_path) - 1, &wl, &wn);
+    tier_db_bind_i64(&res[3], (long long *)&row.started_ms);
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+        return tier_db_status(db, st, "level migrations");
+    while ((rv = mysql_stmt_fetch(st)) == 0 || rv == MYSQL_DATA_TRUNCATED) {
+        if (cnt == cap) {
+            tier_migration_row *r = realloc(rows, (cap = cap ? cap * 2 : 4) * sizeof(*rows));
+            if (r == NULL) {
+                free(rows);
+                mysql_stmt_free_result(st);
+                return TIER_RESOURCE_EXHAUSTED;
+            }
+            rows = r;
+        }
+        row.level[nl < sizeof(row.level) ? nl : sizeof(row.level) - 1] = '\0';
+        row.old_path[ol < sizeof(row.old_path) ? ol : sizeof(row.old_path) - 1] = '\0';
+        row.new_path[wl < sizeof(row.new_path) ? wl : sizeof(row.new_path) - 1] = '\0';
+        rows[cnt++] = row;
+    }
+    mysql_stmt_free_result(st);
+    *out = rows;
+    *n = cnt;
+    return TIER_OK;
+}
+
+int tier_contents_migration_done(tier_db *db, const char *level)
+{
+    MYSQL_BIND p[1];
+    unsigned long nl = strlen(level);
+    MYSQL_STMT *st;
+    int rv;
+
+    if ((rv = tier_db_exec(db, "BEGIN")) != TIER_OK)
+        return rv;
+    tier_db_bind_str(&p[0], level, &nl);
+    if ((rv = tier_writer_fence_check(db)) != TIER_OK ||
+        (rv = tier_db_run(db, SQL_DEL_MIG, p, &st)) != TIER_OK) {
+        tier_db_exec(db, "ROLLBACK");
+        return rv;
+    }
+    return tier_db_exec(db, "COMMIT");
 }
 
 int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg)

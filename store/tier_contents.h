@@ -30,8 +30,23 @@ typedef struct {
 /* All levels, ordered by min_counts; *out is malloc'ed. */
 int tier_contents_levels(tier_db *db, tier_level_row **out, size_t *n);
 
-/* Replaces the level table in one transaction. */
-int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n);
+/* A level migration (sql/008): the level's files are being moved from
+ * old_path to new_path (its level.path).  Paths end in '/'. */
+typedef struct {
+    char level[33];
+    char old_path[4097], new_path[4097];
+    int64_t started_ms;
+} tier_migration_row;
+
+/* Replaces the level table in one transaction, adding the level_migration
+ * rows mig[0..nmig) (mig may be NULL when nmig is 0) in the same one. */
+int tier_contents_set_levels(tier_db *db, const tier_level_row *rows, size_t n,
+                             const tier_migration_row *mig, size_t nmig);
+/* Every running migration; *out is malloc'ed (NULL when none). */
+int tier_contents_migrations(tier_db *db, tier_migration_row **out, size_t *n);
+/* Deletes level's migration row (fenced, in its own transaction); a row
+ * already gone is fine. */
+int tier_contents_migration_done(tier_db *db, const char *level);
 
 /* Calls fn for every content (in cid order); fn returns non-zero to stop.
  * size is contents.size_bytes (-1: not known yet). */

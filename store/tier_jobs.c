@@ -92,8 +92,10 @@ typedef enum {
     "  return table.concat(out, '\\n')\n"                                                          \
     "end\n"
 
-/* ARGV[4] = first re-push delay; items of 7: cid count target db_level
- * filename src_dir dst_dir.  Result per item: {what[, job]} with what one
+/* ARGV[4] = first re-push delay; items of 8: cid count target db_level
+ * filename src_dir dst_dir migrate ('1': a level migration's move, target
+ * == db_level but another directory: treated like a move to another level,
+ * never as "already there").  Result per item: {what[, job]} with what one
  * of none (no job, none needed), created, retargeted, cancelled, pending
  * (job claimed or done: the count is kept in `pending` for later).
  *
@@ -106,9 +108,9 @@ typedef enum {
 static const char REPORT[] = PRELUDE
     "local repush = tonumber(ARGV[4])\n"
     "local out = {}\n"
-    "for i = 5, #ARGV, 7 do\n"
+    "for i = 5, #ARGV, 8 do\n"
     "  local cid, count, target, dbl = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]\n"
-    "  local dst = ARGV[i+6]\n"
+    "  local dst, migrate = ARGV[i+6], ARGV[i+7] == '1'\n"
     "  local k = jk(cid)\n"
     "  local v = redis.call('HMGET', k, 'status', 'attempts', 'target')\n"
     "  local st, claimed_once = v[1], tonumber(v[2] or '0') > 0\n"
@@ -117,7 +119,7 @@ static const char REPORT[] = PRELUDE
     "    redis.call('HSET', k, 'pending', count)\n"
     "    what = 'pending'\n"
     "  elseif st and claimed_once then\n"
-    "    if v[3] ~= target then\n"
+    "    if v[3] ~= target or migrate then\n"
     "      redis.call('HSET', k, 'also_dirs', where(k, dst), 'target', target, 'dst_dir', dst)\n"
     "    end\n"
     "    redis.call('HSET', k, 'count', count, 'status', 'update', 'updated_ms', now,\n"
@@ -126,7 +128,7 @@ static const char REPORT[] = PRELUDE
     "    redis.call('SREM', P .. 'jobs:failed', cid)\n"
     "    redis.call('ZADD', P .. 'jobs:update', now + repush, cid)\n"
     "    what = 'retargeted'\n"
-    "  elseif target == dbl then\n"
+    "  elseif target == dbl and not migrate then\n"
     "    if st then drop(k, cid); what = 'cancelled'\n"
     "    else what = 'none' end\n"
     "  elseif st == 'update' then\n"
@@ -777,17 +779,18 @@ int tier_jobs_report(tier_jobs *j, tier_kv *kv, int64_t now, uint32_t repush_ms,
     int rv;
 
     *keep = NULL;
-    if ((rv = args_alloc(&a, 1, n, 7)) != TIER_OK)
+    if ((rv = args_alloc(&a, 1, n, 8)) != TIER_OK)
         return rv;
     a.v[0] = d64(&a.d[0], repush_ms);
     for (size_t i = 0; i < n; i++) {
-        const char **v = a.v + 1 + 7 * i;
-        v[0] = d64(&a.d[1 + 7 * i], in[i].cid);
-        v[1] = d64(&a.d[2 + 7 * i], in[i].count);
+        const char **v = a.v + 1 + 8 * i;
+        v[0] = d64(&a.d[1 + 8 * i], in[i].cid);
+        v[1] = d64(&a.d[2 + 8 * i], in[i].count);
         v[2] = in[i].target, v[3] = in[i].db_level, v[4] = in[i].filename;
         v[5] = in[i].src_dir, v[6] = in[i].dst_dir;
+        v[7] = in[i].migrate ? "1" : "0";
     }
-    if ((rv = run_items(j, kv, TIER_JOBS_REPORT, now, &a, 1 + 7 * n, n, &r)) != TIER_OK)
+    if ((rv = run_items(j, kv, TIER_JOBS_REPORT, now, &a, 1 + 8 * n, n, &r)) != TIER_OK)
         return rv;
     for (size_t i = 0; i < n; i++) {
         const redisReply *w = str_at(r->element[i], 0);

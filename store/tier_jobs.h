@@ -116,6 +116,10 @@ typedef struct {
     int64_t cid, count;
     const char *target, *db_level, *filename;
     const char *src_dir, *dst_dir; /* of db_level and target */
+    /* A level migration's move (target == db_level, src_dir != dst_dir):
+     * created or kept like a move to another level, where a plain report
+     * for its own db level would create none (or cancel one never claimed). */
+    bool migrate;
 } tier_jobs_report_in;
 
 typedef enum {

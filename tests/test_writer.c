@@ -660,7 +660,7 @@ Test(writer, stale_token_commit_is_refused)
     cr_assert_eq(tier_contents_commit(old, cids, silver, NULL, 1), TIER_ABORTED);
     cr_assert_eq(tier_contents_insert(old, 9, "bronze", "n.mp4", 5, 3), TIER_ABORTED);
     tier_level_row lv = {"bronze", 0, 10, "/x/"};
-    cr_assert_eq(tier_contents_set_levels(old, &lv, 1), TIER_ABORTED);
+    cr_assert_eq(tier_contents_set_levels(old, &lv, 1, NULL, 0), TIER_ABORTED);
     level_of(&f, 1, buf, sizeof(buf));
     cr_assert_str_eq(buf, "bronze");
     tier_test_sql1(f.my, "SELECT COUNT(*) FROM contents", buf, sizeof(buf));

@@ -32,5 +32,9 @@ const char *const tierd_crash_points[] = {
     /* SetLevels */
     "setlevels.after_mkdir",  /* directories created; MySQL unchanged */
     "setlevels.after_commit", /* MySQL has the new table; memory the old */
+    /* level migrations (tiering_migrate.c) */
+    "migrate.after_setlevels_commit", /* new table and migration row committed; memory old */
+    "migrate.before_retire",          /* every file moved, no job left; old dir and row kept */
+    "migrate.after_rmdir",            /* old directory removed; the row not deleted yet */
     NULL,
 };

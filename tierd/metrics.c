@@ -70,6 +70,11 @@ int tierd_metrics_open(tierd_metrics **out)
     m->plan_started =
         tier_metrics_counter(r, "tier_plan_started_total",
                              "Move jobs started by the planner, by level pair.", "from,to");
+    m->migrate_left = tier_metrics_gauge(
+        r, "tier_migration_remaining",
+        "Contents still in a migrating level's old directory, by level (last round).", "level");
+    m->migrate_started = tier_metrics_counter(r, "tier_migration_moves_started_total",
+                                              "Level-migration move jobs started.", NULL);
     m->plan_held = tier_metrics_gauge(
         r, "tier_plan_held", "Contents kept from their level, by reason (dwell, capacity).",
         "reason");

@@ -114,6 +114,8 @@ typedef struct {
     /* the planner of window policies (tiering_planner.c) */
     tier_metric *plan_backlog, *plan_throttled, *plan_waiting, *plan_started, *plan_held;
     tier_metric *level_bytes, *level_capacity;
+    /* level migrations (tiering_migrate.c) */
+    tier_metric *migrate_left, *migrate_started;
 } tierd_metrics;
 int tierd_metrics_open(tierd_metrics **out);
 void tierd_metrics_close(tierd_metrics *m);

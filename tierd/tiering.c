@@ -81,12 +81,43 @@ level_table *tiering_table_new(tiering *t, const tier_level_row *rows, size_t n)
     return lt;
 }
 
+bool tiering_table_migrating(level_table *lt, const tier_migration_row *m, size_t nm)
+{
+    for (size_t k = 0; k < nm; k++)
+        for (size_t i = 0; i < lt->n; i++) {
+            if (strcmp(lt->v[i].name, m[k].level) != 0)
+                continue;
+            size_t pl = strlen(m[k].old_path);
+            bool slash = pl > 0 && m[k].old_path[pl - 1] == '/';
+            free(lt->v[i].old_path);
+            if ((lt->v[i].old_path = malloc(pl + 2)) == NULL)
+                return false;
+            snprintf(lt->v[i].old_path, pl + 2, "%s%s", m[k].old_path, slash ? "" : "/");
+            lt->v[i].migrate_started_ms = m[k].started_ms;
+        }
+    return true;
+}
+
+const char *tiering_level_dir(const tl_level *l, bool in_old)
+{
+    if (l == NULL)
+        return "";
+    return l->old_path != NULL && in_old ? l->old_path : l->path;
+}
+
+const char *tiering_content_dir(const level_table *lt, const content *c)
+{
+    return tiering_level_dir(tiering_level(lt, c->level), c->in_old);
+}
+
 void tiering_table_free(level_table *lt)
 {
     while (lt != NULL) {
         level_table *next = lt->retired;
-        for (size_t i = 0; i < lt->n; i++)
+        for (size_t i = 0; i < lt->n; i++) {
             free(lt->v[i].path);
+            free(lt->v[i].old_path);
+        }
         free(lt->v);
         free(lt);
         lt = next;
@@ -233,6 +264,14 @@ void tiering_set(tiering *t, content *c, const char *level, bool has_job)
     pthread_mutex_unlock(&s->mu);
 }
 
+void tiering_set_in_old(tiering *t, content *c, bool in_old)
+{
+    stripe *s = stripe_of(t, c->cid);
+    pthread_mutex_lock(&s->mu);
+    c->in_old = in_old;
+    pthread_mutex_unlock(&s->mu);
+}
+
 void tiering_lock(tiering *t, const content *c)
 {
     pthread_mutex_lock(&stripe_of(t, c->cid)->mu);
@@ -300,6 +339,8 @@ static int load_state(tiering *t)
     free(rows);
     if (rv == TIER_OK)
         rv = tier_contents_scan(db, load_content, t);
+    if (rv == TIER_OK)
+        rv = tiering_migrate_load(t, db, atomic_load(&t->levels));
     tier_db_pool_put(t->deps->db, db);
     return rv;
 }
@@ -751,7 +792,7 @@ static int report_slow(tiering *t, tier_rpc_ctx *call, Tier__ViewResult **res, s
             x->status = (char *)"done";
             continue;
         }
-        r[m++] = (tl_report){c, x->count, tl, x};
+        r[m++] = (tl_report){c, x->count, tl, x, false};
     }
     if (m > 0)
         tiering_apply_reports(t, r, m, call); /* per-item codes say how it went */
@@ -920,7 +961,8 @@ static int h_get_history(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
 
 /* ------------------------------------------------------------ levels */
 
-static void fill_levels(tier_rpc_ctx *call, const level_table *lt, Tier__ListLevelsReply *rep)
+static void fill_levels(tier_rpc_ctx *call, const level_table *lt, Tier__ListLevelsReply *rep,
+                        const tiering *t)
 {
     rep->levels = tier_rpc_alloc(call, (lt->n + 1) * sizeof(*rep->levels));
     for (size_t i = 0; i < lt->n; i++) {
@@ -930,6 +972,16 @@ static void fill_levels(tier_rpc_ctx *call, const level_table *lt, Tier__ListLev
         l->min_counts = lt->v[i].min;
         l->max_counts = lt->v[i].max;
         l->path = tier_rpc_strdup(call, lt->v[i].path);
+        if (lt->v[i].old_path != NULL)
+            l->migrating_from = tier_rpc_strdup(call, lt->v[i].old_path);
+        if (lt->v[i].old_path != NULL && t != NULL) {
+            pthread_mutex_lock((pthread_mutex_t *)&t->mig_mu);
+            l->migrating_remaining = -1; /* no round has counted it yet */
+            for (size_t k = 0; k < t->mig_n; k++)
+                if (t->mig_name[k] == lt->v[i].name)
+                    l->migrating_remaining = t->mig_left[k];
+            pthread_mutex_unlock((pthread_mutex_t *)&t->mig_mu);
+        }
         rep->levels[i] = l;
     }
     rep->n_levels = lt->n;
@@ -940,7 +992,7 @@ static int h_list_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
 {
     tiering *t = arg;
     (void)in;
-    fill_levels(call, atomic_load(&t->levels), (Tier__ListLevelsReply *)out);
+    fill_levels(call, atomic_load(&t->levels), (Tier__ListLevelsReply *)out, t);
     return TIER_OK;
 }
 
@@ -1091,18 +1143,36 @@ static bool same_dir(const char *a, const char *b)
     return tier_path_canon(a, ca, sizeof(ca)) == NULL && strcmp(ca, b) == 0;
 }
 
+/* True when directories a and b (canonical or not, '/' at the end or not)
+ * are the same or one is inside the other. */
+static bool dirs_meet(const char *a, const char *b)
+{
+    char ca[TIER_PATH_MAX], cb[TIER_PATH_MAX];
+    if (tier_path_canon(a, ca, sizeof(ca)) != NULL || tier_path_canon(b, cb, sizeof(cb)) != NULL)
+        return strcmp(a, b) == 0;
+    return strcmp(ca, cb) == 0 || tier_path_under(ca, cb) || tier_path_under(cb, ca);
+}
+
 /*
- * What a new level table may not do to the old one.  SetLevels moves no
- * file, so:
- *   - a level that holds contents can be neither removed nor moved to
- *     another directory (its files would be where no level says);
+ * What a new level table may not do to the old one, and the level
+ * migrations it starts (mig[0..*nmig), the caller's array of old->n):
+ *   - a level that holds contents, or migrates, cannot be removed;
  *   - while any move job exists, no level is removed or moved (the job
- *     carries the source and destination directories of the old table).
+ *     carries the source and destination directories of the old table);
+ *   - a level that holds contents may get a new directory: a migration
+ *     (tiering_migrate.c) moves its files there; not a second time while
+ *     its migration runs, and not into (or around) its old directory;
+ *   - no level's directory may be, hold or lie in a migrating level's old
+ *     directory (its files are still there).
  * Changing count ranges is always fine: contents move by themselves.
  */
 static int check_level_change(tiering *t, tier_rpc_ctx *call, const level_table *old,
-                              const tier_level_row *v, size_t n)
+                              const tier_level_row *v, size_t n, tier_migration_row *mig,
+                              size_t *nmig)
 {
+    int64_t now = tier_now_ms();
+
+    *nmig = 0;
     for (size_t i = 0; i < old->n; i++) {
         const tl_level *o = &old->v[i];
         const tier_level_row *nw = NULL;
@@ -1111,46 +1181,141 @@ static int check_level_change(tiering *t, tier_rpc_ctx *call, const level_table 
                 nw = &v[j];
         if (nw != NULL && same_dir(o->path, nw->path))
             continue;
-        if (level_in_use(t, o->name))
+        if (o->old_path != NULL)
             return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
-                                        nw ? "level %s holds contents: its directory cannot change"
-                                           : "level %s holds contents",
+                                        nw ? "level %s is migrating from %s: its directory cannot "
+                                             "change until that ends"
+                                           : "level %s is migrating from %s: it cannot be removed "
+                                             "until that ends",
+                                        o->name, o->old_path);
+        bool used = level_in_use(t, o->name);
+        if (used && nw == NULL)
+            return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "level %s holds contents",
                                         o->name);
         if (any_job(t))
             return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
                                         "move jobs in progress: level %s cannot be %s until "
                                         "`tierctl jobs` is empty",
                                         o->name, nw ? "moved" : "removed");
+        if (!used)
+            continue;
+        if (dirs_meet(o->path, nw->path))
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                        "level %s: the new directory %s and the old one %s are "
+                                        "inside each other",
+                                        o->name, nw->path, o->path);
+        tier_migration_row *m = &mig[(*nmig)++];
+        memset(m, 0, sizeof(*m));
+        snprintf(m->level, sizeof(m->level), "%s", o->name);
+        snprintf(m->old_path, sizeof(m->old_path), "%s", o->path);
+        size_t pl = strlen(nw->path);
+        if (pl + 2 > sizeof(m->new_path))
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "level %s: path too long",
+                                        o->name);
+        memcpy(m->new_path, nw->path, pl);
+        if (pl == 0 || nw->path[pl - 1] != '/')
+            m->new_path[pl++] = '/';
+        m->new_path[pl] = '\0';
+        m->started_ms = now;
+    }
+    /* The old directories (running migrations and new ones) stay out of
+     * every level's new directory. */
+    for (size_t j = 0; j < n; j++) {
+        for (size_t i = 0; i < old->n; i++)
+            if (old->v[i].old_path != NULL && dirs_meet(old->v[i].old_path, v[j].path))
+                return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
+                                            "level %s: %s meets %s, the old directory of level "
+                                            "%s's migration",
+                                            v[j].name, v[j].path, old->v[i].old_path,
+                                            old->v[i].name);
+        for (size_t k = 0; k < *nmig; k++)
+            if (dirs_meet(mig[k].old_path, v[j].path))
+                return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                            "level %s: %s meets %s, level %s's directory until "
+                                            "now (its files move out of it)",
+                                            v[j].name, v[j].path, mig[k].old_path, mig[k].level);
     }
     return TIER_OK;
+}
+
+/* The migrations of old that go on in the new table (same level, same
+ * directory) after mig[0..nmig): the whole list the new table carries. */
+static size_t carry_migrations(const level_table *old, const tier_level_row *v, size_t n,
+                               tier_migration_row *mig, size_t nmig)
+{
+    for (size_t i = 0; i < old->n; i++) {
+        if (old->v[i].old_path == NULL)
+            continue;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(old->v[i].name, v[j].name) == 0) {
+                tier_migration_row *m = &mig[nmig++];
+                memset(m, 0, sizeof(*m));
+                snprintf(m->level, sizeof(m->level), "%s", old->v[i].name);
+                snprintf(m->old_path, sizeof(m->old_path), "%s", old->v[i].old_path);
+                snprintf(m->new_path, sizeof(m->new_path), "%s", old->v[i].path);
+                m->started_ms = old->v[i].migrate_started_ms;
+                break;
+            }
+    }
+    return nmig;
 }
 
 static int do_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *v, size_t n)
 {
     level_table *old = atomic_load(&t->levels), *lt;
+    tier_migration_row *mig = calloc(old->n + 1, sizeof(*mig));
+    size_t nmig = 0, nall;
     tier_db *db;
     int rv;
 
-    if ((rv = check_level_change(t, call, old, v, n)) != TIER_OK)
-        return rv;
-    for (size_t i = 0; i < n; i++)
-        if (mkdirs(v[i].path) != 0)
-            return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "cannot create %s: %s",
-                                        v[i].path, strerror(errno));
-    TIER_CRASH_AT("setlevels.after_mkdir");
-    if ((db = get_db(t, call)) == NULL)
-        return TIER_UNAVAILABLE;
-    rv = tier_contents_set_levels(db, v, n);
-    tier_db_pool_put(t->deps->db, db);
-    if (rv != TIER_OK)
-        return db_error(call, rv, "replace levels");
-    TIER_CRASH_AT("setlevels.after_commit");
-    if ((lt = tiering_table_new(t, v, n)) == NULL)
+    if (mig == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    if ((rv = check_level_change(t, call, old, v, n, mig, &nmig)) != TIER_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (mkdirs(v[i].path) != 0) {
+            rv = tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "cannot create %s: %s",
+                                      v[i].path, strerror(errno));
+            goto out;
+        }
+    TIER_CRASH_AT("setlevels.after_mkdir");
+    if ((db = get_db(t, call)) == NULL) {
+        rv = TIER_UNAVAILABLE;
+        goto out;
+    }
+    /* The new table and its new migrations in one transaction: MySQL never
+     * has a level in a new directory without knowing its files are not. */
+    rv = tier_contents_set_levels(db, v, n, mig, nmig);
+    tier_db_pool_put(t->deps->db, db);
+    if (rv != TIER_OK) {
+        rv = db_error(call, rv, "replace levels");
+        goto out;
+    }
+    if (nmig > 0)
+        TIER_CRASH_AT("migrate.after_setlevels_commit");
+    TIER_CRASH_AT("setlevels.after_commit");
+    nall = carry_migrations(old, v, n, mig, nmig);
+    if ((lt = tiering_table_new(t, v, n)) == NULL || !tiering_table_migrating(lt, mig, nall)) {
+        tiering_table_free(lt);
+        rv = tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    /* No job exists when a migration starts (checked above, and the write
+     * lock keeps new ones out): every content of the level is in the old
+     * directory. */
+    for (size_t k = 0; k < nmig; k++) {
+        tier_info("tiering: level %s migrates from %s to %s", mig[k].level, mig[k].old_path,
+                  mig[k].new_path);
+        tiering_migrate_mark(t, tiering_intern(t, mig[k].level, strlen(mig[k].level)));
+    }
     lt->retired = old; /* readers may still hold it: freed at close */
     atomic_store(&t->levels, lt);
     tiering_policy_retable(t);
-    return TIER_OK;
+    if (nmig > 0)
+        tiering_planner_wake(t);
+out:
+    free(mig);
+    return rv;
 }
 
 /* SetLevels --dry-run: the proposed table and what the current policy
@@ -1163,7 +1328,7 @@ static int dry_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *
 
     if (lt == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    fill_levels(call, lt, rep);
+    fill_levels(call, lt, rep, NULL);
     rv = tiering_policy_plan_table(t, call, lt, &rep->plan);
     tiering_table_free(lt);
     return rv;
@@ -1197,7 +1362,7 @@ static int h_set_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
     }
     free(v);
     if (rv == TIER_OK)
-        fill_levels(call, atomic_load(&t->levels), (Tier__ListLevelsReply *)out);
+        fill_levels(call, atomic_load(&t->levels), (Tier__ListLevelsReply *)out, t);
     return rv;
 }
 
@@ -1252,6 +1417,7 @@ int tiering_open(tiering **out, const tierd_deps *deps)
     pthread_mutex_init(&t->admin_mu, NULL);
     pthread_rwlock_init(&t->levels_rw, NULL);
     pthread_mutex_init(&t->intern_mu, NULL);
+    pthread_mutex_init(&t->mig_mu, NULL);
     for (size_t i = 0; i < NSTRIPES; i++) {
         pthread_mutex_init(&t->stripes[i].mu, NULL);
         pthread_cond_init(&t->stripes[i].cv, NULL);
@@ -1354,5 +1520,6 @@ void tiering_close(tiering *t)
     pthread_mutex_destroy(&t->admin_mu);
     pthread_rwlock_destroy(&t->levels_rw);
     pthread_mutex_destroy(&t->intern_mu);
+    pthread_mutex_destroy(&t->mig_mu);
     free(t);
 }

@@ -57,6 +57,11 @@ typedef struct {
     const char *name; /* interned */
     int64_t min, max;
     char *path; /* absolute, ends in '/' */
+    /* While a level migration runs (tiering_migrate.c, sql/008): the
+     * directory its files are being moved out of, ends in '/'; NULL when
+     * none runs. */
+    char *old_path;
+    int64_t migrate_started_ms;
 } tl_level;
 
 typedef struct level_table {
@@ -86,6 +91,10 @@ typedef struct {
     tier_policy_views *views; /* window policies only; NULL: no views kept */
     int64_t views_bs;         /* the bucket_s views was built with */
     const char *moving_to;    /* interned target of a planner's job; NULL: none known */
+    /* Its file is still in its level's old_path (a migration runs and has
+     * not moved it yet).  Written like `level` (busy held, under the stripe
+     * mutex); meaningless when the level has no old_path. */
+    bool in_old;
 } content;
 
 typedef struct {
@@ -123,6 +132,12 @@ struct tiering {
     struct tl_views *views;     /* tiering_views.c */
     struct tl_policy *policy;   /* tiering_policy.c */
     struct tl_planner *planner; /* tiering_planner.c */
+    /* Contents left in each migrating level's old directory, as of the
+     * last migration round (ListLevels reads it; tiering_migrate.c). */
+    pthread_mutex_t mig_mu;
+    size_t mig_n;
+    const char *mig_name[TIER_POLICY_LEVELS_MAX]; /* interned */
+    int64_t mig_left[TIER_POLICY_LEVELS_MAX];
     /* Canonical; SetLevels accepts level directories only under these. */
     char roots[TIERD_MAX_ROOTS][TIER_PATH_MAX];
     size_t nroots;
@@ -134,6 +149,10 @@ typedef struct {
     int64_t count;
     const tl_level *target;
     Tier__ViewResult *res; /* filled when not NULL */
+    /* A level migration's move: target is c's own level and c->in_old, so
+     * the job moves the file from the old directory to the new one
+     * (otherwise a report for the content's own level creates no job). */
+    bool migrate;
 } tl_report;
 
 /* tiering.c */
@@ -141,11 +160,19 @@ const char *tiering_intern(tiering *t, const char *name, size_t len);
 const tl_level *tiering_level(const level_table *lt, const char *name);
 const tl_level *tiering_target(const level_table *lt, int64_t count);
 content *tiering_find(tiering *t, int64_t cid); /* NULL if unknown */
+/* The directory c's file is in now: its level's directory, or the level's
+ * old one while a migration has not moved it (c's busy flag or stripe
+ * mutex held).  "" when c's level is not in lt. */
+const char *tiering_content_dir(const level_table *lt, const content *c);
+/* The same for a content of level l whose file is (in_old) or is not
+ * still in the old directory. */
+const char *tiering_level_dir(const tl_level *l, bool in_old);
 /* Takes the busy flags of cs[0..n) (sorted in place, duplicates allowed). */
 void tiering_acquire(tiering *t, content **cs, size_t n);
 void tiering_release(tiering *t, content **cs, size_t n);
 void tiering_set(tiering *t, content *c, const char *level, bool has_job);
-void tiering_lock(tiering *t, const content *c); /* c's stripe mutex */
+void tiering_set_in_old(tiering *t, content *c, bool in_old); /* busy held */
+void tiering_lock(tiering *t, const content *c);              /* c's stripe mutex */
 void tiering_unlock(tiering *t, const content *c);
 /* Calls fn(arg, c) for every content, under its stripe's mutex (so fn
  * must not take another). */
@@ -187,6 +214,9 @@ void tiering_sizes_close(tiering *t);
 int tiering_parse_levels(tiering *t, tier_rpc_ctx *call, Tier__Level **levels, size_t n,
                          tier_level_row *v);
 level_table *tiering_table_new(tiering *t, const tier_level_row *rows, size_t n);
+/* Sets old_path (and the start) of the levels named in m[0..nm); false when
+ * out of memory. */
+bool tiering_table_migrating(level_table *lt, const tier_migration_row *m, size_t nm);
 void tiering_table_free(level_table *lt);
 
 /* tiering_views.c */
@@ -236,6 +266,23 @@ typedef struct {
 int tiering_plan_run(tiering *t, const tier_policy *p, const level_table *lt, int64_t now_ms,
                      tl_plan *out, char *err, size_t errlen);
 void tiering_plan_free(tl_plan *pl);
+
+/* tiering_migrate.c: level migrations (a level's directory changed while
+ * it held contents; docs/CRASH.md, README's SetLevels). */
+#define TL_MIGRATE_INFLIGHT 64 /* migration jobs at once under the seed policy */
+/* Start-up: the running migrations from MySQL onto lt, and in_old of every
+ * content of a migrating level, decided by lstat (the file in the new
+ * directory: moved; else still in the old one). */
+int tiering_migrate_load(tiering *t, tier_db *db, level_table *lt);
+/* SetLevels (levels write lock held): marks every content of level in_old. */
+void tiering_migrate_mark(tiering *t, const char *level);
+/* True while some level of the current table migrates. */
+bool tiering_migrating(tiering *t);
+/* One round (the planner thread): starts up to room migration moves that
+ * pass the gate of policy p (gate under gate_mu), retires migrations with
+ * nothing left.  Returns the moves started. */
+size_t tiering_migrate_round(tiering *t, const tier_policy *p, tier_policy_gate *gate,
+                             pthread_mutex_t *gate_mu, int max_inflight);
 
 /* tiering_planner.c */
 int tiering_planner_open(tiering *t);

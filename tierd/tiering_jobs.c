@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tier_contents.h"
@@ -218,11 +219,22 @@ static int report_chunk(tiering *t, tier_kv *kv, tl_report *r, size_t n, tier_rp
     if (in == NULL || out == NULL)
         goto done;
     for (size_t i = 0; i < n; i++) {
-        const tl_level *cur = tiering_level(lt, r[i].c->level);
-        assert(r[i].c->busy); /* the caller holds it: nobody else changes this job */
-        in[i] = (tier_jobs_report_in){r[i].c->cid,      r[i].count,       r[i].target->name,
-                                      r[i].c->level,    r[i].c->filename, cur ? cur->path : "",
-                                      r[i].target->path};
+        const content *c = r[i].c;
+        const tl_level *cur = tiering_level(lt, c->level);
+        assert(c->busy); /* the caller holds it: nobody else changes this job */
+        /* A content still in its migrating level's old directory: a report
+         * for its own level keeps its migration job (and the planner's
+         * request creates one); the source is always where the file is. */
+        bool migrate = r[i].target->name == c->level && cur != NULL && cur->old_path != NULL &&
+                       c->in_old && (r[i].migrate || c->has_job);
+        in[i] = (tier_jobs_report_in){c->cid,
+                                      r[i].count,
+                                      r[i].target->name,
+                                      c->level,
+                                      c->filename,
+                                      tiering_content_dir(lt, c),
+                                      r[i].target->path,
+                                      migrate};
     }
     TIER_CRASH_AT("report.before_script");
     rv = tier_jobs_report(t->jobs, kv, tier_now_ms(), REPUSH_MS, in, n, out, &keep);
@@ -269,7 +281,7 @@ int tiering_apply_reports(tiering *t, tl_report *r, size_t n, tier_rpc_ctx *call
 static void apply_pending(tiering *t, content *c, int64_t count)
 {
     const tl_level *tl = tiering_target(atomic_load(&t->levels), count);
-    tl_report rep = {c, count, tl, NULL};
+    tl_report rep = {c, count, tl, NULL, false};
 
     if (tl != NULL)
         tiering_apply_reports(t, &rep, 1, NULL);
@@ -435,6 +447,7 @@ typedef struct {
     int64_t pending;   /* ... with this count */
     int code;
     int64_t size; /* the moved file's bytes as the worker reported; -1: none */
+    bool in_old;  /* after the move, the file is in its (migrating) level's old directory */
 } fin_item;
 
 /* The FINISH item of f: its follow-up job is planned here, because levels
@@ -449,7 +462,7 @@ static void plan_finish(const level_table *lt, const fin_item *f, tier_jobs_fini
         (tier_jobs_finish_in){{f->c->cid, f->fence}, f->has_pending, f->pending, NULL, NULL, NULL};
     if (tl != NULL && cur != NULL && tl->name != f->level) {
         in->next_target = tl->name;
-        in->next_src_dir = cur->path;
+        in->next_src_dir = tiering_level_dir(cur, f->in_old);
         in->next_dst_dir = tl->path;
     }
 }
@@ -525,6 +538,20 @@ done:
     return rv;
 }
 
+/* Whether a file of level (name) is in the level's old directory, not its
+ * new one: false unless the level migrates; else by lstat of the new one. */
+static bool locate_old(const level_table *lt, const char *level, const char *filename)
+{
+    const tl_level *l = tiering_level(lt, level);
+    char path[TIER_PATH_MAX + 260];
+    struct stat st;
+
+    if (l == NULL || l->old_path == NULL)
+        return false;
+    snprintf(path, sizeof(path), "%s%s", l->path, filename);
+    return lstat(path, &st) != 0;
+}
+
 /* Commits f[0..n) (busy held) and finishes them.  recovery: called by the
  * start-up / sweep recovery (its own crash points) instead of CompleteJob. */
 static int commit_and_finish(tiering *t, tier_kv *kv, fin_item *f, size_t n, bool recovery)
@@ -546,9 +573,15 @@ static int commit_and_finish(tiering *t, tier_kv *kv, fin_item *f, size_t n, boo
     free(items);
     if (rv != TIER_OK)
         return rv;
-    /* MySQL has the sizes now, whatever FINISH says next: memory follows. */
-    for (size_t i = 0; i < n; i++)
+    /* MySQL has the sizes now, whatever FINISH says next: memory follows.
+     * A migrating level's file is in its new directory once a move put it
+     * there; a move that ended in the old one (a cancelled job aimed home)
+     * leaves it to a later migration move. */
+    for (size_t i = 0; i < n; i++) {
         tiering_set_size(t, f[i].c, f[i].size);
+        f[i].in_old = locate_old(atomic_load(&t->levels), f[i].level, f[i].c->filename);
+        tiering_set_in_old(t, f[i].c, f[i].in_old);
+    }
     if (recovery)
         TIER_CRASH_AT("recover.after_commit");
     else
@@ -605,7 +638,8 @@ static long mark_done(tiering *t, tier_kv *kv, tier_rpc_ctx *call,
                                out[k].has_pending,
                                out[k].pending,
                                TIER_UNAVAILABLE,
-                               req->n_sizes > 0 ? req->sizes[i] : -1};
+                               req->n_sizes > 0 ? req->sizes[i] : -1,
+                               false};
             which[nf++] = i;
             break;
         }
@@ -946,7 +980,8 @@ int tiering_recover_cids(tiering *t, tier_kv *kv, const int64_t *cids, size_t n,
                                  j.has_pending,
                                  j.pending,
                                  TIER_UNAVAILABLE,
-                                 -1};
+                                 -1,
+                                 false};
         tier_jobs_reply_free(keep);
     }
     if (nf > 0) {

@@ -6,6 +6,9 @@
  * Redis script as a report's (tiering_apply_reports), so a planner's job
  * is claimed, moved, completed and recovered like any other.
  *
+ * While a level migration runs (tiering_migrate.c) the thread also runs
+ * about once a second, under any policy, to start its moves and retire it.
+ *
  * Why a thread and not the report path: a window policy must also act on
  * contents nobody reports (idle demotion), on capacity (which depends on
  * every content at once) and within budgets (which spread a policy change
@@ -27,6 +30,7 @@
 #include "tier_time.h"
 
 #define SEED_WAKE_MS 60000
+#define MIGRATE_EVERY_MS 1000 /* rounds while a level migration runs */
 #define PRUNE_EVERY_MS 3600000
 #define PRUNE_KEEP_S (32 * 86400)
 #define PRUNE_ROWS 10000
@@ -70,7 +74,7 @@ static size_t start_jobs(tiering *t, const level_table *lt, const tl_plan *pl, c
         if (!start[i] || (c = tiering_find(t, mv->cid)) == NULL)
             continue;
         cs[m] = c;
-        r[m] = (tl_report){c, mv->score, tiering_level(lt, pl->lv[mv->to].name), NULL};
+        r[m] = (tl_report){c, mv->score, tiering_level(lt, pl->lv[mv->to].name), NULL, false};
         from[m++] = (size_t)mv->from;
     }
     memcpy(sorted, cs, m * sizeof(*cs));
@@ -188,6 +192,21 @@ static void round_once(tiering *t, struct tl_planner *pn, const tier_policy *p, 
     tiering_plan_free(&pl);
 }
 
+/* A level migration's round (tiering_migrate.c): under the policy's
+ * budgets and max_inflight (TL_MIGRATE_INFLIGHT under the seed policy,
+ * which has neither), with the same gate as the window rounds. */
+static void migrate_once(tiering *t, struct tl_planner *pn, const tier_policy *p, int64_t version)
+{
+    pthread_mutex_lock(&pn->mu);
+    if (pn->gate_version != version) {
+        tier_policy_gate_init(&pn->gate, tier_now_ms());
+        pn->gate_version = version;
+    }
+    pthread_mutex_unlock(&pn->mu);
+    tiering_migrate_round(t, p, &pn->gate, &pn->mu,
+                          p->mode == TIER_POLICY_WINDOW ? p->max_inflight : TL_MIGRATE_INFLIGHT);
+}
+
 /* Old view buckets go, a bounded number per call, so the table stays the
  * size of the longest window. */
 static void prune(tiering *t, struct tl_planner *pn, int64_t now)
@@ -213,14 +232,20 @@ static void *run(void *arg)
         tier_policy p;
         int64_t version, wait_ms;
         struct timespec ts;
+        bool migrating;
 
         pthread_mutex_unlock(&pn->mu);
         tiering_policy_get(t, &p);
         version = tiering_policy_version(t);
         if (p.mode == TIER_POLICY_WINDOW)
             round_once(t, pn, &p, version);
+        migrating = tiering_migrating(t);
+        if (migrating)
+            migrate_once(t, pn, &p, version);
         prune(t, pn, tier_now_ms());
         wait_ms = p.mode == TIER_POLICY_WINDOW ? p.plan_interval_s * 1000 : SEED_WAKE_MS;
+        if (migrating && wait_ms > MIGRATE_EVERY_MS)
+            wait_ms = MIGRATE_EVERY_MS;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += wait_ms / 1000;
         ts.tv_nsec += (wait_ms % 1000) * 1000000;

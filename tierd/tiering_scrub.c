@@ -937,6 +937,13 @@ static int h_scrub(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
         return rv == TIER_OK ? rv
                              : tier_rpc_set_message(call, rv, "no background scrub has run yet");
     }
+    /* A level migration moves files between a level's old and new
+     * directories: the walk would find them "misplaced" and "missing" and a
+     * repair would undo the migration.  fsck waits for it to end. */
+    if (tiering_migrating(t))
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
+                                    "a level migration is running (tierctl levels shows it); "
+                                    "fsck runs once it ends");
     rv = scrub(t, req->repair, 0, max, &r);
     if (rv == TIER_OK)
         to_proto(call, r, max, rep);
@@ -992,7 +999,9 @@ static void *scrub_main(void *arg)
             break;
         pthread_mutex_unlock(&sc->mu);
         scrub_result *r = NULL;
-        int rv = scrub(t, false, t->deps->cfg->scrub_rate, FINDINGS_DEFAULT, &r);
+        int rv = tiering_migrating(t)
+                     ? TIER_CANCELLED /* h_scrub says why */
+                     : scrub(t, false, t->deps->cfg->scrub_rate, FINDINGS_DEFAULT, &r);
         if (rv == TIER_OK)
             log_result(r);
         else if (rv != TIER_CANCELLED)

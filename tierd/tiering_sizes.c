@@ -50,6 +50,7 @@ typedef struct {
     char *filename;
     int64_t cid;
     bool unsized; /* size -1 when snapshotted: to backfill */
+    bool in_old;  /* still in its migrating level's old directory */
 } snap;
 
 /* Sizes found for unsized contents, written BACKFILL_BATCH at a time. */
@@ -102,6 +103,7 @@ static snap *snapshot(tiering *t, size_t *n)
             v[k].level = c->level;
             v[k].cid = c->cid;
             v[k].unsized = c->size < 0;
+            v[k].in_old = c->in_old;
             if ((v[k].filename = strdup(c->filename)) != NULL)
                 k++;
         }
@@ -174,7 +176,7 @@ static bool pass(tiering *t, struct tl_sizes *sz)
 
         if (l == NULL || l - lt->v >= (ptrdiff_t)nl)
             continue; /* a level SetLevels just replaced: the next pass counts it */
-        snprintf(path, sizeof(path), "%s%s", l->path, v[i].filename);
+        snprintf(path, sizeof(path), "%s%s", tiering_level_dir(l, v[i].in_old), v[i].filename);
         if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
             acc[l - lt->v].bytes += (uint64_t)st.st_size;
             acc[l - lt->v].files++;
