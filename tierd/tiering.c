@@ -1173,6 +1173,15 @@ static int check_level_change(tiering *t, tier_rpc_ctx *call, const level_table 
     int64_t now = tier_now_ms();
 
     *nmig = 0;
+    /* A running migration's old directory still holds files. */
+    for (size_t j = 0; j < n; j++)
+        for (size_t i = 0; i < old->n; i++)
+            if (old->v[i].old_path != NULL && dirs_meet(old->v[i].old_path, v[j].path))
+                return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
+                                            "level %s: %s meets %s, the old directory of level "
+                                            "%s's migration",
+                                            v[j].name, v[j].path, old->v[i].old_path,
+                                            old->v[i].name);
     for (size_t i = 0; i < old->n; i++) {
         const tl_level *o = &old->v[i];
         const tier_level_row *nw = NULL;
@@ -1218,16 +1227,9 @@ static int check_level_change(tiering *t, tier_rpc_ctx *call, const level_table 
         m->new_path[pl] = '\0';
         m->started_ms = now;
     }
-    /* The old directories (running migrations and new ones) stay out of
-     * every level's new directory. */
+    /* The old directories of new migrations stay out of every level's new
+     * directory. */
     for (size_t j = 0; j < n; j++) {
-        for (size_t i = 0; i < old->n; i++)
-            if (old->v[i].old_path != NULL && dirs_meet(old->v[i].old_path, v[j].path))
-                return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
-                                            "level %s: %s meets %s, the old directory of level "
-                                            "%s's migration",
-                                            v[j].name, v[j].path, old->v[i].old_path,
-                                            old->v[i].name);
         for (size_t k = 0; k < *nmig; k++)
             if (dirs_meet(mig[k].old_path, v[j].path))
                 return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
