@@ -935,6 +935,83 @@ static void sc_setlevels_commit(fx *f)
     snprintf(ct(f, 1)->history, sizeof(ct(f, 1)->history), "bronze>silver");
 }
 
+/* ---------------------------------------------------------- level migrations */
+
+/* bronze (c1, c2) moves to bronze2: a level migration (tiering_migrate.c). */
+static const level_spec MIGRATED[] = {
+    {"bronze", 0, 999, "bronze2"}, {"silver", 1000, 1999, "silver"}, {"gold", 2000, MAXC, "gold"}};
+
+static bool migrating(fx *f)
+{
+    Tier__ListLevelsRequest req = TIER__LIST_LEVELS_REQUEST__INIT;
+    Tier__ListLevelsReply *rep;
+    bool any = false;
+
+    cr_assert_eq(tier_list_levels(f->c, &req, &rep, &E), TIER_OK, "%s", E.message);
+    for (size_t i = 0; i < rep->n_levels; i++)
+        any = any || rep->levels[i]->migrating_from[0] != '\0';
+    tier_free(rep);
+    return any;
+}
+
+/* A worker until the migration is over (MySQL has no row left, the old
+ * directory is gone); no file changed level, so no history. */
+static void finish_migration(fx *f)
+{
+    char old[1100], n[32];
+    int64_t end = tier_mono_ms() + 30000;
+    struct stat st;
+
+    worker_start(f, NULL, false);
+    while (migrating(f) && tier_mono_ms() < end)
+        usleep(100 * 1000);
+    cr_assert(!migrating(f), "%s: the migration did not end%s", f->point, logs_of(f));
+    tier_test_sql1(f->my, "SELECT COUNT(*) FROM level_migration", n, sizeof(n));
+    cr_assert_str_eq(n, "0", "%s: level_migration rows left", f->point);
+    level_dir(f, "bronze", old, sizeof(old));
+    cr_assert(lstat(old, &st) != 0, "%s: the old directory %s is left", f->point, old);
+    for (int i = 0; i < NC; i++)
+        snprintf(f->ct[i].history, sizeof(f->ct[i].history), "%s", f->ct[i].initial_level);
+}
+
+/* SetLevels moving bronze (holding c1, c2): crash after the commit of the
+ * new table and the migration row, before memory changes.  The restarted
+ * tierd loads both, finds every file in the old directory and migrates. */
+static void sc_migrate_commit(fx *f)
+{
+    tierd_up(f, "migrate.after_setlevels_commit");
+    short_timeout(f, true);
+    cr_assert_neq(set_levels(f, MIGRATED, 3), TIER_OK, "SetLevels was answered");
+    short_timeout(f, false);
+    expect_crash(f, &f->td.pid, "tierd");
+    tierd_up(f, NULL);
+    cr_assert(levels_consistent(f, OLD3, 3, MIGRATED, 3), "the commit is the new table");
+    finish_migration(f);
+}
+
+/* Every file moved, no job left: crash before the old directory is removed
+ * and the row deleted (armed: retire), or after the rmdir (armed: rmdir).
+ * The restarted tierd finds every file in the new directory and retires. */
+static void sc_migrate_retire(fx *f, const char *point)
+{
+    tierd_up(f, point);
+    cr_assert_eq(set_levels(f, MIGRATED, 3), TIER_OK, "%s", E.message);
+    worker_start(f, NULL, false);
+    expect_crash(f, &f->td.pid, "tierd");
+    tierd_up(f, NULL);
+    finish_migration(f);
+}
+
+static void sc_migrate_before_retire(fx *f)
+{
+    sc_migrate_retire(f, "migrate.before_retire");
+}
+
+static void sc_migrate_after_rmdir(fx *f)
+{
+    sc_migrate_retire(f, "migrate.after_rmdir");
+}
+
 /* RetryJob of a failed job that has a pending report (to gold): crash
  * after the script put it back to update, before the pending report is
  * applied or anything is pushed. */
@@ -1090,6 +1167,9 @@ static const scenario SCENARIOS[] = {
     {"recover.after_commit", sc_recover_after, B_B_S_G, false},
     {"setlevels.after_mkdir", sc_setlevels_mkdir, B_B_S_G, false},
     {"setlevels.after_commit", sc_setlevels_commit, B_B_B_G, false},
+    {"migrate.after_setlevels_commit", sc_migrate_commit, B_B_S_G, false},
+    {"migrate.before_retire", sc_migrate_before_retire, B_B_S_G, false},
+    {"migrate.after_rmdir", sc_migrate_after_rmdir, B_B_S_G, false},
     {"writer.after_acquire", sc_writer_after_acquire, B_B_S_G, false},
     {"worker.after_claim", sc_w_after_claim, B_B_S_G, true},
     {"move.renamed", sc_w_renamed, B_B_S_G, false},
