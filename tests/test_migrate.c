@@ -376,8 +376,16 @@ Test(migrate, happy_path)
     setup(&f);
     add_contents(&f, 50);
     worker_start(&f, NULL);
-    /* A dry run shows the proposed table and changes nothing. */
-    cr_assert_eq(set_levels(&f, MOVED, 3, true, NULL), TIER_OK, "%s", E.message);
+    /* A dry run shows the proposed table and the migration it would
+     * start, and changes nothing. */
+    Tier__ListLevelsReply *dry = NULL;
+    cr_assert_eq(set_levels(&f, MOVED, 3, true, &dry), TIER_OK, "%s", E.message);
+    snprintf(dir, sizeof(dir), "%s/bronze/", f.root);
+    for (size_t i = 0; i < dry->n_levels; i++)
+        cr_assert_str_eq(dry->levels[i]->migrating_from,
+                         strcmp(dry->levels[i]->name, "bronze") == 0 ? dir : "", "level %s",
+                         dry->levels[i]->name);
+    tier_free(dry);
     cr_assert(!migrating(&f));
     cr_assert_eq(sql_num(&f, "SELECT COUNT(*) FROM level_migration"), 0);
 

@@ -1321,7 +1321,9 @@ out:
 }
 
 /* SetLevels --dry-run: the proposed table and what the current policy
- * would move under it; nothing changes. */
+ * would move under it; nothing changes.  Levels that would migrate (or go
+ * on migrating) show the old directory in migrating_from; the refusals of
+ * the real call are not checked. */
 static int dry_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *v, size_t n,
                           Tier__ListLevelsReply *rep)
 {
@@ -1331,6 +1333,17 @@ static int dry_set_levels(tiering *t, tier_rpc_ctx *call, const tier_level_row *
     if (lt == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     fill_levels(call, lt, rep, NULL);
+    /* The migrations it would start (or keep): migrating_from set. */
+    const level_table *cur = atomic_load(&t->levels);
+    for (size_t i = 0; i < rep->n_levels; i++) {
+        const tl_level *o = tiering_level(cur, lt->v[i].name);
+        if (o == NULL)
+            continue;
+        if (o->old_path != NULL && same_dir(o->path, v[i].path))
+            rep->levels[i]->migrating_from = tier_rpc_strdup(call, o->old_path);
+        else if (!same_dir(o->path, v[i].path) && level_in_use(t, o->name))
+            rep->levels[i]->migrating_from = tier_rpc_strdup(call, o->path);
+    }
     rv = tiering_policy_plan_table(t, call, lt, &rep->plan);
     tiering_table_free(lt);
     return rv;
