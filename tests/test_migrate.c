@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "tier_client.h"
+#include "tier_policy.h"
 #include "tier_testenv.h"
 #include "tier_time.h"
 
@@ -549,6 +550,76 @@ Test(migrate, tierd_killed_mid_migration)
     usleep(300 * 1000);
     tier_test_tierd_start(&f.td, (char *const[]){"--lease-ms", "1000", NULL});
     wait_migrated(&f, 60000);
+    migrated(&f, 0);
+    teardown(&f);
+}
+
+/* The start gate (pure code): a same-level move is never held by capacity
+ * and adds no bytes; a budget matching from = to = the level holds it. */
+Test(migrate, gate_same_level)
+{
+    tier_policy p;
+    tier_policy_level lv[2] = {{.name = "bronze", .min = 0, .max = 999, .capacity_bytes = 10},
+                               {.name = "silver", .min = 1000, .max = 1999, .capacity_bytes = 10}};
+    tier_policy_move mv[3] = {{.cid = 1, .from = 0, .to = 0, .size = 1000},
+                              {.cid = 2, .from = 0, .to = 0, .size = 1000},
+                              {.cid = 3, .from = 0, .to = 1, .size = 1000}};
+    tier_policy_summary sum;
+    tier_policy_gate g;
+    tier_policy_start_stats st;
+    bool start[3];
+
+    tier_policy_window_defaults(&p);
+    memset(&sum, 0, sizeof(sum));
+    tier_policy_gate_init(&g, 1000);
+    cr_assert_eq(tier_policy_start(&p, lv, 2, &g, 1000, mv, 3, 10, &sum, start, &st), 2);
+    cr_assert(start[0] && start[1] && !start[2], "capacity holds only the move to silver");
+    cr_assert_eq(sum.bytes_now[0], 0, "a same-level move adds no bytes");
+    cr_assert_eq(st.waiting_capacity, 1);
+
+    p.nbudgets = 1;
+    memset(&p.budgets[0], 0, sizeof(p.budgets[0]));
+    snprintf(p.budgets[0].from, sizeof(p.budgets[0].from), "bronze");
+    snprintf(p.budgets[0].to, sizeof(p.budgets[0].to), "bronze");
+    p.budgets[0].files_per_s = 1;
+    tier_policy_gate_init(&g, 1000);
+    cr_assert_eq(tier_policy_start(&p, lv, 2, &g, 1000, mv, 2, 10, &sum, start, &st), 1,
+                 "a bronze>bronze budget of 1 file/s starts one");
+    cr_assert_eq(st.throttled, 1);
+}
+
+/* Under a window policy a budget bronze>bronze of 2 files a second spreads
+ * the migration of 12 files over several seconds; it still ends. */
+Test(migrate, budget_spreads_migration)
+{
+    fx f;
+    Tier__Policy pol = TIER__POLICY__INIT;
+    Tier__MoveBudget b = TIER__MOVE_BUDGET__INIT, *bp = &b;
+    Tier__SetPolicyRequest req = TIER__SET_POLICY_REQUEST__INIT;
+    Tier__SetPolicyReply *rep = NULL;
+
+    setup(&f);
+    add_contents(&f, 12);
+    pol.mode = "window";
+    pol.window_s = 3600;
+    pol.bucket_s = 60;
+    pol.hysteresis_pct = 20;
+    pol.plan_interval_s = 60;
+    pol.max_inflight = 100;
+    b.from = "bronze";
+    b.to = "bronze";
+    b.files_per_s = 2;
+    pol.budgets = &bp;
+    pol.n_budgets = 1;
+    req.policy = &pol;
+    cr_assert_eq(tier_set_policy(f.c, &req, &rep, &E), TIER_OK, "%s", E.message);
+    tier_free(rep);
+    worker_start(&f, NULL);
+    int64_t t0 = tier_mono_ms();
+    cr_assert_eq(set_levels(&f, MOVED, 3, false, NULL), TIER_OK, "%s", E.message);
+    wait_migrated(&f, 60000);
+    int64_t took = tier_mono_ms() - t0;
+    cr_assert_geq(took, 4000, "12 files at 2/s took only %lld ms", (long long)took);
     migrated(&f, 0);
     teardown(&f);
 }
