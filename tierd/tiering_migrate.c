@@ -125,7 +125,9 @@ static void scan_fn(void *arg, content *c)
     const tl_level *l = tiering_level(s->lt, c->level);
     size_t li;
 
-    if (c->has_job && c->moving_to != NULL)
+    /* Planner jobs, and jobs of contents still in an old directory (a
+     * restarted tierd no longer knows which of those it started). */
+    if (c->has_job && (c->moving_to != NULL || (c->in_old && l != NULL && l->old_path != NULL)))
         s->inflight++;
     if (l == NULL || l->old_path == NULL || (li = (size_t)(l - s->lt->v)) >= TIER_POLICY_LEVELS_MAX)
         return;

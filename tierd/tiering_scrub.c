@@ -762,6 +762,10 @@ static void judge(scan *s, item *it)
         where = locate(s, c->filename);
         if (j.exists && !job_same(s, c->cid, &j))
             skip = true; /* a worker claimed or finished it while we looked */
+        /* A level migration started while the walk ran: its files are
+         * between two directories this walk's table does not both know. */
+        if (tiering_migrating(s->t))
+            skip = true;
         if (!skip) {
             judge_stale(s, c, &j);
             if (!(j.exists && judge_job(s, c, &j, &d, &recover)))
