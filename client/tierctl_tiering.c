@@ -354,6 +354,10 @@ static int cmd_levels(tierctl *t, int argc, char **argv)
         return rv;
     if (rep->plan != NULL) {
         tierctl_print_plan(t, rep->plan);
+        for (size_t i = 0; !t->json && i < rep->n_levels; i++)
+            if (rep->levels[i]->migrating_from != NULL && rep->levels[i]->migrating_from[0])
+                printf("level %s would migrate its files from %s to %s\n", rep->levels[i]->name,
+                       rep->levels[i]->migrating_from, rep->levels[i]->path);
         if (!t->json)
             printf("dry run: the level table was not changed\n");
     } else {
