@@ -280,9 +280,10 @@ void tiering_migrate_mark(tiering *t, const char *level);
 bool tiering_migrating(tiering *t);
 /* One round (the planner thread): starts up to room migration moves that
  * pass the gate of policy p (gate under gate_mu), retires migrations with
- * nothing left.  Returns the moves started. */
+ * nothing left.  Returns the moves started; *waiting: some content still
+ * waits for its move to start. */
 size_t tiering_migrate_round(tiering *t, const tier_policy *p, tier_policy_gate *gate,
-                             pthread_mutex_t *gate_mu, int max_inflight);
+                             pthread_mutex_t *gate_mu, int max_inflight, bool *waiting);
 
 /* tiering_planner.c */
 int tiering_planner_open(tiering *t);

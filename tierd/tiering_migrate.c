@@ -299,7 +299,7 @@ out:
 }
 
 size_t tiering_migrate_round(tiering *t, const tier_policy *p, tier_policy_gate *gate,
-                             pthread_mutex_t *gate_mu, int max_inflight)
+                             pthread_mutex_t *gate_mu, int max_inflight, bool *waiting)
 {
     const level_table *lt = atomic_load(&t->levels);
     tier_policy_level lv[TIER_POLICY_LEVELS_MAX];
@@ -311,11 +311,13 @@ size_t tiering_migrate_round(tiering *t, const tier_policy *p, tier_policy_gate 
     scan *s = calloc(1, sizeof(*s));
     bool *start = NULL;
 
+    *waiting = false;
     if (s == NULL || (s->mv = calloc(CANDIDATES_MAX, sizeof(*s->mv))) == NULL ||
         (start = calloc(CANDIDATES_MAX, sizeof(*start))) == NULL)
         goto out;
     s->lt = lt;
     tiering_each(t, scan_fn, s);
+    *waiting = s->nmv > 0;
     /* Progress for ListLevels and the metrics. */
     pthread_mutex_lock(&t->mig_mu);
     t->mig_n = 0;

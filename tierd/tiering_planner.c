@@ -7,7 +7,8 @@
  * is claimed, moved, completed and recovered like any other.
  *
  * While a level migration runs (tiering_migrate.c) the thread also runs
- * about once a second, under any policy, to start its moves and retire it.
+ * about once a second (every 200 ms while contents wait for a move), under
+ * any policy, to start its moves and retire it.
  *
  * Why a thread and not the report path: a window policy must also act on
  * contents nobody reports (idle demotion), on capacity (which depends on
@@ -30,7 +31,8 @@
 #include "tier_time.h"
 
 #define SEED_WAKE_MS 60000
-#define MIGRATE_EVERY_MS 1000 /* rounds while a level migration runs */
+#define MIGRATE_EVERY_MS 1000 /* rounds while a level migration runs ... */
+#define MIGRATE_BUSY_MS 200   /* ... and while contents wait for their move */
 #define PRUNE_EVERY_MS 3600000
 #define PRUNE_KEEP_S (32 * 86400)
 #define PRUNE_ROWS 10000
@@ -195,7 +197,7 @@ static void round_once(tiering *t, struct tl_planner *pn, const tier_policy *p, 
 /* A level migration's round (tiering_migrate.c): under the policy's
  * budgets and max_inflight (TL_MIGRATE_INFLIGHT under the seed policy,
  * which has neither), with the same gate as the window rounds. */
-static void migrate_once(tiering *t, struct tl_planner *pn, const tier_policy *p, int64_t version)
+static size_t migrate_once(tiering *t, struct tl_planner *pn, const tier_policy *p, int64_t version)
 {
     pthread_mutex_lock(&pn->mu);
     if (pn->gate_version != version) {
@@ -203,8 +205,11 @@ static void migrate_once(tiering *t, struct tl_planner *pn, const tier_policy *p
         pn->gate_version = version;
     }
     pthread_mutex_unlock(&pn->mu);
-    tiering_migrate_round(t, p, &pn->gate, &pn->mu,
-                          p->mode == TIER_POLICY_WINDOW ? p->max_inflight : TL_MIGRATE_INFLIGHT);
+    bool waiting;
+    size_t made = tiering_migrate_round(
+        t, p, &pn->gate, &pn->mu,
+        p->mode == TIER_POLICY_WINDOW ? p->max_inflight : TL_MIGRATE_INFLIGHT, &waiting);
+    return made > 0 || waiting;
 }
 
 /* Old view buckets go, a bounded number per call, so the table stays the
@@ -227,25 +232,37 @@ static void *run(void *arg)
     tiering *t = arg;
     struct tl_planner *pn = t->planner;
 
+    int64_t window_due = 0; /* tier_mono_ms of the next window round */
+    bool woke = true;
+
     pthread_mutex_lock(&pn->mu);
     while (!pn->stop) {
         tier_policy p;
-        int64_t version, wait_ms;
+        int64_t version, wait_ms, now;
         struct timespec ts;
         bool migrating;
+        bool busy; /* the migration has moves to start */
 
         pthread_mutex_unlock(&pn->mu);
         tiering_policy_get(t, &p);
         version = tiering_policy_version(t);
-        if (p.mode == TIER_POLICY_WINDOW)
+        /* Window rounds keep their plan_interval_s (or a wake: the policy
+         * or the table changed), however often migration rounds run. */
+        if (p.mode == TIER_POLICY_WINDOW && (woke || tier_mono_ms() >= window_due)) {
             round_once(t, pn, &p, version);
+            window_due = tier_mono_ms() + p.plan_interval_s * 1000;
+        }
         migrating = tiering_migrating(t);
-        if (migrating)
-            migrate_once(t, pn, &p, version);
+        busy = migrating && migrate_once(t, pn, &p, version);
         prune(t, pn, tier_now_ms());
-        wait_ms = p.mode == TIER_POLICY_WINDOW ? p.plan_interval_s * 1000 : SEED_WAKE_MS;
-        if (migrating && wait_ms > MIGRATE_EVERY_MS)
-            wait_ms = MIGRATE_EVERY_MS;
+        now = tier_mono_ms();
+        wait_ms =
+            p.mode == TIER_POLICY_WINDOW ? (window_due > now ? window_due - now : 0) : SEED_WAKE_MS;
+        if (migrating) {
+            int64_t m = busy ? MIGRATE_BUSY_MS : MIGRATE_EVERY_MS;
+            if (wait_ms > m)
+                wait_ms = m;
+        }
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += wait_ms / 1000;
         ts.tv_nsec += (wait_ms % 1000) * 1000000;
@@ -257,6 +274,7 @@ static void *run(void *arg)
         while (!pn->stop && !pn->wake)
             if (pthread_cond_timedwait(&pn->cv, &pn->mu, &ts) != 0)
                 break;
+        woke = pn->wake;
         pn->wake = false;
     }
     pthread_mutex_unlock(&pn->mu);
