@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -621,5 +622,39 @@ Test(migrate, budget_spreads_migration)
     int64_t took = tier_mono_ms() - t0;
     cr_assert_geq(took, 4000, "12 files at 2/s took only %lld ms", (long long)took);
     migrated(&f, 0);
+    teardown(&f);
+}
+
+/* bronze2 on its own tmpfs, so every migration move crosses filesystems
+ * (copy, install, unlink).  A worker dies after installing a file in
+ * bronze2 with the source still in bronze (both copies), then tierd is
+ * killed -9 too: the restarted tierd sees the file in the new directory
+ * (moved), but its job is still there, so the migration does not retire
+ * until a worker's retry has removed the source copy.  One copy each, the
+ * old directory gone. */
+Test(migrate, cross_fs_worker_and_tierd_crash)
+{
+    fx f;
+    char b2[1100];
+
+    setup(&f);
+    snprintf(b2, sizeof(b2), "%s/bronze2", f.root);
+    cr_assert(mkdir(b2, 0755) == 0);
+    cr_assert(mount("tmpfs", b2, "tmpfs", 0, "size=16m,mode=0755") == 0,
+              "mount -t tmpfs %s: %s (the test needs another filesystem)", b2, strerror(errno));
+    add_contents(&f, 8);
+    pid_t w = worker_start(&f, "move.installed");
+    cr_assert_eq(set_levels(&f, MOVED, 3, false, NULL), TIER_OK, "%s", E.message);
+    cr_assert_eq(tier_test_wait(w, 20000), 86, "the worker crashed at move.installed");
+    f.w[0] = 0;
+    tier_test_tierd_stop(&f.td, SIGKILL, 5000);
+    tier_test_tierd_start(&f.td, (char *const[]){"--lease-ms", "1000", NULL});
+    cr_assert(migrating(&f), "a job is left: the migration goes on");
+    usleep(1500 * 1000); /* the dead worker's lease runs out */
+    worker_start(&f, NULL);
+    wait_migrated(&f, 60000);
+    migrated(&f, 0);
+    workers_stop(&f);
+    umount2(b2, MNT_DETACH); /* lazily: tierd may still hold it */
     teardown(&f);
 }
