@@ -520,3 +520,45 @@ Test(planner, dry_runs_change_nothing)
     cr_expect(strstr(E.message, "policy") != NULL, "%s", E.message);
     teardown(&f);
 }
+
+/* An operator's MoveContent is not held by the policy: a cold content goes
+ * to gold on request, and the dwell time then keeps it there. */
+Test(planner, forced_move_is_kept_by_dwell)
+{
+    fx f;
+    window_policy w;
+    Tier__MoveContentRequest req = TIER__MOVE_CONTENT_REQUEST__INIT;
+    Tier__MoveContentReply *rep = NULL;
+    Tier__Plan *pl;
+    int64_t cid;
+    char lv[64];
+
+    setup(&f);
+    cid = add(&f, "forced.bin", 100);
+    window(&w, 0)->dwell_s = 3600;
+    cr_assert_eq(set_policy(&f, &w.p, false, NULL), TIER_OK, "%s", E.message);
+    req.cid = cid;
+    req.level = "platinum";
+    cr_expect_eq(tier_move_content(f.c, &req, &rep, &E), TIER_NOT_FOUND);
+    req.level = "bronze";
+    cr_expect_eq(tier_move_content(f.c, &req, &rep, &E), TIER_FAILED_PRECONDITION);
+    req.cid = 987654;
+    cr_expect_eq(tier_move_content(f.c, &req, &rep, &E), TIER_NOT_FOUND);
+    req.cid = cid;
+    req.level = "gold";
+    cr_assert_eq(tier_move_content(f.c, &req, &rep, &E), TIER_OK, "%s", E.message);
+    cr_assert_not_null(rep->job);
+    cr_expect_str_eq(rep->job->target, "gold");
+    tier_free(rep);
+    cr_expect_eq(tier_move_content(f.c, &req, &rep, &E), TIER_FAILED_PRECONDITION,
+                 "a second job for the same content");
+    worker_start(&f);
+    cr_assert(wait_level(&f, cid, "gold", 20000), "%s", level_of(&f, cid, lv, sizeof(lv)));
+    sleep(2); /* rounds of the planner: no views, but it stays */
+    cr_expect_str_eq(level_of(&f, cid, lv, sizeof(lv)), "gold");
+    pl = plan(&f, NULL);
+    cr_expect_eq(pl->total_moves, 0);
+    cr_expect_eq(pl->held_dwell, 1);
+    tier_free(pl);
+    teardown(&f);
+}

@@ -18,6 +18,7 @@
  */
 #include "tiering_int.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -656,6 +657,77 @@ static int h_plan_moves(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
     return rv;
 }
 
+/* ------------------------------------------------------------ MoveContent */
+
+/* The level named name in lt (not interned: a caller's name must not grow
+ * the intern list). */
+static const tl_level *level_named(const level_table *lt, const char *name)
+{
+    for (size_t i = 0; i < lt->n; i++)
+        if (strcmp(lt->v[i].name, name) == 0)
+            return &lt->v[i];
+    return NULL;
+}
+
+/* The job for c to tl (busy held, levels read-locked). */
+static int force_move(tiering *t, tier_rpc_ctx *call, content *c, const tl_level *tl)
+{
+    tl_report r = {c, c->count < 0 ? 0 : c->count, tl, NULL};
+    int rv;
+
+    assert(c->busy);
+    if (c->has_job)
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
+                                    "cid %lld has a job: cancel it first (tierctl cancel)",
+                                    (long long)c->cid);
+    if (c->level == tl->name)
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "cid %lld is on %s already",
+                                    (long long)c->cid, tl->name);
+    if ((rv = tiering_apply_reports(t, &r, 1, NULL)) != TIER_OK)
+        return tier_rpc_set_message(call, rv, "Redis: cannot create the job (%s)",
+                                    tier_status_name(rv));
+    tiering_lock(t, c);
+    if (c->has_job)
+        c->moving_to = tl->name; /* the planner counts it where it goes */
+    tiering_unlock(t, c);
+    return TIER_OK;
+}
+
+static int h_move_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                          ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    const Tier__MoveContentRequest *req = (const Tier__MoveContentRequest *)in;
+    Tier__MoveContentReply *rep = (Tier__MoveContentReply *)out;
+    Tier__GetJobRequest gq = TIER__GET_JOB_REQUEST__INIT;
+    Tier__GetJobReply gr = TIER__GET_JOB_REPLY__INIT;
+    content *c = tiering_find(t, req->cid);
+    const tl_level *tl;
+    int rv;
+
+    if (c == NULL)
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "no such content");
+    /* Like a report's job: created under the read lock, so SetLevels never
+     * changes a directory a job aims at. */
+    pthread_rwlock_rdlock(&t->levels_rw);
+    if ((tl = level_named(atomic_load(&t->levels), req->level)) == NULL) {
+        pthread_rwlock_unlock(&t->levels_rw);
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "no level named %.32s", req->level);
+    }
+    tiering_acquire(t, &c, 1);
+    rv = force_move(t, call, c, tl);
+    tiering_release(t, &c, 1);
+    pthread_rwlock_unlock(&t->levels_rw);
+    if (rv != TIER_OK)
+        return rv;
+    tier_info("move: cid %lld to %s, forced by %s", (long long)c->cid, tl->name,
+              tier_rpc_call_caller(call) ? tier_rpc_call_caller(call)->name : "anonymous");
+    gq.cid = c->cid;
+    if (tiering_get_job(t, call, &gq, &gr) == TIER_OK)
+        rep->job = gr.job;
+    return TIER_OK;
+}
+
 /* ------------------------------------------------------------ module */
 
 /* The stored policy, resolved against the loaded table. */
@@ -730,6 +802,10 @@ int tiering_policy_register(tiering *t, tier_rpc_server *srv)
         (rv = tier_rpc_server_add(srv, TIER_M_SET_POLICY, &tier__set_policy_request__descriptor,
                                   &tier__set_policy_reply__descriptor, h_set_policy, t, 0)) !=
             TIER_OK)
+        return rv;
+    if ((rv = tier_rpc_server_add(srv, TIER_M_MOVE_CONTENT, &tier__move_content_request__descriptor,
+                                  &tier__move_content_reply__descriptor, h_move_content, t, 0)) !=
+        TIER_OK)
         return rv;
     return tier_rpc_server_add(srv, TIER_M_PLAN_MOVES, &tier__plan_moves_request__descriptor,
                                &tier__plan__descriptor, h_plan_moves, t, 0);
