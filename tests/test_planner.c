@@ -428,6 +428,15 @@ Test(planner, capacity_keeps_the_most_viewed_per_byte)
     cr_assert(wait_level(&f, a, "silver", 20000), "a: %s", level_of(&f, a, lv, sizeof(lv)));
     sleep(2); /* a few more rounds: a must not be squeezed into gold */
     cr_expect_str_eq(level_of(&f, a, lv, sizeof(lv)), "silver");
+    /* The fill level per level: GetStats (the dashboard) shows the capacity. */
+    Tier__GetStatsRequest sq = TIER__GET_STATS_REQUEST__INIT;
+    Tier__GetStatsReply *st = NULL;
+    cr_assert_eq(tier_get_stats(f.c, &sq, &st, &E), TIER_OK, "%s", E.message);
+    for (size_t i = 0; i < st->n_levels; i++)
+        cr_expect_eq(st->levels[i]->capacity_bytes,
+                     strcmp(st->levels[i]->name, "gold") == 0 ? 1000 : 0, "%s",
+                     st->levels[i]->name);
+    tier_free(st);
     teardown(&f);
 }
 

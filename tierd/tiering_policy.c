@@ -234,6 +234,17 @@ int64_t tiering_policy_version(tiering *t)
     return v;
 }
 
+int64_t tiering_level_capacity(tiering *t, const char *level)
+{
+    int64_t cap = 0;
+    pthread_mutex_lock(&t->policy->mu);
+    for (size_t i = 0; i < t->policy->nlv; i++)
+        if (strcmp(t->policy->lv[i].name, level) == 0)
+            cap = t->policy->lv[i].capacity_bytes;
+    pthread_mutex_unlock(&t->policy->mu);
+    return cap;
+}
+
 void tiering_policy_get(tiering *t, tier_policy *p)
 {
     pthread_mutex_lock(&t->policy->mu);
