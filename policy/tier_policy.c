@@ -292,10 +292,23 @@ static int score_level(const tier_policy_level *lv, size_t nlv, int64_t score)
     return k;
 }
 
-static int64_t idle_ms(const tier_policy_item *it, int64_t now_ms)
+/* Idle since its last view, its last move, or the start of counting --
+ * whichever is latest: views before counting began are unknown. */
+static int64_t idle_ms(const tier_policy *p, const tier_policy_item *it, int64_t now_ms)
 {
     int64_t last = it->last_access_ms > it->since_ms ? it->last_access_ms : it->since_ms;
+    if (p->counting_since_ms > last)
+        last = p->counting_since_ms;
     return now_ms > last ? now_ms - last : 0;
+}
+
+/* Has a whole window been counted?  Before that a low score proves
+ * nothing (its views fell before counting began), so nothing is demoted
+ * for it -- else switching to a window policy would demote every content
+ * at once. */
+static bool window_counted(const tier_policy *p, int64_t now_ms)
+{
+    return p->counting_since_ms <= 0 || now_ms - p->counting_since_ms >= p->window_s * 1000;
 }
 
 int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
@@ -308,12 +321,13 @@ int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t n
         return it->level; /* nothing known: left alone */
     if (p->mode == TIER_POLICY_SEED)
         return (k = seed_level(lv, nlv, it->score)) < 0 ? it->level : k;
-    if (p->demote_after_s > 0 && it->level > 0 && idle_ms(it, now_ms) / 1000 >= p->demote_after_s) {
+    if (p->demote_after_s > 0 && it->level > 0 &&
+        idle_ms(p, it, now_ms) / 1000 >= p->demote_after_s) {
         *rule = TIER_POLICY_RULE_IDLE;
         return 0;
     }
     k = score_level(lv, nlv, it->score);
-    if (k > it->level || it->score < lv[it->level].demote_below)
+    if (k > it->level || (it->score < lv[it->level].demote_below && window_counted(p, now_ms)))
         return k;
     return it->level;
 }
@@ -406,7 +420,7 @@ static int64_t gap_of(const tier_policy *p, const tier_policy_level *lv, const s
     int64_t g;
 
     if (s->rule == TIER_POLICY_RULE_IDLE)
-        return idle_ms(it, now_ms) / 1000;
+        return idle_ms(p, it, now_ms) / 1000;
     if (s->final > it->level)
         g = it->score - (p->mode == TIER_POLICY_SEED ? lv[s->final].min : lv[s->final].min_views);
     else

@@ -32,5 +32,9 @@ const char *const tierd_crash_points[] = {
     /* SetLevels */
     "setlevels.after_mkdir",  /* directories created; MySQL unchanged */
     "setlevels.after_commit", /* MySQL has the new table; memory the old */
+    /* the tiering policy (docs/POLICY.md) */
+    "views.after_commit",     /* increments committed to MySQL; no reply */
+    "setpolicy.after_commit", /* the new policy version in MySQL; memory the old, no reply */
+    "planner.after_script",   /* the planner's jobs in Redis; their targets not noted */
     NULL,
 };

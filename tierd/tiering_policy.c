@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_methods.h"
 #include "tier_rpc_json.h"
@@ -112,6 +113,7 @@ static Tier__Policy *policy_to_pb(tier_rpc_ctx *call, const tier_policy *p, Tier
     pb->dwell_s = p->dwell_s;
     pb->plan_interval_s = p->plan_interval_s;
     pb->max_inflight = p->max_inflight;
+    pb->counting_since_ms = p->counting_since_ms;
     for (size_t i = 0; i < p->nlevels; i++) {
         tier__level_rule__init(&rules[i]);
         rules[i].level =
@@ -198,8 +200,23 @@ static int policy_parse_json(const char *text, tier_policy *p, char *err, size_t
     if (pb == NULL)
         return snprintf(err, errlen, "not a Policy message"), -1;
     rv = policy_from_pb(pb, p, err, errlen);
+    p->counting_since_ms = pb->counting_since_ms; /* tierd's own, stored with it */
     tier__policy__free_unpacked(pb, NULL);
     return rv;
+}
+
+/* Views are counted from the switch to a window policy on; a change
+ * between window policies keeps counting (the buckets are kept). */
+static void carry_counting(tiering *t, tier_policy *p, int64_t now_ms)
+{
+    tier_policy old;
+    tiering_policy_get(t, &old);
+    if (p->mode != TIER_POLICY_WINDOW)
+        p->counting_since_ms = 0;
+    else if (old.mode == TIER_POLICY_WINDOW)
+        p->counting_since_ms = old.counting_since_ms;
+    else
+        p->counting_since_ms = now_ms;
 }
 
 /* ------------------------------------------------------------ resolving */
@@ -570,6 +587,7 @@ static int install(tiering *t, tier_rpc_ctx *call, const tier_policy *p,
     if (rv != TIER_OK)
         return tier_rpc_set_message(call, rv, "MySQL: cannot store the policy (%s)",
                                     tier_status_name(rv));
+    TIER_CRASH_AT("setpolicy.after_commit");
     pthread_mutex_lock(&tp->mu);
     old = tp->p;
     tp->p = *p;
@@ -603,6 +621,7 @@ static int h_set_policy(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "policy: required");
     if (policy_from_pb(req->policy, &p, err, sizeof(err)) != 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "policy: %s", err);
+    carry_counting(t, &p, tier_now_ms());
     pthread_mutex_lock(&t->admin_mu); /* against SetLevels: one table, one policy */
     lt = atomic_load(&t->levels);
     if (resolve(&p, lt, lv, err, sizeof(err)) != 0)
@@ -643,6 +662,8 @@ static int h_plan_moves(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
 
     if (req->policy != NULL && policy_from_pb(req->policy, &p, err, sizeof(err)) != 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "policy: %s", err);
+    if (req->policy != NULL)
+        carry_counting(t, &p, tier_now_ms()); /* as SetPolicy would */
     if (req->policy == NULL) {
         pthread_mutex_lock(&t->policy->mu);
         p = t->policy->p;
