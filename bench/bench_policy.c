@@ -19,7 +19,7 @@
  *   seed-cum   the seed's rule on the cumulative count (levels 1000/2000,
  *              the seed's sample table), re-planned every step.
  *   seed-1h    the seed's rule on a client reporting its last hour's count
- *              (gold at 10, silver at 1 -- the window policy's lines per
+ *              (gold at 2, silver at 1 -- the window policy's lines per
  *              hour), re-planned every step.
  *   window ... tier_policy mode window with gold capacity 5% of all bytes,
  *              planned every plan_interval_s, started through
@@ -49,7 +49,7 @@
 #define NLV 3
 #define GOLD 2
 #define MOVE_BPS 200e6   /* a move's transfer rate */
-#define GOLD_PER_H 10.0  /* the window policies' gold line, views per hour */
+#define GOLD_PER_H 2.0   /* the window policies' gold line, views per hour */
 #define SILVER_PER_H 1.0 /* and silver's */
 #define SLICE_PCT 2      /* the oscillating slice */
 #define CAPACITY_PCT 5   /* gold capacity, % of all bytes */
@@ -534,12 +534,25 @@ static void try_start(sim *m, int64_t now_ms)
     free(go);
 }
 
+/* A content on bronze with no job whose score is below silver's line: the
+ * plan would leave it where it is (the idle rule and dwell only act on a
+ * wanted move, and bronze has no capacity), so it is not passed -- the
+ * plan's sort is most of the bench's time.  Only the bronze counts of the
+ * summary differ, which the bench does not use. */
+static bool stays_bottom(sim *m, size_t i, int64_t now_ms)
+{
+    int64_t line = m->cf->p.mode == TIER_POLICY_SEED ? m->lv[1].min : m->lv[1].min_views;
+    return m->level[i] == 0 && m->moving_to[i] < 0 && score_of(m, i, now_ms) < line;
+}
+
 static void plan(sim *m, int64_t now_ms)
 {
     size_t n = 0, nm = 0;
     for (size_t i = 0; i < m->t->n; i++) {
         if (m->t->c[i].arrive_h * 3600000 > (double)now_ms)
             continue; /* not yet uploaded */
+        if (stays_bottom(m, i, now_ms))
+            continue;
         m->items[n++] = (tier_policy_item){
             (int64_t)i,    m->level[i],   m->moving_to[i], m->t->c[i].size, score_of(m, i, now_ms),
             m->last_ms[i], m->since_ms[i]};
@@ -670,9 +683,9 @@ static void window_config(config *cf, const char *name, int64_t window_h, int64_
     p->budgets[1] = (tier_policy_budget){"", "bronze", 0, 200e6};
 }
 
-#define NCONF 8
+#define NCONF 9
 #define SEED_1H 1
-#define RECOMMENDED 2 /* the row the targets are judged on */
+#define JUDGED 2 /* the row the targets are judged on (chosen before the full runs) */
 
 static void make_configs(config *cf, int64_t capacity)
 {
@@ -680,19 +693,17 @@ static void make_configs(config *cf, int64_t capacity)
     cf[0].name = "seed-cum (cumulative count, 1000/2000)";
     cf[0].kind = SCORE_CUMULATIVE;
     tier_policy_default(&cf[0].p);
-    cf[1].name = "seed-1h (last hour's count, 1/10)";
+    cf[1].name = "seed-1h (last hour's count, 1/2)";
     cf[1].kind = SCORE_LAST_HOUR;
     tier_policy_default(&cf[1].p);
-    window_config(&cf[2], "window 24h/1h buckets, hyst 20%, dwell 1h", 24, 3600, 20, 3600,
-                  capacity);
+    window_config(&cf[2], "window 6h/15min, hyst 20%, dwell 1h", 6, 900, 20, 3600, capacity);
     window_config(&cf[3], "window defaults: 7d/1h, hyst 20%, dwell 1h", 168, 3600, 20, 3600,
                   capacity);
-    window_config(&cf[4], "window 24h, hyst 0%, dwell 0", 24, 3600, 0, 0, capacity);
-    window_config(&cf[5], "window 24h, hyst 40%, dwell 1h", 24, 3600, 40, 3600, capacity);
-    window_config(&cf[6], "window 6h/15min buckets, hyst 20%, dwell 1h", 6, 900, 20, 3600,
-                  capacity);
-    window_config(&cf[7], "window 72h/1h buckets, hyst 20%, dwell 1h", 72, 3600, 20, 3600,
-                  capacity);
+    window_config(&cf[4], "window 24h/1h, hyst 20%, dwell 1h", 24, 3600, 20, 3600, capacity);
+    window_config(&cf[5], "window 24h/1h, hyst 0%, dwell 0", 24, 3600, 0, 0, capacity);
+    window_config(&cf[6], "window 6h/15min, hyst 0%, dwell 0", 6, 900, 0, 0, capacity);
+    window_config(&cf[7], "window 6h/15min, hyst 40%, dwell 1h", 6, 900, 40, 3600, capacity);
+    window_config(&cf[8], "window 2h/5min, hyst 20%, dwell 1h", 2, 300, 20, 3600, capacity);
 }
 
 /* ------------------------------------------------------------ main */
@@ -734,9 +745,8 @@ static void print_targets(const result *res, const config *cf, const result *ora
         double s0 = res[i].slice_gb > 0 ? res[0].slice_gb / res[i].slice_gb : INFINITY;
         printf("- %s%s: gold hit share %.1f%% of the oracle's (%s); slice bytes moved: seed-1h "
                "%.1fx (%s), seed-cum %.1fx (%s)\n",
-               cf[i].name, i == RECOMMENDED ? " [judged]" : "", 100 * hit,
-               hit >= 0.9 ? "met" : "MISSED", s1, s1 >= 5 ? "met" : "MISSED", s0,
-               s0 >= 5 ? "met" : "MISSED");
+               cf[i].name, i == JUDGED ? " [judged]" : "", 100 * hit, hit >= 0.9 ? "met" : "MISSED",
+               s1, s1 >= 5 ? "met" : "MISSED", s0, s0 >= 5 ? "met" : "MISSED");
     }
 }
 
