@@ -616,3 +616,18 @@ Test(start, room_limits_the_count)
     cr_assert_eq(f.st.throttled, 1, "the out-of-table move is skipped, not throttled");
     cr_assert_eq(f.st.started, 1);
 }
+
+Test(plan, capacity_with_a_huge_incumbent_score)
+{
+    tier_policy p;
+    window_policy(&p);
+    p.levels[1].capacity_bytes = 1000;
+    /* The incumbent's boost (score / 0.8) must not overflow into a negative
+     * rank that would sort the most viewed content last. */
+    tier_policy_item it[] = {item(1, G, 500, INT64_MAX), item(2, B, 500, 1000),
+                             item(3, B, 500, 900)};
+    plan_out o = plan(&p, it, 3, NOW);
+    cr_assert_null(move_of(&o, 1), "the most viewed content stays on gold");
+    cr_assert_eq(move_of(&o, 2)->to, G);
+    cr_assert_eq(move_of(&o, 3)->to, S);
+}
