@@ -372,6 +372,17 @@ static bool fits(const tier_policy_level *l, int64_t used, int64_t size)
            (used <= l->capacity_bytes - size && size <= l->capacity_bytes);
 }
 
+/* x * 100 / (100 - h), saturating at INT64_MAX: a score near INT64_MAX
+ * (from a peer) must not wrap into a negative rank.  Unknown (negative)
+ * scores get no boost. */
+static int64_t scale_up(int64_t x, int32_t h)
+{
+    int64_t d = 100 - h, q = x / d, t = x % d * 100 / d;
+    if (x < 0)
+        return x;
+    return q > (INT64_MAX - t) / 100 ? INT64_MAX : q * 100 + t;
+}
+
 /* Places the movable items, most views per byte first, each on the highest
  * level at or below where it wants to be that has room; fixed items took
  * their room first.  An item with no room anywhere stays put. */
@@ -387,10 +398,7 @@ static void place(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
         /* An incumbent competes with its score raised by the hysteresis, so
          * two contents of nearly equal popularity do not swap places. */
         bool inc = s[i].it->level == s[i].want && p->hysteresis_pct > 0;
-        s[i].rank =
-            inc ? s[i].it->score / (100 - p->hysteresis_pct) * 100 +
-                      s[i].it->score % (100 - p->hysteresis_pct) * 100 / (100 - p->hysteresis_pct)
-                : s[i].it->score;
+        s[i].rank = inc ? scale_up(s[i].it->score, p->hysteresis_pct) : s[i].it->score;
     }
     qsort(s, n, sizeof(*s), by_density);
     for (size_t i = 0; i < n; i++) {
