@@ -283,6 +283,15 @@ static int cmd_jobs(tierctl *t, int argc, char **argv)
         json_decref(arr);
     if (!t->json && rep->n_jobs == 0)
         tierctl_none();
+    if (!t->json && rep->planner != NULL) {
+        const Tier__PlannerState *p = rep->planner;
+        char at[48];
+        printf("planner (round at %s): planned %lld, started %lld, backlog %lld (%lld bytes), "
+               "throttled %lld, waiting for capacity %lld, in flight %lld\n",
+               tierctl_time(t, p->at_ms, at, sizeof(at)), (long long)p->planned,
+               (long long)p->started, (long long)p->backlog, (long long)p->backlog_bytes,
+               (long long)p->throttled, (long long)p->waiting_capacity, (long long)p->inflight);
+    }
     tier_free(rep);
     return TIER_OK;
 }
