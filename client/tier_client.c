@@ -175,3 +175,5 @@ TIER_METHOD(tier_set_policy, TIER_M_SET_POLICY, Tier__SetPolicyRequest, Tier__Se
             tier__set_policy_reply__descriptor)
 TIER_METHOD(tier_plan_moves, TIER_M_PLAN_MOVES, Tier__PlanMovesRequest, Tier__Plan,
             tier__plan__descriptor)
+TIER_METHOD(tier_move_content, TIER_M_MOVE_CONTENT, Tier__MoveContentRequest,
+            Tier__MoveContentReply, tier__move_content_reply__descriptor)

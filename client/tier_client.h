@@ -192,6 +192,9 @@ int tier_set_policy(tier_client *c, const Tier__SetPolicyRequest *req, Tier__Set
  * changes nothing. */
 int tier_plan_moves(tier_client *c, const Tier__PlanMovesRequest *req, Tier__Plan **reply,
                     tier_error *err);
+/* An operator's forced move of one content to a level, now. */
+int tier_move_content(tier_client *c, const Tier__MoveContentRequest *req,
+                      Tier__MoveContentReply **reply, tier_error *err);
 
 /* ---- fsck */
 

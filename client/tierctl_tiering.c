@@ -98,6 +98,26 @@ static int cmd_job(tierctl *t, int argc, char **argv)
     return TIER_OK;
 }
 
+/* tierctl move CID LEVEL: an operator's forced move (MoveContent). */
+static int cmd_move(tierctl *t, int argc, char **argv)
+{
+    Tier__MoveContentRequest req = TIER__MOVE_CONTENT_REQUEST__INIT;
+    Tier__MoveContentReply *rep = NULL;
+    int rv;
+
+    if (argc != 3 || !tierctl_int(argv[1], &req.cid))
+        return tierctl_usage(t, "usage: tierctl move CID LEVEL");
+    req.level = argv[2];
+    if ((rv = tier_move_content(t->client, &req, &rep, &t->err)) != TIER_OK)
+        return rv;
+    if (t->json)
+        tierctl_emit(stdout, rep->job ? tierctl_job_json(rep->job) : json_null());
+    else if (rep->job)
+        print_job_text(rep->job);
+    tier_free(rep);
+    return TIER_OK;
+}
+
 static void print_content(tierctl *t, const Tier__Content *c)
 {
     char g[48], u[48], s[32];
@@ -263,6 +283,15 @@ static int cmd_jobs(tierctl *t, int argc, char **argv)
         json_decref(arr);
     if (!t->json && rep->n_jobs == 0)
         tierctl_none();
+    if (!t->json && rep->planner != NULL) {
+        const Tier__PlannerState *p = rep->planner;
+        char at[48];
+        printf("planner (round at %s): planned %lld, started %lld, backlog %lld (%lld bytes), "
+               "throttled %lld, waiting for capacity %lld, in flight %lld\n",
+               tierctl_time(t, p->at_ms, at, sizeof(at)), (long long)p->planned,
+               (long long)p->started, (long long)p->backlog, (long long)p->backlog_bytes,
+               (long long)p->throttled, (long long)p->waiting_capacity, (long long)p->inflight);
+    }
     tier_free(rep);
     return TIER_OK;
 }
@@ -566,6 +595,8 @@ const tierctl_cmd tierctl_tiering_cmds[] = {
      NULL},
     {"job", "job show|retry|cancel CID", "one job; retry a failed one; leave a content where it is",
      cmd_job, NULL},
+    {"move", "move CID LEVEL", "move a content now, whatever the policy says (admin)", cmd_move,
+     NULL},
     {"levels", "levels [set N:MIN:MAX:PATH ... [--dry-run]]", "show or replace the level table",
      cmd_levels,
      "  --dry-run: nothing changes; prints the plan -- which contents the new table\n"

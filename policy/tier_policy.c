@@ -37,6 +37,23 @@ void tier_policy_window_defaults(tier_policy *p)
     p->max_inflight = 1000;
 }
 
+/* *a += b, stopping at INT64_MAX: byte sums add peers' sizes (b >= 0). */
+static void add_sat(int64_t *a, int64_t b)
+{
+    if (__builtin_add_overflow(*a, b, a))
+        *a = INT64_MAX;
+}
+
+/* now - then (ms, or views), 0 when then is larger, INT64_MAX when it does
+ * not fit (times may come from MySQL rows an operator edited). */
+static int64_t elapsed(int64_t now, int64_t then)
+{
+    int64_t d;
+    if (now <= then)
+        return 0;
+    return __builtin_sub_overflow(now, then, &d) ? INT64_MAX : d;
+}
+
 /* ------------------------------------------------------------ validation */
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -292,10 +309,23 @@ static int score_level(const tier_policy_level *lv, size_t nlv, int64_t score)
     return k;
 }
 
-static int64_t idle_ms(const tier_policy_item *it, int64_t now_ms)
+/* Idle since its last view, its last move, or the start of counting --
+ * whichever is latest: views before counting began are unknown. */
+static int64_t idle_ms(const tier_policy *p, const tier_policy_item *it, int64_t now_ms)
 {
     int64_t last = it->last_access_ms > it->since_ms ? it->last_access_ms : it->since_ms;
-    return now_ms > last ? now_ms - last : 0;
+    if (p->counting_since_ms > last)
+        last = p->counting_since_ms;
+    return elapsed(now_ms, last);
+}
+
+/* Has a whole window been counted?  Before that a low score proves
+ * nothing (its views fell before counting began), so nothing is demoted
+ * for it -- else switching to a window policy would demote every content
+ * at once. */
+static bool window_counted(const tier_policy *p, int64_t now_ms)
+{
+    return p->counting_since_ms <= 0 || elapsed(now_ms, p->counting_since_ms) >= p->window_s * 1000;
 }
 
 int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
@@ -308,12 +338,13 @@ int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t n
         return it->level; /* nothing known: left alone */
     if (p->mode == TIER_POLICY_SEED)
         return (k = seed_level(lv, nlv, it->score)) < 0 ? it->level : k;
-    if (p->demote_after_s > 0 && it->level > 0 && idle_ms(it, now_ms) / 1000 >= p->demote_after_s) {
+    if (p->demote_after_s > 0 && it->level > 0 &&
+        idle_ms(p, it, now_ms) / 1000 >= p->demote_after_s) {
         *rule = TIER_POLICY_RULE_IDLE;
         return 0;
     }
     k = score_level(lv, nlv, it->score);
-    if (k > it->level || it->score < lv[it->level].demote_below)
+    if (k > it->level || (it->score < lv[it->level].demote_below && window_counted(p, now_ms)))
         return k;
     return it->level;
 }
@@ -358,6 +389,17 @@ static bool fits(const tier_policy_level *l, int64_t used, int64_t size)
            (used <= l->capacity_bytes - size && size <= l->capacity_bytes);
 }
 
+/* x * 100 / (100 - h), saturating at INT64_MAX: a score near INT64_MAX
+ * (from a peer) must not wrap into a negative rank.  Unknown (negative)
+ * scores get no boost. */
+static int64_t scale_up(int64_t x, int32_t h)
+{
+    int64_t d = 100 - h, q = x / d, t = x % d * 100 / d;
+    if (x < 0)
+        return x;
+    return q > (INT64_MAX - t) / 100 ? INT64_MAX : q * 100 + t;
+}
+
 /* Places the movable items, most views per byte first, each on the highest
  * level at or below where it wants to be that has room; fixed items took
  * their room first.  An item with no room anywhere stays put. */
@@ -368,15 +410,12 @@ static void place(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
 
     for (size_t i = 0; i < n; i++)
         if (s[i].fixed && s[i].final >= 0)
-            used[s[i].final] += size_of(s[i].it);
+            add_sat(&used[s[i].final], size_of(s[i].it));
     for (size_t i = 0; i < n; i++) {
         /* An incumbent competes with its score raised by the hysteresis, so
          * two contents of nearly equal popularity do not swap places. */
         bool inc = s[i].it->level == s[i].want && p->hysteresis_pct > 0;
-        s[i].rank =
-            inc ? s[i].it->score / (100 - p->hysteresis_pct) * 100 +
-                      s[i].it->score % (100 - p->hysteresis_pct) * 100 / (100 - p->hysteresis_pct)
-                : s[i].it->score;
+        s[i].rank = inc ? scale_up(s[i].it->score, p->hysteresis_pct) : s[i].it->score;
     }
     qsort(s, n, sizeof(*s), by_density);
     for (size_t i = 0; i < n; i++) {
@@ -394,7 +433,7 @@ static void place(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
                 s[i].rule = TIER_POLICY_RULE_CAPACITY;
         }
         s[i].final = l;
-        used[l] += sz;
+        add_sat(&used[l], sz);
     }
     (void)nlv;
 }
@@ -406,13 +445,14 @@ static int64_t gap_of(const tier_policy *p, const tier_policy_level *lv, const s
     int64_t g;
 
     if (s->rule == TIER_POLICY_RULE_IDLE)
-        return idle_ms(it, now_ms) / 1000;
+        return idle_ms(p, it, now_ms) / 1000;
     if (s->final > it->level)
-        g = it->score - (p->mode == TIER_POLICY_SEED ? lv[s->final].min : lv[s->final].min_views);
+        g = elapsed(it->score,
+                    p->mode == TIER_POLICY_SEED ? lv[s->final].min : lv[s->final].min_views);
     else
-        g = (p->mode == TIER_POLICY_SEED ? lv[it->level].min : lv[it->level].demote_below) -
-            it->score;
-    return g < 0 ? 0 : g;
+        g = elapsed(p->mode == TIER_POLICY_SEED ? lv[it->level].min : lv[it->level].demote_below,
+                    it->score);
+    return g;
 }
 
 /* Promotions first, larger gap first, then cid. */
@@ -431,11 +471,11 @@ static void count_now(const tier_policy_item *it, tier_policy_summary *sum)
 {
     if (it->level >= 0) {
         sum->files_now[it->level]++;
-        sum->bytes_now[it->level] += size_of(it);
+        add_sat(&sum->bytes_now[it->level], size_of(it));
     }
     if (it->moving_to >= 0 && it->moving_to != it->level) {
         sum->files_now[it->moving_to]++;
-        sum->bytes_now[it->moving_to] += size_of(it);
+        add_sat(&sum->bytes_now[it->moving_to], size_of(it));
     }
 }
 
@@ -460,7 +500,8 @@ int tier_policy_plan(const tier_policy *p, const tier_policy_level *lv, size_t n
         if (s[i].fixed)
             continue;
         s[i].want = tier_policy_want(p, lv, nlv, it, now_ms, &s[i].rule);
-        if (s[i].want != it->level && p->dwell_s > 0 && now_ms - it->since_ms < p->dwell_s * 1000) {
+        if (s[i].want != it->level && p->dwell_s > 0 &&
+            elapsed(now_ms, it->since_ms) < p->dwell_s * 1000) {
             sum->held_dwell++;
             s[i].want = it->level;
             s[i].fixed = true;
@@ -473,7 +514,7 @@ int tier_policy_plan(const tier_policy *p, const tier_policy_level *lv, size_t n
         tier_policy_item *it = s[i].it;
         if (s[i].final >= 0) {
             sum->files_after[s[i].final]++;
-            sum->bytes_after[s[i].final] += size_of(it);
+            add_sat(&sum->bytes_after[s[i].final], size_of(it));
         }
         if (s[i].fixed || s[i].final == it->level || s[i].final < 0)
             continue;
@@ -501,7 +542,7 @@ void tier_policy_gate_init(tier_policy_gate *g, int64_t now_ms)
 
 static void refill(const tier_policy *p, tier_policy_gate *g, int64_t now_ms)
 {
-    double dt = now_ms > g->at_ms ? (double)(now_ms - g->at_ms) / 1000.0 : 0;
+    double dt = (double)elapsed(now_ms, g->at_ms) / 1000.0;
 
     for (size_t j = 0; j < p->nbudgets; j++) {
         const tier_policy_budget *b = &p->budgets[j];
@@ -567,7 +608,7 @@ size_t tier_policy_start(const tier_policy *p, const tier_policy_level *lv, size
             continue;
         if (k >= room) {
             st->throttled++;
-            st->throttled_bytes += m->size;
+            add_sat(&st->throttled_bytes, m->size);
             continue;
         }
         /* A move within one level (a level migration: the same level, a
@@ -578,12 +619,12 @@ size_t tier_policy_start(const tier_policy *p, const tier_policy_level *lv, size
         }
         if (!budget_room(p, lv, g, m)) {
             st->throttled++;
-            st->throttled_bytes += m->size;
+            add_sat(&st->throttled_bytes, m->size);
             continue;
         }
         budget_take(p, lv, g, m);
         if (m->from != m->to) {
-            sum->bytes_now[m->to] += m->size;
+            add_sat(&sum->bytes_now[m->to], m->size);
             sum->files_now[m->to]++;
         }
         start[i] = true;

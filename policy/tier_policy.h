@@ -69,6 +69,11 @@ typedef struct {
     tier_policy_level_rule levels[TIER_POLICY_LEVELS_MAX];
     size_t nbudgets;
     tier_policy_budget budgets[TIER_POLICY_BUDGETS_MAX];
+    /* Not a setting: when views began to be counted for this window (tierd:
+     * the switch from seed to window, kept across window changes; 0: since
+     * always).  Until a whole window has been counted nothing is demoted
+     * for a low score, and idle time counts from here at the earliest. */
+    int64_t counting_since_ms;
 } tier_policy;
 
 /* The seed policy (mode seed, nothing else set). */

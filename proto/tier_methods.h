@@ -42,5 +42,6 @@
 #define TIER_M_GET_POLICY "tier.Tier/GetPolicy"
 #define TIER_M_SET_POLICY "tier.Tier/SetPolicy"
 #define TIER_M_PLAN_MOVES "tier.Tier/PlanMoves"
+#define TIER_M_MOVE_CONTENT "tier.Tier/MoveContent"
 
 #endif

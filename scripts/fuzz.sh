@@ -23,7 +23,7 @@ while (($#)); do
     esac
 done
 
-TARGETS=(fuzz_name fuzz_time fuzz_requests fuzz_wire fuzz_path fuzz_server)
+TARGETS=(fuzz_name fuzz_time fuzz_requests fuzz_wire fuzz_path fuzz_server fuzz_policy)
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIER_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j2 --target "${TARGETS[@]}"
 mkdir -p build-fuzz/crashes

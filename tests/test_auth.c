@@ -164,6 +164,7 @@ static const struct {
     {TIER_M_GET_POLICY, A | C},
     {TIER_M_SET_POLICY, A},
     {TIER_M_PLAN_MOVES, A | C},
+    {TIER_M_MOVE_CONTENT, A},
 };
 #define NMATRIX (sizeof(MATRIX) / sizeof(MATRIX[0]))
 

@@ -935,6 +935,142 @@ static void sc_setlevels_commit(fx *f)
     snprintf(ct(f, 1)->history, sizeof(ct(f, 1)->history), "bronze>silver");
 }
 
+/* ---------------------------------------------------------- the policy */
+
+/* An increment of views to cid (not remembered for I4: it moves nothing
+ * under the seed's table at these counts); its item's code, or the call's. */
+static int add_views(fx *f, int64_t cid, int64_t views, int64_t *count)
+{
+    Tier__ViewReport v = TIER__VIEW_REPORT__INIT, *list[1] = {&v};
+    Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ReportViewsReply *rep;
+    int rv;
+
+    v.cid = cid;
+    v.views = views;
+    req.reports = list;
+    req.n_reports = 1;
+    if ((rv = tier_report_views(f->c, &req, &rep, &E)) != TIER_OK)
+        return rv;
+    rv = rep->results[0]->code;
+    if (count != NULL)
+        *count = rep->results[0]->count;
+    tier_free(rep);
+    return rv;
+}
+
+/* A window policy: silver from 5 views, gold from 10, planned every second. */
+static int set_window_policy(fx *f)
+{
+    static const char *names[] = {"bronze", "silver", "gold"};
+    static const int64_t mins[] = {0, 5, 10};
+    Tier__Policy p = TIER__POLICY__INIT;
+    Tier__LevelRule r[3], *rp[3];
+    Tier__SetPolicyRequest req = TIER__SET_POLICY_REQUEST__INIT;
+    Tier__SetPolicyReply *rep = NULL;
+    int rv;
+
+    p.mode = "window";
+    p.window_s = 3600;
+    p.bucket_s = 60;
+    p.plan_interval_s = 1;
+    p.max_inflight = 10;
+    for (int i = 0; i < 3; i++) {
+        tier__level_rule__init(&r[i]);
+        r[i].level = (char *)names[i];
+        r[i].min_views = mins[i];
+        r[i].demote_below = -1;
+        rp[i] = &r[i];
+    }
+    p.levels = rp;
+    p.n_levels = 3;
+    req.policy = &p;
+    rv = tier_set_policy(f->c, &req, &rep, &E);
+    tier_free(rep);
+    return rv;
+}
+
+/* Waits (at most 10 s) until cid has a job or has left `from`. */
+static void wait_planned(fx *f, int64_t cid, const char *from)
+{
+    for (int i = 0; i < 100; i++) {
+        Tier__GetContentRequest q = TIER__GET_CONTENT_REQUEST__INIT;
+        Tier__GetContentReply *r = NULL;
+        bool moved = false;
+        q.cid = cid;
+        if (tier_get_content(f->c, &q, &r, &E) == TIER_OK)
+            moved = r->job != NULL || strcmp(r->content->level, from) != 0;
+        tier_free(r);
+        if (moved)
+            return;
+        usleep(100 * 1000);
+    }
+    cr_assert_fail("%s: the planner never moved cid %lld%s", f->point, (long long)cid, logs_of(f));
+}
+
+static void histories_initial(fx *f)
+{
+    for (int i = 0; i < NC; i++)
+        snprintf(f->ct[i].history, sizeof(f->ct[i].history), "%s", f->ct[i].initial_level);
+}
+
+/* An increment committed to MySQL, tierd dead before the reply.  The
+ * restarted tierd has it (at least once: a client that resends counts it
+ * twice, the dedupe cache being gone with the process). */
+static void sc_views_commit(fx *f)
+{
+    int64_t count = 0;
+    tierd_up(f, "views.after_commit");
+    short_timeout(f, true);
+    cr_assert_neq(add_views(f, 1, 5, NULL), TIER_OK, "the increment was answered");
+    short_timeout(f, false);
+    expect_crash(f, &f->td.pid, "tierd");
+    tierd_up(f, NULL);
+    cr_assert_eq(add_views(f, 1, 1, &count), TIER_OK, "%s", E.message);
+    cr_assert_eq(count, 6, "%s: the committed increment is lost (count %lld)", f->point,
+                 (long long)count);
+    histories_initial(f);
+}
+
+/* SetPolicy committed, tierd dead before the reply: the restarted tierd
+ * runs the new policy (version 1), and its planner moves a hot content. */
+static void sc_setpolicy_commit(fx *f)
+{
+    tierd_up(f, "setpolicy.after_commit");
+    short_timeout(f, true);
+    cr_assert_neq(set_window_policy(f), TIER_OK, "SetPolicy was answered");
+    short_timeout(f, false);
+    expect_crash(f, &f->td.pid, "tierd");
+    tierd_up(f, NULL);
+    Tier__GetPolicyRequest q = TIER__GET_POLICY_REQUEST__INIT;
+    Tier__GetPolicyReply *r = NULL;
+    cr_assert_eq(tier_get_policy(f->c, &q, &r, &E), TIER_OK, "%s", E.message);
+    cr_assert_eq(r->policy->version, 1, "%s: the committed policy is lost", f->point);
+    tier_free(r);
+    cr_assert_eq(add_views(f, 1, 12, NULL), TIER_OK, "%s", E.message);
+    wait_planned(f, 1, "bronze");
+    histories_initial(f);
+    snprintf(ct(f, 1)->history, sizeof(ct(f, 1)->history), "bronze>gold");
+    /* I4's expected level: the policy's, not a count's. */
+    snprintf(ct(f, 1)->held_at, sizeof(ct(f, 1)->held_at), "gold");
+}
+
+/* The planner's job is in Redis, tierd dead before it noted where the job
+ * goes.  The restarted tierd finds the job (start-up recovery), leaves the
+ * content to it, and the move completes once. */
+static void sc_planner_script(fx *f)
+{
+    tierd_up(f, "planner.after_script");
+    cr_assert_eq(set_window_policy(f), TIER_OK, "%s", E.message);
+    cr_assert_eq(add_views(f, 1, 12, NULL), TIER_OK, "%s", E.message);
+    expect_crash(f, &f->td.pid, "tierd");
+    tierd_up(f, NULL);
+    histories_initial(f);
+    snprintf(ct(f, 1)->history, sizeof(ct(f, 1)->history), "bronze>gold");
+    /* I4's expected level: the policy's, not a count's. */
+    snprintf(ct(f, 1)->held_at, sizeof(ct(f, 1)->held_at), "gold");
+}
+
 /* ---------------------------------------------------------- level migrations */
 
 /* bronze (c1, c2) moves to bronze2: a level migration (tiering_migrate.c). */
@@ -1170,6 +1306,9 @@ static const scenario SCENARIOS[] = {
     {"migrate.after_setlevels_commit", sc_migrate_commit, B_B_S_G, false},
     {"migrate.before_retire", sc_migrate_before_retire, B_B_S_G, false},
     {"migrate.after_rmdir", sc_migrate_after_rmdir, B_B_S_G, false},
+    {"views.after_commit", sc_views_commit, B_B_S_G, false},
+    {"setpolicy.after_commit", sc_setpolicy_commit, B_B_S_G, false},
+    {"planner.after_script", sc_planner_script, B_B_S_G, false},
     {"writer.after_acquire", sc_writer_after_acquire, B_B_S_G, false},
     {"worker.after_claim", sc_w_after_claim, B_B_S_G, true},
     {"move.renamed", sc_w_renamed, B_B_S_G, false},

@@ -351,33 +351,36 @@ Test(planner, window_moves_hot_up_and_idle_down)
     teardown(&f);
 }
 
-/* Hysteresis: a content on gold stays while its views are between gold's
- * demote line (10 * 80% = 8) and its promotion line. */
-Test(planner, hysteresis_keeps_a_content_between_the_lines)
+/* After the switch to a window policy nothing is demoted for a low score
+ * until a whole window has been counted (views before the switch are
+ * unknown), but promotions start at once; the dry run of the switch says
+ * the same.  (Hysteresis, idle and dwell rules case by case: test_policy.c.) */
+Test(planner, switching_to_a_window_demotes_nothing_at_once)
 {
     fx f;
     window_policy w;
+    Tier__SetPolicyReply *rep;
     Tier__Plan *pl;
-    int64_t cid;
+    Tier__Policy *p;
+    int64_t cid, gold;
 
     setup(&f);
     cid = add(&f, "h.bin", 100);
-    cr_assert_eq(set_policy(&f, window(&w, 0), false, NULL), TIER_OK, "%s", E.message);
+    gold = add(&f, "g.bin", 100);
+    cr_assert_eq(report(&f, gold, 2500, 0, NULL), TIER_OK); /* seed: to gold */
     worker_start(&f);
+    cr_assert(wait_level(&f, gold, "gold", 20000));
+    cr_assert_eq(set_policy(&f, window(&w, 0), true, &rep), TIER_OK, "%s", E.message);
+    cr_expect_eq(rep->plan->total_moves, 0, "the dry run of the switch demotes");
+    tier_free(rep);
+    cr_assert_eq(set_policy(&f, window(&w, 0), false, NULL), TIER_OK, "%s", E.message);
+    p = get_policy(&f);
+    cr_expect_gt(p->counting_since_ms, 0);
+    tier_free(p);
     cr_assert_eq(report(&f, cid, 0, 10, NULL), TIER_OK);
     cr_assert(wait_level(&f, cid, "gold", 20000));
-    /* Gold's line rises to 11 views: 10 is above its demote line 8 (11 * 80 / 100). */
-    w.rules[2].min_views = 11;
-    pl = plan(&f, &w.p);
-    cr_expect_eq(pl->total_moves, 0, "moved inside the hysteresis band");
-    tier_free(pl);
-    w.rules[2].min_views = 14; /* demote line 11 (14 * 80 / 100): 10 views are below it */
-    pl = plan(&f, &w.p);
-    cr_expect_eq(pl->total_moves, 1);
-    if (pl->n_moves == 1) {
-        cr_expect_str_eq(pl->moves[0]->to, "silver");
-        cr_expect_str_eq(pl->moves[0]->rule, "range");
-    }
+    pl = plan(&f, NULL);
+    cr_expect_eq(pl->total_moves, 0, "gold's unviewed content is demoted before a window passed");
     tier_free(pl);
     teardown(&f);
 }
@@ -428,6 +431,15 @@ Test(planner, capacity_keeps_the_most_viewed_per_byte)
     cr_assert(wait_level(&f, a, "silver", 20000), "a: %s", level_of(&f, a, lv, sizeof(lv)));
     sleep(2); /* a few more rounds: a must not be squeezed into gold */
     cr_expect_str_eq(level_of(&f, a, lv, sizeof(lv)), "silver");
+    /* The fill level per level: GetStats (the dashboard) shows the capacity. */
+    Tier__GetStatsRequest sq = TIER__GET_STATS_REQUEST__INIT;
+    Tier__GetStatsReply *st = NULL;
+    cr_assert_eq(tier_get_stats(f.c, &sq, &st, &E), TIER_OK, "%s", E.message);
+    for (size_t i = 0; i < st->n_levels; i++)
+        cr_expect_eq(st->levels[i]->capacity_bytes,
+                     strcmp(st->levels[i]->name, "gold") == 0 ? 1000 : 0, "%s",
+                     st->levels[i]->name);
+    tier_free(st);
     teardown(&f);
 }
 
@@ -518,5 +530,48 @@ Test(planner, dry_runs_change_nothing)
     req.dry_run = false;
     cr_expect_eq(tier_set_levels(f.c, &req, &rep, &E), TIER_FAILED_PRECONDITION);
     cr_expect(strstr(E.message, "policy") != NULL, "%s", E.message);
+    teardown(&f);
+}
+
+/* An operator's MoveContent is not held by the policy: a cold content goes
+ * to gold on request, and the dwell time then keeps it there. */
+Test(planner, forced_move_is_kept_by_dwell)
+{
+    fx f;
+    window_policy w;
+    Tier__MoveContentRequest req = TIER__MOVE_CONTENT_REQUEST__INIT;
+    Tier__MoveContentReply *rep = NULL;
+    Tier__Plan *pl;
+    int64_t cid;
+    char lv[64];
+
+    setup(&f);
+    cid = add(&f, "forced.bin", 100);
+    window(&w, 0)->dwell_s = 3600;
+    w.p.demote_after_s = 1; /* unviewed: idle a second after its move, then held by dwell */
+    cr_assert_eq(set_policy(&f, &w.p, false, NULL), TIER_OK, "%s", E.message);
+    req.cid = cid;
+    req.level = "platinum";
+    cr_expect_eq(tier_move_content(f.c, &req, &rep, &E), TIER_NOT_FOUND);
+    req.level = "bronze";
+    cr_expect_eq(tier_move_content(f.c, &req, &rep, &E), TIER_FAILED_PRECONDITION);
+    req.cid = 987654;
+    cr_expect_eq(tier_move_content(f.c, &req, &rep, &E), TIER_NOT_FOUND);
+    req.cid = cid;
+    req.level = "gold";
+    cr_assert_eq(tier_move_content(f.c, &req, &rep, &E), TIER_OK, "%s", E.message);
+    cr_assert_not_null(rep->job);
+    cr_expect_str_eq(rep->job->target, "gold");
+    tier_free(rep);
+    cr_expect_eq(tier_move_content(f.c, &req, &rep, &E), TIER_FAILED_PRECONDITION,
+                 "a second job for the same content");
+    worker_start(&f);
+    cr_assert(wait_level(&f, cid, "gold", 20000), "%s", level_of(&f, cid, lv, sizeof(lv)));
+    sleep(2); /* rounds of the planner: no views, but it stays */
+    cr_expect_str_eq(level_of(&f, cid, lv, sizeof(lv)), "gold");
+    pl = plan(&f, NULL);
+    cr_expect_eq(pl->total_moves, 0);
+    cr_expect_eq(pl->held_dwell, 1);
+    tier_free(pl);
     teardown(&f);
 }

@@ -64,6 +64,7 @@ static const struct {
     {TIER_M_CANCEL_JOB, R_ADMIN},
     {TIER_M_SCRUB, R_ADMIN},
     {TIER_M_SET_POLICY, R_ADMIN},
+    {TIER_M_MOVE_CONTENT, R_ADMIN},
     /* the worker's part of a move */
     {TIER_M_CLAIM_JOB, R_WORKER},
     {TIER_M_RENEW_LEASE, R_WORKER},

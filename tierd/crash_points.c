@@ -36,5 +36,9 @@ const char *const tierd_crash_points[] = {
     "migrate.after_setlevels_commit", /* new table and migration row committed; memory old */
     "migrate.before_retire",          /* every file moved, no job left; old dir and row kept */
     "migrate.after_rmdir",            /* old directory removed; the row not deleted yet */
+    /* the tiering policy (docs/POLICY.md) */
+    "views.after_commit",     /* increments committed to MySQL; no reply */
+    "setpolicy.after_commit", /* the new policy version in MySQL; memory the old, no reply */
+    "planner.after_script",   /* the planner's jobs in Redis; their targets not noted */
     NULL,
 };

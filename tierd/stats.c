@@ -125,6 +125,7 @@ static int fill_levels(tierd_stats *s, tier_rpc_ctx *call, Tier__GetStatsReply *
         o[i].bytes = ls[i].bytes;
         o[i].files = ls[i].files;
         o[i].missing = ls[i].missing;
+        o[i].capacity_bytes = tiering_level_capacity(s->t, ls[i].name);
         rep->levels[i] = &o[i];
     }
     rep->n_levels = n;

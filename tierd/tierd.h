@@ -230,6 +230,8 @@ typedef struct {
 /* The levels (at most max) by min_counts; *as_of_ms: when the size pass
  * ended (0: none yet). */
 size_t tiering_level_stats(tiering *t, tierd_level_stat *out, size_t max, int64_t *as_of_ms);
+/* The current policy's capacity of a level (0: none). */
+int64_t tiering_level_capacity(tiering *t, const char *level);
 
 /* Workers (workers.c): the last heartbeat of each, in memory. */
 typedef int (*tierd_waiting_fn)(void *arg, uint64_t *n);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_time.h"
 
@@ -90,7 +91,8 @@ static size_t start_jobs(tiering *t, const level_table *lt, const tl_plan *pl, c
             continue;
         r[nr++] = r[i];
     }
-    if (nr > 0 && tiering_apply_reports(t, r, nr, NULL) == TIER_OK)
+    if (nr > 0 && tiering_apply_reports(t, r, nr, NULL) == TIER_OK) {
+        TIER_CRASH_AT("planner.after_script");
         for (size_t i = 0; i < nr; i++) {
             tiering_lock(t, r[i].c);
             if (r[i].c->has_job) {
@@ -99,6 +101,7 @@ static size_t start_jobs(tiering *t, const level_table *lt, const tl_plan *pl, c
             }
             tiering_unlock(t, r[i].c);
         }
+    }
     tiering_release(t, sorted, m);
 unlock:
     pthread_rwlock_unlock(&t->levels_rw);

@@ -18,10 +18,12 @@
  */
 #include "tiering_int.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_methods.h"
 #include "tier_rpc_json.h"
@@ -111,6 +113,7 @@ static Tier__Policy *policy_to_pb(tier_rpc_ctx *call, const tier_policy *p, Tier
     pb->dwell_s = p->dwell_s;
     pb->plan_interval_s = p->plan_interval_s;
     pb->max_inflight = p->max_inflight;
+    pb->counting_since_ms = p->counting_since_ms;
     for (size_t i = 0; i < p->nlevels; i++) {
         tier__level_rule__init(&rules[i]);
         rules[i].level =
@@ -197,8 +200,23 @@ static int policy_parse_json(const char *text, tier_policy *p, char *err, size_t
     if (pb == NULL)
         return snprintf(err, errlen, "not a Policy message"), -1;
     rv = policy_from_pb(pb, p, err, errlen);
+    p->counting_since_ms = pb->counting_since_ms; /* tierd's own, stored with it */
     tier__policy__free_unpacked(pb, NULL);
     return rv;
+}
+
+/* Views are counted from the switch to a window policy on; a change
+ * between window policies keeps counting (the buckets are kept). */
+static void carry_counting(tiering *t, tier_policy *p, int64_t now_ms)
+{
+    tier_policy old;
+    tiering_policy_get(t, &old);
+    if (p->mode != TIER_POLICY_WINDOW)
+        p->counting_since_ms = 0;
+    else if (old.mode == TIER_POLICY_WINDOW)
+        p->counting_since_ms = old.counting_since_ms;
+    else
+        p->counting_since_ms = now_ms;
 }
 
 /* ------------------------------------------------------------ resolving */
@@ -231,6 +249,17 @@ int64_t tiering_policy_version(tiering *t)
     v = t->policy->version;
     pthread_mutex_unlock(&t->policy->mu);
     return v;
+}
+
+int64_t tiering_level_capacity(tiering *t, const char *level)
+{
+    int64_t cap = 0;
+    pthread_mutex_lock(&t->policy->mu);
+    for (size_t i = 0; i < t->policy->nlv; i++)
+        if (strcmp(t->policy->lv[i].name, level) == 0)
+            cap = t->policy->lv[i].capacity_bytes;
+    pthread_mutex_unlock(&t->policy->mu);
+    return cap;
 }
 
 void tiering_policy_get(tiering *t, tier_policy *p)
@@ -558,6 +587,7 @@ static int install(tiering *t, tier_rpc_ctx *call, const tier_policy *p,
     if (rv != TIER_OK)
         return tier_rpc_set_message(call, rv, "MySQL: cannot store the policy (%s)",
                                     tier_status_name(rv));
+    TIER_CRASH_AT("setpolicy.after_commit");
     pthread_mutex_lock(&tp->mu);
     old = tp->p;
     tp->p = *p;
@@ -591,6 +621,7 @@ static int h_set_policy(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "policy: required");
     if (policy_from_pb(req->policy, &p, err, sizeof(err)) != 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "policy: %s", err);
+    carry_counting(t, &p, tier_now_ms());
     pthread_mutex_lock(&t->admin_mu); /* against SetLevels: one table, one policy */
     lt = atomic_load(&t->levels);
     if (resolve(&p, lt, lv, err, sizeof(err)) != 0)
@@ -631,6 +662,8 @@ static int h_plan_moves(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
 
     if (req->policy != NULL && policy_from_pb(req->policy, &p, err, sizeof(err)) != 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "policy: %s", err);
+    if (req->policy != NULL)
+        carry_counting(t, &p, tier_now_ms()); /* as SetPolicy would */
     if (req->policy == NULL) {
         pthread_mutex_lock(&t->policy->mu);
         p = t->policy->p;
@@ -654,6 +687,77 @@ static int h_plan_moves(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
     if (rv == TIER_OK)
         *(Tier__Plan *)out = *plan;
     return rv;
+}
+
+/* ------------------------------------------------------------ MoveContent */
+
+/* The level named name in lt (not interned: a caller's name must not grow
+ * the intern list). */
+static const tl_level *level_named(const level_table *lt, const char *name)
+{
+    for (size_t i = 0; i < lt->n; i++)
+        if (strcmp(lt->v[i].name, name) == 0)
+            return &lt->v[i];
+    return NULL;
+}
+
+/* The job for c to tl (busy held, levels read-locked). */
+static int force_move(tiering *t, tier_rpc_ctx *call, content *c, const tl_level *tl)
+{
+    tl_report r = {c, c->count < 0 ? 0 : c->count, tl, NULL, false};
+    int rv;
+
+    assert(c->busy);
+    if (c->has_job)
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
+                                    "cid %lld has a job: cancel it first (tierctl cancel)",
+                                    (long long)c->cid);
+    if (c->level == tl->name)
+        return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION, "cid %lld is on %s already",
+                                    (long long)c->cid, tl->name);
+    if ((rv = tiering_apply_reports(t, &r, 1, NULL)) != TIER_OK)
+        return tier_rpc_set_message(call, rv, "Redis: cannot create the job (%s)",
+                                    tier_status_name(rv));
+    tiering_lock(t, c);
+    if (c->has_job)
+        c->moving_to = tl->name; /* the planner counts it where it goes */
+    tiering_unlock(t, c);
+    return TIER_OK;
+}
+
+static int h_move_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
+                          ProtobufCMessage *out)
+{
+    tiering *t = arg;
+    const Tier__MoveContentRequest *req = (const Tier__MoveContentRequest *)in;
+    Tier__MoveContentReply *rep = (Tier__MoveContentReply *)out;
+    Tier__GetJobRequest gq = TIER__GET_JOB_REQUEST__INIT;
+    Tier__GetJobReply gr = TIER__GET_JOB_REPLY__INIT;
+    content *c = tiering_find(t, req->cid);
+    const tl_level *tl;
+    int rv;
+
+    if (c == NULL)
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "no such content");
+    /* Like a report's job: created under the read lock, so SetLevels never
+     * changes a directory a job aims at. */
+    pthread_rwlock_rdlock(&t->levels_rw);
+    if ((tl = level_named(atomic_load(&t->levels), req->level)) == NULL) {
+        pthread_rwlock_unlock(&t->levels_rw);
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "no level named %.32s", req->level);
+    }
+    tiering_acquire(t, &c, 1);
+    rv = force_move(t, call, c, tl);
+    tiering_release(t, &c, 1);
+    pthread_rwlock_unlock(&t->levels_rw);
+    if (rv != TIER_OK)
+        return rv;
+    tier_info("move: cid %lld to %s, forced by %s", (long long)c->cid, tl->name,
+              tier_rpc_call_caller(call) ? tier_rpc_call_caller(call)->name : "anonymous");
+    gq.cid = c->cid;
+    if (tiering_get_job(t, call, &gq, &gr) == TIER_OK)
+        rep->job = gr.job;
+    return TIER_OK;
 }
 
 /* ------------------------------------------------------------ module */
@@ -730,6 +834,10 @@ int tiering_policy_register(tiering *t, tier_rpc_server *srv)
         (rv = tier_rpc_server_add(srv, TIER_M_SET_POLICY, &tier__set_policy_request__descriptor,
                                   &tier__set_policy_reply__descriptor, h_set_policy, t, 0)) !=
             TIER_OK)
+        return rv;
+    if ((rv = tier_rpc_server_add(srv, TIER_M_MOVE_CONTENT, &tier__move_content_request__descriptor,
+                                  &tier__move_content_reply__descriptor, h_move_content, t, 0)) !=
+        TIER_OK)
         return rv;
     return tier_rpc_server_add(srv, TIER_M_PLAN_MOVES, &tier__plan_moves_request__descriptor,
                                &tier__plan__descriptor, h_plan_moves, t, 0);

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "tier_batch.h"
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_time.h"
 
@@ -135,6 +136,8 @@ static int flush(void *arg, unsigned flusher, void **items, size_t n)
     }
     rv = tier_views_write(db, rows, n);
     tier_db_pool_put(t->deps->db, db);
+    if (rv == TIER_OK)
+        TIER_CRASH_AT("views.after_commit");
     free(rows);
     return rv;
 }

@@ -104,6 +104,9 @@ function drawLevels(st) {
     el('td', {}, l.maxCounts === INT64_MAX ? '≥ ' + l.minCounts : l.minCounts + ' – ' + l.maxCounts),
     numCell('contents', l.contents),
     numCell('bytes', l.bytes, fmtBytes(num(l.bytes))),
+    numCell('capacity', l.capacityBytes, num(l.capacityBytes) > 0
+      ? fmtBytes(num(l.capacityBytes)) + ' (' + Math.round(100 * num(l.bytes) / num(l.capacityBytes)) + '% full)'
+      : '–'),
     numCell('files', l.files),
     numCell('missing', l.missing)));
   fillBody($('levels'), rows);
