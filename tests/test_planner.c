@@ -411,9 +411,20 @@ Test(planner, capacity_keeps_the_most_viewed_per_byte)
     cr_expect_eq(rep->plan->total_moves, 0, "views before the window policy counted");
     tier_free(rep);
     cr_assert_eq(set_policy(&f, window(&w, 1000), false, NULL), TIER_OK, "%s", E.message);
-    /* Views counted from now on (an increment under the window policy). */
-    cr_assert_eq(report(&f, a, 0, 20, NULL), TIER_OK);
-    cr_assert_eq(report(&f, b, 0, 30, NULL), TIER_OK);
+    /* Views counted from now on (increments under the window policy), both
+     * in one call: a planner round between two calls could start a's move
+     * to gold before b's views arrive, and b would then get gold only
+     * after a's round trip. */
+    Tier__ReportViewsRequest rq = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ViewReport ra = TIER__VIEW_REPORT__INIT, rb = TIER__VIEW_REPORT__INIT,
+                     *rl[2] = {&ra, &rb};
+    Tier__ReportViewsReply *rr = NULL;
+    ra.cid = a, ra.views = 20, rb.cid = b, rb.views = 30;
+    rq.reports = rl;
+    rq.n_reports = 2;
+    cr_assert_eq(tier_report_views(f.c, &rq, &rr, &E), TIER_OK, "%s", E.message);
+    cr_assert(rr->results[0]->code == TIER_OK && rr->results[1]->code == TIER_OK);
+    tier_free(rr);
     pl = plan(&f, NULL);
     cr_expect_eq(pl->total_moves, 2);
     for (size_t i = 0; i < pl->n_moves; i++) {
