@@ -423,7 +423,7 @@ Test(planner, capacity_keeps_the_most_viewed_per_byte)
     rq.reports = rl;
     rq.n_reports = 2;
     cr_assert_eq(tier_report_views(f.c, &rq, &rr, &E), TIER_OK, "%s", E.message);
-    cr_assert(rr->results[0]->code == TIER_OK && rr->results[1]->code == TIER_OK);
+    cr_assert((int)rr->results[0]->code == TIER_OK && (int)rr->results[1]->code == TIER_OK);
     tier_free(rr);
     pl = plan(&f, NULL);
     cr_expect_eq(pl->total_moves, 2);
