@@ -11,6 +11,7 @@
 #include "tier_policy.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,13 +80,20 @@ static int64_t scale_down(int64_t x, int32_t h)
     return x / 100 * (100 - h) + x % 100 * (100 - h) / 100;
 }
 
+/* A line in views as a line in 1/DECAY_SCALE views, saturating. */
+static int64_t scale_line(int64_t x)
+{
+    return x > INT64_MAX / TIER_POLICY_DECAY_SCALE ? INT64_MAX : x * TIER_POLICY_DECAY_SCALE;
+}
+
 static int check_seed(const tier_policy *p, char *err, size_t errlen)
 {
     if (p->window_s || p->bucket_s || p->demote_after_s || p->hysteresis_pct || p->dwell_s ||
-        p->plan_interval_s || p->max_inflight || p->nlevels || p->nbudgets)
+        p->plan_interval_s || p->max_inflight || p->nlevels || p->nbudgets || p->half_life_s)
         return fail(err, errlen,
                     "mode seed takes no window, buckets, idle demotion, hysteresis, dwell, "
-                    "plan interval, in-flight limit, level rules or budgets: use mode window");
+                    "plan interval, in-flight limit, level rules, budgets or half-life: use mode "
+                    "window");
     return 0;
 }
 
@@ -111,6 +119,9 @@ static int check_window(const tier_policy *p, char *err, size_t errlen)
                     (long long)p->plan_interval_s);
     if (p->max_inflight < 1 || p->max_inflight > 100000)
         return fail(err, errlen, "max_inflight: 1 .. 100000 (got %d)", (int)p->max_inflight);
+    if (p->half_life_s != 0 && (p->half_life_s < 60 || p->half_life_s > p->window_s))
+        return fail(err, errlen, "half_life_s: 0 (off) or 60 .. window_s (got %lld)",
+                    (long long)p->half_life_s);
     if (p->nlevels > TIER_POLICY_LEVELS_MAX || p->nbudgets > TIER_POLICY_BUDGETS_MAX)
         return fail(err, errlen, "at most %d level rules and %d budgets", TIER_POLICY_LEVELS_MAX,
                     TIER_POLICY_BUDGETS_MAX);
@@ -160,6 +171,8 @@ int tier_policy_resolve(const tier_policy *p, const char *const *names, const in
                         const int64_t *maxs, size_t n, tier_policy_level *out, char *err,
                         size_t errlen)
 {
+    bool decay;
+
     if (n == 0 || n > TIER_POLICY_LEVELS_MAX)
         return fail(err, errlen, "the level table has %zu levels (1 .. %d)", n,
                     TIER_POLICY_LEVELS_MAX);
@@ -168,6 +181,7 @@ int tier_policy_resolve(const tier_policy *p, const char *const *names, const in
     if ((p->mode == TIER_POLICY_SEED ? check_seed(p, err, errlen) : check_window(p, err, errlen)) ||
         check_rules(p, names, n, err, errlen))
         return -1;
+    decay = p->mode == TIER_POLICY_WINDOW && p->half_life_s > 0;
     for (size_t i = 0; i < n; i++) {
         const tier_policy_level_rule *r = rule_of(p, names[i]);
         tier_policy_level *l = &out[i];
@@ -175,8 +189,13 @@ int tier_policy_resolve(const tier_policy *p, const char *const *names, const in
         l->min = mins[i];
         l->max = maxs[i];
         l->min_views = r && r->min_views >= 0 ? r->min_views : mins[i] < 0 ? 0 : mins[i];
-        l->demote_below = r && r->demote_below >= 0 ? r->demote_below
-                                                    : scale_down(l->min_views, p->hysteresis_pct);
+        l->demote_below = r && r->demote_below >= 0 ? r->demote_below : -1;
+        if (decay) { /* the decayed score's unit (a derived demote_below keeps the fraction) */
+            l->min_views = scale_line(l->min_views);
+            l->demote_below = l->demote_below >= 0 ? scale_line(l->demote_below) : -1;
+        }
+        if (l->demote_below < 0)
+            l->demote_below = scale_down(l->min_views, p->hysteresis_pct);
         l->capacity_bytes = r ? r->capacity_bytes : 0;
         if (i == 0 && l->min_views != 0)
             return fail(err, errlen, "level %s: the bottom level's min_views must be 0", l->name);
@@ -269,6 +288,44 @@ int64_t tier_policy_views_sum(const tier_policy_views *v, int64_t bucket_s, int6
     for (int64_t k = lo; k <= hi; k++)
         sum += *slot(v, k); /* <= 744 * UINT32_MAX: no overflow */
     return sum;
+}
+
+void tier_policy_decay_init(tier_policy_decay *d, int64_t bucket_s, int64_t now_ms,
+                            int64_t window_s, int64_t half_life_s)
+{
+    int64_t nwin = bucket_s > 0 ? window_s / bucket_s : 0;
+
+    memset(d, 0, offsetof(tier_policy_decay, w));
+    if (nwin <= 0)
+        return;
+    if (nwin > TIER_POLICY_BUCKETS_MAX)
+        nwin = TIER_POLICY_BUCKETS_MAX;
+    d->bucket_s = bucket_s;
+    d->kn = bucket_of(now_ms, bucket_s);
+    d->nwin = (unsigned)nwin;
+    for (unsigned j = 0; j < d->nwin; j++) {
+        /* now - the midpoint of bucket kn - j, in ms */
+        double age = (double)now_ms - ((double)(d->kn - j) + 0.5) * (double)bucket_s * 1000.0;
+        d->w[j] = half_life_s > 0 && age > 0
+                      ? TIER_POLICY_DECAY_SCALE * exp2(-age / (1000.0 * (double)half_life_s))
+                      : TIER_POLICY_DECAY_SCALE;
+    }
+}
+
+int64_t tier_policy_views_decayed(const tier_policy_views *v, const tier_policy_decay *d)
+{
+    int64_t hi, lo;
+    double sum = 0;
+
+    if (v == NULL || v->head == INT64_MIN || d->nwin == 0)
+        return 0;
+    hi = d->kn < v->head ? d->kn : v->head;
+    lo = d->kn - (int64_t)d->nwin + 1;
+    if (lo < v->head - (int64_t)v->nb + 1)
+        lo = v->head - (int64_t)v->nb + 1;
+    for (int64_t k = lo; k <= hi; k++)
+        sum += (double)*slot(v, k) * d->w[d->kn - k];
+    return (int64_t)sum; /* <= 744 * UINT32_MAX * 1000 < 2^62 */
 }
 
 void tier_policy_views_each(const tier_policy_views *v, int64_t bucket_s,

@@ -33,10 +33,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TIER_POLICY_LEVELS_MAX 64   /* a level table has at most 64 levels */
-#define TIER_POLICY_BUDGETS_MAX 64  /* budgets per policy */
-#define TIER_POLICY_BUCKETS_MAX 744 /* window_s / bucket_s: 31 days of hours */
-#define TIER_POLICY_NAME_MAX 32     /* level names, as in the level table */
+#define TIER_POLICY_LEVELS_MAX 64    /* a level table has at most 64 levels */
+#define TIER_POLICY_BUDGETS_MAX 64   /* budgets per policy */
+#define TIER_POLICY_BUCKETS_MAX 744  /* window_s / bucket_s: 31 days of hours */
+#define TIER_POLICY_NAME_MAX 32      /* level names, as in the level table */
+#define TIER_POLICY_DECAY_SCALE 1000 /* decayed scores are in 1/1000 views */
 
 typedef enum { TIER_POLICY_SEED = 0, TIER_POLICY_WINDOW = 1 } tier_policy_mode;
 
@@ -65,6 +66,12 @@ typedef struct {
     int64_t dwell_s;         /* 0: off; at most 31 days */
     int64_t plan_interval_s; /* 1 .. 3600 */
     int32_t max_inflight;    /* jobs the planner keeps started at once, 1 .. 100000 */
+    /* 0: off, the flat window.  Else 60 .. window_s: the score weighs each
+     * bucket's views by 2^(-age / half_life_s), age = now - the bucket's
+     * midpoint (at least 0), and is in 1/TIER_POLICY_DECAY_SCALE views
+     * (tier_policy_views_decayed); min_views and demote_below stay in views
+     * and are scaled by tier_policy_resolve. */
+    int64_t half_life_s;
     size_t nlevels;
     tier_policy_level_rule levels[TIER_POLICY_LEVELS_MAX];
     size_t nbudgets;
@@ -87,8 +94,10 @@ void tier_policy_window_defaults(tier_policy *p);
 typedef struct {
     const char *name;
     int64_t min, max;       /* the level table's range (seed mode) */
-    int64_t min_views;      /* window mode: the promotion line */
-    int64_t demote_below;   /* window mode: the demotion line (<= min_views) */
+    int64_t min_views;      /* window mode: the promotion line, in the score's unit:
+                             * views, or 1/TIER_POLICY_DECAY_SCALE views with a
+                             * half-life (the rule's views scaled, saturating) */
+    int64_t demote_below;   /* window mode: the demotion line (<= min_views), same unit */
     int64_t capacity_bytes; /* 0: none */
 } tier_policy_level;
 
@@ -120,6 +129,24 @@ void tier_policy_views_add(tier_policy_views *v, int64_t bucket_s, int64_t t_ms,
 /* Views in the buckets that overlap (now - window_s, now]. */
 int64_t tier_policy_views_sum(const tier_policy_views *v, int64_t bucket_s, int64_t now_ms,
                               int64_t window_s);
+
+/* The weights of a decayed score at one instant: computed once per plan
+ * (tier_policy_decay_init), then used for every content. */
+typedef struct {
+    int64_t bucket_s, kn;              /* kn: the bucket that holds now */
+    unsigned nwin;                     /* buckets in the window */
+    double w[TIER_POLICY_BUCKETS_MAX]; /* w[j]: bucket kn - j, times DECAY_SCALE */
+} tier_policy_decay;
+
+/* Weights for the buckets that overlap (now - window_s, now]: bucket k
+ * weighs 2^(-max(0, now - its midpoint) / half_life_s).  half_life_s <= 0:
+ * every weight 1 (the flat window, in 1/DECAY_SCALE views). */
+void tier_policy_decay_init(tier_policy_decay *d, int64_t bucket_s, int64_t now_ms,
+                            int64_t window_s, int64_t half_life_s);
+/* The decayed score: sum of views * weight over the window's buckets, in
+ * 1/TIER_POLICY_DECAY_SCALE views, rounded down.  At most 744 * UINT32_MAX
+ * * 1000 (< 2^62): no overflow. */
+int64_t tier_policy_views_decayed(const tier_policy_views *v, const tier_policy_decay *d);
 /* Calls fn(arg, bucket_start_s, views) for every non-empty bucket. */
 void tier_policy_views_each(const tier_policy_views *v, int64_t bucket_s,
                             void (*fn)(void *arg, int64_t start_s, int64_t views), void *arg);
@@ -132,7 +159,8 @@ typedef struct {
     int level;              /* index into the levels; -1: on none (left alone) */
     int moving_to;          /* a job is active towards this index; -1: none */
     int64_t size;           /* bytes; < 0 unknown (counted as 0) */
-    int64_t score;          /* seed: the count; window: views in the window; < 0 unknown
+    int64_t score;          /* seed: the count; window: views in the window, or with a
+                             * half-life the decayed score (1/1000 views); < 0 unknown
                              * (seed: never reported since start -- left alone) */
     int64_t last_access_ms; /* 0: never viewed */
     int64_t since_ms;       /* when it reached its level (its last move) */

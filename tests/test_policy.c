@@ -251,6 +251,74 @@ Test(resolve, huge_values_do_not_overflow)
     cr_assert_eq(o.mv[0].to, B);
 }
 
+Test(resolve, half_life_range)
+{
+    tier_policy p;
+    tier_policy_level lv[3];
+    window_policy(&p); /* window 7 days */
+    int64_t ok[] = {0, 60, 3600, 7 * 86400};
+    int64_t bad[] = {-1, 1, 59, 7 * 86400 + 1, INT64_MAX};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        p.half_life_s = ok[i];
+        cr_expect_eq(resolve(&p, lv), 0, "half_life_s %lld: %s", (long long)ok[i], err);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        p.half_life_s = bad[i];
+        cr_expect_eq(resolve(&p, lv), -1, "half_life_s %lld accepted", (long long)bad[i]);
+        cr_expect(strstr(err, "half_life_s") != NULL, "%s", err);
+    }
+    tier_policy_default(&p);
+    p.half_life_s = 3600;
+    cr_expect_eq(resolve(&p, lv), -1, "seed mode takes no half-life");
+    cr_expect(strstr(err, "mode seed") != NULL, "%s", err);
+}
+
+Test(resolve, half_life_scales_the_lines)
+{
+    tier_policy p;
+    tier_policy_level lv[3];
+    window_policy(&p); /* silver 10, gold 100, 20% hysteresis */
+    p.half_life_s = 3600;
+    cr_assert_eq(resolve(&p, lv), 0, "%s", err);
+    cr_assert_eq(lv[0].min_views, 0);
+    cr_assert_eq(lv[1].min_views, 10 * TIER_POLICY_DECAY_SCALE);
+    cr_assert_eq(lv[1].demote_below, 8 * TIER_POLICY_DECAY_SCALE);
+    cr_assert_eq(lv[2].min_views, 100 * TIER_POLICY_DECAY_SCALE);
+    cr_assert_eq(lv[2].demote_below, 80 * TIER_POLICY_DECAY_SCALE);
+    /* A derived demote_below keeps its fraction: 1 view at 20% is 0.8. */
+    p.levels[0].min_views = 1;
+    p.levels[1].demote_below = 55;
+    cr_assert_eq(resolve(&p, lv), 0, "%s", err);
+    cr_assert_eq(lv[1].min_views, 1000);
+    cr_assert_eq(lv[1].demote_below, 800);
+    cr_assert_eq(lv[2].demote_below, 55000, "an explicit demote_below is scaled too");
+    /* The seed table's ranges are not. */
+    cr_assert_eq(lv[1].min, 1000);
+    cr_assert_eq(lv[1].max, 1999);
+}
+
+Test(resolve, half_life_lines_saturate)
+{
+    tier_policy p;
+    tier_policy_level lv[3];
+    window_policy(&p);
+    p.half_life_s = 3600;
+    p.hysteresis_pct = 99;
+    p.levels[1].min_views = INT64_MAX;
+    cr_assert_eq(resolve(&p, lv), 0, "%s", err);
+    cr_assert_eq(lv[2].min_views, INT64_MAX);
+    cr_assert(lv[2].demote_below > 0 && lv[2].demote_below <= INT64_MAX / 100 + 1);
+    p.levels[1].min_views = INT64_MAX / TIER_POLICY_DECAY_SCALE + 1;
+    p.levels[1].demote_below = INT64_MAX / TIER_POLICY_DECAY_SCALE + 1;
+    cr_assert_eq(resolve(&p, lv), 0, "%s", err);
+    cr_assert_eq(lv[2].min_views, INT64_MAX);
+    cr_assert_eq(lv[2].demote_below, INT64_MAX);
+    p.levels[1].min_views = INT64_MAX / TIER_POLICY_DECAY_SCALE;
+    p.levels[1].demote_below = -1;
+    cr_assert_eq(resolve(&p, lv), 0, "%s", err);
+    cr_assert_eq(lv[2].min_views, INT64_MAX / TIER_POLICY_DECAY_SCALE * TIER_POLICY_DECAY_SCALE);
+}
+
 /* ------------------------------------------------------------ views */
 
 Test(views, alloc_limits)
@@ -318,6 +386,54 @@ Test(views, negative_times)
     cr_assert_eq(tier_policy_views_sum(v, 60, 0, 120), 3);
     cr_assert_eq(tier_policy_views_sum(v, 60, -1, 60), 1);
     cr_assert_eq(tier_policy_views_sum(v, 60, 0, 180), 3, "bucket -3 is older than the ring");
+    tier_policy_views_free(v);
+}
+
+static int64_t decayed(const tier_policy_views *v, int64_t bucket_s, int64_t now_ms,
+                       int64_t window_s, int64_t half_life_s)
+{
+    tier_policy_decay d;
+    tier_policy_decay_init(&d, bucket_s, now_ms, window_s, half_life_s);
+    return tier_policy_views_decayed(v, &d);
+}
+
+Test(views, decay_halves_at_one_half_life)
+{
+    tier_policy_views *v = tier_policy_views_alloc(60);
+    tier_policy_views_add(v, 60, 0, 1000); /* bucket 0, midpoint 30 s */
+    cr_assert_eq(decayed(v, 60, 30000, 3600, 600), 1000 * 1000, "age 0: whole");
+    cr_assert_eq(decayed(v, 60, 630000, 3600, 600), 500 * 1000, "one half-life");
+    cr_assert_eq(decayed(v, 60, 1230000, 3600, 600), 250 * 1000, "two half-lives");
+    cr_assert_eq(decayed(v, 60, 0, 3600, 600), 1000 * 1000, "before its midpoint: whole");
+    cr_assert_eq(decayed(v, 60, 630000, 3600, 0), 1000 * 1000, "no half-life: the flat window");
+    cr_assert_eq(decayed(v, 60, 3600000, 3600, 600), 0, "bucket 0 left the window");
+    cr_assert_eq(decayed(NULL, 60, 0, 3600, 600), 0);
+    /* Two buckets: 1000 at age 600 s and 1000 at age 0 (now = 630 s). */
+    tier_policy_views_add(v, 60, 600000, 1000);
+    cr_assert_eq(decayed(v, 60, 630000, 3600, 600), 1500 * 1000);
+    cr_assert_eq(decayed(v, 60, 630000, 60, 600), 1000 * 1000, "a one-bucket window");
+    /* Low rates keep their resolution: 1 view a half-life ago is 500. */
+    tier_policy_views *w = tier_policy_views_alloc(60);
+    tier_policy_views_add(w, 60, 0, 1);
+    cr_assert_eq(decayed(w, 60, 630000, 3600, 600), 500);
+    cr_assert_eq(decayed(w, 60, 90000, 3600, 600), 933, "2^(-60/600) = 0.933");
+    tier_policy_views_free(w);
+    tier_policy_views_free(v);
+}
+
+Test(views, decay_does_not_overflow)
+{
+    unsigned nb = TIER_POLICY_BUCKETS_MAX;
+    int64_t win = (int64_t)nb * 60, now = win * 1000 - 1, max = (int64_t)nb * UINT32_MAX * 1000;
+    tier_policy_views *v = tier_policy_views_alloc(nb);
+    for (unsigned k = 0; k < nb; k++)
+        tier_policy_views_add(v, 60, (int64_t)k * 60000, INT64_MAX);
+    cr_assert_eq(decayed(v, 60, now, win, 0), max);
+    cr_assert_eq(tier_policy_views_sum(v, 60, now, win) * 1000, max);
+    int64_t d = decayed(v, 60, now, win, win);
+    cr_assert(d > max / 2 && d < max, "%lld", (long long)d);
+    d = decayed(v, 60, now, win, 60);
+    cr_assert(d > 0 && d < max, "%lld", (long long)d);
     tier_policy_views_free(v);
 }
 
@@ -410,6 +526,23 @@ Test(plan, hysteresis_band)
     cr_assert_null(move_of(&o, 5));
     cr_assert_eq(move_of(&o, 6)->to, B);
     cr_assert_eq(o.n, 3);
+}
+
+Test(plan, decayed_scores_against_scaled_lines)
+{
+    tier_policy p;
+    window_policy(&p); /* gold 100 (80), silver 10 (8) views: 1/1000 views with a half-life */
+    p.half_life_s = 3600;
+    tier_policy_item it[] = {item(1, G, 10, 80000), item(2, G, 10, 79999), item(3, B, 10, 99999),
+                             item(4, B, 10, 100000), item(5, S, 10, 7999)};
+    plan_out o = plan(&p, it, 5, NOW);
+    cr_assert_null(move_of(&o, 1), "at demote_below: stays");
+    cr_assert_eq(move_of(&o, 2)->to, S, "0.001 view below the band");
+    cr_assert_eq(move_of(&o, 2)->gap, 1);
+    cr_assert_eq(move_of(&o, 3)->to, S);
+    cr_assert_eq(move_of(&o, 4)->to, G);
+    cr_assert_eq(move_of(&o, 5)->to, B);
+    cr_assert_eq(o.n, 4);
 }
 
 Test(plan, idle_demotes_to_the_bottom)

@@ -77,6 +77,7 @@ static int policy_from_pb(const Tier__Policy *pb, tier_policy *p, char *err, siz
     p->dwell_s = pb->dwell_s;
     p->plan_interval_s = pb->plan_interval_s;
     p->max_inflight = pb->max_inflight;
+    p->half_life_s = pb->half_life_s;
     for (size_t i = 0; i < pb->n_levels; i++) {
         const Tier__LevelRule *r = pb->levels[i];
         if (copy_name(p->levels[i].level, r->level, "levels", i, err, errlen) != 0)
@@ -113,6 +114,7 @@ static Tier__Policy *policy_to_pb(tier_rpc_ctx *call, const tier_policy *p, Tier
     pb->dwell_s = p->dwell_s;
     pb->plan_interval_s = p->plan_interval_s;
     pb->max_inflight = p->max_inflight;
+    pb->half_life_s = p->half_life_s;
     pb->counting_since_ms = p->counting_since_ms;
     for (size_t i = 0; i < p->nlevels; i++) {
         tier__level_rule__init(&rules[i]);
@@ -277,9 +279,18 @@ static int level_index(const tier_policy_level *lv, size_t nlv, const char *name
     return -1;
 }
 
-/* c as the planner sees it (c's stripe mutex held). */
+/* The weights of a decayed score for rings of bucket_s at now (once per
+ * plan: the same for every content whose ring has that shape). */
+static void decay_for(tier_policy_decay *d, const tier_policy *p, int64_t bucket_s, int64_t now_ms)
+{
+    if (d->nwin == 0 || d->bucket_s != bucket_s)
+        tier_policy_decay_init(d, bucket_s, now_ms, p->window_s, p->half_life_s);
+}
+
+/* c as the planner sees it (c's stripe mutex held).  d: the decayed
+ * score's weights, filled on first use (zeroed by the caller). */
 static void item_of(const tier_policy *p, const tier_policy_level *lv, size_t nlv, const content *c,
-                    int64_t now_ms, tier_policy_item *it)
+                    int64_t now_ms, tier_policy_decay *d, tier_policy_item *it)
 {
     int here = level_index(lv, nlv, c->level);
     it->cid = c->cid;
@@ -290,9 +301,14 @@ static void item_of(const tier_policy *p, const tier_policy_level *lv, size_t nl
     if (c->has_job && it->moving_to < 0)
         it->moving_to = here;
     it->size = c->size;
-    it->score = p->mode == TIER_POLICY_WINDOW
-                    ? tier_policy_views_sum(c->views, c->views_bs, now_ms, p->window_s)
-                    : c->count;
+    if (p->mode != TIER_POLICY_WINDOW) {
+        it->score = c->count;
+    } else if (p->half_life_s > 0) {
+        decay_for(d, p, c->views_bs, now_ms);
+        it->score = tier_policy_views_decayed(c->views, d);
+    } else {
+        it->score = tier_policy_views_sum(c->views, c->views_bs, now_ms, p->window_s);
+    }
     it->last_access_ms = c->last_access_ms;
     it->since_ms = c->since_ms;
 }
@@ -300,13 +316,15 @@ static void item_of(const tier_policy *p, const tier_policy_level *lv, size_t nl
 const char *tiering_policy_want(tiering *t, const content *c, int64_t now_ms)
 {
     struct tl_policy *tp = t->policy;
+    tier_policy_decay d;
     tier_policy_item it;
     tier_policy_rule rule;
     const char *name;
     int k;
 
     pthread_mutex_lock(&tp->mu);
-    item_of(&tp->p, tp->lv, tp->nlv, c, now_ms, &it);
+    d.nwin = 0;
+    item_of(&tp->p, tp->lv, tp->nlv, c, now_ms, &d, &it);
     k = tier_policy_want(&tp->p, tp->lv, tp->nlv, &it, now_ms, &rule);
     name = k >= 0 ? tp->lv[k].name : c->level;
     pthread_mutex_unlock(&tp->mu);
@@ -323,6 +341,7 @@ typedef struct {
     tl_plan *out;
     size_t cap;
     bool oom;
+    tier_policy_decay *decay; /* a half-life's weights, filled on first use */
 } collect_arg;
 
 static void collect(void *arg, content *c)
@@ -340,7 +359,7 @@ static void collect(void *arg, content *c)
         pl->items = v;
         a->cap = cap;
     }
-    item_of(a->p, a->lv, a->nlv, c, a->now_ms, &pl->items[pl->n]);
+    item_of(a->p, a->lv, a->nlv, c, a->now_ms, a->decay, &pl->items[pl->n]);
     if (c->has_job && c->moving_to != NULL)
         pl->inflight++;
     if (a->p->mode == TIER_POLICY_SEED && c->count < 0)
@@ -351,8 +370,10 @@ static void collect(void *arg, content *c)
 int tiering_plan_run(tiering *t, const tier_policy *p, const level_table *lt, int64_t now_ms,
                      tl_plan *out, char *err, size_t errlen)
 {
-    collect_arg a = {p, out->lv, 0, now_ms, out, 0, false};
+    tier_policy_decay d;
+    collect_arg a = {p, out->lv, 0, now_ms, out, 0, false, &d};
 
+    d.nwin = 0;
     memset(out, 0, sizeof(*out));
     if (resolve(p, lt, out->lv, err, errlen) != 0)
         return TIER_INVALID_ARGUMENT;
