@@ -62,7 +62,8 @@ static void make_items(tier_policy_item *it, size_t n, int64_t now_ms, int64_t *
             (int64_t)(102400.0 * pow(10485.76, unit())),
             (int64_t)(1000.0 / pow(1.0 + (double)(next_u64() % n), 0.9) * (double)n / 1000.0),
             now_ms - (int64_t)(next_u64() % 86400000),
-            now_ms - 7200000};
+            now_ms - 7200000,
+            0};
         *total += it[i].size;
     }
 }

@@ -4,7 +4,7 @@
  * plan and start code.
  *
  *   bench_policy [--contents N] [--days D] [--seed S] [--runs R] [--gold-per-h G]
- *                [--quick]
+ *                [--only I,J,...] [--quick]
  *
  * The trace: N contents, sizes log-uniform in 100 KiB .. 1 GiB.  Most
  * arrive during the week (the rest up to 14 days before it), each with a
@@ -364,6 +364,7 @@ typedef struct {
     tier_policy p;
     score_kind kind;
     bool capacity;
+    bool no_born; /* the planner is not told when contents arrived: no scaling of young ones */
 } config;
 
 /* A move in flight: done at done_ms (a binary heap on it). */
@@ -574,6 +575,14 @@ static void try_start(sim *m, int64_t now_ms)
     free(go);
 }
 
+/* When content i arrived, as tierd knows it from AddContent (0: not told;
+ * also for arrivals before the simulated clock's 0, the policy's "unknown"). */
+static int64_t born_of(const sim *m, size_t i)
+{
+    int64_t ms = (int64_t)(m->t->c[i].arrive_h * 3600000);
+    return m->cf->no_born || ms <= 0 ? 0 : ms;
+}
+
 /* A content on bronze with no job whose score is below silver's line: the
  * plan would leave it where it is (the idle rule and dwell only act on a
  * wanted move, and bronze has no capacity), so it is not passed -- the
@@ -582,7 +591,13 @@ static void try_start(sim *m, int64_t now_ms)
 static bool stays_bottom(sim *m, size_t i, int64_t now_ms)
 {
     int64_t line = m->cf->p.mode == TIER_POLICY_SEED ? m->lv[1].min : m->lv[1].min_views;
-    return m->level[i] == 0 && m->moving_to[i] < 0 && score_of(m, i, now_ms) < line;
+    tier_policy_item it = {0};
+    if (m->level[i] != 0 || m->moving_to[i] >= 0)
+        return false;
+    it.score = score_of(m, i, now_ms);
+    it.born_ms = born_of(m, i);
+    return tier_policy_score(&m->cf->p, &it, now_ms) <
+           line; /* young ones scaled, as the plan does */
 }
 
 static void plan(sim *m, int64_t now_ms)
@@ -597,8 +612,8 @@ static void plan(sim *m, int64_t now_ms)
         if (stays_bottom(m, i, now_ms))
             continue;
         m->items[n++] = (tier_policy_item){
-            (int64_t)i,    m->level[i],   m->moving_to[i], m->t->c[i].size, score_of(m, i, now_ms),
-            m->last_ms[i], m->since_ms[i]};
+            (int64_t)i,    m->level[i],    m->moving_to[i], m->t->c[i].size, score_of(m, i, now_ms),
+            m->last_ms[i], m->since_ms[i], born_of(m, i)};
     }
     if (tier_policy_plan(&m->cf->p, m->lv, NLV, m->items, n, now_ms, m->pending, &nm, &m->sum))
         die("out of memory\n");
@@ -744,7 +759,7 @@ static void decay_config(config *cf, const char *name, int64_t window_h, int64_t
     cf->p.levels[1].min_views = line(gold_per_h * eff_h, silver);
 }
 
-#define NCONF 15
+#define NCONF 18
 #define SEED_1H 1
 #define JUDGED 2 /* the row the targets are judged on (chosen before the full runs) */
 
@@ -777,6 +792,14 @@ static void make_configs(config *cf, int64_t capacity)
                  capacity);
     decay_config(&cf[14], "decay 6h/15min, half-life 2h, hyst 20%, dwell 1h", 6, 900, 2, 20, 3600,
                  capacity);
+    /* Section 9c: the young-content scaling (tier_policy_score) on and off. */
+    window_config(&cf[15], "window 6h/15min, hyst 20%, dwell 1h, no young scaling", 6, 900, 20,
+                  3600, capacity);
+    cf[15].no_born = true;
+    window_config(&cf[16], "window 24h/1h, hyst 20%, dwell 1h, no young scaling", 24, 3600, 20,
+                  3600, capacity);
+    cf[16].no_born = true;
+    window_config(&cf[17], "window 24h/1h, hyst 60%, dwell 1h", 24, 3600, 60, 3600, capacity);
 }
 
 /* ------------------------------------------------------------ main */
@@ -808,11 +831,16 @@ static void print_row(const char *name, const result *r, const result *oracle)
            r->moves_max, r->backlog, r->peak_ratio, r->secs);
 }
 
-static void print_targets(const result *res, const config *cf, const result *oracle)
+static bool chosen(const char *only, int c);
+
+static void print_targets(const result *res, const config *cf, const result *oracle,
+                          const char *only)
 {
     printf("\nTargets (on the medians; oracle-rate reaches %.1f%% of the oracle's share):\n",
            100 * oracle[1].hit / oracle->hit);
     for (int i = 2; i < NCONF; i++) {
+        if (!chosen(only, i))
+            continue;
         double hit = res[i].hit / oracle->hit;
         /* Nothing moved on the slice: any seed figure is "infinitely" more. */
         double s1 = res[i].slice_gb > 0 ? res[SEED_1H].slice_gb / res[i].slice_gb : INFINITY;
@@ -825,15 +853,30 @@ static void print_targets(const result *res, const config *cf, const result *ora
     }
 }
 
+/* --only 1,2,17: the rows to run (all when absent). */
+static bool chosen(const char *only, int c)
+{
+    char buf[16];
+    size_t len;
+    if (only == NULL)
+        return true;
+    len = (size_t)snprintf(buf, sizeof(buf), "%d", c);
+    for (const char *p = only; (p = strstr(p, buf)) != NULL; p += len)
+        if ((p == only || p[-1] == ',') && (p[len] == ',' || p[len] == '\0'))
+            return true;
+    return false;
+}
+
 static void usage(void)
 {
     die("usage: bench_policy [--contents N] [--days D] [--seed S] [--runs R] [--gold-per-h G] "
-        "[--quick]\n");
+        "[--only I,J,...] [--quick]\n");
 }
 
 int main(int argc, char **argv)
 {
     size_t n = 100000;
+    const char *only = NULL;
     int days = 7, runs = 3;
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
@@ -846,6 +889,8 @@ int main(int argc, char **argv)
             usage();
         if (strcmp(a, "--contents") == 0)
             n = strtoul(v, NULL, 10);
+        else if (strcmp(a, "--only") == 0)
+            only = v;
         else if (strcmp(a, "--days") == 0)
             days = atoi(v);
         else if (strcmp(a, "--seed") == 0)
@@ -873,7 +918,8 @@ int main(int argc, char **argv)
                 (unsigned long long)(seed + (uint64_t)r), t.nv, now_s() - t0);
         make_configs(cf, t.capacity);
         for (int c = 0; c < NCONF; c++)
-            res[r][c] = run_policy(&t, &cf[c]);
+            if (chosen(only, c))
+                res[r][c] = run_policy(&t, &cf[c]);
         res[r][NCONF] = run_oracle(&t, false);
         res[r][NCONF + 1] = run_oracle(&t, true);
         total = t.total_bytes, cap = t.capacity;
@@ -898,11 +944,12 @@ int main(int argc, char **argv)
            "mean | max | max backlog | gold peak / capacity | s |\n"
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int c = 0; c < NCONF; c++)
-        print_row(cf[c].name, &med[c], &med[NCONF]);
+        if (chosen(only, c))
+            print_row(cf[c].name, &med[c], &med[NCONF]);
     print_row("oracle (next hour's views per byte, free moves)", &med[NCONF], &med[NCONF]);
     print_row("oracle-rate (next hour's expected views per byte, free moves)", &med[NCONF + 1],
               &med[NCONF]);
-    print_targets(med, cf, &med[NCONF]);
+    print_targets(med, cf, &med[NCONF], only);
     free(res);
     return 0;
 }

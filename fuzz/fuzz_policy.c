@@ -102,6 +102,7 @@ static void run_plan(input *in, const tier_policy *p, const tier_policy_level *l
                                    take_i64(in),
                                    take_i64(in),
                                    take_i64(in),
+                                   take_i64(in),
                                    take_i64(in)};
         if (it[i].moving_to < -1)
             it[i].moving_to = -1;

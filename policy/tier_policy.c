@@ -385,8 +385,29 @@ static bool window_counted(const tier_policy *p, int64_t now_ms)
     return p->counting_since_ms <= 0 || elapsed(now_ms, p->counting_since_ms) >= p->window_s * 1000;
 }
 
-int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
-                     const tier_policy_item *it, int64_t now_ms, tier_policy_rule *rule)
+int64_t tier_policy_score(const tier_policy *p, const tier_policy_item *it, int64_t now_ms)
+{
+    int64_t from = it->born_ms > p->counting_since_ms ? it->born_ms : p->counting_since_ms;
+    int64_t seen_s, scaled;
+
+    if (p->mode != TIER_POLICY_WINDOW || p->half_life_s > 0 || it->score <= 0 || from <= 0)
+        return it->score;
+    seen_s = elapsed(now_ms, from) / 1000;
+    if (seen_s >= p->window_s)
+        return it->score;
+    if (seen_s < p->bucket_s)
+        seen_s = p->bucket_s;
+    if (seen_s >= p->window_s)
+        return it->score;
+    scaled = (int64_t)((__int128)it->score * p->window_s / seen_s > INT64_MAX
+                           ? INT64_MAX
+                           : (__int128)it->score * p->window_s / seen_s);
+    return scaled;
+}
+
+/* tier_policy_want on an item whose score is already the rules' score. */
+static int want_scored(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
+                       const tier_policy_item *it, int64_t now_ms, tier_policy_rule *rule)
 {
     int k;
 
@@ -404,6 +425,14 @@ int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t n
     if (k > it->level || (it->score < lv[it->level].demote_below && window_counted(p, now_ms)))
         return k;
     return it->level;
+}
+
+int tier_policy_want(const tier_policy *p, const tier_policy_level *lv, size_t nlv,
+                     const tier_policy_item *it, int64_t now_ms, tier_policy_rule *rule)
+{
+    tier_policy_item scored = *it;
+    scored.score = tier_policy_score(p, it, now_ms);
+    return want_scored(p, lv, nlv, &scored, now_ms, rule);
 }
 
 typedef struct {
@@ -556,7 +585,8 @@ int tier_policy_plan(const tier_policy *p, const tier_policy_level *lv, size_t n
         s[i].want = s[i].final = it->moving_to >= 0 ? it->moving_to : it->level;
         if (s[i].fixed)
             continue;
-        s[i].want = tier_policy_want(p, lv, nlv, it, now_ms, &s[i].rule);
+        it->score = tier_policy_score(p, it, now_ms); /* capacity and gaps use it too */
+        s[i].want = want_scored(p, lv, nlv, it, now_ms, &s[i].rule);
         if (s[i].want != it->level && p->dwell_s > 0 &&
             elapsed(now_ms, it->since_ms) < p->dwell_s * 1000) {
             sum->held_dwell++;

@@ -164,6 +164,7 @@ typedef struct {
                              * (seed: never reported since start -- left alone) */
     int64_t last_access_ms; /* 0: never viewed */
     int64_t since_ms;       /* when it reached its level (its last move) */
+    int64_t born_ms;        /* when it was added (AddContent); 0: unknown */
 } tier_policy_item;
 
 typedef enum {
@@ -173,6 +174,17 @@ typedef enum {
 } tier_policy_rule;
 
 const char *tier_policy_rule_name(tier_policy_rule r);
+
+/*
+ * The score the rules use.  Under a flat window (half_life_s 0) a content
+ * seen for less than a window -- added, or counted since, less than
+ * window_s ago -- has its views scaled to a whole window: views * window_s
+ * / seen, seen at least one bucket.  Its views so far are a rate; without
+ * the scaling a new content's burst would trail older contents' full
+ * windows until a window had passed (docs/POLICY.md; BENCHMARKS 9c).
+ * Otherwise the item's score.
+ */
+int64_t tier_policy_score(const tier_policy *p, const tier_policy_item *it, int64_t now_ms);
 
 /* Where one item belongs by its own numbers: its score's level with
  * hysteresis, or the bottom when idle -- no dwell, no capacity (those need

@@ -25,7 +25,8 @@ static char *state_sql[NARITIES], *bucket_sql[NARITIES];
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
 static const char SQL_SCAN_SINCE[] =
-    "SELECT cid, CAST(UNIX_TIMESTAMP(update_time) * 1000 AS SIGNED), 0 FROM contents";
+    "SELECT cid, CAST(UNIX_TIMESTAMP(update_time) * 1000 AS SIGNED), "
+    "CAST(UNIX_TIMESTAMP(generate_time) * 1000 AS SIGNED) FROM contents";
 static const char SQL_SCAN_STATE[] = "SELECT cid, view_count, last_access_ms FROM content_views";
 static const char SQL_SCAN_BUCKET[] =
     "SELECT cid, start_s, views FROM content_view_bucket WHERE start_s >= ?";

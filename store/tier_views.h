@@ -26,7 +26,8 @@ typedef struct {
  * writer), UNAVAILABLE or INTERNAL. */
 int tier_views_write(tier_db *db, const tier_views_row *rows, size_t n);
 
-/* Calls since(cid, update_ms, 0) for every content (its last level change),
+/* Calls since(cid, update_ms, generate_ms) for every content (its last level
+ * change, and when it was added),
  * state(cid, count, last_access_ms) for every content_views row, then
  * bucket(cid, start_s, views) for every bucket at or after min_start_s.
  * A callback returning non-zero stops the scan with RESOURCE_EXHAUSTED. */

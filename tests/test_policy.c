@@ -45,7 +45,7 @@ static void window_policy(tier_policy *p)
 static tier_policy_item item(int64_t cid, int level, int64_t size, int64_t score)
 {
     /* Viewed just now, on its level for a day: no idle, no dwell. */
-    return (tier_policy_item){cid, level, -1, size, score, 100 * HOUR_MS, 76 * HOUR_MS};
+    return (tier_policy_item){cid, level, -1, size, score, 100 * HOUR_MS, 76 * HOUR_MS, 0};
 }
 
 #define NOW (100 * HOUR_MS)
@@ -763,4 +763,37 @@ Test(plan, capacity_with_a_huge_incumbent_score)
     cr_assert_null(move_of(&o, 1), "the most viewed content stays on gold");
     cr_assert_eq(move_of(&o, 2)->to, G);
     cr_assert_eq(move_of(&o, 3)->to, S);
+}
+
+/* A content seen for less than a window has its views scaled to a whole
+ * window (a rate), from when it was added or counting began, whichever is
+ * later, at least one bucket; older ones, unknown birth and decayed scores
+ * are left as they are. */
+Test(plan, young_contents_are_scaled_to_a_window)
+{
+    tier_policy p;
+    tier_policy_level lv[3];
+    tier_policy_item it = item(1, 0, 100, 10);
+
+    window_policy(&p); /* 7 days of 1-hour buckets */
+    cr_assert_eq(resolve(&p, lv), 0, "%s", err);
+    it.born_ms = NOW - 2 * HOUR_MS;
+    cr_expect_eq(tier_policy_score(&p, &it, NOW), 10 * 168 / 2);
+    it.born_ms = NOW - 10 * 60000; /* 10 minutes: one bucket at least */
+    cr_expect_eq(tier_policy_score(&p, &it, NOW), 10 * 168);
+    it.born_ms = NOW - 200 * HOUR_MS; /* older than the window */
+    cr_expect_eq(tier_policy_score(&p, &it, NOW), 10);
+    it.born_ms = 0; /* unknown */
+    cr_expect_eq(tier_policy_score(&p, &it, NOW), 10);
+    it.born_ms = NOW - 200 * HOUR_MS; /* old, but counted only for 4 hours */
+    p.counting_since_ms = NOW - 4 * HOUR_MS;
+    cr_expect_eq(tier_policy_score(&p, &it, NOW), 10 * 168 / 4);
+    it.score = INT64_MAX / 2; /* saturates */
+    cr_expect_eq(tier_policy_score(&p, &it, NOW), INT64_MAX);
+    /* The plan promotes on the scaled score: 10 views in 2 hours is 840 a week. */
+    it = item(1, 0, 100, 10);
+    it.born_ms = NOW - 2 * HOUR_MS;
+    p.counting_since_ms = 0;
+    tier_policy_rule rule;
+    cr_expect_eq(tier_policy_want(&p, lv, 3, &it, NOW, &rule), 2);
 }

@@ -192,7 +192,7 @@ static int add_content(tiering *t, int64_t cid, const char *level, const char *f
     c->level = tiering_intern(t, level, strlen(level));
     c->count = -1;
     c->size = size < 0 ? -1 : size;
-    c->since_ms = tier_now_ms(); /* loading overwrites it with update_time */
+    c->since_ms = c->born_ms = tier_now_ms(); /* loading overwrites them from MySQL */
     pthread_mutex_lock(&s->mu);
     ok = stripe_put(s, c);
     pthread_mutex_unlock(&s->mu);

@@ -88,6 +88,7 @@ typedef struct {
     int64_t count;
     int64_t last_access_ms;   /* 0: never viewed */
     int64_t since_ms;         /* its last level change (contents.update_time) */
+    int64_t born_ms;          /* when it was added (contents.generate_time) */
     tier_policy_views *views; /* window policies only; NULL: no views kept */
     int64_t views_bs;         /* the bucket_s views was built with */
     const char *moving_to;    /* interned target of a planner's job; NULL: none known */

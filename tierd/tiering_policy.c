@@ -311,6 +311,7 @@ static void item_of(const tier_policy *p, const tier_policy_level *lv, size_t nl
     }
     it->last_access_ms = c->last_access_ms;
     it->since_ms = c->since_ms;
+    it->born_ms = c->born_ms;
 }
 
 const char *tiering_policy_want(tiering *t, const content *c, int64_t now_ms)

@@ -158,12 +158,13 @@ int tiering_views_persist(tiering *t, tl_viewrec *recs, size_t n)
 
 /* ------------------------------------------------------------ loading */
 
-static int load_since(void *arg, int64_t cid, int64_t update_ms, int64_t unused)
+static int load_since(void *arg, int64_t cid, int64_t update_ms, int64_t generate_ms)
 {
     content *c = tiering_find(arg, cid);
-    (void)unused;
-    if (c != NULL)
+    if (c != NULL) {
         c->since_ms = update_ms;
+        c->born_ms = generate_ms;
+    }
     return 0;
 }
 
