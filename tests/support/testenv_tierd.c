@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tier_client.h"
@@ -113,6 +116,35 @@ tier_client_opts tier_test_tierd_opts(const tier_test_tierd *t, const char *toke
     return o;
 }
 
+/* True once something accepts TCP connections on 127.0.0.1:port. */
+static bool port_open(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bool ok;
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* tierd answers Health once its rpc server runs, and starts its HTTP port
+ * just after: a test that goes on to HTTP waits for that port too (an
+ * early request was refused on a loaded machine). */
+static void wait_http(char *const extra[])
+{
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && extra[i + 1] != NULL; i++) {
+        const char *colon;
+        if (strcmp(extra[i], "--http") != 0 || (colon = strrchr(extra[i + 1], ':')) == NULL)
+            continue;
+        int port = atoi(colon + 1);
+        for (int k = 0; k < 200 && port > 0 && !port_open(port); k++)
+            usleep(50 * 1000);
+    }
+}
+
 void tier_test_tierd_start(tier_test_tierd *t, char *const extra[])
 {
     char *argv[16] = {tier_test_bin("tierd"), "--listen", t->listen, "--push", t->push};
@@ -140,6 +172,7 @@ void tier_test_tierd_start(tier_test_tierd *t, char *const extra[])
     tier_client_close(c);
     if (up) {
         tier_free(hr);
+        wait_http(extra);
         return;
     }
     char *log = t->log[0] ? tier_test_slurp(t->log, NULL) : NULL;
