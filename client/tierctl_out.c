@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "tier_name.h"
+#include "tier_rpc_json.h"
 #include "tierctl.h"
 
 /* floor division, so times before 1970 (never from tierd) stay sane */
@@ -144,90 +145,8 @@ json_t *tierctl_content_json(const Tier__Content *c)
 
 /* ------------------------------------------------------------ any message */
 
-/* Bytes of one element of a repeated field of type ty. */
-static size_t elem_size(ProtobufCType ty)
-{
-    switch (ty) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    default: /* 32-bit integers, enums, float */
-        return 4;
-    }
-}
-
-static json_t *value_json(const ProtobufCFieldDescriptor *f, const void *p)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        return json_integer(*(const int32_t *)p);
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return json_integer(*(const uint32_t *)p);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return tierctl_jint(*(const int64_t *)p);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return tierctl_jint((int64_t) * (const uint64_t *)p);
-    case PROTOBUF_C_TYPE_FLOAT:
-        return json_real(*(const float *)p);
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return json_real(*(const double *)p);
-    case PROTOBUF_C_TYPE_BOOL:
-        return json_boolean(*(const protobuf_c_boolean *)p);
-    case PROTOBUF_C_TYPE_ENUM: {
-        const ProtobufCEnumValue *ev =
-            protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)p);
-        return ev ? json_string(ev->name) : json_integer(*(const int *)p);
-    }
-    case PROTOBUF_C_TYPE_STRING:
-        return tierctl_jstr(*(char *const *)p);
-    case PROTOBUF_C_TYPE_MESSAGE: {
-        const ProtobufCMessage *m = *(const ProtobufCMessage *const *)p;
-        return m ? tierctl_pb_json(m) : json_null();
-    }
-    default: /* bytes: no tierctl record carries any */
-        return json_null();
-    }
-}
-
+/* .proto field names, integers as numbers: what `policy set FILE` reads back. */
 json_t *tierctl_pb_json(const ProtobufCMessage *m)
 {
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *base = (const char *)m;
-    json_t *o = json_object();
-
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const void *p = base + f->offset;
-        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
-            *(const uint32_t *)(base + f->quantifier_offset) != f->id)
-            continue; /* a oneof member not chosen */
-        if (f->label != PROTOBUF_C_LABEL_REPEATED) {
-            json_object_set_new(o, f->name, value_json(f, p));
-            continue;
-        }
-        size_t n = *(const size_t *)(base + f->quantifier_offset), sz = elem_size(f->type);
-        const char *arr = *(const char *const *)p;
-        json_t *a = json_array();
-        for (size_t k = 0; k < n; k++)
-            json_array_append_new(a, value_json(f, arr + k * sz));
-        json_object_set_new(o, f->name, a);
-    }
-    return o;
+    return tier_rpc_json_encode_as(m, TIER_RPC_JSON_PLAIN);
 }

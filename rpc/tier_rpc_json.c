@@ -154,7 +154,8 @@ json_t *tier_rpc_json_string(const char *s, size_t n)
 
 /* ------------------------------------------------------------ encoding */
 
-static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p)
+static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p,
+                            tier_rpc_json_style style)
 {
     char buf[32];
 
@@ -169,10 +170,14 @@ static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p)
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
+        if (style == TIER_RPC_JSON_PLAIN)
+            return json_integer((json_int_t) * (const int64_t *)p);
         snprintf(buf, sizeof(buf), "%lld", (long long)*(const int64_t *)p);
         return json_string(buf);
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
+        if (style == TIER_RPC_JSON_PLAIN)
+            return json_integer((json_int_t) * (const uint64_t *)p);
         snprintf(buf, sizeof(buf), "%llu", (unsigned long long)*(const uint64_t *)p);
         return json_string(buf);
     case PROTOBUF_C_TYPE_FLOAT:
@@ -209,7 +214,7 @@ static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p)
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
-        return m != NULL ? tier_rpc_json_encode(m) : json_null();
+        return m != NULL ? tier_rpc_json_encode_as(m, style) : json_null();
     }
     }
     return NULL;
@@ -257,21 +262,22 @@ static bool present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f
     return true;
 }
 
-static json_t *encode_field(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+static json_t *encode_field(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
+                            tier_rpc_json_style style)
 {
     json_t *arr;
     size_t n, sz;
     const uint8_t *elems;
 
     if (f->label != PROTOBUF_C_LABEL_REPEATED)
-        return encode_value(f, MEMBER(const uint8_t, m, f->offset));
+        return encode_value(f, MEMBER(const uint8_t, m, f->offset), style);
     n = *MEMBER(const size_t, m, f->quantifier_offset);
     elems = *MEMBER(uint8_t *const, m, f->offset);
     sz = elem_size(f);
     if ((arr = json_array()) == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        if (json_array_append_new(arr, encode_value(f, elems + i * sz)) != 0) {
+        if (json_array_append_new(arr, encode_value(f, elems + i * sz, style)) != 0) {
             json_decref(arr);
             return NULL;
         }
@@ -281,6 +287,11 @@ static json_t *encode_field(const ProtobufCMessage *m, const ProtobufCFieldDescr
 
 json_t *tier_rpc_json_encode(const ProtobufCMessage *m)
 {
+    return tier_rpc_json_encode_as(m, TIER_RPC_JSON_PROTO3);
+}
+
+json_t *tier_rpc_json_encode_as(const ProtobufCMessage *m, tier_rpc_json_style style)
+{
     const ProtobufCMessageDescriptor *d = m->descriptor;
     json_t *obj = json_object();
     char key[256];
@@ -289,8 +300,11 @@ json_t *tier_rpc_json_encode(const ProtobufCMessage *m)
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (f->label != PROTOBUF_C_LABEL_REPEATED && !present(m, f))
             continue;
-        camel(f->name, key, sizeof(key));
-        if (json_object_set_new(obj, key, encode_field(m, f)) != 0) {
+        if (style == TIER_RPC_JSON_PLAIN)
+            snprintf(key, sizeof(key), "%s", f->name);
+        else
+            camel(f->name, key, sizeof(key));
+        if (json_object_set_new(obj, key, encode_field(m, f, style)) != 0) {
             json_decref(obj);
             obj = NULL;
         }

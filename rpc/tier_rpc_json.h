@@ -65,6 +65,11 @@ int tier_rpc_json_from_pb(const ProtobufCMessageDescriptor *d, const void *pb, s
  * that embed one. */
 json_t *tier_rpc_json_encode(const ProtobufCMessage *m);
 
+/* The same walk in another style: PROTO3 is the mapping above; PLAIN is
+ * tierctl's records (.proto field names, 64-bit integers as numbers). */
+typedef enum { TIER_RPC_JSON_PROTO3, TIER_RPC_JSON_PLAIN } tier_rpc_json_style;
+json_t *tier_rpc_json_encode_as(const ProtobufCMessage *m, tier_rpc_json_style style);
+
 /* A JSON string of s[0..n), invalid UTF-8 bytes replaced by U+FFFD. */
 json_t *tier_rpc_json_string(const char *s, size_t n);
 
