@@ -52,21 +52,15 @@ struct tl_planner {
 
 /* ------------------------------------------------------------ starting jobs */
 
-static int by_cid(const void *a, const void *b)
-{
-    int64_t x = (*(content *const *)a)->cid, y = (*(content *const *)b)->cid;
-    return x < y ? -1 : x > y;
-}
-
 /* Starts the chosen moves as jobs; returns how many jobs exist now. */
 static size_t start_jobs(tiering *t, const level_table *lt, const tl_plan *pl, const bool *start,
                          size_t k)
 {
-    content **cs = calloc(k + 1, sizeof(*cs)), **sorted = calloc(k + 1, sizeof(*sorted));
+    content **sorted = calloc(k + 1, sizeof(*sorted)); /* tiering_acquire sorts it */
     tl_report *r = calloc(k + 1, sizeof(*r));
     size_t *from = calloc(k + 1, sizeof(*from)), m = 0, nr = 0, made = 0;
 
-    if (cs == NULL || sorted == NULL || r == NULL || from == NULL)
+    if (sorted == NULL || r == NULL || from == NULL)
         goto out;
     pthread_rwlock_rdlock(&t->levels_rw);
     if (atomic_load(&t->levels) != lt) /* SetLevels ran: plan again next round */
@@ -76,12 +70,10 @@ static size_t start_jobs(tiering *t, const level_table *lt, const tl_plan *pl, c
         content *c;
         if (!start[i] || (c = tiering_find(t, mv->cid)) == NULL)
             continue;
-        cs[m] = c;
+        sorted[m] = c;
         r[m] = (tl_report){c, mv->score, tiering_level(lt, pl->lv[mv->to].name), NULL, false};
         from[m++] = (size_t)mv->from;
     }
-    memcpy(sorted, cs, m * sizeof(*cs));
-    qsort(sorted, m, sizeof(*sorted), by_cid);
     tiering_acquire(t, sorted, m);
     for (size_t i = 0; i < m; i++) {
         content *c = r[i].c;
@@ -106,7 +98,6 @@ static size_t start_jobs(tiering *t, const level_table *lt, const tl_plan *pl, c
 unlock:
     pthread_rwlock_unlock(&t->levels_rw);
 out:
-    free(cs);
     free(sorted);
     free(r);
     free(from);

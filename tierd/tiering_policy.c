@@ -163,17 +163,13 @@ static Tier__Policy *policy_reply(tier_rpc_ctx *call, const tier_policy *p, int6
 /* The policy as JSON text (malloc'ed), as stored in MySQL. */
 static char *policy_json(const tier_policy *p)
 {
-    static Tier__LevelRule rules[TIER_POLICY_LEVELS_MAX];
-    static Tier__MoveBudget budgets[TIER_POLICY_BUDGETS_MAX];
-    Tier__LevelRule *rp[TIER_POLICY_LEVELS_MAX];
-    Tier__MoveBudget *bp[TIER_POLICY_BUDGETS_MAX];
-    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* for the statics */
+    Tier__LevelRule rules[TIER_POLICY_LEVELS_MAX], *rp[TIER_POLICY_LEVELS_MAX];
+    Tier__MoveBudget budgets[TIER_POLICY_BUDGETS_MAX], *bp[TIER_POLICY_BUDGETS_MAX];
     Tier__Policy pb;
     uint8_t *buf;
     size_t len, olen;
     char *out = NULL, err[256];
 
-    pthread_mutex_lock(&mu);
     policy_to_pb(NULL, p, &pb, rules, rp, budgets, bp);
     len = tier__policy__get_packed_size(&pb);
     if ((buf = malloc(len + 1)) != NULL) {
@@ -183,7 +179,6 @@ static char *policy_json(const tier_policy *p)
             out = NULL;
         free(buf);
     }
-    pthread_mutex_unlock(&mu);
     return out;
 }
 
