@@ -837,9 +837,9 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     size_t n = req->n_reports, nslow = 0, nrec = 0;
     int64_t now = tier_now_ms();
     Tier__ViewResult *rs, **res;
-    content **slow;
-    size_t *idx, *at;
-    tl_viewrec *recs;
+    content **slow = NULL;
+    size_t *idx = NULL, *at = NULL;
+    tl_viewrec *recs = NULL, rec;
 
     /* The reply has a ViewResult per report, at most ~500 bytes (255-byte
      * file name, 128-byte worker id): 8000 of them fit the 4 MiB limit. */
@@ -849,21 +849,28 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     tierd_stats_add(t->deps->stats, TIERD_STAT_REPORTS, n);
     rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
     res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
-    slow = tier_rpc_alloc(call, n * sizeof(*slow) + 1);
-    idx = tier_rpc_alloc(call, n * sizeof(*idx) + 1);
-    at = tier_rpc_alloc(call, n * sizeof(*at) + 1);
-    recs = tier_rpc_alloc(call, n * sizeof(*recs) + 1);
-    if (rs == NULL || res == NULL || slow == NULL || idx == NULL || at == NULL || recs == NULL)
+    if (rs == NULL || res == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    /* The other arrays only when a report needs them: the seed's hot path
+     * (absolute counts, nothing moves) allocates nothing more. */
     for (size_t i = 0; i < n; i++) {
         content *c;
         bool persist;
         res[i] = &rs[i];
-        c = report_fast(t, lt, call, req->reports[i], res[i], now, &recs[nrec], &persist);
-        if (persist)
+        c = report_fast(t, lt, call, req->reports[i], res[i], now, &rec, &persist);
+        if (persist && recs == NULL &&
+            ((recs = tier_rpc_alloc(call, n * sizeof(*recs))) == NULL ||
+             (at = tier_rpc_alloc(call, n * sizeof(*at))) == NULL))
+            return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+        if (persist) {
+            recs[nrec] = rec;
             at[nrec++] = i;
+        }
         if (c == NULL)
             continue;
+        if (slow == NULL && ((slow = tier_rpc_alloc(call, n * sizeof(*slow))) == NULL ||
+                             (idx = tier_rpc_alloc(call, n * sizeof(*idx))) == NULL))
+            return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
         slow[nslow] = c;
         idx[nslow++] = i;
     }
