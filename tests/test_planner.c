@@ -410,11 +410,14 @@ Test(planner, capacity_keeps_the_most_viewed_per_byte)
     cr_assert_not_null(rep->plan);
     cr_expect_eq(rep->plan->total_moves, 0, "views before the window policy counted");
     tier_free(rep);
-    cr_assert_eq(set_policy(&f, window(&w, 1000), false, NULL), TIER_OK, "%s", E.message);
-    /* Views counted from now on (increments under the window policy), both
-     * in one call: a planner round between two calls could start a's move
-     * to gold before b's views arrive, and b would then get gold only
-     * after a's round trip. */
+    /* Stored with rounds an hour apart: only the wake of a policy change
+     * runs one. A timed round between the views and the plan below (or
+     * between the two reports, which ReportViews applies one by one) would
+     * start a's move to gold before b's views count, and b would then get
+     * gold only after a's round trip -- the plan would show b held. */
+    window(&w, 1000)->plan_interval_s = 3600;
+    cr_assert_eq(set_policy(&f, &w.p, false, NULL), TIER_OK, "%s", E.message);
+    /* Views counted from now on (increments under the window policy). */
     Tier__ReportViewsRequest rq = TIER__REPORT_VIEWS_REQUEST__INIT;
     Tier__ViewReport ra = TIER__VIEW_REPORT__INIT, rb = TIER__VIEW_REPORT__INIT,
                      *rl[2] = {&ra, &rb};
@@ -437,6 +440,9 @@ Test(planner, capacity_keeps_the_most_viewed_per_byte)
     }
     cr_expect_eq(pl->held_capacity, 1);
     tier_free(pl);
+    /* Rounds every second again (a change between window policies keeps
+     * the views counted): the wake's round starts the planned moves. */
+    cr_assert_eq(set_policy(&f, window(&w, 1000), false, NULL), TIER_OK, "%s", E.message);
     worker_start(&f);
     cr_assert(wait_level(&f, b, "gold", 20000), "b: %s", level_of(&f, b, lv, sizeof(lv)));
     cr_assert(wait_level(&f, a, "silver", 20000), "a: %s", level_of(&f, a, lv, sizeof(lv)));
