@@ -177,3 +177,5 @@ TIER_METHOD(tier_plan_moves, TIER_M_PLAN_MOVES, Tier__PlanMovesRequest, Tier__Pl
             tier__plan__descriptor)
 TIER_METHOD(tier_move_content, TIER_M_MOVE_CONTENT, Tier__MoveContentRequest,
             Tier__MoveContentReply, tier__move_content_reply__descriptor)
+TIER_METHOD(tier_topology, TIER_M_TOPOLOGY, Tier__TopologyRequest, Tier__TopologyReply,
+            tier__topology_reply__descriptor)

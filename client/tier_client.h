@@ -196,6 +196,12 @@ int tier_plan_moves(tier_client *c, const Tier__PlanMovesRequest *req, Tier__Pla
 int tier_move_content(tier_client *c, const Tier__MoveContentRequest *req,
                       Tier__MoveContentReply **reply, tier_error *err);
 
+/* ---- several coordinators (docs/CLUSTER.md) */
+
+/* Which tierd serves which shard of the slots now, from any tierd. */
+int tier_topology(tier_client *c, const Tier__TopologyRequest *req, Tier__TopologyReply **reply,
+                  tier_error *err);
+
 /* ---- fsck */
 
 /* Compares MySQL, Redis and the level directories; repairs what is safe

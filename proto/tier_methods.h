@@ -44,4 +44,7 @@
 #define TIER_M_PLAN_MOVES "tier.Tier/PlanMoves"
 #define TIER_M_MOVE_CONTENT "tier.Tier/MoveContent"
 
+/* several coordinators (docs/CLUSTER.md) */
+#define TIER_M_TOPOLOGY "tier.Tier/Topology"
+
 #endif

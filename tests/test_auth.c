@@ -165,6 +165,7 @@ static const struct {
     {TIER_M_SET_POLICY, A},
     {TIER_M_PLAN_MOVES, A | C},
     {TIER_M_MOVE_CONTENT, A},
+    {TIER_M_TOPOLOGY, A | C | W},
 };
 #define NMATRIX (sizeof(MATRIX) / sizeof(MATRIX[0]))
 

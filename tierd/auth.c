@@ -92,6 +92,8 @@ static const struct {
     {TIER_M_GET_STATS, R_READ},
     {TIER_M_GET_POLICY, R_READ},
     {TIER_M_PLAN_MOVES, R_READ},
+    /* Workers find every shard's push address in it. */
+    {TIER_M_TOPOLOGY, R_READ | R_WORKER},
 };
 
 typedef struct {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tier_crash.h"
 #include "tier_rpc_net.h"
@@ -71,6 +72,27 @@ static int check_access(const tierd_config *c)
     return 0;
 }
 
+/* A shard of the shards, and the addresses published in the topology
+ * (docs/CLUSTER.md): defaults are this process's own. */
+static int check_cluster(tierd_config *c)
+{
+    if (c->shard >= c->shards) {
+        fprintf(stderr, "tierd: --shard %u is not one of the %u shards (0 .. %u)\n", c->shard,
+                c->shards, c->shards - 1);
+        return -1;
+    }
+    if (c->node[0] == '\0' && gethostname(c->node, sizeof(c->node)) != 0)
+        snprintf(c->node, sizeof(c->node), "localhost");
+    c->node[sizeof(c->node) - 1] = '\0';
+    if (c->advertise[0] == '\0')
+        snprintf(c->advertise, sizeof(c->advertise), "%s", c->listen);
+    if (c->advertise_push[0] == '\0')
+        snprintf(c->advertise_push, sizeof(c->advertise_push), "%s", c->push);
+    if (c->advertise_http[0] == '\0')
+        snprintf(c->advertise_http, sizeof(c->advertise_http), "%s", c->http_listen);
+    return 0;
+}
+
 /* The action flags: done, and tierd exits 0 (1 returned). */
 static int action(const tier_opts *t, int what)
 {
@@ -106,7 +128,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         /* Printed first: what is wrong with it is easier to see. */
         tier_opts_print(t, c, stdout);
         fflush(stdout);
-        return check_access(c) == 0 ? 1 : -1;
+        return check_access(c) == 0 && check_cluster(c) == 0 ? 1 : -1;
     }
-    return check_access(c);
+    return check_access(c) == 0 ? check_cluster(c) : -1;
 }

@@ -84,6 +84,20 @@ typedef struct {
     /* Tokens over plain tcp to a non-loopback address are refused unless
      * this is set (--insecure-plaintext, insecure_plaintext = 1). */
     bool insecure_plaintext;
+    /* Several coordinators (docs/CLUSTER.md).  `shards` equal ranges of the
+     * 1024 slots (common/tier_slot.h); this process serves shard `shard`
+     * when it holds that shard's writer lease, and waits as its standby
+     * otherwise.  shards = 1 is the single coordinator of before. */
+    unsigned shards; /* TIER_SHARDS, --shards, 1 */
+    unsigned shard;  /* TIER_SHARD, --shard, 0 */
+    /* Who this process is and where others reach it, published in the
+     * topology while it is a shard's writer: node (a host name; default
+     * gethostname()), and the rpc, push and HTTP addresses as seen from
+     * other hosts (default: listen, push, http_listen). */
+    char node[64];
+    char advertise[256];
+    char advertise_push[256];
+    char advertise_http[256];
 } tierd_config;
 
 /* Fills cfg from defaults, then the config file (--config FILE or
