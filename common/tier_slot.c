@@ -65,8 +65,7 @@ void tier_shard_slots(unsigned shard, unsigned shards, unsigned *lo, unsigned *h
     *hi = (unsigned)(((uint64_t)(shard + 1) * TIER_SLOTS + shards - 1) / shards) - 1;
 }
 
-const char *tier_slot_sql(char *buf, size_t len, const char *col, unsigned shard,
-                          unsigned shards)
+const char *tier_slot_sql(char *buf, size_t len, const char *col, unsigned shard, unsigned shards)
 {
     unsigned lo, hi;
 

@@ -46,7 +46,6 @@ void tier_shard_slots(unsigned shard, unsigned shards, unsigned *lo, unsigned *h
  * shards == 1 (everything is ours: the seed's single tierd pays nothing).
  * Written into buf (64 bytes are enough for any column name up to 24
  * bytes); returns buf.  col is a constant of the caller, never input. */
-const char *tier_slot_sql(char *buf, size_t len, const char *col, unsigned shard,
-                          unsigned shards);
+const char *tier_slot_sql(char *buf, size_t len, const char *col, unsigned shard, unsigned shards);
 
 #endif

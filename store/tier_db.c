@@ -23,6 +23,7 @@ struct tier_db {
     int nstmts;
     bool broken;
     long long writer_token;
+    int fence_id;
 };
 
 static void env_str(char *dst, size_t len, const char *name)
@@ -77,6 +78,7 @@ int tier_db_open(tier_db **out, const tier_db_config *cfg, char *err, size_t err
     }
     tier_db_exec(db, "SET time_zone = '+00:00'");
     db->writer_token = cfg->writer_token;
+    db->fence_id = cfg->writer_fence_id > 0 ? cfg->writer_fence_id : 1;
     *out = db;
     return TIER_OK;
 }
@@ -99,6 +101,11 @@ MYSQL *tier_db_handle(tier_db *db)
 long long tier_db_writer_token(const tier_db *db)
 {
     return db->writer_token;
+}
+
+int tier_db_fence_id(const tier_db *db)
+{
+    return db->fence_id;
 }
 
 int tier_db_ping(tier_db *db, char *err, size_t errlen)

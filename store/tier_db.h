@@ -24,6 +24,9 @@ typedef struct {
     /* The writer's fencing token (store/tier_writer.h): write transactions
      * check the MySQL fence still holds it.  0: no check (tools, tests). */
     long long writer_token;
+    /* Which writer_fence row is ours: the shard + 1 (sql/009,
+     * docs/CLUSTER.md); 0 is taken as 1, the single coordinator's row. */
+    int writer_fence_id;
 } tier_db_config;
 
 /* Defaults (127.0.0.1:3306, user tier, db tier) overridden by TIER_MYSQL_HOST,
@@ -39,6 +42,8 @@ void tier_db_close(tier_db *db);
 MYSQL *tier_db_handle(tier_db *db);
 /* cfg->writer_token of the connection (0: none). */
 long long tier_db_writer_token(const tier_db *db);
+/* cfg->writer_fence_id of the connection (1 when it was 0). */
+int tier_db_fence_id(const tier_db *db);
 int tier_db_ping(tier_db *db, char *err, size_t errlen);
 
 /* The prepared statement for sql on this connection, prepared on first use.

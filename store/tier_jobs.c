@@ -387,7 +387,7 @@ static const char *const SCRIPTS[TIER_JOBS_NSCRIPTS] = {REPORT, CLAIM, RENEW, DO
                                                         FAIL,   REAP,  RETRY, CANCEL, REQUEUE};
 
 struct tier_jobs {
-    char prefix[64];
+    char prefix[80];
     char token[32]; /* the writer's fencing token, "" when none */
     char sha[TIER_JOBS_NSCRIPTS][41];
 };

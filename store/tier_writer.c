@@ -131,22 +131,25 @@ int tier_writer_release(tier_kv *kv, const char *prefix, int64_t token)
 
 /* ------------------------------------------------------------ MySQL fence */
 
-static const char SQL_READ[] = "SELECT token FROM writer_fence WHERE id = 1";
-static const char SQL_ROW[] = "INSERT IGNORE INTO writer_fence (id, token) VALUES (1, 0)";
-static const char SQL_LOCK_X[] = "SELECT token FROM writer_fence WHERE id = 1 FOR UPDATE";
-static const char SQL_LOCK_S[] = "SELECT token FROM writer_fence WHERE id = 1 LOCK IN SHARE MODE";
-static const char SQL_RAISE[] = "UPDATE writer_fence SET token = ? WHERE id = 1";
+/* One row per shard: id = shard + 1 (tier_db_fence_id; row 1 is the
+ * single coordinator's). */
+static const char SQL_READ[] = "SELECT token FROM writer_fence WHERE id = ?";
+static const char SQL_ROW[] = "INSERT IGNORE INTO writer_fence (id, token) VALUES (?, 0)";
+static const char SQL_LOCK_X[] = "SELECT token FROM writer_fence WHERE id = ? FOR UPDATE";
+static const char SQL_LOCK_S[] = "SELECT token FROM writer_fence WHERE id = ? LOCK IN SHARE MODE";
+static const char SQL_RAISE[] = "UPDATE writer_fence SET token = ? WHERE id = ?";
 
-/* Runs a one-value query; *out = 0 when there is no row. */
+/* Runs a one-value query on our fence row; *out = 0 when there is no row. */
 static int select_token(tier_db *db, const char *sql, int64_t *out)
 {
-    MYSQL_BIND res[1];
-    long long v = 0;
+    MYSQL_BIND res[1], p[1];
+    long long v = 0, id = tier_db_fence_id(db);
     MYSQL_STMT *st;
     int rv;
 
     *out = 0;
-    if ((rv = tier_db_run(db, sql, NULL, &st)) != TIER_OK)
+    tier_db_bind_i64(&p[0], &id);
+    if ((rv = tier_db_run(db, sql, p, &st)) != TIER_OK)
         return rv;
     tier_db_bind_i64(&res[0], &v);
     if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
@@ -167,14 +170,15 @@ int tier_writer_fence_read(tier_db *db, int64_t *token)
 
 tier_writer_state tier_writer_fence_raise(tier_db *db, int64_t token)
 {
-    MYSQL_BIND p[1];
-    long long t = token;
+    MYSQL_BIND p[2];
+    long long t = token, id = tier_db_fence_id(db);
     int64_t cur;
     MYSQL_STMT *st;
 
     if (tier_db_exec(db, "BEGIN") != TIER_OK)
         return TIER_WRITER_ERROR;
-    if (tier_db_run(db, SQL_ROW, NULL, &st) != TIER_OK ||
+    tier_db_bind_i64(&p[0], &id);
+    if (tier_db_run(db, SQL_ROW, p, &st) != TIER_OK ||
         select_token(db, SQL_LOCK_X, &cur) != TIER_OK)
         goto fail;
     if (cur >= token) {
@@ -184,6 +188,7 @@ tier_writer_state tier_writer_fence_raise(tier_db *db, int64_t token)
         return TIER_WRITER_LOST;
     }
     tier_db_bind_i64(&p[0], &t);
+    tier_db_bind_i64(&p[1], &id);
     if (tier_db_run(db, SQL_RAISE, p, &st) != TIER_OK || tier_db_exec(db, "COMMIT") != TIER_OK)
         goto fail;
     return TIER_WRITER_HELD;

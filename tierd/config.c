@@ -84,6 +84,11 @@ static int check_cluster(tierd_config *c)
     if (c->node[0] == '\0' && gethostname(c->node, sizeof(c->node)) != 0)
         snprintf(c->node, sizeof(c->node), "localhost");
     c->node[sizeof(c->node) - 1] = '\0';
+    if (c->shards == 1)
+        snprintf(c->shard_prefix, sizeof(c->shard_prefix), "%s", c->redis_prefix);
+    else
+        snprintf(c->shard_prefix, sizeof(c->shard_prefix), "%ss%u:", c->redis_prefix, c->shard);
+    c->db.writer_fence_id = (int)c->shard + 1;
     if (c->advertise[0] == '\0')
         snprintf(c->advertise, sizeof(c->advertise), "%s", c->listen);
     if (c->advertise_push[0] == '\0')

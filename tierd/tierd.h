@@ -98,6 +98,9 @@ typedef struct {
     char advertise[256];
     char advertise_push[256];
     char advertise_http[256];
+    /* Derived: the key prefix of this shard's writer lease and job keys,
+     * redis_prefix itself when shards = 1, else redis_prefix "s<K>:". */
+    char shard_prefix[80];
 } tierd_config;
 
 /* Fills cfg from defaults, then the config file (--config FILE or

@@ -1131,7 +1131,7 @@ int tiering_jobs_open(tiering *t, char *err, size_t errlen)
         snprintf(err, errlen, "Redis: cannot connect");
         return TIER_UNAVAILABLE;
     }
-    rv = tier_jobs_open(&t->jobs, kv, t->deps->cfg->redis_prefix, err, errlen);
+    rv = tier_jobs_open(&t->jobs, kv, t->deps->cfg->shard_prefix, err, errlen);
     if (rv == TIER_OK) /* before any script runs: a fenced tierd changes no job */
         tier_jobs_set_token(t->jobs, t->deps->writer_token);
     if (rv == TIER_OK && (t->batcher = tier_batcher_alloc(1024, 1, commit_batch, t)) == NULL)

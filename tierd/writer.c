@@ -38,7 +38,7 @@
 
 struct tierd_writer {
     const tierd_config *cfg;
-    char prefix[64];
+    char prefix[80];
     int64_t token;
     _Atomic int64_t deadline; /* monotonic ms */
     tier_kv *kv;              /* the renewing thread's, NULL when broken */
@@ -158,7 +158,7 @@ int tierd_writer_acquire(tierd_writer **out, const tierd_config *cfg, const sigs
     if (w == NULL)
         return TIER_RESOURCE_EXHAUSTED;
     w->cfg = cfg;
-    snprintf(w->prefix, sizeof(w->prefix), "%s", cfg->redis_prefix);
+    snprintf(w->prefix, sizeof(w->prefix), "%s", cfg->shard_prefix);
     for (;;) {
         if (connect_both(w, &kv, &db) && (st = try_once(w, kv, db, &holder)) == TIER_WRITER_HELD)
             break;
