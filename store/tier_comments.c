@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tier_slot.h"
 #include "tier_status.h"
 #include "tier_writer.h"
 
@@ -35,7 +36,7 @@ static const char SQL_LATEST_SVC[] =
     "ORDER BY id DESC LIMIT ?";
 static const char SQL_SCAN_MINUTES[] =
     "SELECT minute, service, cid, delta, created, deleted, restored FROM comment_minute "
-    "WHERE minute >= ? ORDER BY minute, service, cid";
+    "WHERE minute >= ? AND CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY minute, service, cid";
 static const char SQL_PURGE_MINUTES[] = "DELETE FROM comment_minute WHERE minute < ? LIMIT ?";
 
 /* ------------------------------------------------------------ helpers */
@@ -426,6 +427,15 @@ static bool in_order(tier_comment_op *op, const row_buf *rb)
     return false;
 }
 
+/* cid is in the slots of the connection's shard (tier_db_slots). */
+static bool in_slots(const tier_db *db, int64_t cid)
+{
+    long long lo, hi, s = tier_slot_of(cid);
+
+    tier_db_slots(db, &lo, &hi);
+    return s >= lo && s <= hi;
+}
+
 /* One edit/delete/restore; per-item outcomes go into op->code, the return
  * value is a failure of the whole transaction. */
 
@@ -440,6 +450,13 @@ static int apply_change(tier_db *db, tier_comment_op *op, row_buf *rb)
     }
     if (rv != TIER_OK)
         return rv;
+    /* Another shard's comment: its writer keeps its content's minutes in
+     * memory, so it must be the one to change it. */
+    if (!in_slots(db, rb->cid)) {
+        op->code = TIER_FAILED_PRECONDITION;
+        op->floor = TIER_FLOOR_SHARD;
+        return TIER_OK;
+    }
     /* A deleted comment can only be restored: editing it would change
      * what nobody can see. */
     if ((op->kind != TIER_COP_RESTORE && rb->deleted) ||
@@ -469,7 +486,7 @@ static int apply_ops(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next
     for (size_t i = 0; i < n; i++) {
         if (ops[i]->kind != TIER_COP_POST)
             continue;
-        ops[i]->id = (*next)++;
+        ops[i]->id = *next, *next += tier_db_id_step(db);
         ops[i]->code = TIER_OK;
         posts[np++] = ops[i];
         agg_add(g, ops[i]->service, ops[i]->cid, ops[i]->time_ms, TIER_COP_POST);
@@ -584,8 +601,8 @@ out:
 
 int tier_comments_scan_minutes(tier_db *db, int64_t from_minute, tier_minute_fn fn, void *arg)
 {
-    MYSQL_BIND p[1], res[7];
-    long long from = from_minute, minute, cid;
+    MYSQL_BIND p[3], res[7];
+    long long from = from_minute, minute, cid, lo, hi;
     int delta, created, deleted, restored;
     char service[TIER_COMMENT_SERVICE_MAX * 4 + 1];
     unsigned long sl;
@@ -593,7 +610,10 @@ int tier_comments_scan_minutes(tier_db *db, int64_t from_minute, tier_minute_fn 
     MYSQL_STMT *st;
     int rv;
 
+    tier_db_slots(db, &lo, &hi); /* the connection's shard's contents only */
     tier_db_bind_i64(&p[0], &from);
+    tier_db_bind_i64(&p[1], &lo);
+    tier_db_bind_i64(&p[2], &hi);
     if ((rv = tier_db_run(db, SQL_SCAN_MINUTES, p, &st)) != TIER_OK)
         return rv;
     tier_db_bind_i64(&res[0], &minute);

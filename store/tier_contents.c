@@ -29,7 +29,8 @@ static const char SQL_DEL_LEVELS[] = "DELETE FROM level";
 static const char SQL_INS_LEVEL[] =
     "INSERT INTO level (content_level, min_counts, max_counts, path) VALUES (?, ?, ?, ?)";
 static const char SQL_SCAN[] =
-    "SELECT cid, content_level, filename, size_bytes FROM contents ORDER BY cid";
+    "SELECT cid, content_level, filename, size_bytes FROM contents "
+    "WHERE CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY cid"; /* the connection's shard */
 static const char SQL_INSERT[] =
     "INSERT INTO contents (cid, content_level, filename, size_bytes) VALUES (?, ?, ?, ?)";
 static const char SQL_GET[] = "SELECT content_level, filename, " MS("generate_time") ", " MS(
@@ -187,7 +188,8 @@ int tier_contents_migration_done(tier_db *db, const char *level)
 
 int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg)
 {
-    long long cid, size;
+    long long cid, size, lo, hi;
+    MYSQL_BIND p[2];
     char level[33], fname[256];
     unsigned long ll, fl;
     my_bool ln, fnul;
@@ -195,7 +197,10 @@ int tier_contents_scan(tier_db *db, tier_contents_fn fn, void *arg)
     MYSQL_STMT *st;
     int rv;
 
-    if ((rv = tier_db_run(db, SQL_SCAN, NULL, &st)) != TIER_OK)
+    tier_db_slots(db, &lo, &hi);
+    tier_db_bind_i64(&p[0], &lo);
+    tier_db_bind_i64(&p[1], &hi);
+    if ((rv = tier_db_run(db, SQL_SCAN, p, &st)) != TIER_OK)
         return rv;
     tier_db_bind_i64(&res[0], &cid);
     tier_db_bind_buf(&res[1], level, sizeof(level) - 1, &ll, &ln);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "tier_log.h"
+#include "tier_slot.h"
 #include "tier_status.h"
 
 #define STMT_CACHE 64
@@ -24,6 +25,8 @@ struct tier_db {
     bool broken;
     long long writer_token;
     int fence_id;
+    long long slot_lo, slot_hi;
+    int64_t shard, shards;
 };
 
 static void env_str(char *dst, size_t len, const char *name)
@@ -78,7 +81,15 @@ int tier_db_open(tier_db **out, const tier_db_config *cfg, char *err, size_t err
     }
     tier_db_exec(db, "SET time_zone = '+00:00'");
     db->writer_token = cfg->writer_token;
-    db->fence_id = cfg->writer_fence_id > 0 ? cfg->writer_fence_id : 1;
+    {
+        unsigned shards = cfg->shards ? cfg->shards : 1, lo, hi;
+        tier_shard_slots(cfg->shard, shards, &lo, &hi);
+        db->fence_id = (int)cfg->shard + 1;
+        db->shard = cfg->shard;
+        db->shards = shards;
+        db->slot_lo = lo;
+        db->slot_hi = hi;
+    }
     *out = db;
     return TIER_OK;
 }
@@ -106,6 +117,27 @@ long long tier_db_writer_token(const tier_db *db)
 int tier_db_fence_id(const tier_db *db)
 {
     return db->fence_id;
+}
+
+int64_t tier_db_id_align(const tier_db *db, int64_t x)
+{
+    int64_t r;
+
+    if (x < 1)
+        x = 1;
+    r = ((x % db->shards) + db->shards) % db->shards;
+    return x + (db->shard - r + db->shards) % db->shards;
+}
+
+int64_t tier_db_id_step(const tier_db *db)
+{
+    return db->shards;
+}
+
+void tier_db_slots(const tier_db *db, long long *lo, long long *hi)
+{
+    *lo = db->slot_lo;
+    *hi = db->slot_hi;
 }
 
 int tier_db_ping(tier_db *db, char *err, size_t errlen)

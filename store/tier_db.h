@@ -24,9 +24,11 @@ typedef struct {
     /* The writer's fencing token (store/tier_writer.h): write transactions
      * check the MySQL fence still holds it.  0: no check (tools, tests). */
     long long writer_token;
-    /* Which writer_fence row is ours: the shard + 1 (sql/009,
-     * docs/CLUSTER.md); 0 is taken as 1, the single coordinator's row. */
-    int writer_fence_id;
+    /* The shard this connection writes for (docs/CLUSTER.md): its
+     * writer_fence row is shard + 1 (sql/009), and the loaders (contents,
+     * views, comment minutes) return only rows of its slots.  shards 0 is
+     * taken as 1: everything, row 1 -- the single coordinator, tools. */
+    unsigned shard, shards;
 } tier_db_config;
 
 /* Defaults (127.0.0.1:3306, user tier, db tier) overridden by TIER_MYSQL_HOST,
@@ -42,8 +44,17 @@ void tier_db_close(tier_db *db);
 MYSQL *tier_db_handle(tier_db *db);
 /* cfg->writer_token of the connection (0: none). */
 long long tier_db_writer_token(const tier_db *db);
-/* cfg->writer_fence_id of the connection (1 when it was 0). */
+/* The connection's writer_fence row: its shard + 1. */
 int tier_db_fence_id(const tier_db *db);
+/* The connection's slots, lo..hi inclusive (0..1023 for one shard), as
+ * the two parameters of "CRC32(cid) % 1024 BETWEEN ? AND ?" (slot.h). */
+void tier_db_slots(const tier_db *db, long long *lo, long long *hi);
+/* Ids this connection's shard allocates (comment ids): shard, shard +
+ * shards, shard + 2 shards...  so shards never collide and an id names
+ * its shard (id % shards).  tier_db_id_align(db, x) is the first such id
+ * >= x; tier_db_id_step(db) is shards. */
+int64_t tier_db_id_align(const tier_db *db, int64_t x);
+int64_t tier_db_id_step(const tier_db *db);
 int tier_db_ping(tier_db *db, char *err, size_t errlen);
 
 /* The prepared statement for sql on this connection, prepared on first use.

@@ -26,10 +26,13 @@ static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
 static const char SQL_SCAN_SINCE[] =
     "SELECT cid, CAST(UNIX_TIMESTAMP(update_time) * 1000 AS SIGNED), "
-    "CAST(UNIX_TIMESTAMP(generate_time) * 1000 AS SIGNED) FROM contents";
-static const char SQL_SCAN_STATE[] = "SELECT cid, view_count, last_access_ms FROM content_views";
+    "CAST(UNIX_TIMESTAMP(generate_time) * 1000 AS SIGNED) FROM contents "
+    "WHERE CRC32(cid) % 1024 BETWEEN ? AND ?";
+static const char SQL_SCAN_STATE[] = "SELECT cid, view_count, last_access_ms FROM content_views "
+                                     "WHERE CRC32(cid) % 1024 BETWEEN ? AND ?";
 static const char SQL_SCAN_BUCKET[] =
-    "SELECT cid, start_s, views FROM content_view_bucket WHERE start_s >= ?";
+    "SELECT cid, start_s, views FROM content_view_bucket WHERE CRC32(cid) % 1024 BETWEEN ? AND ? "
+    "AND start_s >= ?";
 static const char SQL_PRUNE[] = "DELETE FROM content_view_bucket WHERE start_s < ? LIMIT ?";
 static const char SQL_LATEST[] =
     "SELECT version, set_time_ms, set_by, body FROM tier_policy ORDER BY version DESC LIMIT 1";
@@ -152,14 +155,18 @@ static int scan3(tier_db *db, const char *sql, MYSQL_BIND *params, tier_views_fn
 int tier_views_scan(tier_db *db, int64_t min_start_s, tier_views_fn since, tier_views_fn state,
                     tier_views_fn bucket, void *arg)
 {
-    long long min = min_start_s;
-    MYSQL_BIND p[1];
+    long long min = min_start_s, lo, hi;
+    MYSQL_BIND p[3];
     int rv;
 
-    if ((rv = scan3(db, SQL_SCAN_SINCE, NULL, since, arg)) != TIER_OK ||
-        (rv = scan3(db, SQL_SCAN_STATE, NULL, state, arg)) != TIER_OK)
+    /* Only the connection's shard's contents (tier_db_slots). */
+    tier_db_slots(db, &lo, &hi);
+    tier_db_bind_i64(&p[0], &lo);
+    tier_db_bind_i64(&p[1], &hi);
+    tier_db_bind_i64(&p[2], &min);
+    if ((rv = scan3(db, SQL_SCAN_SINCE, p, since, arg)) != TIER_OK ||
+        (rv = scan3(db, SQL_SCAN_STATE, p, state, arg)) != TIER_OK)
         return rv;
-    tier_db_bind_i64(&p[0], &min);
     return scan3(db, SQL_SCAN_BUCKET, p, bucket, arg);
 }
 

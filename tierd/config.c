@@ -88,7 +88,8 @@ static int check_cluster(tierd_config *c)
         snprintf(c->shard_prefix, sizeof(c->shard_prefix), "%s", c->redis_prefix);
     else
         snprintf(c->shard_prefix, sizeof(c->shard_prefix), "%ss%u:", c->redis_prefix, c->shard);
-    c->db.writer_fence_id = (int)c->shard + 1;
+    c->db.shard = c->shard;
+    c->db.shards = c->shards;
     if (c->advertise[0] == '\0')
         snprintf(c->advertise, sizeof(c->advertise), "%s", c->listen);
     if (c->advertise_push[0] == '\0')

@@ -114,7 +114,7 @@ int ranking_load_next_id(ranking *r, tier_db *db)
      * above MySQL's max that it has not committed yet. */
     pthread_mutex_lock(&r->id_mu);
     if (rv == TIER_OK && r->next_id < max + 1)
-        r->next_id = max + 1;
+        r->next_id = tier_db_id_align(db, max + 1); /* one of our shard's ids */
     pthread_mutex_unlock(&r->id_mu);
     return rv;
 }
@@ -129,7 +129,7 @@ static int64_t reserve_ids(ranking *r, tier_comment_op **ops, size_t n)
         posts += ops[i]->kind == TIER_COP_POST;
     pthread_mutex_lock(&r->id_mu);
     first = r->next_id;
-    r->next_id += (int64_t)posts;
+    r->next_id += (int64_t)posts * (int64_t)(r->deps->cfg->shards); /* tier_db_id_step */
     pthread_mutex_unlock(&r->id_mu);
     return first;
 }
@@ -291,6 +291,8 @@ int ranking_h_post_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     if (check_post(q, tier_now_ms(), &w->op, msg, sizeof(msg)) != TIER_OK)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "%s", msg);
+    if (!tierd_shard_owns(((ranking *)arg)->deps->cfg, q->cid))
+        return tierd_shard_moved(call, ((ranking *)arg)->deps->cfg, q->cid);
     return submit_deferred(arg, w, post_done);
 }
 
@@ -323,6 +325,9 @@ int ranking_h_post_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessag
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
                                     "comments: at most %d per call (got %zu)", RANKING_MAX_POSTS,
                                     n);
+    for (size_t i = 0; i < n; i++) /* a batch is one shard's, whole */
+        if (!tierd_shard_owns(r->deps->cfg, q->comments[i]->cid))
+            return tierd_shard_moved(call, r->deps->cfg, q->comments[i]->cid);
     Tier__PostCommentResult **res = alloc_results(call, n);
     tier_comment_op *ops = malloc((n + 1) * sizeof(*ops));
     void **items = malloc((n + 1) * sizeof(*items));
@@ -386,6 +391,8 @@ static const char *refusal(const tier_comment_op *op)
         return "time_ms is before the comment's last delete";
     if (op->floor == TIER_FLOOR_RESTORE)
         return "time_ms is before the comment's last restore";
+    if (op->floor == TIER_FLOOR_SHARD)
+        return "moved: the comment's content is another shard's (ask Topology for its owner)";
     if (op->kind == TIER_COP_RESTORE)
         return "comment is not deleted";
     if (op->kind == TIER_COP_DELETE)
@@ -396,7 +403,7 @@ static const char *refusal(const tier_comment_op *op)
 /* "<why>: <id>", and for a time out of order the times it was between. */
 static int refusal_message(tier_rpc_ctx *call, const tier_comment_op *op)
 {
-    if (op->floor == TIER_FLOOR_NONE)
+    if (op->floor == TIER_FLOOR_NONE || op->floor == TIER_FLOOR_SHARD)
         return tier_rpc_set_message(call, op->code, "%s: %lld", refusal(op), (long long)op->id);
     return tier_rpc_set_message(call, op->code, "%s: %lld (time_ms %lld, must be >= %lld)",
                                 refusal(op), (long long)op->id, (long long)op->time_ms,

@@ -159,6 +159,16 @@ typedef struct {
     tierd_stats *stats;
 } tierd_deps;
 
+/* ---- several coordinators (shard.c, docs/CLUSTER.md) */
+
+/* cid belongs to the shard this tierd serves (always, with one shard). */
+bool tierd_shard_owns(const tierd_config *cfg, int64_t cid);
+/* Refuses a call that names cid of another shard: FAILED_PRECONDITION
+ * with a message naming its slot and shard; returns the code. */
+int tierd_shard_moved(tier_rpc_ctx *call, const tierd_config *cfg, int64_t cid);
+/* The first cid > above that is ours; 0 when none fits an int64. */
+int64_t tierd_shard_next_cid(const tierd_config *cfg, int64_t above);
+
 /* ---- the writer lease (writer.c; store/tier_writer.h says how it fences) */
 
 /* Exit status of a tierd that is not (or no longer) the writer: a

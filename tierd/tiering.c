@@ -372,10 +372,7 @@ static int db_error(tier_rpc_ctx *call, int rv, const char *what)
 /* max_cid + 1, or 0 when that would overflow (caller holds admin_mu). */
 static int64_t next_cid(tiering *t)
 {
-    int64_t m = atomic_load(&t->max_cid), next;
-    if (m < 0)
-        m = 0;
-    return __builtin_add_overflow(m, 1, &next) ? 0 : next;
+    return tierd_shard_next_cid(t->deps->cfg, atomic_load(&t->max_cid));
 }
 
 static int do_add(tiering *t, tier_rpc_ctx *call, const Tier__AddContentRequest *req,
@@ -445,6 +442,8 @@ static int h_add_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
                                     "character, not . or ..");
     if (req->cid < 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "cid must be > 0 (0: pick)");
+    if (req->cid != 0 && !tierd_shard_owns(t->deps->cfg, req->cid))
+        return tierd_shard_moved(call, t->deps->cfg, req->cid);
     pthread_mutex_lock(&t->admin_mu); /* serialises cid picking and SetLevels */
     rv = do_add(t, call, req, (Tier__AddContentReply *)out);
     pthread_mutex_unlock(&t->admin_mu);
@@ -568,7 +567,7 @@ static void adds_pick(tiering *t, tier_rpc_ctx *call, adds *a, int64_t *cids)
         if (!item_ok(a->res[i]))
             continue;
         cids[i] = a->req->items[i]->cid;
-        if (cids[i] == 0 && __builtin_add_overflow(m < 0 ? 0 : m, 1, &cids[i]))
+        if (cids[i] == 0 && (cids[i] = tierd_shard_next_cid(t->deps->cfg, m)) == 0)
             fail_item(call, a->res[i], TIER_RESOURCE_EXHAUSTED,
                       "no cid left above %lld: give a cid", (long long)INT64_MAX);
         else if (a->req->items[i]->cid == 0)
@@ -651,6 +650,9 @@ static int h_add_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     if (n > ADDS_MAX)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
                                     "items: at most %d per call (got %zu)", ADDS_MAX, n);
+    for (size_t i = 0; i < n; i++) /* a batch is one shard's, whole */
+        if (req->items[i]->cid > 0 && !tierd_shard_owns(t->deps->cfg, req->items[i]->cid))
+            return tierd_shard_moved(call, t->deps->cfg, req->items[i]->cid);
     Tier__AddContentResult *rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
     size_t *idx = tier_rpc_alloc(call, n * sizeof(*idx) + 1);
     int64_t *cids = tier_rpc_alloc(call, n * sizeof(*cids) + 1);
@@ -846,6 +848,9 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     if (n > REPORTS_MAX)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
                                     "reports: at most %d per call (got %zu)", REPORTS_MAX, n);
+    for (size_t i = 0; i < n; i++) /* a batch is one shard's, whole */
+        if (!tierd_shard_owns(t->deps->cfg, req->reports[i]->cid))
+            return tierd_shard_moved(call, t->deps->cfg, req->reports[i]->cid);
     tierd_stats_add(t->deps->stats, TIERD_STAT_REPORTS, n);
     rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
     res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
@@ -896,6 +901,8 @@ static int h_get_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
     tier_db *db;
     int rv;
 
+    if (!tierd_shard_owns(t->deps->cfg, req->cid))
+        return tierd_shard_moved(call, t->deps->cfg, req->cid);
     if (c == NULL)
         return tier_rpc_set_message(call, TIER_NOT_FOUND, "no content %lld", (long long)req->cid);
     if ((db = get_db(t, call)) == NULL)

@@ -499,13 +499,46 @@ static int read_level(scan *s, size_t li)
     return s->rv;
 }
 
+/* With several shards the level directories hold every shard's files,
+ * and memory knows only ours: a candidate that MySQL names is another
+ * shard's content, not foreign (its own writer judges it).  taken[k] is
+ * set for those; false everywhere when MySQL cannot say (then they are
+ * reported, which is wrong but never destructive: foreign files are
+ * never repaired). */
+static void others_names(scan *s, bool *taken)
+{
+    const char **names;
+    size_t *lens;
+    tier_db *db;
+
+    if (s->t->deps->cfg->shards <= 1 || s->nfc == 0)
+        return;
+    names = malloc(s->nfc * sizeof(*names));
+    lens = malloc(s->nfc * sizeof(*lens));
+    if (names != NULL && lens != NULL && (db = tier_pool_get(s->t->deps->db)) != NULL) {
+        for (size_t k = 0; k < s->nfc; k++)
+            names[k] = s->fc[k].name, lens[k] = strlen(s->fc[k].name);
+        if (tier_contents_taken(db, names, lens, s->nfc, taken) != TIER_OK)
+            memset(taken, 0, s->nfc * sizeof(*taken));
+        tier_db_pool_put(s->t->deps->db, db);
+    }
+    free(names);
+    free(lens);
+}
+
 static void foreign(scan *s)
 {
+    bool *taken = calloc(s->nfc + 1, sizeof(*taken));
+
+    if (taken == NULL)
+        return;
+    others_names(s, taken);
     for (size_t k = 0; k < s->nfc && tick(s, 0); k++) {
         struct stat st;
         draft d;
-        if (lookup(s, s->fc[k].name) != NULL || stat_in(s, s->fc[k].level, s->fc[k].name, &st))
-            continue; /* named meanwhile, or gone */
+        if (taken[k] || lookup(s, s->fc[k].name) != NULL ||
+            stat_in(s, s->fc[k].level, s->fc[k].name, &st))
+            continue; /* another shard's, named meanwhile, or gone */
         draft_init(&d, K_FOREIGN, 0, s->fc[k].name, "", 1ull << s->fc[k].level);
         say(d.detail, sizeof(d.detail), "no content names it (%s, %lld bytes)",
             S_ISREG(st.st_mode)   ? "a file"
@@ -516,6 +549,7 @@ static void foreign(scan *s)
             say(d.action, sizeof(d.action), "none: never deleted; an operator decides");
         record(s->res, &d);
     }
+    free(taken);
 }
 
 /* ------------------------------------------------------------ jobs */

@@ -1,0 +1,316 @@
+/*
+ * test_shards.c -- several coordinators on one Redis and one MariaDB
+ * (docs/CLUSTER.md): three tierd processes started with --shards 3 and
+ * --shard 0, 1, 2 share a key prefix and a database.  Real processes,
+ * real Redis, MariaDB, files and tier-worker processes.
+ *
+ * What it checks:
+ *   - each shard picks cids (AddContent, AddContents) and comment ids that
+ *     are its own, and refuses calls naming another shard's cid or comment
+ *     with FAILED_PRECONDITION ("moved");
+ *   - moves run per shard, each with its own worker, and every file ends
+ *     exactly once in its MySQL level's directory;
+ *   - a shard's writer replaced by a new process loads its own contents
+ *     only, and its fsck finds nothing (other shards' files in the shared
+ *     level directories are not "foreign");
+ */
+#include <criterion/criterion.h>
+#include <mysql.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tier_client.h"
+#include "tier_slot.h"
+#include "tier_testenv.h"
+#include "tier_time.h"
+
+#define SHARDS 3
+#define PER 8 /* contents per shard */
+
+typedef struct {
+    tier_test_mysql m;
+    char *root;
+    char prefix[64];
+    tier_test_tierd td[SHARDS];
+    tier_client *c[SHARDS];
+    MYSQL *my;
+    pid_t w[SHARDS];
+    int64_t cid[SHARDS][PER];
+} fx;
+
+static tier_error E;
+
+TestSuite(shards, .fini = tier_test_kill_children, .timeout = 300);
+
+static void shard_start(fx *f, int k)
+{
+    char shard[8];
+
+    snprintf(shard, sizeof(shard), "%d", k);
+    tier_test_tierd_init(&f->td[k], NULL, f->m.db, f->prefix);
+    tier_test_tierd_setenv(&f->td[k], "TIER_STORAGE_ROOT=%s", f->root);
+    tier_test_tierd_start(&f->td[k], (char *const[]){"--shards", "3", "--shard", shard,
+                                                     "--writer-ttl-ms", "1000", NULL});
+    cr_assert_eq(tier_client_open(&f->c[k], f->td[k].listen), TIER_OK);
+    tier_client_set_timeout(f->c[k], 10000);
+}
+
+static void setup(fx *f)
+{
+    char dir[1024];
+
+    memset(f, 0, sizeof(*f));
+    f->root = tier_test_tmpdir();
+    tier_test_mysql_env(&f->m);
+    tier_test_db_create(&f->m, f->root);
+    for (const char *const *l = (const char *const[]){"bronze", "silver", "gold", NULL}; *l; l++) {
+        snprintf(dir, sizeof(dir), "%s/%s", f->root, *l);
+        mkdir(dir, 0755);
+    }
+    f->my = mysql_init(NULL);
+    cr_assert(mysql_real_connect(f->my, f->m.host, f->m.user, f->m.password, f->m.db,
+                                 (unsigned)f->m.port, NULL, 0) != NULL,
+              "%s", mysql_error(f->my));
+    snprintf(f->prefix, sizeof(f->prefix), "tshard%d:", (int)getpid());
+    for (int k = 0; k < SHARDS; k++)
+        shard_start(f, k);
+}
+
+static void teardown(fx *f)
+{
+    for (int k = 0; k < SHARDS; k++) {
+        if (f->w[k] > 0) {
+            kill(f->w[k], SIGTERM);
+            tier_test_wait(f->w[k], 20000);
+        }
+        tier_test_tierd_stop(&f->td[k], SIGTERM, 15000);
+        tier_client_close(f->c[k]);
+    }
+    mysql_close(f->my);
+    tier_test_db_drop(&f->m);
+    tier_test_rmtree(f->root);
+    free(f->root);
+}
+
+/* A bronze file through shard k's AddContent (cid picked by the shard). */
+static int64_t add(fx *f, int k, const char *name)
+{
+    char path[1200];
+    Tier__AddContentRequest req = TIER__ADD_CONTENT_REQUEST__INIT;
+    Tier__AddContentReply *rep = NULL;
+    int64_t cid;
+
+    snprintf(path, sizeof(path), "%s/bronze/%s", f->root, name);
+    cr_assert(tier_test_write_file(path, name, strlen(name)));
+    req.filename = (char *)name;
+    cr_assert_eq(tier_add_content(f->c[k], &req, &rep, &E), TIER_OK, "%s", E.message);
+    cid = rep->content->cid;
+    tier_free(rep);
+    return cid;
+}
+
+static void add_all(fx *f)
+{
+    for (int k = 0; k < SHARDS; k++)
+        for (int i = 0; i < PER; i++) {
+            char name[32];
+            snprintf(name, sizeof(name), "s%d-%d.bin", k, i);
+            f->cid[k][i] = add(f, k, name);
+        }
+}
+
+static int report(fx *f, int k, int64_t cid, int64_t count)
+{
+    Tier__ReportViewsRequest req = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ViewReport r = TIER__VIEW_REPORT__INIT, *rp = &r;
+    Tier__ReportViewsReply *rep = NULL;
+    int rv;
+
+    r.cid = cid;
+    r.count = count;
+    req.reports = &rp;
+    req.n_reports = 1;
+    rv = tier_report_views(f->c[k], &req, &rep, &E);
+    tier_free(rep);
+    return rv;
+}
+
+static void level_of(fx *f, int64_t cid, char *out, size_t len)
+{
+    char q[128];
+    snprintf(q, sizeof(q), "SELECT content_level FROM contents WHERE cid = %lld", (long long)cid);
+    tier_test_sql1(f->my, q, out, len);
+}
+
+static bool file_in(fx *f, const char *level, const char *name)
+{
+    char path[1200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s/%s", f->root, level, name);
+    return stat(path, &st) == 0;
+}
+
+Test(shards, each_shard_picks_and_keeps_its_own_cids)
+{
+    fx f;
+    Tier__AddContentRequest aq = TIER__ADD_CONTENT_REQUEST__INIT;
+    Tier__AddContentReply *ar = NULL;
+    Tier__GetContentRequest gq = TIER__GET_CONTENT_REQUEST__INIT;
+    Tier__GetContentReply *gr = NULL;
+
+    setup(&f);
+    add_all(&f);
+    for (int k = 0; k < SHARDS; k++)
+        for (int i = 0; i < PER; i++) {
+            int64_t cid = f.cid[k][i];
+            int other = (k + 1) % SHARDS;
+            cr_expect_eq(tier_shard_of(cid, SHARDS), (unsigned)k, "cid %lld picked by shard %d",
+                         (long long)cid, k);
+            gq.cid = cid;
+            cr_expect_eq(tier_get_content(f.c[k], &gq, &gr, &E), TIER_OK, "%s", E.message);
+            tier_free(gr);
+            gr = NULL;
+            cr_expect_eq(tier_get_content(f.c[other], &gq, &gr, &E), TIER_FAILED_PRECONDITION);
+            cr_expect(strstr(E.message, "moved") != NULL, "%s", E.message);
+            cr_expect_eq(report(&f, other, cid, 10), TIER_FAILED_PRECONDITION);
+        }
+    /* A named cid of another shard: refused, nothing written. */
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/bronze/named.bin", f.root);
+    cr_assert(tier_test_write_file(path, "x", 1));
+    aq.filename = "named.bin";
+    aq.cid = 1000000;
+    while (tier_shard_of(aq.cid, SHARDS) == 0)
+        aq.cid++;
+    cr_expect_eq(tier_add_content(f.c[0], &aq, &ar, &E), TIER_FAILED_PRECONDITION);
+    char n[32];
+    tier_test_sql1(f.my, "SELECT COUNT(*) FROM contents WHERE filename = 'named.bin'", n,
+                   sizeof(n));
+    cr_expect_str_eq(n, "0");
+    /* The shard it belongs to takes it. */
+    cr_expect_eq(tier_add_content(f.c[tier_shard_of(aq.cid, SHARDS)], &aq, &ar, &E), TIER_OK, "%s",
+                 E.message);
+    tier_free(ar);
+    teardown(&f);
+}
+
+Test(shards, moves_run_per_shard_and_files_land_once)
+{
+    fx f;
+    char dirs[4200], log[1200], id[8], lv[33];
+
+    setup(&f);
+    add_all(&f);
+    snprintf(dirs, sizeof(dirs), "%s/bronze,%s/silver,%s/gold", f.root, f.root, f.root);
+    for (int k = 0; k < SHARDS; k++) {
+        snprintf(id, sizeof(id), "w%d", k);
+        snprintf(log, sizeof(log), "%s/w%d.log", f.root, k);
+        f.w[k] = tier_test_worker_start(&f.td[k], id, dirs, log);
+    }
+    /* The sample levels: silver from 1000 views, gold from 10000. */
+    for (int k = 0; k < SHARDS; k++)
+        for (int i = 0; i < PER; i++)
+            cr_assert_eq(report(&f, k, f.cid[k][i], i % 2 ? 20000 : 1500), TIER_OK, "%s",
+                         E.message);
+    int64_t until = tier_mono_ms() + 60000;
+    bool all = false;
+    while (!all && tier_mono_ms() < until) {
+        all = true;
+        for (int k = 0; k < SHARDS && all; k++)
+            for (int i = 0; i < PER && all; i++) {
+                level_of(&f, f.cid[k][i], lv, sizeof(lv));
+                all = strcmp(lv, i % 2 ? "gold" : "silver") == 0;
+            }
+        if (!all)
+            usleep(100000);
+    }
+    cr_assert(all, "every move committed within 60 s");
+    for (int k = 0; k < SHARDS; k++)
+        for (int i = 0; i < PER; i++) {
+            char name[32];
+            const char *want = i % 2 ? "gold" : "silver";
+            snprintf(name, sizeof(name), "s%d-%d.bin", k, i);
+            cr_expect(file_in(&f, want, name), "%s in %s", name, want);
+            for (const char *const *l = (const char *const[]){"bronze", "silver", "gold", NULL}; *l;
+                 l++)
+                if (strcmp(*l, want) != 0)
+                    cr_expect(!file_in(&f, *l, name), "%s also in %s", name, *l);
+        }
+    teardown(&f);
+}
+
+/* Shard 1's writer dies; a new process for shard 1 takes over, serves its
+ * own contents only, and finds nothing wrong in the shared directories. */
+Test(shards, a_new_writer_loads_its_shard_only)
+{
+    fx f;
+    Tier__GetContentRequest gq = TIER__GET_CONTENT_REQUEST__INIT;
+    Tier__GetContentReply *gr = NULL;
+    Tier__ScrubRequest sq = TIER__SCRUB_REQUEST__INIT;
+    Tier__ScrubReply *sr = NULL;
+
+    setup(&f);
+    add_all(&f);
+    tier_test_tierd_stop(&f.td[1], SIGKILL, 5000);
+    tier_client_close(f.c[1]);
+    shard_start(&f, 1);
+    for (int i = 0; i < PER; i++) {
+        gq.cid = f.cid[1][i];
+        cr_expect_eq(tier_get_content(f.c[1], &gq, &gr, &E), TIER_OK, "%s", E.message);
+        tier_free(gr);
+        gr = NULL;
+    }
+    for (int k = 0; k < SHARDS; k++) {
+        cr_assert_eq(tier_scrub(f.c[k], &sq, &sr, &E), TIER_OK, "%s", E.message);
+        cr_expect_eq(sr->contents, PER, "shard %d checked its own %d contents", k, PER);
+        for (size_t j = 0; j < sr->n_findings; j++)
+            cr_expect_fail("shard %d: %s %s (%s)", k, sr->findings[j]->kind,
+                           sr->findings[j]->filename, sr->findings[j]->detail);
+        tier_free(sr);
+        sr = NULL;
+    }
+    teardown(&f);
+}
+
+/* Comment ids are the shard's (id % shards == shard), and a change of
+ * another shard's comment is refused. */
+Test(shards, comment_ids_are_the_shards)
+{
+    fx f;
+    Tier__PostCommentRequest pq = TIER__POST_COMMENT_REQUEST__INIT;
+    Tier__PostCommentReply *pr = NULL;
+    Tier__EditCommentRequest eq = TIER__EDIT_COMMENT_REQUEST__INIT;
+    Tier__CommentReply *er = NULL;
+    int64_t ids[SHARDS];
+
+    setup(&f);
+    add_all(&f);
+    for (int k = 0; k < SHARDS; k++) {
+        pq.service = "news";
+        pq.cid = f.cid[k][0];
+        pq.author = "a";
+        pq.body = "hello";
+        cr_assert_eq(tier_post_comment(f.c[k], &pq, &pr, &E), TIER_OK, "%s", E.message);
+        ids[k] = pr->id;
+        tier_free(pr);
+        pr = NULL;
+        cr_expect_eq(ids[k] % SHARDS, k, "comment id %lld of shard %d", (long long)ids[k], k);
+        cr_expect_eq(tier_post_comment(f.c[(k + 1) % SHARDS], &pq, &pr, &E),
+                     TIER_FAILED_PRECONDITION);
+    }
+    for (int k = 0; k < SHARDS; k++) {
+        eq.id = ids[k];
+        eq.body = "edited";
+        cr_expect_eq(tier_edit_comment(f.c[(k + 1) % SHARDS], &eq, &er, &E),
+                     TIER_FAILED_PRECONDITION);
+        cr_expect(strstr(E.message, "moved") != NULL, "%s", E.message);
+        cr_expect_eq(tier_edit_comment(f.c[k], &eq, &er, &E), TIER_OK, "%s", E.message);
+        tier_free(er);
+        er = NULL;
+    }
+    teardown(&f);
+}
