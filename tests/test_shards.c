@@ -314,3 +314,92 @@ Test(shards, comment_ids_are_the_shards)
     }
     teardown(&f);
 }
+
+/* The level table and the policy are every shard's: a change through one
+ * writer reaches the others within about a second (tiering_shared.c); a
+ * change that needs every shard's contents is refused. */
+Test(shards, levels_and_policy_follow_across_shards)
+{
+    fx f;
+    Tier__ListLevelsRequest lq = TIER__LIST_LEVELS_REQUEST__INIT;
+    Tier__ListLevelsReply *lr = NULL;
+    Tier__SetLevelsRequest sq = TIER__SET_LEVELS_REQUEST__INIT;
+    Tier__Level lv[3], *lp[3];
+    static const char *names[] = {"bronze", "silver", "gold"};
+    static const int64_t mins[] = {0, 500, 10000}, maxs[] = {499, 9999, 1000000000};
+    char paths[3][1100];
+
+    setup(&f);
+    for (int i = 0; i < 3; i++) {
+        tier__level__init(&lv[i]);
+        lv[i].name = (char *)names[i];
+        lv[i].min_counts = mins[i];
+        lv[i].max_counts = maxs[i];
+        snprintf(paths[i], sizeof(paths[i]), "%s/%s", f.root, names[i]);
+        lv[i].path = paths[i];
+        lp[i] = &lv[i];
+    }
+    sq.levels = lp;
+    sq.n_levels = 3;
+    cr_assert_eq(tier_set_levels(f.c[0], &sq, &lr, &E), TIER_OK, "%s", E.message);
+    tier_free(lr);
+    lr = NULL;
+    for (int k = 1; k < SHARDS; k++) {
+        bool seen = false;
+        for (int64_t until = tier_mono_ms() + 5000; !seen && tier_mono_ms() < until;) {
+            cr_assert_eq(tier_list_levels(f.c[k], &lq, &lr, &E), TIER_OK, "%s", E.message);
+            seen = lr->n_levels == 3 && lr->levels[1]->min_counts == 500;
+            tier_free(lr);
+            lr = NULL;
+            if (!seen)
+                usleep(100000);
+        }
+        cr_expect(seen, "shard %d follows shard 0's level table", k);
+    }
+    /* A report on shard 2 is classified by the new table. */
+    int64_t cid = add(&f, 2, "late.bin");
+    Tier__ReportViewsRequest rq = TIER__REPORT_VIEWS_REQUEST__INIT;
+    Tier__ViewReport r = TIER__VIEW_REPORT__INIT, *rp = &r;
+    Tier__ReportViewsReply *rr = NULL;
+    r.cid = cid;
+    r.count = 700;
+    rq.reports = &rp;
+    rq.n_reports = 1;
+    cr_assert_eq(tier_report_views(f.c[2], &rq, &rr, &E), TIER_OK, "%s", E.message);
+    cr_expect_str_eq(rr->results[0]->target, "silver");
+    tier_free(rr);
+    /* Removing a level, or moving one, needs every shard: refused. */
+    sq.n_levels = 2;
+    lv[1].max_counts = 1000000000;
+    cr_expect_eq(tier_set_levels(f.c[1], &sq, &lr, &E), TIER_FAILED_PRECONDITION);
+    sq.n_levels = 3;
+    lv[1].max_counts = 9999;
+    snprintf(paths[2], sizeof(paths[2]), "%s/gold2", f.root);
+    cr_expect_eq(tier_set_levels(f.c[1], &sq, &lr, &E), TIER_FAILED_PRECONDITION);
+    /* The policy: set through shard 2, seen by shard 0. */
+    Tier__GetPolicyRequest gq = TIER__GET_POLICY_REQUEST__INIT;
+    Tier__GetPolicyReply *gr = NULL;
+    Tier__SetPolicyRequest pq = TIER__SET_POLICY_REQUEST__INIT;
+    Tier__SetPolicyReply *pr = NULL;
+    Tier__Policy pol = TIER__POLICY__INIT;
+    pol.mode = "window";
+    pol.window_s = 3600;
+    pol.bucket_s = 60;
+    pol.plan_interval_s = 5;
+    pol.max_inflight = 100;
+    pq.policy = &pol;
+    cr_assert_eq(tier_set_policy(f.c[2], &pq, &pr, &E), TIER_OK, "%s", E.message);
+    int64_t version = pr->policy->version;
+    tier_free(pr);
+    bool seen = false;
+    for (int64_t until = tier_mono_ms() + 5000; !seen && tier_mono_ms() < until;) {
+        cr_assert_eq(tier_get_policy(f.c[0], &gq, &gr, &E), TIER_OK, "%s", E.message);
+        seen = gr->policy->version == version && strcmp(gr->policy->mode, "window") == 0;
+        tier_free(gr);
+        gr = NULL;
+        if (!seen)
+            usleep(100000);
+    }
+    cr_expect(seen, "shard 0 follows shard 2's policy version %lld", (long long)version);
+    teardown(&f);
+}

@@ -1377,6 +1377,8 @@ static int h_set_levels(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *i
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     if ((rv = tiering_parse_levels(t, call, req->levels, req->n_levels, v)) == TIER_OK)
         rv = tiering_policy_check_table(t, call, v, req->n_levels);
+    if (rv == TIER_OK)
+        rv = tiering_shared_check(t, call, v, req->n_levels);
     if (rv == TIER_OK && req->dry_run) {
         rv = dry_set_levels(t, call, v, req->n_levels, (Tier__ListLevelsReply *)out);
         free(v);

@@ -251,6 +251,15 @@ int tiering_policy_plan_table(tiering *t, tier_rpc_ctx *call, const level_table 
                               Tier__Plan **out);
 /* After SetLevels swapped the table. */
 void tiering_policy_retable(tiering *t);
+/* With several shards (tiering_shared.c): installs the policy MySQL holds
+ * when its version is not ours (another shard's writer set it). */
+void tiering_policy_follow(tiering *t);
+
+/* tiering_shared.c: every second with several shards, the level table and
+ * the policy another shard's writer changed; and what SetLevels may
+ * change then (FAILED_PRECONDITION set on call otherwise). */
+void tiering_shared_poll(tiering *t);
+int tiering_shared_check(tiering *t, tier_rpc_ctx *call, const tier_level_row *v, size_t n);
 
 /* A plan over every content: shared by PlanMoves and the planner. */
 typedef struct {

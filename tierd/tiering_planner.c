@@ -32,6 +32,7 @@
 #include "tier_time.h"
 
 #define SEED_WAKE_MS 60000
+#define SHARED_POLL_MS 1000   /* several shards: tiering_shared_poll's period */
 #define MIGRATE_EVERY_MS 1000 /* rounds while a level migration runs ... */
 #define MIGRATE_BUSY_MS 200   /* ... and while contents wait for their move */
 #define PRUNE_EVERY_MS 3600000
@@ -238,6 +239,8 @@ static void *run(void *arg)
         bool busy; /* the migration has moves to start */
 
         pthread_mutex_unlock(&pn->mu);
+        if (t->deps->cfg->shards > 1) /* another shard's writer may have changed them */
+            tiering_shared_poll(t);
         tiering_policy_get(t, &p);
         version = tiering_policy_version(t);
         /* Window rounds keep their plan_interval_s (or a wake: the policy
@@ -252,6 +255,8 @@ static void *run(void *arg)
         now = tier_mono_ms();
         wait_ms =
             p.mode == TIER_POLICY_WINDOW ? (window_due > now ? window_due - now : 0) : SEED_WAKE_MS;
+        if (t->deps->cfg->shards > 1 && wait_ms > SHARED_POLL_MS)
+            wait_ms = SHARED_POLL_MS;
         if (migrating) {
             int64_t m = busy ? MIGRATE_BUSY_MS : MIGRATE_EVERY_MS;
             if (wait_ms > m)

@@ -815,6 +815,38 @@ static int load(tiering *t, struct tl_policy *tp)
     return TIER_OK;
 }
 
+void tiering_policy_follow(tiering *t)
+{
+    struct tl_policy *tp = t->policy, *fresh = calloc(1, sizeof(*fresh));
+    tier_policy old;
+
+    if (fresh == NULL)
+        return;
+    tier_policy_default(&fresh->p);
+    pthread_mutex_lock(&t->admin_mu); /* against SetPolicy and SetLevels */
+    if (load(t, fresh) == TIER_OK && fresh->version != tiering_policy_version(t)) {
+        pthread_mutex_lock(&tp->mu);
+        old = tp->p;
+        tp->p = fresh->p;
+        memcpy(tp->lv, fresh->lv, fresh->nlv * sizeof(*fresh->lv));
+        tp->nlv = fresh->nlv;
+        tp->version = fresh->version;
+        tp->set_ms = fresh->set_ms;
+        memcpy(tp->set_by, fresh->set_by, sizeof(tp->set_by));
+        atomic_store(&tp->mode, fresh->p.mode);
+        pthread_mutex_unlock(&tp->mu);
+        pthread_mutex_unlock(&t->admin_mu);
+        tiering_views_rebucket(t, &old, &fresh->p);
+        tiering_planner_wake(t);
+        tier_info("policy: version %lld set through another shard's writer",
+                  (long long)fresh->version);
+        free(fresh);
+        return;
+    }
+    pthread_mutex_unlock(&t->admin_mu);
+    free(fresh);
+}
+
 int tiering_policy_open(tiering *t)
 {
     struct tl_policy *tp = calloc(1, sizeof(*tp));
