@@ -129,6 +129,40 @@ int tier_writer_release(tier_kv *kv, const char *prefix, int64_t token)
     return TIER_OK;
 }
 
+/* ------------------------------------------------------------ home */
+
+int tier_writer_home_set(tier_kv *kv, const char *prefix, const char *node, uint32_t ttl_ms)
+{
+    char key[128], px[16];
+    const char *argv[5] = {"SET", key, node, "PX", px};
+    redisReply *r;
+
+    snprintf(key, sizeof(key), "%shome", prefix);
+    snprintf(px, sizeof(px), "%u", ttl_ms);
+    if ((r = tier_kv_argv(kv, 5, argv, NULL)) == NULL)
+        return TIER_UNAVAILABLE;
+    freeReplyObject(r);
+    return TIER_OK;
+}
+
+int tier_writer_home_get(tier_kv *kv, const char *prefix, char *node, size_t len)
+{
+    char key[128];
+    const char *argv[2] = {"GET", key};
+    redisReply *r;
+    int rv = TIER_NOT_FOUND;
+
+    snprintf(key, sizeof(key), "%shome", prefix);
+    if ((r = tier_kv_argv(kv, 2, argv, NULL)) == NULL)
+        return TIER_UNAVAILABLE;
+    if (r->type == REDIS_REPLY_STRING) {
+        snprintf(node, len, "%.*s", (int)(r->len < len ? r->len : len - 1), r->str);
+        rv = TIER_OK;
+    }
+    freeReplyObject(r);
+    return rv;
+}
+
 /* ------------------------------------------------------------ MySQL fence */
 
 /* One row per shard: id = shard + 1 (tier_db_fence_id; row 1 is the

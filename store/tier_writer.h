@@ -54,6 +54,14 @@ tier_writer_state tier_writer_renew(tier_kv *kv, const char *prefix, int64_t tok
  * not wait for the ttl). */
 int tier_writer_release(tier_kv *kv, const char *prefix, int64_t token);
 
+/* A shard's home (docs/CLUSTER.md): the standby on the host that should
+ * serve it says so in <prefix>home = node, for ttl_ms, refreshed while it
+ * waits.  Other standbys let it take a free lease first, and a writer on
+ * another host hands the shard back.  get: TIER_OK with the node, or
+ * TIER_NOT_FOUND; UNAVAILABLE when Redis did not answer. */
+int tier_writer_home_set(tier_kv *kv, const char *prefix, const char *node, uint32_t ttl_ms);
+int tier_writer_home_get(tier_kv *kv, const char *prefix, char *node, size_t len);
+
 /* The MySQL fence's current token (0 when never raised). */
 int tier_writer_fence_read(tier_db *db, int64_t *token);
 

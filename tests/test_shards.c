@@ -87,7 +87,8 @@ static void teardown(fx *f)
             kill(f->w[k], SIGTERM);
             tier_test_wait(f->w[k], 20000);
         }
-        tier_test_tierd_stop(&f->td[k], SIGTERM, 15000);
+        if (f->td[k].pid > 0) /* 0: it exited already (never kill(0)) */
+            tier_test_tierd_stop(&f->td[k], SIGTERM, 15000);
         tier_client_close(f->c[k]);
     }
     mysql_close(f->my);
@@ -401,5 +402,43 @@ Test(shards, levels_and_policy_follow_across_shards)
             usleep(100000);
     }
     cr_expect(seen, "shard 0 follows shard 2's policy version %lld", (long long)version);
+    teardown(&f);
+}
+
+/* Shard 0's writer runs away from home; a standby started with --home on
+ * the shard's home host gets the shard back: the writer hands over
+ * (exit status 3, TIERD_EXIT_NOT_WRITER, for its supervisor to restart it
+ * as a standby) and the home serves every content of the shard. */
+Test(shards, a_shard_goes_home)
+{
+    fx f;
+    tier_test_tierd home;
+    tier_client *hc;
+    Tier__GetContentRequest gq = TIER__GET_CONTENT_REQUEST__INIT;
+    Tier__GetContentReply *gr = NULL;
+
+    setup(&f);
+    add_all(&f);
+    tier_test_tierd_init(&home, NULL, f.m.db, f.prefix);
+    tier_test_tierd_setenv(&home, "TIER_STORAGE_ROOT=%s", f.root);
+    int64_t t0 = tier_mono_ms();
+    tier_test_tierd_start(&home,
+                          (char *const[]){"--shards", "3", "--shard", "0", "--home", "--node",
+                                          "home0", "--writer-ttl-ms", "1000", NULL});
+    int64_t took = tier_mono_ms() - t0;
+    cr_expect_eq(tier_test_wait(f.td[0].pid, 10000), 3, "the away writer exits NOT_WRITER");
+    f.td[0].pid = 0;
+    cr_log_info("shard 0 went home in %lld ms", (long long)took);
+    cr_expect_lt(took, 10000);
+    cr_assert_eq(tier_client_open(&hc, home.listen), TIER_OK);
+    tier_client_set_timeout(hc, 10000);
+    for (int i = 0; i < PER; i++) {
+        gq.cid = f.cid[0][i];
+        cr_expect_eq(tier_get_content(hc, &gq, &gr, &E), TIER_OK, "%s", E.message);
+        tier_free(gr);
+        gr = NULL;
+    }
+    tier_client_close(hc);
+    tier_test_tierd_stop(&home, SIGTERM, 15000);
     teardown(&f);
 }

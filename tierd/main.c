@@ -60,6 +60,11 @@ int main(int argc, char **argv)
     tier_notify_stopping();
     tierd_close(d);
     tier_notify_watchdog_stop();
+    if (tierd_writer_handed_over()) {
+        tier_info("stopped: the shard went home; exiting %d to come back as a standby",
+                  TIERD_EXIT_NOT_WRITER);
+        return TIERD_EXIT_NOT_WRITER;
+    }
     tier_info("stopped");
     return 0;
 }

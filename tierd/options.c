@@ -128,6 +128,8 @@ static const tier_opt opts[] = {
      .arg = "K", .help = "the shard this process serves (0 .. shards-1) or waits for as standby"},
     {"node", "TIER_NODE", "node", TIER_OPT_STRING, F(node), .def = "", .arg = "NAME",
      .help = "this host's name in the topology (default: the host name)"},
+    {"home", "TIER_HOME", "home", TIER_OPT_BOOL, F(home), .def = "0",
+     .help = "this host is the shard's home: a writer elsewhere hands the shard back to it"},
     {"advertise", "TIER_ADVERTISE", "advertise", TIER_OPT_STRING, F(advertise), .def = "",
      .arg = "URL", .help = "rpc address other hosts use (default: listen)"},
     {"advertise_push", "TIER_ADVERTISE_PUSH", "advertise-push", TIER_OPT_STRING, F(advertise_push),

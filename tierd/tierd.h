@@ -98,6 +98,9 @@ typedef struct {
     char advertise[256];
     char advertise_push[256];
     char advertise_http[256];
+    /* This host is the shard's home (--home): it takes the shard whenever
+     * it is up, and a writer elsewhere hands it back (writer.c). */
+    bool home;
     /* Derived: the key prefix of this shard's writer lease and job keys,
      * redis_prefix itself when shards = 1, else redis_prefix "s<K>:". */
     char shard_prefix[80];
@@ -182,6 +185,10 @@ typedef struct tierd_writer tierd_writer;
  * NULL) arrived meanwhile. */
 int tierd_writer_acquire(tierd_writer **out, const tierd_config *cfg, const sigset_t *stop);
 int64_t tierd_writer_token(const tierd_writer *w);
+/* The writer handed its shard back to the shard's home host (--home):
+ * main exits TIERD_EXIT_NOT_WRITER after stopping, so it restarts as a
+ * standby. */
+bool tierd_writer_handed_over(void);
 /* Starts renewing every ttl/3; from then on, losing the lease exits the
  * process (TIERD_EXIT_NOT_WRITER), and so does any fenced script or commit. */
 int tierd_writer_start(tierd_writer *w);

@@ -13,6 +13,14 @@
  *             Redis and MySQL is crash-safe, and our memory is what can no
  *             longer be trusted.
  *
+ * home      (--home, docs/CLUSTER.md) the standby on a shard's home host
+ *           keeps <prefix>home set; other standbys let it take a free
+ *           lease first (for about 2 s), and a writer elsewhere that sees
+ *           it on two renewals in a row hands the shard back: it stops
+ *           as on SIGTERM (calls finish, the lease is released) and exits
+ *           with TIERD_EXIT_NOT_WRITER, so its supervisor restarts it as a
+ *           standby.  That is how shards go home after a host comes back.
+ *
  * `deadline` (monotonic ms) is when the lease may expire at the earliest:
  * the time a successful acquire or renewal was *sent* plus the ttl, so it
  * is never later than Redis's own expiry.  Every call is gated on it (the
@@ -24,6 +32,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +58,18 @@ struct tierd_writer {
     bool stop;
     pthread_mutex_t renew_mu; /* one renewal at a time, on kv */
     bool reconnecting;        /* renew_locked's one retry on a new connection */
+    int home_seen;            /* renewals in a row that saw another host's home standby */
 };
+
+#define YIELD_MS 2000 /* a standby lets the home standby take a free lease first */
+
+/* Set when the writer hands its shard back to the home host. */
+static atomic_bool handed_over;
+
+bool tierd_writer_handed_over(void)
+{
+    return atomic_load(&handed_over);
+}
 
 static _Noreturn void step_down(const char *why)
 {
@@ -74,6 +94,28 @@ static bool wait_or_stop(const sigset_t *stop, uint32_t ms)
         return false;
     }
     return sigtimedwait(stop, NULL, &ts) > 0;
+}
+
+/* Whether this standby should not try for the lease this round: the home
+ * standby says it is waiting too (for at most YIELD_MS in a row).  The
+ * home standby itself refreshes its key here. */
+static bool yield_to_home(tierd_writer *w, tier_kv *kv, uint32_t every, uint32_t *yielded)
+{
+    char node[64];
+
+    if (w->cfg->home) {
+        tier_writer_home_set(kv, w->prefix, w->cfg->node, every * 5 > 1000 ? every * 5 : 1000);
+        return false;
+    }
+    if (tier_writer_home_get(kv, w->prefix, node, sizeof(node)) != TIER_OK ||
+        strcmp(node, w->cfg->node) == 0) {
+        *yielded = 0;
+        return false;
+    }
+    if (*yielded >= YIELD_MS)
+        return false;
+    *yielded += every;
+    return true;
 }
 
 /* One try: lease, then fence.  HELD, TAKEN (*holder set) or ERROR. */
@@ -151,6 +193,7 @@ int tierd_writer_acquire(tierd_writer **out, const tierd_config *cfg, const sigs
     tierd_writer *w = calloc(1, sizeof(*w));
     uint32_t every = cfg->writer_ttl_ms / 10 ? cfg->writer_ttl_ms / 10 : 1;
     int64_t holder, logged = -1;
+    uint32_t yielded = 0;
     tier_kv *kv = NULL;
     tier_db *db = NULL;
     tier_writer_state st = TIER_WRITER_ERROR;
@@ -160,7 +203,8 @@ int tierd_writer_acquire(tierd_writer **out, const tierd_config *cfg, const sigs
     w->cfg = cfg;
     snprintf(w->prefix, sizeof(w->prefix), "%s", cfg->shard_prefix);
     for (;;) {
-        if (connect_both(w, &kv, &db) && (st = try_once(w, kv, db, &holder)) == TIER_WRITER_HELD)
+        if (connect_both(w, &kv, &db) && !yield_to_home(w, kv, every, &yielded) &&
+            (st = try_once(w, kv, db, &holder)) == TIER_WRITER_HELD)
             break;
         if (st == TIER_WRITER_TAKEN && holder != logged) {
             tier_info("standby: waiting for the writer lease held by token %lld",
@@ -214,6 +258,27 @@ static bool sleep_until(tierd_writer *w, int64_t until)
     return stop;
 }
 
+/* A writer away from the shard's home hands it back once the home
+ * standby has been seen on two renewals in a row (one sighting may be a
+ * standby about to stop). */
+static void check_home(tierd_writer *w)
+{
+    char node[64];
+
+    if (w->cfg->home || atomic_load(&handed_over))
+        return;
+    if (tier_writer_home_get(w->kv, w->prefix, node, sizeof(node)) != TIER_OK ||
+        strcmp(node, w->cfg->node) == 0) {
+        w->home_seen = 0;
+        return;
+    }
+    if (++w->home_seen < 2)
+        return;
+    tier_info("writer: the shard's home %s is up: handing the shard back", node);
+    atomic_store(&handed_over, true);
+    kill(getpid(), SIGTERM); /* main stops as on SIGTERM, then exits NOT_WRITER */
+}
+
 /* One renewal (renew_mu held); returns when to try next.  Never returns
  * when the lease is lost or may have expired. */
 static int64_t renew_locked(tierd_writer *w)
@@ -238,6 +303,7 @@ static int64_t renew_locked(tierd_writer *w)
         step_down("the writer lease is held by another tierd");
     if (st == TIER_WRITER_HELD) {
         atomic_store(&w->deadline, now + ttl);
+        check_home(w);
         return now + ttl / 3;
     }
     if (tier_kv_broken(w->kv)) {
