@@ -20,6 +20,8 @@
  * routing is told from which process answered, not from refusals.
  */
 #include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdarg.h>
 #include <mysql.h>
 #include <signal.h>
 #include <stdio.h>
@@ -319,5 +321,67 @@ Test(cluster, another_shard_count_refuses_to_start)
     free(bin);
     cr_assert_neq(st, 0, "%s", out);
     cr_assert(strstr(out, "cluster has 3 shards") != NULL, "%s", out);
+    teardown(&f);
+}
+
+/* ------------------------------------------------------------ tierctl */
+
+/* tierctl ARGS... (NULL-terminated); exit status, stdout+stderr in out. */
+static int ctl(char *out, size_t len, ...)
+{
+    char *argv[32], *bin = tier_test_bin("tierctl");
+    va_list ap;
+    int n = 0;
+
+    argv[n++] = bin;
+    va_start(ap, len);
+    for (char *a; n < 31 && (a = va_arg(ap, char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    int st = tier_test_run(argv, NULL, out, len, 60000);
+    free(bin);
+    return st;
+}
+
+Test(cluster, tierctl_topology_and_routing)
+{
+    fx f;
+    char out[16384], cid[16];
+    json_error_t e;
+
+    setup(&f);
+    start_three(&f);
+    cr_assert_eq(ctl(out, sizeof(out), "--url", f.t[0].listen, "topology", NULL), 0, "%s", out);
+    cr_assert(strstr(out, "3 shards") != NULL, "%s", out);
+    for (int k = 0; k < 3; k++)
+        cr_assert(strstr(out, f.t[k].listen) != NULL, "%s", out);
+    cr_assert_eq(ctl(out, sizeof(out), "--url", f.t[1].listen, "--json", "topology", NULL), 0, "%s",
+                 out);
+    json_t *j = json_loads(out, 0, &e);
+    cr_assert_not_null(j, "%s", out);
+    cr_assert_eq(json_integer_value(json_object_get(j, "shards")), 3);
+    json_t *owners = json_object_get(j, "owners");
+    cr_assert_eq(json_array_size(owners), 3);
+    for (size_t k = 0; k < 3; k++) {
+        json_t *o = json_array_get(owners, k);
+        cr_assert_str_eq(json_string_value(json_object_get(o, "rpc_url")), f.t[k].listen);
+        cr_assert(json_is_true(json_object_get(o, "alive")));
+    }
+    json_decref(j);
+
+    /* views through tierd 0 for a cid of every shard: the job is at the
+     * owner only; content answers through any tierd. */
+    const int map[3] = {0, 1, 2};
+    for (int64_t c = 1; c <= 6; c++) {
+        snprintf(cid, sizeof(cid), "%lld", (long long)c);
+        cr_assert_eq(ctl(out, sizeof(out), "--url", f.t[0].listen, "views", cid, "1964", NULL), 0,
+                     "%s", out);
+        cr_assert_eq(ctl(out, sizeof(out), "--url", f.t[2].listen, "job", "show", cid, NULL), 0,
+                     "cid %s: %s", cid, out);
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(has_job(&f.t[i], c), i == map[tier_shard_of(c, 3)], "cid %s at %d", cid,
+                         i);
+    }
     teardown(&f);
 }
