@@ -385,3 +385,56 @@ Test(cluster, tierctl_topology_and_routing)
     }
     teardown(&f);
 }
+
+/* ------------------------------------------------------------ hostile */
+
+/* A Topology peer that lies in one way per mode. */
+static int lie_mode;
+
+static int lying_topology(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                          ProtobufCMessage *reply)
+{
+    Tier__TopologyReply *out = (Tier__TopologyReply *)reply;
+    unsigned n = lie_mode == 1 ? 200 : 2;
+
+    (void)arg, (void)req;
+    out->slots = lie_mode == 0 ? 1000 : 1024;
+    out->shards = n;
+    out->n_owners = lie_mode == 2 ? 1 : n; /* mode 2: fewer owners than shards */
+    out->owners = tier_rpc_alloc(call, n * sizeof(*out->owners));
+    for (unsigned k = 0; k < n; k++) {
+        Tier__ShardInfo *o = tier_rpc_alloc(call, sizeof(*o));
+        tier__shard_info__init(o);
+        o->shard = lie_mode == 3 && k == 1 ? 0 : k; /* mode 3: shard 0 twice */
+        o->alive = true;
+        /* mode 4: well-formed, but shard 1's URL is no URL */
+        o->rpc_url = lie_mode == 4 && k == 1 ? "tcp://a b:1" : "tcp://127.0.0.1:1";
+        out->owners[k] = o;
+    }
+    return TIER_OK;
+}
+
+Test(cluster, a_lying_topology_is_not_believed)
+{
+    char url[128], owner[256];
+    tier_rpc_server *s;
+    tier_cluster *cl;
+    tier_error err;
+
+    tier_test_tcp_url(url, sizeof(url));
+    cr_assert_eq(tier_rpc_server_open(&s, url, NULL), TIER_OK);
+    tier_rpc_server_add(s, "tier.Tier/Topology", &tier__topology_request__descriptor,
+                        &tier__topology_reply__descriptor, lying_topology, NULL, 0);
+    cr_assert_eq(tier_rpc_server_start(s), TIER_OK);
+    for (lie_mode = 0; lie_mode <= 3; lie_mode++)
+        cr_assert_eq(tier_cluster_open(&cl, url, NULL, &err), TIER_INTERNAL, "mode %d: %s",
+                     lie_mode, err.message);
+    lie_mode = 4;
+    cr_assert_eq(tier_cluster_open(&cl, url, NULL, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(tier_cluster_shards(cl), 2);
+    for (int64_t cid = 1; cid <= 20; cid++)
+        cr_assert_eq(tier_cluster_owner_url(cl, cid, owner, sizeof(owner)),
+                     tier_shard_of(cid, 2) == 1 ? TIER_UNAVAILABLE : TIER_OK);
+    tier_cluster_close(cl);
+    tier_rpc_server_close(s);
+}
