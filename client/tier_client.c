@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "tier_client_internal.h"
 #include "tier_methods.h"
 
 struct tier_client {
@@ -38,6 +39,7 @@ static int first_connection(tier_client *c, uint32_t timeout_ms, tier_error *err
             err->code = TIER_UNAVAILABLE;
             snprintf(err->message, sizeof(err->message),
                      "cannot connect to %.190s: nothing listening (or TLS refused)", c->url);
+            err->moved_to[0] = '\0';
         }
         return TIER_UNAVAILABLE;
     }
@@ -101,16 +103,28 @@ void tier_free(void *reply)
         protobuf_c_message_free_unpacked(reply, NULL);
 }
 
+int tier_client_call(tier_client *c, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+                     tier_error *err)
+{
+    int rv = first_connection(c, c->timeout_ms, err);
+
+    if (rv != TIER_OK) {
+        *reply = NULL;
+        return rv;
+    }
+    return tier_rpc_call(c->rpc, method, req, reply_desc, reply, c->timeout_ms, err);
+}
+
+uint32_t tier_client_timeout(const tier_client *c)
+{
+    return c->timeout_ms != 0 ? c->timeout_ms : TIER_RPC_TIMEOUT_DEFAULT_MS;
+}
+
 #define TIER_METHOD(fn, name, Req, Rep, desc)                                                      \
     int fn(tier_client *c, const Req *req, Rep **reply, tier_error *err)                           \
     {                                                                                              \
-        int rv_ = first_connection(c, c->timeout_ms, err);                                         \
-        if (rv_ != TIER_OK) {                                                                      \
-            *reply = NULL;                                                                         \
-            return rv_;                                                                            \
-        }                                                                                          \
-        return tier_rpc_call(c->rpc, name, &req->base, &desc, (ProtobufCMessage **)reply,          \
-                             c->timeout_ms, err);                                                  \
+        return tier_client_call(c, name, &req->base, &desc, (ProtobufCMessage **)reply, err);      \
     }
 
 TIER_METHOD(tier_health, TIER_RPC_HEALTH_METHOD, Tier__Rpc__HealthRequest, Tier__Rpc__HealthReply,

@@ -21,6 +21,7 @@
 #ifndef TIER_CLIENT_H
 #define TIER_CLIENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rpc.pb-c.h"
@@ -201,6 +202,79 @@ int tier_move_content(tier_client *c, const Tier__MoveContentRequest *req,
 /* Which tierd serves which shard of the slots now, from any tierd. */
 int tier_topology(tier_client *c, const Tier__TopologyRequest *req, Tier__TopologyReply **reply,
                   tier_error *err);
+
+/* ---- routing to the owner of each cid (docs/CLUSTER.md, Routing)
+ *
+ *   tier_cluster *cl;
+ *   tier_cluster_open(&cl, "tcp://10.0.0.1:7400,tcp://10.0.0.2:7400", &opts, &err);
+ *   tier_cluster_report_views(cl, &req, &rep, &err);   // cut by shard, merged
+ *   tier_get_content(tier_cluster_client_for(cl, 7), &g, &grep, &err);
+ *   tier_cluster_close(cl);
+ *
+ * A cluster handle fetches the Topology from the seeds (any tierds of the
+ * cluster, dialled like tier_client_open's URL list) and keeps one
+ * tier_client per shard owner, opened with the same opts.  A cluster of
+ * one shard (a single tierd, or a writer and its standbys) is served
+ * through the seeds themselves.  Safe from many threads.
+ *
+ * Routed calls (tier_cluster_*) follow moves: when an owner answers
+ * FAILED_PRECONDITION with err.moved_to set (the shard is served elsewhere
+ * now), or an owner cannot be reached (UNAVAILABLE; a shard with no owner
+ * right now counts as unreachable), the topology is fetched again and the
+ * call (or the batch's unanswered parts) sent again: at most 3 more times,
+ * 50, 100, 200 ms apart, and never past the per-call timeout (opts
+ * timeout_ms, 10 s by default), counted from the routed call's start.  The
+ * last error is returned.  A batch that fails may have been applied in
+ * part (the parts that were answered): like any failed call, send it again
+ * (tierd's calls are safe to repeat, tier.proto says how). */
+typedef struct tier_cluster tier_cluster;
+/* seeds: one URL or several separated by commas.  Fails when no seed
+ * answers Topology (UNAVAILABLE, ...) or its reply is malformed (INTERNAL). */
+int tier_cluster_open(tier_cluster **out, const char *seeds, const tier_client_opts *opts,
+                      tier_error *err);
+void tier_cluster_close(tier_cluster *cl);
+/* Fetches the topology again (from the seeds, else from any owner known).
+ * FAILED_PRECONDITION if the cluster now says another shard count. */
+int tier_cluster_refresh(tier_cluster *cl, tier_error *err);
+/* The cluster's shard count (1 for a single tierd). */
+unsigned tier_cluster_shards(tier_cluster *cl);
+/* The client of cid's shard owner as last fetched, NULL when the shard has
+ * no owner now; any owner (or the seeds) for tier_cluster_any.  Valid until
+ * tier_cluster_close, however the topology changes; calls on them are not
+ * routed again. */
+tier_client *tier_cluster_client_for(tier_cluster *cl, int64_t cid);
+tier_client *tier_cluster_any(tier_cluster *cl);
+/* The rpc URL of cid's shard owner into buf ("the seeds" for one shard):
+ * TIER_OK, or UNAVAILABLE when it has none now. */
+int tier_cluster_owner_url(tier_cluster *cl, int64_t cid, char *buf, size_t len);
+
+/* Batches, cut by shard: each part goes to its shard's owner (one after the
+ * other) and the results come back in request order, one per item, as
+ * from one tierd.  AddContents items without a cid go to any one owner
+ * (which picks a cid). */
+int tier_cluster_report_views(tier_cluster *cl, const Tier__ReportViewsRequest *req,
+                              Tier__ReportViewsReply **reply, tier_error *err);
+int tier_cluster_add_contents(tier_cluster *cl, const Tier__AddContentsRequest *req,
+                              Tier__AddContentsReply **reply, tier_error *err);
+int tier_cluster_post_comments(tier_cluster *cl, const Tier__PostCommentsRequest *req,
+                               Tier__PostCommentsReply **reply, tier_error *err);
+/* One cid's calls, sent to req->cid's owner. */
+int tier_cluster_get_content(tier_cluster *cl, const Tier__GetContentRequest *req,
+                             Tier__GetContentReply **reply, tier_error *err);
+int tier_cluster_get_history(tier_cluster *cl, const Tier__GetHistoryRequest *req,
+                             Tier__GetHistoryReply **reply, tier_error *err);
+int tier_cluster_get_job(tier_cluster *cl, const Tier__GetJobRequest *req,
+                         Tier__GetJobReply **reply, tier_error *err);
+int tier_cluster_retry_job(tier_cluster *cl, const Tier__JobControlRequest *req,
+                           Tier__JobControlReply **reply, tier_error *err);
+int tier_cluster_cancel_job(tier_cluster *cl, const Tier__JobControlRequest *req,
+                            Tier__JobControlReply **reply, tier_error *err);
+int tier_cluster_move_content(tier_cluster *cl, const Tier__MoveContentRequest *req,
+                              Tier__MoveContentReply **reply, tier_error *err);
+int tier_cluster_post_comment(tier_cluster *cl, const Tier__PostCommentRequest *req,
+                              Tier__PostCommentReply **reply, tier_error *err);
+int tier_cluster_latest_comments(tier_cluster *cl, const Tier__LatestCommentsRequest *req,
+                                 Tier__LatestCommentsReply **reply, tier_error *err);
 
 /* ---- fsck */
 

@@ -95,7 +95,8 @@ static const tierctl_cmd base_cmds[] = {
 
 static const tierctl_cmd *const tables[] = {
     base_cmds,           tierctl_tiering_cmds, tierctl_policy_cmds,
-    tierctl_import_cmds, tierctl_ranking_cmds, tierctl_fsck_cmds};
+    tierctl_import_cmds, tierctl_ranking_cmds, tierctl_fsck_cmds,
+    tierctl_cluster_cmds};
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
 /* ------------------------------------------------------------ global options */
@@ -280,11 +281,13 @@ static int open_client(tierctl *t, const parsed *p)
     if (tier_token_find(token_file, token, sizeof(token), t->err.message, sizeof(t->err.message)) !=
         TIER_OK)
         return TIERCTL_USAGE;
-    opts.token = token[0] != '\0' ? token : NULL;
+    snprintf(t->token, sizeof(t->token), "%s", token);
+    opts.token = t->token[0] != '\0' ? t->token : NULL;
     if (opts.tls_ca_file != NULL && *opts.tls_ca_file == '\0')
         opts.tls_ca_file = NULL;
     if (opts.tls_server_name != NULL && *opts.tls_server_name == '\0')
         opts.tls_server_name = NULL;
+    t->opts = opts;
     if ((rv = tier_client_open_opts(&t->client, t->url, &opts, &t->err)) != TIER_OK) {
         char m[sizeof(t->err.message)];
         snprintf(m, sizeof(m), "%s", t->err.message);
@@ -330,6 +333,7 @@ static int run(tierctl *t, const parsed *p)
     int rv = open_client(t, p);
     if (rv == TIER_OK)
         rv = cmd->run(t, p->argc, p->argv);
+    tier_cluster_close(t->cluster);
     tier_client_close(t->client);
     if (rv == TIERCTL_FOUND)
         return 1;

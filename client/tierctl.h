@@ -24,9 +24,16 @@
 #include <stdio.h>
 
 #include "tier_client.h"
+#include "tier_token.h"
 
 typedef struct {
     tier_client *client;
+    /* Routing (tierctl_for): the cluster handle once a Topology said
+     * shards > 1, opened with opts (token copied into token). */
+    tier_cluster *cluster;
+    int routing; /* 0: not asked yet, 1: one tierd, 2: cluster */
+    tier_client_opts opts;
+    char token[TIER_TOKEN_MAX + 1];
     bool json;
     bool local;          /* human times in local time, not UTC */
     const char *url;     /* as given, for messages */
@@ -50,6 +57,14 @@ extern const tierctl_cmd tierctl_policy_cmds[];
 
 #define TIERCTL_USAGE (-1) /* a command's return for a usage error: exit 2 */
 #define TIERCTL_FOUND (-2) /* a check found problems (fsck): exit 1, output says them */
+
+extern const tierctl_cmd tierctl_cluster_cmds[];
+
+/* The client for calls about cid: its shard owner's when the tierd's
+ * Topology says the cluster has several shards (asked once, by the first
+ * such call), else t->client (one tierd, or one that has no Topology).
+ * A shard with no owner now: t->client, whose answer then says so. */
+tier_client *tierctl_for(tierctl *t, int64_t cid);
 
 /* Sets t->err for a usage error and returns TIERCTL_USAGE. */
 int tierctl_usage(tierctl *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -66,7 +66,7 @@ static int comment_post(tierctl *t, int argc, char **argv)
     req.service = argv[2];
     req.author = argv[4];
     req.body = argv[5];
-    if ((rv = tier_post_comment(t->client, &req, &rep, &t->err)) != TIER_OK)
+    if ((rv = tier_post_comment(tierctl_for(t, req.cid), &req, &rep, &t->err)) != TIER_OK)
         return rv;
     if (t->json)
         tierctl_emit(stdout, json_pack("{s:o, s:o, s:o}", "id", tierctl_jint(rep->id), "created",
@@ -165,7 +165,7 @@ static int cmd_comments(tierctl *t, int argc, char **argv)
         else
             return tierctl_usage(t, "comments: unexpected argument \"%s\"", argv[i]);
     }
-    if ((rv = tier_latest_comments(t->client, &req, &rep, &t->err)) != TIER_OK)
+    if ((rv = tier_latest_comments(tierctl_for(t, req.cid), &req, &rep, &t->err)) != TIER_OK)
         return rv;
     print_latest(t, rep);
     tier_free(rep);

@@ -67,7 +67,7 @@ static int cmd_job(tierctl *t, int argc, char **argv)
         Tier__GetJobRequest g = TIER__GET_JOB_REQUEST__INIT;
         Tier__GetJobReply *gr;
         g.cid = req.cid;
-        if ((rv = tier_get_job(t->client, &g, &gr, &t->err)) != TIER_OK)
+        if ((rv = tier_get_job(tierctl_for(t, g.cid), &g, &gr, &t->err)) != TIER_OK)
             return rv;
         if (t->json) {
             tierctl_emit(stdout, tierctl_job_json(gr->job));
@@ -81,8 +81,8 @@ static int cmd_job(tierctl *t, int argc, char **argv)
         tier_free(gr);
         return TIER_OK;
     }
-    rv = strcmp(verb, "retry") == 0 ? tier_retry_job(t->client, &req, &rep, &t->err)
-                                    : tier_cancel_job(t->client, &req, &rep, &t->err);
+    rv = strcmp(verb, "retry") == 0 ? tier_retry_job(tierctl_for(t, req.cid), &req, &rep, &t->err)
+                                    : tier_cancel_job(tierctl_for(t, req.cid), &req, &rep, &t->err);
     if (rv != TIER_OK)
         return rv;
     if (t->json) {
@@ -108,7 +108,7 @@ static int cmd_move(tierctl *t, int argc, char **argv)
     if (argc != 3 || !tierctl_int(argv[1], &req.cid))
         return tierctl_usage(t, "usage: tierctl move CID LEVEL");
     req.level = argv[2];
-    if ((rv = tier_move_content(t->client, &req, &rep, &t->err)) != TIER_OK)
+    if ((rv = tier_move_content(tierctl_for(t, req.cid), &req, &rep, &t->err)) != TIER_OK)
         return rv;
     if (t->json)
         tierctl_emit(stdout, rep->job ? tierctl_job_json(rep->job) : json_null());
@@ -143,7 +143,8 @@ static int cmd_add(tierctl *t, int argc, char **argv)
     req.filename = strcmp(argv[1], "--cid") == 0 ? argv[3] : argv[1];
     if (cid != NULL && (!tierctl_int(cid, &req.cid) || req.cid <= 0))
         return tierctl_usage(t, "--cid: a positive integer");
-    if ((rv = tier_add_content(t->client, &req, &rep, &t->err)) != TIER_OK)
+    if ((rv = tier_add_content(req.cid != 0 ? tierctl_for(t, req.cid) : t->client, &req, &rep,
+                               &t->err)) != TIER_OK)
         return rv;
     if (t->json)
         tierctl_emit(stdout, tierctl_content_json(rep->content));
@@ -178,7 +179,7 @@ static int cmd_views(tierctl *t, int argc, char **argv)
                                 "(N > 0)");
     req.reports = list;
     req.n_reports = 1;
-    if ((rv = tier_report_views(t->client, &req, &rep, &t->err)) != TIER_OK)
+    if ((rv = tier_report_views(tierctl_for(t, vr.cid), &req, &rep, &t->err)) != TIER_OK)
         return rv;
     const Tier__ViewResult *r = rep->results[0];
     if (r->code != 0) {
@@ -207,7 +208,7 @@ static int cmd_content(tierctl *t, int argc, char **argv)
 
     if (argc != 2 || !tierctl_int(argv[1], &req.cid))
         return tierctl_usage(t, "usage: tierctl content CID");
-    if ((rv = tier_get_content(t->client, &req, &rep, &t->err)) != TIER_OK)
+    if ((rv = tier_get_content(tierctl_for(t, req.cid), &req, &rep, &t->err)) != TIER_OK)
         return rv;
     if (t->json) {
         json_t *o = tierctl_content_json(rep->content);
@@ -230,7 +231,7 @@ static int cmd_history(tierctl *t, int argc, char **argv)
 
     if (argc != 2 || !tierctl_int(argv[1], &req.cid))
         return tierctl_usage(t, "usage: tierctl history CID");
-    if ((rv = tier_get_history(t->client, &req, &rep, &t->err)) != TIER_OK)
+    if ((rv = tier_get_history(tierctl_for(t, req.cid), &req, &rep, &t->err)) != TIER_OK)
         return rv;
     json_t *arr = json_array();
     for (size_t i = 0; i < rep->n_entries; i++) {
@@ -470,7 +471,7 @@ static int cmd_complete(tierctl *t, int argc, char **argv)
     req.worker_id = (char *)w;
     req.jobs = refs;
     req.n_jobs = 1;
-    if ((rv = tier_complete_job(t->client, &req, &rep, &t->err)) != TIER_OK)
+    if ((rv = tier_complete_job(tierctl_for(t, ref.cid), &req, &rep, &t->err)) != TIER_OK)
         return rv;
     const Tier__ItemStatus *s = rep->results[0];
     rv = s->code;
@@ -539,7 +540,7 @@ static int follow(tierctl *t, int64_t cid, int64_t max_ms, bool watch)
     req.cid = cid;
     for (;;) {
         Tier__GetContentReply *rep;
-        if ((rv = tier_get_content(t->client, &req, &rep, &t->err)) != TIER_OK)
+        if ((rv = tier_get_content(tierctl_for(t, req.cid), &req, &rep, &t->err)) != TIER_OK)
             return rv;
         job_state(rep->job, cur, sizeof(cur));
         if (watch && strcmp(cur, last) != 0)

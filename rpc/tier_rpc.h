@@ -55,10 +55,16 @@ typedef struct {
 #define TIER_RPC_MAX_METADATA 16 /* entries in one envelope; more: INVALID_ARGUMENT */
 #define TIER_RPC_MAX_TOKEN 256   /* bytes of a bearer token */
 
-/* A status with its message, as a caller sees it. */
+/* A status with its message, as a caller sees it.  moved_to: with
+ * FAILED_PRECONDITION, the URL of the server the call belongs to when the
+ * server said so (Reply.moved_to), else "".  It is the peer's string: at
+ * most TIER_RPC_MAX_URL - 1 printable ASCII bytes without spaces, or ""
+ * when it sent anything else. */
+#define TIER_RPC_MAX_URL 256
 typedef struct {
     int code; /* tier_status */
     char message[256];
+    char moved_to[TIER_RPC_MAX_URL];
 } tier_rpc_error;
 
 /* The completion of an asynchronous call (client and in-process). */
@@ -186,6 +192,14 @@ char *tier_rpc_strndup(tier_rpc_ctx *call, const char *s, size_t n);
 int tier_rpc_set_message(tier_rpc_ctx *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3,
                           4))); /* returns code, for `return tier_rpc_set_message(...)` */
+/* The call belongs to another server: FAILED_PRECONDITION with the
+ * message, and the reply's moved_to = url (that server's address, "" when
+ * none is known; NULL is ""; longer than TIER_RPC_MAX_URL - 1: ""), which
+ * the caller finds in tier_rpc_error.moved_to.  Returns
+ * TIER_FAILED_PRECONDITION, for `return tier_rpc_set_moved(...)`; the
+ * handler must return that code (or finish a deferred call with it). */
+int tier_rpc_set_moved(tier_rpc_ctx *call, const char *url, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int64_t tier_rpc_deadline_mono_us(const tier_rpc_ctx *call); /* 0 = none */
 /*
  * Deferred replies.  A handler that waits for something done elsewhere (a

@@ -78,6 +78,22 @@ static void set_err(tier_rpc_error *err, int code, const char *fmt, const char *
     err->code = code;
     snprintf(buf, sizeof(buf), fmt, arg);
     snprintf(err->message, sizeof(err->message), "%.*s", (int)sizeof(err->message) - 1, buf);
+    err->moved_to[0] = '\0';
+}
+
+/* The peer's Reply.moved_to into err when it is a plausible URL: printable
+ * ASCII without spaces, shorter than the field.  Anything else is dropped
+ * whole (a URL cut short would name another server). */
+static void set_moved(tier_rpc_error *err, const char *url)
+{
+    size_t n = url != NULL ? strnlen(url, sizeof(err->moved_to)) : 0;
+
+    if (err == NULL || n == 0 || n >= sizeof(err->moved_to))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (url[i] <= ' ' || url[i] > '~')
+            return;
+    memcpy(err->moved_to, url, n + 1);
 }
 
 static void async_step(void *arg);
@@ -312,12 +328,15 @@ static Tier__Rpc__Reply *open_reply(tier_rpc_client *c, nng_msg *msg, tier_rpc_e
     }
     if (rep->code != TIER__RPC__CODE__OK) {
         set_err(err, (int)rep->code, "%s", rep->message);
+        if (rep->code == TIER__RPC__CODE__FAILED_PRECONDITION)
+            set_moved(err, rep->moved_to);
         tier__rpc__reply__free_unpacked(rep, NULL);
         return NULL;
     }
     if (err != NULL) {
         err->code = TIER_OK;
         err->message[0] = '\0';
+        err->moved_to[0] = '\0';
     }
     return rep;
 }
@@ -447,7 +466,7 @@ int tier_rpc_call(tier_rpc_client *c, const char *method, const ProtobufCMessage
 static void async_finish(slot *s, int rv, nng_msg *msg)
 {
     tier_rpc_client *c = s->c;
-    tier_rpc_error err = {TIER_OK, ""};
+    tier_rpc_error err = {.code = TIER_OK};
     Tier__Rpc__Reply *rep = NULL;
     tier_rpc_done_fn done = s->done;
     void *arg = s->arg;

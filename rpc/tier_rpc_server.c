@@ -67,6 +67,7 @@ struct tier_rpc_ctx {
     const method *m;
     tier_rpc_caller caller; /* who, as the auth hook said */
     char *message;
+    char *moved_to;          /* tier_rpc_set_moved, NULL: none */
     ProtobufCMessage *reply; /* the handler's reply, kept for a deferred call */
     bool deduping;           /* registered in the dedupe cache: finish it */
     uint32_t pipe_id;        /* the connection the request came on */
@@ -146,6 +147,21 @@ int tier_rpc_set_message(tier_rpc_ctx *call, int code, const char *fmt, ...)
     va_end(ap);
     call->message = tier_rpc_strdup(call, buf);
     return code;
+}
+
+int tier_rpc_set_moved(tier_rpc_ctx *call, const char *url, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    call->message = tier_rpc_strdup(call, buf);
+    if (url == NULL || strnlen(url, TIER_RPC_MAX_URL) >= TIER_RPC_MAX_URL)
+        url = "";
+    call->moved_to = tier_rpc_strdup(call, url);
+    return TIER_FAILED_PRECONDITION;
 }
 
 int64_t tier_rpc_deadline_mono_us(const tier_rpc_ctx *call)
@@ -361,6 +377,10 @@ static void put_reply(tier_rpc_ctx *call, uint64_t request_id, int code, const c
     rep.request_id = request_id;
     rep.code = (Tier__Rpc__Code)code;
     rep.message = (char *)(message ? message : "");
+    /* Only with the code it was set for: a handler that set it and then
+     * failed otherwise (or a reply too large) sends none. */
+    if (code == TIER_FAILED_PRECONDITION && call->moved_to != NULL)
+        rep.moved_to = call->moved_to;
     rep.payload.data = (uint8_t *)payload;
     rep.payload.len = plen;
     n = tier__rpc__reply__get_packed_size(&rep);
@@ -840,6 +860,7 @@ static void ctx_cb(void *arg)
         call->req = NULL;
         call->m = NULL;
         call->message = NULL;
+        call->moved_to = NULL;
         switch (accept_call(s, call)) {
         case REPLY_READY:
             send_reply(call);

@@ -127,6 +127,55 @@ static int big(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, Proto
     return rv;
 }
 
+/* test.Moved: FAILED_PRECONDITION with moved_to by cid: 1 "tcp://other:7400",
+ * 2 NULL, 3 a URL too long to send, 4 one with a space (the client drops
+ * it), 5 set but then another code (no moved_to sent). */
+static const char *moved_url(int64_t cid, char *buf, size_t len)
+{
+    if (cid == 2)
+        return NULL;
+    if (cid == 3) {
+        memset(buf, 'u', len - 1);
+        buf[len - 1] = '\0';
+        return buf;
+    }
+    return cid == 4 ? "tcp://a b:1" : "tcp://other:7400";
+}
+
+static int moved(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req, ProtobufCMessage *rep)
+{
+    int64_t cid = ((const Tier__GetContentRequest *)req)->cid;
+    char buf[400];
+    int rv;
+
+    (void)arg, (void)rep;
+    atomic_fetch_add(&counter, 1);
+    rv = tier_rpc_set_moved(call, moved_url(cid, buf, sizeof(buf)), "cid %lld is not mine",
+                            (long long)cid);
+    if (cid == 5)
+        return tier_rpc_set_message(call, TIER_NOT_FOUND, "gone");
+    return rv;
+}
+
+static void *moved_later_thread(void *p)
+{
+    tier_rpc_ctx *call = p;
+    usleep(20000);
+    tier_rpc_finish(call, tier_rpc_set_moved(call, "tcp://later:1", "later: moved"));
+    return NULL;
+}
+
+/* test.MovedLater: deferred, finished with a redirect. */
+static int moved_later(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                       ProtobufCMessage *rep)
+{
+    pthread_t t;
+    (void)arg, (void)req, (void)rep;
+    pthread_create(&t, NULL, moved_later_thread, call);
+    pthread_detach(t);
+    return tier_rpc_defer(call);
+}
+
 static int probe_ok(void *arg, char *msg, size_t len)
 {
     (void)arg;
@@ -170,6 +219,10 @@ static tier_rpc_server *start_server_opts(const char *url, const tier_rpc_server
                         &tier__get_content_reply__descriptor, deadline_left, NULL, 0);
     tier_rpc_server_add(s, "test.Big", &tier__get_content_request__descriptor,
                         &tier__get_content_reply__descriptor, big, NULL, 0);
+    tier_rpc_server_add(s, "test.Moved", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, moved, NULL, 0);
+    tier_rpc_server_add(s, "test.MovedLater", &tier__get_content_request__descriptor,
+                        &tier__get_content_reply__descriptor, moved_later, NULL, 0);
     tier_rpc_server_add_health(s, "redis", probe_ok, NULL);
     tier_rpc_server_add_health(s, "mysql", down ? probe_down : probe_ok, NULL);
     cr_assert_eq(tier_rpc_server_start(s), TIER_OK);
@@ -1018,5 +1071,52 @@ Test(rpc, idle_closes_do_not_fail_calls)
     tier_rpc_server_get_stats(s, &st);
     cr_expect_geq(st.conns_timed_out, 10, "the race was exercised");
     tier_rpc_client_close(c);
+    tier_rpc_server_close(s);
+}
+
+/* tier_rpc_set_moved: FAILED_PRECONDITION, the message and moved_to reach
+ * the caller, from a pool thread and from a deferred finish; what does not
+ * fit or is not a URL never does; a resend is answered from the dedupe
+ * cache with moved_to intact. */
+Test(rpc, moved_to_reaches_the_caller)
+{
+    char url[128];
+    tier_test_tcp_url(url, sizeof(url));
+    tier_rpc_server *s = start_server(url, 2, false);
+    tier_rpc_client *c = open_client(url);
+    tier_rpc_error err;
+
+    cr_assert_eq(call_cid(c, "test.Moved", 1, 3000, NULL, &err), TIER_FAILED_PRECONDITION);
+    cr_assert_str_eq(err.message, "cid 1 is not mine");
+    cr_assert_str_eq(err.moved_to, "tcp://other:7400");
+    cr_assert_eq(call_cid(c, "test.Echo", 1, 3000, NULL, &err), TIER_OK);
+    cr_assert_str_eq(err.moved_to, "", "cleared by a later success");
+    for (int64_t cid = 2; cid <= 4; cid++) {
+        cr_assert_eq(call_cid(c, "test.Moved", cid, 3000, NULL, &err), TIER_FAILED_PRECONDITION);
+        cr_assert_str_eq(err.moved_to, "", "cid %lld", (long long)cid);
+    }
+    cr_assert_eq(call_cid(c, "test.Moved", 5, 3000, NULL, &err), TIER_NOT_FOUND);
+    cr_assert_str_eq(err.moved_to, "");
+    cr_assert_eq(call_cid(c, "test.MovedLater", 0, 3000, NULL, &err), TIER_FAILED_PRECONDITION);
+    cr_assert_str_eq(err.message, "later: moved");
+    cr_assert_str_eq(err.moved_to, "tcp://later:1");
+    tier_rpc_client_close(c);
+
+    /* A resend (same ids) gets the cached envelope, moved_to and all. */
+    atomic_store(&counter, 0);
+    Tier__Rpc__Reply *r1 = raw_call(url, "test.Moved", 0x5eed, 9, 0, 1);
+    Tier__Rpc__Reply *r2 = raw_call(url, "test.Moved", 0x5eed, 9, 0, 1);
+    cr_assert_eq(atomic_load(&counter), 1, "ran once");
+    cr_assert_eq(r2->code, TIER__RPC__CODE__FAILED_PRECONDITION);
+    cr_assert_str_eq(r1->moved_to, "tcp://other:7400");
+    cr_assert_str_eq(r2->moved_to, "tcp://other:7400");
+    tier__rpc__reply__free_unpacked(r1, NULL);
+    tier__rpc__reply__free_unpacked(r2, NULL);
+    r1 = raw_call(url, "test.MovedLater", 0x5eed, 10, 0, 0);
+    r2 = raw_call(url, "test.MovedLater", 0x5eed, 10, 0, 0);
+    cr_assert_str_eq(r1->moved_to, "tcp://later:1");
+    cr_assert_str_eq(r2->moved_to, "tcp://later:1");
+    tier__rpc__reply__free_unpacked(r1, NULL);
+    tier__rpc__reply__free_unpacked(r2, NULL);
     tier_rpc_server_close(s);
 }

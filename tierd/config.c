@@ -15,6 +15,7 @@
 
 #include "tier_crash.h"
 #include "tier_rpc_net.h"
+#include "tier_topology.h"
 
 /* Access must be chosen, not fallen into (docs/SECURITY.md): tokens, or
  * --no-auth on addresses no other machine can reach; and tokens do not
@@ -84,10 +85,8 @@ static int check_cluster(tierd_config *c)
     if (c->node[0] == '\0' && gethostname(c->node, sizeof(c->node)) != 0)
         snprintf(c->node, sizeof(c->node), "localhost");
     c->node[sizeof(c->node) - 1] = '\0';
-    if (c->shards == 1)
-        snprintf(c->shard_prefix, sizeof(c->shard_prefix), "%s", c->redis_prefix);
-    else
-        snprintf(c->shard_prefix, sizeof(c->shard_prefix), "%ss%u:", c->redis_prefix, c->shard);
+    tier_shard_prefix(c->shard_prefix, sizeof(c->shard_prefix), c->redis_prefix, c->shard,
+                      c->shards);
     c->db.shard = c->shard;
     c->db.shards = c->shards;
     if (c->advertise[0] == '\0')

@@ -14,6 +14,7 @@
 #include "tier_http.h"
 #include "tier_jobs.h"
 #include "tier_log.h"
+#include "tier_time.h"
 
 struct tierd {
     tierd_config cfg;
@@ -27,6 +28,7 @@ struct tierd {
     tierd_metrics *metrics;
     tierd_stats *stats;
     tierd_http *http; /* NULL without http_listen */
+    tierd_topology *topology;
 };
 
 static int probe_mysql(void *arg, char *msg, size_t len)
@@ -134,6 +136,11 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         return rv;
     }
     TIER_CRASH_AT("writer.after_acquire");
+    int64_t since_ms = tier_now_ms();
+    if ((rv = tierd_topology_check_cluster(&d->cfg)) != TIER_OK) {
+        tierd_close(d);
+        return rv;
+    }
     /* Every pooled and ranking connection checks the fence with it. */
     d->cfg.db.writer_token = tierd_writer_token(d->writer);
     snprintf(d->deps.writer_token, sizeof(d->deps.writer_token), "%lld", d->cfg.db.writer_token);
@@ -151,7 +158,9 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         tierd_close(d);
         return TIER_RESOURCE_EXHAUSTED;
     }
-    if ((rv = tiering_open(&d->tiering, &d->deps)) != TIER_OK ||
+    if ((rv = tierd_topology_open(&d->topology, &d->cfg, d->deps.kv, d->cfg.db.writer_token,
+                                  since_ms)) != TIER_OK ||
+        (rv = tiering_open(&d->tiering, &d->deps)) != TIER_OK ||
         (rv = ranking_open(&d->ranking, &d->deps)) != TIER_OK ||
         (rv = workers_open(&d->workers, tiering_jobs_waiting, d->tiering)) != TIER_OK) {
         tier_error("cannot load state (%s)", tier_status_name(rv));
@@ -175,7 +184,9 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
         (rv = ranking_register(d->ranking, d->srv)) != TIER_OK ||
         (rv = workers_register(d->workers, d->srv)) != TIER_OK ||
         (rv = tierd_stats_register(d->stats, d->srv, d->tiering, d->workers)) != TIER_OK ||
-        (rv = tier_rpc_server_start(d->srv)) != TIER_OK) {
+        (rv = tierd_topology_register(d->topology, d->srv)) != TIER_OK ||
+        (rv = tier_rpc_server_start(d->srv)) != TIER_OK ||
+        (rv = tierd_topology_start(d->topology)) != TIER_OK) {
         tierd_close(d);
         return rv;
     }
@@ -224,6 +235,7 @@ void tierd_close(tierd *d)
         return;
     tierd_http_close(d->http);     /* first: it feeds the rpc server */
     tier_rpc_server_close(d->srv); /* then: no handler runs after this */
+    tierd_topology_close(d->topology);
     tiering_close(d->tiering);
     ranking_close(d->ranking);
     workers_close(d->workers);

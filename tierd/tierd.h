@@ -9,6 +9,8 @@
  *               methods
  *   writer.c    the writer lease: standby until it is free, renewal, and
  *               stepping down (exit 3) when it is lost
+ *   topology.c  cluster_config check, publishing this shard's owner, and
+ *               the Topology method
  *   auth.c      bearer tokens, roles, and which role may call which method
  *   workers.c   worker heartbeats, ListWorkers, the "workers" Health probe
  *   metrics.c   every metric tierd exports (docs/METRICS.md)
@@ -200,6 +202,23 @@ int tierd_writer_probe(void *w, char *msg, size_t len);
 /* Stops renewing and deletes the lease if still ours (clean shutdown,
  * after everything that writes has stopped). */
 void tierd_writer_release(tierd_writer *w);
+
+/* ---- the cluster's topology (topology.c, docs/CLUSTER.md) */
+
+/* cluster_config must say cfg->shards (written by the first tierd of the
+ * database): TIER_OK, else logged and FAILED_PRECONDITION (or the MySQL
+ * error).  After the writer lease, before loading. */
+int tierd_topology_check_cluster(const tierd_config *cfg);
+
+typedef struct tierd_topology tierd_topology;
+/* Us as shard cfg->shard's owner: writer token, since (Unix ms); the
+ * Topology handler reads the others through kv_pool. */
+int tierd_topology_open(tierd_topology **out, const tierd_config *cfg, tier_pool *kv_pool,
+                        int64_t token, int64_t since_ms);
+int tierd_topology_register(tierd_topology *t, tier_rpc_server *srv);
+/* Publishes now (once listening) and every second after. */
+int tierd_topology_start(tierd_topology *t);
+void tierd_topology_close(tierd_topology *t);
 
 /* ---- access control (auth.c) */
 
