@@ -525,3 +525,26 @@ int tier_rank_refresh(tier_rank *r, int budget)
     pthread_rwlock_unlock(&r->lock);
     return built;
 }
+
+/* ---- merging the tops of several shards ---- */
+
+static int merge_cmp(const void *pa, const void *pb, void *arg)
+{
+    const tier_rank_row *a = pa, *b = pb;
+    int dec = *(const int *)arg;
+
+    if (a->change != b->change)
+        return (dec ? a->change > b->change : a->change < b->change) ? 1 : -1;
+    if (a->cid != b->cid)
+        return a->cid < b->cid ? -1 : 1;
+    return strcmp(a->service, b->service);
+}
+
+void tier_rank_merge(const tier_rank_row *in, size_t n, int decrease, uint32_t limit,
+                     tier_rank_row *rows, size_t *nrows)
+{
+    if (rows != in)
+        memmove(rows, in, n * sizeof(*rows));
+    qsort_r(rows, n, sizeof(*rows), merge_cmp, &decrease);
+    *nrows = n < limit ? n : limit;
+}

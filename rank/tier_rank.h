@@ -57,6 +57,15 @@ void tier_rank_free(tier_rank *r);
  * failing one stay applied). */
 int tier_rank_add_batch(tier_rank *r, const tier_rank_event *ev, size_t n);
 
+/* Merges the tops of disjoint indexes (several shards, docs/CLUSTER.md)
+ * into rows[0..*nrows), at most limit, in tier_rank_top's order: change
+ * (descending, or ascending when decrease), then cid, then service,
+ * ascending.  Each content is in one index only, so the top of the union
+ * is the top of the union of each index's top `limit`: exact.  rows may
+ * hold every input row; in is not changed. */
+void tier_rank_merge(const tier_rank_row *in, size_t n, int decrease, uint32_t limit,
+                     tier_rank_row *rows, size_t *nrows);
+
 /* Moves the open minute forward (never back); minutes < it are complete. */
 void tier_rank_set_now(tier_rank *r, int64_t minute);
 

@@ -442,3 +442,71 @@ Test(shards, a_shard_goes_home)
     tier_test_tierd_stop(&home, SIGTERM, 15000);
     teardown(&f);
 }
+
+/* TopContents asked of any shard is the exact top of all of them: each
+ * shard's own top merged (tier_rank_merge); local asks one shard only. */
+Test(shards, top_contents_is_exact_across_shards)
+{
+    fx f;
+    Tier__PostCommentsRequest pq = TIER__POST_COMMENTS_REQUEST__INIT;
+    Tier__PostCommentsReply *pr = NULL;
+    Tier__TopContentsRequest tq = TIER__TOP_CONTENTS_REQUEST__INIT;
+    Tier__TopContentsReply *tr = NULL;
+    Tier__PostCommentRequest cm[64], *cp[64];
+    int want[SHARDS][PER];
+
+    setup(&f);
+    add_all(&f);
+    for (int k = 0; k < SHARDS; k++) {
+        size_t n = 0;
+        for (int i = 0; i < PER; i++) {
+            want[k][i] = (i * 7 + k * 3) % 6; /* ties across shards on purpose */
+            for (int j = 0; j < want[k][i]; j++) {
+                tier__post_comment_request__init(&cm[n]);
+                cm[n].service = "news";
+                cm[n].cid = f.cid[k][i];
+                cm[n].author = "a";
+                cm[n].body = "b";
+                cp[n] = &cm[n];
+                n++;
+            }
+        }
+        pq.comments = cp;
+        pq.n_comments = n;
+        cr_assert_eq(tier_post_comments(f.c[k], &pq, &pr, &E), TIER_OK, "%s", E.message);
+        tier_free(pr);
+        pr = NULL;
+    }
+    int64_t now = tier_now_ms() / 60000 * 60000;
+    tq.from_ms = now - 10 * 60000;
+    tq.to_ms = now + 60000;
+    tq.limit = 10;
+    for (int k = 0; k < SHARDS; k++) {
+        cr_assert_eq(tier_top_contents(f.c[k], &tq, &tr, &E), TIER_OK, "%s", E.message);
+        cr_assert_eq(tr->n_rows, 10);
+        for (size_t r = 0; r < tr->n_rows; r++) {
+            int64_t cid = tr->rows[r]->cid;
+            int64_t change = tr->rows[r]->change, expect = -1, better = 0;
+            for (int s = 0; s < SHARDS; s++)
+                for (int i = 0; i < PER; i++) {
+                    if (f.cid[s][i] == cid)
+                        expect = want[s][i];
+                }
+            cr_expect_eq(change, expect, "row %zu: cid %lld", r, (long long)cid);
+            /* exactly r contents rank before it (change desc, cid asc) */
+            for (int s = 0; s < SHARDS; s++)
+                for (int i = 0; i < PER; i++)
+                    better += want[s][i] > expect || (want[s][i] == expect && f.cid[s][i] < cid);
+            cr_expect_eq(better, (int64_t)r, "asked shard %d, row %zu: cid %lld", k, r,
+                         (long long)cid);
+        }
+        tier_free(tr);
+        tr = NULL;
+    }
+    tq.local = true; /* one shard's own */
+    cr_assert_eq(tier_top_contents(f.c[1], &tq, &tr, &E), TIER_OK, "%s", E.message);
+    for (size_t r = 0; r < tr->n_rows; r++)
+        cr_expect_eq(tier_shard_of(tr->rows[r]->cid, SHARDS), 1u);
+    tier_free(tr);
+    teardown(&f);
+}

@@ -292,7 +292,7 @@ int ranking_h_post_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage
     if (check_post(q, tier_now_ms(), &w->op, msg, sizeof(msg)) != TIER_OK)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "%s", msg);
     if (!tierd_shard_owns(((ranking *)arg)->deps->cfg, q->cid))
-        return tierd_shard_moved(call, ((ranking *)arg)->deps->cfg, q->cid);
+        return tierd_shard_moved(call, ((ranking *)arg)->deps, q->cid);
     return submit_deferred(arg, w, post_done);
 }
 
@@ -327,7 +327,7 @@ int ranking_h_post_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessag
                                     n);
     for (size_t i = 0; i < n; i++) /* a batch is one shard's, whole */
         if (!tierd_shard_owns(r->deps->cfg, q->comments[i]->cid))
-            return tierd_shard_moved(call, r->deps->cfg, q->comments[i]->cid);
+            return tierd_shard_moved(call, r->deps, q->comments[i]->cid);
     Tier__PostCommentResult **res = alloc_results(call, n);
     tier_comment_op *ops = malloc((n + 1) * sizeof(*ops));
     void **items = malloc((n + 1) * sizeof(*items));

@@ -152,6 +152,10 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
     }
     d->deps.metrics = d->metrics;
     d->deps.stats = d->stats;
+    if (d->cfg.shards > 1 && (rv = tierd_peers_open(&d->deps.peers, &d->deps)) != TIER_OK) {
+        tierd_close(d);
+        return rv;
+    }
     d->deps.db = tier_db_pool_alloc(d->cfg.db_conns, &d->cfg.db);
     d->deps.kv = tier_kv_pool_alloc(d->cfg.threads + 4, &d->cfg.kv);
     if (d->deps.db == NULL || d->deps.kv == NULL) {
@@ -239,6 +243,7 @@ void tierd_close(tierd *d)
     tiering_close(d->tiering);
     ranking_close(d->ranking);
     workers_close(d->workers);
+    tierd_peers_close(d->deps.peers);
     tier_pool_free(d->deps.db);
     tier_pool_free(d->deps.kv);
     tierd_writer_release(d->writer); /* last: nothing writes any more */

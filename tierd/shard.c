@@ -22,14 +22,19 @@ bool tierd_shard_owns(const tierd_config *cfg, int64_t cid)
     return cfg->shards <= 1 || tier_shard_of(cid, cfg->shards) == cfg->shard;
 }
 
-int tierd_shard_moved(tier_rpc_ctx *call, const tierd_config *cfg, int64_t cid)
+int tierd_shard_moved(tier_rpc_ctx *call, const tierd_deps *deps, int64_t cid)
 {
+    const tierd_config *cfg = deps->cfg;
     unsigned slot = tier_slot_of(cid), shard = tier_slot_shard(slot, cfg->shards);
+    char url[256] = "";
 
-    return tier_rpc_set_message(call, TIER_FAILED_PRECONDITION,
-                                "moved: cid %" PRId64 " is in slot %u of shard %u; this tierd "
-                                "serves shard %u of %u (ask Topology for its owner)",
-                                cid, slot, shard, cfg->shard, cfg->shards);
+    if (deps->peers != NULL)
+        tierd_peers_owner_url(deps->peers, shard, url, sizeof(url));
+    return tier_rpc_set_moved(call, url,
+                              "moved: cid %" PRId64 " is in slot %u of shard %u (%s); this "
+                              "tierd serves shard %u of %u",
+                              cid, slot, shard, url[0] ? url : "no writer now", cfg->shard,
+                              cfg->shards);
 }
 
 /* Slots are a hash of the cid, so about one cid in N is ours: the search

@@ -103,6 +103,12 @@ typedef struct {
     /* This host is the shard's home (--home): it takes the shard whenever
      * it is up, and a writer elsewhere hands it back (writer.c). */
     bool home;
+    /* Calls to other shards' writers (peers.c): the bearer token they
+     * accept (peer_token, TIER_PEER_TOKEN; a secret: file or environment
+     * only; none with --no-auth) and the CA of their certificates for
+     * tls+tcp:// (peer_tls_ca, TIER_PEER_TLS_CA; default: the system's). */
+    char peer_token[257];
+    char peer_tls_ca[1024];
     /* Derived: the key prefix of this shard's writer lease and job keys,
      * redis_prefix itself when shards = 1, else redis_prefix "s<K>:". */
     char shard_prefix[80];
@@ -154,6 +160,8 @@ void tierd_stats_close(tierd_stats *s);
 /* Counts n events of a series now; s may be NULL (does nothing). */
 void tierd_stats_add(tierd_stats *s, int series, uint64_t n);
 
+typedef struct tierd_peers tierd_peers;
+
 /* What every module gets. */
 typedef struct {
     const tierd_config *cfg; /* cfg->db.writer_token: the MySQL fence's token */
@@ -162,6 +170,7 @@ typedef struct {
     char writer_token[24];   /* the same, decimal, for tier_jobs_set_token */
     tierd_metrics *metrics;
     tierd_stats *stats;
+    tierd_peers *peers; /* the other shards' writers (peers.c); NULL with one shard */
 } tierd_deps;
 
 /* ---- several coordinators (shard.c, docs/CLUSTER.md) */
@@ -169,10 +178,27 @@ typedef struct {
 /* cid belongs to the shard this tierd serves (always, with one shard). */
 bool tierd_shard_owns(const tierd_config *cfg, int64_t cid);
 /* Refuses a call that names cid of another shard: FAILED_PRECONDITION
- * with a message naming its slot and shard; returns the code. */
-int tierd_shard_moved(tier_rpc_ctx *call, const tierd_config *cfg, int64_t cid);
+ * with a message naming its slot and shard, and the reply's moved_to set
+ * to the shard owner's rpc URL (Redis Cluster's MOVED); returns the code. */
+int tierd_shard_moved(tier_rpc_ctx *call, const tierd_deps *deps, int64_t cid);
 /* The first cid > above that is ours; 0 when none fits an int64. */
 int64_t tierd_shard_next_cid(const tierd_config *cfg, int64_t above);
+
+/* ---- the other shards' writers (peers.c) */
+
+int tierd_peers_open(tierd_peers **out, const tierd_deps *deps);
+void tierd_peers_close(tierd_peers *p);
+/* Sends req to every other shard's owner at once and waits for them all
+ * (each up to timeout_ms): replies[K] for each K != cfg->shard, unpacked
+ * with rd (free with tierd_peers_free_replies).  TIER_OK when every shard
+ * answered OK; else UNAVAILABLE or DEADLINE_EXCEEDED with err naming the
+ * first shard that did not (replies that came are still filled). */
+int tierd_peers_fanout(tierd_peers *p, const char *method, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *rd, ProtobufCMessage **replies,
+                       uint32_t timeout_ms, char *err, size_t errlen);
+void tierd_peers_free_replies(const tierd_config *cfg, ProtobufCMessage **replies);
+/* Shard's owner's rpc URL into buf ("" when it has none now). */
+void tierd_peers_owner_url(tierd_peers *p, unsigned shard, char *buf, size_t len);
 
 /* ---- the writer lease (writer.c; store/tier_writer.h says how it fences) */
 

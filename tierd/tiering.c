@@ -443,7 +443,7 @@ static int h_add_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
     if (req->cid < 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "cid must be > 0 (0: pick)");
     if (req->cid != 0 && !tierd_shard_owns(t->deps->cfg, req->cid))
-        return tierd_shard_moved(call, t->deps->cfg, req->cid);
+        return tierd_shard_moved(call, t->deps, req->cid);
     pthread_mutex_lock(&t->admin_mu); /* serialises cid picking and SetLevels */
     rv = do_add(t, call, req, (Tier__AddContentReply *)out);
     pthread_mutex_unlock(&t->admin_mu);
@@ -652,7 +652,7 @@ static int h_add_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
                                     "items: at most %d per call (got %zu)", ADDS_MAX, n);
     for (size_t i = 0; i < n; i++) /* a batch is one shard's, whole */
         if (req->items[i]->cid > 0 && !tierd_shard_owns(t->deps->cfg, req->items[i]->cid))
-            return tierd_shard_moved(call, t->deps->cfg, req->items[i]->cid);
+            return tierd_shard_moved(call, t->deps, req->items[i]->cid);
     Tier__AddContentResult *rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
     size_t *idx = tier_rpc_alloc(call, n * sizeof(*idx) + 1);
     int64_t *cids = tier_rpc_alloc(call, n * sizeof(*cids) + 1);
@@ -850,7 +850,7 @@ static int h_report_views(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
                                     "reports: at most %d per call (got %zu)", REPORTS_MAX, n);
     for (size_t i = 0; i < n; i++) /* a batch is one shard's, whole */
         if (!tierd_shard_owns(t->deps->cfg, req->reports[i]->cid))
-            return tierd_shard_moved(call, t->deps->cfg, req->reports[i]->cid);
+            return tierd_shard_moved(call, t->deps, req->reports[i]->cid);
     tierd_stats_add(t->deps->stats, TIERD_STAT_REPORTS, n);
     rs = tier_rpc_alloc(call, n * sizeof(*rs) + 1);
     res = tier_rpc_alloc(call, n * sizeof(*res) + 1);
@@ -902,7 +902,7 @@ static int h_get_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *
     int rv;
 
     if (!tierd_shard_owns(t->deps->cfg, req->cid))
-        return tierd_shard_moved(call, t->deps->cfg, req->cid);
+        return tierd_shard_moved(call, t->deps, req->cid);
     if (c == NULL)
         return tier_rpc_set_message(call, TIER_NOT_FOUND, "no content %lld", (long long)req->cid);
     if ((db = get_db(t, call)) == NULL)

@@ -815,7 +815,7 @@ static int job_control(tiering *t, tier_rpc_ctx *call, int64_t cid, bool cancel,
     int rv;
 
     if (!tierd_shard_owns(t->deps->cfg, cid))
-        return tierd_shard_moved(call, t->deps->cfg, cid);
+        return tierd_shard_moved(call, t->deps, cid);
     if (c == NULL)
         return tier_rpc_set_message(call, TIER_NOT_FOUND, "no content %lld", (long long)cid);
     if ((kv = kv_get(t, call)) == NULL)
@@ -865,7 +865,7 @@ int tiering_get_job(tiering *t, tier_rpc_ctx *call, const Tier__GetJobRequest *r
     int rv;
 
     if (!tierd_shard_owns(t->deps->cfg, req->cid))
-        return tierd_shard_moved(call, t->deps->cfg, req->cid);
+        return tierd_shard_moved(call, t->deps, req->cid);
     if ((kv = kv_get(t, call)) == NULL)
         return TIER_UNAVAILABLE;
     rv = tier_jobs_get(t->jobs, kv, req->cid, &v, &keep);

@@ -755,7 +755,7 @@ static int h_move_content(void *arg, tier_rpc_ctx *call, const ProtobufCMessage 
     int rv;
 
     if (!tierd_shard_owns(t->deps->cfg, req->cid))
-        return tierd_shard_moved(call, t->deps->cfg, req->cid);
+        return tierd_shard_moved(call, t->deps, req->cid);
     if (c == NULL)
         return tier_rpc_set_message(call, TIER_NOT_FOUND, "no such content");
     /* Like a report's job: created under the read lock, so SetLevels never
