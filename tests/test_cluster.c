@@ -214,8 +214,8 @@ static bool has_job(const tier_test_tierd *t, int64_t cid)
     tier_client_close(c);
     if (rv == TIER_OK)
         tier_free(rep);
-    cr_assert(rv == TIER_OK || rv == TIER_NOT_FOUND || rv == TIER_FAILED_PRECONDITION,
-              "GetJob: %s", tier_status_name(rv));
+    cr_assert(rv == TIER_OK || rv == TIER_NOT_FOUND || rv == TIER_FAILED_PRECONDITION, "GetJob: %s",
+              tier_status_name(rv));
     return rv == TIER_OK;
 }
 

@@ -510,3 +510,46 @@ Test(shards, top_contents_is_exact_across_shards)
     tier_free(tr);
     teardown(&f);
 }
+
+/* ListJobs and GetStats asked of any shard cover every shard. */
+Test(shards, list_jobs_and_stats_cover_every_shard)
+{
+    fx f;
+    Tier__ListJobsRequest lq = TIER__LIST_JOBS_REQUEST__INIT;
+    Tier__ListJobsReply *lr = NULL;
+    Tier__GetStatsRequest sq = TIER__GET_STATS_REQUEST__INIT;
+    Tier__GetStatsReply *sr = NULL;
+
+    setup(&f);
+    add_all(&f);
+    for (int k = 0; k < SHARDS; k++) /* no worker: every job waits */
+        for (int i = 0; i < PER; i++)
+            cr_assert_eq(report(&f, k, f.cid[k][i], 1500), TIER_OK, "%s", E.message);
+    for (int k = 0; k < SHARDS; k++) {
+        cr_assert_eq(tier_list_jobs(f.c[k], &lq, &lr, &E), TIER_OK, "%s", E.message);
+        cr_expect_eq(lr->n_jobs, SHARDS * PER, "asked shard %d", k);
+        for (size_t j = 1; j < lr->n_jobs; j++)
+            cr_expect_lt(lr->jobs[j - 1]->cid, lr->jobs[j]->cid, "in cid order");
+        tier_free(lr);
+        lr = NULL;
+        cr_assert_eq(tier_get_stats(f.c[k], &sq, &sr, &E), TIER_OK, "%s", E.message);
+        uint64_t contents = 0, waiting = 0, reports = 0;
+        for (size_t i = 0; i < sr->n_levels; i++)
+            contents += sr->levels[i]->contents;
+        for (size_t i = 0; i < sr->n_jobs; i++)
+            if (strcmp(sr->jobs[i]->state, "update") == 0)
+                waiting = sr->jobs[i]->count;
+        for (size_t i = 0; i < sr->n_reports; i++)
+            reports += sr->reports[i];
+        cr_expect_eq(contents, SHARDS * PER);
+        cr_expect_eq(waiting, SHARDS * PER);
+        cr_expect_eq(reports, SHARDS * PER);
+        tier_free(sr);
+        sr = NULL;
+    }
+    lq.local = true;
+    cr_assert_eq(tier_list_jobs(f.c[2], &lq, &lr, &E), TIER_OK, "%s", E.message);
+    cr_expect_eq(lr->n_jobs, PER);
+    tier_free(lr);
+    teardown(&f);
+}

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tier_log.h"
 #include "tier_slot.h"
@@ -113,7 +114,8 @@ typedef struct {
     fan *fan;
     int code;
     char message[160];
-    ProtobufCMessage *reply;
+    uint8_t *payload; /* malloc'ed copy of the reply, unpacked by the caller's thread */
+    size_t len;
 } fan_slot;
 
 struct fan {
@@ -130,12 +132,14 @@ static void on_reply(void *arg, int code, const void *payload, size_t len, const
     fan *f = s->fan;
 
     s->code = code;
-    if (code == TIER_OK &&
-        (s->reply = protobuf_c_message_unpack(f->rd, NULL, len, payload)) == NULL) {
-        s->code = TIER_INTERNAL;
-        message = "malformed reply";
+    if (code == TIER_OK && (s->payload = malloc(len + 1)) == NULL) {
+        s->code = TIER_RESOURCE_EXHAUSTED;
+        message = "out of memory";
+    } else if (code == TIER_OK) {
+        memcpy(s->payload, payload, len);
+        s->len = len;
     }
-    if (code != TIER_OK || s->reply == NULL)
+    if (s->code != TIER_OK)
         snprintf(s->message, sizeof(s->message), "%s", message ? message : "");
     pthread_mutex_lock(&f->mu);
     f->pending--;
@@ -173,10 +177,23 @@ static void send_all(tierd_peers *p, fan *f, const char *method, const uint8_t *
     }
 }
 
-int tierd_peers_fanout(tierd_peers *p, const char *method, const ProtobufCMessage *req,
-                       const ProtobufCMessageDescriptor *rd, ProtobufCMessage **replies,
-                       uint32_t timeout_ms, char *err, size_t errlen)
+/* protobuf-c's allocator on the call's arena: replies live until the
+ * call's own reply is sent, and nothing needs freeing. */
+static void *arena_alloc(void *call, size_t size)
 {
+    return tier_rpc_alloc(call, size);
+}
+
+static void arena_free(void *call, void *p)
+{
+    (void)call, (void)p;
+}
+
+int tierd_peers_fanout(tierd_peers *p, tier_rpc_ctx *call, const char *method,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                       ProtobufCMessage **replies, uint32_t timeout_ms, char *err, size_t errlen)
+{
+    ProtobufCAllocator arena = {.alloc = arena_alloc, .free = arena_free, .allocator_data = call};
     const tierd_config *cfg = p->deps->cfg;
     size_t len = protobuf_c_message_get_packed_size(req);
     uint8_t *buf = malloc(len + 1);
@@ -202,7 +219,13 @@ int tierd_peers_fanout(tierd_peers *p, const char *method, const ProtobufCMessag
     pthread_mutex_unlock(&f->mu);
     for (unsigned k = 0; k < cfg->shards; k++) {
         fan_slot *s = &f->slot[k];
-        replies[k] = s->reply;
+        replies[k] = NULL;
+        if (s->code == TIER_OK && s->payload != NULL &&
+            (replies[k] = protobuf_c_message_unpack(rd, &arena, s->len, s->payload)) == NULL) {
+            s->code = TIER_INTERNAL;
+            snprintf(s->message, sizeof(s->message), "malformed reply");
+        }
+        free(s->payload);
         if (k != cfg->shard && rv == TIER_OK && s->code != TIER_OK) {
             rv = s->code == TIER_DEADLINE_EXCEEDED ? TIER_DEADLINE_EXCEEDED : TIER_UNAVAILABLE;
             snprintf(err, errlen, "shard %u: %s", k, s->message);
@@ -220,15 +243,6 @@ int tierd_peers_fanout(tierd_peers *p, const char *method, const ProtobufCMessag
     return rv;
 }
 
-void tierd_peers_free_replies(const tierd_config *cfg, ProtobufCMessage **replies)
-{
-    for (unsigned k = 0; k < cfg->shards; k++)
-        if (replies[k] != NULL) {
-            protobuf_c_message_free_unpacked(replies[k], NULL);
-            replies[k] = NULL;
-        }
-}
-
 void tierd_peers_owner_url(tierd_peers *p, unsigned shard, char *buf, size_t len)
 {
     buf[0] = '\0';
@@ -238,4 +252,22 @@ void tierd_peers_owner_url(tierd_peers *p, unsigned shard, char *buf, size_t len
     if (refresh_locked(p, false) == TIER_OK && p->owner[shard].alive)
         snprintf(buf, len, "%s", p->owner[shard].rpc_url);
     pthread_mutex_unlock(&p->mu);
+}
+
+#define WAIT_MS 8000 /* a takeover is about the writer ttl (3 s) plus a load */
+
+int tierd_peers_fanout_wait(tierd_peers *p, tier_rpc_ctx *call, const char *method,
+                            const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                            ProtobufCMessage **replies, char *err, size_t errlen)
+{
+    int64_t until = tier_mono_ms() + WAIT_MS, dl = tier_rpc_deadline_mono_us(call) / 1000;
+    int rv;
+
+    if (dl > 0 && dl < until)
+        until = dl;
+    while ((rv = tierd_peers_fanout(p, call, method, req, rd, replies, 2000, err, errlen)) !=
+               TIER_OK &&
+           tier_mono_ms() + 250 < until)
+        usleep(250 * 1000);
+    return rv;
 }

@@ -67,60 +67,43 @@ static Tier__TopRow *top_row(tier_rpc_ctx *call, Tier__TopRow *m, const tier_ran
 /* Several shards: every other shard's top (local) merged with ours into
  * the exact top (tier_rank_merge).  A shard being taken over does not
  * answer for up to about the writer ttl: asked again until the call's
- * deadline (MERGE_WAIT_MS at most), never answered without it. */
-#define MERGE_WAIT_MS 8000
-
+ * deadline (8 s at most), never answered without it. */
 static int merge_shards(ranking *r, tier_rpc_ctx *call, const Tier__TopContentsRequest *q,
                         uint32_t limit, tier_rank_row **rows, size_t *n)
 {
     const tierd_config *cfg = r->deps->cfg;
     Tier__TopContentsRequest sub = *q;
     ProtobufCMessage *rep[TIER_SHARDS_MAX] = {0};
-    int64_t until = tier_mono_ms() + MERGE_WAIT_MS, dl = tier_rpc_deadline_mono_us(call) / 1000;
     char err[256];
     int rv;
 
-    if (dl > 0 && dl < until)
-        until = dl;
     sub.base.descriptor = &tier__top_contents_request__descriptor;
     sub.local = true;
-    while ((rv = tierd_peers_fanout(r->deps->peers, TIER_M_TOP_CONTENTS, &sub.base,
-                                    &tier__top_contents_reply__descriptor, rep, 2000, err,
-                                    sizeof(err))) != TIER_OK &&
-           tier_mono_ms() + 250 < until) {
-        tierd_peers_free_replies(cfg, rep);
-        usleep(250 * 1000);
-    }
-    if (rv != TIER_OK) {
-        tierd_peers_free_replies(cfg, rep);
+    rv = tierd_peers_fanout_wait(r->deps->peers, call, TIER_M_TOP_CONTENTS, &sub.base,
+                                 &tier__top_contents_reply__descriptor, rep, err, sizeof(err));
+    if (rv != TIER_OK)
         return tier_rpc_set_message(call, rv, "TopContents across shards: %s", err);
-    }
     size_t total = *n;
     for (unsigned k = 0; k < cfg->shards; k++)
         if (rep[k] != NULL)
             total += ((Tier__TopContentsReply *)rep[k])->n_rows;
     tier_rank_row *all = tier_rpc_alloc(call, (total + 1) * sizeof(*all));
-    if (all == NULL) {
-        tierd_peers_free_replies(cfg, rep);
+    if (all == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    }
     memcpy(all, *rows, *n * sizeof(*all));
     total = *n;
     for (unsigned k = 0; k < cfg->shards; k++) {
         Tier__TopContentsReply *tr = (Tier__TopContentsReply *)rep[k];
         for (size_t i = 0; tr != NULL && i < tr->n_rows && i < limit; i++) {
             const Tier__TopRow *x = tr->rows[i];
-            all[total++] = (tier_rank_row){.service = tier_rpc_strdup(call, x->service),
+            all[total++] = (tier_rank_row){.service = x->service, /* in the call's arena */
                                            .cid = x->cid,
                                            .change = x->change,
                                            .created = x->created,
                                            .deleted = x->deleted,
                                            .restored = x->restored};
-            if (all[total - 1].service == NULL)
-                total--;
         }
     }
-    tierd_peers_free_replies(cfg, rep);
     tier_rank_merge(all, total, q->order == TIER__ORDER__DECREASE, limit, all, n);
     *rows = all;
     return TIER_OK;

@@ -187,7 +187,8 @@ int tierd_open(tierd **out, const tierd_config *cfg, const sigset_t *stop)
     if ((rv = tiering_register(d->tiering, d->srv)) != TIER_OK ||
         (rv = ranking_register(d->ranking, d->srv)) != TIER_OK ||
         (rv = workers_register(d->workers, d->srv)) != TIER_OK ||
-        (rv = tierd_stats_register(d->stats, d->srv, d->tiering, d->workers)) != TIER_OK ||
+        (rv = tierd_stats_register(d->stats, d->srv, d->tiering, d->workers, d->deps.peers)) !=
+            TIER_OK ||
         (rv = tierd_topology_register(d->topology, d->srv)) != TIER_OK ||
         (rv = tier_rpc_server_start(d->srv)) != TIER_OK ||
         (rv = tierd_topology_start(d->topology)) != TIER_OK) {

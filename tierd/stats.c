@@ -26,6 +26,7 @@
 #include "tier.pb-c.h"
 #include "tier_jobs.h"
 #include "tier_methods.h"
+#include "tier_slot.h"
 #include "tier_time.h"
 
 #define LEVELS_MAX 64
@@ -40,6 +41,7 @@ struct tierd_stats {
     bucket ring[TIERD_STATS_STEPS];
     tiering *t;
     workers *ws;
+    tierd_peers *peers; /* several shards: GetStats sums theirs (NULL: one) */
 };
 
 int tierd_stats_open(tierd_stats **out)
@@ -154,26 +156,101 @@ static int fill_jobs(tierd_stats *s, tier_rpc_ctx *call, Tier__GetStatsReply *re
     return TIER_OK;
 }
 
+/* ---- several shards: every shard's counts summed (docs/CLUSTER.md) */
+
+static void add_levels(Tier__GetStatsReply *rep, const Tier__GetStatsReply *x)
+{
+    for (size_t i = 0; i < x->n_levels; i++)
+        for (size_t j = 0; j < rep->n_levels; j++) {
+            Tier__LevelStats *a = rep->levels[j];
+            const Tier__LevelStats *b = x->levels[i];
+            if (strcmp(a->name, b->name) != 0)
+                continue;
+            a->contents += b->contents, a->bytes += b->bytes;
+            a->files += b->files, a->missing += b->missing;
+        }
+    if (x->bytes_as_of_ms < rep->bytes_as_of_ms) /* the oldest pass */
+        rep->bytes_as_of_ms = x->bytes_as_of_ms;
+}
+
+static void add_jobs(Tier__GetStatsReply *rep, const Tier__GetStatsReply *x)
+{
+    for (size_t i = 0; i < x->n_jobs; i++)
+        for (size_t j = 0; j < rep->n_jobs; j++)
+            if (strcmp(rep->jobs[j]->state, x->jobs[i]->state) == 0)
+                rep->jobs[j]->count += x->jobs[i]->count;
+}
+
+/* Series of the same step length, aligned on their start (steps are
+ * absolute: ms / step_ms); a step outside ours is dropped. */
+static void add_series(uint64_t *to, size_t n, int64_t start, uint32_t step, const uint64_t *v,
+                       size_t vn, int64_t vstart)
+{
+    for (size_t i = 0; i < vn; i++) {
+        int64_t at = (vstart - start) / (int64_t)step + (int64_t)i;
+        if (at >= 0 && (size_t)at < n)
+            to[at] += v[i];
+    }
+}
+
+static int merge_shards(tierd_stats *s, tier_rpc_ctx *call, Tier__GetStatsReply *rep)
+{
+    Tier__GetStatsRequest sub = TIER__GET_STATS_REQUEST__INIT;
+    ProtobufCMessage *r[TIER_SHARDS_MAX] = {0};
+    char err[256];
+    int rv;
+
+    sub.local = true;
+    if ((rv = tierd_peers_fanout_wait(s->peers, call, TIER_M_GET_STATS, &sub.base,
+                                      &tier__get_stats_reply__descriptor, r, err, sizeof(err))) !=
+        TIER_OK)
+        return tier_rpc_set_message(call, rv, "GetStats across shards: %s", err);
+    for (unsigned k = 0; k < TIER_SHARDS_MAX; k++) {
+        const Tier__GetStatsReply *x = (const Tier__GetStatsReply *)r[k];
+        if (x == NULL)
+            continue;
+        add_levels(rep, x);
+        add_jobs(rep, x);
+        if (x->step_ms == rep->step_ms) {
+            add_series(rep->reports, rep->n_reports, rep->series_start_ms, rep->step_ms, x->reports,
+                       x->n_reports, x->series_start_ms);
+            add_series(rep->moves, rep->n_moves, rep->series_start_ms, rep->step_ms, x->moves,
+                       x->n_moves, x->series_start_ms);
+            add_series(rep->comments, rep->n_comments, rep->series_start_ms, rep->step_ms,
+                       x->comments, x->n_comments, x->series_start_ms);
+        }
+        /* A worker serves every shard (a lane each): the largest count, not
+         * the sum, is the number of workers. */
+        if (x->workers_alive > rep->workers_alive)
+            rep->workers_alive = x->workers_alive;
+    }
+    return TIER_OK;
+}
+
 static int h_get_stats(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
                        ProtobufCMessage *out)
 {
     tierd_stats *s = arg;
+    const Tier__GetStatsRequest *req = (const Tier__GetStatsRequest *)in;
     Tier__GetStatsReply *rep = (Tier__GetStatsReply *)out;
     int rv;
-    (void)in;
 
     rep->now_ms = tier_now_ms();
     if ((rv = fill_levels(s, call, rep)) != TIER_OK || (rv = fill_jobs(s, call, rep)) != TIER_OK ||
         (rv = fill_series(s, call, rep->now_ms, rep)) != TIER_OK)
         return rv;
     rep->workers_alive = workers_alive(s->ws);
+    if (s->peers != NULL && (req == NULL || !req->local))
+        return merge_shards(s, call, rep);
     return TIER_OK;
 }
 
-int tierd_stats_register(tierd_stats *s, tier_rpc_server *srv, tiering *t, workers *ws)
+int tierd_stats_register(tierd_stats *s, tier_rpc_server *srv, tiering *t, workers *ws,
+                         tierd_peers *peers)
 {
     s->t = t;
     s->ws = ws;
+    s->peers = peers;
     /* Pooled, not INLINE: the job counts ask Redis. */
     return tier_rpc_server_add(srv, TIER_M_GET_STATS, &tier__get_stats_request__descriptor,
                                &tier__get_stats_reply__descriptor, h_get_stats, s, 0);

@@ -190,13 +190,19 @@ int tierd_peers_open(tierd_peers **out, const tierd_deps *deps);
 void tierd_peers_close(tierd_peers *p);
 /* Sends req to every other shard's owner at once and waits for them all
  * (each up to timeout_ms): replies[K] for each K != cfg->shard, unpacked
- * with rd (free with tierd_peers_free_replies).  TIER_OK when every shard
- * answered OK; else UNAVAILABLE or DEADLINE_EXCEEDED with err naming the
- * first shard that did not (replies that came are still filled). */
-int tierd_peers_fanout(tierd_peers *p, const char *method, const ProtobufCMessage *req,
-                       const ProtobufCMessageDescriptor *rd, ProtobufCMessage **replies,
-                       uint32_t timeout_ms, char *err, size_t errlen);
-void tierd_peers_free_replies(const tierd_config *cfg, ProtobufCMessage **replies);
+ * with rd into call's arena (they live until call's reply is sent; NULL
+ * for our own shard).  TIER_OK when every shard answered OK; else
+ * UNAVAILABLE or DEADLINE_EXCEEDED with err naming the first shard that
+ * did not.  Called from a handler of call only (the arena is the call's). */
+int tierd_peers_fanout(tierd_peers *p, tier_rpc_ctx *call, const char *method,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                       ProtobufCMessage **replies, uint32_t timeout_ms, char *err, size_t errlen);
+/* tierd_peers_fanout again every 250 ms while a shard does not answer
+ * (a takeover takes about the writer ttl), until call's deadline or 8 s:
+ * a call that spans contents is answered whole or not at all. */
+int tierd_peers_fanout_wait(tierd_peers *p, tier_rpc_ctx *call, const char *method,
+                            const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                            ProtobufCMessage **replies, char *err, size_t errlen);
 /* Shard's owner's rpc URL into buf ("" when it has none now). */
 void tierd_peers_owner_url(tierd_peers *p, unsigned shard, char *buf, size_t len);
 
@@ -328,7 +334,8 @@ size_t ranking_index_bytes(ranking *r);
 void ranking_close(ranking *r);
 
 /* GetStats (stats.c): levels, jobs by state, workers alive and the series. */
-int tierd_stats_register(tierd_stats *s, tier_rpc_server *srv, tiering *t, workers *ws);
+int tierd_stats_register(tierd_stats *s, tier_rpc_server *srv, tiering *t, workers *ws,
+                         tierd_peers *peers);
 
 /* The dashboard's files (dashboard.c): GET / and GET /ui/<file>. */
 struct tier_http_server;

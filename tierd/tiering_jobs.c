@@ -40,6 +40,7 @@
 #include "tier_contents.h"
 #include "tier_crash.h"
 #include "tier_log.h"
+#include "tier_slot.h"
 #include "tier_rpc_net.h"
 #include "tier_methods.h"
 #include "tier_time.h"
@@ -906,6 +907,83 @@ static Tier__PlannerState *planner_state(tiering *t, tier_rpc_ctx *call)
     return ps;
 }
 
+/* ListJobs' order across shards: by status as listed (update, claimed,
+ * done, failed), finished ones newest first, then by cid. */
+static int status_rank(const char *s)
+{
+    static const char *order[] = {"update", "claimed", "done", "failed", "finished"};
+    for (int i = 0; i < 5; i++)
+        if (strcmp(s, order[i]) == 0)
+            return i;
+    return 5;
+}
+
+static int by_list_order(const void *pa, const void *pb)
+{
+    const Tier__Job *a = *(Tier__Job *const *)pa, *b = *(Tier__Job *const *)pb;
+    int ra = status_rank(a->status), rb = status_rank(b->status);
+
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    if (ra == 4 && a->updated_ms != b->updated_ms)
+        return a->updated_ms > b->updated_ms ? -1 : 1;
+    return a->cid < b->cid ? -1 : a->cid > b->cid;
+}
+
+static void add_planner(Tier__PlannerState *to, const Tier__PlannerState *x)
+{
+    to->at_ms = to->at_ms > x->at_ms ? to->at_ms : x->at_ms;
+    to->planned += x->planned;
+    to->started += x->started;
+    to->backlog += x->backlog;
+    to->backlog_bytes += x->backlog_bytes;
+    to->throttled += x->throttled;
+    to->waiting_capacity += x->waiting_capacity;
+    to->inflight += x->inflight;
+}
+
+/* Several shards: every shard's jobs (asked local) with ours, in list
+ * order, at most limit; the planners' counts summed. */
+static int list_jobs_shards(tiering *t, tier_rpc_ctx *call, const Tier__ListJobsRequest *req,
+                            Tier__ListJobsReply *rep, size_t limit)
+{
+    const tierd_config *cfg = t->deps->cfg;
+    Tier__ListJobsRequest sub = *req;
+    ProtobufCMessage *r[TIER_SHARDS_MAX] = {0};
+    size_t total = rep->n_jobs;
+    char err[256];
+    int rv;
+
+    sub.local = true;
+    if ((rv = tierd_peers_fanout_wait(t->deps->peers, call, TIER_M_LIST_JOBS, &sub.base,
+                                      &tier__list_jobs_reply__descriptor, r, err, sizeof(err))) !=
+        TIER_OK)
+        return tier_rpc_set_message(call, rv, "ListJobs across shards: %s", err);
+    for (unsigned k = 0; k < cfg->shards; k++)
+        if (r[k] != NULL)
+            total += ((Tier__ListJobsReply *)r[k])->n_jobs;
+    Tier__Job **all = tier_rpc_alloc(call, (total + 1) * sizeof(*all));
+    if (all == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(all, rep->jobs, rep->n_jobs * sizeof(*all));
+    total = rep->n_jobs;
+    for (unsigned k = 0; k < cfg->shards; k++) {
+        Tier__ListJobsReply *x = (Tier__ListJobsReply *)r[k];
+        for (size_t i = 0; x != NULL && i < x->n_jobs && i < limit; i++)
+            all[total++] = x->jobs[i];
+        if (x != NULL && x->planner != NULL) {
+            if (rep->planner == NULL)
+                rep->planner = x->planner;
+            else
+                add_planner(rep->planner, x->planner);
+        }
+    }
+    qsort(all, total, sizeof(*all), by_list_order);
+    rep->jobs = all;
+    rep->n_jobs = total < limit ? total : limit;
+    return TIER_OK;
+}
+
 static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in,
                        ProtobufCMessage *out)
 {
@@ -944,7 +1022,11 @@ static int h_list_jobs(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in
     kv_put(t, kv);
     if (rv == TIER_OK && tiering_policy_mode(t) == TIER_POLICY_WINDOW)
         rep->planner = planner_state(t, call);
-    return rv == TIER_OK ? TIER_OK : redis_down(call, rv);
+    if (rv != TIER_OK)
+        return redis_down(call, rv);
+    if (t->deps->peers != NULL && !req->local)
+        return list_jobs_shards(t, call, req, rep, limit);
+    return TIER_OK;
 }
 
 /* ------------------------------------------------------------ recovery, reaper */
