@@ -266,8 +266,15 @@ Test(shards, a_new_writer_loads_its_shard_only)
         gr = NULL;
     }
     for (int k = 0; k < SHARDS; k++) {
+        sq.local = true;
         cr_assert_eq(tier_scrub(f.c[k], &sq, &sr, &E), TIER_OK, "%s", E.message);
         cr_expect_eq(sr->contents, PER, "shard %d checked its own %d contents", k, PER);
+        cr_expect_eq(sr->n_findings, 0);
+        tier_free(sr);
+        sr = NULL;
+        sq.local = false; /* every shard's, through any */
+        cr_assert_eq(tier_scrub(f.c[k], &sq, &sr, &E), TIER_OK, "%s", E.message);
+        cr_expect_eq(sr->contents, SHARDS * PER, "through shard %d", k);
         for (size_t j = 0; j < sr->n_findings; j++)
             cr_expect_fail("shard %d: %s %s (%s)", k, sr->findings[j]->kind,
                            sr->findings[j]->filename, sr->findings[j]->detail);

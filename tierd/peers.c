@@ -271,3 +271,13 @@ int tierd_peers_fanout_wait(tierd_peers *p, tier_rpc_ctx *call, const char *meth
         usleep(250 * 1000);
     return rv;
 }
+
+uint32_t tierd_peers_time_left(tier_rpc_ctx *call, uint32_t fallback_ms)
+{
+    int64_t dl = tier_rpc_deadline_mono_us(call) / 1000, left;
+
+    if (dl <= 0)
+        return fallback_ms;
+    left = dl - tier_mono_ms();
+    return left <= 0 ? 1 : left > (int64_t)fallback_ms ? fallback_ms : (uint32_t)left;
+}

@@ -203,6 +203,9 @@ int tierd_peers_fanout(tierd_peers *p, tier_rpc_ctx *call, const char *method,
 int tierd_peers_fanout_wait(tierd_peers *p, tier_rpc_ctx *call, const char *method,
                             const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
                             ProtobufCMessage **replies, char *err, size_t errlen);
+/* The largest per-call timeout a fan-out of call may use: what is left of
+ * its deadline, or fallback_ms when it has none. */
+uint32_t tierd_peers_time_left(tier_rpc_ctx *call, uint32_t fallback_ms);
 /* Shard's owner's rpc URL into buf ("" when it has none now). */
 void tierd_peers_owner_url(tierd_peers *p, unsigned shard, char *buf, size_t len);
 

@@ -67,6 +67,7 @@
 
 #include "tier_log.h"
 #include "tier_methods.h"
+#include "tier_slot.h"
 #include "tier_time.h"
 
 #define TMP_PREFIX ".tier-tmp." /* worker/tier_move.h, TIER_MOVE_TMP_PREFIX */
@@ -955,6 +956,62 @@ static void to_proto(tier_rpc_ctx *call, const scrub_result *r, size_t max, Tier
     rep->jobs = r->jobs;
 }
 
+/* ---- several shards: every shard's fsck in one answer */
+
+static void add_counts(Tier__ScrubReply *rep, const Tier__ScrubReply *x)
+{
+    for (size_t i = 0; i < x->n_counts; i++)
+        for (size_t j = 0; j < rep->n_counts; j++)
+            if (strcmp(rep->counts[j]->kind, x->counts[i]->kind) == 0) {
+                rep->counts[j]->found += x->counts[i]->found;
+                rep->counts[j]->repaired += x->counts[i]->repaired;
+            }
+}
+
+/* Each shard scrubs its own contents (fsck of the others' files is theirs,
+ * see others_names); their findings follow ours, at most max in all. */
+static int scrub_shards(tiering *t, tier_rpc_ctx *call, const Tier__ScrubRequest *req,
+                        Tier__ScrubReply *rep, size_t max)
+{
+    Tier__ScrubRequest sub = *req;
+    ProtobufCMessage *r[TIER_SHARDS_MAX] = {0};
+    size_t total = rep->n_findings;
+    char err[256];
+    int rv;
+
+    sub.local = true;
+    rv = tierd_peers_fanout(t->deps->peers, call, TIER_M_SCRUB, &sub.base,
+                            &tier__scrub_reply__descriptor, r, tierd_peers_time_left(call, 600000),
+                            err, sizeof(err));
+    if (rv != TIER_OK)
+        return tier_rpc_set_message(call, rv, "fsck across shards: %s", err);
+    for (unsigned k = 0; k < TIER_SHARDS_MAX; k++)
+        if (r[k] != NULL)
+            total += ((Tier__ScrubReply *)r[k])->n_findings;
+    Tier__Finding **all = tier_rpc_alloc(call, (total + 1) * sizeof(*all));
+    if (all == NULL)
+        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(all, rep->findings, rep->n_findings * sizeof(*all));
+    total = rep->n_findings;
+    for (unsigned k = 0; k < TIER_SHARDS_MAX; k++) {
+        const Tier__ScrubReply *x = (const Tier__ScrubReply *)r[k];
+        if (x == NULL)
+            continue;
+        for (size_t i = 0; i < x->n_findings && total < max; i++)
+            all[total++] = x->findings[i];
+        rep->truncated = rep->truncated || x->truncated || x->n_findings > max;
+        add_counts(rep, x);
+        rep->contents += x->contents, rep->entries += x->entries, rep->jobs += x->jobs;
+        if (x->started_ms < rep->started_ms)
+            rep->started_ms = x->started_ms;
+        if (x->finished_ms > rep->finished_ms)
+            rep->finished_ms = x->finished_ms;
+    }
+    rep->findings = all;
+    rep->n_findings = total;
+    return TIER_OK;
+}
+
 static int h_scrub(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
     tiering *t = arg;
@@ -988,6 +1045,8 @@ static int h_scrub(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *in, Pr
     else
         rv = tier_rpc_set_message(call, rv, "scrub stopped: %s", tier_status_name(rv));
     result_free(r);
+    if (rv == TIER_OK && t->deps->peers != NULL && !req->local)
+        rv = scrub_shards(t, call, req, rep, max);
     return rv;
 }
 
