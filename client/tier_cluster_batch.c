@@ -121,16 +121,19 @@ static int send_part(tier_cluster *cl, batch *b, const ProtobufCMessage *req, un
 static int send_parts(tier_cluster *cl, batch *b, const ProtobufCMessage *req, uint32_t wait_ms,
                       tier_error *err)
 {
+    tier_error e;
     int rv = TIER_OK;
 
     for (unsigned p = 0; p < NPARTS; p++) {
         if (b->count[p] == 0 || b->reply[p] != NULL)
             continue;
-        int r = send_part(cl, b, req, p, wait_ms, err);
-        if (r != TIER_OK && !tier_cluster_retryable(r, err))
+        int r = send_part(cl, b, req, p, wait_ms, &e);
+        if (r == TIER_OK)
+            continue;
+        *err = e; /* a later part's success must not clear it */
+        if (!tier_cluster_retryable(r, &e))
             return r; /* the owner's answer: no point in another go */
-        if (r != TIER_OK)
-            rv = r;
+        rv = r;
     }
     return rv;
 }
@@ -188,8 +191,8 @@ static int route_batch(tier_cluster *cl, const char *method, const ProtobufCMess
     while ((rv = send_parts(cl, &b, req, tier_cluster_connect_wait(cl, &r), err)) != TIER_OK &&
            tier_cluster_retryable(rv, err) && tier_cluster_retry_again(cl, &r))
         ;
-    if (rv == TIER_OK)
-        rv = assemble(&b, out);
+    if (rv == TIER_OK && (rv = assemble(&b, out)) == TIER_OK)
+        memset(err, 0, sizeof(*err)); /* no failure of an earlier go left in it */
     batch_free(&b);
     return rv;
 }

@@ -22,6 +22,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <mysql.h>
 #include <signal.h>
 #include <stdio.h>
@@ -190,7 +191,8 @@ static void report_all(tier_cluster *cl, int n)
     }
     req.n_reports = (size_t)n;
     req.reports = pv;
-    cr_assert_eq(tier_cluster_report_views(cl, &req, &rep, &err), TIER_OK, "%s", err.message);
+    int rv = tier_cluster_report_views(cl, &req, &rep, &err);
+    cr_assert_eq(rv, TIER_OK, "%s: %s", tier_status_name(rv), err.message);
     cr_assert_eq(rep->n_results, (size_t)n);
     for (int i = 0; i < n; i++) {
         cr_assert_eq(rep->results[i]->cid, n - i, "result %d in request order", i);
@@ -439,4 +441,74 @@ Test(cluster, a_lying_topology_is_not_believed)
                      tier_shard_of(cid, 2) == 1 ? TIER_UNAVAILABLE : TIER_OK);
     tier_cluster_close(cl);
     tier_rpc_server_close(s);
+}
+
+/* ------------------------------------------------------------ moved */
+
+/* A tierd that lost shard 1 but is still asked for it: its Topology first
+ * names itself as shard 1's owner (stale), later the real one; it answers
+ * ReportViews with a MOVED to the real owner (tier_rpc_set_moved), as a
+ * tierd's ownership check will. */
+typedef struct {
+    const fx *f;
+    atomic_int topologies, reports;
+    char url[128];
+} stale;
+
+static int stale_topology(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                          ProtobufCMessage *reply)
+{
+    stale *s = arg;
+    Tier__TopologyReply *out = (Tier__TopologyReply *)reply;
+    bool first = atomic_fetch_add(&s->topologies, 1) == 0;
+
+    (void)req;
+    out->slots = 1024;
+    out->shards = out->n_owners = 3;
+    out->owners = tier_rpc_alloc(call, 3 * sizeof(*out->owners));
+    for (unsigned k = 0; k < 3; k++) {
+        Tier__ShardInfo *o = tier_rpc_alloc(call, sizeof(*o));
+        tier__shard_info__init(o);
+        o->shard = k;
+        o->alive = true;
+        o->rpc_url = k == 1 && first ? s->url : (char *)s->f->t[k].listen;
+        out->owners[k] = o;
+    }
+    return TIER_OK;
+}
+
+static int stale_report(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                        ProtobufCMessage *reply)
+{
+    stale *s = arg;
+    (void)req, (void)reply;
+    atomic_fetch_add(&s->reports, 1);
+    return tier_rpc_set_moved(call, s->f->t[1].listen, "shard 1 is served by %s",
+                              s->f->t[1].listen);
+}
+
+Test(cluster, a_moved_reply_is_followed)
+{
+    fx f;
+    const int map[3] = {0, 1, 2};
+    stale s = {.f = &f};
+    tier_rpc_server *srv;
+
+    setup(&f);
+    start_three(&f);
+    tier_test_tcp_url(s.url, sizeof(s.url));
+    cr_assert_eq(tier_rpc_server_open(&srv, s.url, NULL), TIER_OK);
+    tier_rpc_server_add(srv, "tier.Tier/Topology", &tier__topology_request__descriptor,
+                        &tier__topology_reply__descriptor, stale_topology, &s, 0);
+    tier_rpc_server_add(srv, "tier.Tier/ReportViews", &tier__report_views_request__descriptor,
+                        &tier__report_views_reply__descriptor, stale_report, &s, 0);
+    cr_assert_eq(tier_rpc_server_start(srv), TIER_OK);
+    tier_cluster *cl = cluster_open(s.url);
+    report_all(cl, NCONTENTS);
+    cr_assert_eq(atomic_load(&s.reports), 1, "the stale owner was asked once");
+    cr_assert_geq(atomic_load(&s.topologies), 2, "the topology was fetched again");
+    assert_jobs_at_owners(&f, map, NCONTENTS);
+    tier_cluster_close(cl);
+    tier_rpc_server_close(srv);
+    teardown(&f);
 }
