@@ -248,8 +248,8 @@ tier_client *tier_cluster_any(tier_cluster *cl);
  * TIER_OK, or UNAVAILABLE when it has none now. */
 int tier_cluster_owner_url(tier_cluster *cl, int64_t cid, char *buf, size_t len);
 
-/* Batches, cut by shard: each part goes to its shard's owner (one after the
- * other) and the results come back in request order, one per item, as
+/* Batches, cut by shard: each part goes to its shard's owner (all parts at
+ * once, a thread each) and the results come back in request order, one per item, as
  * from one tierd.  AddContents items without a cid go to any one owner
  * (which picks a cid). */
 int tier_cluster_report_views(tier_cluster *cl, const Tier__ReportViewsRequest *req,

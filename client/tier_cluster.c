@@ -149,15 +149,21 @@ static int ask(tier_cluster *cl, tier_client *c, tier_error *err)
     return rv;
 }
 
-int tier_cluster_refresh(tier_cluster *cl, tier_error *err)
+/* How long to wait for a connection to a seed or an owner before giving
+ * it up for this go. */
+static uint32_t connect_default(const tier_cluster *cl)
+{
+    return cl->opts.connect_timeout_ms ? cl->opts.connect_timeout_ms : CONNECT_WAIT_MS;
+}
+
+/* Asks the owners we know (connected ones only): the seeds are down. */
+static int ask_owners(tier_cluster *cl, tier_error *err)
 {
     tier_client *known[TIER_SHARDS_MAX];
     unsigned n = 0;
-    int rv;
+    int rv = TIER_UNAVAILABLE;
 
-    if ((rv = ask(cl, cl->seeds, err)) == TIER_OK || rv == TIER_FAILED_PRECONDITION)
-        return rv;
-    /* The seeds are down: any owner we know answers too. */
+    set_error(err, TIER_UNAVAILABLE, "no seed and no owner answers Topology%s%.0u", "", 0);
     pthread_mutex_lock(&cl->mu);
     for (unsigned k = 0; k < cl->shards; k++)
         if (cl->owner[k] >= 0)
@@ -170,6 +176,26 @@ int tier_cluster_refresh(tier_cluster *cl, tier_error *err)
             return rv;
     }
     return rv;
+}
+
+/* first: at open, the seeds are asked with the whole call timeout (they
+ * may still be connecting); later a seed with no connection within the
+ * connect wait is passed over for the owners. */
+static int refresh(tier_cluster *cl, bool first, tier_error *err)
+{
+    int rv;
+
+    if (first || tier_client_wait_connected(cl->seeds, connect_default(cl)) == TIER_OK) {
+        rv = ask(cl, cl->seeds, err);
+        if (first || rv == TIER_OK || rv == TIER_FAILED_PRECONDITION)
+            return rv;
+    }
+    return ask_owners(cl, err);
+}
+
+int tier_cluster_refresh(tier_cluster *cl, tier_error *err)
+{
+    return refresh(cl, false, err);
 }
 
 int tier_cluster_open(tier_cluster **out, const char *seeds, const tier_client_opts *opts,
@@ -192,7 +218,7 @@ int tier_cluster_open(tier_cluster **out, const char *seeds, const tier_client_o
         cl->owner[k] = -1;
     rv = ok ? tier_client_open_opts(&cl->seeds, seeds, &cl->opts, err) : TIER_RESOURCE_EXHAUSTED;
     if (rv == TIER_OK)
-        rv = tier_cluster_refresh(cl, err);
+        rv = refresh(cl, true, err);
     if (rv != TIER_OK) {
         tier_cluster_close(cl);
         return rv;
@@ -322,8 +348,7 @@ static uint32_t retry_left(const tier_cluster_retry *r)
 
 uint32_t tier_cluster_connect_wait(const tier_cluster *cl, const tier_cluster_retry *r)
 {
-    uint32_t w = cl->opts.connect_timeout_ms ? cl->opts.connect_timeout_ms : CONNECT_WAIT_MS;
-    uint32_t left = retry_left(r);
+    uint32_t w = connect_default(cl), left = retry_left(r);
     return w < left ? w : left;
 }
 

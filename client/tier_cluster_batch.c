@@ -6,7 +6,7 @@
  * with an int64 `cid`) and the reply's (field 1, one result per item):
  * the request is cut into one part per shard, plus one for items without a
  * cid (cid 0, AddContents: tierd picks one) sent to any owner.  Parts are
- * sent one after the other; a part refused as moved, or whose owner is
+ * sent at once, one thread each; a part refused as moved, or whose owner is
  * unreachable, is sent again after a fresh topology (tier_cluster.c's
  * retry rules); parts that succeeded are not sent again.  The results
  * are moved, not copied, into one reply in request order, which tier_free
@@ -14,6 +14,7 @@
  */
 #include "tier_client.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,21 +118,73 @@ static int send_part(tier_cluster *cl, batch *b, const ProtobufCMessage *req, un
     return rv;
 }
 
-/* Sends every part not answered yet; OK when all are. */
-static int send_parts(tier_cluster *cl, batch *b, const ProtobufCMessage *req, uint32_t wait_ms,
-                      tier_error *err)
+/* One part's send, on a thread of its own. */
+typedef struct {
+    tier_cluster *cl;
+    batch *b;
+    const ProtobufCMessage *req;
+    unsigned p;
+    uint32_t wait_ms;
+    int rv;
+    tier_error e;
+    pthread_t thread;
+    bool threaded;
+} part_job;
+
+static void *part_main(void *arg)
+{
+    part_job *j = arg;
+
+    j->rv = send_part(j->cl, j->b, j->req, j->p, j->wait_ms, &j->e);
+    return NULL;
+}
+
+/* The parts' outcome: the first error that another go cannot mend, else
+ * the first one it can (in err), else OK. */
+static int outcome(const part_job *jobs, size_t n, tier_error *err)
 {
     int rv = TIER_OK;
 
-    for (unsigned p = 0; p < NPARTS; p++) {
-        if (b->count[p] == 0 || b->reply[p] != NULL)
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i].rv == TIER_OK)
             continue;
-        int r = send_part(cl, b, req, p, wait_ms, err);
-        if (r != TIER_OK && !tier_cluster_retryable(r, err))
-            return r; /* the owner's answer: no point in another go */
-        if (r != TIER_OK)
-            rv = r;
+        if (!tier_cluster_retryable(jobs[i].rv, &jobs[i].e)) {
+            *err = jobs[i].e;
+            return jobs[i].rv; /* the owner's answer: no point in another go */
+        }
+        if (rv == TIER_OK) {
+            *err = jobs[i].e;
+            rv = jobs[i].rv;
+        }
     }
+    return rv;
+}
+
+/* Sends every part not answered yet, all at once (one thread per part but
+ * the last, which is sent from this one); OK when all are answered. */
+static int send_parts(tier_cluster *cl, batch *b, const ProtobufCMessage *req, uint32_t wait_ms,
+                      tier_error *err)
+{
+    part_job *jobs = calloc(NPARTS, sizeof(*jobs));
+    size_t n = 0;
+    int rv;
+
+    if (jobs == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    for (unsigned p = 0; p < NPARTS; p++)
+        if (b->count[p] != 0 && b->reply[p] == NULL)
+            jobs[n++] = (part_job){.cl = cl, .b = b, .req = req, .p = p, .wait_ms = wait_ms};
+    for (size_t i = 0; i < n; i++) {
+        jobs[i].threaded =
+            i + 1 < n && pthread_create(&jobs[i].thread, NULL, part_main, &jobs[i]) == 0;
+        if (!jobs[i].threaded) /* the last one, or no thread to be had */
+            part_main(&jobs[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].threaded)
+            pthread_join(jobs[i].thread, NULL);
+    rv = outcome(jobs, n, err);
+    free(jobs);
     return rv;
 }
 
@@ -188,8 +241,8 @@ static int route_batch(tier_cluster *cl, const char *method, const ProtobufCMess
     while ((rv = send_parts(cl, &b, req, tier_cluster_connect_wait(cl, &r), err)) != TIER_OK &&
            tier_cluster_retryable(rv, err) && tier_cluster_retry_again(cl, &r))
         ;
-    if (rv == TIER_OK)
-        rv = assemble(&b, out);
+    if (rv == TIER_OK && (rv = assemble(&b, out)) == TIER_OK)
+        memset(err, 0, sizeof(*err)); /* no failure of an earlier go left in it */
     batch_free(&b);
     return rv;
 }

@@ -22,6 +22,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <mysql.h>
 #include <signal.h>
 #include <stdio.h>
@@ -156,6 +157,9 @@ Test(cluster, topology_from_every_tierd)
     teardown(&f);
 }
 
+static void report_all(tier_cluster *cl, int n);
+static tier_cluster *cluster_open(const char *seeds);
+
 Test(cluster, a_single_tierd_answers_with_itself)
 {
     fx f;
@@ -170,6 +174,14 @@ Test(cluster, a_single_tierd_answers_with_itself)
     cr_assert_eq(r->owners[0]->first_slot, 0);
     cr_assert_eq(r->owners[0]->last_slot, 1023);
     tier_free(r);
+    /* A one-shard cluster handle is served through its seeds. */
+    char url[256];
+    tier_cluster *cl = cluster_open(f.t[0].listen);
+    cr_assert_eq(tier_cluster_shards(cl), 1);
+    cr_assert_eq(tier_cluster_owner_url(cl, 5, url, sizeof(url)), TIER_OK);
+    cr_assert_str_eq(url, "the seeds");
+    report_all(cl, NCONTENTS);
+    tier_cluster_close(cl);
     teardown(&f);
 }
 
@@ -190,7 +202,8 @@ static void report_all(tier_cluster *cl, int n)
     }
     req.n_reports = (size_t)n;
     req.reports = pv;
-    cr_assert_eq(tier_cluster_report_views(cl, &req, &rep, &err), TIER_OK, "%s", err.message);
+    int rv = tier_cluster_report_views(cl, &req, &rep, &err);
+    cr_assert_eq(rv, TIER_OK, "%s: %s", tier_status_name(rv), err.message);
     cr_assert_eq(rep->n_results, (size_t)n);
     for (int i = 0; i < n; i++) {
         cr_assert_eq(rep->results[i]->cid, n - i, "result %d in request order", i);
@@ -287,7 +300,9 @@ Test(cluster, a_replaced_owner_is_followed)
 
     setup(&f);
     start_three(&f);
-    snprintf(seeds, sizeof(seeds), "%s,%s", f.t[0].listen, f.t[2].listen);
+    /* The only seed is the tierd about to die: the topology then comes
+     * from the owners the handle knows. */
+    snprintf(seeds, sizeof(seeds), "%s", f.t[1].listen);
     tier_cluster *cl = cluster_open(seeds);
     tier_test_tierd_stop(&f.t[1], SIGKILL, 5000);
     start_shard(&f, 3, 1, 3); /* new ports; takes the lease once it expires */
@@ -439,4 +454,170 @@ Test(cluster, a_lying_topology_is_not_believed)
                      tier_shard_of(cid, 2) == 1 ? TIER_UNAVAILABLE : TIER_OK);
     tier_cluster_close(cl);
     tier_rpc_server_close(s);
+}
+
+/* ------------------------------------------------------------ moved */
+
+/* A tierd that lost shard 1 but is still asked for it: its Topology first
+ * names itself as shard 1's owner (stale), later the real one; it answers
+ * ReportViews with a MOVED to the real owner (tier_rpc_set_moved), as a
+ * tierd's ownership check will. */
+typedef struct {
+    const fx *f;
+    atomic_int topologies, reports;
+    char url[128];
+} stale;
+
+static int stale_topology(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                          ProtobufCMessage *reply)
+{
+    stale *s = arg;
+    Tier__TopologyReply *out = (Tier__TopologyReply *)reply;
+    bool first = atomic_fetch_add(&s->topologies, 1) == 0;
+
+    (void)req;
+    out->slots = 1024;
+    out->shards = out->n_owners = 3;
+    out->owners = tier_rpc_alloc(call, 3 * sizeof(*out->owners));
+    for (unsigned k = 0; k < 3; k++) {
+        Tier__ShardInfo *o = tier_rpc_alloc(call, sizeof(*o));
+        tier__shard_info__init(o);
+        o->shard = k;
+        o->alive = true;
+        o->rpc_url = k == 1 && first ? s->url : (char *)s->f->t[k].listen;
+        out->owners[k] = o;
+    }
+    return TIER_OK;
+}
+
+static int stale_report(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                        ProtobufCMessage *reply)
+{
+    stale *s = arg;
+    (void)req, (void)reply;
+    atomic_fetch_add(&s->reports, 1);
+    return tier_rpc_set_moved(call, s->f->t[1].listen, "shard 1 is served by %s",
+                              s->f->t[1].listen);
+}
+
+Test(cluster, a_moved_reply_is_followed)
+{
+    fx f;
+    const int map[3] = {0, 1, 2};
+    stale s = {.f = &f};
+    tier_rpc_server *srv;
+
+    setup(&f);
+    start_three(&f);
+    tier_test_tcp_url(s.url, sizeof(s.url));
+    cr_assert_eq(tier_rpc_server_open(&srv, s.url, NULL), TIER_OK);
+    tier_rpc_server_add(srv, "tier.Tier/Topology", &tier__topology_request__descriptor,
+                        &tier__topology_reply__descriptor, stale_topology, &s, 0);
+    tier_rpc_server_add(srv, "tier.Tier/ReportViews", &tier__report_views_request__descriptor,
+                        &tier__report_views_reply__descriptor, stale_report, &s, 0);
+    cr_assert_eq(tier_rpc_server_start(srv), TIER_OK);
+    tier_cluster *cl = cluster_open(s.url);
+    report_all(cl, NCONTENTS);
+    cr_assert_eq(atomic_load(&s.reports), 1, "the stale owner was asked once");
+    cr_assert_geq(atomic_load(&s.topologies), 2, "the topology was fetched again");
+    assert_jobs_at_owners(&f, map, NCONTENTS);
+    tier_cluster_close(cl);
+    tier_rpc_server_close(srv);
+    teardown(&f);
+}
+
+/* ------------------------------------------------------------ batches */
+
+/* Whether t knows cid (from its memory: it loaded the contents at start). */
+static bool knows(const tier_test_tierd *t, int64_t cid)
+{
+    Tier__GetContentRequest req = TIER__GET_CONTENT_REQUEST__INIT;
+    Tier__GetContentReply *rep;
+    tier_client *c = client(t);
+    int rv;
+
+    req.cid = cid;
+    rv = tier_get_content(c, &req, &rep, NULL);
+    tier_client_close(c);
+    if (rv == TIER_OK)
+        tier_free(rep);
+    cr_assert(rv == TIER_OK || rv == TIER_NOT_FOUND, "GetContent: %s", tier_status_name(rv));
+    return rv == TIER_OK;
+}
+
+Test(cluster, batches_are_cut_by_shard_and_kept_in_order)
+{
+    enum { NEW = 12 };
+    fx f;
+    Tier__AddContentRequest items[NEW + 1], *pi[NEW + 1];
+    Tier__AddContentsRequest areq = TIER__ADD_CONTENTS_REQUEST__INIT;
+    Tier__AddContentsReply *arep;
+    char names[NEW + 1][32], path[1200];
+    tier_error err;
+
+    setup(&f);
+    start_three(&f);
+    tier_cluster *cl = cluster_open(f.t[2].listen);
+    /* cids 1001..1012 and, in the middle, one without a cid. */
+    for (int i = 0; i <= NEW; i++) {
+        snprintf(names[i], sizeof(names[i]), "new%d.mp4", i);
+        snprintf(path, sizeof(path), "%s/bronze/%s", f.root, names[i]);
+        cr_assert(tier_test_write_file(path, "y", 1));
+        tier__add_content_request__init(&items[i]);
+        items[i].filename = names[i];
+        items[i].cid = i == NEW / 2 ? 0 : 1000 + i;
+        pi[i] = &items[i];
+    }
+    areq.n_items = NEW + 1;
+    areq.items = pi;
+    cr_assert_eq(tier_cluster_add_contents(cl, &areq, &arep, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(arep->n_results, NEW + 1);
+    for (int i = 0; i <= NEW; i++) {
+        cr_assert_eq(arep->results[i]->code, TIER__RPC__CODE__OK, "%d: %s", i,
+                     arep->results[i]->message);
+        cr_assert_str_eq(arep->results[i]->content->filename, names[i], "in request order");
+        if (items[i].cid != 0)
+            cr_assert_eq(arep->results[i]->content->cid, items[i].cid);
+    }
+    tier_free(arep);
+    /* Each new content is in its owner's memory only. */
+    for (int i = 0; i <= NEW; i++) {
+        if (items[i].cid == 0)
+            continue;
+        unsigned k = tier_shard_of(items[i].cid, 3);
+        for (unsigned j = 0; j < 3; j++)
+            cr_assert_eq(knows(&f.t[j], items[i].cid), j == k, "cid %lld at %u (owner %u)",
+                         (long long)items[i].cid, j, k);
+    }
+
+    /* Comments: one result per comment, in order.  All of one shard: each
+     * tierd still numbers comments from MySQL's MAX(id) + 1 as it loaded
+     * it, so two shards' posts collide on the id (ranking's ids are not
+     * cluster-wide yet; docs/CLUSTER.md). */
+    unsigned k1 = tier_shard_of(1, 3);
+    int64_t next = 1;
+    Tier__PostCommentRequest cm[9], *pc[9];
+    Tier__PostCommentsRequest creq = TIER__POST_COMMENTS_REQUEST__INIT;
+    Tier__PostCommentsReply *crep;
+    for (int i = 0; i < 9; i++) {
+        tier__post_comment_request__init(&cm[i]);
+        cm[i].service = "news";
+        while (tier_shard_of(next, 3) != k1)
+            next++;
+        cm[i].cid = next++;
+        cm[i].author = "alice";
+        cm[i].body = "hello";
+        pc[i] = &cm[i];
+    }
+    creq.n_comments = 9;
+    creq.comments = pc;
+    cr_assert_eq(tier_cluster_post_comments(cl, &creq, &crep, &err), TIER_OK, "%s", err.message);
+    cr_assert_eq(crep->n_results, 9);
+    for (int i = 0; i < 9; i++) {
+        cr_assert_eq(crep->results[i]->code, TIER__RPC__CODE__OK, "%s", crep->results[i]->message);
+        cr_assert_gt(crep->results[i]->id, 0);
+    }
+    tier_free(crep);
+    tier_cluster_close(cl);
+    teardown(&f);
 }

@@ -89,7 +89,7 @@ Test(install, installs_programs_library_headers_and_package_files)
         "/usr/sbin/tier-worker",
         "/usr/bin/tierctl",
         "/usr/lib/libtier.so",
-        "/usr/lib/libtier.so.0",
+        "/usr/lib/libtier.so.1",
         "/usr/lib/libtier.so.0.9.0",
         "/usr/lib/libtier.a",
         "/usr/include/tier/tier_client.h",
@@ -116,9 +116,9 @@ Test(install, installs_programs_library_headers_and_package_files)
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
         assert_exists(dest, files[i]);
     cr_assert_eq(sh("readelf -d '%s/root/usr/lib/libtier.so'", dest), 0, "%s", out);
-    cr_assert(strstr(out, "Library soname: [libtier.so.0]") != NULL, "SONAME: %s", out);
+    cr_assert(strstr(out, "Library soname: [libtier.so.1]") != NULL, "SONAME: %s", out);
     cr_assert_eq(sh("readlink '%s/root/usr/lib/libtier.so'", dest), 0);
-    cr_assert(strncmp(out, "libtier.so.0", 12) == 0, "libtier.so -> %s", out);
+    cr_assert(strncmp(out, "libtier.so.1", 12) == 0, "libtier.so -> %s", out);
     cr_assert_eq(
         sh("grep -q '^ExecStart=/usr/sbin/tierd ' '%s/root/usr/lib/systemd/system/"
            "tierd.service' && grep -q '^Version: 0.9.0' '%s/root/usr/lib/pkgconfig/tier.pc'",
@@ -139,7 +139,7 @@ Test(install, libtier_exports_its_headers_and_nothing_internal)
                 "sed 's/@.*//' | sort -u > exported && "
                 "cat include/tier/tier_client.h include/tier/tier_status.h "
                 "include/tier/tier_token.h | grep -oE '^[a-z_ ]+[ *]tier_[a-z_]+\\(' | "
-                "grep -oE 'tier_[a-z_]+' | sort -u > declared && "
+                "grep -oE 'tier_[a-z_]+\\($' | tr -d '(' | sort -u > declared && "
                 "comm -23 declared exported",
                 dest);
     cr_assert_eq(st, 0, "%s", out);
@@ -188,7 +188,7 @@ Test(install, external_program_builds_with_pkg_config_shared_and_static)
     write_text(dest, "prog.c", prog_c);
     int st = sh(PKGENV "cc " EXT_CFLAGS " -std=c11 -Wall -Werror -o prog prog.c "
                        "$(pkg-config --cflags --libs tier) "
-                       "&& ./prog '%2$s' && readelf -d prog | grep -q 'NEEDED.*libtier.so.0'",
+                       "&& ./prog '%2$s' && readelf -d prog | grep -q 'NEEDED.*libtier.so.1'",
                 dest, url);
     cr_assert_eq(st, 0, "shared: %d: %s", st, out);
     cr_assert(strstr(out, "health: UNAVAILABLE") != NULL, "%s", out);
