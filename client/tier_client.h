@@ -275,6 +275,15 @@ int tier_cluster_post_comment(tier_cluster *cl, const Tier__PostCommentRequest *
                               Tier__PostCommentReply **reply, tier_error *err);
 int tier_cluster_latest_comments(tier_cluster *cl, const Tier__LatestCommentsRequest *req,
                                  Tier__LatestCommentsReply **reply, tier_error *err);
+/* A comment's edit, delete or restore, by its id: to the shard that made
+ * it (id % shards), following a MOVED for comments older than the
+ * cluster's shards. */
+int tier_cluster_edit_comment(tier_cluster *cl, const Tier__EditCommentRequest *req,
+                              Tier__CommentReply **reply, tier_error *err);
+int tier_cluster_delete_comment(tier_cluster *cl, const Tier__DeleteCommentRequest *req,
+                                Tier__CommentReply **reply, tier_error *err);
+int tier_cluster_restore_comment(tier_cluster *cl, const Tier__RestoreCommentRequest *req,
+                                 Tier__CommentReply **reply, tier_error *err);
 
 /* ---- fsck */
 

@@ -386,6 +386,57 @@ static int route_one(tier_cluster *cl, int64_t cid, const char *method, const Pr
     return rv;
 }
 
+/* The shard whose owner is url (after a MOVED), or `guess` when none is. */
+static unsigned shard_at(tier_cluster *cl, const char *url, unsigned guess)
+{
+    unsigned k = guess;
+
+    pthread_mutex_lock(&cl->mu);
+    for (unsigned i = 0; i < cl->shards; i++)
+        if (cl->owner[i] >= 0 && strcmp(cl->cache[cl->owner[i]].url, url) == 0)
+            k = i;
+    pthread_mutex_unlock(&cl->mu);
+    return k;
+}
+
+/* A comment's change, by its id: ids are the shard's that made them (id %
+ * shards, docs/CLUSTER.md); a comment from before the cluster had several
+ * shards may live elsewhere, and its tierd's MOVED names the owner. */
+static int route_comment(tier_cluster *cl, int64_t id, const char *method,
+                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                         ProtobufCMessage **rep, tier_error *err)
+{
+    tier_error local;
+    tier_cluster_retry r;
+    unsigned shards = tier_cluster_shards(cl);
+    unsigned k = shards > 1 && id > 0 ? (unsigned)(id % shards) : 0;
+    int rv;
+
+    if (err == NULL)
+        err = &local;
+    tier_cluster_retry_begin(cl, &r);
+    for (;;) {
+        rv = tier_cluster_call_shard(cl, k, tier_cluster_connect_wait(cl, &r), method, req, rd, rep,
+                                     err);
+        if (rv == TIER_OK || !tier_cluster_retryable(rv, err) || !tier_cluster_retry_again(cl, &r))
+            return rv;
+        if (err->moved_to[0] != '\0')
+            k = shard_at(cl, err->moved_to, k);
+    }
+}
+
+#define TIER_CLUSTER_COMMENT(fn, name, Req)                                                        \
+    int fn(tier_cluster *cl, const Req *req, Tier__CommentReply **reply, tier_error *err)          \
+    {                                                                                              \
+        return route_comment(cl, req->id, name, &req->base, &tier__comment_reply__descriptor,      \
+                             (ProtobufCMessage **)reply, err);                                     \
+    }
+
+TIER_CLUSTER_COMMENT(tier_cluster_edit_comment, TIER_M_EDIT_COMMENT, Tier__EditCommentRequest)
+TIER_CLUSTER_COMMENT(tier_cluster_delete_comment, TIER_M_DELETE_COMMENT, Tier__DeleteCommentRequest)
+TIER_CLUSTER_COMMENT(tier_cluster_restore_comment, TIER_M_RESTORE_COMMENT,
+                     Tier__RestoreCommentRequest)
+
 #define TIER_CLUSTER_ONE(fn, name, Req, Rep, desc)                                                 \
     int fn(tier_cluster *cl, const Req *req, Rep **reply, tier_error *err)                         \
     {                                                                                              \

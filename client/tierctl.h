@@ -65,6 +65,9 @@ extern const tierctl_cmd tierctl_cluster_cmds[];
  * such call), else t->client (one tierd, or one that has no Topology).
  * A shard with no owner now: t->client, whose answer then says so. */
 tier_client *tierctl_for(tierctl *t, int64_t cid);
+/* The cluster handle when the tierd given says several shards, else NULL
+ * (the commands then use t->client). */
+tier_cluster *tierctl_cluster(tierctl *t);
 
 /* Sets t->err for a usage error and returns TIERCTL_USAGE. */
 int tierctl_usage(tierctl *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -40,6 +40,13 @@ tier_client *tierctl_for(tierctl *t, int64_t cid)
     return c;
 }
 
+tier_cluster *tierctl_cluster(tierctl *t)
+{
+    if (t->routing == 0)
+        learn_routing(t);
+    return t->routing == 2 ? t->cluster : NULL;
+}
+
 static json_t *shard_json(const Tier__ShardInfo *o)
 {
     json_t *j = json_object();

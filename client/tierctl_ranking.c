@@ -84,6 +84,7 @@ static int comment_change(tierctl *t, int argc, char **argv)
 {
     const char *op = argv[1];
     Tier__CommentReply *rep = NULL;
+    tier_cluster *cl = tierctl_cluster(t); /* several shards: the comment's own */
     int64_t id;
     int rv;
 
@@ -94,15 +95,18 @@ static int comment_change(tierctl *t, int argc, char **argv)
         Tier__EditCommentRequest req = TIER__EDIT_COMMENT_REQUEST__INIT;
         req.id = id;
         req.body = argv[3];
-        rv = tier_edit_comment(t->client, &req, &rep, &t->err);
+        rv = cl ? tier_cluster_edit_comment(cl, &req, &rep, &t->err)
+                : tier_edit_comment(t->client, &req, &rep, &t->err);
     } else if (strcmp(op, "delete") == 0) {
         Tier__DeleteCommentRequest req = TIER__DELETE_COMMENT_REQUEST__INIT;
         req.id = id;
-        rv = tier_delete_comment(t->client, &req, &rep, &t->err);
+        rv = cl ? tier_cluster_delete_comment(cl, &req, &rep, &t->err)
+                : tier_delete_comment(t->client, &req, &rep, &t->err);
     } else {
         Tier__RestoreCommentRequest req = TIER__RESTORE_COMMENT_REQUEST__INIT;
         req.id = id;
-        rv = tier_restore_comment(t->client, &req, &rep, &t->err);
+        rv = cl ? tier_cluster_restore_comment(cl, &req, &rep, &t->err)
+                : tier_restore_comment(t->client, &req, &rep, &t->err);
     }
     if (rv != TIER_OK)
         return rv;

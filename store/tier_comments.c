@@ -455,6 +455,7 @@ static int apply_change(tier_db *db, tier_comment_op *op, row_buf *rb)
     if (!in_slots(db, rb->cid)) {
         op->code = TIER_FAILED_PRECONDITION;
         op->floor = TIER_FLOOR_SHARD;
+        op->cid = rb->cid; /* the caller names its shard's owner */
         return TIER_OK;
     }
     /* A deleted comment can only be restored: editing it would change

@@ -52,8 +52,8 @@ typedef enum {
     TIER_FLOOR_CREATED, /* the comment's creation */
     TIER_FLOOR_DELETE,  /* its last delete (a restore) */
     TIER_FLOOR_RESTORE, /* its last restore (a delete) */
-    /* Not a time: the comment's content is in another shard's slots
-     * (docs/CLUSTER.md), so its writer must change it. */
+    /* Not a time: the comment's content (op->cid, set then) is in another
+     * shard's slots (docs/CLUSTER.md), so its writer must change it. */
     TIER_FLOOR_SHARD,
 } tier_comment_floor;
 

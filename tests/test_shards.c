@@ -560,3 +560,58 @@ Test(shards, list_jobs_and_stats_cover_every_shard)
     tier_free(lr);
     teardown(&f);
 }
+
+/* libtier's cluster handle routes a comment's change by its id (id %
+ * shards), and follows the MOVED of a comment from before the cluster had
+ * several shards (its id says nothing of its content's shard). */
+Test(shards, comment_changes_route_by_id)
+{
+    fx f;
+    tier_cluster *cl;
+    char seeds[600], q[512];
+    Tier__PostCommentRequest pq = TIER__POST_COMMENT_REQUEST__INIT;
+    Tier__PostCommentReply *pr = NULL;
+    Tier__EditCommentRequest eq = TIER__EDIT_COMMENT_REQUEST__INIT;
+    Tier__DeleteCommentRequest dq = TIER__DELETE_COMMENT_REQUEST__INIT;
+    Tier__CommentReply *cr = NULL;
+
+    setup(&f);
+    add_all(&f);
+    snprintf(seeds, sizeof(seeds), "%s,%s,%s", f.td[0].listen, f.td[1].listen, f.td[2].listen);
+    cr_assert_eq(tier_cluster_open(&cl, seeds, NULL, &E), TIER_OK, "%s", E.message);
+    for (int k = 0; k < SHARDS; k++) {
+        pq.service = "news";
+        pq.cid = f.cid[k][1];
+        pq.author = "a";
+        pq.body = "hello";
+        cr_assert_eq(tier_cluster_post_comment(cl, &pq, &pr, &E), TIER_OK, "%s", E.message);
+        eq.id = pr->id;
+        tier_free(pr);
+        pr = NULL;
+        eq.body = "edited";
+        cr_expect_eq(tier_cluster_edit_comment(cl, &eq, &cr, &E), TIER_OK, "%s", E.message);
+        tier_free(cr);
+        cr = NULL;
+        dq.id = eq.id;
+        cr_expect_eq(tier_cluster_delete_comment(cl, &dq, &cr, &E), TIER_OK, "%s", E.message);
+        tier_free(cr);
+        cr = NULL;
+    }
+    /* A comment of shard 0's content whose id names shard 1. */
+    int64_t old = 3000001;
+    while (old % SHARDS != 1)
+        old++;
+    snprintf(q, sizeof(q),
+             "INSERT INTO comments (id, service, cid, author, body, created_ms) VALUES "
+             "(%lld, 'news', %lld, 'old', 'before the shards', %lld)",
+             (long long)old, (long long)f.cid[0][2], (long long)tier_now_ms() - 60000);
+    cr_assert(mysql_query(f.my, q) == 0, "%s", mysql_error(f.my));
+    eq.id = old;
+    eq.body = "edited through a MOVED";
+    cr_expect_eq(tier_edit_comment(f.c[1], &eq, &cr, &E), TIER_FAILED_PRECONDITION);
+    cr_expect_str_eq(E.moved_to, f.td[0].listen, "MOVED names shard 0's writer");
+    cr_expect_eq(tier_cluster_edit_comment(cl, &eq, &cr, &E), TIER_OK, "%s", E.message);
+    tier_free(cr);
+    tier_cluster_close(cl);
+    teardown(&f);
+}

@@ -240,6 +240,7 @@ typedef struct {
     tier_comment_op op;
     tier_rpc_ctx *call;
     ProtobufCMessage *reply;
+    const tierd_deps *deps; /* changes: to name another shard's owner */
 } pending_write;
 
 static void post_done(void *arg, int status)
@@ -419,6 +420,8 @@ static void change_done(void *arg, int status)
 
     if (status != TIER_OK) {
         tier_rpc_set_message(w->call, status, "change not stored");
+    } else if (op->code != TIER_OK && op->floor == TIER_FLOOR_SHARD) {
+        code = tierd_shard_moved(w->call, w->deps, op->cid);
     } else if (op->code != TIER_OK) {
         code = refusal_message(w->call, op);
     } else {
@@ -447,6 +450,7 @@ static int change(ranking *r, tier_rpc_ctx *call, const tier_comment_op *op,
     if (w == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     w->op = *op;
+    w->deps = r->deps;
     if (w->op.time_ms == 0) {
         w->op.time_ms = now;
         w->op.live = true;
