@@ -51,6 +51,25 @@ void tier_db_config_from_env(tier_db_config *cfg)
     env_str(cfg->db, sizeof(cfg->db), "TIER_MYSQL_DB");
 }
 
+/* A writer's connection records itself (sql/010), so that the next
+ * writer can kill it if this host is cut off with a transaction open.
+ * Failing to is logged, not fatal: only that rescue is lost. */
+static const char SQL_REGISTER[] =
+    "INSERT IGNORE INTO writer_conn (fence_id, token, conn_id, host) "
+    "SELECT ?, ?, ID, HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()";
+
+static void register_conn(tier_db *db)
+{
+    long long id = db->fence_id, tok = db->writer_token;
+    MYSQL_BIND p[2];
+    MYSQL_STMT *st;
+
+    tier_db_bind_i64(&p[0], &id);
+    tier_db_bind_i64(&p[1], &tok);
+    if (tier_db_run(db, SQL_REGISTER, p, &st) != TIER_OK)
+        tier_warn("MySQL: cannot record this writer connection in writer_conn (sql/010)");
+}
+
 int tier_db_open(tier_db **out, const tier_db_config *cfg, char *err, size_t errlen)
 {
     tier_db *db = calloc(1, sizeof(*db));
@@ -90,6 +109,8 @@ int tier_db_open(tier_db **out, const tier_db_config *cfg, char *err, size_t err
         db->slot_lo = lo;
         db->slot_hi = hi;
     }
+    if (db->writer_token != 0)
+        register_conn(db);
     *out = db;
     return TIER_OK;
 }

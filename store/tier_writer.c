@@ -129,6 +129,48 @@ int tier_writer_release(tier_kv *kv, const char *prefix, int64_t token)
     return TIER_OK;
 }
 
+/* ------------------------------------------------------------ old connections */
+
+static const char SQL_OLD_CONNS[] =
+    "SELECT w.conn_id FROM writer_conn w JOIN information_schema.PROCESSLIST p "
+    "ON p.ID = w.conn_id AND p.HOST = w.host WHERE w.fence_id = ? AND w.token < ? "
+    "AND w.conn_id <> CONNECTION_ID()";
+static const char SQL_FORGET[] = "DELETE FROM writer_conn WHERE fence_id = ? AND token < ?";
+
+#define KILL_MAX 1024 /* connections of older writers killed at one takeover */
+
+int tier_writer_conns_kill(tier_db *db, int64_t token)
+{
+    long long id = tier_db_fence_id(db), tok = token, conn;
+    unsigned long long ids[KILL_MAX];
+    MYSQL_BIND p[2], res[1];
+    MYSQL_STMT *st;
+    size_t n = 0;
+    int killed = 0;
+
+    tier_db_bind_i64(&p[0], &id);
+    tier_db_bind_i64(&p[1], &tok);
+    if (tier_db_run(db, SQL_OLD_CONNS, p, &st) != TIER_OK)
+        return -1;
+    tier_db_bind_i64(&res[0], &conn);
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+        return tier_db_status(db, st, "writer_conn"), -1;
+    while (n < KILL_MAX && mysql_stmt_fetch(st) == 0)
+        ids[n++] = (unsigned long long)conn;
+    mysql_stmt_free_result(st);
+    for (size_t i = 0; i < n; i++) {
+        char q[64];
+        /* A number of ours, never input: KILL takes no placeholder. */
+        snprintf(q, sizeof(q), "KILL CONNECTION %llu", ids[i]);
+        if (mysql_query(tier_db_handle(db), q) == 0)
+            killed++;
+    }
+    if (killed > 0)
+        tier_warn("writer fence: killed %d MySQL connection(s) of an older writer", killed);
+    tier_db_run(db, SQL_FORGET, p, &st);
+    return killed;
+}
+
 /* ------------------------------------------------------------ home */
 
 int tier_writer_home_set(tier_kv *kv, const char *prefix, const char *node, uint32_t ttl_ms)

@@ -62,6 +62,14 @@ int tier_writer_release(tier_kv *kv, const char *prefix, int64_t token);
 int tier_writer_home_set(tier_kv *kv, const char *prefix, const char *node, uint32_t ttl_ms);
 int tier_writer_home_get(tier_kv *kv, const char *prefix, char *node, size_t len);
 
+/* Before raising the fence with token: KILLs the MySQL connections of
+ * older writers of db's shard still open on the server (sql/010: a
+ * writer cut off mid-transaction holds the fence row's lock until the
+ * server drops it, hours later), and forgets their rows.  Returns how
+ * many were killed, or -1 when MySQL failed (the raise then waits as
+ * before). */
+int tier_writer_conns_kill(tier_db *db, int64_t token);
+
 /* The MySQL fence's current token (0 when never raised). */
 int tier_writer_fence_read(tier_db *db, int64_t *token);
 

@@ -677,6 +677,44 @@ Test(writer, stale_token_commit_is_refused)
     teardown(&f);
 }
 
+/* A writer cut off mid-transaction (its host lost power: the server keeps
+ * the connection, and its lock on the fence row, for hours): the next
+ * writer kills that connection before it raises the fence, instead of
+ * waiting for the lock forever (sql/010). */
+Test(writer, a_cut_off_writers_lock_is_taken_back)
+{
+    fx f;
+    tier_db *admin, *old, *next;
+    char buf[64];
+
+    setup(&f, 1);
+    db_open(&f, &admin, 0);
+    cr_assert_eq(tier_writer_fence_raise(admin, 5), TIER_WRITER_HELD);
+    db_open(&f, &old, 5); /* records itself in writer_conn */
+    tier_test_sql1(f.my, "SELECT COUNT(*) FROM writer_conn WHERE fence_id = 1 AND token = 5", buf,
+                   sizeof(buf));
+    cr_assert_str_eq(buf, "1");
+    /* Its write transaction, open, holding the fence row (as every write
+     * transaction does first) -- and then nothing more from it. */
+    cr_assert_eq(tier_db_exec(old, "BEGIN"), TIER_OK);
+    cr_assert_eq(tier_writer_fence_check(old), TIER_OK);
+    db_open(&f, &next, 0);
+    tier_db_exec(next, "SET SESSION innodb_lock_wait_timeout = 1");
+    cr_assert_eq(tier_writer_fence_raise(next, 6), TIER_WRITER_ERROR, "blocked by the lock");
+    cr_assert_eq(tier_writer_conns_kill(next, 6), 1);
+    cr_assert_eq(tier_writer_fence_raise(next, 6), TIER_WRITER_HELD);
+    tier_test_sql1(f.my, "SELECT COUNT(*) FROM writer_conn WHERE fence_id = 1 AND token < 6", buf,
+                   sizeof(buf));
+    cr_assert_str_eq(buf, "0", "the old rows are forgotten");
+    /* Nothing is left to kill, and the admin connection lives. */
+    cr_assert_eq(tier_writer_conns_kill(next, 7), 0);
+    cr_assert_eq(tier_db_ping(admin, buf, sizeof(buf)), TIER_OK);
+    tier_db_close(admin);
+    tier_db_close(old);
+    tier_db_close(next);
+    teardown(&f);
+}
+
 Test(writer, lease_scripts)
 {
     fx f;

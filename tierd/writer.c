@@ -132,6 +132,9 @@ static tier_writer_state try_once(tierd_writer *w, tier_kv *kv, tier_db *db, int
         *holder = tok;
         return st;
     }
+    /* An old writer cut off mid-transaction still holds the fence row's
+     * lock on the server: its connections go first (sql/010). */
+    tier_writer_conns_kill(db, tok);
     st = tier_writer_fence_raise(db, tok);
     /* The raise may have waited for a commit of the old writer: renew once
      * so the deadline starts after it. */
