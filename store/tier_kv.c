@@ -298,23 +298,34 @@ int tier_kv_open(tier_kv **out, const tier_kv_config *cfg, char *err, size_t err
     }
     /* In turn: the first sentinel that names a master we can reach and
      * that says it is one.  A sentinel that is down, or behind a
-     * failover, costs its timeouts and nothing else. */
-    rv = TIER_UNAVAILABLE;
+     * failover, costs its timeouts and nothing else.  An address that
+     * failed already in this round is not tried again (during a failover
+     * every sentinel names the dead master for a while).  The details go
+     * to the debug log; the caller logs err. */
+    tier_kv_addr failed[TIER_KV_MAX_SENTINELS];
+    size_t nfailed = 0;
     for (size_t i = 0; i < n; i++) {
         char why[1024];
+        bool seen = false;
         if (ask_sentinel(&s[i], cfg->master_name, &m, why, sizeof(why)) != TIER_OK) {
-            tier_warn("redis: %s", why);
+            tier_debug("redis: %s", why);
             snprintf(err, errlen, "%s", why);
             continue;
         }
+        for (size_t k = 0; k < nfailed && !seen; k++)
+            seen = failed[k].port == m.port && strcmp(failed[k].host, m.host) == 0;
+        if (seen)
+            continue;
         rv = connect_to(out, &m, cfg, true, why, sizeof(why));
         if (rv == TIER_OK)
             return TIER_OK;
-        tier_warn("redis: master \"%s\" from sentinel %s:%d: %s", cfg->master_name, s[i].host,
-                  s[i].port, why);
-        snprintf(err, errlen, "%s", why);
+        tier_debug("redis: master \"%s\" from sentinel %s:%d: %s", cfg->master_name, s[i].host,
+                   s[i].port, why);
+        snprintf(err, errlen, "master \"%.127s\" from sentinel %.255s:%d: %.600s", cfg->master_name,
+                 s[i].host, s[i].port, why);
         if (rv == TIER_PERMISSION_DENIED || rv == TIER_INVALID_ARGUMENT)
             return rv;
+        failed[nfailed++] = m;
     }
     return TIER_UNAVAILABLE;
 }
