@@ -238,6 +238,14 @@ static int report_chunk(tiering *t, tier_kv *kv, tl_report *r, size_t n, tier_rp
     }
     TIER_CRASH_AT("report.before_script");
     rv = tier_jobs_report(t->jobs, kv, tier_now_ms(), REPUSH_MS, in, n, out, &keep);
+    if (rv == TIER_UNAVAILABLE) {
+        /* The script may have run (a reply lost with its connection, or a
+         * WAIT for a replica that timed out): a job may exist now.  Memory
+         * must not answer the next report of these contents by itself, so
+         * they go to Redis until a report (or fsck's stale_job) says. */
+        for (size_t i = 0; i < n; i++)
+            tiering_set(t, r[i].c, r[i].c->level, true);
+    }
     if (rv != TIER_OK)
         goto done;
     TIER_CRASH_AT("report.after_script");
@@ -503,6 +511,14 @@ static int finish_committed(tiering *t, tier_kv *kv, fin_item *f, size_t n)
         }
         rv = tier_jobs_finish(t->jobs, kv, tier_now_ms(), REPUSH_MS, t->deps->cfg->done_retention_s,
                               in, m, out, &keep);
+        if (rv == TIER_UNAVAILABLE) {
+            /* MySQL holds the new level; FINISH may or may not have run
+             * (a lost reply, a WAIT that timed out).  Memory takes the
+             * committed level and assumes the job may still be there: the
+             * sweep finishes a job left "done", a report goes to Redis. */
+            for (size_t k = 0; k < m; k++)
+                tiering_set(t, f[idx[k]].c, f[idx[k]].level, true);
+        }
         if (rv != TIER_OK)
             goto done;
         for (size_t k = 0; k < m; k++) {
