@@ -697,8 +697,19 @@ Test(sentinel, failover, .timeout = 120)
     } while (strcmp(role, "slave") != 0 && tier_mono_ms() < end);
     cr_assert_str_eq(role, "slave", "the old primary was not demoted in 30 s");
 
-    /* No replica acknowledges (both stopped): a job script's WAIT times
-     * out and the call is UNAVAILABLE; once they are back it succeeds. */
+    /* Quiet: every move done, cid 1 on gold with no job. */
+    redisContext *rd = tier_kv_handle(kv);
+    long live = 0;
+    end = tier_mono_ms() + 30000;
+    while (tier_mono_ms() < end && (live = live_jobs(f, rd)) != 0)
+        usleep(200 * 1000);
+    cr_assert_eq(live, 0, "%ld jobs left after 30 s%s", live, logs_of(f));
+
+    /* No replica acknowledges (both stopped): the report script runs (a
+     * job gold -> silver is created on the master), its WAIT times out and
+     * the call is UNAVAILABLE.  The client then reports cid 1's own level
+     * instead: tierd must not answer that from memory ("already there")
+     * while the unacknowledged job would move it -- cid 1 ends on gold. */
     for (int i = 0; i <= NREPLICAS; i++)
         if (f->cl.port[i] != now_port)
             kill(f->cl.pid[i], SIGSTOP);
@@ -707,13 +718,12 @@ Test(sentinel, failover, .timeout = 120)
         if (f->cl.port[i] != now_port)
             kill(f->cl.pid[i], SIGCONT);
     cr_assert_eq(rv, TIER_UNAVAILABLE, "report with no replica: %s", tier_status_name(rv));
-    rv = report(f, 1, SILVER, tier_mono_ms() + 15000, &tries);
+    rv = report(f, 1, GOLD, tier_mono_ms() + 15000, &tries);
     cr_assert_eq(rv, TIER_OK, "report once the replicas are back: %s%s", tier_status_name(rv),
                  logs_of(f));
 
     /* Drain: every acknowledged report is carried out. */
-    redisContext *rd = tier_kv_handle(kv);
-    long live = 0;
+    usleep(500 * 1000);
     end = tier_mono_ms() + 30000;
     while (tier_mono_ms() < end && (live = live_jobs(f, rd)) != 0)
         usleep(200 * 1000);
@@ -730,7 +740,7 @@ Test(sentinel, failover, .timeout = 120)
         char lv[64];
         snprintf(q, sizeof(q), "SELECT content_level FROM contents WHERE cid = %d", i);
         tier_test_sql1(f->my, q, lv, sizeof(lv));
-        cr_expect_str_eq(lv, i == 1 ? "silver" : "gold", "cid %d", i);
+        cr_expect_str_eq(lv, "gold", "cid %d", i);
     }
 
     for (int k = 0; k < 2; k++) {
