@@ -356,13 +356,15 @@ const tier_kv_addr *tier_kv_addr_of(const tier_kv *kv)
 
 /* An error that says this node is no master (any more): READONLY from a
  * replica (also inside a script's error), MASTERDOWN from a replica that
- * lost its master.  The connection is dropped, so the next open asks the
- * sentinels again. */
+ * lost its master, and (with sentinels) NOREPLICAS from a master cut off
+ * from its replicas -- maybe on the losing side of a partition.  The
+ * connection is dropped, so the next open asks the sentinels again. */
 static void check_role_error(tier_kv *kv, const redisReply *r)
 {
     if (r == NULL || r->type != REDIS_REPLY_ERROR || r->str == NULL)
         return;
-    if (strstr(r->str, "READONLY") != NULL || strncmp(r->str, "MASTERDOWN", 10) == 0) {
+    if (strstr(r->str, "READONLY") != NULL || strncmp(r->str, "MASTERDOWN", 10) == 0 ||
+        (kv->wait_replicas > 0 && strstr(r->str, "NOREPLICAS") != NULL)) {
         if (!kv->broken)
             tier_warn("redis at %s:%d: %.120s: reconnecting", kv->addr.host, kv->addr.port, r->str);
         kv->broken = true;
@@ -396,10 +398,14 @@ int tier_kv_wait(tier_kv *kv)
     if (r->type == REDIS_REPLY_INTEGER && r->integer >= kv->wait_replicas) {
         rv = TIER_OK;
     } else if (r->type == REDIS_REPLY_INTEGER) {
+        /* Replicas down, or this master cut off from them while the
+         * sentinels promote one on the other side: the next open asks
+         * the sentinels again (and gets this master back if it still is). */
         tier_warn("redis at %s:%d: WAIT: %lld of %d replicas in %d ms: the write may not "
-                  "survive a failover",
+                  "survive a failover; reconnecting",
                   kv->addr.host, kv->addr.port, (long long)r->integer, kv->wait_replicas,
                   kv->wait_ms);
+        kv->broken = true;
     } else {
         /* "ERR WAIT cannot be used with replica instances": not a master. */
         tier_warn("redis at %s:%d: WAIT: %.120s", kv->addr.host, kv->addr.port,

@@ -7,9 +7,11 @@
  * for the master of `master_name` (SENTINEL get-master-addr-by-name),
  * connects to the address the first one gives and checks with ROLE that
  * it is a master: a node just demoted (a sentinel that has not seen the
- * failover yet) is never used.  A connection that dies, or answers
- * READONLY (we are talking to a replica now) or MASTERDOWN, is marked
- * broken, so the pool reopens it and the master is looked up again.
+ * failover yet) is never used.  A connection that dies, answers
+ * READONLY (we are talking to a replica now) or MASTERDOWN, or (with
+ * sentinels) answers NOREPLICAS or a WAIT that timed out (this master may
+ * be cut off while another is promoted), is marked broken, so the pool
+ * reopens it and the master is looked up again.
  * Without sentinels, host:port is used as it always was.
  */
 #ifndef TIER_KV_H
