@@ -34,6 +34,7 @@ void tier_kv_config_from_env(tier_kv_config *cfg)
     const char *db = getenv("TIER_REDIS_DB");
     const char *sent = getenv("TIER_REDIS_SENTINELS");
     const char *name = getenv("TIER_REDIS_MASTER_NAME");
+    const char *spw = getenv("TIER_REDIS_SENTINEL_PASSWORD");
     const char *wr = getenv("TIER_REDIS_WAIT_REPLICAS");
     const char *wms = getenv("TIER_REDIS_WAIT_MS");
     char *end;
@@ -52,6 +53,8 @@ void tier_kv_config_from_env(tier_kv_config *cfg)
         snprintf(cfg->sentinels, sizeof(cfg->sentinels), "%s", sent);
     if (name != NULL)
         snprintf(cfg->master_name, sizeof(cfg->master_name), "%s", name);
+    if (spw != NULL)
+        snprintf(cfg->sentinel_password, sizeof(cfg->sentinel_password), "%s", spw);
     cfg->wait_replicas = 1;
     cfg->wait_ms = 1000;
     if (wr != NULL && *wr != '\0') {
@@ -139,11 +142,13 @@ static struct timeval ms_tv(int ms)
     return (struct timeval){ms / 1000, (ms % 1000) * 1000};
 }
 
-/* SENTINEL get-master-addr-by-name on one sentinel. */
-static int ask_sentinel(const tier_kv_addr *s, const char *name, tier_kv_addr *out, char *err,
-                        size_t errlen)
+/* SENTINEL get-master-addr-by-name on one sentinel (AUTH first when the
+ * sentinels have a password). */
+static int ask_sentinel(const tier_kv_addr *s, const char *name, const char *password,
+                        tier_kv_addr *out, char *err, size_t errlen)
 {
     const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", name};
+    const char *auth[2] = {"AUTH", password};
     redisContext *c = redisConnectWithTimeout(s->host, s->port, ms_tv(SENTINEL_CONNECT_MS));
     redisReply *r;
     int rv = TIER_UNAVAILABLE;
@@ -156,6 +161,18 @@ static int ask_sentinel(const tier_kv_addr *s, const char *name, tier_kv_addr *o
         return TIER_UNAVAILABLE;
     }
     redisSetTimeout(c, ms_tv(SENTINEL_READ_MS));
+    if (password[0] != '\0') {
+        r = redisCommandArgv(c, 2, auth, NULL);
+        bool answered = r != NULL, ok = answered && r->type == REDIS_REPLY_STATUS;
+        if (r != NULL)
+            freeReplyObject(r);
+        if (!ok) {
+            snprintf(err, errlen, "sentinel %.255s:%d: AUTH %s", s->host, s->port,
+                     answered ? "refused" : "unanswered");
+            redisFree(c);
+            return TIER_UNAVAILABLE;
+        }
+    }
     r = redisCommandArgv(c, 3, argv, NULL);
     if (r == NULL) {
         snprintf(err, errlen, "sentinel %.255s:%d: %.127s", s->host, s->port,
@@ -307,7 +324,8 @@ int tier_kv_open(tier_kv **out, const tier_kv_config *cfg, char *err, size_t err
     for (size_t i = 0; i < n; i++) {
         char why[1024];
         bool seen = false;
-        if (ask_sentinel(&s[i], cfg->master_name, &m, why, sizeof(why)) != TIER_OK) {
+        if (ask_sentinel(&s[i], cfg->master_name, cfg->sentinel_password, &m, why, sizeof(why)) !=
+            TIER_OK) {
             tier_debug("redis: %s", why);
             snprintf(err, errlen, "%s", why);
             continue;

@@ -36,12 +36,14 @@ typedef struct {
      * each (tier_kv_wait; 0 replicas = no WAIT). */
     char sentinels[1024];
     char master_name[128];
+    char sentinel_password[256]; /* AUTH for the sentinels (requirepass) */
     int wait_replicas;
     int wait_ms;
 } tier_kv_config;
 
 /* 127.0.0.1:6379 db 0 overridden by TIER_REDIS_HOST, TIER_REDIS_PORT,
  * TIER_REDIS_DB, TIER_REDIS_SENTINELS, TIER_REDIS_MASTER_NAME,
+ * TIER_REDIS_SENTINEL_PASSWORD,
  * TIER_REDIS_WAIT_REPLICAS, TIER_REDIS_WAIT_MS (a bad number is ignored:
  * tools and tests only; tierd parses its own strictly). */
 void tier_kv_config_from_env(tier_kv_config *cfg);

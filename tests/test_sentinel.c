@@ -8,7 +8,8 @@
  *   hostile    a "sentinel" (a socket this test serves) that answers bad
  *              ports, bad hosts, oversized hosts, errors, nothing at all,
  *              or the address of a replica: each is refused (the replica
- *              by ROLE) and the next sentinel of the list is asked
+ *              by ROLE) and the next sentinel of the list is asked; a
+ *              real sentinel with requirepass needs redis_sentinel_password
  *   failover   tierd with redis_sentinels and two tier-workers moving
  *              files; the primary is SIGKILLed mid-run.  The sentinels
  *              promote a replica, tierd follows it (calls succeed again
@@ -455,6 +456,38 @@ Test(sentinel, hostile, .timeout = 60)
     fake_stop(&f);
     fake_stop(&g);
     fake_stop(&h);
+
+    /* A real sentinel with a password: refused without it, used with it. */
+    {
+        char conf[1100], log[1100], text[512];
+        int sp = tier_test_free_port();
+        snprintf(conf, sizeof(conf), "%s/sentinel-pw.conf", cl.dir);
+        snprintf(log, sizeof(log), "%s/sentinel-pw.log", cl.dir);
+        int n = snprintf(text, sizeof(text),
+                         "bind 127.0.0.1\nport %d\ndir %s\nrequirepass s3cret\n"
+                         "sentinel monitor " MASTER " 127.0.0.1 %d 1\n",
+                         sp, cl.dir, cl.port[0]);
+        cr_assert(tier_test_write_file(conf, text, (size_t)n));
+        char *argv[] = {"/usr/bin/redis-server", conf, "--sentinel", NULL};
+        cl.spid[0] = tier_test_spawn(argv, NULL, log);
+        redisReply *pr = NULL; /* PING answers NOAUTH: any answer means it is up */
+        for (int k = 0; k < 100 && (pr = rcmd(sp, "PING")) == NULL; k++)
+            usleep(50 * 1000);
+        cr_assert(pr != NULL, "the sentinel with a password did not start");
+        freeReplyObject(pr);
+        snprintf(c.sentinels, sizeof(c.sentinels), "127.0.0.1:%d", sp);
+        cr_assert_eq(tier_kv_open(&kv, &c, err, sizeof(err)), TIER_UNAVAILABLE);
+        cr_assert(strstr(err, "NOAUTH") != NULL || strstr(err, "auth") != NULL ||
+                      strstr(err, "AUTH") != NULL,
+                  "%s", err);
+        snprintf(c.sentinel_password, sizeof(c.sentinel_password), "wrong");
+        cr_assert_eq(tier_kv_open(&kv, &c, err, sizeof(err)), TIER_UNAVAILABLE);
+        cr_assert(strstr(err, "AUTH refused") != NULL, "%s", err);
+        snprintf(c.sentinel_password, sizeof(c.sentinel_password), "s3cret");
+        cr_assert_eq(tier_kv_open(&kv, &c, err, sizeof(err)), TIER_OK, "%s", err);
+        cr_assert_eq(tier_kv_addr_of(kv)->port, cl.port[0]);
+        tier_kv_close(kv);
+    }
 
     /* A write on a connection that turned out to be a replica: READONLY
      * marks it broken (the pool drops it and asks the sentinels again). */

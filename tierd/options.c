@@ -90,6 +90,9 @@ static const tier_opt opts[] = {
     {"redis_master_name", "TIER_REDIS_MASTER_NAME", "redis-master-name", TIER_OPT_STRING,
      F(kv.master_name), .def = "", .arg = "NAME",
      .help = "the master's name in the sentinels' configuration (with redis_sentinels)"},
+    {"redis_sentinel_password", "TIER_REDIS_SENTINEL_PASSWORD", NULL, TIER_OPT_STRING,
+     F(kv.sentinel_password), .flags = TIER_OPT_SECRET,
+     .help = "AUTH password of the sentinels (their requirepass), when they have one"},
     {"redis_wait_replicas", "TIER_REDIS_WAIT_REPLICAS", "redis-wait-replicas", TIER_OPT_INT,
      F(kv.wait_replicas), .min = 0, .max = 64, .def = "1", .arg = "N",
      .help = "with sentinels: every job script waits (WAIT) for N replicas, or the call is "
