@@ -511,14 +511,26 @@ static redisReply *eval(tier_jobs *j, tier_kv *kv, tier_jobs_script s, int64_t n
     }
     if (r->type == REDIS_REPLY_ERROR) {
         tier_error("redis: job script %d: %s", s, r->str);
+        /* READONLY / MASTERDOWN: a replica now (failover); NOREPLICAS:
+         * min-replicas-to-write refused it.  Retryable: nothing changed. */
         *status = strncmp(r->str, "FENCED", 6) == 0 ? TIER_ABORTED
                   : strncmp(r->str, "NOWRITER", 8) == 0 || strstr(r->str, "LOADING") ||
-                          strstr(r->str, "BUSY")
+                          strstr(r->str, "BUSY") || strstr(r->str, "READONLY") ||
+                          strstr(r->str, "MASTERDOWN") || strstr(r->str, "NOREPLICAS")
                       ? TIER_UNAVAILABLE
                       : TIER_INTERNAL;
         freeReplyObject(r);
         if (*status == TIER_ABORTED)
             tier_writer_fenced("Redis job script");
+        return NULL;
+    }
+    /* Durability across a failover (sentinels configured): the script's
+     * writes must be on a replica before the caller is told they happened.
+     * Not in time: UNAVAILABLE, the client retries (every script is safe
+     * to run again, docs/CLUSTER.md "The shared engines"). */
+    if (tier_kv_wait(kv) != TIER_OK) {
+        freeReplyObject(r);
+        *status = TIER_UNAVAILABLE;
         return NULL;
     }
     *status = TIER_OK;

@@ -98,6 +98,32 @@ static int check_cluster(tierd_config *c)
     return 0;
 }
 
+/* Sentinels: a list that parses and a master name to ask them for. */
+static int check_redis(const tierd_config *c)
+{
+    tier_kv_addr s[TIER_KV_MAX_SENTINELS];
+    char err[256];
+    size_t n;
+
+    if (c->kv.sentinels[0] == '\0') {
+        if (c->kv.master_name[0] != '\0') {
+            fprintf(stderr, "tierd: redis_master_name needs redis_sentinels\n");
+            return -1;
+        }
+        return 0;
+    }
+    if (tier_kv_sentinels_parse(c->kv.sentinels, s, TIER_KV_MAX_SENTINELS, &n, err, sizeof(err)) !=
+        TIER_OK) {
+        fprintf(stderr, "tierd: redis_sentinels: %s\n", err);
+        return -1;
+    }
+    if (c->kv.master_name[0] == '\0') {
+        fprintf(stderr, "tierd: redis_sentinels needs redis_master_name\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* The action flags: done, and tierd exits 0 (1 returned). */
 static int action(const tier_opts *t, int what)
 {
@@ -133,7 +159,7 @@ int tierd_config_load(tierd_config *c, int argc, char **argv)
         /* Printed first: what is wrong with it is easier to see. */
         tier_opts_print(t, c, stdout);
         fflush(stdout);
-        return check_access(c) == 0 && check_cluster(c) == 0 ? 1 : -1;
+        return check_access(c) == 0 && check_cluster(c) == 0 && check_redis(c) == 0 ? 1 : -1;
     }
-    return check_access(c) == 0 ? check_cluster(c) : -1;
+    return check_access(c) == 0 && check_redis(c) == 0 ? check_cluster(c) : -1;
 }

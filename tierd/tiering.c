@@ -1449,6 +1449,7 @@ int tiering_open(tiering **out, const tierd_deps *deps)
     pthread_rwlock_init(&t->levels_rw, NULL);
     pthread_mutex_init(&t->intern_mu, NULL);
     pthread_mutex_init(&t->mig_mu, NULL);
+    pthread_mutex_init(&t->suspect_mu, NULL);
     for (size_t i = 0; i < NSTRIPES; i++) {
         pthread_mutex_init(&t->stripes[i].mu, NULL);
         pthread_cond_init(&t->stripes[i].cv, NULL);
@@ -1552,5 +1553,6 @@ void tiering_close(tiering *t)
     pthread_rwlock_destroy(&t->levels_rw);
     pthread_mutex_destroy(&t->intern_mu);
     pthread_mutex_destroy(&t->mig_mu);
+    pthread_mutex_destroy(&t->suspect_mu);
     free(t);
 }

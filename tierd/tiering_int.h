@@ -110,6 +110,8 @@ typedef struct interned {
     char name[];
 } interned;
 
+#define TL_SUSPECT_MAX 4096
+
 struct tiering {
     const tierd_deps *deps;
     stripe stripes[NSTRIPES];
@@ -142,6 +144,12 @@ struct tiering {
     /* Canonical; SetLevels accepts level directories only under these. */
     char roots[TIERD_MAX_ROOTS][TIER_PATH_MAX];
     size_t nroots;
+    /* Contents whose report or FINISH script answered UNAVAILABLE (it
+     * may have run): memory says "may have a job" until the reaper reads
+     * the job back (tiering_jobs.c, settle_suspects). */
+    pthread_mutex_t suspect_mu;
+    size_t nsuspect;
+    int64_t suspect[TL_SUSPECT_MAX];
 };
 
 /* A report to apply to Redis for a content whose busy flag is held. */

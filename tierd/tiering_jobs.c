@@ -209,6 +209,23 @@ static void report_result(tl_report *r, const tier_jobs_report_out *o, tier_rpc_
     r->res->worker_id = dup_s(call, o->job.worker_id);
 }
 
+/* A script for c answered UNAVAILABLE but may have run (its reply lost
+ * with the connection, or a WAIT for a replica that timed out): a job may
+ * exist now, or may not.  Memory says "may have a job", so the next report
+ * of c goes to Redis rather than being answered from memory, and the
+ * reaper reads the job back once Redis answers (settle_suspects).  level:
+ * what memory takes as c's level (MySQL's, after a commit). */
+static void suspect(tiering *t, content *c, const char *level)
+{
+    tiering_set(t, c, level, true);
+    pthread_mutex_lock(&t->suspect_mu);
+    if (t->nsuspect < TL_SUSPECT_MAX)
+        t->suspect[t->nsuspect++] = c->cid;
+    else /* fsck --repair (stale_job) or the next report settles it */
+        tier_warn("tiering: too many contents to settle; cid %lld left to fsck", (long long)c->cid);
+    pthread_mutex_unlock(&t->suspect_mu);
+}
+
 static int report_chunk(tiering *t, tier_kv *kv, tl_report *r, size_t n, tier_rpc_ctx *call)
 {
     level_table *lt = atomic_load(&t->levels);
@@ -239,6 +256,14 @@ static int report_chunk(tiering *t, tier_kv *kv, tl_report *r, size_t n, tier_rp
     }
     TIER_CRASH_AT("report.before_script");
     rv = tier_jobs_report(t->jobs, kv, tier_now_ms(), REPUSH_MS, in, n, out, &keep);
+    if (rv == TIER_UNAVAILABLE) {
+        /* The script may have run (a reply lost with its connection, or a
+         * WAIT for a replica that timed out): a job may exist now.  Memory
+         * must not answer the next report of these contents by itself, so
+         * they go to Redis until a report (or fsck's stale_job) says. */
+        for (size_t i = 0; i < n; i++)
+            suspect(t, r[i].c, r[i].c->level);
+    }
     if (rv != TIER_OK)
         goto done;
     TIER_CRASH_AT("report.after_script");
@@ -504,6 +529,14 @@ static int finish_committed(tiering *t, tier_kv *kv, fin_item *f, size_t n)
         }
         rv = tier_jobs_finish(t->jobs, kv, tier_now_ms(), REPUSH_MS, t->deps->cfg->done_retention_s,
                               in, m, out, &keep);
+        if (rv == TIER_UNAVAILABLE) {
+            /* MySQL holds the new level; FINISH may or may not have run
+             * (a lost reply, a WAIT that timed out).  Memory takes the
+             * committed level and assumes the job may still be there: the
+             * sweep finishes a job left "done", a report goes to Redis. */
+            for (size_t k = 0; k < m; k++)
+                suspect(t, f[idx[k]].c, f[idx[k]].level);
+        }
         if (rv != TIER_OK)
             goto done;
         for (size_t k = 0; k < m; k++) {
@@ -1147,6 +1180,42 @@ static void reap_once(tiering *t, tier_kv *kv)
     tier_jobs_reply_free(keep);
 }
 
+/* Reads back the jobs of the suspected contents: has_job is what Redis
+ * says.  Under each content's busy flag, so no report races it.  Left for
+ * the next round when Redis does not answer. */
+static void settle_suspects(tiering *t, tier_kv *kv)
+{
+    int64_t cids[64];
+    size_t n;
+
+    pthread_mutex_lock(&t->suspect_mu);
+    n = t->nsuspect < 64 ? t->nsuspect : 64;
+    memcpy(cids, t->suspect + t->nsuspect - n, n * sizeof(*cids));
+    t->nsuspect -= n;
+    pthread_mutex_unlock(&t->suspect_mu);
+    for (size_t i = 0; i < n; i++) {
+        content *c = tiering_find(t, cids[i]);
+        tier_jobs_view j;
+        tier_jobs_reply *keep = NULL;
+        int rv;
+        if (c == NULL)
+            continue;
+        tiering_acquire(t, &c, 1);
+        rv = tier_jobs_get(t->jobs, kv, c->cid, &j, &keep);
+        if (rv == TIER_OK || rv == TIER_NOT_FOUND)
+            tiering_set(t, c, c->level, rv == TIER_OK);
+        tier_jobs_reply_free(keep);
+        tiering_release(t, &c, 1);
+        if (rv != TIER_OK && rv != TIER_NOT_FOUND) {
+            pthread_mutex_lock(&t->suspect_mu);
+            for (size_t k = i; k < n && t->nsuspect < TL_SUSPECT_MAX; k++)
+                t->suspect[t->nsuspect++] = cids[k];
+            pthread_mutex_unlock(&t->suspect_mu);
+            return;
+        }
+    }
+}
+
 static void *reaper_main(void *arg)
 {
     tiering *t = arg;
@@ -1158,6 +1227,7 @@ static void *reaper_main(void *arg)
         if (kv == NULL)
             continue;
         reap_once(t, kv);
+        settle_suspects(t, kv);
         if (tier_mono_ms() - last_sweep >= SWEEP_EVERY_MS) {
             recover_done(t, kv, SWEEP_AGE_MS);
             last_sweep = tier_mono_ms();
