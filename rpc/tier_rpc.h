@@ -217,6 +217,9 @@ void tier_rpc_finish(tier_rpc_ctx *call, int code);
 const tier_rpc_caller *tier_rpc_call_caller(const tier_rpc_ctx *call);
 /* Metadata value sent by the client under key, or NULL. */
 const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_ctx *call, const char *key);
+/* The call's (client_id, request_id) of rpc.proto: a resend carries the
+ * same pair.  0, 0 for an in-process call. */
+void tier_rpc_call_ids(const tier_rpc_ctx *call, uint64_t *client_id, uint64_t *request_id);
 
 /* ------------------------------------------------------------------ client */
 

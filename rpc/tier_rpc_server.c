@@ -184,6 +184,12 @@ const ProtobufCBinaryData *tier_rpc_metadata(const tier_rpc_ctx *call, const cha
     return NULL;
 }
 
+void tier_rpc_call_ids(const tier_rpc_ctx *call, uint64_t *client_id, uint64_t *request_id)
+{
+    *client_id = call->req != NULL ? call->req->client_id : 0;
+    *request_id = call->req != NULL ? call->req->request_id : 0;
+}
+
 /* ------------------------------------------------------------- setup */
 
 /* Connections and cached replies, as of the scrape. */

@@ -38,6 +38,9 @@ static const char SQL_SCAN_MINUTES[] =
     "SELECT minute, service, cid, delta, created, deleted, restored FROM comment_minute "
     "WHERE minute >= ? AND CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY minute, service, cid";
 static const char SQL_PURGE_MINUTES[] = "DELETE FROM comment_minute WHERE minute < ? LIMIT ?";
+static const char SQL_POST_KEYS[] = "SELECT seq, comment_id, created_ms FROM comment_post "
+                                    "WHERE client_id = ? AND request_id = ?";
+static const char SQL_PURGE_POSTS[] = "DELETE FROM comment_post WHERE created_ms < ? LIMIT ?";
 
 /* ------------------------------------------------------------ helpers */
 
@@ -88,6 +91,7 @@ static const size_t ARITIES[] = {1000, 256, 128, 64, 48, 32, 24, 16, 12, 8, 6, 4
 
 static char *insert_sql[NARITIES];
 static char *upsert_sql[NARITIES];
+static char *keys_sql[NARITIES];
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
 static char *build_multi(const char *head, const char *row, const char *tail, size_t n)
@@ -107,6 +111,9 @@ static char *build_multi(const char *head, const char *row, const char *tail, si
 static void build_sql(void)
 {
     for (size_t a = 0; a < NARITIES; a++) {
+        keys_sql[a] = build_multi("INSERT INTO comment_post (client_id, request_id, seq, "
+                                  "comment_id, created_ms) VALUES ",
+                                  "(?, ?, ?, ?, ?)", "", ARITIES[a]);
         insert_sql[a] =
             build_multi("INSERT INTO comments (id, service, cid, author, body, created_ms) VALUES ",
                         "(?, ?, ?, ?, ?, ?)", "", ARITIES[a]);
@@ -222,7 +229,31 @@ static size_t minute_bytes(const void *rows, size_t i)
     return 128;
 }
 
+/* comment_post rows: the keyed posts (sql/011). */
+static void bind_key(const void *rows, size_t i, MYSQL_BIND *p, unsigned long *lens,
+                     long long *nums)
+{
+    const tier_comment_op *op = ((tier_comment_op *const *)rows)[i];
+    (void)lens;
+    nums[0] = (long long)op->client_id;
+    nums[1] = (long long)op->request_id;
+    nums[2] = op->seq;
+    nums[3] = op->id;
+    nums[4] = op->time_ms;
+    for (int k = 0; k < 5; k++)
+        tier_db_bind_i64(&p[k], &nums[k]);
+    p[0].is_unsigned = p[1].is_unsigned = true;
+}
+
+static size_t key_bytes(const void *rows, size_t i)
+{
+    (void)rows;
+    (void)i;
+    return 64;
+}
+
 static const multi INSERT_COMMENTS = {insert_sql, 6, bind_comment, comment_bytes};
+static const multi INSERT_KEYS = {keys_sql, 5, bind_key, key_bytes};
 static const multi UPSERT_MINUTES = {upsert_sql, 7, bind_minute, minute_bytes};
 
 /* ------------------------------------------------------------ per-minute aggregation */
@@ -480,19 +511,27 @@ static int apply_change(tier_db *db, tier_comment_op *op, row_buf *rb)
 static int apply_ops(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next,
                      tier_comment_op **posts, agg *g)
 {
-    size_t np = 0;
+    size_t np = 0, nk = 0;
     row_buf *rb = NULL;
     int rv;
 
     for (size_t i = 0; i < n; i++) {
         if (ops[i]->kind != TIER_COP_POST)
             continue;
-        ops[i]->id = *next, *next += tier_db_id_step(db);
         ops[i]->code = TIER_OK;
+        if (ops[i]->replayed) /* stored by an earlier writer: answered, not counted */
+            continue;
+        ops[i]->id = *next, *next += tier_db_id_step(db);
         posts[np++] = ops[i];
         agg_add(g, ops[i]->service, ops[i]->cid, ops[i]->time_ms, TIER_COP_POST);
     }
     if (np > 0 && (rv = run_multi(db, &INSERT_COMMENTS, posts, np)) != TIER_OK)
+        return rv;
+    for (size_t i = 0; i < np; i++) /* keyed ones first, in place */
+        if (posts[i]->client_id != 0)
+            posts[nk++] = posts[i];
+    /* ALREADY_EXISTS here: a resend of a post already stored (sql/011). */
+    if (nk > 0 && (rv = run_multi(db, &INSERT_KEYS, posts, nk)) != TIER_OK)
         return rv;
     for (size_t i = 0; i < n; i++) {
         tier_comment_op *op = ops[i];
@@ -514,11 +553,69 @@ static int apply_ops(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next
     return g->n > 0 ? run_multi(db, &UPSERT_MINUTES, g->rows, g->n) : TIER_OK;
 }
 
+/* The keyed posts of ops whose key is stored already (a resend after a
+ * takeover): marked replayed, with the stored id and time.  One query per
+ * call (client_id, request_id); it runs only after a key met a duplicate. */
+static int find_replayed(tier_db *db, tier_comment_op **ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tier_comment_op *op = ops[i];
+        unsigned long long cid = op->client_id, rid = op->request_id;
+        long long seq, id, created;
+        MYSQL_BIND p[2], res[3];
+        MYSQL_STMT *st;
+        bool first = true;
+        int rv;
+        if (op->kind != TIER_COP_POST || op->client_id == 0 || op->replayed)
+            continue;
+        for (size_t j = 0; j < i && first; j++) /* this call's keys were read already */
+            first = !(ops[j]->kind == TIER_COP_POST && ops[j]->client_id == op->client_id &&
+                      ops[j]->request_id == op->request_id);
+        if (!first)
+            continue;
+        tier_db_bind_i64(&p[0], (long long *)&cid);
+        tier_db_bind_i64(&p[1], (long long *)&rid);
+        p[0].is_unsigned = p[1].is_unsigned = true;
+        if ((rv = tier_db_run(db, SQL_POST_KEYS, p, &st)) != TIER_OK)
+            return rv;
+        tier_db_bind_i64(&res[0], &seq);
+        tier_db_bind_i64(&res[1], &id);
+        tier_db_bind_i64(&res[2], &created);
+        if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+            return tier_db_status(db, st, "comment_post");
+        while (mysql_stmt_fetch(st) == 0)
+            for (size_t j = i; j < n; j++) {
+                tier_comment_op *o = ops[j];
+                if (o->kind == TIER_COP_POST && o->client_id == op->client_id &&
+                    o->request_id == op->request_id && (long long)o->seq == seq) {
+                    o->replayed = true;
+                    o->id = id;
+                    o->time_ms = created;
+                }
+            }
+        mysql_stmt_free_result(st);
+    }
+    return TIER_OK;
+}
+
+/* One try of the group commit's transaction. */
+static int apply_once(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next,
+                      tier_comment_op **posts, agg *g)
+{
+    int rv = tier_writer_fence_check(db); /* autocommit is off: this begins it */
+
+    rv = rv == TIER_OK ? apply_ops(db, ops, n, next, posts, g) : rv;
+    rv = rv == TIER_OK ? tier_db_exec(db, "COMMIT") : rv;
+    if (rv != TIER_OK)
+        tier_db_exec(db, "ROLLBACK");
+    return rv;
+}
+
 int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next_id,
                         tier_comment_minute **mins, size_t *nmins)
 {
     tier_comment_op **posts = malloc((n + 1) * sizeof(*posts));
-    int64_t next = *next_id;
+    int64_t next = *next_id, first = *next_id;
     agg g;
     int rv;
 
@@ -528,12 +625,19 @@ int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *n
     rv = agg_init(&g, n);
     if (rv == TIER_OK && posts == NULL)
         rv = TIER_RESOURCE_EXHAUSTED;
-    if (rv == TIER_OK) {                  /* autocommit is off: the first statement begins it */
-        rv = tier_writer_fence_check(db); /* one statement per group commit */
-        rv = rv == TIER_OK ? apply_ops(db, ops, n, &next, posts, &g) : rv;
-        rv = rv == TIER_OK ? tier_db_exec(db, "COMMIT") : rv;
-        if (rv != TIER_OK)
-            tier_db_exec(db, "ROLLBACK");
+    if (rv == TIER_OK && (rv = apply_once(db, ops, n, &next, posts, &g)) == TIER_ALREADY_EXISTS) {
+        /* A resend of a stored post (or an id taken: never, ids are ours).
+         * Mark what is stored, then the whole batch again without it; the
+         * ids handed out in the failed try are simply not used. */
+        g.n = 0;
+        memset(g.slot, 0, g.cap * sizeof(*g.slot));
+        for (size_t i = 0; i < n; i++) /* the changes are judged again */
+            tier_comment_clear(&ops[i]->after);
+        rv = find_replayed(db, ops, n);
+        tier_db_exec(db, "ROLLBACK"); /* the lookup's read view */
+        next = first;                 /* rolled back: the caller's reserved ids are free again */
+        if (rv == TIER_OK)
+            rv = apply_once(db, ops, n, &next, posts, &g);
     }
     free(posts);
     free(g.slot);
@@ -635,6 +739,22 @@ int tier_comments_scan_minutes(tier_db *db, int64_t from_minute, tier_minute_fn 
     }
     rv = rv == 1 ? tier_db_status(db, st, "scan minutes") : TIER_OK;
     mysql_stmt_free_result(st);
+    return rv;
+}
+
+int tier_comments_purge_posts(tier_db *db, int64_t before_ms, unsigned limit,
+                              unsigned long long *deleted)
+{
+    MYSQL_BIND p[2];
+    long long before = before_ms, lim = limit;
+    MYSQL_STMT *st;
+    int rv;
+
+    tier_db_bind_i64(&p[0], &before);
+    tier_db_bind_i64(&p[1], &lim);
+    *deleted = 0;
+    if ((rv = tier_db_run(db, SQL_PURGE_POSTS, p, &st)) == TIER_OK)
+        *deleted = mysql_stmt_affected_rows(st);
     return rv;
 }
 

@@ -89,6 +89,13 @@ typedef struct {
     const char *body;
     size_t body_len;
     int64_t time_ms;
+    /* POST: the call that sent it, (client_id, request_id) of rpc.proto,
+     * and its index in the call; client_id 0 = none.  A post whose key is
+     * already stored (a resend after a takeover, sql/011) is not stored
+     * again: `replayed` is set and id/time_ms are the stored ones. */
+    uint64_t client_id, request_id;
+    uint32_t seq;
+    bool replayed;
 
     bool live;
 
@@ -144,6 +151,9 @@ int tier_comments_scan_minutes(tier_db *db, int64_t from_minute, tier_minute_fn 
 
 /* Deletes up to `limit` comment_minute rows with minute < before_minute;
  * *deleted gets how many. */
+/* Forgets post keys (sql/011) older than before_ms, at most limit rows. */
+int tier_comments_purge_posts(tier_db *db, int64_t before_ms, unsigned limit,
+                              unsigned long long *deleted);
 int tier_comments_purge_minutes(tier_db *db, int64_t before_minute, unsigned limit,
                                 unsigned long long *deleted);
 

@@ -37,7 +37,9 @@ const char *const tierd_crash_points[] = {
     "migrate.before_retire",          /* every file moved, no job left; old dir and row kept */
     "migrate.after_rmdir",            /* old directory removed; the row not deleted yet */
     /* the tiering policy (docs/POLICY.md) */
-    "views.after_commit",     /* increments committed to MySQL; no reply */
+    "views.after_commit", /* increments committed to MySQL; no reply */
+    /* comments (ranking_write.c) */
+    "comments.after_commit",  /* a group commit of comments in MySQL; no index update, no reply */
     "setpolicy.after_commit", /* the new policy version in MySQL; memory the old, no reply */
     "planner.after_script",   /* the planner's jobs in Redis; their targets not noted */
     NULL,

@@ -86,6 +86,8 @@ out:
 
 /* ------------------------------------------------------------ tick */
 
+#define POST_KEYS_MS (3600 * 1000) /* how long a post's request key is kept */
+
 static void purge_old_minutes(ranking *r, int64_t before)
 {
     tier_db *db = tier_pool_get(r->deps->db);
@@ -98,6 +100,11 @@ static void purge_old_minutes(ranking *r, int64_t before)
         if (tier_comments_purge_minutes(db, before, 10000, &n) != TIER_OK)
             break;
         total += n;
+    } while (n == 10000 && !r->stop);
+    /* Post keys (sql/011) serve resends within a call's timeout: an hour. */
+    do {
+        if (tier_comments_purge_posts(db, tier_now_ms() - POST_KEYS_MS, 10000, &n) != TIER_OK)
+            break;
     } while (n == 10000 && !r->stop);
     tier_db_pool_put(r->deps->db, db);
     if (total > 0)

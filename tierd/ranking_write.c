@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ranking_int.h"
+#include "tier_crash.h"
 #include "tier_log.h"
 #include "tier_methods.h"
 #include "tier_time.h"
@@ -215,6 +216,7 @@ int ranking_flush(void *arg, unsigned flusher, void **items, size_t n)
     }
     if (rv != TIER_OK)
         return rv;
+    TIER_CRASH_AT("comments.after_commit");
     int64_t t1 = tier_mono_us();
     count_ops(r, ops, n);
     if (nmins > 0)
@@ -292,6 +294,7 @@ int ranking_h_post_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     if (check_post(q, tier_now_ms(), &w->op, msg, sizeof(msg)) != TIER_OK)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "%s", msg);
+    tier_rpc_call_ids(call, &w->op.client_id, &w->op.request_id); /* sql/011 */
     if (!tierd_shard_owns(((ranking *)arg)->deps->cfg, q->cid))
         return tierd_shard_moved(call, ((ranking *)arg)->deps, q->cid);
     return submit_deferred(arg, w, post_done);
@@ -339,6 +342,8 @@ int ranking_h_post_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessag
     }
     for (size_t i = 0; i < n; i++) {
         int code = check_post(q->comments[i], now, &ops[i], msg, sizeof(msg));
+        tier_rpc_call_ids(call, &ops[i].client_id, &ops[i].request_id); /* sql/011 */
+        ops[i].seq = (uint32_t)i;
         res[i]->code = (Tier__Rpc__Code)code;
         if (code != TIER_OK)
             res[i]->message = tier_rpc_strdup(call, msg);
