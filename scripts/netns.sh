@@ -11,7 +11,8 @@
 #                                state file to export as NETNS_STATE
 #   netns.sh down [STATE]        tear down (processes, namespaces, bridge)
 #   netns.sh exec HOST CMD ...   run CMD inside HOST (db, h1, h2, h3)
-#   netns.sh kill HOST           SIGKILL every process in HOST, links down
+#   netns.sh kill [--power] HOST SIGKILL every process in HOST, then its
+#                                links down (--power: links first)
 #   netns.sh restart HOST        links up again (the caller starts the
 #                                processes again)
 #   netns.sh ip HOST             print HOST's address
@@ -287,6 +288,12 @@ run)
     export NETNS_TAG NETNS_NET NETNS_RUN NETNS_STATE
     export NETNS_DB_ENV=$NETNS_RUN/db/env NETNS_STORAGE=$NETNS_RUN/storage
     export NETNS_ACCESS=$NETNS_RUN/db/access NETNS_SCRIPT=$SELF
+    # The db host's services are CMD's: TIER_MYSQL_*, TIER_REDIS_* (with
+    # its password), the tokens.  They replace any of the caller's.
+    set -a
+    # shellcheck disable=SC1091
+    . "$NETNS_RUN/db/env"
+    set +a
     set +e
     "$@"
     rc=$?
@@ -319,13 +326,27 @@ exec)
     ;;
 kill)
     load_state
+    power=0
+    if [[ "${1:-}" == --power ]]; then
+        power=1
+        shift
+    fi
     h=${1:?host}
     ns=$(ns_of "$h")
-    # Links first: nothing it sends after this point reaches anyone, as when
-    # a machine loses power; then every process in it dies.
-    ip -n "$ns" link set eth0 down
-    ip link set "$NETNS_TAG-$h" down
-    kill_ns_procs "$ns"
+    if ((power)); then
+        # Links first, as when a machine loses power: its peers hear
+        # nothing (no FIN, no RST) and keep half-open connections.
+        ip -n "$ns" link set eth0 down
+        ip link set "$NETNS_TAG-$h" down
+        kill_ns_procs "$ns"
+    else
+        # Every process dies (its kernel closes its sockets, as on a crash
+        # of the processes), then the host drops off the network: new
+        # connections to it go unanswered.
+        kill_ns_procs "$ns"
+        ip -n "$ns" link set eth0 down
+        ip link set "$NETNS_TAG-$h" down
+    fi
     ;;
 restart)
     load_state
