@@ -27,7 +27,7 @@
  * its tierd must come back as a standby.
  *
  * Environment:
- *   TIER_MH_MOVES   moves to drive (default 3000; the full run is 10000)
+ *   TIER_MH_MOVES   moves to drive (default 10000; less for a quick run)
  *   TIER_MH_SHARDS  1 (default) or 3: each host runs one tierd per shard
  *                   (shard K on ports 7400+K / 7410+K), one writer per
  *                   shard; the driver routes each cid to its shard's URLs,
@@ -276,30 +276,41 @@ static void host_url(const host *h, unsigned k, char *out, size_t len)
     snprintf(out, len, "tcp://%s:%u", h->ip, RPC_BASE + k);
 }
 
-/* The host whose tierd writes shard k, by Topology (cross-checked with
- * Health on that host only), or NULL. */
+/* The host whose tierd writes shard k: the one host whose tierd answers
+ * Health on shard k's port (a standby listens nowhere), or NULL when none
+ * or several do.  Where Topology is served (docs/CLUSTER.md), its owner of
+ * shard k must name the same host. */
 static host *writer_of(unsigned k)
 {
+    host *w = NULL;
+    int n = 0;
+    char url[96];
+    for (int i = 0; i < NHOSTS; i++) {
+        if (G.h[i].dead)
+            continue;
+        host_url(&G.h[i], k, url, sizeof(url));
+        if (answers(url, 1000)) {
+            w = &G.h[i];
+            n++;
+        }
+    }
+    if (n != 1)
+        return NULL;
     Tier__TopologyRequest tq = TIER__TOPOLOGY_REQUEST__INIT;
     Tier__TopologyReply *tr = NULL;
     tier_error err;
-    tier_client *c = client_open(G.urls[k], 2000);
+    host_url(w, k, url, sizeof(url));
+    tier_client *c = client_open(url, 2000);
     int rv = tier_topology(c, &tq, &tr, &err);
     tier_client_close(c);
-    if (rv != TIER_OK)
-        return NULL;
-    host *w = NULL;
-    if (tr->n_owners > k && tr->owners[k]->alive)
-        for (int i = 0; i < NHOSTS; i++)
-            if (strcmp(tr->owners[k]->node, G.h[i].name) == 0)
-                w = &G.h[i];
-    tier_free(tr);
-    char url[96];
-    if (w) {
-        host_url(w, k, url, sizeof(url));
-        if (!answers(url, 1000))
-            return NULL;
-    }
+    if (rv == TIER_OK) {
+        cr_expect(tr->n_owners > k && strcmp(tr->owners[k]->node, w->name) == 0,
+                  "Topology names %s as shard %u's writer, Health found %s",
+                  tr->n_owners > k ? tr->owners[k]->node : "nobody", k, w->name);
+        tier_free(tr);
+    } else
+        cr_expect(rv == TIER_UNIMPLEMENTED, "Topology: %s: %s", tier_status_name(rv),
+                  err.message);
     return w;
 }
 
@@ -314,7 +325,7 @@ static void setup_env(void)
     memset(&G, 0, sizeof(G));
     G.shards = (unsigned)atoi(env_or("TIER_MH_SHARDS", "1"));
     cr_assert(G.shards == 1 || G.shards == 3, "TIER_MH_SHARDS: 1 or 3");
-    G.moves_target = atoi(env_or("TIER_MH_MOVES", "3000"));
+    G.moves_target = atoi(env_or("TIER_MH_MOVES", "10000"));
     cr_assert_gt(G.moves_target, 0);
     snprintf(G.net, sizeof(G.net), "%s", env_or("NETNS_NET", ""));
     snprintf(G.tag, sizeof(G.tag), "%s", env_or("NETNS_TAG", ""));
@@ -476,10 +487,28 @@ typedef struct {
     int id;
 } worker_arg;
 
+/* Every acknowledged report names a level other than the content's last
+ * one, so it makes one move, unless it retargets a job that had not moved
+ * yet: the reporters stop after moves_target of them (and when told). */
+static bool reports_done(void)
+{
+    return atomic_load(&G.stop_reports) || atomic_load(&G.reports_acked) >= G.moves_target;
+}
+
+/* Keeps the jobs in flight (waiting or claimed) under MAX_INFLIGHT, so a
+ * report rarely lands on a job that has not moved yet. */
+#define MAX_INFLIGHT 150
+static void throttle(redisContext *rd)
+{
+    for (int i = 0; i < 400 && active_jobs(rd) > MAX_INFLIGHT && !atomic_load(&G.stop_reports);
+         i++)
+        usleep(10 * 1000);
+}
+
 /* Reporter r owns the cids with cid % NREPORTERS == r.  Rounds: every cid
  * of its own gets a count of another level (so every report starts a
- * move), in batches per shard; a round starts only when the jobs in flight
- * are few, so reports do not just retarget waiting jobs. */
+ * move), in batches of BATCH per shard, each sent when few jobs are in
+ * flight (throttle). */
 static void *reporter(void *arg)
 {
     int r = ((worker_arg *)arg)->id;
@@ -491,13 +520,9 @@ static void *reporter(void *arg)
     Tier__ViewReport items[MAX_SHARDS][BATCH], *ptrs[MAX_SHARDS][BATCH];
     size_t nb[MAX_SHARDS];
 
-    while (!atomic_load(&G.stop_reports)) {
-        for (int i = 0; i < 200 && active_jobs(rd) > NCONTENTS / 10 && !atomic_load(&G.stop_reports);
-             i++)
-            usleep(50 * 1000);
+    while (!reports_done()) {
         memset(nb, 0, sizeof(nb));
-        for (int cid = 1 + r; cid <= NCONTENTS && !atomic_load(&G.stop_reports);
-             cid += NREPORTERS) {
+        for (int cid = 1 + r; cid <= NCONTENTS && !reports_done(); cid += NREPORTERS) {
             tier_test_content *ct = &G.ct[cid - 1];
             int cur = ct->reported ? level_index(ct->last_count) : 0;
             int next = (cur + 1 + (int)(rand_r(&seed) % 2)) % 3;
@@ -509,13 +534,16 @@ static void *reporter(void *arg)
             v->count = lo + (int64_t)(rand_r(&seed) % (unsigned)(hi - lo + 1));
             ptrs[k][nb[k]++] = v;
             if (nb[k] == BATCH) {
+                throttle(rd);
                 report_batch(c[k], ptrs[k], nb[k]);
                 nb[k] = 0;
             }
         }
         for (unsigned k = 0; k < G.shards; k++)
-            if (nb[k])
+            if (nb[k]) {
+                throttle(rd);
                 report_batch(c[k], ptrs[k], nb[k]);
+            }
     }
     redisFree(rd);
     for (unsigned k = 0; k < G.shards; k++)
@@ -833,23 +861,22 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
     cr_expect_leq(takeover_ms, TAKEOVER_LIMIT_MS, "takeover took %lld ms (limit %d)",
                   (long long)takeover_ms, TAKEOVER_LIMIT_MS);
 
-    /* The load goes on through the new writer. */
-    int64_t t_after = tier_mono_ms();
-    while ((moves = sql_ll(my, "SELECT COUNT(*) FROM update_history")) < G.moves_target) {
-        cr_assert(tier_mono_ms() - t_after < 900000, "only %lld moves after 15 min", moves);
-        usleep(500 * 1000);
-    }
-    cr_assert_gt(atomic_load(&G.comments_acked), comments_before,
-                 "no comment acknowledged after the takeover");
-    atomic_store(&G.stop_reports, true);
-    atomic_store(&G.stop_comments, true);
+    /* The load goes on through the new writer: the reporters stop after
+     * moves_target acknowledged reports. */
     for (int i = 0; i < NREPORTERS; i++)
         pthread_join(rep[i], NULL);
+    cr_assert_gt(atomic_load(&G.comments_acked), comments_before,
+                 "no comment acknowledged after the takeover");
+    atomic_store(&G.stop_comments, true);
     for (int i = 0; i < NCOMMENTERS; i++)
         pthread_join(com[i], NULL);
     int64_t t_end_ms = tier_now_ms();
     wait_drained(rd, 180000);
     moves = sql_ll(my, "SELECT COUNT(*) FROM update_history");
+    /* A report that retargets a job not moved yet makes one move of two
+     * reports; the throttle keeps that rare. */
+    cr_expect_geq(moves, G.moves_target * 8 / 10, "%lld moves for %d reports", moves,
+                  G.moves_target);
 
     /* Crash invariants I1..I6 (I7 needs fences; the workers are real). */
     char msg[16384];
