@@ -551,8 +551,11 @@ static void *reporter(void *arg)
     return NULL;
 }
 
-/* Commenters post one comment at a time, each with a body naming its
- * sequence number, sent until acknowledged. */
+/* Commenter 0 posts one comment at a time (PostComment, now); the others
+ * post batches of BACKFILL (PostComments) backfilled at random times of
+ * the last hour, so TopContents' windows span many minutes.  Each comment's
+ * body names its sequence number; each call is sent until acknowledged. */
+#define BACKFILL 20
 static void *commenter(void *arg)
 {
     int r = ((worker_arg *)arg)->id;
@@ -560,36 +563,89 @@ static void *commenter(void *arg)
     tier_client *c[MAX_SHARDS];
     for (unsigned k = 0; k < G.shards; k++)
         c[k] = client_open(G.urls[k], 2000);
-    char body[64], author[32];
+    char body[BACKFILL][64], author[BACKFILL][32];
+    Tier__PostCommentRequest items[BACKFILL], *ptrs[BACKFILL];
+    long seqs[BACKFILL];
     while (!atomic_load(&G.stop_comments)) {
-        long seq = atomic_fetch_add(&G.comment_seq, 1);
-        if (seq >= MAX_COMMENTS)
-            break;
-        int64_t cid = 1 + (int64_t)(rand_r(&seed) % NCOMMENT_CIDS);
-        snprintf(body, sizeof(body), "mh-%ld", seq);
-        snprintf(author, sizeof(author), "a%ld", seq % 7);
-        Tier__PostCommentRequest req = TIER__POST_COMMENT_REQUEST__INIT;
-        req.service = "mh";
-        req.cid = cid;
-        req.author = author;
-        req.body = body;
-        int64_t t0 = tier_mono_ms();
-        for (;;) {
-            Tier__PostCommentReply *rep = NULL;
-            tier_error err;
-            if (G.comment_attempts[seq] < 255)
-                G.comment_attempts[seq]++;
-            int rv = tier_post_comment(c[shard_of(cid)], &req, &rep, &err);
-            tier_free(rep);
-            if (rv == TIER_OK)
+        size_t n = r == 0 ? 1 : BACKFILL;
+        /* A batch goes to one shard: its cids are all of shard k. */
+        unsigned k = (unsigned)(rand_r(&seed) % G.shards);
+        for (size_t i = 0; i < n; i++) {
+            long seq = atomic_fetch_add(&G.comment_seq, 1);
+            if (seq >= MAX_COMMENTS) {
+                n = i;
                 break;
-            cr_assert(transient(rv) && tier_mono_ms() - t0 < RETRY_FOR_MS, "PostComment: %s: %s",
-                      tier_status_name(rv), err.message);
+            }
+            int64_t cid;
+            do
+                cid = 1 + (int64_t)(rand_r(&seed) % NCOMMENT_CIDS);
+            while (shard_of(cid) != k);
+            seqs[i] = seq;
+            snprintf(body[i], sizeof(body[i]), "mh-%ld", seq);
+            snprintf(author[i], sizeof(author[i]), "a%ld", seq % 7);
+            tier__post_comment_request__init(&items[i]);
+            items[i].service = "mh";
+            items[i].cid = cid;
+            items[i].author = author[i];
+            items[i].body = body[i];
+            if (r != 0)
+                items[i].time_ms = tier_now_ms() - 1000 - (int64_t)(rand_r(&seed) % 3600000u);
+            ptrs[i] = &items[i];
+        }
+        if (n == 0)
+            break;
+        int64_t t0 = tier_mono_ms();
+        size_t left = n;
+        while (left > 0) {
+            tier_error err;
+            int rv;
+            for (size_t i = 0; i < left; i++)
+                if (G.comment_attempts[seqs[i]] < 255)
+                    G.comment_attempts[seqs[i]]++;
+            if (r == 0) {
+                Tier__PostCommentReply *rep = NULL;
+                rv = tier_post_comment(c[k], ptrs[0], &rep, &err);
+                tier_free(rep);
+                if (rv == TIER_OK) {
+                    G.comment_acked[seqs[0]] = 1;
+                    atomic_fetch_add(&G.comments_acked, 1);
+                    left = 0;
+                }
+            } else {
+                Tier__PostCommentsRequest req = TIER__POST_COMMENTS_REQUEST__INIT;
+                Tier__PostCommentsReply *rep = NULL;
+                req.comments = ptrs;
+                req.n_comments = left;
+                rv = tier_post_comments(c[k], &req, &rep, &err);
+                if (rv == TIER_OK) {
+                    size_t again = 0;
+                    for (size_t i = 0; i < rep->n_results; i++) {
+                        int code = (int)rep->results[i]->code;
+                        if (code == TIER_OK) {
+                            G.comment_acked[seqs[i]] = 1;
+                            atomic_fetch_add(&G.comments_acked, 1);
+                            continue;
+                        }
+                        cr_assert(transient(code), "PostComments item: %s: %s",
+                                  tier_status_name(code), rep->results[i]->message);
+                        ptrs[again] = ptrs[i];
+                        seqs[again] = seqs[i];
+                        again++;
+                    }
+                    tier_free(rep);
+                    left = again;
+                    if (left == 0)
+                        break;
+                    rv = TIER_UNAVAILABLE;
+                }
+            }
+            if (left == 0)
+                break;
+            cr_assert(transient(rv) && tier_mono_ms() - t0 < RETRY_FOR_MS, "PostComment%s: %s: %s",
+                      r == 0 ? "" : "s", tier_status_name(rv), err.message);
             atomic_fetch_add(&G.comment_retries, 1);
             usleep(20 * 1000);
         }
-        G.comment_acked[seq] = 1;
-        atomic_fetch_add(&G.comments_acked, 1);
         usleep(2 * 1000);
     }
     for (unsigned k = 0; k < G.shards; k++)
@@ -902,7 +958,8 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
     check_comments(my, &in_mysql, &dups);
 
     /* TopContents, exact, over the whole run and a few random windows. */
-    int64_t m0 = G.t_start_ms / 60000 * 60000, m1 = (t_end_ms / 60000 + 1) * 60000;
+    int64_t m0 = (G.t_start_ms - 3600000 - 60000) / 60000 * 60000;
+    int64_t m1 = (t_end_ms / 60000 + 1) * 60000;
     check_top(my, m0, m1);
     unsigned seed = (unsigned)t_end_ms;
     for (int i = 0; i < 3; i++) {
