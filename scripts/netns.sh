@@ -211,7 +211,8 @@ do_up() {
     done
     say "bridge $NETNS_TAG-br $NETNS_NET.0/24; hosts: db=$NETNS_NET.2 h1..h3=$NETNS_NET.11-13"
     # The database host: services.sh inside it, on its own address.
-    ip netns exec "$NETNS_TAG-db" env TIER_RUN_DIR="$NETNS_RUN/db" \
+    ip netns exec "$NETNS_TAG-db" env -u TIER_REDIS_PORT -u TIER_MYSQL_PORT \
+        -u TIER_REDIS_PASSWORD TIER_RUN_DIR="$NETNS_RUN/db" \
         TIER_SERVICES_HOST="$NETNS_NET.2" TIER_SERVICES_CLIENTS="$NETNS_NET.%" \
         TIER_MYSQL_DB=tier_mh TIER_STORAGE_ROOT="$NETNS_RUN/storage" \
         TIER_MYSQL_BUFFER_POOL=256M TIER_MYSQL_LOG_SIZE=96M \

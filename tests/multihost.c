@@ -319,9 +319,11 @@ static host *writer_of(unsigned k)
 static void setup_env(void)
 {
     const char *state = getenv("NETNS_STATE");
-    if (state == NULL || !*state)
+    if (state == NULL || !*state) {
+        fprintf(stderr, "SKIP: multi-host test: no NETNS_STATE: run it through scripts/netns.sh\n");
         cr_skip_test("SKIP: multi-host test: run through scripts/netns.sh (root and `ip netns` "
                      "needed); ctest does");
+    }
     memset(&G, 0, sizeof(G));
     G.shards = (unsigned)atoi(env_or("TIER_MH_SHARDS", "1"));
     cr_assert(G.shards == 1 || G.shards == 3, "TIER_MH_SHARDS: 1 or 3");
