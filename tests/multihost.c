@@ -230,10 +230,33 @@ static void start_tierd(host *h, unsigned k)
     char prefix[64], db[80];
     snprintf(prefix, sizeof(prefix), "TIER_REDIS_PREFIX=%s", G.prefix);
     snprintf(db, sizeof(db), "TIER_MYSQL_DB=%s", G.m.db);
-    char *argv[] = {"env", "-u", "TIER_TLS_CERT", "-u", "TIER_TLS_KEY", prefix, db,         "TIER_LOG=info", "TIER_THREADS=4", bin,
-                    "--listen", listen,  "--push",   push,            "--node",         node,
-                    "--shards", shards,  "--shard",  shard,           "--auth-tokens",  tokens,
-                    "--insecure-plaintext", "--writer-ttl-ms", "3000", "--lease-ms",   "5000",
+    char *argv[] = {"env",
+                    "-u",
+                    "TIER_TLS_CERT",
+                    "-u",
+                    "TIER_TLS_KEY",
+                    prefix,
+                    db,
+                    "TIER_LOG=info",
+                    "TIER_THREADS=4",
+                    bin,
+                    "--listen",
+                    listen,
+                    "--push",
+                    push,
+                    "--node",
+                    node,
+                    "--shards",
+                    shards,
+                    "--shard",
+                    shard,
+                    "--auth-tokens",
+                    tokens,
+                    "--insecure-plaintext",
+                    "--writer-ttl-ms",
+                    "3000",
+                    "--lease-ms",
+                    "5000",
                     NULL};
     h->tierd[k] = spawn_in(h, argv, log);
     free(bin);
@@ -247,9 +270,9 @@ static void start_worker(host *h, unsigned k, int j)
     snprintf(log, sizeof(log), "%s/logs/%s.log", G.run, id);
     snprintf(tokfile, sizeof(tokfile), "%s/worker.token", G.access);
     snprintf(dirs, sizeof(dirs), "%s/bronze,%s/silver,%s/gold", G.storage, G.storage, G.storage);
-    char *argv[] = {"env",      "TIER_LOG=info", bin,      "--id",         id,      "--tierd",
-                    G.urls[k],  "--pull",        G.pulls[k], "--token-file", tokfile, "--dirs",
-                    dirs,       "--lease-ms",    "5000",   NULL};
+    char *argv[] = {
+        "env",      "TIER_LOG=info", bin,     "--id",   id,   "--tierd",    G.urls[k], "--pull",
+        G.pulls[k], "--token-file",  tokfile, "--dirs", dirs, "--lease-ms", "5000",    NULL};
     h->worker[k][j] = spawn_in(h, argv, log);
     free(bin);
 }
@@ -313,8 +336,7 @@ static host *writer_of(unsigned k)
                   tr->n_owners > k ? tr->owners[k]->node : "nobody", k, w->name);
         tier_free(tr);
     } else
-        cr_expect(rv == TIER_UNIMPLEMENTED, "Topology: %s: %s", tier_status_name(rv),
-                  err.message);
+        cr_expect(rv == TIER_UNIMPLEMENTED, "Topology: %s: %s", tier_status_name(rv), err.message);
     return w;
 }
 
@@ -506,8 +528,7 @@ static bool reports_done(void)
 #define MAX_INFLIGHT 150
 static void throttle(redisContext *rd)
 {
-    for (int i = 0; i < 400 && active_jobs(rd) > MAX_INFLIGHT && !atomic_load(&G.stop_reports);
-         i++)
+    for (int i = 0; i < 400 && active_jobs(rd) > MAX_INFLIGHT && !atomic_load(&G.stop_reports); i++)
         usleep(10 * 1000);
 }
 
@@ -836,8 +857,8 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
         host_url(first, k, url, sizeof(url));
         int64_t t0 = tier_mono_ms();
         while (!answers(url, 500)) {
-            cr_assert(tier_mono_ms() - t0 < 60000, "shard %u's first tierd on %s never answered",
-                      k, first->name);
+            cr_assert(tier_mono_ms() - t0 < 60000, "shard %u's first tierd on %s never answered", k,
+                      first->name);
             usleep(100 * 1000);
         }
     }
@@ -1013,8 +1034,7 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
         snprintf(log, sizeof(log), "%s/logs/%s-tierd%u.log", G.run, victim->name, k);
         char *text = tier_test_slurp(log, NULL);
         cr_expect(text && strstr(text, "standby: waiting for the writer lease"),
-                  "restarted %s's tierd (shard %u) is not a standby; log %s", victim->name, k,
-                  log);
+                  "restarted %s's tierd (shard %u) is not a standby; log %s", victim->name, k, log);
         free(text);
         cr_expect_eq(tier_test_wait(victim->tierd[k], 0), -1, "restarted tierd exited");
         host_url(victim, k, url, sizeof(url));
