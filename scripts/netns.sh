@@ -243,6 +243,28 @@ write_state() {
     mv -f "$NETNS_STATE.tmp" "$NETNS_STATE"
 }
 
+# run's EXIT trap: stop the watchdog, tear down (keeping the logs when CMD
+# failed), exit with CMD's status.
+# shellcheck disable=SC2317  # called by the trap
+run_finish() {
+    trap - EXIT INT TERM
+    if [[ -n "$watchdog" ]]; then
+        kill "$watchdog" 2>/dev/null || true
+    fi
+    if [[ $rc -ne 0 && $rc -ne 77 ]]; then
+        NETNS_KEEP=1
+        # CI keeps only the output: the end of every host's logs.
+        local f
+        for f in "$NETNS_RUN"/logs/*.log; do
+            [[ -s "$f" ]] || continue
+            echo "---- ${f#"$NETNS_RUN"/} (last 15 lines)" >&2
+            tail -n 15 "$f" >&2
+        done
+    fi
+    do_down
+    exit "$rc"
+}
+
 # --------------------------------------------------------------- verbs
 
 cmd=${1:-}
@@ -266,16 +288,7 @@ run)
     NETNS_TAG="" NETNS_RUN=""
     rc=1
     watchdog=""
-    finish() {
-        trap - EXIT INT TERM
-        [[ -n "$watchdog" ]] && kill "$watchdog" 2>/dev/null || true
-        if [[ $rc -ne 0 && $rc -ne 77 ]]; then
-            NETNS_KEEP=1
-        fi
-        do_down
-        exit "$rc"
-    }
-    trap finish EXIT
+    trap run_finish EXIT
     trap 'rc=130; exit 130' INT
     trap 'rc=143; exit 143' TERM
     pick_names
