@@ -24,7 +24,9 @@
  * acknowledged comment in MySQL (a duplicate only for a post that was
  * retried across the takeover), TopContents exactly equal to a brute-force
  * count over MySQL for a few windows; then the dead host is restarted and
- * its tierd must come back as a standby.
+ * its tierd must come back as a standby; then every other tierd of shard 0
+ * is stopped, the restarted host must take the shard over, and a report
+ * through it must move a file.
  *
  * Environment:
  *   TIER_MH_MOVES   moves to drive (default 10000; less for a quick run)
@@ -1042,9 +1044,58 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
             cr_expect(!answers(url, 300), "restarted standby answers");
         cr_expect(writer_of(k) != NULL, "shard %u has no writer after the restart", k);
     }
-    /* A report through the cluster still moves a file, with the restarted
-     * host's workers back in the pool. */
     printf("multihost: %s rejoined as a standby\n", victim->name);
+    fflush(stdout);
+
+    /* And it is a working one: stop every other tierd of shard 0 (SIGTERM:
+     * the writer hands its lease back at once), so the restarted host must
+     * take shard 0 over; a report through it then moves a file. */
+    for (int i = 0; i < NHOSTS; i++)
+        if (&G.h[i] != victim && new_writer[0] != &G.h[i]) {
+            kill(G.h[i].tierd[0], SIGTERM);
+            cr_expect_eq(tier_test_wait(G.h[i].tierd[0], 15000), 0, "standby on %s: SIGTERM",
+                         G.h[i].name);
+        }
+    int64_t t_stop = tier_mono_ms();
+    kill(new_writer[0]->tierd[0], SIGTERM);
+    cr_expect_eq(tier_test_wait(new_writer[0]->tierd[0], 15000), 0, "writer on %s: SIGTERM",
+                 new_writer[0]->name);
+    char vurl[96];
+    host_url(victim, 0, vurl, sizeof(vurl));
+    while (!answers(vurl, 300))
+        cr_assert(tier_mono_ms() - t_stop < 30000, "restarted %s did not take shard 0 over",
+                  victim->name);
+    printf("multihost: %s took shard 0 back %lld ms after its writer stopped\n", victim->name,
+           (long long)(tier_mono_ms() - t_stop));
+    int64_t cid = 0;
+    for (int i = 0; i < NCONTENTS && cid == 0; i++)
+        if (shard_of(G.ct[i].cid) == 0)
+            cid = G.ct[i].cid;
+    tier_test_content *ct = &G.ct[cid - 1];
+    int next = (level_index(ct->last_count) + 1) % 3;
+    Tier__ViewReport v = TIER__VIEW_REPORT__INIT, *vp = &v;
+    v.cid = cid;
+    v.count = level_counts[next][0];
+    tier_client *vc = client_open(G.urls[0], 3000);
+    report_batch(vc, &vp, 1);
+    tier_client_close(vc);
+    wait_drained(rd, 60000);
+    char q[160], lvl[40];
+    snprintf(q, sizeof(q), "SELECT content_level FROM contents WHERE cid = %lld", (long long)cid);
+    tier_test_sql1(my, q, lvl, sizeof(lvl));
+    static const char *const names[] = {"bronze", "silver", "gold"};
+    cr_expect_str_eq(lvl, names[next], "cid %lld after the report through %s", (long long)cid,
+                     victim->name);
+    msg[0] = 0;
+    char p0[64];
+    shard_prefix(0, p0, sizeof(p0));
+    static tier_test_content sub0[NCONTENTS];
+    size_t n0 = 0;
+    for (int i = 0; i < NCONTENTS; i++)
+        if (shard_of(G.ct[i].cid) == 0)
+            sub0[n0++] = G.ct[i];
+    int v0 = tier_test_check_invariants(my, rd, p0, G.storage, sub0, n0, msg, sizeof(msg));
+    cr_expect_eq(v0, 0, "after the hand-back: %d violations: %.2000s", v0, msg);
 
     redisFree(rd);
     mysql_close(my);
