@@ -248,6 +248,10 @@ write_state() {
 # shellcheck disable=SC2317  # called by the trap
 run_finish() {
     trap - EXIT INT TERM
+    if [[ -n "${cmd_pid:-}" ]]; then
+        # Interrupted: CMD and what it started go first.
+        kill -KILL -- "-$cmd_pid" 2>/dev/null || true
+    fi
     if [[ -n "$watchdog" ]]; then
         kill "$watchdog" 2>/dev/null || true
     fi
@@ -287,7 +291,7 @@ run)
     fi
     NETNS_TAG="" NETNS_RUN=""
     rc=1
-    watchdog=""
+    watchdog="" cmd_pid=""
     trap run_finish EXIT
     trap 'rc=130; exit 130' INT
     trap 'rc=143; exit 143' TERM
@@ -308,9 +312,15 @@ run)
     # shellcheck disable=SC1091
     . "$NETNS_RUN/db/env"
     set +a
+    # CMD in a session of its own, so the trap and the watchdog can kill
+    # it with everything it started (kill -- -PGID).
     set +e
-    "$@"
+    setsid "$@" &
+    cmd_pid=$!
+    echo "NETNS_CMD_PID=$cmd_pid" >>"$NETNS_STATE"
+    wait "$cmd_pid"
     rc=$?
+    cmd_pid=""
     set -e
     exit "$rc"
     ;;
@@ -320,6 +330,9 @@ _watch)
     sleep 1
     if [[ -r "$state" ]]; then
         load_state "$state"
+        if [[ -n "${NETNS_CMD_PID:-}" ]]; then
+            kill -KILL -- "-$NETNS_CMD_PID" 2>/dev/null || true
+        fi
         NETNS_KEEP=1 do_down
     fi
     ;;
