@@ -23,10 +23,9 @@
  * the crash invariants I1..I6 (docs/CRASH.md), `tierctl fsck` clean, every
  * acknowledged comment in MySQL (a duplicate only for a post that was
  * retried across the takeover), TopContents exactly equal to a brute-force
- * count over MySQL for a few windows; then the dead host is restarted and
- * its tierd must come back as a standby; then every other tierd of shard 0
- * is stopped, the restarted host must take the shard over, and a report
- * through it must move a file.
+ * count over MySQL for a few windows; then the dead host is restarted: its
+ * tierds come back as standbys and take their home shards back (--home),
+ * and a report through it must move a file.
  *
  * Environment:
  *   TIER_MH_MOVES   moves to drive (default 10000; less for a quick run)
@@ -82,6 +81,7 @@ typedef struct {
     char name[8], ns[64], ip[64];
     pid_t tierd[MAX_SHARDS];
     pid_t worker[MAX_SHARDS][WORKERS_PER_HOST];
+    int gen[MAX_SHARDS]; /* tierd starts so far: its log is <host>-tierd<K>.<gen>.log */
     bool dead;
 } host;
 
@@ -89,7 +89,7 @@ typedef struct {
     unsigned shards;
     int moves_target;
     char net[32], tag[32], run[512], storage[512], access[512], script[512];
-    char token[128];
+    char token[128], peer_token[160];
     char prefix[32];
     char urls[MAX_SHARDS][512], pulls[MAX_SHARDS][512];
     host h[NHOSTS];
@@ -218,6 +218,19 @@ static pid_t spawn_in(host *h, char **argv, const char *log)
     return pid;
 }
 
+static void tierd_log(const host *h, unsigned k, char *out, size_t len)
+{
+    snprintf(out, len, "%s/logs/%s-tierd%u.%d.log", G.run, h->name, k, h->gen[k]);
+}
+
+/* Shard k's home is host k % NHOSTS + 1 (--home): where it starts, and
+ * where it goes back when that host returns (docs/CLUSTER.md,
+ * Rebalancing). */
+static bool is_home(const host *h, unsigned k)
+{
+    return (int)(k % NHOSTS) == h->n - 1;
+}
+
 static void start_tierd(host *h, unsigned k)
 {
     char listen[96], push[96], node[32], shards[8], shard[8], log[640], tokens[640];
@@ -227,7 +240,8 @@ static void start_tierd(host *h, unsigned k)
     snprintf(node, sizeof(node), "%s", h->name);
     snprintf(shards, sizeof(shards), "%u", G.shards);
     snprintf(shard, sizeof(shard), "%u", k);
-    snprintf(log, sizeof(log), "%s/logs/%s-tierd%u.log", G.run, h->name, k);
+    h->gen[k]++;
+    tierd_log(h, k, log, sizeof(log));
     snprintf(tokens, sizeof(tokens), "%s/tokens", G.access);
     char prefix[64], db[80];
     snprintf(prefix, sizeof(prefix), "TIER_REDIS_PREFIX=%s", G.prefix);
@@ -239,6 +253,7 @@ static void start_tierd(host *h, unsigned k)
                     "TIER_TLS_KEY",
                     prefix,
                     db,
+                    G.peer_token,
                     "TIER_LOG=info",
                     "TIER_THREADS=4",
                     bin,
@@ -259,6 +274,7 @@ static void start_tierd(host *h, unsigned k)
                     "3000",
                     "--lease-ms",
                     "5000",
+                    is_home(h, k) ? "--home" : NULL,
                     NULL};
     h->tierd[k] = spawn_in(h, argv, log);
     free(bin);
@@ -376,6 +392,15 @@ static void setup_env(void)
     cr_assert(tok, "no %s", p);
     tok[strcspn(tok, "\r\n")] = 0;
     snprintf(G.token, sizeof(G.token), "%s", tok);
+    free(tok);
+
+    /* What each tierd sends the other shards' writers (TopContents, fsck,
+     * ListJobs across shards): a client token. */
+    snprintf(p, sizeof(p), "%s/client.token", G.access);
+    tok = tier_test_slurp(p, NULL);
+    cr_assert(tok, "no %s", p);
+    tok[strcspn(tok, "\r\n")] = 0;
+    snprintf(G.peer_token, sizeof(G.peer_token), "TIER_PEER_TOKEN=%s", tok);
     free(tok);
 
     for (int i = 0; i < NHOSTS; i++) {
@@ -736,39 +761,21 @@ static int cmp_toprow(const void *a, const void *b)
     return x->cid < y->cid ? -1 : x->cid > y->cid;
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x > y ? -1 : x < y;
+}
+
 /* TopContents for [from, to) (minutes, ms) equals the count of comments
- * created in it, per cid, straight from MySQL.  With several shards the
- * global top is the union of each shard's own (every content is counted in
- * exactly one shard). */
+ * created in it, per cid, straight from MySQL: every row (limit 1000, more
+ * than the contents commented on) and the top 10's counts.  With several
+ * shards every shard's tierd is asked: each merges the others' tops into
+ * the global answer (docs/CLUSTER.md, Routing). */
 static void check_top(MYSQL *my, int64_t from_ms, int64_t to_ms)
 {
-    toprow got[NCOMMENT_CIDS * MAX_SHARDS + 8], want[NCOMMENT_CIDS + 8];
-    size_t ng = 0, nw = 0;
-    for (unsigned k = 0; k < G.shards; k++) {
-        tier_client *c = client_open(G.urls[k], 10000);
-        Tier__TopContentsRequest req = TIER__TOP_CONTENTS_REQUEST__INIT;
-        Tier__TopContentsReply *rep = NULL;
-        tier_error err;
-        req.from_ms = from_ms;
-        req.to_ms = to_ms;
-        req.limit = 1000;
-        req.service = "mh";
-        cr_assert_eq(tier_top_contents(c, &req, &rep, &err), TIER_OK, "TopContents: %s",
-                     err.message);
-        for (size_t i = 0; i < rep->n_rows && ng < sizeof(got) / sizeof(got[0]); i++) {
-            if (rep->rows[i]->change == 0 && rep->rows[i]->created == 0)
-                continue;
-            got[ng].cid = rep->rows[i]->cid;
-            got[ng].created = rep->rows[i]->change;
-            cr_expect_eq(rep->rows[i]->change, rep->rows[i]->created,
-                         "cid %lld: change %lld != created %lld (nothing was deleted)",
-                         (long long)rep->rows[i]->cid, (long long)rep->rows[i]->change,
-                         (long long)rep->rows[i]->created);
-            ng++;
-        }
-        tier_free(rep);
-        tier_client_close(c);
-    }
+    toprow got[NCOMMENT_CIDS + 8], want[NCOMMENT_CIDS + 8];
+    size_t nw = 0;
     char q[256];
     snprintf(q, sizeof(q),
              "SELECT cid, COUNT(*) FROM comments WHERE service = 'mh' AND created_ms >= %lld AND "
@@ -783,20 +790,65 @@ static void check_top(MYSQL *my, int64_t from_ms, int64_t to_ms)
         nw++;
     }
     mysql_free_result(res);
-    qsort(got, ng, sizeof(got[0]), cmp_toprow);
     qsort(want, nw, sizeof(want[0]), cmp_toprow);
-    int64_t total = 0;
-    for (size_t i = 0; i < nw; i++)
+    int64_t total = 0, top_want[NCOMMENT_CIDS + 8];
+    for (size_t i = 0; i < nw; i++) {
         total += want[i].created;
+        top_want[i] = want[i].created;
+    }
+    qsort(top_want, nw, sizeof(top_want[0]), cmp_desc);
     printf("multihost: TopContents [%lld, %lld) min: %zu contents, %lld comments\n",
            (long long)(from_ms / 60000), (long long)(to_ms / 60000), nw, (long long)total);
-    cr_expect_eq(ng, nw, "TopContents [%lld,%lld): %zu rows, MySQL has %zu contents",
-                 (long long)from_ms, (long long)to_ms, ng, nw);
-    for (size_t i = 0; i < ng && i < nw; i++)
-        cr_expect(got[i].cid == want[i].cid && got[i].created == want[i].created,
-                  "TopContents [%lld,%lld): cid %lld change %lld, MySQL: cid %lld count %lld",
-                  (long long)from_ms, (long long)to_ms, (long long)got[i].cid,
-                  (long long)got[i].created, (long long)want[i].cid, (long long)want[i].created);
+
+    for (unsigned k = 0; k < G.shards; k++) {
+        for (int limit = 1000; limit >= 10; limit = limit == 1000 ? 10 : 0) {
+            tier_client *c = client_open(G.urls[k], 15000);
+            Tier__TopContentsRequest req = TIER__TOP_CONTENTS_REQUEST__INIT;
+            Tier__TopContentsReply *rep = NULL;
+            tier_error err;
+            req.from_ms = from_ms;
+            req.to_ms = to_ms;
+            req.limit = (uint32_t)limit;
+            req.service = "mh";
+            cr_assert_eq(tier_top_contents(c, &req, &rep, &err), TIER_OK,
+                         "TopContents (shard %u's tierd): %s", k, err.message);
+            size_t ng = 0;
+            for (size_t i = 0; i < rep->n_rows && ng < sizeof(got) / sizeof(got[0]); i++) {
+                cr_expect_eq(rep->rows[i]->change, rep->rows[i]->created,
+                             "cid %lld: change %lld != created %lld (nothing was deleted)",
+                             (long long)rep->rows[i]->cid, (long long)rep->rows[i]->change,
+                             (long long)rep->rows[i]->created);
+                if (i > 0)
+                    cr_expect_leq(rep->rows[i]->change, rep->rows[i - 1]->change,
+                                  "TopContents rows out of order at %zu", i);
+                got[ng].cid = rep->rows[i]->cid;
+                got[ng].created = rep->rows[i]->change;
+                ng++;
+            }
+            tier_free(rep);
+            tier_client_close(c);
+            if (limit == 10) {
+                /* The top 10's counts (ties may order cids either way). */
+                size_t n = nw < 10 ? nw : 10;
+                cr_expect_eq(ng, n, "TopContents limit 10: %zu rows, want %zu", ng, n);
+                for (size_t i = 0; i < ng && i < n; i++)
+                    cr_expect_eq(got[i].created, top_want[i],
+                                 "TopContents limit 10, row %zu: %lld, MySQL's %zu-th: %lld", i,
+                                 (long long)got[i].created, i + 1, (long long)top_want[i]);
+                continue;
+            }
+            qsort(got, ng, sizeof(got[0]), cmp_toprow);
+            cr_expect_eq(ng, nw, "TopContents [%lld,%lld): %zu rows, MySQL has %zu contents",
+                         (long long)from_ms, (long long)to_ms, ng, nw);
+            for (size_t i = 0; i < ng && i < nw; i++)
+                cr_expect(got[i].cid == want[i].cid && got[i].created == want[i].created,
+                          "TopContents [%lld,%lld): cid %lld change %lld, MySQL: cid %lld "
+                          "count %lld",
+                          (long long)from_ms, (long long)to_ms, (long long)got[i].cid,
+                          (long long)got[i].created, (long long)want[i].cid,
+                          (long long)want[i].created);
+        }
+    }
 }
 
 static void fsck_clean(void)
@@ -834,6 +886,33 @@ static void wait_drained(redisContext *rd, int64_t limit_ms)
                   (long long)limit_ms);
         usleep(200 * 1000);
     }
+}
+
+/* I1..I6 of docs/CRASH.md for every shard (its contents, its job keys);
+ * the violations, one a line, into msg. */
+static int invariants(MYSQL *my, redisContext *rd, char *msg, size_t len)
+{
+    static tier_test_content sub[NCONTENTS];
+    char part[8192];
+    int bad = 0;
+    msg[0] = 0;
+    for (unsigned k = 0; k < G.shards; k++) {
+        size_t n = 0;
+        for (int i = 0; i < NCONTENTS; i++)
+            if (shard_of(G.ct[i].cid) == k)
+                sub[n++] = G.ct[i];
+        char p[64];
+        shard_prefix(k, p, sizeof(p));
+        part[0] = 0;
+        int v = tier_test_check_invariants(my, rd, p, G.storage, sub, n, part, sizeof(part));
+        if (v) {
+            fprintf(stderr, "multihost: shard %u: %d violations:\n%s\n", k, v, part);
+            size_t used = strlen(msg);
+            snprintf(msg + used, len - used, "%s", part);
+        }
+        bad += v;
+    }
+    return bad;
 }
 
 /* ------------------------------------------------------------ the test */
@@ -966,21 +1045,7 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
 
     /* Crash invariants I1..I6 (I7 needs fences; the workers are real). */
     char msg[16384];
-    int bad = 0;
-    for (unsigned k = 0; k < G.shards; k++) {
-        static tier_test_content sub[NCONTENTS];
-        size_t n = 0;
-        for (int i = 0; i < NCONTENTS; i++)
-            if (shard_of(G.ct[i].cid) == k)
-                sub[n++] = G.ct[i];
-        char p[64];
-        shard_prefix(k, p, sizeof(p));
-        msg[0] = 0;
-        int v = tier_test_check_invariants(my, rd, p, G.storage, sub, n, msg, sizeof(msg));
-        if (v)
-            fprintf(stderr, "multihost: shard %u: %d violations:\n%s\n", k, v, msg);
-        bad += v;
-    }
+    int bad = invariants(my, rd, msg, sizeof(msg));
     cr_expect_eq(bad, 0, "%d invariant violations (first: %.2000s)", bad, msg);
     fsck_clean();
 
@@ -1023,50 +1088,59 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
         }
     }
 
-    /* The dead host comes back: its tierds become standbys, its workers
-     * work again. */
+    /* The dead host comes back.  Its tierds start as standbys; those of the
+     * shards whose home it is (--home) get their shard back: the writer
+     * elsewhere hands it over and exits 3 (TIERD_EXIT_NOT_WRITER), and the
+     * test, as its supervisor would, starts it again as a standby. */
     sh("bash '%s' restart %s", G.script, victim->name);
     victim->dead = false;
+    int64_t t_back = tier_mono_ms();
     for (unsigned k = 0; k < G.shards; k++)
         start_tierd(victim, k);
     start_workers(victim);
-    usleep(4000 * 1000);
     for (unsigned k = 0; k < G.shards; k++) {
-        char log[640], url[96];
-        snprintf(log, sizeof(log), "%s/logs/%s-tierd%u.log", G.run, victim->name, k);
-        char *text = tier_test_slurp(log, NULL);
-        cr_expect(text && strstr(text, "standby: waiting for the writer lease"),
-                  "restarted %s's tierd (shard %u) is not a standby; log %s", victim->name, k, log);
-        free(text);
-        cr_expect_eq(tier_test_wait(victim->tierd[k], 0), -1, "restarted tierd exited");
+        char url[96];
         host_url(victim, k, url, sizeof(url));
-        if (held[k])
-            cr_expect(!answers(url, 300), "restarted standby answers");
-        cr_expect(writer_of(k) != NULL, "shard %u has no writer after the restart", k);
+        if (!held[k] || !is_home(victim, k)) {
+            usleep(1000 * 1000);
+            cr_expect(!answers(url, 300), "restarted %s answers for shard %u, not its own",
+                      victim->name, k);
+            continue;
+        }
+        while (!answers(url, 300))
+            cr_assert(tier_mono_ms() - t_back < 30000, "shard %u did not go home to %s", k,
+                      victim->name);
+        printf("multihost: shard %u went home to %s %lld ms after the restart\n", k, victim->name,
+               (long long)(tier_mono_ms() - t_back));
+        host *away = new_writer[k];
+        cr_expect_eq(tier_test_wait(away->tierd[k], 15000), 3,
+                     "the writer on %s did not hand shard %u over (exit 3)", away->name, k);
+        start_tierd(away, k);
     }
-    printf("multihost: %s rejoined as a standby\n", victim->name);
+    usleep(2000 * 1000);
+    for (int i = 0; i < NHOSTS; i++)
+        for (unsigned k = 0; k < G.shards; k++) {
+            host *h = &G.h[i];
+            host *w = writer_of(k);
+            cr_expect(w != NULL, "shard %u has no writer after the restart", k);
+            cr_expect_eq(tier_test_wait(h->tierd[k], 0), -1, "tierd of shard %u on %s exited", k,
+                         h->name);
+            if (w == h)
+                continue;
+            char log[640];
+            tierd_log(h, k, log, sizeof(log));
+            char *text = tier_test_slurp(log, NULL);
+            cr_expect(text && strstr(text, "standby: waiting for the writer lease"),
+                      "%s's tierd of shard %u is not a standby; log %s", h->name, k, log);
+            free(text);
+            cr_expect(w != NULL && (w != victim || held[k]),
+                      "shard %u's writer after the restart: %s", k, w ? w->name : "none");
+        }
+    printf("multihost: %s rejoined: standby, and writer of its home shards again\n", victim->name);
     fflush(stdout);
 
-    /* And it is a working one: stop every other tierd of shard 0 (SIGTERM:
-     * the writer hands its lease back at once), so the restarted host must
-     * take shard 0 over; a report through it then moves a file. */
-    for (int i = 0; i < NHOSTS; i++)
-        if (&G.h[i] != victim && new_writer[0] != &G.h[i]) {
-            kill(G.h[i].tierd[0], SIGTERM);
-            cr_expect_eq(tier_test_wait(G.h[i].tierd[0], 15000), 0, "standby on %s: SIGTERM",
-                         G.h[i].name);
-        }
-    int64_t t_stop = tier_mono_ms();
-    kill(new_writer[0]->tierd[0], SIGTERM);
-    cr_expect_eq(tier_test_wait(new_writer[0]->tierd[0], 15000), 0, "writer on %s: SIGTERM",
-                 new_writer[0]->name);
-    char vurl[96];
-    host_url(victim, 0, vurl, sizeof(vurl));
-    while (!answers(vurl, 300))
-        cr_assert(tier_mono_ms() - t_stop < 30000, "restarted %s did not take shard 0 over",
-                  victim->name);
-    printf("multihost: %s took shard 0 back %lld ms after its writer stopped\n", victim->name,
-           (long long)(tier_mono_ms() - t_stop));
+    /* A report through the restarted host moves a file; I1..I6 still
+     * hold. */
     int64_t cid = 0;
     for (int i = 0; i < NCONTENTS && cid == 0; i++)
         if (shard_of(G.ct[i].cid) == 0)
@@ -1086,16 +1160,8 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
     static const char *const names[] = {"bronze", "silver", "gold"};
     cr_expect_str_eq(lvl, names[next], "cid %lld after the report through %s", (long long)cid,
                      victim->name);
-    msg[0] = 0;
-    char p0[64];
-    shard_prefix(0, p0, sizeof(p0));
-    static tier_test_content sub0[NCONTENTS];
-    size_t n0 = 0;
-    for (int i = 0; i < NCONTENTS; i++)
-        if (shard_of(G.ct[i].cid) == 0)
-            sub0[n0++] = G.ct[i];
-    int v0 = tier_test_check_invariants(my, rd, p0, G.storage, sub0, n0, msg, sizeof(msg));
-    cr_expect_eq(v0, 0, "after the hand-back: %d violations: %.2000s", v0, msg);
+    bad = invariants(my, rd, msg, sizeof(msg));
+    cr_expect_eq(bad, 0, "after the rejoin: %d violations (first: %.2000s)", bad, msg);
 
     redisFree(rd);
     mysql_close(my);
