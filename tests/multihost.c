@@ -395,8 +395,9 @@ static void setup_env(void)
     free(tok);
 
     /* What each tierd sends the other shards' writers (TopContents, fsck,
-     * ListJobs across shards): a client token. */
-    snprintf(p, sizeof(p), "%s/client.token", G.access);
+     * ListJobs across shards): the admin token, as Scrub (fsck) is
+     * admin-only and is fanned out with it too. */
+    snprintf(p, sizeof(p), "%s/admin.token", G.access);
     tok = tier_test_slurp(p, NULL);
     cr_assert(tok, "no %s", p);
     tok[strcspn(tok, "\r\n")] = 0;
