@@ -114,20 +114,23 @@ ip_of() {
 
 tag_free() {
     local t=$1
-    ip netns list 2>/dev/null | awk '{print $1}' | grep -q "^$t-" && return 1
-    ip -o link show 2>/dev/null | grep -q ": $t-" && return 1
+    ip netns list 2>/dev/null | awk '{print $1}' | grep "^$t-" >/dev/null && return 1
+    ip -o link show 2>/dev/null | grep ": $t-" >/dev/null && return 1
     return 0
 }
 
 net_free() {
-    local net=$1
-    # Any address or route already in 10.A.B.0/24 (or covering it with a
-    # prefix of 8 bits or more) makes it taken; so does a default route
-    # through it, which the first check covers too.
-    ip -4 -o addr show 2>/dev/null | grep -q " $net\." && return 1
-    ip -4 route show 2>/dev/null | awk '{print $1}' | grep -q "^$net\." && return 1
-    ip -4 route get "$net.1" 2>/dev/null | grep -q " dev .*-br\b" && return 1
-    return 0
+    local net=$1 got gw
+    # Taken: an address in 10.A.B.0/24, a route starting there, or any route
+    # other than the default one that reaches it (10.0.0.0/8 on a real
+    # network, say): the bridge's /24 would shadow real hosts.
+    ip -4 -o addr show 2>/dev/null | grep " $net\." >/dev/null && return 1
+    ip -4 route show 2>/dev/null | awk '{print $1}' | grep "^$net\." >/dev/null && return 1
+    got=$(ip -4 route get "$net.1" 2>/dev/null | head -n1) || return 0
+    [[ -n "$got" ]] || return 0
+    gw=$(ip -4 route show default 2>/dev/null | awk 'NR == 1 {print $3}')
+    [[ -n "$gw" && "$got" == *" via $gw "* ]] && return 0
+    return 1
 }
 
 pick_names() {
@@ -165,16 +168,16 @@ kill_ns_procs() {
 
 do_down() {
     local h ns
-    [[ -n "${NETNS_TAG:-}" ]] || return 0
     for h in "${HOSTS[@]}"; do
+        [[ -n "${NETNS_TAG:-}" ]] || break
         ns=$NETNS_TAG-$h
-        if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$ns"; then
+        if ip netns list 2>/dev/null | awk '{print $1}' | grep -x "$ns" >/dev/null; then
             kill_ns_procs "$ns"
             ip netns del "$ns" 2>/dev/null || say "could not delete namespace $ns"
         fi
         ip link del "$NETNS_TAG-$h" 2>/dev/null || true
     done
-    ip link del "$NETNS_TAG-br" 2>/dev/null || true
+    [[ -z "${NETNS_TAG:-}" ]] || ip link del "$NETNS_TAG-br" 2>/dev/null || true
     if [[ -n "${NETNS_RUN:-}" && -d "$NETNS_RUN" ]]; then
         if [[ "${NETNS_KEEP:-0}" == 1 ]]; then
             # Logs only: the MySQL data dir is big and useless afterwards.
@@ -188,15 +191,20 @@ do_down() {
 
 do_up() {
     local h ns addr
-    [[ -n "${NETNS_TAG:-}" ]] || pick_names
     [[ -n "${NETNS_RUN:-}" ]] || NETNS_RUN=$(mktemp -d "${TMPDIR:-/tmp}/tier-netns.XXXXXX")
     chmod 755 "$NETNS_RUN"
     NETNS_STATE=$NETNS_RUN/state
     mkdir -p "$NETNS_RUN/storage" "$NETNS_RUN/logs"
+    # Names are picked and claimed (the bridge and its /24) under a lock, so
+    # two runs starting together cannot pick the same.  fd 8 is closed
+    # before anything is started: no server may hold the lock.
+    exec 8>/tmp/tier-netns.lock
+    flock -w 60 8 || die "another netns.sh holds /tmp/tier-netns.lock"
+    pick_names
     write_state
-
     ip link add "$NETNS_TAG-br" type bridge
     ip addr add "$NETNS_NET.1/24" dev "$NETNS_TAG-br"
+    exec 8>&-
     ip link set "$NETNS_TAG-br" up
     for h in "${HOSTS[@]}"; do
         ns=$NETNS_TAG-$h
@@ -295,7 +303,6 @@ run)
     trap run_finish EXIT
     trap 'rc=130; exit 130' INT
     trap 'rc=143; exit 143' TERM
-    pick_names
     NETNS_RUN=$(mktemp -d "${TMPDIR:-/tmp}/tier-netns.XXXXXX")
     # The watchdog: tears the same names down if this script dies without
     # running its trap (SIGKILL from a ctest timeout).  It learns the names
