@@ -203,7 +203,13 @@ redis_password() {
 }
 
 redis_ping() {
-    [[ $(REDISCLI_AUTH=$(redis_password) redis-cli -h "$HOST" -p "$1" ping 2>/dev/null) == PONG ]]
+    local pw
+    pw=$(redis_password)
+    if [[ -n "$pw" ]]; then
+        [[ $(REDISCLI_AUTH=$pw redis-cli -h "$HOST" -p "$1" ping 2>/dev/null) == PONG ]]
+    else
+        [[ $(redis-cli -h "$HOST" -p "$1" ping 2>/dev/null) == PONG ]]
+    fi
 }
 
 start_redis() {
