@@ -56,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tier_client.h"
@@ -916,6 +917,38 @@ static int invariants(MYSQL *my, redisContext *rd, char *msg, size_t len)
     return bad;
 }
 
+/* Where a takeover's time went: the new writer's log lines from the
+ * lease to serving, as milliseconds after the kill (wall clocks: the hosts
+ * share this machine's). */
+static void print_takeover_steps(const host *h, unsigned k, int64_t kill_wall_ms)
+{
+    static const char *const steps[] = {"writer: lease and MySQL fence taken", "serving on"};
+    char log[640];
+    tierd_log(h, k, log, sizeof(log));
+    char *text = tier_test_slurp(log, NULL);
+    if (text == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        const char *hit = NULL;
+        for (const char *p = text; (p = strstr(p, steps[i])) != NULL; p++)
+            hit = p;
+        if (hit == NULL)
+            continue;
+        const char *line = hit;
+        while (line > text && line[-1] != '\n')
+            line--;
+        struct tm tm = {0};
+        int ms = 0;
+        const char *rest = strptime(line, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (rest == NULL || sscanf(rest, ".%3dZ", &ms) != 1)
+            continue;
+        int64_t at = (int64_t)timegm(&tm) * 1000 + ms;
+        printf("multihost:   %s %s: +%lld ms after the kill\n", h->name, steps[i],
+               (long long)(at - kill_wall_ms));
+    }
+    free(text);
+}
+
 /* ------------------------------------------------------------ the test */
 
 static void stop_all(void)
@@ -987,7 +1020,7 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
         held[k] = writer_of(k) == victim;
     long comments_before = atomic_load(&G.comments_acked);
     bool power = strcmp(env_or("TIER_MH_KILL", "crash"), "power") == 0;
-    int64_t t_kill = tier_mono_ms();
+    int64_t t_kill = tier_mono_ms(), kill_wall_ms = tier_now_ms();
     sh("bash '%s' kill %s%s", G.script, power ? "--power " : "", victim->name);
     int64_t t_killed = tier_mono_ms();
     victim->dead = true;
@@ -1020,6 +1053,7 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
         int64_t ms = tier_mono_ms() - t_kill;
         printf("multihost: TAKEOVER shard %u: %s -> %s in %lld ms\n", k, victim->name,
                new_writer[k]->name, (long long)ms);
+        print_takeover_steps(new_writer[k], k, kill_wall_ms);
         if (ms > takeover_ms)
             takeover_ms = ms;
     }
