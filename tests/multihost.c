@@ -35,10 +35,10 @@
  *                   connections, as after a power loss)
  *   TIER_MH_SHARDS  1 (default) or 3: each host runs one tierd per shard
  *                   (shard K on ports 7400+K / 7410+K), one writer per
- *                   shard; the driver routes each cid to its shard's URLs,
- *                   workers run one process per shard.  Needs per-shard
- *                   loading in tierd (docs/CLUSTER.md): see CMake's
- *                   TIER_MULTIHOST_SHARDS3.
+ *                   shard; the driver routes each cid to its shard's URLs
+ *                   (tier_shard_of), workers run one process per shard
+ *                   (until tier-worker --cluster lanes are in: then two per
+ *                   host with --cluster).  ctest: multihost_shards3.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
