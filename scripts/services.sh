@@ -13,6 +13,14 @@
 # servers listen on 127.0.0.1 only.  Ports come from TIER_REDIS_PORT /
 # TIER_MYSQL_PORT, else from the last start, else a free one is picked.
 #
+# For the multi-host test (scripts/netns.sh), which runs this inside a
+# network namespace: TIER_SERVICES_HOST (default 127.0.0.1) is the address
+# both servers listen on, TIER_SERVICES_CLIENTS (default none) a MySQL host
+# pattern ('10.1.2.%') the tier user may also connect from, and
+# TIER_MYSQL_BUFFER_POOL / TIER_MYSQL_LOG_SIZE (default 1G / 512M) size
+# InnoDB.  Off loopback, Redis gets a generated password (redis.password,
+# TIER_REDIS_PASSWORD in env): it refuses other hosts without one.
+#
 # Files written to the run dir:
 #   env          `export TIER_...=` lines (mode 600); `. .run/env`
 #   my.cnf       client defaults for the tier user (mode 600):
@@ -51,7 +59,8 @@ MY_PW_FILE=$RUN/mysql.password
 
 ENV_FILE=$RUN/env
 CNF_FILE=$RUN/my.cnf
-HOST=127.0.0.1
+HOST=${TIER_SERVICES_HOST:-127.0.0.1}
+CLIENTS=${TIER_SERVICES_CLIENTS:-}
 DB=${TIER_MYSQL_DB:-tier}
 STORAGE_ROOT=${TIER_STORAGE_ROOT:-$RUN/storage}
 
@@ -179,8 +188,28 @@ check_sock_path() {
 
 # ------------------------------------------------------------------- redis
 
+# Off loopback only: Redis's protected mode refuses other hosts unless the
+# default user has a password.
+REDIS_PW_FILE=$RUN/redis.password
+redis_password() {
+    [[ "$HOST" == 127.* ]] && return 0
+    if [[ ! -s "$REDIS_PW_FILE" ]]; then
+        (
+            umask 077
+            head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | cut -c1-32 >"$REDIS_PW_FILE"
+        )
+    fi
+    head -n1 "$REDIS_PW_FILE"
+}
+
 redis_ping() {
-    [[ $(redis-cli -h "$HOST" -p "$1" ping 2>/dev/null) == PONG ]]
+    local pw
+    pw=$(redis_password)
+    if [[ -n "$pw" ]]; then
+        [[ $(REDISCLI_AUTH=$pw redis-cli -h "$HOST" -p "$1" ping 2>/dev/null) == PONG ]]
+    else
+        [[ $(redis-cli -h "$HOST" -p "$1" ping 2>/dev/null) == PONG ]]
+    fi
 }
 
 start_redis() {
@@ -201,7 +230,9 @@ start_redis() {
     port=$(choose_port "${TIER_REDIS_PORT:-}" "$REDIS_PORT_FILE" "${TIER_MYSQL_PORT:-0}")
     check_port "$port" TIER_REDIS_PORT
     port_busy "$port" && die "redis port $port is already in use"
-    redis-server --bind "$HOST" --port "$port" --dir "$REDIS_DIR" \
+    local auth=()
+    [[ "$HOST" == 127.* ]] || auth=(--requirepass "$(redis_password)")
+    redis-server --bind "$HOST" --port "$port" --dir "$REDIS_DIR" "${auth[@]}" \
         --appendonly yes --appendfsync everysec --save "" \
         --daemonize yes --pidfile "$REDIS_PID" --logfile "$REDIS_LOG" \
         --unixsocket "$REDIS_SOCK" --unixsocketperm 700 9>&- ||
@@ -269,7 +300,8 @@ start_mysql() {
         --datadir="$MY_DATA" --bind-address="$HOST" --port="$port" \
         --socket="$MY_SOCK" --pid-file="$MY_PID" --log-error="$MY_LOG" \
         --skip-log-bin --skip-name-resolve \
-        --innodb-buffer-pool-size=1G --innodb-log-file-size=512M \
+        --innodb-buffer-pool-size="${TIER_MYSQL_BUFFER_POOL:-1G}" \
+        --innodb-log-file-size="${TIER_MYSQL_LOG_SIZE:-512M}" \
         --innodb-flush-log-at-trx-commit=1 \
         --max-connections=500 --max-allowed-packet=64M \
         --character-set-server=utf8mb4 \
@@ -381,6 +413,14 @@ GRANT ALL PRIVILEGES ON \`tier%\`.* TO 'tier'@'localhost';
 GRANT ALL PRIVILEGES ON \`$DB\`.* TO 'tier'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON \`$DB\`.* TO 'tier'@'localhost';
 SQL
+    [[ -n "$CLIENTS" ]] || return 0
+    [[ "$CLIENTS" =~ ^[0-9.%]{1,60}$ ]] || die "bad TIER_SERVICES_CLIENTS '$CLIENTS' (digits, dots, %)"
+    root_sql <<SQL || die "could not create the tier user for $CLIENTS"
+CREATE USER IF NOT EXISTS 'tier'@'$CLIENTS' IDENTIFIED BY '$pw';
+ALTER USER 'tier'@'$CLIENTS' IDENTIFIED BY '$pw';
+GRANT ALL PRIVILEGES ON \`tier%\`.* TO 'tier'@'$CLIENTS';
+GRANT ALL PRIVILEGES ON \`$DB\`.* TO 'tier'@'$CLIENTS';
+SQL
 }
 
 # ------------------------------------------------------------- env files
@@ -397,6 +437,7 @@ write_env() {
         echo "export TIER_RUN_DIR=$(shquote "$RUN")"
         echo "export TIER_REDIS_HOST=$HOST"
         echo "export TIER_REDIS_PORT=$rport"
+        [[ "$HOST" == 127.* ]] || echo "export TIER_REDIS_PASSWORD=$(redis_password)"
         echo "export TIER_MYSQL_HOST=$HOST"
         echo "export TIER_MYSQL_PORT=$mport"
         echo "export TIER_MYSQL_USER=tier"
