@@ -148,7 +148,7 @@ static const tier_opt opts[] = {
      .help = "this host is the shard's home: a writer elsewhere hands the shard back to it"},
     {"peer_token", "TIER_PEER_TOKEN", NULL, TIER_OPT_STRING, F(peer_token),
      .flags = TIER_OPT_SECRET,
-     .help = "bearer token this tierd sends other shards' writers (role client or admin)"},
+     .help = "bearer token this tierd sends other shards' writers (role admin: fsck spans shards)"},
     {"peer_tls_ca", "TIER_PEER_TLS_CA", "peer-tls-ca", TIER_OPT_PATH, F(peer_tls_ca), .arg = "FILE",
      .help = "CA of the other shards' certificates (tls+tcp://; default: the system's)"},
     {"advertise", "TIER_ADVERTISE", "advertise", TIER_OPT_STRING, F(advertise), .def = "",
