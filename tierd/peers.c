@@ -136,7 +136,8 @@ static void on_reply(void *arg, int code, const void *payload, size_t len, const
         s->code = TIER_RESOURCE_EXHAUSTED;
         message = "out of memory";
     } else if (code == TIER_OK) {
-        memcpy(s->payload, payload, len);
+        if (len > 0) /* an empty reply may come as a NULL payload */
+            memcpy(s->payload, payload, len);
         s->len = len;
     }
     if (s->code != TIER_OK)
