@@ -1604,9 +1604,11 @@ static int lane_add(tier_worker *w, const char *rpc, const char *push)
     }
     l->w = w;
     pthread_mutex_init(&l->mu, NULL);
-    l->rpc_url = xstrdup(rpc);
-    l->push_url = xstrdup(push);
+    /* Without clients the lane pulls nothing either (no job it could not
+     * claim); the next topology read tries the URLs again. */
     rv = open_clients(w, rpc, &l->client, &l->beat_client);
+    l->rpc_url = xstrdup(rv == TIER_OK ? rpc : "");
+    l->push_url = xstrdup(rv == TIER_OK ? push : "");
     pthread_mutex_lock(&w->lanes_mu);
     l->idx = (unsigned)lane_count(w);
     w->lanes[l->idx] = l;
@@ -1706,6 +1708,28 @@ static void fall_back(tier_worker *w)
     lane_add(w, w->cfg.tierd_url, w->cfg.pull_url);
 }
 
+static int is_tls_item(void *arg, const char *url)
+{
+    (void)arg;
+    return tier_rpc_net_is_tls(url) ? TIER_OK : TIER_INVALID_ARGUMENT;
+}
+
+/* An owner's URLs: bounded, and TLS when the seed is (a peer never makes
+ * the worker send its token in clear). */
+static bool owner_ok(tier_worker *w, const Tier__ShardInfo *o, unsigned k)
+{
+    if (o == NULL || o->shard != k || !url_ok(o->rpc_url) || !url_ok(o->push_url))
+        return false;
+    if (each_item(w->cfg.tierd_url, is_tls_item, NULL) != TIER_OK)
+        return true;
+    if (each_item(o->rpc_url, is_tls_item, NULL) == TIER_OK &&
+        each_item(o->push_url, is_tls_item, NULL) == TIER_OK)
+        return true;
+    tier_warn("topology: shard %u at %s / %s is not tls+tcp:// like %s: ignored", k, o->rpc_url,
+              o->push_url, w->cfg.tierd_url);
+    return false;
+}
+
 /* Lane K follows shard K's owner.  A shard with no writer (takeover under
  * way) keeps its lane's URLs: jobs in flight wait for the new writer. */
 static int apply_topology(tier_worker *w, const Tier__TopologyReply *rep)
@@ -1724,7 +1748,7 @@ static int apply_topology(tier_worker *w, const Tier__TopologyReply *rep)
     }
     for (unsigned k = 0; k < rep->shards; k++) {
         const Tier__ShardInfo *o = rep->owners[k];
-        bool ok = o != NULL && o->shard == k && url_ok(o->rpc_url) && url_ok(o->push_url);
+        bool ok = owner_ok(w, o, k);
         if (k >= lane_count(w))
             lane_add(w, ok ? o->rpc_url : "", ok ? o->push_url : "");
         else if (ok)
