@@ -9,8 +9,12 @@
  *   mounts_leave_jobs         --mount: a worker that cannot reach gold
  *                             leaves those jobs; tierd pushes them again
  *                             and the other worker moves them
- *   cluster_without_topology  --cluster against a tierd that answers
- *                             Topology UNIMPLEMENTED: --tierd/--pull serve
+ *   dead_coordinator_does_not_stall_others
+ *                             a lane whose tierd died holds up the other
+ *                             lanes' jobs for seconds at most
+ *   cluster_single_coordinator --cluster against one tierd (its Topology,
+ *                             or --tierd/--pull while it answers
+ *                             UNIMPLEMENTED)
  *   cluster_follows_new_owner --cluster: a shard's tierd replaced by a new
  *                             process on other ports; the lane re-dials
  *                             (skipped while tierd has no Topology)
@@ -419,6 +423,76 @@ Test(worker_lanes, mounts_leave_jobs, .timeout = 180)
                  "gold job: the test proves "
                  "nothing");
     cr_assert_gt(log_count(&f, 0, " moves bronze to silver"), 0, "worker 0 moved nothing");
+    teardown(&f);
+}
+
+/* Two shards, a lane each.  Shard 1's tierd hangs (SIGSTOP) just after
+ * its jobs were pushed: the worker's calls to it hang until their
+ * timeout.  Shard 0's jobs, reported next, still complete promptly (claims
+ * and completions of the dead lane hold up no other lane for long).  A new
+ * tierd for shard 1 on the same addresses then finishes shard 1's jobs. */
+Test(worker_lanes, dead_coordinator_does_not_stall_others, .timeout = 240)
+{
+    fx f;
+    char l0[300], l1[300];
+    const long n = 40;
+
+    long per1 = 0;
+
+    setup(&f, 2, n);
+    for (long i = 1; i <= n; i++)
+        per1 += shard_of(&f, i) == 1;
+    cr_assert(per1 > 0 && per1 < n);
+    tierd_start(&f, 0, 0);
+    tierd_start(&f, 1, 1);
+    lane_arg(&f, 0, l0, sizeof(l0));
+    lane_arg(&f, 1, l1, sizeof(l1));
+    worker_start(&f, 0, (char *[]){"--lane", l0, "--lane", l1, "--moves", "2", NULL}, false);
+    wait_listed(&f, 0, "wl0");
+    wait_listed(&f, 1, "wl0");
+    /* The worker is stopped while shard 1 pushes its jobs, so that they
+     * wait in its socket; then shard 1's tierd hangs (SIGSTOP: connected,
+     * never answering) and the worker goes on. */
+    kill(f.w[0], SIGSTOP);
+    for (long i = 1; i <= n; i++)
+        if (shard_of(&f, i) == 1)
+            report_one(&f, i);
+    usleep(300 * 1000);
+    kill(f.td[1].pid, SIGSTOP);
+    kill(f.w[0], SIGCONT);
+    int64_t t0 = tier_mono_ms();
+    for (long i = 1; i <= n; i++)
+        if (shard_of(&f, i) == 0)
+            report_one(&f, i);
+    for (long i = 1; i <= n; i++) {
+        if (shard_of(&f, i) != 0)
+            continue;
+        while (!exists(&f, target_of(i), i) || exists(&f, "bronze", i)) {
+            cr_assert_lt(tier_mono_ms() - t0, 25000, "shard 0's f%06ld.bin not moved in 25 s", i);
+            usleep(100 * 1000);
+        }
+    }
+    cr_assert_eq(settled(&f, 1, n), n - per1, "shard 1's jobs finished without its tierd");
+    kill(f.td[1].pid, SIGKILL);
+    cr_assert_neq(tier_test_wait(f.td[1].pid, 10000), -1);
+    f.td[1].pid = 0;
+    /* Shard 1 again, at the same addresses (the worker's lane 1). */
+    tier_client_close(f.c[1]);
+    char listen[128], push[128];
+    snprintf(listen, sizeof(listen), "%s", f.td[1].listen);
+    snprintf(push, sizeof(push), "%s", f.td[1].push);
+    char logdir[1100];
+    snprintf(logdir, sizeof(logdir), "%s/t3", f.root);
+    cr_assert(mkdir(logdir, 0755) == 0 || errno == EEXIST);
+    tier_test_tierd_init(&f.td[3], logdir, f.m.db, f.prefix);
+    snprintf(f.td[3].listen, sizeof(f.td[3].listen), "%s", listen);
+    snprintf(f.td[3].push, sizeof(f.td[3].push), "%s", push);
+    tier_test_tierd_start(&f.td[3], (char *[]){"--shards", "2", "--shard", "1", NULL});
+    cr_assert_eq(tier_client_open(&f.c[3], f.td[3].listen), TIER_OK);
+    tier_client_set_timeout(f.c[3], 10000);
+    f.c[1] = NULL;
+    wait_settled(&f, 1, n, 90000);
+    check_files(&f, 1, n);
     teardown(&f);
 }
 

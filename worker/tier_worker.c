@@ -97,7 +97,9 @@
 #define MAX_BATCH 64           /* jobs a mover claims at once */
 #define COMPLETE_MAX 1024      /* jobs per CompleteJob call */
 #define RENEW_MAX 1000         /* jobs per RenewLease call */
-#define NCOMPLETERS 2          /* CompleteJob calls in flight */
+#define NCOMPLETERS 2          /* CompleteJob calls in flight (one coordinator) */
+#define NCOMPLETERS_LANES 4    /* ... with several: a dead one holds only one */
+#define CLAIM_PATIENCE_MS 3000 /* several coordinators: a dead one's hints are dropped */
 #define RPC_TIMEOUT_MS 5000    /* per call */
 #define BACKOFF_MIN_MS 50      /* retry of a call while tierd is away ... */
 #define BACKOFF_MAX_MS 1000    /* ... doubling up to this */
@@ -169,7 +171,8 @@ typedef struct lane {
      * to a tierd that is down must not hold up a stop for 10 s. */
     tier_client *beat_client;
     retired *old;
-    atomic_uint gen; /* bumped when the URLs change: the receiver re-dials */
+    atomic_uint gen;  /* bumped when the URLs change: the receiver re-dials */
+    atomic_int stuck; /* completers retrying a call to it: others pass it by */
     pthread_t recv;
     bool recv_ok; /* its receiver runs (joined in shut_down) */
 } lane;
@@ -497,6 +500,13 @@ static size_t lane_count(tier_worker *w)
     return atomic_load(&w->n_lanes);
 }
 
+/* Several coordinators: whether a call to one may be given up on while it
+ * is away (the others' work must go on). */
+static bool several(tier_worker *w)
+{
+    return w->cfg.cluster || lane_count(w) > 1;
+}
+
 /* Whether dir lies in mount (a path without trailing '/', or "/"), by
  * name: symbolic links are not followed. */
 static bool under(const char *dir, const char *mount)
@@ -769,11 +779,15 @@ static size_t claim_batch(tier_worker *w, job **b, size_t n)
     req.cids = cids;
     req.n_cids = na;
     req.lease_ms = w->cfg.lease_ms;
+    int64_t start = tier_mono_ms();
     do {
         tier_client *c = lane_rpc(b[0]->lane, false, &err);
         t0 = tier_mono_ms();
         rv = c != NULL ? tier_claim_job(c, &req, &rep, &err) : TIER_UNAVAILABLE;
-    } while (rv != TIER_OK && retry_wait(w, "ClaimJob", rv, &err, &tries, &backoff, true));
+        /* Several coordinators: hints of one that is away are dropped soon
+         * (it pushes them again), the others' jobs must not wait. */
+    } while (rv != TIER_OK && !(several(w) && tier_mono_ms() - start > CLAIM_PATIENCE_MS) &&
+             retry_wait(w, "ClaimJob", rv, &err, &tries, &backoff, true));
     if (rv == TIER_OK)
         TIER_CRASH_AT("worker.after_claim"); /* claimed in tierd; no file touched */
     for (size_t a = 0; a < na; a++) {
@@ -863,15 +877,19 @@ static uint32_t backoff_ms(uint32_t attempts)
 
 /* ------------------------------------------------------------ movers */
 
-/* Unlinks from the queue *head..*tail (mu held) its first job and up to
- * max - 1 more of the same lane, in order, into out; returns how many.
- * One call to a coordinator holds jobs of that coordinator only. */
-static size_t take_lane(job **head, job **tail, job **out, size_t max)
+/* Unlinks from the queue *head..*tail (mu held) its first job (skip_stuck:
+ * of a lane no completer is stuck on) and up to max - 1 more of the same
+ * lane, in order, into out; returns how many (0: every job's lane is
+ * stuck).  One call to a coordinator holds jobs of that coordinator only. */
+static size_t take_lane(job **head, job **tail, job **out, size_t max, bool skip_stuck)
 {
-    const lane *l = *head != NULL ? (*head)->lane : NULL;
+    const lane *l = NULL;
     job *prev = NULL;
     size_t n = 0;
 
+    for (job *j = *head; j != NULL && l == NULL; j = j->qnext)
+        if (!skip_stuck || atomic_load(&j->lane->stuck) == 0)
+            l = j->lane;
     for (job *j = *head, *next; j != NULL && n < max; j = next) {
         next = j->qnext;
         if (j->lane != l) {
@@ -1067,7 +1085,7 @@ static void *mover_main(void *arg)
             unlock(w);
             break;
         }
-        n = take_lane(&w->qhead, &w->qtail, b, MAX_BATCH);
+        n = take_lane(&w->qhead, &w->qtail, b, MAX_BATCH, false);
         if (w->qhead != NULL)
             pthread_cond_signal(&w->run_cv); /* more for another thread */
         unlock(w);
@@ -1140,6 +1158,73 @@ static size_t batch_sizes(job *const *js, size_t n, int64_t *sizes)
     return n;
 }
 
+/* pthread_cond_timedwait on w->mu for about ms (done_cv: realtime clock). */
+static void wait_on_ms(tier_worker *w, pthread_cond_t *cv, int64_t ms)
+{
+    struct timespec until;
+
+    assert_locked(w);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    until.tv_sec += ms / 1000 + until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    w->mu_held = false;
+    pthread_cond_timedwait(cv, &w->mu, &until);
+    w->mu_owner = pthread_self();
+    w->mu_held = true;
+}
+
+/* The next batch to complete, of one lane, into js; 0 when the completers
+ * are done.  With several lanes a lane another completer is stuck on is
+ * passed by, so one coordinator that is away holds up only one completer. */
+static size_t take_done(tier_worker *w, job **js)
+{
+    size_t n = 0;
+
+    lock(w);
+    for (;;) {
+        while (w->chead == NULL && !w->movers_done)
+            wait_on(w, &w->done_cv);
+        if (w->chead == NULL)
+            break;
+        /* Once the movers are done, stuck lanes' jobs are taken too. */
+        if ((n = take_lane(&w->chead, &w->ctail, js, COMPLETE_MAX, several(w) && !w->movers_done)) >
+            0)
+            break;
+        wait_on_ms(w, &w->done_cv, 100);
+    }
+    if (w->chead != NULL)
+        pthread_cond_signal(&w->done_cv);
+    unlock(w);
+    return n;
+}
+
+/* CompleteJob for req (jobs of j's lane), retried while the coordinator is
+ * away: until a hard stop, or with several coordinators only while j's
+ * lease lasts (after it the job is someone else's; the others must not
+ * wait for this one). */
+static int complete_call(tier_worker *w, job *j, Tier__CompleteJobRequest *req,
+                         Tier__CompleteJobReply **rep, tier_error *err)
+{
+    int64_t backoff = BACKOFF_MIN_MS;
+    bool stuck = false;
+    int tries = 0, rv;
+
+    for (;;) {
+        tier_client *c = lane_rpc(j->lane, false, err);
+        rv = c != NULL ? tier_complete_job(c, req, rep, err) : TIER_UNAVAILABLE;
+        if (rv == TIER_OK || (several(w) && !lease_ok(w, j)))
+            break;
+        if (!stuck && (stuck = true))
+            atomic_fetch_add(&j->lane->stuck, 1);
+        if (!retry_wait(w, "CompleteJob", rv, err, &tries, &backoff, false))
+            break;
+    }
+    if (stuck)
+        atomic_fetch_sub(&j->lane->stuck, 1);
+    return rv;
+}
+
 static void *completer_main(void *arg)
 {
     Tier__JobRef refs[COMPLETE_MAX], *refp[COMPLETE_MAX];
@@ -1150,23 +1235,12 @@ static void *completer_main(void *arg)
     for (;;) {
         Tier__CompleteJobRequest req = TIER__COMPLETE_JOB_REQUEST__INIT;
         Tier__CompleteJobReply *rep = NULL;
-        int64_t backoff = BACKOFF_MIN_MS;
-        int tries = 0, rv;
         tier_error err;
-        size_t n = 0;
+        size_t n;
+        int rv;
 
-        lock(w);
-        while (w->chead == NULL && !w->movers_done)
-            wait_on(w, &w->done_cv);
-        if (w->chead == NULL) {
-            unlock(w);
+        if ((n = take_done(w, js)) == 0)
             break;
-        }
-        n = take_lane(&w->chead, &w->ctail, js, COMPLETE_MAX);
-        if (w->chead != NULL)
-            pthread_cond_signal(&w->done_cv);
-        unlock(w);
-
         if ((n = sync_batch_dirs(w, js, n)) == 0)
             continue;
         for (size_t i = 0; i < n; i++) {
@@ -1181,10 +1255,7 @@ static void *completer_main(void *arg)
         req.sizes = sizes;
         req.n_sizes = batch_sizes(js, n, sizes);
         TIER_CRASH_AT("worker.before_complete"); /* moves durable; tierd not told */
-        do {
-            tier_client *c = lane_rpc(js[0]->lane, false, &err);
-            rv = c != NULL ? tier_complete_job(c, &req, &rep, &err) : TIER_UNAVAILABLE;
-        } while (rv != TIER_OK && retry_wait(w, "CompleteJob", rv, &err, &tries, &backoff, false));
+        rv = complete_call(w, js[0], &req, &rep, &err);
         if (rv == TIER_OK)
             TIER_CRASH_AT("worker.after_complete"); /* committed; jobs still held here */
         if (rv != TIER_OK) {
@@ -1864,7 +1935,7 @@ fail:
  * receiver and keeper when their flags say so), in the order that lets
  * each finish its part of the shutdown. */
 typedef struct {
-    pthread_t topo, keeper, beater, *movers, completers[NCOMPLETERS];
+    pthread_t topo, keeper, beater, *movers, completers[NCOMPLETERS_LANES];
     unsigned nm, nc;
     bool recv_ok, topo_ok, keeper_ok, beater_ok;
 } threads;
@@ -1898,7 +1969,7 @@ static bool start_threads(tier_worker *w, threads *t)
     for (; t->nm < w->cfg.moves; t->nm++)
         if (pthread_create(&t->movers[t->nm], NULL, mover_main, w) != 0)
             return false;
-    for (; t->nc < NCOMPLETERS; t->nc++)
+    for (unsigned nc = several(w) ? NCOMPLETERS_LANES : NCOMPLETERS; t->nc < nc; t->nc++)
         if (pthread_create(&t->completers[t->nc], NULL, completer_main, w) != 0)
             return false;
     return true;
