@@ -66,7 +66,15 @@
  * Locking: w->mu guards the job table, both queues and the claim fields of
  * the jobs (functions that need it assert so); a job's other fields belong
  * to the one thread that holds it (mover, then completer).  stop_mu only
- * pairs stop_cv with the stop flags.
+ * pairs stop_cv with the stop flags.  A lane's mu guards its URLs and
+ * clients (swapped by the topology thread; the clients they replace are
+ * kept until close, since a call may still be using one); lanes_mu orders
+ * the adding of lanes, which never go before close.
+ *
+ * A coordinator that is away (several lanes): its hints are dropped after
+ * CLAIM_PATIENCE_MS of failed claims, its completions retried only while
+ * the lease lasts and by one completer at a time, its renewals and beats
+ * not retried, so the other lanes' jobs wait seconds at most.
  */
 #include "tier_worker.h"
 
