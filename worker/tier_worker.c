@@ -1693,10 +1693,10 @@ static int lane_add(tier_worker *w, const char *rpc, const char *push)
     w->lanes[l->idx] = l;
     atomic_store(&w->n_lanes, l->idx + 1);
     pthread_mutex_unlock(&w->lanes_mu);
-    if (atomic_load(&w->running))
-        l->recv_ok = pthread_create(&l->recv, NULL, receiver_main, l) == 0;
     tier_info("lane %u: tierd %s, push %s", l->idx, rpc[0] ? rpc : "(none yet)",
               push[0] ? push : "(none yet)");
+    if (atomic_load(&w->running))
+        l->recv_ok = pthread_create(&l->recv, NULL, receiver_main, l) == 0;
     return rv;
 }
 
