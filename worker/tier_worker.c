@@ -22,14 +22,16 @@
  *              callback after a second), the thread hands the rest of its
  *              batch back to the queue, so a big cross-filesystem copy never
  *              holds up small renames that other threads can do.
- *   completers two threads that send everything moved so far in one
- *              CompleteJob call (OK = the level is durable in MySQL); while
- *              one waits, the next batch accumulates for the other.
- *   keeper     renews the leases of every claimed job still in the worker
- *              every lease/3 in one RenewLease call; a lease reported lost
- *              (or run out by our own clock) makes the progress callback
- *              abort the copy, and the job is dropped: tierd gives it to
- *              someone else, whose tier_move finishes whatever we left.
+ *   completers two threads (four with several lanes) that send everything
+ *              moved so far in one CompleteJob call (OK = the level is
+ *              durable in MySQL); while one waits, the next batch
+ *              accumulates for the other.
+ *   keepers    one per lane: renews the leases of every claimed job of its
+ *              lane still in the worker every lease/3 in one RenewLease
+ *              call; a lease reported lost (or run out by our own clock)
+ *              makes the progress callback abort the copy, and the job is
+ *              dropped: tierd gives it to someone else, whose tier_move
+ *              finishes whatever we left.
  *
  * Everything the worker does to a file is safe to repeat or to abandon at
  * any instruction (tier_move.h), so the worker itself keeps no state on disk:
@@ -73,8 +75,9 @@
  *
  * A coordinator that is away (several lanes): its hints are dropped after
  * CLAIM_PATIENCE_MS of failed claims, its completions retried only while
- * the lease lasts and by one completer at a time, its renewals and beats
- * not retried, so the other lanes' jobs wait seconds at most.
+ * the lease lasts and by one completer at a time, its renewals (by its own
+ * keeper) and beats not retried, so the other lanes' jobs wait seconds at
+ * most.
  */
 #include "tier_worker.h"
 
@@ -181,8 +184,8 @@ typedef struct lane {
     retired *old;
     atomic_uint gen;  /* bumped when the URLs change: the receiver re-dials */
     atomic_int stuck; /* completers retrying a call to it: others pass it by */
-    pthread_t recv;
-    bool recv_ok; /* its receiver runs (joined in shut_down) */
+    pthread_t recv, keeper;
+    bool recv_ok, keeper_ok; /* its threads run (joined in shut_down) */
 } lane;
 
 struct tier_worker {
@@ -1305,11 +1308,10 @@ static void *completer_main(void *arg)
 
 /* ------------------------------------------------------------ lease keeper */
 
-/* The claimed jobs' refs, and each one's lane, as the keeper collects them. */
+/* The claimed jobs' refs of one lane, as its keeper collects them. */
 typedef struct {
     Tier__JobRef *refs;
-    lane **lanes;
-    Tier__JobRef **refp; /* one lane's, for a call */
+    Tier__JobRef **refp;
     size_t n, cap;
 } held;
 
@@ -1319,36 +1321,35 @@ static bool held_grow(held *h)
     Tier__JobRef *r = realloc(h->refs, nc * sizeof(*r));
     if (r != NULL)
         h->refs = r;
-    lane **l = realloc(h->lanes, nc * sizeof(*l));
-    if (l != NULL)
-        h->lanes = l;
     Tier__JobRef **p = realloc(h->refp, nc * sizeof(*p));
     if (p != NULL)
         h->refp = p;
-    if (r == NULL || l == NULL || p == NULL)
+    if (r == NULL || p == NULL)
         return false;
     h->cap = nc;
     return true;
 }
 
-/* Every claimed job still held (lease not lost) into h. */
-static void collect_held(tier_worker *w, held *h)
+/* Every claimed job of lane l still held (lease not lost) into h. */
+static void collect_held(tier_worker *w, const lane *l, held *h)
 {
     h->n = 0;
     lock(w);
     for (size_t b = 0; b < NBUCKETS; b++) {
         for (job *j = w->table[b]; j != NULL; j = j->hnext) {
-            if (!j->claimed || j->lost)
+            if (j->lane != l || !j->claimed || j->lost)
                 continue;
             if (h->n == h->cap && !held_grow(h))
                 break;
             tier__job_ref__init(&h->refs[h->n]);
             h->refs[h->n].cid = j->cid;
             h->refs[h->n].fence = j->fence;
-            h->lanes[h->n++] = j->lane;
+            h->n++;
         }
     }
     unlock(w);
+    for (size_t i = 0; i < h->n; i++)
+        h->refp[i] = &h->refs[i];
 }
 
 /* One RenewLease call for refp[0..n) of lane l; applies the answers. */
@@ -1388,22 +1389,12 @@ static int renew_some(tier_worker *w, lane *l, Tier__JobRef **refp, size_t n)
     return TIER_OK;
 }
 
-/* Renews the leases of h's jobs of lane l, RENEW_MAX per call. */
-static void renew_lane(tier_worker *w, held *h, lane *l)
-{
-    size_t n = 0;
-
-    for (size_t i = 0; i < h->n; i++)
-        if (h->lanes[i] == l)
-            h->refp[n++] = &h->refs[i];
-    for (size_t off = 0; off < n && !atomic_load(&w->stopping); off += RENEW_MAX)
-        if (renew_some(w, l, h->refp + off, n - off < RENEW_MAX ? n - off : RENEW_MAX) != TIER_OK)
-            break;
-}
-
+/* A lane's keeper: one per lane, so a coordinator that does not answer
+ * delays no other lane's renewals. */
 static void *keeper_main(void *arg)
 {
-    tier_worker *w = arg;
+    lane *l = arg;
+    tier_worker *w = l->w;
     int64_t period = w->cfg.lease_ms / 3;
     held h = {0};
 
@@ -1414,12 +1405,13 @@ static void *keeper_main(void *arg)
             sleep_ms(50);
         if (atomic_load(&w->stopping))
             break;
-        collect_held(w, &h);
-        for (size_t i = 0, nl = lane_count(w); i < nl && h.n > 0; i++)
-            renew_lane(w, &h, w->lanes[i]);
+        collect_held(w, l, &h);
+        for (size_t off = 0; off < h.n && !atomic_load(&w->stopping); off += RENEW_MAX)
+            if (renew_some(w, l, h.refp + off, h.n - off < RENEW_MAX ? h.n - off : RENEW_MAX) !=
+                TIER_OK)
+                break;
     }
     free(h.refs);
-    free(h.lanes);
     free(h.refp);
     return NULL;
 }
@@ -1667,6 +1659,14 @@ static int open_clients(tier_worker *w, const char *rpc, tier_client **c, tier_c
     return rv;
 }
 
+/* A lane's receiver and keeper. */
+static bool start_lane(lane *l)
+{
+    l->recv_ok = pthread_create(&l->recv, NULL, receiver_main, l) == 0;
+    l->keeper_ok = l->recv_ok && pthread_create(&l->keeper, NULL, keeper_main, l) == 0;
+    return l->keeper_ok;
+}
+
 /* Adds lane number n_lanes for rpc/push ("" = none yet) and, while the
  * worker runs, starts its receiver.  Only tier_worker_open and the
  * topology thread add lanes.  The lane is added even when its clients
@@ -1696,7 +1696,7 @@ static int lane_add(tier_worker *w, const char *rpc, const char *push)
     tier_info("lane %u: tierd %s, push %s", l->idx, rpc[0] ? rpc : "(none yet)",
               push[0] ? push : "(none yet)");
     if (atomic_load(&w->running))
-        l->recv_ok = pthread_create(&l->recv, NULL, receiver_main, l) == 0;
+        start_lane(l);
     return rv;
 }
 
@@ -1943,21 +1943,18 @@ fail:
  * receiver and keeper when their flags say so), in the order that lets
  * each finish its part of the shutdown. */
 typedef struct {
-    pthread_t topo, keeper, beater, *movers, completers[NCOMPLETERS_LANES];
+    pthread_t topo, beater, *movers, completers[NCOMPLETERS_LANES];
     unsigned nm, nc;
-    bool recv_ok, topo_ok, keeper_ok, beater_ok;
+    bool lanes_ok, topo_ok, beater_ok;
 } threads;
 
-/* The receivers of the lanes there are; later ones start their own. */
-static bool start_receivers(tier_worker *w)
+/* The threads of the lanes there are; later ones start their own. */
+static bool start_lanes(tier_worker *w)
 {
     bool ok = true;
 
-    for (size_t i = 0, n = lane_count(w); i < n; i++) {
-        lane *l = w->lanes[i];
-        l->recv_ok = pthread_create(&l->recv, NULL, receiver_main, l) == 0;
-        ok = ok && l->recv_ok;
-    }
+    for (size_t i = 0, n = lane_count(w); i < n; i++)
+        ok = start_lane(w->lanes[i]) && ok;
     atomic_store(&w->running, true);
     return ok;
 }
@@ -1966,12 +1963,11 @@ static bool start_threads(tier_worker *w, threads *t)
 {
     if ((t->movers = calloc(w->cfg.moves, sizeof(*t->movers))) == NULL)
         return false;
-    t->recv_ok = start_receivers(w);
+    t->lanes_ok = start_lanes(w);
     t->topo_ok =
-        t->recv_ok && w->cfg.cluster && pthread_create(&t->topo, NULL, topology_main, w) == 0;
-    t->keeper_ok = t->recv_ok && (t->topo_ok || !w->cfg.cluster) &&
-                   pthread_create(&t->keeper, NULL, keeper_main, w) == 0;
-    t->beater_ok = t->keeper_ok && pthread_create(&t->beater, NULL, beater_main, w) == 0;
+        t->lanes_ok && w->cfg.cluster && pthread_create(&t->topo, NULL, topology_main, w) == 0;
+    t->beater_ok = t->lanes_ok && (t->topo_ok || !w->cfg.cluster) &&
+                   pthread_create(&t->beater, NULL, beater_main, w) == 0;
     if (!t->beater_ok)
         return false;
     for (; t->nm < w->cfg.moves; t->nm++)
@@ -2015,8 +2011,9 @@ static void shut_down(tier_worker *w, threads *t)
     unlock(w);
     for (unsigned i = 0; i < t->nc; i++)
         pthread_join(t->completers[i], NULL);
-    if (t->keeper_ok)
-        pthread_join(t->keeper, NULL);
+    for (size_t i = 0, n = lane_count(w); i < n; i++)
+        if (w->lanes[i]->keeper_ok)
+            pthread_join(w->lanes[i]->keeper, NULL);
     if (t->beater_ok) {
         pthread_join(t->beater, NULL);
         if (!atomic_load(&w->hard_stop))
