@@ -118,6 +118,8 @@
 #define NBUCKETS 65536
 #define TOPO_EVERY_MS 3000 /* --cluster: topology re-read ... */
 #define TOPO_MIN_MS 500    /* ... and at most this often after a failed call */
+#define RETIRE_MS 60000    /* a replaced client is closed after this */
+#define PEER_URL_MAX 255   /* a URL from the topology: printable, 1..255 bytes */
 
 /* ------------------------------------------------------------ state */
 
@@ -163,11 +165,13 @@ typedef struct seen_dir {
     char path[];
 } seen_dir;
 
-/* A client made before its lane moved: kept until the worker is closed,
- * since a call may still be using it (one pair per owner change). */
+/* A client made before its lane moved: kept while a call may still be
+ * using it (RETIRE_MS, far beyond any call's timeout), then closed at the
+ * next move of the lane or at close. */
 typedef struct retired {
     struct retired *next;
     tier_client *c;
+    int64_t since; /* monotonic ms */
 } retired;
 
 /* One coordinator.  Its URLs change only under --cluster, when the
@@ -1700,7 +1704,7 @@ static int lane_add(tier_worker *w, const char *rpc, const char *push)
     return rv;
 }
 
-/* Keeps c until close (a call may still use it). */
+/* Keeps c aside (l->mu held) while a call may still use it. */
 static void retire(lane *l, tier_client *c, retired *r)
 {
     if (c == NULL) {
@@ -1708,8 +1712,36 @@ static void retire(lane *l, tier_client *c, retired *r)
         return;
     }
     r->c = c;
+    r->since = tier_mono_ms();
     r->next = l->old;
     l->old = r;
+}
+
+/* Unlinks (l->mu held) the retired clients no call can be using any more. */
+static retired *unlink_stale(lane *l)
+{
+    retired *stale = NULL;
+
+    for (retired **pp = &l->old; *pp != NULL;) {
+        retired *r = *pp;
+        if (tier_mono_ms() - r->since < RETIRE_MS) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        r->next = stale;
+        stale = r;
+    }
+    return stale;
+}
+
+static void free_retired(retired *r)
+{
+    for (retired *next; r != NULL; r = next) {
+        next = r->next;
+        tier_client_close(r->c);
+        free(r);
+    }
 }
 
 /* --cluster: shard l's owner is now at rpc/push.  New clients are made
@@ -1738,6 +1770,7 @@ static void lane_set_urls(tier_worker *w, lane *l, const char *rpc, const char *
     }
     char *nrpc = xstrdup(rpc), *npush = xstrdup(push);
     pthread_mutex_lock(&l->mu);
+    retired *stale = unlink_stale(l);
     retire(l, l->client, r1);
     retire(l, l->beat_client, r2);
     l->client = c;
@@ -1747,6 +1780,7 @@ static void lane_set_urls(tier_worker *w, lane *l, const char *rpc, const char *
     l->rpc_url = nrpc;
     l->push_url = npush;
     pthread_mutex_unlock(&l->mu);
+    free_retired(stale);
     atomic_fetch_add(&l->gen, 1); /* its receiver re-dials */
     tier_info("lane %u: shard's coordinator is now %s (push %s)", l->idx, rpc, push);
 }
@@ -1755,11 +1789,7 @@ static void lane_free(lane *l)
 {
     tier_client_close(l->client);
     tier_client_close(l->beat_client);
-    for (retired *r = l->old, *next; r != NULL; r = next) {
-        next = r->next;
-        tier_client_close(r->c);
-        free(r);
-    }
+    free_retired(l->old);
     free(l->rpc_url);
     free(l->push_url);
     pthread_mutex_destroy(&l->mu);
@@ -1793,11 +1823,27 @@ static int is_tls_item(void *arg, const char *url)
     return tier_rpc_net_is_tls(url) ? TIER_OK : TIER_INVALID_ARGUMENT;
 }
 
-/* An owner's URLs: bounded, and TLS when the seed is (a peer never makes
- * the worker send its token in clear). */
+/* A URL list from the topology: 1..PEER_URL_MAX bytes of printable ASCII
+ * without spaces (as libtier believes them, docs/LIMITS.md). */
+static bool peer_url_ok(const char *u)
+{
+    size_t n = u != NULL ? strlen(u) : 0;
+
+    if (n == 0 || n > PEER_URL_MAX || strstr(u, "://") == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (u[i] <= ' ' || u[i] > '~')
+            return false;
+    return true;
+}
+
+/* An owner to follow: alive (a shard being taken over keeps its lane's
+ * URLs), plausible URLs, and TLS when the seed is (a peer never makes the
+ * worker send its token in clear). */
 static bool owner_ok(tier_worker *w, const Tier__ShardInfo *o, unsigned k)
 {
-    if (o == NULL || o->shard != k || !url_ok(o->rpc_url) || !url_ok(o->push_url))
+    if (o == NULL || o->shard != k || !o->alive || !peer_url_ok(o->rpc_url) ||
+        !peer_url_ok(o->push_url))
         return false;
     if (each_item(w->cfg.tierd_url, is_tls_item, NULL) != TIER_OK)
         return true;
@@ -1813,8 +1859,10 @@ static bool owner_ok(tier_worker *w, const Tier__ShardInfo *o, unsigned k)
  * way) keeps its lane's URLs: jobs in flight wait for the new writer. */
 static int apply_topology(tier_worker *w, const Tier__TopologyReply *rep)
 {
-    if (rep->shards < 1 || rep->shards > TIER_WORKER_LANES_MAX || rep->n_owners != rep->shards) {
-        tier_warn("topology: %u shard(s), %zu owner(s): ignored", rep->shards, rep->n_owners);
+    if (rep->slots != 1024 || rep->shards < 1 || rep->shards > TIER_WORKER_LANES_MAX ||
+        rep->n_owners != rep->shards) {
+        tier_warn("topology: %u slots, %u shard(s), %zu owner(s): ignored", rep->slots, rep->shards,
+                  rep->n_owners);
         return TIER_INVALID_ARGUMENT;
     }
     if (w->topo_shards == 0) {
