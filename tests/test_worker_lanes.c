@@ -496,7 +496,7 @@ Test(worker_lanes, dead_coordinator_does_not_stall_others, .timeout = 240)
     teardown(&f);
 }
 
-/* A bad --lane or --mount is refused before anything starts. */
+/* A bad --lane, --mount or push address is refused at start (exit 2). */
 Test(worker_lanes, bad_flags)
 {
     char *bin = tier_test_bin("tier-worker"), out[4096];
@@ -513,6 +513,10 @@ Test(worker_lanes, bad_flags)
           NULL},
          "absolute"},
         {{bin, NULL}, "required"},
+        {{bin, "--tierd", "tcp://127.0.0.1:1", "--pull", "bogus://x", NULL}, "bogus://x"},
+        {{bin, "--lane", "tcp://127.0.0.1:1=tcp://127.0.0.1:2", "--lane",
+          "tcp://127.0.0.1:3=nope://y", NULL},
+         "nope://y"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

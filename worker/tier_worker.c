@@ -190,6 +190,8 @@ typedef struct lane {
     atomic_int stuck; /* completers retrying a call to it: others pass it by */
     pthread_t recv, keeper;
     bool recv_ok, keeper_ok; /* its threads run (joined in shut_down) */
+    nng_socket pull;         /* dialled at open (explicit lanes), for the receiver */
+    bool pull_ok;            /* pull is open and not yet the receiver's */
 } lane;
 
 struct tier_worker {
@@ -664,9 +666,11 @@ static void *receiver_main(void *arg)
 {
     lane *l = arg;
     tier_worker *w = l->w;
-    nng_socket s;
-    bool open = false;
-    unsigned gen = atomic_load(&l->gen) + 1; /* differs: open at once */
+    nng_socket s = l->pull;
+    bool open = l->pull_ok; /* dialled at open: bad addresses were refused there */
+    unsigned gen = atomic_load(&l->gen) + (open ? 0 : 1); /* differs: open at once */
+
+    l->pull_ok = false;
 
     while (!atomic_load(&w->stopping)) {
         int64_t cids[256];
@@ -1787,6 +1791,8 @@ static void lane_set_urls(tier_worker *w, lane *l, const char *rpc, const char *
 
 static void lane_free(lane *l)
 {
+    if (l->pull_ok)
+        nng_close(l->pull);
     tier_client_close(l->client);
     tier_client_close(l->beat_client);
     free_retired(l->old);
@@ -1943,6 +1949,13 @@ static int open_lanes(tier_worker *w)
         rv = lane_add(w, w->cfg.tierd_url, w->cfg.pull_url);
     for (size_t i = 0; i < w->cfg.n_lanes && rv == TIER_OK; i++)
         rv = lane_add(w, w->cfg.lanes[i].rpc_url, w->cfg.lanes[i].push_url);
+    /* Dialled now, as one coordinator's always was: a push address nng
+     * refuses stops the worker at start rather than leaving a lane deaf. */
+    for (size_t i = 0, n = lane_count(w); i < n && rv == TIER_OK; i++) {
+        lane *l = w->lanes[i];
+        if (!(l->pull_ok = open_pull(l, &l->pull)))
+            rv = TIER_INVALID_ARGUMENT;
+    }
     return rv;
 }
 
