@@ -229,6 +229,21 @@ static int set_string(const layer *l, const tier_opt *o, const char *name, const
     return 0;
 }
 
+/* TIER_OPT_REPEAT: " v" after the value a source gave already. */
+static int add_word(const layer *l, const tier_opt *o, const char *name, const char *v)
+{
+    char *dst = (char *)l->cfg + o->off;
+    size_t have = strlen(dst), len = strlen(v);
+
+    if (have + 1 + len >= o->size) {
+        fail(l, o, name, v, "%s: at most %zu bytes in all", o->key ? o->key : o->flag, o->size - 1);
+        return -1;
+    }
+    dst[have] = ' ';
+    memcpy(dst + have + 1, v, len + 1);
+    return 0;
+}
+
 static int set_url(const layer *l, const tier_opt *o, const char *name, const char *v)
 {
     const char *sep = strstr(v, "://");
@@ -299,7 +314,10 @@ static int set_value(layer *l, const tier_opt *o, const char *name, const char *
     switch (o->type) {
     case TIER_OPT_STRING:
     case TIER_OPT_PATH:
-        rv = set_string(l, o, name, v, o->off, o->size, strlen(v));
+        if ((o->flags & TIER_OPT_REPEAT) && l->seen[i])
+            rv = add_word(l, o, name, v);
+        else
+            rv = set_string(l, o, name, v, o->off, o->size, strlen(v));
         break;
     case TIER_OPT_URL:
         rv = set_url(l, o, name, v);

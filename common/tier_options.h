@@ -44,6 +44,10 @@ typedef enum {
 #define TIER_OPT_SECRET 1u
 /* Shown by --help but not by --print-config (a shorthand for others). */
 #define TIER_OPT_ALIAS 2u
+/* STRING: may be given more than once; the values of one source are kept
+ * separated by single spaces (the first value of a source replaces the
+ * lower sources' ones, as TIER_OPT_LIST does).  For values without spaces. */
+#define TIER_OPT_REPEAT 4u
 
 typedef struct {
     const char *key;  /* config file key; NULL: not in the file */

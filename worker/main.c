@@ -4,8 +4,9 @@
  * has the design); this file is the options (worker/options.c: flags,
  * environment, config file) and the signals.
  *
- *   tier-worker --tierd URL[,URL...] --pull URL[,URL...] [--id NAME]
- *               [--moves N] [--lease-ms MS] [--dirs DIR,...] [--token-file F]
+ *   tier-worker --tierd URL[,URL...] --pull URL[,URL...] [--lane RPC=PUSH]...
+ *               [--cluster] [--mount DIR]... [--id NAME] [--moves N]
+ *               [--lease-ms MS] [--dirs DIR,...] [--token-file F]
  *               [--tls-ca F] [--tls-server-name NAME] [--config FILE]
  *               [--print-config] [--crash-points]
  *
@@ -70,29 +71,73 @@ static int load(int argc, char **argv, worker_opts *o)
     return 0;
 }
 
+/* The --lane specs of o->lanes ("RPC=PUSH RPC=PUSH ...", split in place)
+ * into lanes; 0, or -1 with the message printed. */
+static int parse_lanes(char *specs, tier_worker_lane *lanes, size_t *n)
+{
+    char *save = NULL;
+
+    *n = 0;
+    for (char *sp = strtok_r(specs, " ", &save); sp != NULL; sp = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(sp, '=');
+        if (eq == NULL || eq == sp || eq[1] == '\0' || strchr(eq + 1, '=') != NULL) {
+            fprintf(stderr, "tier-worker: --lane %s: RPC_URL[,...]=PUSH_URL[,...]\n", sp);
+            return -1;
+        }
+        if (*n >= TIER_WORKER_LANES_MAX - 1) {
+            fprintf(stderr, "tier-worker: at most %d lanes\n", TIER_WORKER_LANES_MAX - 1);
+            return -1;
+        }
+        *eq = '\0';
+        lanes[*n].rpc_url = sp;
+        lanes[(*n)++].push_url = eq + 1;
+    }
+    return 0;
+}
+
+/* Which coordinators (tier_worker_open says what is wrong in detail). */
+static int check_coordinators(const worker_opts *o, size_t n_lanes)
+{
+    bool pair = o->tierd[0] != '\0' && o->pull[0] != '\0';
+
+    if (o->cluster ? o->tierd[0] == '\0' : (!pair && n_lanes == 0)) {
+        fprintf(stderr, "tier-worker: --tierd and --pull (or TIER_URL, TIER_PULL), --lane, or "
+                        "--cluster with --tierd are required; see tier-worker --help\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* Fills cfg (pointing into o) from the options.  Returns 0, 1 (done:
  * --help, --crash-points, --print-config) or -1 (usage error). */
 static int parse(int argc, char **argv, worker_opts *o, tier_worker_config *cfg)
 {
     static char token[TIER_TOKEN_MAX + 1];
+    static tier_worker_lane lanes[TIER_WORKER_LANES_MAX];
+    static const char *mounts[TIER_WORKER_MOUNTS_MAX];
+    size_t n_lanes = 0;
     char err[512];
     int rv = load(argc, argv, o);
 
     if (rv != 0)
         return rv;
-    if (o->tierd[0] == '\0' || o->pull[0] == '\0') {
-        fprintf(stderr, "tier-worker: --tierd and --pull (or TIER_URL, TIER_PULL) are required; "
-                        "see tier-worker --help\n");
+    if (parse_lanes(o->lanes, lanes, &n_lanes) != 0 || check_coordinators(o, n_lanes) != 0)
         return -1;
-    }
+    for (unsigned i = 0; i < o->n_mounts && i < TIER_WORKER_MOUNTS_MAX; i++)
+        mounts[i] = o->mounts[i];
     /* The token file first, then TIER_TOKEN (tier_token_find). */
     if (tier_token_find(o->token_file[0] ? o->token_file : NULL, token, sizeof(token), err,
                         sizeof(err)) != TIER_OK) {
         fprintf(stderr, "tier-worker: %s\n", err);
         return -1;
     }
-    cfg->tierd_url = o->tierd;
-    cfg->pull_url = o->pull;
+    cfg->tierd_url = o->tierd[0] ? o->tierd : NULL;
+    cfg->pull_url = o->pull[0] ? o->pull : NULL;
+    cfg->lanes = lanes;
+    cfg->n_lanes = n_lanes;
+    cfg->cluster = o->cluster;
+    cfg->mounts = mounts;
+    cfg->n_mounts = o->n_mounts;
     cfg->id = o->id[0] ? o->id : NULL;
     cfg->moves = o->moves;
     cfg->lease_ms = o->lease_ms;

@@ -20,10 +20,23 @@ static const tier_opt opts[] = {
      .arg = "FILE",
      .help = "config file: key = value lines, no section or [worker]"},
     {"tierd", "TIER_URL", "tierd", TIER_OPT_STRING, F(tierd), .arg = "URL,...",
-     .help = "tierd's rpc address(es); required"},
+     .help = "tierd's rpc address(es) (with --cluster: any tierd of the cluster); required "
+             "unless --lane is given"},
     {"pull", "TIER_PULL", "pull", TIER_OPT_STRING, F(pull), .arg = "URL,...",
      .help = "tierd's push address(es); each is dialled, a standby listens only as the "
-             "writer; required"},
+             "writer; required with --tierd (with --cluster: used only if that tierd has no "
+             "Topology)"},
+    {"lane", "TIER_WORKER_LANES", "lane", TIER_OPT_STRING, F(lanes), .flags = TIER_OPT_REPEAT,
+     .arg = "RPC=PUSH",
+     .help = "one more coordinator: its rpc and push address(es), each URL[,URL...] as for "
+             "--tierd and --pull; repeat for more (the variable: specs separated by spaces)"},
+    {"cluster", "TIER_WORKER_CLUSTER", "cluster", TIER_OPT_BOOL, F(cluster), .def = "0",
+     .help = "several coordinators: --tierd is any tierd of the cluster; one lane per shard of "
+             "its topology, followed as shards change hosts (docs/CLUSTER.md)"},
+    {"mount", "TIER_WORKER_MOUNTS", "mount", TIER_OPT_LIST, F(mounts[0]),
+     .off2 = offsetof(worker_opts, n_mounts), .max = 64, .arg = "DIR",
+     .help = "a directory this host can reach; jobs naming a directory under none are left to "
+             "other workers (repeat, or DIR:DIR; none: every directory)"},
     {"id", "TIER_WORKER_ID", "id", TIER_OPT_STRING, F(id), .arg = "NAME",
      .help = "worker id (none: hostname-pid)"},
     {"moves", "TIER_WORKER_MOVES", "moves", TIER_OPT_INT, F(moves), .min = 1, .max = 256,
@@ -60,7 +73,8 @@ static const tier_opt opts[] = {
 static const tier_opts table = {
     .prog = "tier-worker",
     .section = "worker",
-    .usage = "tier-worker --tierd URL[,URL...] --pull URL[,URL...] [options]",
+    .usage = "tier-worker {--tierd URL[,URL...] --pull URL[,URL...] | --lane RPC=PUSH ... | "
+             "--cluster --tierd URL[,URL...]} [options]",
     .about = "Moves content files between level directories for tierd: pulls move jobs,\n"
              "claims them, moves the files (crash-safe), reports them done.",
     .epilog = "Logs go to stderr; TIER_LOG=debug|info|warn|error sets the level.\n"

@@ -12,6 +12,12 @@
  *   tier_worker_stop(w, false);   (tier_worker_run returns)
  *   tier_worker_close(w);
  *
+ * Several coordinators (docs/CLUSTER.md, "Workers"): the worker runs one
+ * lane per coordinator -- its own pull socket and rpc client -- and claims,
+ * renews and completes each job at the coordinator it came from.  Lanes
+ * are the tierd_url/pull_url pair, any number of explicit `lanes`, or, with
+ * `cluster`, one per shard of the topology tierd_url answers.
+ *
  * The design (threads, the life of a job, stopping) is described at the top
  * of tier_worker.c.
  */
@@ -19,16 +25,40 @@
 #define TIER_WORKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct tier_worker tier_worker;
 
+/* One coordinator: its rpc and push address(es), each one URL or several
+ * separated by commas (a hot standby that listens only while it is the
+ * writer); each is dialled, whichever is connected is used. */
 typedef struct {
-    /* tierd's rpc address(es) and push address(es): one URL, or several
-     * separated by commas (a hot standby that listens only while it is the
-     * writer); each is dialled, whichever is connected is used. */
+    const char *rpc_url;
+    const char *push_url;
+} tier_worker_lane;
+
+/* Most lanes of one worker (explicit ones, or shards of a cluster). */
+#define TIER_WORKER_LANES_MAX 128
+/* Most --mount directories. */
+#define TIER_WORKER_MOUNTS_MAX 64
+
+typedef struct {
+    /* The first lane: tierd's rpc address(es) and push address(es).  Both
+     * may be NULL when `lanes` names every coordinator.  With `cluster`,
+     * tierd_url is any tierd of the cluster (the seed of the topology) and
+     * pull_url (may be NULL) is used only while that tierd does not know
+     * Topology (UNIMPLEMENTED: a single coordinator of an older version). */
     const char *tierd_url;
     const char *pull_url;
+    const tier_worker_lane *lanes; /* more coordinators; n_lanes of them */
+    size_t n_lanes;
+    bool cluster; /* one lane per shard of tierd_url's topology, kept up to date */
+    /* Directories this host can reach (absolute).  A job whose source,
+     * target or other possible directory lies under none of them is left
+     * for another worker.  n_mounts = 0: every directory. */
+    const char *const *mounts;
+    size_t n_mounts;
     const char *id;    /* worker id, at most 128 bytes; NULL: hostname-pid */
     unsigned moves;    /* moves at once, 1..256; 0: 4 */
     uint32_t lease_ms; /* lease asked for per job, 200..3600000; 0: 30000 */

@@ -7,6 +7,7 @@
 #ifndef WORKER_OPTIONS_H
 #define WORKER_OPTIONS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tier_options.h"
@@ -14,8 +15,12 @@
 /* What the options fill; main.c turns it into a tier_worker_config. */
 typedef struct {
     char config[1024];
-    char tierd[1024];  /* rpc URL(s), ','-separated */
-    char pull[1024];   /* push URL(s) to pull from */
+    char tierd[1024];      /* rpc URL(s), ','-separated */
+    char pull[1024];       /* push URL(s) to pull from */
+    char lanes[8192];      /* RPC=PUSH specs separated by spaces (--lane repeats) */
+    bool cluster;          /* lanes from the topology of --tierd */
+    char mounts[64][1024]; /* --mount, repeatable */
+    unsigned n_mounts;
     char id[129];      /* at most 128 bytes; "" = hostname-pid */
     unsigned moves;    /* 1..256 */
     uint32_t lease_ms; /* 200..3600000 */
