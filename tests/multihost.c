@@ -36,9 +36,9 @@
  *   TIER_MH_SHARDS  1 (default) or 3: each host runs one tierd per shard
  *                   (shard K on ports 7400+K / 7410+K), one writer per
  *                   shard; the driver routes each cid to its shard's URLs
- *                   (tier_shard_of), workers run one process per shard
- *                   (until tier-worker --cluster lanes are in: then two per
- *                   host with --cluster).  ctest: multihost_shards3.
+ *                   (tier_shard_of); each host's two workers serve every
+ *                   shard (tier-worker --cluster: a lane per shard, from
+ *                   the topology).  ctest: multihost_shards3.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -296,11 +296,34 @@ static void start_worker(host *h, unsigned k, int j)
     free(bin);
 }
 
+/* Several shards: a worker of the host serves them all (--cluster: it
+ * reads the topology from any tierd of shard 0's URLs and keeps a lane
+ * per shard, re-dialled when a shard's owner moves). */
+static void start_cluster_worker(host *h, int j)
+{
+    char id[32], log[640], tokfile[640], dirs[2048];
+    char *bin = tier_test_bin("tier-worker");
+    snprintf(id, sizeof(id), "%s-w%d", h->name, j);
+    snprintf(log, sizeof(log), "%s/logs/%s.log", G.run, id);
+    snprintf(tokfile, sizeof(tokfile), "%s/worker.token", G.access);
+    snprintf(dirs, sizeof(dirs), "%s/bronze,%s/silver,%s/gold", G.storage, G.storage, G.storage);
+    char *argv[] = {
+        "env",        "TIER_LOG=info", bin,        "--id",         id,      "--cluster", "--tierd",
+        G.urls[0],    "--pull",        G.pulls[0], "--token-file", tokfile, "--dirs",    dirs,
+        "--lease-ms", "5000",          NULL};
+    h->worker[0][j] = spawn_in(h, argv, log);
+    free(bin);
+}
+
 static void start_workers(host *h)
 {
-    for (unsigned k = 0; k < G.shards; k++)
-        for (int j = 0; j < WORKERS_PER_HOST; j++)
-            start_worker(h, k, j);
+    for (int j = 0; j < WORKERS_PER_HOST; j++) {
+        if (G.shards > 1) {
+            start_cluster_worker(h, j);
+            continue;
+        }
+        start_worker(h, 0, j);
+    }
 }
 
 /* Health on one URL only: true when a tierd answers there. */
@@ -1034,7 +1057,10 @@ Test(multihost, writer_host_killed, .fini = stop_all, .timeout = 1500)
     victim->dead = true;
     for (unsigned k = 0; k < G.shards; k++)
         for (int j = 0; j < WORKERS_PER_HOST; j++)
-            tier_test_wait(victim->worker[k][j], 5000);
+            if (victim->worker[k][j] > 0) { /* 0: none (cluster workers use [0]) */
+                tier_test_wait(victim->worker[k][j], 5000);
+                victim->worker[k][j] = 0;
+            }
     for (unsigned k = 0; k < G.shards; k++)
         tier_test_wait(victim->tierd[k], 5000);
     printf("multihost: killed %s (writer of shard 0) in %lld ms\n", victim->name,
