@@ -20,6 +20,8 @@
  *         reassembled: one part);
  *       - three shards through tier_cluster_report_views (three parts, sent
  *         one after the other, results put back in request order).
+ *     Before them, in process: a copy of libtier's cut and reassembly
+ *     (static in tier_cluster_batch.c) timed over 20,000 batches.
  *     Per row: reports/s, and CPU per batch of 1,000 of this process
  *     (getrusage: the caller threads and libtier's nng threads) and of the
  *     tierd processes (/proc/<pid>/stat utime+stime).
@@ -62,6 +64,7 @@
 #include <unistd.h>
 
 #include "tier_client.h"
+#include "tier_slot.h"
 #include "tier_time.h"
 
 #define BATCH 1000
@@ -451,11 +454,57 @@ static void routing_row(cluster *e, const char *name, bool routed, int inflight)
     fflush(stdout);
 }
 
+/* In process: the work of libtier's cut and reassembly for one batch
+ * (tier_cluster_batch.c's cut() and assemble(), which are static: this is
+ * a copy of what they do per item -- the cid looked up by field name,
+ * tier_shard_of, part and position; then the results' pointers put back in
+ * request order).  ns per batch of 1,000, for `shards`. */
+static double split_ns(unsigned shards)
+{
+    static unsigned part[BATCH];
+    static size_t pos[BATCH];
+    static void *res[BATCH];
+    static void *fake[9][BATCH];
+    size_t count[9];
+    long iters = 20000;
+    volatile size_t sink = 0;
+    int64_t t0 = tier_mono_us();
+    for (long it = 0; it < iters; it++) {
+        const Tier__ReportViewsRequest *q = &reqs[it % NREQ];
+        memset(count, 0, sizeof(count));
+        for (size_t i = 0; i < q->n_reports; i++) {
+            const ProtobufCMessage *item = &q->reports[i]->base;
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field_by_name(item->descriptor, "cid");
+            int64_t cid = *(const int64_t *)((const char *)item + f->offset);
+            part[i] = shards <= 1 ? 0 : tier_shard_of(cid, shards);
+            pos[i] = count[part[i]]++;
+        }
+        for (size_t i = 0; i < q->n_reports; i++)
+            res[i] = fake[part[i]][pos[i]];
+        sink += (size_t)res[it % BATCH] + count[0];
+    }
+    (void)sink;
+    return (double)(tier_mono_us() - t0) * 1000.0 / (double)iters;
+}
+
 static void mode_routing(void)
 {
     long long n = ncontents > 0 ? ncontents : 100000;
     cluster one, three;
     make_requests(n);
+    {
+        double s1[16], s3[16];
+        char load[32];
+        loadavg(load, sizeof(load));
+        for (int r = 0; r < runs; r++) {
+            s1[r] = split_ns(1);
+            s3[r] = split_ns(3);
+        }
+        printf("(in process, a copy of libtier's cut + reassembly: %.1f µs per batch of %d for "
+               "1 shard, %.1f µs for 3; load avg %s)\n\n",
+               median(s1, runs) / 1000.0, BATCH, median(s3, runs) / 1000.0, load);
+    }
     printf("routing: batches of %d reports that stay in bronze (%lld contents), %d s x %d runs "
            "per row (median), after one warm-up run\n",
            BATCH, n, seconds, runs);
@@ -470,8 +519,6 @@ static void mode_routing(void)
     cluster_start(&three, 3, n);
     for (int inflight = 1; inflight <= 8; inflight *= 8)
         routing_row(&three, "tier_cluster_report_views", true, inflight);
-    /* Each shard's part sent straight to its owner (the cut done here, not
-     * in libtier): what a part costs without the routing layer. */
     cluster_stop(&three);
     printf("\n");
 }
