@@ -34,7 +34,10 @@
  * Cost per operation (burst): utime+stime of every tierd and of every
  * worker from /proc/<pid>/stat, before the first report, when the last
  * report is answered and when the last move is committed, divided by the
- * files (one report and one move each); Redis commands (INFO stats
+ * files (one report and one move each); also net of idle: the processes'
+ * CPU over 2 s of doing nothing just before the reports (leases, topology,
+ * planner rounds, heartbeats, polls; more of it with more processes) is
+ * taken as a rate and subtracted for the run's span.  Redis commands (INFO stats
  * total_commands_processed) and MariaDB commits, rows written and fsyncs
  * (SHOW GLOBAL STATUS: Handler_commit, Handler_write + _update + _delete,
  * Innodb_data_fsyncs) over the same span, per file.  The services are
@@ -246,7 +249,7 @@ static double cpu_s(pid_t pid)
 }
 
 typedef struct {
-    double tierd_s, workers_s;
+    double tierd_s, workers_s, at_s; /* at_s: monotonic time of the reading */
     long long redis_cmds, my_commits, my_rows, my_fsyncs, my_questions;
 } costs;
 
@@ -287,6 +290,7 @@ static long long my_status(MYSQL *m, const char *like)
 static void costs_read(run_env *e, costs *c)
 {
     memset(c, 0, sizeof(*c));
+    c->at_s = (double)tier_mono_us() / 1e6;
     for (int k = 0; k < nshards; k++) {
         c->tierd_s += cpu_s(e->tierd[k]);
         for (int w = 0; w < nworkers; w++)
@@ -469,9 +473,12 @@ static void report(run_env *e, long from, long to)
     }
     req.reports = list;
     req.n_reports = n;
-    int rv;
+    int rv, tries = 0;
     while ((rv = e->cl ? tier_cluster_report_views(e->cl, &req, &rep, &err)
                        : tier_report_views(e->c, &req, &rep, &err)) != TIER_OK) {
+        /* A tierd that exited (it lost its lease, say) never comes back. */
+        if (++tries > 100)
+            die("ReportViews failed 100 times, the last: %s (see the tierd logs)", err.message);
         fprintf(stderr, "bench_e2e: ReportViews: %s; retrying\n", err.message);
         usleep(100 * 1000);
     }
@@ -612,13 +619,18 @@ static void *burst_sender(void *arg)
     }
 }
 
-static double run_burst(int run, double *report_ms, long *bad, costs *c0, costs *c1, costs *c2)
+static double run_burst(int run, double *report_ms, long *bad, costs *idle, costs *c0, costs *c1,
+                        costs *c2)
 {
     run_env e;
     run_setup(&e, run);
     pthread_t th[16];
     burst_env = &e;
     atomic_store(&next_batch, 0);
+    /* What the processes burn doing nothing (leases, topology, planner
+     * rounds, heartbeats, polls): 2 s idle, to subtract. */
+    costs_read(&e, idle);
+    sleep(2);
     costs_read(&e, c0);
     int64_t t0 = tier_mono_ms();
     for (int k = 0; k < report_threads; k++)
@@ -787,8 +799,8 @@ int main(int argc, char **argv)
            route ? "routed (tier_cluster_report_views)" : "straight (tier_report_views)",
            storage_parent);
     if (strcmp(mode, "burst") == 0 || strcmp(mode, "both") == 0) {
-        double v[16], cv[6][16];
-        costs c[16][3];
+        double v[16], cv[8][16];
+        costs c[16][4];
         printf("burst: all reports at once (batches of %d, %d calls in flight)\n", BATCH,
                report_threads);
         printf("| run | load avg | reports sent in (ms) | first report -> last commit (ms) | "
@@ -797,7 +809,7 @@ int main(int argc, char **argv)
             double rep_ms;
             long bad;
             loadavg(load, sizeof(load));
-            v[r] = run_burst(2 * r, &rep_ms, &bad, &c[r][0], &c[r][1], &c[r][2]);
+            v[r] = run_burst(2 * r, &rep_ms, &bad, &c[r][3], &c[r][0], &c[r][1], &c[r][2]);
             failures += bad;
             printf("| %d | %s | %.0f | %.0f | %.0f | %s |\n", r + 1, load, rep_ms,
                    v[r] > 0 ? (double)nfiles * 1000.0 / v[r] : 0.0, v[r], bad ? "FAILED" : "ok");
@@ -808,27 +820,35 @@ int main(int argc, char **argv)
                v[runs / 2]);
         printf("cost per file (one report + one move each), all %d tierd(s) / all %d worker(s):\n"
                "| run | tierd CPU µs/file | of which until the last report answered | "
-               "workers CPU µs/move | Redis cmds/file | MariaDB commits/file | rows "
-               "written/file | fsyncs/file |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+               "workers CPU µs/move | tierd idle ms/s | workers idle ms/s | tierd net of idle "
+               "µs/file | workers net of idle µs/move | Redis cmds/file | MariaDB commits/file "
+               "| rows written/file | fsyncs/file |\n"
+               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
                nshards, nshards * nworkers);
         for (int r = 0; r < runs; r++) {
-            costs *a = &c[r][0], *b = &c[r][1], *z = &c[r][2];
-            double n = (double)nfiles;
+            costs *a = &c[r][0], *b = &c[r][1], *z = &c[r][2], *i0 = &c[r][3];
+            double n = (double)nfiles, span = z->at_s - a->at_s, idle_span = a->at_s - i0->at_s;
+            double ti = (a->tierd_s - i0->tierd_s) / idle_span,
+                   wi = (a->workers_s - i0->workers_s) / idle_span;
             cv[0][r] = (z->tierd_s - a->tierd_s) * 1e6 / n;
             cv[1][r] = (b->tierd_s - a->tierd_s) * 1e6 / n;
             cv[2][r] = (z->workers_s - a->workers_s) * 1e6 / n;
             cv[3][r] = (double)(z->redis_cmds - a->redis_cmds) / n;
             cv[4][r] = (double)(z->my_commits - a->my_commits) / n;
             cv[5][r] = (double)(z->my_rows - a->my_rows) / n;
-            printf("| %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.3f |\n", r + 1, cv[0][r],
-                   cv[1][r], cv[2][r], cv[3][r], cv[4][r], cv[5][r],
-                   (double)(z->my_fsyncs - a->my_fsyncs) / n);
+            cv[6][r] = (z->tierd_s - a->tierd_s - ti * span) * 1e6 / n;
+            cv[7][r] = late_workers ? 0 : (z->workers_s - a->workers_s - wi * span) * 1e6 / n;
+            printf("| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | "
+                   "%.3f |\n",
+                   r + 1, cv[0][r], cv[1][r], cv[2][r], ti * 1e3, wi * 1e3, cv[6][r], cv[7][r],
+                   cv[3][r], cv[4][r], cv[5][r], (double)(z->my_fsyncs - a->my_fsyncs) / n);
         }
-        for (int k = 0; k < 6; k++)
+        for (int k = 0; k < 8; k++)
             qsort(cv[k], (size_t)runs, sizeof(double), cmp_double);
-        printf("| median | **%.1f** | %.1f | **%.1f** | %.2f | %.2f | %.2f | |\n\n",
-               cv[0][runs / 2], cv[1][runs / 2], cv[2][runs / 2], cv[3][runs / 2],
-               cv[4][runs / 2], cv[5][runs / 2]);
+        printf("| median | **%.1f** | %.1f | **%.1f** | | | **%.1f** | **%.1f** | %.2f | %.2f | "
+               "%.2f | |\n\n",
+               cv[0][runs / 2], cv[1][runs / 2], cv[2][runs / 2], cv[6][runs / 2],
+               cv[7][runs / 2], cv[3][runs / 2], cv[4][runs / 2], cv[5][runs / 2]);
     }
     if (strcmp(mode, "latency") == 0 || strcmp(mode, "both") == 0) {
         lat v[16];
