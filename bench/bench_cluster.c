@@ -42,6 +42,8 @@
  *     (started R times: each is a writer taking the lease and loading its
  *     shard, as a takeover does): VmRSS once it answers, and the time from
  *     its log's "writer: lease and MySQL fence taken" to "serving on".
+ *     Then shard 0 of a three-shard cluster over 3N contents (it holds
+ *     about N): the same, to see what the other shards' rows cost its load.
  *
  * Exit status 1 when a check fails.
  */
@@ -772,6 +774,33 @@ static void mode_mem(void)
     printf("per content: %.0f bytes of RSS\n\n", (b - a) * 1024.0 / (double)n);
     cluster_stop(&full);
     cluster_stop(&empty);
+
+    /* The same shard size as one of three shards: 3N contents in the
+     * database, shard 0's writer keeps about N of them but its loaders'
+     * filter (CRC32(cid) % 1024 BETWEEN lo AND hi) has no index to use. */
+    cluster part;
+    double lp[16], rp[16];
+    long long held = 0;
+    loadavg(load, sizeof(load));
+    cluster_start(&part, 3, 3 * n);
+    for (long long cid = 1; cid <= 3 * n; cid++)
+        held += tier_shard_of(cid, 3) == 0;
+    for (int r = 0; r < runs; r++) {
+        if (r > 0) {
+            tierd_stop(&part, 0);
+            tierd_start(&part, 0);
+        }
+        usleep(300 * 1000);
+        lp[r] = (double)load_time_ms(part.log[0]);
+        rp[r] = (double)rss_kib(part.pid[0]);
+        printf("mem run %d: shard 0 of 3 over %lld contents (holds %lld): VmRSS %.0f KiB, load "
+               "%.0f ms\n",
+               r + 1, 3 * n, held, rp[r], lp[r]);
+    }
+    printf("\n| shard 0 of 3, %lld contents in MySQL, %lld its own (load avg %s before) | %.0f | "
+           "%.0f |\n\n",
+           3 * n, held, load, median(rp, runs), median(lp, runs));
+    cluster_stop(&part);
 }
 
 /* ------------------------------------------------------------ main */
