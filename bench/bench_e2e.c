@@ -440,10 +440,11 @@ static void run_teardown(run_env *e)
                 kill(e->w[s][k], SIGTERM);
                 waitpid(e->w[s][k], NULL, 0);
             }
-    for (int s = 0; s < nshards; s++) {
-        kill(e->tierd[s], SIGTERM);
-        waitpid(e->tierd[s], NULL, 0);
-    }
+    for (int s = 0; s < nshards; s++)
+        if (e->tierd[s] > 0) { /* 0: exited and reaped already (never kill(0)) */
+            kill(e->tierd[s], SIGTERM);
+            waitpid(e->tierd[s], NULL, 0);
+        }
     tier_client_close(e->c);
     if (e->cl)
         tier_cluster_close(e->cl);
@@ -585,6 +586,24 @@ static long check(run_env *e)
     return bad;
 }
 
+/* A tierd that exited never comes back (nothing restarts it here): true
+ * and says which, once. */
+static bool tierd_gone(run_env *e)
+{
+    for (int k = 0; k < nshards; k++) {
+        int st;
+        if (e->tierd[k] > 0 && waitpid(e->tierd[k], &st, WNOHANG) == e->tierd[k]) {
+            fprintf(stderr, "bench_e2e: shard %d's tierd exited (status %d; see %s/tierd%d.log)\n",
+                    k, WIFEXITED(st) ? WEXITSTATUS(st) : -1, e->root, k);
+            e->tierd[k] = 0;
+            return true;
+        }
+        if (e->tierd[k] == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Waits until every file has its history row; returns the monotonic ms. */
 static int64_t wait_all(run_env *e, int64_t t0, int64_t timeout_ms)
 {
@@ -592,6 +611,8 @@ static int64_t wait_all(run_env *e, int64_t t0, int64_t timeout_ms)
         int64_t now = tier_mono_ms();
         if (history_rows(e) >= nfiles)
             return now;
+        if (tierd_gone(e))
+            return -1;
         if (now - t0 > timeout_ms) {
             fprintf(stderr, "bench_e2e: only %ld of %ld committed after %lld ms\n", history_rows(e),
                     nfiles, (long long)timeout_ms);
@@ -646,7 +667,7 @@ static double run_burst(int run, double *report_ms, long *bad, costs *idle, cost
     int64_t t1 = wait_all(&e, t0, 300000);
     costs_read(&e, c2);
     double fps = t1 < 0 ? 0 : (double)nfiles * 1000.0 / (double)(t1 - t0);
-    *bad = t1 < 0 ? 1 : check(&e);
+    *bad = t1 < 0 || tierd_gone(&e) ? 1 : check(&e);
     run_teardown(&e);
     return fps;
 }
