@@ -373,9 +373,8 @@ static void make_requests(long long n)
         Tier__ViewReport **list = calloc(BATCH, sizeof(*list));
         for (int i = 0; i < BATCH; i++) {
             tier__view_report__init(&v[i]);
-            v[i].cid =
-                1 + (long long)(((unsigned long long)r * BATCH + (unsigned)i) * 7919ull %
-                                (unsigned long long)n);
+            v[i].cid = 1 + (long long)(((unsigned long long)r * BATCH + (unsigned)i) * 7919ull %
+                                       (unsigned long long)n);
             v[i].count = (r * 31 + i) % 1000; /* bronze: nothing moves */
             list[i] = &v[i];
         }

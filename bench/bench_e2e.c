@@ -224,8 +224,8 @@ static void loadavg(char *buf, size_t len)
 typedef struct {
     char db[64], root[PATH_MAX], url[MAXS][64], push[MAXS][64], prefix[64];
     pid_t tierd[MAXS], w[MAXS][MAXW];
-    tier_client *c;     /* shard 0's tierd (ListJobs there merges every shard) */
-    tier_cluster *cl;   /* the reports' route (route) */
+    tier_client *c;   /* shard 0's tierd (ListJobs there merges every shard) */
+    tier_cluster *cl; /* the reports' route (route) */
     MYSQL *my;
 } run_env;
 
@@ -368,8 +368,8 @@ static void run_setup(run_env *e, int run)
         snprintf(e->push[k], sizeof(e->push[k]), "tcp://127.0.0.1:%d", free_port());
         snprintf(shard, sizeof(shard), "%d", k);
         snprintf(log, sizeof(log), "%s/tierd%d.log", e->root, k);
-        char *targv[] = {tierd,    "--listen", e->url[k], "--push", e->push[k], "--no-auth",
-                         "--shards", shards,   "--shard", shard,    NULL};
+        char *targv[] = {tierd,      "--listen", e->url[k], "--push", e->push[k], "--no-auth",
+                         "--shards", shards,     "--shard", shard,    NULL};
         e->tierd[k] = spawn(targv, log);
         snprintf(seeds + strlen(seeds), sizeof(seeds) - strlen(seeds), "%s%s", k ? "," : "",
                  e->url[k]);
@@ -877,8 +877,8 @@ int main(int argc, char **argv)
             qsort(cv[k], (size_t)runs, sizeof(double), cmp_double);
         printf("| median | **%.1f** | %.1f | **%.1f** | | | **%.1f** | **%.1f** | %.2f | %.2f | "
                "%.2f | |\n\n",
-               cv[0][runs / 2], cv[1][runs / 2], cv[2][runs / 2], cv[6][runs / 2],
-               cv[7][runs / 2], cv[3][runs / 2], cv[4][runs / 2], cv[5][runs / 2]);
+               cv[0][runs / 2], cv[1][runs / 2], cv[2][runs / 2], cv[6][runs / 2], cv[7][runs / 2],
+               cv[3][runs / 2], cv[4][runs / 2], cv[5][runs / 2]);
     }
     if (strcmp(mode, "latency") == 0 || strcmp(mode, "both") == 0) {
         lat v[16];
