@@ -5,7 +5,7 @@
  *
  *   . .run/env; bench_e2e [--files N] [--size BYTES] [--workers W] [--moves M]
  *                         [--runs R] [--rate PER_S] [--mode burst|latency|both]
- *                         [--storage DIR]
+ *                         [--storage DIR] [--shards N] [--route]
  *
  * Needs the services (scripts/services.sh start; their env exported) and
  * tierd and tier-worker next to this program.  Every run is fresh: its own
@@ -22,6 +22,30 @@
  * latency: the same reports at a steady PER_S (5,000/s, batches of 50 every
  *          10 ms); latency of a file = its update_time in MySQL (stamped by
  *          the commit) - the time its report was sent; p50/p90/p99/max.
+ *
+ * --shards N (1): N tierd processes (--shards N --shard K) on the same
+ * database and Redis prefix, each its own listen and push port, and W
+ * workers per shard (each connected to its shard's tierd).  The reports go
+ * through libtier's routing (tier_cluster_open with every shard's URL as
+ * seeds, tier_cluster_report_views), so the routing cost is included;
+ * --route does the same with one shard (otherwise one shard is called
+ * straight with tier_report_views, as before).
+ *
+ * Cost per operation (burst): utime+stime of every tierd and of every
+ * worker from /proc/<pid>/stat, before the first report, when the last
+ * report is answered and when the last move is committed, divided by the
+ * files (one report and one move each); also net of idle: the processes'
+ * CPU over 2 s of doing nothing just before the reports (leases, topology,
+ * planner rounds, heartbeats, polls; more of it with more processes) is
+ * taken as a rate and subtracted for the run's span.  Right after the
+ * start the tierds still do start-up work for a few seconds (more than
+ * idle): --settle S waits S s first, so that neither the idle window nor
+ * the run counts it.  Redis commands (INFO stats
+ * total_commands_processed) and MariaDB commits, rows written and fsyncs
+ * (SHOW GLOBAL STATUS: Handler_commit, Handler_write + _update + _delete,
+ * Innodb_data_fsyncs) over the same span, per file.  The services are
+ * the checkout's private ones, so nothing else counts in them -- except
+ * this program's own polling of MySQL (every 5 ms, a few queries).
  *
  * After each run: every file exactly once, byte-identical, in its target
  * directory (none left in bronze, no temporaries), its level in MySQL, one
@@ -55,6 +79,7 @@
 
 #define BATCH 1000
 #define MAXW 16
+#define MAXS 8
 
 static long nfiles = 20000;
 static size_t fsize = 1024;
@@ -63,6 +88,9 @@ static const char *moves = "4";
 static const char *mode = "both";
 static int report_threads = 4; /* ReportViews calls in flight (burst) */
 static bool late_workers;      /* diagnostic: start the workers after the reports */
+static int nshards = 1;        /* tierd processes (--shards N --shard K) */
+static bool route;             /* reports through tier_cluster_report_views */
+static int settle_s;           /* burst: seconds to wait after the start (start-up work) */
 static char storage_parent[1024];
 static char bindir[1024], srcdir[1024];
 
@@ -194,11 +222,91 @@ static void loadavg(char *buf, size_t len)
 /* ------------------------------------------------------------ one run */
 
 typedef struct {
-    char db[64], root[PATH_MAX], url[64], push[64], prefix[64];
-    pid_t tierd, w[MAXW];
-    tier_client *c;
+    char db[64], root[PATH_MAX], url[MAXS][64], push[MAXS][64], prefix[64];
+    pid_t tierd[MAXS], w[MAXS][MAXW];
+    tier_client *c;   /* shard 0's tierd (ListJobs there merges every shard) */
+    tier_cluster *cl; /* the reports' route (route) */
     MYSQL *my;
 } run_env;
+
+/* ------------------------------------------------------------ costs */
+
+/* utime + stime of a process in seconds, from /proc/<pid>/stat. */
+static double cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    if (p == NULL)
+        return 0;
+    unsigned long ut = 0, st = 0;
+    /* after ")": state(3) ... utime is field 14, stime 15 */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+typedef struct {
+    double tierd_s, workers_s, at_s; /* at_s: monotonic time of the reading */
+    long long redis_cmds, my_commits, my_rows, my_fsyncs, my_questions;
+} costs;
+
+static long long redis_stat(const char *name)
+{
+    char cmd[256], line[256];
+    long long v = -1;
+    snprintf(cmd, sizeof(cmd), "redis-cli -h %s -p %s info stats 2>/dev/null",
+             getenv("TIER_REDIS_HOST") ? getenv("TIER_REDIS_HOST") : "127.0.0.1",
+             getenv("TIER_REDIS_PORT"));
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return -1;
+    size_t nl = strlen(name);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, name, nl) == 0 && line[nl] == ':')
+            v = atoll(line + nl + 1);
+    pclose(f);
+    return v;
+}
+
+static long long my_status(MYSQL *m, const char *like)
+{
+    char q[256];
+    long long sum = 0;
+    snprintf(q, sizeof(q), "SHOW GLOBAL STATUS WHERE Variable_name IN (%s)", like);
+    if (mysql_query(m, q) != 0)
+        return -1;
+    MYSQL_RES *r = mysql_store_result(m);
+    MYSQL_ROW row;
+    while (r && (row = mysql_fetch_row(r)) != NULL)
+        sum += atoll(row[1]);
+    if (r)
+        mysql_free_result(r);
+    return sum;
+}
+
+static void costs_read(run_env *e, costs *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->at_s = (double)tier_mono_us() / 1e6;
+    for (int k = 0; k < nshards; k++) {
+        c->tierd_s += cpu_s(e->tierd[k]);
+        for (int w = 0; w < nworkers; w++)
+            if (e->w[k][w] > 0)
+                c->workers_s += cpu_s(e->w[k][w]);
+    }
+    c->redis_cmds = redis_stat("total_commands_processed");
+    c->my_commits = my_status(e->my, "'Handler_commit'");
+    c->my_rows = my_status(e->my, "'Handler_write','Handler_update','Handler_delete'");
+    c->my_fsyncs = my_status(e->my, "'Innodb_data_fsyncs'");
+    c->my_questions = my_status(e->my, "'Questions'");
+}
 
 static void start_workers(run_env *e);
 
@@ -246,8 +354,6 @@ static void run_setup(run_env *e, int run)
     /* Make the files durable now, so the run measures moves, not writeback. */
     sync();
 
-    snprintf(e->url, sizeof(e->url), "tcp://127.0.0.1:%d", free_port());
-    snprintf(e->push, sizeof(e->push), "tcp://127.0.0.1:%d", free_port());
     snprintf(e->prefix, sizeof(e->prefix), "be2e%d_%d:", (int)getpid(), run);
     setenv("TIER_MYSQL_DB", e->db, 1);
     setenv("TIER_REDIS_PREFIX", e->prefix, 1);
@@ -255,22 +361,60 @@ static void run_setup(run_env *e, int run)
         setenv("TIER_LOG", "warn", 1);
     char tierd[PATH_MAX + 16], log[PATH_MAX + 32];
     snprintf(tierd, sizeof(tierd), "%s/tierd", bindir);
-    snprintf(log, sizeof(log), "%s/tierd.log", e->root);
-    char *targv[] = {tierd, "--listen", e->url, "--push", e->push, "--no-auth", NULL};
-    e->tierd = spawn(targv, log);
-    tier_client_open(&e->c, e->url);
-    tier_client_set_timeout(e->c, 30000);
-    for (int i = 0;; i++) {
-        Tier__ListLevelsRequest req = TIER__LIST_LEVELS_REQUEST__INIT;
-        Tier__ListLevelsReply *rep;
-        tier_error err;
-        if (tier_list_levels(e->c, &req, &rep, &err) == TIER_OK) {
-            tier_free(rep);
-            break;
+    char shards[16], shard[16], seeds[MAXS * 64 + 8] = "";
+    snprintf(shards, sizeof(shards), "%d", nshards);
+    for (int k = 0; k < nshards; k++) {
+        snprintf(e->url[k], sizeof(e->url[k]), "tcp://127.0.0.1:%d", free_port());
+        snprintf(e->push[k], sizeof(e->push[k]), "tcp://127.0.0.1:%d", free_port());
+        snprintf(shard, sizeof(shard), "%d", k);
+        snprintf(log, sizeof(log), "%s/tierd%d.log", e->root, k);
+        char *targv[] = {tierd,      "--listen", e->url[k], "--push", e->push[k], "--no-auth",
+                         "--shards", shards,     "--shard", shard,    NULL};
+        e->tierd[k] = spawn(targv, log);
+        snprintf(seeds + strlen(seeds), sizeof(seeds) - strlen(seeds), "%s%s", k ? "," : "",
+                 e->url[k]);
+    }
+    for (int k = nshards - 1; k >= 0; k--) {
+        tier_client *c;
+        tier_client_open(&c, e->url[k]);
+        tier_client_set_timeout(c, 30000);
+        for (int i = 0;; i++) {
+            Tier__ListLevelsRequest req = TIER__LIST_LEVELS_REQUEST__INIT;
+            Tier__ListLevelsReply *rep;
+            tier_error err;
+            if (tier_list_levels(c, &req, &rep, &err) == TIER_OK) {
+                tier_free(rep);
+                break;
+            }
+            if (i > 1200)
+                die("tierd did not start (see %s)", e->root);
+            usleep(50 * 1000);
         }
-        if (i > 200)
-            die("tierd did not start (see %s)", log);
-        usleep(50 * 1000);
+        if (k == 0)
+            e->c = c;
+        else
+            tier_client_close(c);
+    }
+    if (route) {
+        tier_client_opts o = {.timeout_ms = 30000};
+        tier_error err;
+        /* Every shard published in the topology (once a second). */
+        for (int i = 0;; i++) {
+            char owner[256];
+            int ok = 0;
+            if (tier_cluster_open(&e->cl, seeds, &o, &err) == TIER_OK) {
+                ok = tier_cluster_shards(e->cl) == (unsigned)nshards;
+                for (long cid = 1; ok && cid <= 64; cid++)
+                    ok = tier_cluster_owner_url(e->cl, cid, owner, sizeof(owner)) == TIER_OK;
+                if (ok)
+                    break;
+                tier_cluster_close(e->cl);
+                e->cl = NULL;
+            }
+            if (i > 100)
+                die("no full topology from %s", seeds);
+            usleep(100 * 1000);
+        }
     }
     if (!late_workers)
         start_workers(e);
@@ -280,26 +424,34 @@ static void start_workers(run_env *e)
 {
     char worker[PATH_MAX + 16], id[32], log[PATH_MAX + 32];
     snprintf(worker, sizeof(worker), "%s/tier-worker", bindir);
-    for (int k = 0; k < nworkers; k++) {
-        snprintf(id, sizeof(id), "bw%d", k);
-        snprintf(log, sizeof(log), "%s/worker%d.log", e->root, k);
-        char *wargv[] = {worker, "--tierd", e->url,    "--pull",      e->push,
-                         "--id", id,        "--moves", (char *)moves, NULL};
-        e->w[k] = spawn(wargv, log);
-    }
+    for (int s = 0; s < nshards; s++)
+        for (int k = 0; k < nworkers; k++) {
+            snprintf(id, sizeof(id), "bw%d_%d", s, k);
+            snprintf(log, sizeof(log), "%s/worker%d_%d.log", e->root, s, k);
+            char *wargv[] = {worker, "--tierd", e->url[s], "--pull",      e->push[s],
+                             "--id", id,        "--moves", (char *)moves, NULL};
+            e->w[s][k] = spawn(wargv, log);
+        }
     usleep(500 * 1000); /* workers connected: the pushes spread over them */
 }
 
 static void run_teardown(run_env *e)
 {
     char q[128];
-    for (int k = 0; k < nworkers; k++) {
-        kill(e->w[k], SIGTERM);
-        waitpid(e->w[k], NULL, 0);
-    }
-    kill(e->tierd, SIGTERM);
-    waitpid(e->tierd, NULL, 0);
+    for (int s = 0; s < nshards; s++)
+        for (int k = 0; k < nworkers; k++)
+            if (e->w[s][k] > 0) {
+                kill(e->w[s][k], SIGTERM);
+                waitpid(e->w[s][k], NULL, 0);
+            }
+    for (int s = 0; s < nshards; s++)
+        if (e->tierd[s] > 0) { /* 0: exited and reaped already (never kill(0)) */
+            kill(e->tierd[s], SIGTERM);
+            waitpid(e->tierd[s], NULL, 0);
+        }
     tier_client_close(e->c);
+    if (e->cl)
+        tier_cluster_close(e->cl);
     mysql_close(e->my);
     MYSQL *m = connect_db(NULL);
     snprintf(q, sizeof(q), "DROP DATABASE `%s`", e->db);
@@ -326,8 +478,12 @@ static void report(run_env *e, long from, long to)
     }
     req.reports = list;
     req.n_reports = n;
-    int rv;
-    while ((rv = tier_report_views(e->c, &req, &rep, &err)) != TIER_OK) {
+    int rv, tries = 0;
+    while ((rv = e->cl ? tier_cluster_report_views(e->cl, &req, &rep, &err)
+                       : tier_report_views(e->c, &req, &rep, &err)) != TIER_OK) {
+        /* A tierd that exited (it lost its lease, say) never comes back. */
+        if (++tries > 100)
+            die("ReportViews failed 100 times, the last: %s (see the tierd logs)", err.message);
         fprintf(stderr, "bench_e2e: ReportViews: %s; retrying\n", err.message);
         usleep(100 * 1000);
     }
@@ -434,6 +590,24 @@ static long check(run_env *e)
     return bad;
 }
 
+/* A tierd that exited never comes back (nothing restarts it here): true
+ * and says which, once. */
+static bool tierd_gone(run_env *e)
+{
+    for (int k = 0; k < nshards; k++) {
+        int st;
+        if (e->tierd[k] > 0 && waitpid(e->tierd[k], &st, WNOHANG) == e->tierd[k]) {
+            fprintf(stderr, "bench_e2e: shard %d's tierd exited (status %d; see %s/tierd%d.log)\n",
+                    k, WIFEXITED(st) ? WEXITSTATUS(st) : -1, e->root, k);
+            e->tierd[k] = 0;
+            return true;
+        }
+        if (e->tierd[k] == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Waits until every file has its history row; returns the monotonic ms. */
 static int64_t wait_all(run_env *e, int64_t t0, int64_t timeout_ms)
 {
@@ -441,6 +615,8 @@ static int64_t wait_all(run_env *e, int64_t t0, int64_t timeout_ms)
         int64_t now = tier_mono_ms();
         if (history_rows(e) >= nfiles)
             return now;
+        if (tierd_gone(e))
+            return -1;
         if (now - t0 > timeout_ms) {
             fprintf(stderr, "bench_e2e: only %ld of %ld committed after %lld ms\n", history_rows(e),
                     nfiles, (long long)timeout_ms);
@@ -468,26 +644,35 @@ static void *burst_sender(void *arg)
     }
 }
 
-static double run_burst(int run, double *report_ms, long *bad)
+static double run_burst(int run, double *report_ms, long *bad, costs *idle, costs *c0, costs *c1,
+                        costs *c2)
 {
     run_env e;
     run_setup(&e, run);
     pthread_t th[16];
     burst_env = &e;
     atomic_store(&next_batch, 0);
+    /* What the processes burn doing nothing (leases, topology, planner
+     * rounds, heartbeats, polls): 2 s idle, to subtract. */
+    sleep((unsigned)settle_s);
+    costs_read(&e, idle);
+    sleep(2);
+    costs_read(&e, c0);
     int64_t t0 = tier_mono_ms();
     for (int k = 0; k < report_threads; k++)
         pthread_create(&th[k], NULL, burst_sender, NULL);
     for (int k = 0; k < report_threads; k++)
         pthread_join(th[k], NULL);
     *report_ms = (double)(tier_mono_ms() - t0);
+    costs_read(&e, c1);
     if (late_workers) {
         start_workers(&e);
         t0 = tier_mono_ms() - 500; /* they had 500 ms to connect */
     }
     int64_t t1 = wait_all(&e, t0, 300000);
+    costs_read(&e, c2);
     double fps = t1 < 0 ? 0 : (double)nfiles * 1000.0 / (double)(t1 - t0);
-    *bad = t1 < 0 ? 1 : check(&e);
+    *bad = t1 < 0 || tierd_gone(&e) ? 1 : check(&e);
     run_teardown(&e);
     return fps;
 }
@@ -554,7 +739,12 @@ static void usage(void)
            "                 [--rate PER_S] [--mode burst|latency|both] [--storage DIR]\n"
            "                 [--report-calls K]  (burst: ReportViews calls in flight, 4)\n"
            "                 [--late-workers]  (burst: start the workers after the reports;\n"
-           "                                    the time is then moves + commits only)\n");
+           "                                    the time is then moves + commits only)\n"
+           "                 [--shards N]  (N tierds --shards N --shard K, W workers each;\n"
+           "                                reports routed by libtier's tier_cluster_*)\n"
+           "                 [--route]  (route through tier_cluster_* with one shard too)\n"
+           "                 [--settle S]  (burst: wait S s after the start before the 2 s idle\n"
+           "                                window and the reports: tierd's start-up work)\n");
 }
 
 int main(int argc, char **argv)
@@ -566,6 +756,10 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--late-workers") == 0) {
             late_workers = true;
+            continue;
+        }
+        if (strcmp(a, "--route") == 0) {
+            route = true;
             continue;
         }
         if (strcmp(a, "--help") == 0) {
@@ -586,6 +780,10 @@ int main(int argc, char **argv)
             moves = v;
         else if (strcmp(a, "--report-calls") == 0)
             report_threads = atoi(v);
+        else if (strcmp(a, "--settle") == 0)
+            settle_s = atoi(v);
+        else if (strcmp(a, "--shards") == 0)
+            nshards = atoi(v);
         else if (strcmp(a, "--runs") == 0)
             runs = atoi(v);
         else if (strcmp(a, "--rate") == 0)
@@ -601,7 +799,7 @@ int main(int argc, char **argv)
         i++;
     }
     if (report_threads < 1 || report_threads > 16 || nfiles < 2 || nworkers < 1 ||
-        nworkers > MAXW || runs < 1 || runs > 15 || rate < 1) {
+        nworkers > MAXW || nshards < 1 || nshards > MAXS || runs < 1 || runs > 15 || rate < 1) {
         usage();
         return 2;
     }
@@ -621,12 +819,18 @@ int main(int argc, char **argv)
     for (int up = 0; up < 2; up++)
         *strrchr(srcdir, '/') = '\0';
     signal(SIGPIPE, SIG_IGN);
+    if (nshards > 1)
+        route = true;
 
     printf("bench_e2e: %ld files of %zu bytes in bronze, half to silver, half to gold; "
-           "%d worker(s) x %s moves; storage under %s\n\n",
-           nfiles, fsize, nworkers, moves, storage_parent);
+           "%d shard(s) (tierd processes), %d worker(s) per shard x %s moves; reports %s; "
+           "storage under %s\n\n",
+           nfiles, fsize, nshards, nworkers, moves,
+           route ? "routed (tier_cluster_report_views)" : "straight (tier_report_views)",
+           storage_parent);
     if (strcmp(mode, "burst") == 0 || strcmp(mode, "both") == 0) {
-        double v[16];
+        double v[16], cv[8][16];
+        costs c[16][4];
         printf("burst: all reports at once (batches of %d, %d calls in flight)\n", BATCH,
                report_threads);
         printf("| run | load avg | reports sent in (ms) | first report -> last commit (ms) | "
@@ -635,7 +839,7 @@ int main(int argc, char **argv)
             double rep_ms;
             long bad;
             loadavg(load, sizeof(load));
-            v[r] = run_burst(2 * r, &rep_ms, &bad);
+            v[r] = run_burst(2 * r, &rep_ms, &bad, &c[r][3], &c[r][0], &c[r][1], &c[r][2]);
             failures += bad;
             printf("| %d | %s | %.0f | %.0f | %.0f | %s |\n", r + 1, load, rep_ms,
                    v[r] > 0 ? (double)nfiles * 1000.0 / v[r] : 0.0, v[r], bad ? "FAILED" : "ok");
@@ -644,6 +848,37 @@ int main(int argc, char **argv)
         qsort(v, (size_t)runs, sizeof(double), cmp_double);
         printf("| median | | | %.0f | **%.0f** | |\n\n", (double)nfiles * 1000.0 / v[runs / 2],
                v[runs / 2]);
+        printf("cost per file (one report + one move each), all %d tierd(s) / all %d worker(s):\n"
+               "| run | tierd CPU µs/file | of which until the last report answered | "
+               "workers CPU µs/move | tierd idle ms/s | workers idle ms/s | tierd net of idle "
+               "µs/file | workers net of idle µs/move | Redis cmds/file | MariaDB commits/file "
+               "| rows written/file | fsyncs/file |\n"
+               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+               nshards, nshards * nworkers);
+        for (int r = 0; r < runs; r++) {
+            costs *a = &c[r][0], *b = &c[r][1], *z = &c[r][2], *i0 = &c[r][3];
+            double n = (double)nfiles, span = z->at_s - a->at_s, idle_span = a->at_s - i0->at_s;
+            double ti = (a->tierd_s - i0->tierd_s) / idle_span,
+                   wi = (a->workers_s - i0->workers_s) / idle_span;
+            cv[0][r] = (z->tierd_s - a->tierd_s) * 1e6 / n;
+            cv[1][r] = (b->tierd_s - a->tierd_s) * 1e6 / n;
+            cv[2][r] = (z->workers_s - a->workers_s) * 1e6 / n;
+            cv[3][r] = (double)(z->redis_cmds - a->redis_cmds) / n;
+            cv[4][r] = (double)(z->my_commits - a->my_commits) / n;
+            cv[5][r] = (double)(z->my_rows - a->my_rows) / n;
+            cv[6][r] = (z->tierd_s - a->tierd_s - ti * span) * 1e6 / n;
+            cv[7][r] = late_workers ? 0 : (z->workers_s - a->workers_s - wi * span) * 1e6 / n;
+            printf("| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | "
+                   "%.3f |\n",
+                   r + 1, cv[0][r], cv[1][r], cv[2][r], ti * 1e3, wi * 1e3, cv[6][r], cv[7][r],
+                   cv[3][r], cv[4][r], cv[5][r], (double)(z->my_fsyncs - a->my_fsyncs) / n);
+        }
+        for (int k = 0; k < 8; k++)
+            qsort(cv[k], (size_t)runs, sizeof(double), cmp_double);
+        printf("| median | **%.1f** | %.1f | **%.1f** | | | **%.1f** | **%.1f** | %.2f | %.2f | "
+               "%.2f | |\n\n",
+               cv[0][runs / 2], cv[1][runs / 2], cv[2][runs / 2], cv[6][runs / 2], cv[7][runs / 2],
+               cv[3][runs / 2], cv[4][runs / 2], cv[5][runs / 2]);
     }
     if (strcmp(mode, "latency") == 0 || strcmp(mode, "both") == 0) {
         lat v[16];
