@@ -30,7 +30,7 @@ static const char SQL_INS_LEVEL[] =
     "INSERT INTO level (content_level, min_counts, max_counts, path) VALUES (?, ?, ?, ?)";
 static const char SQL_SCAN[] =
     "SELECT cid, content_level, filename, size_bytes FROM contents "
-    "WHERE CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY cid"; /* the connection's shard */
+    "WHERE slot BETWEEN ? AND ? ORDER BY cid"; /* the connection's shard (sql/012) */
 static const char SQL_INSERT[] =
     "INSERT INTO contents (cid, content_level, filename, size_bytes) VALUES (?, ?, ?, ?)";
 static const char SQL_GET[] = "SELECT content_level, filename, " MS("generate_time") ", " MS(

@@ -27,11 +27,11 @@ static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 static const char SQL_SCAN_SINCE[] =
     "SELECT cid, CAST(UNIX_TIMESTAMP(update_time) * 1000 AS SIGNED), "
     "CAST(UNIX_TIMESTAMP(generate_time) * 1000 AS SIGNED) FROM contents "
-    "WHERE CRC32(cid) % 1024 BETWEEN ? AND ?";
+    "WHERE slot BETWEEN ? AND ?"; /* slot: sql/012 */
 static const char SQL_SCAN_STATE[] = "SELECT cid, view_count, last_access_ms FROM content_views "
-                                     "WHERE CRC32(cid) % 1024 BETWEEN ? AND ?";
+                                     "WHERE slot BETWEEN ? AND ?";
 static const char SQL_SCAN_BUCKET[] =
-    "SELECT cid, start_s, views FROM content_view_bucket WHERE CRC32(cid) % 1024 BETWEEN ? AND ? "
+    "SELECT cid, start_s, views FROM content_view_bucket WHERE slot BETWEEN ? AND ? "
     "AND start_s >= ?";
 static const char SQL_PRUNE[] = "DELETE FROM content_view_bucket WHERE start_s < ? LIMIT ?";
 static const char SQL_LATEST[] =
