@@ -543,7 +543,8 @@ static int apply_ops(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next
             free(rb);
             return rv;
         }
-        if (op->code == TIER_OK)
+        /* An edit changes no count: it writes no comment_minute row. */
+        if (op->code == TIER_OK && op->kind != TIER_COP_EDIT)
             agg_add(g, op->after.service, op->after.cid, op->time_ms, op->kind);
     }
     free(rb);

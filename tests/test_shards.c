@@ -612,6 +612,14 @@ Test(shards, comment_changes_route_by_id)
     cr_expect_str_eq(E.moved_to, f.td[0].listen, "MOVED names shard 0's writer");
     cr_expect_eq(tier_cluster_edit_comment(cl, &eq, &cr, &E), TIER_OK, "%s", E.message);
     tier_free(cr);
+    /* Edits change no count, so they leave no (all-zero) minute row: this
+     * content has no post in the edit's minute for one to hide in. */
+    char zeros[32];
+    tier_test_sql1(f.my,
+                   "SELECT COUNT(*) FROM comment_minute WHERE delta = 0 AND created = 0 AND "
+                   "deleted = 0 AND restored = 0",
+                   zeros, sizeof(zeros));
+    cr_expect_str_eq(zeros, "0");
     tier_cluster_close(cl);
     teardown(&f);
 }
