@@ -64,17 +64,3 @@ void tier_shard_slots(unsigned shard, unsigned shards, unsigned *lo, unsigned *h
     *lo = (unsigned)(((uint64_t)shard * TIER_SLOTS + shards - 1) / shards);
     *hi = (unsigned)(((uint64_t)(shard + 1) * TIER_SLOTS + shards - 1) / shards) - 1;
 }
-
-const char *tier_slot_sql(char *buf, size_t len, const char *col, unsigned shard, unsigned shards)
-{
-    unsigned lo, hi;
-
-    if (shards <= 1) {
-        if (len > 0)
-            buf[0] = '\0';
-        return buf;
-    }
-    tier_shard_slots(shard, shards, &lo, &hi);
-    snprintf(buf, len, " AND CRC32(%s) %% %d BETWEEN %u AND %u", col, TIER_SLOTS, lo, hi);
-    return buf;
-}

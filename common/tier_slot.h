@@ -8,9 +8,10 @@
  *            equal ranges (tier_slot_shard)
  *
  * CRC32 is the IEEE polynomial, the one MariaDB's CRC32() computes, so a
- * shard loads its own rows with a WHERE clause (tier_slot_sql) that
- * agrees with this file bit for bit (tests/test_slots.c checks it against
- * a real server).  Hashing the decimal text rather than taking cid modulo
+ * shard loads its own rows by the stored slot column (sql/012, computed by
+ * MariaDB) and agrees with this file bit for bit (tests/test_shards.c: a
+ * new writer loads exactly the contents whose cids this file gave its
+ * shard).  Hashing the decimal text rather than taking cid modulo
  * spreads cids a client picks in strides (multiples of 1024) evenly.
  *
  * Invariant: the mapping is a pure function of (cid, shards).  Every tierd
@@ -41,11 +42,5 @@ unsigned tier_shard_of(int64_t cid, unsigned shards);
 
 /* The first and last slot of shard (inclusive). */
 void tier_shard_slots(unsigned shard, unsigned shards, unsigned *lo, unsigned *hi);
-
-/* " AND CRC32(<col>) % 1024 BETWEEN lo AND hi" for shard, or "" when
- * shards == 1 (everything is ours: the seed's single tierd pays nothing).
- * Written into buf (64 bytes are enough for any column name up to 24
- * bytes); returns buf.  col is a constant of the caller, never input. */
-const char *tier_slot_sql(char *buf, size_t len, const char *col, unsigned shard, unsigned shards);
 
 #endif

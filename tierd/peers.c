@@ -122,7 +122,6 @@ struct fan {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     unsigned pending;
-    const ProtobufCMessageDescriptor *rd;
     fan_slot slot[TIER_SHARDS_MAX];
 };
 
@@ -209,7 +208,6 @@ int tierd_peers_fanout(tierd_peers *p, tier_rpc_ctx *call, const char *method,
     protobuf_c_message_pack(req, buf);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
-    f->rd = rd;
     pthread_mutex_lock(&p->mu);
     if ((rv = refresh_locked(p, false)) == TIER_OK)
         send_all(p, f, method, buf, len, timeout_ms);
