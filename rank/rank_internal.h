@@ -99,6 +99,8 @@ struct tier_rank {
     uint32_t *stamp;
     uint32_t scratch_cap, cur_stamp;
 
+    struct rank_hot *hot; /* the hot order's scores and heaps (rank_hot.c) */
+
     _Atomic size_t mem;
 };
 
@@ -124,5 +126,17 @@ int rank_block_ensure(tier_rank *r, rank_service *s, rank_block *b);
 void rank_blocks_expire(tier_rank *r, rank_blockvec *bv, int level, int64_t before);
 void rank_blockvec_free(tier_rank *r, rank_blockvec *bv);
 int rank_build_completed(tier_rank *r, int64_t old_open, int64_t new_open);
+
+/* The hot order (rank_hot.c), hooked into ingest and expiry. */
+int rank_hot_init(tier_rank *r);
+void rank_hot_free(tier_rank *r);
+/* Makes room for entity id of service svc; -1 when out of memory.  Called
+ * before the entity changes so that rank_hot_add cannot fail. */
+int rank_hot_reserve(tier_rank *r, uint32_t id, uint32_t svc);
+void rank_hot_add(tier_rank *r, uint32_t id, int64_t minute, int32_t delta);
+/* Recomputes the score of id from its cumulative vector (after a trim). */
+void rank_hot_recompute(tier_rank *r, uint32_t id);
+/* Removes id from the order (the entity is being freed). */
+void rank_hot_drop(tier_rank *r, uint32_t id);
 
 #endif

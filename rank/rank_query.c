@@ -31,6 +31,17 @@
  * of an unseen entity that could reach T exactly (see threshold()); when
  * that bound exceeds the worst row's cid, ties cannot displace it either.
  *
+ * Paging (tier_rank_top_after): with a key K, candidates at or before K in
+ * the ranking order are never offered (offer()), so the heap holds the best
+ * `limit` rows after K among those seen.  Every stopping rule here argues
+ * only "an unseen entity cannot be better than the worst kept row w": that
+ * bound is about the entity's sum and cid, not about K, so it still holds;
+ * an unseen entity that is at or before K could not enter anyway.  And
+ * while the heap is not full, no rule stops before every list is read.  So
+ * the answer is exactly the first `limit` rows after K.  Deep pages cost
+ * more reading: page p of k rows fills its heap only after about p * k
+ * candidates were met.
+ *
  * DECREASE is not symmetric to INCREASE in practice: over hours fewer than
  * `limit` contents lose comments, and the answer is padded with the
  * smallest cids whose change is exactly 0, then the smallest positive
@@ -84,6 +95,7 @@ typedef struct {
     uint8_t *talive;
     int64_t *strict_max, *zero_min; /* cid bounds for ties, see tie_blocked() */
     uint8_t *nstrict, *nzero;
+    const tier_rank_key *after; /* paging: only rows strictly after it, see offer() */
 } ta_query;
 
 /* ---- ordering ---- */
@@ -121,8 +133,20 @@ static void sift_down(const ta_query *q, ta_cand *h, uint32_t n, uint32_t i)
     }
 }
 
+/* Whether c comes strictly after the paging key (always, without one). */
+static int after_key(const ta_query *q, const ta_cand *c)
+{
+    if (q->after == NULL)
+        return 1;
+    const rank_entity *e = &q->r->ent[c->ent];
+    tier_rank_row row = {.service = q->r->svc[e->svc].name, .cid = e->cid, .change = c->sum};
+    return tier_rank_row_after(&row, q->after, q->dec, 0);
+}
+
 static void offer(ta_query *q, ta_cand c)
 {
+    if (!after_key(q, &c))
+        return;
     if (q->nheap < q->limit) {
         uint32_t i = q->nheap++;
         q->heap[i] = c;
@@ -663,6 +687,7 @@ static void fill_rows(ta_query *q, tier_rank_row *rows, size_t *nrows)
         rows[i].created = (int32_t)(hi.created - lo.created);
         rows[i].deleted = (int32_t)(hi.deleted - lo.deleted);
         rows[i].restored = (int32_t)(hi.restored - lo.restored);
+        rows[i].hot = 0;
     }
     *nrows = n;
 }
@@ -718,8 +743,19 @@ static int query_locked(ta_query *q, const char *service, tier_rank_row *rows, s
 int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
                   int decrease, uint32_t limit, tier_rank_row *rows, size_t *nrows)
 {
+    if (limit > TIER_RANK_LIMIT_MAX)
+        return TIER_INVALID_ARGUMENT;
+    return tier_rank_top_after(r, service, from_minute, to_minute, decrease, NULL, limit, rows,
+                               nrows);
+}
+
+int tier_rank_top_after(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
+                        int decrease, const tier_rank_key *after, uint32_t limit,
+                        tier_rank_row *rows, size_t *nrows)
+{
     if (r == NULL || rows == NULL || nrows == NULL || from_minute >= to_minute ||
-        to_minute - from_minute > r->retention || limit == 0 || limit > TIER_RANK_LIMIT_MAX)
+        to_minute - from_minute > r->retention || limit == 0 || limit > TIER_RANK_LIMIT_MAX + 1 ||
+        (after != NULL && after->service == NULL))
         return TIER_INVALID_ARGUMENT;
     *nrows = 0;
     ta_query q;
@@ -729,6 +765,7 @@ int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_
     q.from = from_minute;
     q.to = to_minute;
     q.limit = limit;
+    q.after = after;
     pthread_rwlock_rdlock(&r->lock);
     int rc = query_locked(&q, service, rows, nrows);
     pthread_rwlock_unlock(&r->lock);

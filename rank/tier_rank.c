@@ -292,6 +292,11 @@ int tier_rank_alloc(tier_rank **out, int64_t retention_minutes)
     }
     memset(r->slots, 0xff, 1024 * sizeof(uint32_t));
     r->slot_mask = 1023;
+    if (rank_hot_init(r) != 0) {
+        free(r->slots);
+        free(r);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
     /* a steady stream of queries must not starve ingest */
@@ -320,6 +325,7 @@ void tier_rank_free(tier_rank *r)
     free(r->slots);
     free(r->acc);
     free(r->stamp);
+    rank_hot_free(r);
     pthread_rwlock_destroy(&r->lock);
     pthread_mutex_destroy(&r->build_mu);
     free(r);
@@ -353,6 +359,7 @@ static int entity_trim(tier_rank *r, rank_entity *e, int64_t before)
 static void entity_drop(tier_rank *r, uint32_t id)
 {
     uint32_t pos;
+    rank_hot_drop(r, id);
     slot_find(r, r->ent[id].svc, r->ent[id].cid, &pos);
     slot_delete(r, pos);
     r->nlive--;
@@ -373,8 +380,13 @@ static void expire_locked(tier_rank *r, int64_t before)
             rank_blocks_expire(r, &r->svc[i].lv[l], l, before);
     for (uint32_t id = 0; id < r->nent; id++) {
         rank_entity *e = &r->ent[id];
-        if (e->svc != RANK_NONE && e->n > 0 && entity_trim(r, e, before))
+        if (e->svc == RANK_NONE || e->n == 0)
+            continue;
+        int had_old = e->c[0].minute < before;
+        if (entity_trim(r, e, before))
             entity_drop(r, id);
+        else if (had_old) /* its hot score must lose the expired minutes */
+            rank_hot_recompute(r, id);
     }
 }
 
@@ -429,9 +441,12 @@ static int apply_event(tier_rank *r, const tier_rank_event *ev, uint32_t *svc_ca
     if (b0 == NULL ||
         rank_reserve(r, (void **)&b0->e, &b0->cap, b0->n + 1, sizeof(rank_entry)) != 0)
         return TIER_RESOURCE_EXHAUSTED;
+    if (rank_hot_reserve(r, id, svc) != 0)
+        return TIER_RESOURCE_EXHAUSTED;
     int fresh = entity_add(r, &r->ent[id], (int32_t)ev->minute, ev);
     if (fresh < 0)
         return TIER_RESOURCE_EXHAUSTED;
+    rank_hot_add(r, id, ev->minute, ev->delta);
     if (fresh) { /* first event of this entity in the minute: capacity reserved above */
         b0->e[b0->n].ent = id;
         b0->e[b0->n].delta = 0;
@@ -538,6 +553,39 @@ static int merge_cmp(const void *pa, const void *pb, void *arg)
     if (a->cid != b->cid)
         return a->cid < b->cid ? -1 : 1;
     return strcmp(a->service, b->service);
+}
+
+static int hot_cmp(const void *pa, const void *pb)
+{
+    const tier_rank_row *a = pa, *b = pb;
+
+    if (a->hot != b->hot)
+        return a->hot > b->hot ? -1 : 1;
+    if (a->cid != b->cid)
+        return a->cid < b->cid ? -1 : 1;
+    return strcmp(a->service, b->service);
+}
+
+void tier_rank_merge_hot(const tier_rank_row *in, size_t n, uint32_t limit, tier_rank_row *rows,
+                         size_t *nrows)
+{
+    if (rows != in)
+        memmove(rows, in, n * sizeof(*rows));
+    qsort(rows, n, sizeof(*rows), hot_cmp);
+    *nrows = n < limit ? n : limit;
+}
+
+int tier_rank_row_after(const tier_rank_row *row, const tier_rank_key *key, int decrease, int hot)
+{
+    if (hot) {
+        if (row->hot != key->hot)
+            return row->hot < key->hot;
+    } else if (row->change != key->change) {
+        return decrease ? row->change > key->change : row->change < key->change;
+    }
+    if (row->cid != key->cid)
+        return row->cid > key->cid;
+    return strcmp(row->service, key->service) > 0;
 }
 
 void tier_rank_merge(const tier_rank_row *in, size_t n, int decrease, uint32_t limit,

@@ -44,7 +44,22 @@ typedef struct {
     const char *service; /* points into the index, valid while it lives */
     int64_t cid;
     int64_t change, created, deleted, restored;
+    double hot; /* tier_rank_hot() only (rank_hot.c); 0 otherwise */
 } tier_rank_row;
+
+/* A position in a ranking order (a paging cursor): rows strictly after it
+ * in the order are returned.  change is used by INCREASE/DECREASE, hot by
+ * HOT; service is non-empty. */
+typedef struct {
+    int64_t change;
+    double hot;
+    int64_t cid;
+    const char *service;
+} tier_rank_key;
+
+/* Default half-life of the hot order, seconds (6 hours). */
+#define TIER_RANK_HOT_HALF_LIFE_S 21600
+#define TIER_RANK_HOT_HALF_LIFE_MIN_S 60
 
 /* retention_minutes in [1, 2^26]; TIER_INVALID_ARGUMENT otherwise. */
 int tier_rank_alloc(tier_rank **out, int64_t retention_minutes);
@@ -66,6 +81,15 @@ int tier_rank_add_batch(tier_rank *r, const tier_rank_event *ev, size_t n);
 void tier_rank_merge(const tier_rank_row *in, size_t n, int decrease, uint32_t limit,
                      tier_rank_row *rows, size_t *nrows);
 
+/* Merges the HOT tops of disjoint indexes evaluated at the same minute, in
+ * tier_rank_hot's order: hot descending, then cid, then service. */
+void tier_rank_merge_hot(const tier_rank_row *in, size_t n, uint32_t limit, tier_rank_row *rows,
+                         size_t *nrows);
+
+/* Whether row comes strictly after key in the order (decrease: DECREASE;
+ * hot: HOT, which ignores decrease). */
+int tier_rank_row_after(const tier_rank_row *row, const tier_rank_key *key, int decrease, int hot);
+
 /* Moves the open minute forward (never back); minutes < it are complete. */
 void tier_rank_set_now(tier_rank *r, int64_t minute);
 
@@ -76,6 +100,35 @@ void tier_rank_set_now(tier_rank *r, int64_t minute);
  * above 1000, or a pointer is NULL. */
 int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
                   int decrease, uint32_t limit, tier_rank_row *rows, size_t *nrows);
+
+/* tier_rank_top restricted to the rows strictly after *after in the order
+ * (after NULL: from the best).  Paging: pass the last row of a page as the
+ * key of the next; over fixed data no row repeats or is skipped.  limit may
+ * be up to TIER_RANK_LIMIT_MAX + 1 (one more tells whether a page follows). */
+int tier_rank_top_after(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
+                        int decrease, const tier_rank_key *after, uint32_t limit,
+                        tier_rank_row *rows, size_t *nrows);
+
+/* ---- the hot order (rank_hot.c) ----
+ *
+ * hot(c) at minute now = sum over retained minutes m of
+ *     change(c, m) * 2^(-(now - m) * 60 / H)
+ * with H the half-life in seconds.  Every content with a retained event is
+ * a candidate.  Rows: hot descending, then cid, then service ascending;
+ * change/created/deleted/restored are the totals over the retained minutes.
+ * hot equals the formula up to double rounding (the order is exact except
+ * between scores within a few ulps of each other). */
+
+/* Sets H (seconds, 60..2^31); recomputes every score.  Default
+ * TIER_RANK_HOT_HALF_LIFE_S.  TIER_INVALID_ARGUMENT when out of range. */
+int tier_rank_set_half_life(tier_rank *r, int64_t half_life_s);
+int64_t tier_rank_half_life(tier_rank *r);
+
+/* Top `limit` (1..TIER_RANK_LIMIT_MAX + 1) contents by hot at minute now
+ * (0..INT32_MAX), strictly after *after when not NULL.  service NULL or ""
+ * ranks all services.  O((limit + rows skipped by after) log). */
+int tier_rank_hot(tier_rank *r, const char *service, int64_t now_minute, const tier_rank_key *after,
+                  uint32_t limit, tier_rank_row *rows, size_t *nrows);
 
 /* Drops everything about minutes < before_minute.  Windows starting earlier
  * are afterwards computed from before_minute on. */
