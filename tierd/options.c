@@ -56,6 +56,10 @@ static const tier_opt opts[] = {
      .help = "writer lease: a standby takes over about this long after the writer dies"},
     {"retention_min", "TIER_RETENTION_MIN", "retention-min", TIER_OPT_MIN, F(retention_min),
      .min = 1, .max = 5256000, .def = "43200", .arg = "N", .help = "ranking retention"},
+    {"hot_half_life_s", "TIER_HOT_HALF_LIFE_S", "hot-half-life-s", TIER_OPT_S, F(hot_half_life_s),
+     .min = 60, .max = 315360000, .def = "21600", .arg = "N",
+     .help = "half-life of TopContents' HOT order (lowered to retention_min * 60 / 64 when "
+             "above it, 60 at least)"},
     {"done_retention_s", "TIER_DONE_RETENTION_S", "done-retention-s", TIER_OPT_S,
      F(done_retention_s), .min = 0, .max = 31536000, .def = "3600", .arg = "N",
      .help = "finished move jobs stay listed (0: not kept)"},

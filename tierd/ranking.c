@@ -157,6 +157,22 @@ size_t ranking_index_bytes(ranking *r)
     return tier_rank_memory(r->rank);
 }
 
+/* The hot order's half-life: --hot-half-life-s, lowered so that minutes
+ * past the retention weigh below 2^-64 (H <= retention * 60 / 64). */
+static int ranking_set_half_life(ranking *r)
+{
+    int64_t h = r->deps->cfg->hot_half_life_s, cap = r->retention * 60 / 64;
+
+    if (h == 0)
+        h = TIER_RANK_HOT_HALF_LIFE_S;
+    if (h > cap) {
+        h = cap < TIER_RANK_HOT_HALF_LIFE_MIN_S ? TIER_RANK_HOT_HALF_LIFE_MIN_S : cap;
+        tier_warn("ranking: hot_half_life_s lowered to %lld s (retention_min * 60 / 64)",
+                  (long long)h);
+    }
+    return tier_rank_set_half_life(r->rank, h);
+}
+
 int ranking_open(ranking **out, const tierd_deps *deps)
 {
     ranking *r = calloc(1, sizeof(*r));
@@ -174,7 +190,7 @@ int ranking_open(ranking **out, const tierd_deps *deps)
         ranking_close(r);
         return rv;
     }
-    if ((rv = ranking_load(r)) != TIER_OK) {
+    if ((rv = ranking_set_half_life(r)) != TIER_OK || (rv = ranking_load(r)) != TIER_OK) {
         ranking_close(r);
         return rv;
     }

@@ -6,6 +6,7 @@
  *   ranking_write.c  PostComment(s), Edit/Delete/RestoreComment and the
  *                    batcher's flush (MySQL transaction, then the index)
  *   ranking_read.c   TopContents (the index) and LatestComments (MySQL)
+ *   ranking_cursor.c TopContents' paging cursor
  *
  * Invariant: the index holds exactly the count changes committed to
  * comment_minute within the retention, because the only writer of both is
@@ -64,6 +65,20 @@ static inline int64_t ranking_minute(int64_t ms)
 /* Validation shared by the handlers. */
 bool ranking_service_valid(const char *s, size_t len);
 bool ranking_utf8_valid(const char *s, size_t len);
+
+/* TopContents' paging cursor (ranking_cursor.c). */
+#define RANKING_CURSOR_MAX 256
+typedef struct {
+    int order;      /* Tier__Order */
+    int64_t minute; /* HOT: the evaluation minute */
+    tier_rank_key key;
+    char service[65];
+} ranking_cursor;
+/* false when s is not a cursor (INVALID_ARGUMENT for the caller). */
+bool ranking_cursor_parse(const char *s, ranking_cursor *c);
+/* The cursor after row, in the call's arena (NULL when out of memory). */
+char *ranking_cursor_format(tier_rpc_ctx *call, int order, int64_t minute,
+                            const tier_rank_row *row);
 
 /* Flush function given to the batcher (ranking_write.c). */
 int ranking_flush(void *arg, unsigned flusher, void **items, size_t n);

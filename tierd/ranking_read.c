@@ -1,6 +1,7 @@
 /*
  * ranking_read.c -- the read side of ranking: TopContents, answered exactly
- * from the in-memory rank index, and LatestComments, answered from MySQL's
+ * from the in-memory rank index (by change over a window, or by the hot
+ * score; pages after a cursor, ranking_cursor.c), and LatestComments, answered from MySQL's
  * (cid, deleted, id) index with a keyset cursor (id < cursor), so a page
  * costs the same however deep it is and concurrent posts never make a page
  * skip or repeat a comment.
@@ -23,6 +24,31 @@
 
 /* ------------------------------------------------------------ TopContents */
 
+/* What a TopContents call asks once its fields are checked. */
+typedef struct {
+    int order;        /* Tier__Order */
+    int64_t from, to; /* INCREASE/DECREASE: the window, minutes */
+    int64_t now;      /* HOT: the evaluation minute */
+    uint32_t limit;
+    ranking_cursor cur;
+    bool has_cursor;
+} top_query;
+
+/* Limit and service, whatever the order.  A tierd asking its peers
+ * (local) may ask one row more than a client, to learn whether a page
+ * follows (ranking_h_top_contents). */
+static int check_common(tier_rpc_ctx *call, const Tier__TopContentsRequest *q)
+{
+    if (q->limit > TIER_RANK_LIMIT_MAX + (q->local ? 1 : 0))
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "limit must be 1..%d",
+                                    TIER_RANK_LIMIT_MAX);
+    if (q->service != NULL && q->service[0] != '\0' &&
+        !ranking_service_valid(q->service, strlen(q->service)))
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "service must be 1..64 bytes of [a-z0-9_.-]");
+    return TIER_OK;
+}
+
 /* Checks the window; INVALID_ARGUMENT with a message when it is bad. */
 static int check_window(ranking *r, tier_rpc_ctx *call, const Tier__TopContentsRequest *q)
 {
@@ -41,13 +67,67 @@ static int check_window(ranking *r, tier_rpc_ctx *call, const Tier__TopContentsR
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
                                     "window must lie within the retention (%lld minutes)",
                                     (long long)r->retention);
-    if (q->limit > TIER_RANK_LIMIT_MAX)
-        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "limit must be 1..%d",
-                                    TIER_RANK_LIMIT_MAX);
-    if (q->service != NULL && q->service[0] != '\0' &&
-        !ranking_service_valid(q->service, strlen(q->service)))
+    if (q->half_life_s != 0)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "half_life_s is for HOT only");
+    return check_common(call, q);
+}
+
+/* HOT: from_ms 0, to_ms 0 (now) or a minute within the retention, the
+ * configured half-life. */
+static int check_hot(ranking *r, tier_rpc_ctx *call, const Tier__TopContentsRequest *q,
+                     int64_t *now)
+{
+    int64_t wall = ranking_minute(tier_now_ms()), h = tier_rank_half_life(r->rank);
+
+    if (q->from_ms != 0 || q->to_ms < 0 || q->to_ms % 60000 != 0)
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
-                                    "service must be 1..64 bytes of [a-z0-9_.-]");
+                                    "HOT: from_ms must be 0, to_ms 0 or a whole minute");
+    *now = q->to_ms ? q->to_ms / 60000 : wall;
+    if (*now < wall - r->retention || *now > wall + 1)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "HOT: to_ms must lie within the retention (%lld minutes)",
+                                    (long long)r->retention);
+    if (q->half_life_s != 0 && q->half_life_s != h)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "half_life_s must be 0 or tierd's hot_half_life_s (%lld)",
+                                    (long long)h);
+    return check_common(call, q);
+}
+
+/* Checks the request and decodes its cursor into t. */
+static int top_parse(ranking *r, tier_rpc_ctx *call, const Tier__TopContentsRequest *q,
+                     top_query *t)
+{
+    int rv;
+
+    memset(t, 0, sizeof(*t));
+    t->order = q->order;
+    t->limit = q->limit ? q->limit : 100;
+    if (q->order != TIER__ORDER__INCREASE && q->order != TIER__ORDER__DECREASE &&
+        q->order != TIER__ORDER__HOT)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "unknown order %d", q->order);
+    rv = q->order == TIER__ORDER__HOT ? check_hot(r, call, q, &t->now) : check_window(r, call, q);
+    if (rv != TIER_OK)
+        return rv;
+    t->from = q->from_ms / 60000;
+    t->to = q->to_ms / 60000;
+    if (q->cursor == NULL || q->cursor[0] == '\0')
+        return TIER_OK;
+    if (!ranking_cursor_parse(q->cursor, &t->cur) || t->cur.order != (int)q->order)
+        return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                    "cursor: not a next_cursor of this order");
+    if (q->order == TIER__ORDER__HOT) {
+        /* the pages of a walk are ranked at the first page's minute */
+        if (q->to_ms != 0 && t->cur.minute != t->now)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                        "cursor: HOT cursor of another minute than to_ms");
+        t->now = t->cur.minute;
+        int64_t wall = ranking_minute(tier_now_ms());
+        if (t->now < wall - r->retention || t->now > wall + 1)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT,
+                                        "cursor: HOT cursor older than the retention");
+    }
+    t->has_cursor = true;
     return TIER_OK;
 }
 
@@ -61,15 +141,19 @@ static Tier__TopRow *top_row(tier_rpc_ctx *call, Tier__TopRow *m, const tier_ran
     m->created = row->created;
     m->deleted = row->deleted;
     m->restored = row->restored;
+    m->hot = row->hot;
     return m->service ? m : NULL;
 }
 
 /* Several shards: every other shard's top (local) merged with ours into
- * the exact top (tier_rank_merge).  A shard being taken over does not
- * answer for up to about the writer ttl: asked again until the call's
- * deadline (8 s at most), never answered without it. */
+ * the exact top (tier_rank_merge).  With a cursor each shard answers its
+ * best rows after it, and the best of their union after it is the best of
+ * the union's rows after it: still exact.  HOT: every shard ranks at the
+ * same minute (to_ms), so the scores compare.  A shard being taken over
+ * does not answer for up to about the writer ttl: asked again until the
+ * call's deadline (8 s at most), never answered without it. */
 static int merge_shards(ranking *r, tier_rpc_ctx *call, const Tier__TopContentsRequest *q,
-                        uint32_t limit, tier_rank_row **rows, size_t *n)
+                        const top_query *t, uint32_t limit, tier_rank_row **rows, size_t *n)
 {
     const tierd_config *cfg = r->deps->cfg;
     Tier__TopContentsRequest sub = *q;
@@ -79,6 +163,9 @@ static int merge_shards(ranking *r, tier_rpc_ctx *call, const Tier__TopContentsR
 
     sub.base.descriptor = &tier__top_contents_request__descriptor;
     sub.local = true;
+    sub.limit = limit;
+    if (t->order == TIER__ORDER__HOT)
+        sub.to_ms = t->now * 60000;
     rv = tierd_peers_fanout_wait(r->deps->peers, call, TIER_M_TOP_CONTENTS, &sub.base,
                                  &tier__top_contents_reply__descriptor, rep, err, sizeof(err));
     if (rv != TIER_OK)
@@ -101,12 +188,28 @@ static int merge_shards(ranking *r, tier_rpc_ctx *call, const Tier__TopContentsR
                                            .change = x->change,
                                            .created = x->created,
                                            .deleted = x->deleted,
-                                           .restored = x->restored};
+                                           .restored = x->restored,
+                                           .hot = x->hot};
         }
     }
-    tier_rank_merge(all, total, q->order == TIER__ORDER__DECREASE, limit, all, n);
+    if (t->order == TIER__ORDER__HOT)
+        tier_rank_merge_hot(all, total, limit, all, n);
+    else
+        tier_rank_merge(all, total, q->order == TIER__ORDER__DECREASE, limit, all, n);
     *rows = all;
     return TIER_OK;
+}
+
+/* This shard's best `want` rows (after the cursor). */
+static int top_local(ranking *r, const Tier__TopContentsRequest *q, const top_query *t,
+                     uint32_t want, tier_rank_row *rows, size_t *n)
+{
+    const tier_rank_key *after = t->has_cursor ? &t->cur.key : NULL;
+
+    if (t->order == TIER__ORDER__HOT)
+        return tier_rank_hot(r->rank, q->service, t->now, after, want, rows, n);
+    return tier_rank_top_after(r->rank, q->service, t->from, t->to,
+                               t->order == TIER__ORDER__DECREASE, after, want, rows, n);
 }
 
 int ranking_h_top_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
@@ -115,24 +218,30 @@ int ranking_h_top_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage
     ranking *r = arg;
     const Tier__TopContentsRequest *q = (const Tier__TopContentsRequest *)req;
     Tier__TopContentsReply *rep = (Tier__TopContentsReply *)reply;
-    uint32_t limit = q->limit ? q->limit : 100;
+    top_query t;
     size_t n = 0;
     int rv;
 
-    if ((rv = check_window(r, call, q)) != TIER_OK)
+    if ((rv = top_parse(r, call, q, &t)) != TIER_OK)
         return rv;
-    tier_rank_row *rows = tier_rpc_alloc(call, limit * sizeof(*rows));
-    Tier__TopRow *cells = tier_rpc_alloc(call, limit * sizeof(*cells));
-    rep->rows = tier_rpc_alloc(call, limit * sizeof(*rep->rows));
+    /* One row more than the page tells whether another page follows; a
+     * peer's answer (local) is only material for the asker's merge. */
+    uint32_t want = q->local ? t.limit : t.limit + 1;
+    tier_rank_row *rows = tier_rpc_alloc(call, want * sizeof(*rows));
+    Tier__TopRow *cells = tier_rpc_alloc(call, want * sizeof(*cells));
+    rep->rows = tier_rpc_alloc(call, want * sizeof(*rep->rows));
     if (rows == NULL || cells == NULL || rep->rows == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    rv = tier_rank_top(r->rank, q->service, q->from_ms / 60000, q->to_ms / 60000,
-                       q->order == TIER__ORDER__DECREASE, limit, rows, &n);
-    if (rv != TIER_OK)
+    if ((rv = top_local(r, q, &t, want, rows, &n)) != TIER_OK)
         return tier_rpc_set_message(call, rv, "ranking failed");
     if (r->deps->peers != NULL && !q->local &&
-        (rv = merge_shards(r, call, q, limit, &rows, &n)) != TIER_OK)
+        (rv = merge_shards(r, call, q, &t, want, &rows, &n)) != TIER_OK)
         return rv;
+    if (n > t.limit) {
+        n = t.limit;
+        if ((rep->next_cursor = ranking_cursor_format(call, t.order, t.now, &rows[n - 1])) == NULL)
+            return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
+    }
     for (size_t i = 0; i < n; i++)
         if ((rep->rows[i] = top_row(call, &cells[i], &rows[i])) == NULL)
             return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
