@@ -4,7 +4,8 @@
  *   comment post SERVICE CID AUTHOR BODY
  *   comment edit ID BODY | comment delete ID | comment restore ID
  *   comments CID [-n N] [--cursor C] [--service S]
- *   top --from T --to T [-n N] [--service S] [--decrease]
+ *   top --from T --to T [-n N] [--service S] [--decrease] [--cursor C] [--all]
+ *   top --order hot [--at T] [-n N] [--service S] [--cursor C] [--all]
  *
  * Times T are UTC: "2026-11-23 10:03" (or with a 'T'), milliseconds since
  * the epoch, "now", or relative to now: "-60m", "-2h", "-1d".  Windows are
@@ -178,45 +179,74 @@ static int cmd_comments(tierctl *t, int argc, char **argv)
 
 /* ------------------------------------------------------------ top */
 
-static void print_top(tierctl *t, const Tier__TopContentsRequest *req,
-                      const Tier__TopContentsReply *rep)
+static json_t *top_row_json(const Tier__TopContentsRequest *req, const Tier__TopRow *r)
 {
-    char f[48], to[48];
-    if (t->json) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < rep->n_rows; i++) {
-            const Tier__TopRow *r = rep->rows[i];
-            json_array_append_new(
-                arr,
-                json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "service", tierctl_jstr(r->service),
+    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "service", tierctl_jstr(r->service),
                           "cid", tierctl_jint(r->cid), "change", tierctl_jint(r->change), "created",
                           tierctl_jint(r->created), "deleted", tierctl_jint(r->deleted), "restored",
-                          tierctl_jint(r->restored)));
-        }
-        tierctl_emit(stdout, json_pack("{s:o, s:o, s:o}", "from", tierctl_jtime(req->from_ms), "to",
-                                       tierctl_jtime(req->to_ms), "rows", arr));
+                          tierctl_jint(r->restored));
+    if (req->order == TIER__ORDER__HOT)
+        json_object_set_new(o, "hot", json_real(r->hot));
+    return o;
+}
+
+/* Prints one page; `first` is the rank of its first row (1 on the first
+ * page of --all, 0 when unknown: a page fetched with --cursor). */
+static void print_top(tierctl *t, const Tier__TopContentsRequest *req,
+                      const Tier__TopContentsReply *rep, size_t first, bool header)
+{
+    char f[48], to[48];
+    bool hot = req->order == TIER__ORDER__HOT;
+
+    if (t->json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < rep->n_rows; i++)
+            json_array_append_new(arr, top_row_json(req, rep->rows[i]));
+        json_t *o = hot ? json_pack("{s:s, s:o}", "order", "hot", "rows", arr)
+                        : json_pack("{s:s, s:o, s:o, s:o}", "order",
+                                    req->order == TIER__ORDER__DECREASE ? "decrease" : "increase",
+                                    "from", tierctl_jtime(req->from_ms), "to",
+                                    tierctl_jtime(req->to_ms), "rows", arr);
+        if (hot && req->to_ms != 0)
+            json_object_set_new(o, "at", tierctl_jtime(req->to_ms));
+        json_object_set_new(o, "next_cursor", tierctl_jstr(rep->next_cursor));
+        tierctl_emit(stdout, o);
         return;
     }
-    printf("window [%s, %s)\n", tierctl_time(t, req->from_ms, f, sizeof(f)),
-           tierctl_time(t, req->to_ms, to, sizeof(to)));
+    if (header && hot)
+        printf("hot at %s\n", req->to_ms ? tierctl_time(t, req->to_ms, to, sizeof(to)) : "now");
+    else if (header)
+        printf("window [%s, %s)\n", tierctl_time(t, req->from_ms, f, sizeof(f)),
+               tierctl_time(t, req->to_ms, to, sizeof(to)));
     if (rep->n_rows == 0) {
-        tierctl_none();
+        if (header)
+            tierctl_none();
         return;
     }
-    printf("%-5s %-16s %-20s %8s %8s %8s %8s\n", "rank", "service", "cid", "change", "created",
-           "deleted", "restored");
+    if (header)
+        printf("%-5s %-16s %-20s %8s %8s %8s %8s%s\n", "rank", "service", "cid", "change",
+               "created", "deleted", "restored", hot ? "         hot" : "");
     for (size_t i = 0; i < rep->n_rows; i++) {
         const Tier__TopRow *r = rep->rows[i];
-        printf("%-5zu %-16s %-20lld %8lld %8lld %8lld %8lld\n", i + 1, r->service,
-               (long long)r->cid, (long long)r->change, (long long)r->created,
-               (long long)r->deleted, (long long)r->restored);
+        char rank[24] = "-";
+        if (first > 0)
+            snprintf(rank, sizeof(rank), "%zu", first + i);
+        printf("%-5s %-16s %-20lld %8lld %8lld %8lld %8lld", rank, r->service, (long long)r->cid,
+               (long long)r->change, (long long)r->created, (long long)r->deleted,
+               (long long)r->restored);
+        if (hot)
+            printf(" %12.6g", r->hot);
+        printf("\n");
     }
 }
 
 #define TOP_DEFAULT 100 /* TopContentsRequest.limit 0 */
 #define TOP_MAX 1000
+#define TOP_USAGE                                                                                  \
+    "top --from T --to T [-n N] [--service S] [--decrease] [--cursor C] [--all]\n"                 \
+    "       tierctl top --order hot [--at T] [-n N] [--service S] [--cursor C] [--all]"
 
-/* One of --from/--to into *ms, or a message naming the argument. */
+/* One of --from/--to/--at into *ms, or a message naming the argument. */
 static bool top_time(tierctl *t, const char *flag, const char *v, int64_t *ms)
 {
     if (v == NULL) {
@@ -235,11 +265,51 @@ static bool top_time(tierctl *t, const char *flag, const char *v, int64_t *ms)
     return true;
 }
 
-/* Parses top's options into req; false on a usage error (t->err set). */
-static bool top_args(tierctl *t, int argc, char **argv, Tier__TopContentsRequest *req)
+static bool top_order(tierctl *t, const char *v, Tier__TopContentsRequest *req)
 {
-    bool from = false, to = false;
+    if (v != NULL && strcmp(v, "increase") == 0)
+        req->order = TIER__ORDER__INCREASE;
+    else if (v != NULL && strcmp(v, "decrease") == 0)
+        req->order = TIER__ORDER__DECREASE;
+    else if (v != NULL && strcmp(v, "hot") == 0)
+        req->order = TIER__ORDER__HOT;
+    else {
+        tierctl_usage(t, "top: --order: increase, decrease or hot");
+        return false;
+    }
+    return true;
+}
+
+/* Checks the combination of options: a window for change orders, none
+ * for hot. */
+static bool top_check(tierctl *t, Tier__TopContentsRequest *req, bool from, bool to, bool at)
+{
     char f[48], o[48];
+
+    if (req->order == TIER__ORDER__HOT) {
+        if (from || to) {
+            tierctl_usage(t, "top: --order hot takes no window (--at T: evaluate at T)");
+            return false;
+        }
+        return true;
+    }
+    if (!from || !to || at) {
+        tierctl_usage(t, "usage: tierctl " TOP_USAGE);
+        return false;
+    }
+    if (req->from_ms >= req->to_ms) {
+        tierctl_usage(t, "top: --from (%s) must be before --to (%s)",
+                      tierctl_time(t, req->from_ms, f, sizeof(f)),
+                      tierctl_time(t, req->to_ms, o, sizeof(o)));
+        return false;
+    }
+    return true;
+}
+
+/* Parses top's options into req; false on a usage error (t->err set). */
+static bool top_args(tierctl *t, int argc, char **argv, Tier__TopContentsRequest *req, bool *all)
+{
+    bool from = false, to = false, at = false;
     int64_t v;
 
     for (int i = 1; i < argc; i++) {
@@ -252,6 +322,10 @@ static bool top_args(tierctl *t, int argc, char **argv, Tier__TopContentsRequest
             if (!(to = top_time(t, a, next, &req->to_ms)))
                 return false;
             i++;
+        } else if (strcmp(a, "--at") == 0) {
+            if (!(at = top_time(t, a, next, &req->to_ms)))
+                return false;
+            i++;
         } else if (strcmp(a, "-n") == 0) {
             if (next == NULL || !tierctl_int(next, &v) || v < 1 || v > TOP_MAX) {
                 tierctl_usage(t, "top: -n: rows, 1..%d (default %d)", TOP_MAX, TOP_DEFAULT);
@@ -262,37 +336,54 @@ static bool top_args(tierctl *t, int argc, char **argv, Tier__TopContentsRequest
             req->service = argv[++i];
         } else if (strcmp(a, "--decrease") == 0) {
             req->order = TIER__ORDER__DECREASE;
+        } else if (strcmp(a, "--order") == 0) {
+            if (!top_order(t, next, req))
+                return false;
+            i++;
+        } else if (strcmp(a, "--cursor") == 0 && next) {
+            req->cursor = argv[++i];
+        } else if (strcmp(a, "--all") == 0) {
+            *all = true;
         } else {
             tierctl_usage(t, "top: unexpected argument \"%s\" (tierctl help top)", a);
             return false;
         }
     }
-    if (!from || !to) {
-        tierctl_usage(t, "usage: tierctl top --from T --to T [-n N] [--service S] [--decrease]");
-        return false;
-    }
-    if (req->from_ms >= req->to_ms) {
-        tierctl_usage(t, "top: --from (%s) must be before --to (%s)",
-                      tierctl_time(t, req->from_ms, f, sizeof(f)),
-                      tierctl_time(t, req->to_ms, o, sizeof(o)));
-        return false;
-    }
-    return true;
+    return top_check(t, req, from, to, at);
 }
 
+/* Fetches and prints pages: one, or with --all every page until
+ * next_cursor is empty.  A HOT walk keeps the first page's minute (the
+ * cursor carries it). */
 static int cmd_top(tierctl *t, int argc, char **argv)
 {
     Tier__TopContentsRequest req = TIER__TOP_CONTENTS_REQUEST__INIT;
     Tier__TopContentsReply *rep;
-    int rv;
+    bool all = false;
+    size_t rank = 1;
+    char *cursor = NULL;
+    int rv = TIER_OK;
 
-    if (!top_args(t, argc, argv, &req))
+    if (!top_args(t, argc, argv, &req, &all))
         return TIERCTL_USAGE;
-    if ((rv = tier_top_contents(t->client, &req, &rep, &t->err)) != TIER_OK)
-        return rv;
-    print_top(t, &req, rep);
-    tier_free(rep);
-    return TIER_OK;
+    if (req.cursor[0] != '\0')
+        rank = 0; /* unknown */
+    for (bool first = true;; first = false) {
+        if ((rv = tier_top_contents(t->client, &req, &rep, &t->err)) != TIER_OK)
+            break;
+        print_top(t, &req, rep, rank, first || t->json);
+        rank = rank ? rank + rep->n_rows : 0;
+        free(cursor);
+        cursor = rep->next_cursor[0] ? strdup(rep->next_cursor) : NULL;
+        tier_free(rep);
+        if (!all || cursor == NULL)
+            break;
+        req.cursor = cursor;
+    }
+    if (rv == TIER_OK && !all && cursor != NULL && !t->json)
+        printf("(more: --cursor %s)\n", cursor);
+    free(cursor);
+    return rv;
 }
 
 const tierctl_cmd tierctl_ranking_cmds[] = {
@@ -304,13 +395,18 @@ const tierctl_cmd tierctl_ranking_cmds[] = {
      "newest live comments of a content, paged", cmd_comments,
      "  -n N: comments per page, 1..1000 (default 20); --cursor C: the next page, as\n"
      "  printed after the last one (\"(more: --cursor C)\", or next_cursor in JSON)."},
-    {"top", "top --from T --to T [-n N] [--service S] [--decrease]",
-     "contents by comment-count change over [from, to) (T: \"2026-11-23 10:03\", -60m, now)",
+    {"top", TOP_USAGE,
+     "contents by comment-count change over [from, to) (T: \"2026-11-23 10:03\", -60m, now), "
+     "or by hot score",
      cmd_top,
      "  T: " TIERCTL_TIME_FORMS ".\n"
      "  Windows are whole minutes; \"now\" is the end of the current minute, so\n"
      "  --from -60m --to now is the last 60 minutes, the current one included.\n"
-     "  -n N: rows, 1..1000 (default 100).  --decrease: most negative change first.\n"
-     "  The window must lie within tierd's retention."},
+     "  -n N: rows per page, 1..1000 (default 100).  --decrease (--order decrease):\n"
+     "  most negative change first.  The window must lie within tierd's retention.\n"
+     "  --order hot: by sum of change * 2^(-age / half-life) (tierd's\n"
+     "  --hot-half-life-s), at the current minute or --at T; no window.\n"
+     "  Ties: cid, then service.  --cursor C: the page after the one that printed\n"
+     "  \"(more: --cursor C)\" (next_cursor in JSON); --all: every page."},
     {NULL, NULL, NULL, NULL, NULL},
 };

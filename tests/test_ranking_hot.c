@@ -12,10 +12,13 @@
  *   - walking every page with next_cursor (HOT and INCREASE/DECREASE
  *     windows, several page sizes) gives exactly the one-page answer, and
  *     the last page's next_cursor is "";
- *   - bad cursors, half-lives and HOT windows are INVALID_ARGUMENT.
+ *   - bad cursors, half-lives and HOT windows are INVALID_ARGUMENT;
+ *   - tierctl top --order hot, --cursor and --all.
  */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,6 +430,97 @@ Test(ranking_hot, bad_requests_refused)
     cr_assert_eq(top_code(f.c, TIER__ORDER__HOT, 0, 0, 0, hc, msg, sizeof(msg)), TIER_OK);
     cr_assert_eq(top_code(f.c, TIER__ORDER__HOT, 0, to, 0, hc, msg, sizeof(msg)),
                  TIER_INVALID_ARGUMENT);
+    free(m.ev);
+    free(m.cm);
+    teardown(&f);
+}
+
+/* ------------------------------------------------------------ tierctl */
+
+/* tierctl --url URL ARGS... (NULL-terminated); exit status, output in out. */
+static int ctl(const char *url, char *out, size_t len, ...)
+{
+    char *argv[32], *bin = tier_test_bin("tierctl");
+    va_list ap;
+    int n = 0;
+
+    argv[n++] = bin;
+    argv[n++] = "--url";
+    argv[n++] = (char *)url;
+    va_start(ap, len);
+    for (char *a; n < 31 && (a = va_arg(ap, char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    int st = tier_test_run(argv, NULL, out, len, 60000);
+    free(bin);
+    return st;
+}
+
+Test(ranking_hot, tierctl_top_hot_cursor_all)
+{
+    fixture f;
+    model m = {0};
+    unsigned seed = 11;
+    static char out[1 << 20];
+
+    setup(&f);
+    int64_t now_min = tier_now_ms() / 60000;
+    post_random(f.c, &m, 400, now_min - 100, now_min - 1, &seed);
+    brute_hot(&m, now_min);
+    size_t contents = 0;
+    for (int s = 0; s < NSVC; s++)
+        for (int k = 0; k <= MAXCID; k++)
+            contents += table[s][k].seen;
+    cr_assert_gt(contents, 10);
+
+    char at[32];
+    snprintf(at, sizeof(at), "%lld", (long long)now_min * 60000);
+    cr_assert_eq(ctl(f.td.listen, out, sizeof(out), "--json", "top", "--order", "hot", "--at", at,
+                     "-n", "3", NULL),
+                 0, "%s", out);
+    json_error_t e;
+    json_t *v = json_loads(out, 0, &e);
+    cr_assert_not_null(v, "%s", out);
+    json_t *rows = json_object_get(v, "rows");
+    cr_assert_eq(json_array_size(rows), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(v, "order")), "hot");
+    double h0 = json_number_value(json_object_get(json_array_get(rows, 0), "hot"));
+    double h2 = json_number_value(json_object_get(json_array_get(rows, 2), "hot"));
+    cr_assert(h0 >= h2 && h0 > 0, "%g %g", h0, h2);
+    const char *next = json_string_value(json_object_get(v, "next_cursor"));
+    cr_assert(next != NULL && next[0] == 'h', "%s", out);
+    char cursor[300];
+    snprintf(cursor, sizeof(cursor), "%s", next);
+    json_decref(v);
+
+    /* the next page, as text: "(more: --cursor C)" after it */
+    cr_assert_eq(ctl(f.td.listen, out, sizeof(out), "top", "--order", "hot", "-n", "2", "--cursor",
+                     cursor, NULL),
+                 0, "%s", out);
+    cr_assert(strstr(out, "hot at") != NULL && strstr(out, "(more: --cursor h:") != NULL, "%s",
+              out);
+
+    /* --all walks every page: one row per content, ranks 1..contents */
+    cr_assert_eq(
+        ctl(f.td.listen, out, sizeof(out), "top", "--order", "hot", "-n", "7", "--all", NULL), 0,
+        "%s", out);
+    char last[32];
+    snprintf(last, sizeof(last), "\n%zu ", contents);
+    cr_assert(strstr(out, last) != NULL && strstr(out, "(more:") == NULL, "%s", out);
+    size_t lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    cr_assert_eq(lines, contents + 2, "%s", out); /* "hot at now" and the header */
+
+    /* windows: --all over a window; a window with --order hot is a usage error */
+    cr_assert_eq(ctl(f.td.listen, out, sizeof(out), "top", "--from", "-3h", "--to", "now", "-n",
+                     "50", "--all", NULL),
+                 0, "%s", out);
+    cr_assert(strstr(out, last) != NULL, "%s", out);
+    cr_assert_eq(ctl(f.td.listen, out, sizeof(out), "top", "--order", "hot", "--from", "-3h", NULL),
+                 2, "%s", out);
+    cr_assert_eq(ctl(f.td.listen, out, sizeof(out), "top", "--order", "cold", NULL), 2, "%s", out);
     free(m.ev);
     free(m.cm);
     teardown(&f);
