@@ -13,6 +13,11 @@
  * random in the past, INCREASE and DECREASE, all services and one service;
  * median and p99 over QUERIES queries each.
  *
+ * Then (issue 12) the hot order and paging: top-100 HOT (6 h half-life)
+ * at the open minute; page 10 of 100 rows and page 11 of 1000 rows (the
+ * key of the row just before, found by walking the pages first) for each
+ * order, over windows ending now.
+ *
  * usage: bench_rank_index [minutes (360)] [events per second (500)]
  */
 #include <math.h>
@@ -120,6 +125,80 @@ static lat_stats measure(tier_rank *r, const char *svc, int64_t len, int past, i
     return s;
 }
 
+/* ---- hot order and paging (issue 12) ---- */
+
+#define PAGE_QUERIES 100
+
+/* order 0/1: INCREASE/DECREASE over [to - len, to); 2: HOT at to - 1. */
+static int page_query(tier_rank *r, const char *svc, int order, int64_t len, int64_t to,
+                      const tier_rank_key *after, uint32_t limit, tier_rank_row *rows, size_t *n)
+{
+    if (order == 2)
+        return tier_rank_hot(r, svc, to - 1, after, limit, rows, n);
+    return tier_rank_top_after(r, svc, to - len, to, order, after, limit, rows, n);
+}
+
+/* Latency of page `page` (1-based) of `limit` rows: the key of the row
+ * before it is found by walking the earlier pages (not timed). */
+static lat_stats measure_page(tier_rank *r, const char *svc, int order, int64_t len, int64_t to,
+                              uint32_t limit, int page, int queries)
+{
+    static double lat[QUERIES];
+    static tier_rank_row rows[TIER_RANK_LIMIT_MAX];
+    static char name[80];
+    tier_rank_key key, *after = NULL;
+    size_t n = 0;
+    for (int p = 1; p < page; p++) {
+        if (page_query(r, svc, order, len, to, after, limit, rows, &n) != TIER_OK || n < limit) {
+            lat_stats none = {-1, -1, -1}; /* fewer rows than the page needs */
+            return none;
+        }
+        snprintf(name, sizeof(name), "%s", rows[n - 1].service);
+        key = (tier_rank_key){rows[n - 1].change, rows[n - 1].hot, rows[n - 1].cid, name};
+        after = &key;
+    }
+    for (int i = 0; i < queries; i++) {
+        double t0 = now_sec();
+        int rc = page_query(r, svc, order, len, to, after, limit, rows, &n);
+        lat[i] = (now_sec() - t0) * 1e3;
+        if (rc != TIER_OK || n == 0) {
+            fprintf(stderr, "page query failed rc=%d n=%zu\n", rc, n);
+            exit(1);
+        }
+    }
+    qsort(lat, (size_t)queries, sizeof(double), cmp_double);
+    lat_stats s = {lat[queries / 2], lat[(int)ceil(queries * 0.99) - 1], lat[queries - 1]};
+    return s;
+}
+
+static void hot_and_pages(tier_rank *r, int64_t open)
+{
+    static const char *const orders[] = {"INCREASE", "DECREASE", "HOT"};
+    static const int64_t lens[] = {1, 60, 360, 1440};
+    printf("\nhot order and paging, ms (%d queries for top-100 HOT, %d per page row; "
+           "windows end now; HOT at the open minute, half-life %lld s)\n",
+           QUERIES, PAGE_QUERIES, (long long)tier_rank_half_life(r));
+    printf("%-9s %-6s %-5s %-14s | %8s %8s %8s\n", "order", "svc", "win", "page", "median", "p99",
+           "max");
+    for (int sv = 0; sv < 2; sv++) {
+        lat_stats s = measure_page(r, sv ? "news" : NULL, 2, 0, open + 1, 100, 1, QUERIES);
+        printf("%-9s %-6s %-5s %-14s | %8.3f %8.3f %8.3f\n", "HOT", sv ? "news" : "all", "-",
+               "top-100", s.median, s.p99, s.max);
+    }
+    for (int order = 0; order < 3; order++)
+        for (int k = 0; k < (order == 2 ? 1 : 4); k++) {
+            lat_stats a = measure_page(r, NULL, order, lens[k], open + 1, 100, 10, PAGE_QUERIES);
+            lat_stats b = measure_page(r, NULL, order, lens[k], open + 1, 1000, 11, PAGE_QUERIES);
+            char win[16] = "-";
+            if (order != 2)
+                snprintf(win, sizeof(win), "%lld", (long long)lens[k]);
+            printf("%-9s %-6s %-5s %-14s | %8.3f %8.3f %8.3f\n", orders[order], "all", win,
+                   "10th of 100", a.median, a.p99, a.max);
+            printf("%-9s %-6s %-5s %-14s | %8.3f %8.3f %8.3f\n", orders[order], "all", win,
+                   "11th of 1000", b.median, b.p99, b.max);
+        }
+}
+
 int main(int argc, char **argv)
 {
     int minutes = argc > 1 ? atoi(argv[1]) : 360;
@@ -147,6 +226,7 @@ int main(int argc, char **argv)
                            dec ? "DECREASE" : "INCREASE", sv ? "news" : "all",
                            past ? "random" : "now", (long long)lens[k], s.median, s.p99, s.max);
                 }
+    hot_and_pages(r, open);
     tier_rank_free(r);
     return 0;
 }

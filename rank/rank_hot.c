@@ -407,6 +407,15 @@ static void hot_row(tier_rank *r, uint32_t id, double factor, tier_rank_row *row
     row->hot = r->hot->score[id] * factor;
 }
 
+/* Whether entity id comes after the key; cheaper than building its row. */
+static int hot_after(tier_rank *r, uint32_t id, double factor, const tier_rank_key *after)
+{
+    const rank_entity *e = &r->ent[id];
+    tier_rank_row row = {.service = r->svc[e->svc].name, .cid = e->cid};
+    row.hot = r->hot->score[id] * factor;
+    return tier_rank_row_after(&row, after, 0, 1);
+}
+
 static const hot_heap *pick_heap(const tier_rank *r, const char *service)
 {
     if (service == NULL || service[0] == '\0')
@@ -442,9 +451,8 @@ static int walk_locked(tier_rank *r, const hot_heap *hp, int64_t now, const tier
             fcap *= 2;
         }
         uint32_t i = walk_pop(&w);
-        hot_row(r, hp->v[i], factor, &rows[n]);
-        if (after == NULL || tier_rank_row_after(&rows[n], after, 0, 1))
-            n++;
+        if (after == NULL || hot_after(r, hp->v[i], factor, after))
+            hot_row(r, hp->v[i], factor, &rows[n++]);
         if (2 * i + 1 < hp->n)
             walk_push(&w, 2 * i + 1);
         if (2 * i + 2 < hp->n)
