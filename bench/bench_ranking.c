@@ -20,11 +20,15 @@
  *   3. PostComment one at a time, 64 calls in flight -> comments/s
  *      (answered by deferred replies: tierd's default 256 contexts suffice).
  *   4. LatestComments(n = 20) of Zipf-chosen contents: median and p99.
+ *   5. (issue 12) HOT top-100 at now, and pages: page 10 of 100 rows and
+ *      page 11 of 1000 rows (the cursor found by walking the pages before
+ *      it, not timed) for INCREASE/DECREASE windows ending now and HOT.
+ *      --only-hot runs just this (on data already loaded).
  *   The rank index's memory comes from Health ("ranking" dependency), and
  *   tierd's RSS from /proc when --pid is given.
  *
  * usage: bench_ranking --url URL [--hours H (6)] [--rate R (500)]
- *                      [--pid TIERD_PID] [--no-load]
+ *                      [--pid TIERD_PID] [--no-load] [--only-hot]
  */
 #include <math.h>
 #include <pthread.h>
@@ -385,12 +389,108 @@ static void memory(tier_client *cl, int pid)
     }
 }
 
+/* ------------------------------------------------------------ 5 */
+
+#define PAGE_QUERIES 50
+
+static Tier__TopContentsReply *top_call(tier_client *cl, int order, int64_t from_ms, int64_t to_ms,
+                                        uint32_t limit, const char *svc, const char *cursor)
+{
+    Tier__TopContentsRequest r = TIER__TOP_CONTENTS_REQUEST__INIT;
+    Tier__TopContentsReply *rep;
+    tier_error err;
+
+    r.order = order;
+    r.from_ms = from_ms;
+    r.to_ms = to_ms;
+    r.limit = limit;
+    r.service = (char *)svc;
+    r.cursor = (char *)cursor;
+    if (tier_top_contents(cl, &r, &rep, &err) != TIER_OK) {
+        fprintf(stderr, "TopContents: %s\n", err.message);
+        exit(1);
+    }
+    return rep;
+}
+
+/* Median and p99 (ms) of n calls for page `page` of `limit` rows; false
+ * when the ranking has fewer rows than that. */
+static bool page_run(tier_client *cl, int order, int64_t len, uint32_t limit, int page,
+                     const char *svc, int n, double *med, double *p99)
+{
+    static double lat[QUERIES];
+    char cursor[512] = "";
+    int64_t to = (tier_now_ms() / 60000 + 1) * 60000;
+    int64_t from = order == TIER__ORDER__HOT ? 0 : to - len * 60000;
+
+    if (order == TIER__ORDER__HOT)
+        to = 0;
+    for (int p = 1; p < page; p++) {
+        Tier__TopContentsReply *rep = top_call(cl, order, from, to, limit, svc, cursor);
+        bool more = rep->next_cursor[0] != '\0';
+        snprintf(cursor, sizeof(cursor), "%s", rep->next_cursor);
+        tier_free(rep);
+        if (!more)
+            return false;
+    }
+    for (int q = 0; q < n; q++) {
+        double t0 = (double)tier_mono_us();
+        tier_free(top_call(cl, order, from, to, limit, svc, cursor));
+        lat[q] = ((double)tier_mono_us() - t0) / 1000.0;
+    }
+    *med = pct(lat, (size_t)n, 0.5);
+    *p99 = pct(lat, (size_t)n, 0.99);
+    return true;
+}
+
+static void page_row(tier_client *cl, const char *name, int order, int64_t len, uint32_t limit,
+                     int page, const char *svc, int n)
+{
+    double med[RUNS], p99[RUNS];
+    char win[16] = "-", what[24];
+
+    for (int r = 0; r < RUNS; r++)
+        if (!page_run(cl, order, len, limit, page, svc, n, &med[r], &p99[r])) {
+            printf("%-9s %-7s %-6s page %d of %u: fewer rows\n", name, svc[0] ? svc : "all", win,
+                   page, limit);
+            return;
+        }
+    if (order != TIER__ORDER__HOT)
+        snprintf(win, sizeof(win), "%lld", (long long)len);
+    if (page == 1)
+        snprintf(what, sizeof(what), "top-%u", limit);
+    else
+        snprintf(what, sizeof(what), "page %d of %u", page, limit);
+    printf("%-9s %-7s %-6s %-16s %9.3f %9.3f\n", name, svc[0] ? svc : "all", win, what,
+           pct(med, RUNS, 0.5), pct(p99, RUNS, 0.5));
+}
+
+static void hot_table(tier_client *cl)
+{
+    static const int64_t lens[] = {1, 60, 1440};
+
+    printf("\nHOT and paging through the RPC, ms (median of %d runs; %d queries for top-100, %d "
+           "per page row; windows end now, HOT at now)\n",
+           RUNS, QUERIES, PAGE_QUERIES);
+    printf("%-9s %-7s %-6s %-16s %9s %9s\n", "order", "service", "window", "rows", "median", "p99");
+    page_row(cl, "HOT", TIER__ORDER__HOT, 0, 100, 1, "", QUERIES);
+    page_row(cl, "HOT", TIER__ORDER__HOT, 0, 100, 1, "news", QUERIES);
+    page_row(cl, "HOT", TIER__ORDER__HOT, 0, 100, 10, "", PAGE_QUERIES);
+    page_row(cl, "HOT", TIER__ORDER__HOT, 0, 1000, 11, "", PAGE_QUERIES);
+    for (int order = 0; order < 2; order++)
+        for (int w = 0; w < 3; w++) {
+            const char *name = order ? "DECREASE" : "INCREASE";
+            page_row(cl, name, order, lens[w], 100, 10, "", PAGE_QUERIES);
+            page_row(cl, name, order, lens[w], 1000, 11, "", PAGE_QUERIES);
+        }
+}
+
 int main(int argc, char **argv)
 {
     const char *url = "tcp://127.0.0.1:7400";
     double hours = 6;
     int rate = 500, pid = 0;
-    bool load = true;
+    bool load = true, only_hot = false;
     tier_client *cl;
     tier_rpc_client *rc;
     tier_rpc_client_opts ro = {.max_inflight = INFLIGHT, .timeout_ms = 60000};
@@ -406,9 +506,11 @@ int main(int argc, char **argv)
             pid = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-load") == 0)
             load = false;
+        else if (strcmp(argv[i], "--only-hot") == 0)
+            only_hot = true, load = false;
         else {
             fprintf(stderr, "usage: bench_ranking --url URL [--hours H] [--rate R] [--pid PID] "
-                            "[--no-load]\n");
+                            "[--no-load] [--only-hot]\n");
             return 2;
         }
     }
@@ -439,11 +541,19 @@ int main(int argc, char **argv)
         free(times);
     }
     memory(cl, pid);
+    if (only_hot) {
+        hot_table(cl);
+        tier_rpc_client_close(rc);
+        tier_client_close(cl);
+        free(cdf);
+        return 0;
+    }
     top_table(cl, lo_min);
     double one = post_one_at_a_time(rc, cdf, 200000);
     printf("\nPostComment one at a time, %d in flight: %.0f comments/s (target >= 20000)\n",
            INFLIGHT, one);
     latest_table(cl, cdf);
+    hot_table(cl);
     memory(cl, pid);
     tier_rpc_client_close(rc);
     tier_client_close(cl);

@@ -53,6 +53,8 @@ struct rank_hot {
     int64_t half_life_s;
     int64_t unit; /* minutes: B is a multiple, and step * 60 / H an integer */
     int64_t base; /* B; -1 before the first event */
+    int64_t wmin; /* weight(wmin) == wval: most events fall in the open minute */
+    double wval;
     double *score;
     uint32_t *pos_svc, *pos_all; /* RANK_NONE: not in the heaps */
     uint32_t cap;
@@ -198,6 +200,7 @@ static void rebase(tier_rank *r, int64_t m)
         if (h->pos_all[id] != RANK_NONE)
             h->score[id] = ldexp(h->score[id], -exp);
     h->base = nb;
+    h->wmin = -1;
     heaps_rebuild(r); /* underflow to 0 may have made scores equal */
 }
 
@@ -213,6 +216,7 @@ int rank_hot_init(tier_rank *r)
     r->hot->half_life_s = TIER_RANK_HOT_HALF_LIFE_S;
     r->hot->unit = TIER_RANK_HOT_HALF_LIFE_S / gcd64(TIER_RANK_HOT_HALF_LIFE_S, 60);
     r->hot->base = -1;
+    r->hot->wmin = -1;
     return 0;
 }
 
@@ -290,11 +294,16 @@ int rank_hot_reserve(tier_rank *r, uint32_t id, uint32_t svc)
 void rank_hot_add(tier_rank *r, uint32_t id, int64_t minute, int32_t delta)
 {
     struct rank_hot *h = r->hot;
-    if (h->base < 0)
+    if (h->base < 0) {
         h->base = minute / h->unit * h->unit;
-    else if ((minute - h->base) * 60 > REBASE_HALF_LIVES * h->half_life_s)
+        h->wmin = -1;
+    } else if ((minute - h->base) * 60 > REBASE_HALF_LIVES * h->half_life_s)
         rebase(r, minute);
-    h->score[id] += (double)delta * weight(h, minute);
+    if (minute != h->wmin) {
+        h->wmin = minute;
+        h->wval = weight(h, minute);
+    }
+    h->score[id] += (double)delta * h->wval;
     if (h->pos_all[id] == RANK_NONE) {
         heap_insert(r, &h->svc[r->ent[id].svc], id);
         heap_insert(r, &h->all, id);
@@ -334,6 +343,7 @@ int tier_rank_set_half_life(tier_rank *r, int64_t half_life_s)
     h->half_life_s = half_life_s;
     h->unit = half_life_s / gcd64(half_life_s, 60);
     h->base = r->open < 0 ? -1 : r->open / h->unit * h->unit;
+    h->wmin = -1;
     for (uint32_t id = 0; id < r->nent && id < h->cap; id++)
         if (h->pos_all[id] != RANK_NONE)
             h->score[id] = score_of(r, &r->ent[id]);
