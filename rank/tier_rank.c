@@ -374,6 +374,7 @@ static void expire_locked(tier_rank *r, int64_t before)
 {
     if (before <= r->expired)
         return;
+    int64_t was = r->expired;
     r->expired = before;
     for (uint32_t i = 0; i < r->nsvc; i++)
         for (int l = 0; l < r->nlevels; l++)
@@ -382,7 +383,9 @@ static void expire_locked(tier_rank *r, int64_t before)
         rank_entity *e = &r->ent[id];
         if (e->svc == RANK_NONE || e->n == 0)
             continue;
-        int had_old = e->c[0].minute < before;
+        /* an entry in [was, before): an event that leaves the hot score */
+        uint32_t first = rank_lower_bound(e, was);
+        int had_old = first < e->n && e->c[first].minute < before;
         if (entity_trim(r, e, before))
             entity_drop(r, id);
         else if (had_old) /* its hot score must lose the expired minutes */
