@@ -449,14 +449,14 @@ static void page_row(tier_client *cl, const char *name, int order, int64_t len, 
     double med[RUNS], p99[RUNS];
     char win[16] = "-", what[24];
 
+    if (order != TIER__ORDER__HOT)
+        snprintf(win, sizeof(win), "%lld", (long long)len);
     for (int r = 0; r < RUNS; r++)
         if (!page_run(cl, order, len, limit, page, svc, n, &med[r], &p99[r])) {
             printf("%-9s %-7s %-6s page %d of %u: fewer rows\n", name, svc[0] ? svc : "all", win,
                    page, limit);
             return;
         }
-    if (order != TIER__ORDER__HOT)
-        snprintf(win, sizeof(win), "%lld", (long long)len);
     if (page == 1)
         snprintf(what, sizeof(what), "top-%u", limit);
     else
