@@ -5,6 +5,7 @@
  *   comment edit ID BODY | comment delete ID | comment restore ID
  *   comments CID [-n N] [--cursor C] [--service S]
  *   top --from T --to T [-n N] [--service S] [--decrease]
+ *   top --watch ... (tierctl_watch.c)
  *
  * Times T are UTC: "2026-11-23 10:03" (or with a 'T'), milliseconds since
  * the epoch, "now", or relative to now: "-60m", "-2h", "-1d".  Windows are
@@ -286,6 +287,9 @@ static int cmd_top(tierctl *t, int argc, char **argv)
     Tier__TopContentsReply *rep;
     int rv;
 
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--watch") == 0)
+            return tierctl_top_watch(t, argc, argv);
     if (!top_args(t, argc, argv, &req))
         return TIERCTL_USAGE;
     if ((rv = tier_top_contents(t->client, &req, &rep, &t->err)) != TIER_OK)
@@ -311,6 +315,10 @@ const tierctl_cmd tierctl_ranking_cmds[] = {
      "  Windows are whole minutes; \"now\" is the end of the current minute, so\n"
      "  --from -60m --to now is the last 60 minutes, the current one included.\n"
      "  -n N: rows, 1..1000 (default 100).  --decrease: most negative change first.\n"
-     "  The window must lie within tierd's retention."},
+     "  The window must lie within tierd's retention.\n"
+     "top --watch [--window-min N] [--count K] [-n N] [--service S] [--decrease]:\n"
+     "  follows the top of the last N minutes (default 60, the current one\n"
+     "  included; WatchTop): prints it each time it changes and at least once a\n"
+     "  minute, until Ctrl-C or K lists.  Under --json one document per line."},
     {NULL, NULL, NULL, NULL, NULL},
 };
