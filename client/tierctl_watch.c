@@ -40,10 +40,11 @@ static void print_list(tierctl *t, const watch_args *a, const Tier__WatchTopRepl
                           tierctl_jint(r->created), "deleted", tierctl_jint(r->deleted), "restored",
                           tierctl_jint(r->restored)));
         }
-        tierctl_emit(stdout, json_pack("{s:o, s:o, s:o, s:o}", "minute", tierctl_jtime(rep->minute_ms),
-                                       "window_min", tierctl_jint(a->req.window_min), "version",
-                                       json_sprintf("%016llx", (unsigned long long)rep->version),
-                                       "rows", arr));
+        tierctl_emit(stdout,
+                     json_pack("{s:o, s:o, s:o, s:o}", "minute", tierctl_jtime(rep->minute_ms),
+                               "window_min", tierctl_jint(a->req.window_min), "version",
+                               json_sprintf("%016llx", (unsigned long long)rep->version), "rows",
+                               arr));
         fflush(stdout);
         return;
     }
