@@ -210,6 +210,22 @@ static double cpu_s(int pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+static long rss_kib(int pid)
+{
+    char path[64], line[256];
+    long kib = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
 static long total_wakeups(watcher *w, int n)
 {
     long t = 0;
@@ -223,6 +239,7 @@ static void many(int n, int pid, int seconds)
     tier_client *c = open_client();
     watcher *w = calloc((size_t)n, sizeof(*w));
     pthread_t *th = calloc((size_t)n, sizeof(*th));
+    long rss0 = rss_kib(pid);
 
     for (int i = 0; i < n; i++) {
         watcher_init(&w[i]);
@@ -249,6 +266,8 @@ static void many(int n, int pid, int seconds)
     printf("%d watchers, a post every 100 ms (%d posts): tierd CPU %.1f%% of a core, %ld wake-ups "
            "(%.0f/s)\n",
            n, posts, 100.0 * (c2 - c1) / seconds, k2 - k1, (double)(k2 - k1) / seconds);
+    printf("tierd RSS %ld MiB before the watchers, %ld MiB after %ld wake-ups\n", rss0 / 1024,
+           rss_kib(pid) / 1024, k2);
     for (int i = 0; i < n; i++)
         atomic_store(&w[i].stop, true);
     post(c, 2);

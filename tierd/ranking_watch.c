@@ -16,9 +16,13 @@
  *
  * One thread re-evaluates the groups: when the index changed
  * (ranking_watch_poke, after each flush), when the minute rolled, and with
- * several shards once a second (peers' changes are not signalled here); at
- * most every EVAL_MIN_MS per group.  It also ends holds that reached their
- * time (changed = false).
+ * several shards once a second (peers' changes are not signalled here).
+ * Each group is paced like a token bucket (GCRA): on average at most one
+ * computation per EVAL_MIN_MS, with bursts of EVAL_BURST, so a change that
+ * follows a quiet spell is computed at once, while a stream of changes
+ * costs at most 10 computations a second per list, however many flushes
+ * there are (the versions between are coalesced).  The thread also ends
+ * the holds that reached their time (changed = false).
  *
  * A held call occupies one of the rpc server's contexts (tier_rpc.h: "calls
  * being served at once, deferred ones included"): with all contexts held
@@ -37,7 +41,8 @@
 #include "tier_methods.h"
 #include "tier_time.h"
 
-#define EVAL_MIN_MS 100    /* a group is computed at most this often */
+#define EVAL_MIN_MS 100    /* a group is computed at most this often, on average */
+#define EVAL_BURST 3       /* computations allowed back to back after a quiet spell */
 #define PEERS_EVAL_MS 1000 /* several shards: computed again this often */
 #define WAIT_DEFAULT_MS 30000
 #define WAIT_MAX_MS 60000
@@ -74,6 +79,7 @@ struct watch_group {
     uint64_t comp_gen; /* what the one under way was started at */
     int64_t comp_minute;
     int64_t started_ms; /* tier_mono_ms of the last start */
+    int64_t tat_ms;     /* the pacing's theoretical arrival time (GCRA) */
     watch_group *next;
 };
 
@@ -232,6 +238,12 @@ static uint8_t *group_request(const watch_group *g, int64_t now_min, size_t *len
     return buf;
 }
 
+/* When g's pacing lets it be computed again (tier_mono_ms). */
+static int64_t due_ms(const watch_group *g)
+{
+    return g->tat_ms - (int64_t)(EVAL_BURST - 1) * EVAL_MIN_MS;
+}
+
 /* Does g need computing now (mu held)? */
 static bool group_due(const ranking_watch *w, const watch_group *g, uint64_t gen, int64_t now_min,
                       int64_t now_ms)
@@ -240,7 +252,7 @@ static bool group_due(const ranking_watch *w, const watch_group *g, uint64_t gen
         return false;
     if (!g->valid)
         return true;
-    if (now_ms - g->started_ms < EVAL_MIN_MS)
+    if (now_ms < due_ms(g))
         return false;
     return g->gen != gen || g->minute != now_min ||
            (w->peers && now_ms - g->started_ms >= PEERS_EVAL_MS);
@@ -302,8 +314,8 @@ static int64_t next_wait(const ranking_watch *w, uint64_t gen, int64_t next_hold
         wait = next_hold - now;
     if (atomic_load(&w->gen) != gen)
         for (const watch_group *g = w->groups; g != NULL; g = g->next)
-            if (!g->computing && g->watchers != NULL && g->started_ms + EVAL_MIN_MS - now < wait)
-                wait = g->started_ms + EVAL_MIN_MS - now;
+            if (!g->computing && g->watchers != NULL && due_ms(g) - now < wait)
+                wait = due_ms(g) - now;
     return wait;
 }
 
@@ -328,6 +340,7 @@ static void *watch_main(void *arg)
                 g->comp_gen = gen;
                 g->comp_minute = now_min;
                 g->started_ms = now_ms;
+                g->tat_ms = (g->tat_ms > now_ms ? g->tat_ms : now_ms) + EVAL_MIN_MS;
                 start[nstart++] = g;
             }
         pthread_mutex_unlock(&w->mu);
@@ -522,11 +535,14 @@ static watch_group *group_find(ranking_watch *w, const uint8_t *key, size_t keyl
     return g;
 }
 
-/* g's list is the one of now (mu held): no flush, no minute since. */
+/* g's list is the one of now (mu held): no flush, no minute since; with
+ * several shards, also computed within PEERS_EVAL_MS (the staleness
+ * every watcher of a cluster accepts anyway). */
 static bool group_current(const ranking_watch *w, const watch_group *g)
 {
-    return g->valid && !w->peers && g->gen == atomic_load(&w->gen) &&
-           g->minute == ranking_minute(tier_now_ms());
+    return g->valid && g->gen == atomic_load(&w->gen) &&
+           g->minute == ranking_minute(tier_now_ms()) &&
+           (!w->peers || tier_mono_ms() - g->started_ms < PEERS_EVAL_MS);
 }
 
 /* Holds the call (mu held): deferred, watched by g. */
