@@ -12,7 +12,8 @@
  *     TopContents is still served meanwhile;
  *   - SIGTERM with held calls: they are answered UNAVAILABLE and tierd
  *     exits without waiting for their holds;
- *   - `tierctl top --watch --count 2 --json` prints two lists.
+ *   - `tierctl top --watch --count 2 --json` prints two lists;
+ *   - with two shards, a watch on shard 0 sees a comment posted on shard 1.
  *
  * No timed assertions: a hold that should be woken is given 20 s or more,
  * so only a hold that is never woken fails.  The minute may roll during a
@@ -33,6 +34,7 @@
 #include "tier_client.h"
 #include "tier_methods.h"
 #include "tier_rpc.h"
+#include "tier_slot.h"
 #include "tier_testenv.h"
 
 typedef struct {
@@ -420,4 +422,59 @@ Test(watch, tierctl_watch_count_json)
     }
     cr_assert_eq(lines, 2);
     teardown(&f);
+}
+
+/* ------------------------------------------------------------ two shards */
+
+/* A watch asked of shard 0 follows the merged list: a comment on one of
+ * shard 1's contents shows up in it (re-evaluated once a second, as
+ * other shards' changes are not signalled). */
+Test(watch, follows_other_shards)
+{
+    tier_test_mysql m;
+    tier_test_tierd td[2];
+    tier_client *c[2];
+    char *dir = tier_test_tmpdir(), prefix[64];
+    Tier__WatchTopReply *rep;
+    tier_error err;
+
+    tier_test_mysql_env(&m);
+    tier_test_db_create(&m, NULL);
+    snprintf(prefix, sizeof(prefix), "twatch%d:", (int)getpid());
+    for (int k = 0; k < 2; k++) {
+        tier_test_tierd_init(&td[k], NULL, m.db, prefix);
+        tier_test_tierd_setenv_services(&td[k], &m, -1, -1);
+        tier_test_tierd_start(&td[k],
+                              (char *const[]){"--shards", "2", "--shard", k ? "1" : "0", NULL});
+        cr_assert_eq(tier_client_open(&c[k], td[k].listen), TIER_OK);
+        tier_client_set_timeout(c[k], 30000);
+    }
+    int64_t cid = 1;
+    while (tier_shard_of(cid, 2) != 1)
+        cid++;
+    fixture f0 = {.c = c[0]}, f1 = {.c = c[1]};
+    cr_assert_eq(watch(&f0, NULL, 10, 0, 0, &rep), TIER_OK, "first list");
+    uint64_t v = rep->version;
+    cr_assert_eq(rep->n_rows, 0);
+    tier_free(rep);
+    post(&f1, "web", cid);
+    bool seen = false;
+    for (int i = 0; i < 10 && !seen; i++) {
+        Tier__WatchTopRequest q = TIER__WATCH_TOP_REQUEST__INIT;
+        q.window_min = 10;
+        q.version = v;
+        q.wait_ms = 30000;
+        cr_assert_eq(tier_watch_top(c[0], &q, &rep, &err), TIER_OK, "%s", err.message);
+        seen = has_cid(rep, cid);
+        v = rep->version;
+        tier_free(rep);
+    }
+    cr_assert(seen, "shard 1's comment never reached the watch on shard 0");
+    for (int k = 0; k < 2; k++) {
+        tier_client_close(c[k]);
+        tier_test_tierd_stop(&td[k], SIGTERM, 20000);
+    }
+    tier_test_db_drop(&m);
+    tier_test_rmtree(dir);
+    free(dir);
 }
