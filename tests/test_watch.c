@@ -10,6 +10,7 @@
  *     tier.proto says);
  *   - --watch-max held calls: the next one is RESOURCE_EXHAUSTED, and
  *     TopContents is still served meanwhile;
+ *   - watchers of one list share its computation (Health's counters);
  *   - SIGTERM with held calls: they are answered UNAVAILABLE and tierd
  *     exits without waiting for their holds;
  *   - `tierctl top --watch --count 2 --json` prints two lists;
@@ -342,6 +343,59 @@ Test(watch, cap_refuses_and_others_are_served)
         usleep(10 * 1000);
     cr_assert_eq(atomic_load(&t.ok) + atomic_load(&t.exhausted), 3);
     cr_assert_gt(atomic_load(&t.ok), 0);
+    tier_rpc_client_close(rc);
+    teardown(&f);
+}
+
+/* The Health "ranking" message: "...; N watches held on L lists, C lists
+ * computed". */
+static void watch_health(fixture *f, unsigned *held, unsigned long long *computed)
+{
+    Tier__Rpc__HealthRequest q = TIER__RPC__HEALTH_REQUEST__INIT;
+    Tier__Rpc__HealthReply *rep;
+    tier_error err;
+    unsigned lists;
+
+    cr_assert_eq(tier_health(f->c, &q, &rep, &err), TIER_OK, "%s", err.message);
+    bool found = false;
+    for (size_t i = 0; i < rep->n_dependencies; i++) {
+        const char *m = rep->dependencies[i]->message, *p = m ? strchr(m, ';') : NULL;
+        if (strcmp(rep->dependencies[i]->name, "ranking") == 0 && p != NULL)
+            found = sscanf(p, "; %u watches held on %u lists, %llu lists computed", held, &lists,
+                           computed) == 3;
+    }
+    cr_assert(found);
+    tier_free(rep);
+}
+
+/* Twenty watchers of one list, woken by one change: one computation (or
+ * two, when the minute rolls meanwhile), not twenty. */
+Test(watch, watchers_of_one_list_share_its_computation)
+{
+    fixture f;
+    Tier__WatchTopReply *rep;
+    tier_rpc_client *rc;
+    tier_rpc_error err;
+    tally t = {0};
+    unsigned held = 0;
+    unsigned long long c0, c1;
+
+    setup(&f, NULL);
+    cr_assert_eq(watch(&f, NULL, 10, 0, 0, &rep), TIER_OK);
+    uint64_t v = rep->version;
+    tier_free(rep);
+    cr_assert_eq(tier_rpc_client_open(&rc, f.td.listen, NULL, &err), TIER_OK);
+    hold_async(rc, v, 20, &t);
+    do {
+        usleep(20 * 1000);
+        watch_health(&f, &held, &c0);
+    } while (held < 20 && atomic_load(&t.done) == 0);
+    post(&f, "web", 11);
+    while (atomic_load(&t.done) < 20)
+        usleep(10 * 1000);
+    watch_health(&f, &held, &c1);
+    cr_assert_eq(atomic_load(&t.ok), 20);
+    cr_assert_lt(c1 - c0, 5, "%llu computations for one change of one list", c1 - c0);
     tier_rpc_client_close(rc);
     teardown(&f);
 }

@@ -144,11 +144,15 @@ static void *tick_main(void *arg)
 
 /* ------------------------------------------------------------ module */
 
-/* Health probe "ranking": always OK; its message reports the index. */
+/* Health probe "ranking": always OK; its message reports the index and
+ * WatchTop's held calls. */
 static int probe_rank(void *arg, char *msg, size_t len)
 {
     ranking *r = arg;
-    snprintf(msg, len, "rank index %zu bytes", tier_rank_memory(r->rank));
+    char watches[128];
+
+    ranking_watch_describe(r->watch, watches, sizeof(watches));
+    snprintf(msg, len, "rank index %zu bytes; %s", tier_rank_memory(r->rank), watches);
     return TIER_OK;
 }
 

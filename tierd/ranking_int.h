@@ -104,6 +104,7 @@ void ranking_watch_poke(ranking_watch *w);
  * computations under way: before the rpc server closes. */
 void ranking_watch_stop(ranking_watch *w);
 void ranking_watch_free(ranking_watch *w);
-unsigned ranking_watch_held(ranking_watch *w);
+/* "N watches held on L lists, C lists computed" (the Health message). */
+void ranking_watch_describe(ranking_watch *w, char *buf, size_t len);
 
 #endif

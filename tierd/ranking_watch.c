@@ -93,6 +93,7 @@ struct ranking_watch {
     pthread_cond_t cv;
     watch_group *groups;
     unsigned held;
+    unsigned long long computed; /* lists computed, ever (Health) */
     bool stopping;
     bool running;
     pthread_t thread;
@@ -191,6 +192,7 @@ static void computed(void *arg, int code, const void *payload, size_t len, const
 
     pthread_mutex_lock(&w->mu);
     g->computing = false;
+    w->computed++;
     if (code == TIER_OK && copy == NULL)
         code = TIER_RESOURCE_EXHAUSTED, message = "out of memory";
     if (code == TIER_OK) {
@@ -599,12 +601,14 @@ int ranking_h_watch_top(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *r
     return rv;
 }
 
-unsigned ranking_watch_held(ranking_watch *w)
+void ranking_watch_describe(ranking_watch *w, char *buf, size_t len)
 {
-    unsigned n;
+    unsigned lists = 0;
 
     pthread_mutex_lock(&w->mu);
-    n = w->held;
+    for (const watch_group *g = w->groups; g != NULL; g = g->next)
+        lists++;
+    snprintf(buf, len, "%u watches held on %u lists, %llu lists computed", w->held, lists,
+             w->computed);
     pthread_mutex_unlock(&w->mu);
-    return n;
 }
