@@ -178,7 +178,10 @@ int tier_latest_comments(tier_client *c, const Tier__LatestCommentsRequest *req,
  *   }
  *
  * With several shards any owner answers with the merged list (use
- * tier_cluster_client_for(cl, 0) for a cluster handle).
+ * tier_cluster_client_for(cl, 0) for a cluster handle).  A held call
+ * keeps one of the client's calls in flight (64 at once) for its hold: a
+ * program that watches many lists and makes other calls on the same client
+ * should count them in.
  */
 int tier_watch_top(tier_client *c, const Tier__WatchTopRequest *req, Tier__WatchTopReply **reply,
                    tier_error *err);

@@ -9,7 +9,8 @@
  * last; tierd answers when its list differs.  A slow terminal costs
  * nothing on tierd's side: it never queues lists, the next step just gets
  * the newest one.  Under --json every list is one JSON document on a line
- * of its own (JSON lines).
+ * of its own (JSON lines); its version is a decimal string, as in the HTTP
+ * gateway's JSON (a uint64 does not fit a JSON integer everywhere).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,11 +41,10 @@ static void print_list(tierctl *t, const watch_args *a, const Tier__WatchTopRepl
                           tierctl_jint(r->created), "deleted", tierctl_jint(r->deleted), "restored",
                           tierctl_jint(r->restored)));
         }
-        tierctl_emit(stdout,
-                     json_pack("{s:o, s:o, s:o, s:o}", "minute", tierctl_jtime(rep->minute_ms),
-                               "window_min", tierctl_jint(a->req.window_min), "version",
-                               json_sprintf("%016llx", (unsigned long long)rep->version), "rows",
-                               arr));
+        tierctl_emit(
+            stdout, json_pack("{s:o, s:o, s:o, s:o}", "minute", tierctl_jtime(rep->minute_ms),
+                              "window_min", tierctl_jint(a->req.window_min), "version",
+                              json_sprintf("%llu", (unsigned long long)rep->version), "rows", arr));
         fflush(stdout);
         return;
     }
