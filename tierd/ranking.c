@@ -161,6 +161,20 @@ size_t ranking_index_bytes(ranking *r)
     return tier_rank_memory(r->rank);
 }
 
+/* --watch-max, 0 = half the contexts; never all of them (held calls keep
+ * their context: with every one held nothing else would be served). */
+static unsigned watch_max(const tierd_config *cfg)
+{
+    unsigned max = cfg->watch_max ? cfg->watch_max : cfg->contexts / 2;
+
+    if (cfg->contexts > 1 && max > cfg->contexts - 1) {
+        tier_warn("ranking: --watch-max %u cut to %u: --contexts is %u", max, cfg->contexts - 1,
+                  cfg->contexts);
+        max = cfg->contexts - 1;
+    }
+    return max > 0 ? max : 1;
+}
+
 int ranking_open(ranking **out, const tierd_deps *deps)
 {
     ranking *r = calloc(1, sizeof(*r));
@@ -191,9 +205,7 @@ int ranking_open(ranking **out, const tierd_deps *deps)
     tier_batcher_set_metrics(r->batcher, "comments", deps->metrics->batch_size,
                              deps->metrics->batch_wait, deps->metrics->batch_flush);
     r->ticking = true;
-    if ((rv = ranking_watch_open(&r->watch, r,
-                                 deps->cfg->watch_max ? deps->cfg->watch_max
-                                                      : deps->cfg->contexts / 2)) != TIER_OK) {
+    if ((rv = ranking_watch_open(&r->watch, r, watch_max(deps->cfg))) != TIER_OK) {
         ranking_close(r);
         return rv;
     }
