@@ -174,6 +174,21 @@ TIER_METHOD(tier_top_contents, TIER_M_TOP_CONTENTS, Tier__TopContentsRequest,
 TIER_METHOD(tier_latest_comments, TIER_M_LATEST_COMMENTS, Tier__LatestCommentsRequest,
             Tier__LatestCommentsReply, tier__latest_comments_reply__descriptor)
 
+int tier_watch_top(tier_client *c, const Tier__WatchTopRequest *req, Tier__WatchTopReply **reply,
+                   tier_error *err)
+{
+    uint32_t hold = req->wait_ms == 0 ? 30000 : req->wait_ms > 60000 ? 60000 : req->wait_ms;
+    uint32_t timeout = hold + tier_client_timeout(c);
+    int rv = first_connection(c, tier_client_timeout(c), err);
+
+    if (rv != TIER_OK) {
+        *reply = NULL;
+        return rv;
+    }
+    return tier_rpc_call(c->rpc, TIER_M_WATCH_TOP, &req->base, &tier__watch_top_reply__descriptor,
+                         (ProtobufCMessage **)reply, timeout, err);
+}
+
 /* fsck */
 TIER_METHOD(tier_heartbeat, TIER_M_HEARTBEAT, Tier__HeartbeatRequest, Tier__HeartbeatReply,
             tier__heartbeat_reply__descriptor)

@@ -162,6 +162,29 @@ int tier_top_contents(tier_client *c, const Tier__TopContentsRequest *req,
 /* Newest live comments of a content, paged with a cursor. */
 int tier_latest_comments(tier_client *c, const Tier__LatestCommentsRequest *req,
                          Tier__LatestCommentsReply **reply, tier_error *err);
+/*
+ * One step of following a top list (WatchTop, a long poll): answered at
+ * once when tierd's list is not req->version, else when it changes or
+ * after req->wait_ms (changed = false, no rows).  The call's timeout is
+ * the hold (wait_ms, 0 = 30 s, at most 60 s) plus the client's timeout, so
+ * a held call is never cut short.  Loop, sending the version got back:
+ *
+ *   req.version = 0;
+ *   for (;;) {
+ *       if (tier_watch_top(c, &req, &rep, &err) != TIER_OK) break;
+ *       if (rep->changed) show(rep->rows, rep->n_rows);
+ *       req.version = rep->version;
+ *       tier_free(rep);
+ *   }
+ *
+ * With several shards any owner answers with the merged list (use
+ * tier_cluster_client_for(cl, 0) for a cluster handle).  A held call
+ * keeps one of the client's calls in flight (64 at once) for its hold: a
+ * program that watches many lists and makes other calls on the same client
+ * should count them in.
+ */
+int tier_watch_top(tier_client *c, const Tier__WatchTopRequest *req, Tier__WatchTopReply **reply,
+                   tier_error *err);
 
 /* ---- workers */
 

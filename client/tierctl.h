@@ -69,6 +69,9 @@ tier_client *tierctl_for(tierctl *t, int64_t cid);
  * (the commands then use t->client). */
 tier_cluster *tierctl_cluster(tierctl *t);
 
+/* `top --watch` (tierctl_watch.c); argv as top's. */
+int tierctl_top_watch(tierctl *t, int argc, char **argv);
+
 /* Sets t->err for a usage error and returns TIERCTL_USAGE. */
 int tierctl_usage(tierctl *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sets t->err to code and message; returns code. */

@@ -6,6 +6,7 @@
  *   comments CID [-n N] [--cursor C] [--service S]
  *   top --from T --to T [-n N] [--service S] [--decrease] [--cursor C] [--all]
  *   top --order hot [--at T] [-n N] [--service S] [--cursor C] [--all]
+ *   top --watch ... (tierctl_watch.c)
  *
  * Times T are UTC: "2026-11-23 10:03" (or with a 'T'), milliseconds since
  * the epoch, "now", or relative to now: "-60m", "-2h", "-1d".  Windows are
@@ -364,6 +365,9 @@ static int cmd_top(tierctl *t, int argc, char **argv)
     char *cursor = NULL;
     int rv = TIER_OK;
 
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--watch") == 0)
+            return tierctl_top_watch(t, argc, argv);
     if (!top_args(t, argc, argv, &req, &all))
         return TIERCTL_USAGE;
     if (req.cursor[0] != '\0')
@@ -407,6 +411,10 @@ const tierctl_cmd tierctl_ranking_cmds[] = {
      "  --order hot: by sum of change * 2^(-age / half-life) (tierd's\n"
      "  --hot-half-life-s), at the current minute or --at T; no window.\n"
      "  Ties: cid, then service.  --cursor C: the page after the one that printed\n"
-     "  \"(more: --cursor C)\" (next_cursor in JSON); --all: every page."},
+     "  \"(more: --cursor C)\" (next_cursor in JSON); --all: every page.\n"
+     "top --watch [--window-min N] [--count K] [-n N] [--service S] [--decrease]:\n"
+     "  follows the top of the last N minutes (default 60, the current one\n"
+     "  included; WatchTop): prints it each time it changes and at least once a\n"
+     "  minute, until Ctrl-C or K lists.  Under --json one document per line."},
     {NULL, NULL, NULL, NULL, NULL},
 };

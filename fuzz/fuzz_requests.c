@@ -41,6 +41,7 @@ static const ProtobufCMessageDescriptor *const MESSAGES[] = {
     &tier__top_contents_request__descriptor,
     &tier__latest_comments_request__descriptor,
     &tier__add_contents_request__descriptor,
+    &tier__watch_top_request__descriptor,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -27,6 +27,7 @@
 #define TIER_M_RESTORE_COMMENT "tier.Tier/RestoreComment"
 #define TIER_M_TOP_CONTENTS "tier.Tier/TopContents"
 #define TIER_M_LATEST_COMMENTS "tier.Tier/LatestComments"
+#define TIER_M_WATCH_TOP "tier.Tier/WatchTop"
 
 /* fsck */
 #define TIER_M_SCRUB "tier.Tier/Scrub"

@@ -157,6 +157,7 @@ static const struct {
     {TIER_M_DELETE_COMMENT, A | C},
     {TIER_M_RESTORE_COMMENT, A | C},
     {TIER_M_TOP_CONTENTS, A | C},
+    {TIER_M_WATCH_TOP, A | C},
     {TIER_M_LATEST_COMMENTS, A | C},
     {TIER_M_HEARTBEAT, W},
     {TIER_M_LIST_WORKERS, A | C},

@@ -144,11 +144,15 @@ static void *tick_main(void *arg)
 
 /* ------------------------------------------------------------ module */
 
-/* Health probe "ranking": always OK; its message reports the index. */
+/* Health probe "ranking": always OK; its message reports the index and
+ * WatchTop's held calls. */
 static int probe_rank(void *arg, char *msg, size_t len)
 {
     ranking *r = arg;
-    snprintf(msg, len, "rank index %zu bytes", tier_rank_memory(r->rank));
+    char watches[128];
+
+    ranking_watch_describe(r->watch, watches, sizeof(watches));
+    snprintf(msg, len, "rank index %zu bytes; %s", tier_rank_memory(r->rank), watches);
     return TIER_OK;
 }
 
@@ -171,6 +175,20 @@ static int ranking_set_half_life(ranking *r)
                   (long long)h);
     }
     return tier_rank_set_half_life(r->rank, h);
+}
+
+/* --watch-max, 0 = half the contexts; never all of them (held calls keep
+ * their context: with every one held nothing else would be served). */
+static unsigned watch_max(const tierd_config *cfg)
+{
+    unsigned max = cfg->watch_max ? cfg->watch_max : cfg->contexts / 2;
+
+    if (cfg->contexts > 1 && max > cfg->contexts - 1) {
+        tier_warn("ranking: --watch-max %u cut to %u: --contexts is %u", max, cfg->contexts - 1,
+                  cfg->contexts);
+        max = cfg->contexts - 1;
+    }
+    return max > 0 ? max : 1;
 }
 
 int ranking_open(ranking **out, const tierd_deps *deps)
@@ -203,6 +221,10 @@ int ranking_open(ranking **out, const tierd_deps *deps)
     tier_batcher_set_metrics(r->batcher, "comments", deps->metrics->batch_size,
                              deps->metrics->batch_wait, deps->metrics->batch_flush);
     r->ticking = true;
+    if ((rv = ranking_watch_open(&r->watch, r, watch_max(deps->cfg))) != TIER_OK) {
+        ranking_close(r);
+        return rv;
+    }
     *out = r;
     return TIER_OK;
 }
@@ -230,6 +252,10 @@ int ranking_register(ranking *r, tier_rpc_server *srv)
          &tier__top_contents_reply__descriptor, ranking_h_top_contents},
         {TIER_M_LATEST_COMMENTS, &tier__latest_comments_request__descriptor,
          &tier__latest_comments_reply__descriptor, ranking_h_latest_comments},
+        /* Inline: it only validates, then answers from the shared list or
+         * holds the call (ranking_watch.c). */
+        {TIER_M_WATCH_TOP, &tier__watch_top_request__descriptor, &tier__watch_top_reply__descriptor,
+         ranking_h_watch_top},
     };
     int rv;
 
@@ -242,13 +268,21 @@ int ranking_register(ranking *r, tier_rpc_server *srv)
         /* Single writes only validate and queue (their replies are
          * deferred until the group commit): no reason to use a thread. */
         if (m[i].fn == ranking_h_post_comment || m[i].fn == ranking_h_edit_comment ||
-            m[i].fn == ranking_h_delete_comment || m[i].fn == ranking_h_restore_comment)
+            m[i].fn == ranking_h_delete_comment || m[i].fn == ranking_h_restore_comment ||
+            m[i].fn == ranking_h_watch_top)
             flags |= TIER_RPC_INLINE;
         if ((rv = tier_rpc_server_add(srv, m[i].name, m[i].req, m[i].rep, m[i].fn, r, flags)) !=
             TIER_OK)
             return rv;
     }
+    ranking_watch_set_server(r->watch, srv);
     return tier_rpc_server_add_health(srv, "ranking", probe_rank, r);
+}
+
+void ranking_stop_watches(ranking *r)
+{
+    if (r != NULL)
+        ranking_watch_stop(r->watch);
 }
 
 void ranking_close(ranking *r)
@@ -263,6 +297,7 @@ void ranking_close(ranking *r)
         pthread_join(r->ticker, NULL);
     }
     tier_batcher_free(r->batcher); /* applies what was submitted, then stops */
+    ranking_watch_free(r->watch);  /* after the batcher: its flushes poke it */
     for (int i = 0; i < RANKING_FLUSHERS; i++)
         tier_db_close(r->wdb[i]);
     pthread_mutex_destroy(&r->id_mu);

@@ -7,6 +7,7 @@
  *                    batcher's flush (MySQL transaction, then the index)
  *   ranking_read.c   TopContents (the index) and LatestComments (MySQL)
  *   ranking_cursor.c TopContents' paging cursor
+ *   ranking_watch.c  WatchTop: held calls answered when a top list changes
  *
  * Invariant: the index holds exactly the count changes committed to
  * comment_minute within the retention, because the only writer of both is
@@ -37,6 +38,8 @@
  * next one is already inserting (InnoDB then merges their fsyncs). */
 #define RANKING_FLUSHERS 2
 
+typedef struct ranking_watch ranking_watch;
+
 struct ranking {
     const tierd_deps *deps;
     tier_rank *rank;
@@ -48,6 +51,9 @@ struct ranking {
     tier_db *wdb[RANKING_FLUSHERS];
     pthread_mutex_t id_mu;
     int64_t next_id;
+
+    /* WatchTop's held calls (ranking_watch.c). */
+    ranking_watch *watch;
 
     /* The clock tick. */
     pthread_t ticker;
@@ -100,5 +106,20 @@ int ranking_h_top_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage
                            ProtobufCMessage *reply);
 int ranking_h_latest_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
                               ProtobufCMessage *reply);
+int ranking_h_watch_top(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                        ProtobufCMessage *reply);
+
+/* WatchTop (ranking_watch.c).  At most max calls held at once. */
+int ranking_watch_open(ranking_watch **out, ranking *r, unsigned max);
+/* The server that computes the lists (TopContents, in-process). */
+void ranking_watch_set_server(ranking_watch *w, tier_rpc_server *srv);
+/* The index changed: held watches are looked at again (soon, not here). */
+void ranking_watch_poke(ranking_watch *w);
+/* Answers every held call UNAVAILABLE, refuses new ones, waits for the
+ * computations under way: before the rpc server closes. */
+void ranking_watch_stop(ranking_watch *w);
+void ranking_watch_free(ranking_watch *w);
+/* "N watches held on L lists, C lists computed" (the Health message). */
+void ranking_watch_describe(ranking_watch *w, char *buf, size_t len);
 
 #endif

@@ -172,6 +172,7 @@ static void feed_index(ranking *r, const tier_comment_minute *m, size_t n)
         rv = tier_rank_add_batch(r->rank, ev, n);
     }
     free(ev);
+    ranking_watch_poke(r->watch); /* WatchTop: lists may have changed */
     /* Committed but not counted: only a restart (rebuild) heals this. */
     if (rv != TIER_OK)
         tier_error("ranking: index update failed (%s); restart tierd to rebuild it",

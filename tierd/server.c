@@ -238,8 +238,9 @@ void tierd_close(tierd *d)
 {
     if (d == NULL)
         return;
-    tierd_http_close(d->http);     /* first: it feeds the rpc server */
-    tier_rpc_server_close(d->srv); /* then: no handler runs after this */
+    ranking_stop_watches(d->ranking); /* held calls would hold up the closes below */
+    tierd_http_close(d->http);        /* first: it feeds the rpc server */
+    tier_rpc_server_close(d->srv);    /* then: no handler runs after this */
     tierd_topology_close(d->topology);
     tiering_close(d->tiering);
     ranking_close(d->ranking);

@@ -54,6 +54,7 @@ typedef struct {
     unsigned threads;      /* rpc pool threads (TIER_THREADS), default 16 */
     unsigned contexts;     /* calls served at once, deferred writes included (TIER_CONTEXTS),
                               default 256 */
+    unsigned watch_max;    /* WatchTop calls held at once (TIER_WATCH_MAX); 0 = contexts / 2 */
     unsigned db_conns;     /* MySQL connections, default threads + 4 */
     uint32_t lease_ms;     /* default job lease (TIER_LEASE_MS), default 30000 */
     int64_t retention_min; /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
@@ -335,6 +336,9 @@ typedef struct ranking ranking;
 int ranking_open(ranking **out, const tierd_deps *deps);
 int ranking_register(ranking *r, tier_rpc_server *srv);
 size_t ranking_index_bytes(ranking *r);
+/* Answers WatchTop's held calls UNAVAILABLE and takes no more: before the
+ * rpc server (and the HTTP gateway that feeds it) close. */
+void ranking_stop_watches(ranking *r);
 void ranking_close(ranking *r);
 
 /* GetStats (stats.c): levels, jobs by state, workers alive and the series. */
