@@ -412,7 +412,7 @@ const tierctl_cmd tierctl_ranking_cmds[] = {
      "  --hot-half-life-s), at the current minute or --at T; no window.\n"
      "  Ties: cid, then service.  --cursor C: the page after the one that printed\n"
      "  \"(more: --cursor C)\" (next_cursor in JSON); --all: every page.\n"
-     "top --watch [--window-min N] [--count K] [-n N] [--service S] [--decrease]:\n"
+     "top --watch [--window-min N] [--count K] [-n N] [--service S] [--decrease | --order O]:\n"
      "  follows the top of the last N minutes (default 60, the current one\n"
      "  included; WatchTop): prints it each time it changes and at least once a\n"
      "  minute, until Ctrl-C or K lists.  Under --json one document per line."},

@@ -3,7 +3,7 @@
  * and prints it each time it changes, and at least once a minute (a new
  * minute is a new version of the list), until Ctrl-C or --count lists.
  *
- *   top --watch [--window-min N] [--count K] [-n N] [--service S] [--decrease]
+ *   top --watch [--window-min N] [--count K] [-n N] [--service S] [--decrease | --order O]
  *
  * Each step is one long poll (tier_watch_top) sending the version printed
  * last; tierd answers when its list differs.  A slow terminal costs
@@ -29,17 +29,20 @@ typedef struct {
 static void print_list(tierctl *t, const watch_args *a, const Tier__WatchTopReply *rep)
 {
     char m[48];
+    bool hot = a->top.order == TIER__ORDER__HOT;
 
     if (t->json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < rep->n_rows; i++) {
             const Tier__TopRow *r = rep->rows[i];
-            json_array_append_new(
-                arr,
+            json_t *row =
                 json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "service", tierctl_jstr(r->service),
                           "cid", tierctl_jint(r->cid), "change", tierctl_jint(r->change), "created",
                           tierctl_jint(r->created), "deleted", tierctl_jint(r->deleted), "restored",
-                          tierctl_jint(r->restored)));
+                          tierctl_jint(r->restored));
+            if (hot)
+                json_object_set_new(row, "hot", json_real(r->hot));
+            json_array_append_new(arr, row);
         }
         tierctl_emit(
             stdout, json_pack("{s:o, s:o, s:o, s:o}", "minute", tierctl_jtime(rep->minute_ms),
@@ -48,18 +51,26 @@ static void print_list(tierctl *t, const watch_args *a, const Tier__WatchTopRepl
         fflush(stdout);
         return;
     }
-    printf("last %u minutes to %s, version %016llx\n", a->req.window_min,
-           tierctl_time(t, rep->minute_ms + 60000, m, sizeof(m)), (unsigned long long)rep->version);
+    if (hot)
+        printf("hot at %s, version %016llx\n", tierctl_time(t, rep->minute_ms, m, sizeof(m)),
+               (unsigned long long)rep->version);
+    else
+        printf("last %u minutes to %s, version %016llx\n", a->req.window_min,
+               tierctl_time(t, rep->minute_ms + 60000, m, sizeof(m)),
+               (unsigned long long)rep->version);
     if (rep->n_rows == 0)
         tierctl_none();
     else
-        printf("%-5s %-16s %-20s %8s %8s %8s %8s\n", "rank", "service", "cid", "change", "created",
-               "deleted", "restored");
+        printf("%-5s %-16s %-20s %8s %8s %8s %8s%s\n", "rank", "service", "cid", "change",
+               "created", "deleted", "restored", hot ? "          hot" : "");
     for (size_t i = 0; i < rep->n_rows; i++) {
         const Tier__TopRow *r = rep->rows[i];
-        printf("%-5zu %-16s %-20lld %8lld %8lld %8lld %8lld\n", i + 1, r->service,
-               (long long)r->cid, (long long)r->change, (long long)r->created,
-               (long long)r->deleted, (long long)r->restored);
+        printf("%-5zu %-16s %-20lld %8lld %8lld %8lld %8lld", i + 1, r->service, (long long)r->cid,
+               (long long)r->change, (long long)r->created, (long long)r->deleted,
+               (long long)r->restored);
+        if (hot)
+            printf(" %12.4f", r->hot);
+        printf("\n");
     }
     printf("\n");
     fflush(stdout);
@@ -70,6 +81,22 @@ static bool number(tierctl *t, const char *flag, const char *s, int64_t max, int
 {
     if (s == NULL || !tierctl_int(s, v) || *v < 1 || *v > max) {
         tierctl_usage(t, "top --watch: %s: 1..%lld", flag, (long long)max);
+        return false;
+    }
+    return true;
+}
+
+/* --order increase|decrease|hot into *order, or a usage error. */
+static bool order_arg(tierctl *t, const char *s, Tier__Order *order)
+{
+    if (strcmp(s, "increase") == 0)
+        *order = TIER__ORDER__INCREASE;
+    else if (strcmp(s, "decrease") == 0)
+        *order = TIER__ORDER__DECREASE;
+    else if (strcmp(s, "hot") == 0)
+        *order = TIER__ORDER__HOT;
+    else {
+        tierctl_usage(t, "top --watch: --order: increase, decrease or hot");
         return false;
     }
     return true;
@@ -99,6 +126,9 @@ static bool watch_args_parse(tierctl *t, int argc, char **argv, watch_args *a)
             a->top.service = argv[++i];
         } else if (strcmp(s, "--decrease") == 0) {
             a->top.order = TIER__ORDER__DECREASE;
+        } else if (strcmp(s, "--order") == 0 && next) {
+            if (!order_arg(t, argv[++i], &a->top.order))
+                return false;
         } else {
             tierctl_usage(t, "top --watch: unexpected argument \"%s\" (tierctl help top)", s);
             return false;

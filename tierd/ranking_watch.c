@@ -231,8 +231,12 @@ static uint8_t *group_request(const watch_group *g, int64_t now_min, size_t *len
 
     if (q == NULL)
         return NULL;
-    q->from_ms = (now_min - (int64_t)g->window_min + 1) * 60000;
-    q->to_ms = (now_min + 1) * 60000;
+    /* HOT has no window: it is scored at tierd's current minute (to_ms 0),
+     * over the whole retention, and window_min only names the group. */
+    if (q->order != TIER__ORDER__HOT) {
+        q->from_ms = (now_min - (int64_t)g->window_min + 1) * 60000;
+        q->to_ms = (now_min + 1) * 60000;
+    }
     *len = protobuf_c_message_get_packed_size(&q->base);
     if ((buf = malloc(*len + 1)) != NULL)
         protobuf_c_message_pack(&q->base, buf);
