@@ -164,6 +164,42 @@ Test(watch, answers_at_once_then_wakes_on_a_change)
     teardown(&f);
 }
 
+/* A HOT list has no window: it is TopContents HOT at tierd's minute, and
+ * a second comment on cid 9 puts it above cid 8 (same minute, more weight). */
+Test(watch, hot_lists_follow_the_decayed_order)
+{
+    fixture f;
+    Tier__TopContentsRequest top = TIER__TOP_CONTENTS_REQUEST__INIT;
+    Tier__WatchTopReply *rep, *next;
+
+    setup(&f, NULL);
+    top.order = TIER__ORDER__HOT;
+    post(&f, "web", 8);
+    post(&f, "web", 9);
+    cr_assert_eq(watch(&f, &top, 0, 0, 30000, &rep), TIER_OK);
+    cr_assert(rep->changed && rep->n_rows == 2);
+    cr_assert_gt(rep->rows[1]->hot, 0.5);
+    /* Same minute: a tie, broken by cid (a minute roll between the posts
+     * would make cid 9 newer, so heavier). */
+    if (rep->rows[0]->hot == rep->rows[1]->hot)
+        cr_assert_eq(rep->rows[0]->cid, 8, "a tie is broken by cid");
+    else
+        cr_assert(rep->rows[0]->cid == 9 && rep->rows[0]->hot > rep->rows[1]->hot);
+    post(&f, "web", 9);
+    /* Held on the old version until the post (or a minute roll) changes it. */
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(watch(&f, &top, 0, rep->version, 30000, &next), TIER_OK);
+        tier_free(rep);
+        rep = next;
+        if (rep->n_rows == 2 && rep->rows[0]->cid == 9)
+            break;
+    }
+    cr_assert_eq(rep->rows[0]->cid, 9);
+    cr_assert_gt(rep->rows[0]->hot, rep->rows[1]->hot);
+    tier_free(rep);
+    teardown(&f);
+}
+
 Test(watch, unchanged_hold_ends_with_changed_false)
 {
     fixture f;
