@@ -29,9 +29,15 @@
  * underflow to 0; tierd bounds H to retention * 60 / 64, so what expiry
  * leaves out never weighs more than 2^-64 of a current event anyway.
  *
- * Expiry: when an entity loses minutes, its S is recomputed from its
- * cumulative vector (the retained minutes only), so scores are exactly the
- * formula over what the index holds; an entity freed leaves both heaps.
+ * Expiry: when an entity loses minutes, the terms of those minutes are
+ * subtracted from its S (rank_hot_expire), so scores stay the formula over
+ * the retained minutes.  Why subtract rather than recompute from the
+ * cumulative vector: once history is compacted (rank_compact.c) the vector
+ * holds old minutes at granule resolution, and a recomputed score would
+ * weigh them at their granule's end.  The entries being expired may be
+ * granule-resolution too, but tierd bounds H so that they weigh below
+ * 2^-64 of a current event: the difference is below double rounding.  An
+ * entity freed leaves both heaps.
  */
 #include "rank_internal.h"
 
@@ -177,16 +183,10 @@ static double weight(const struct rank_hot *h, int64_t m)
     return exp2((double)(m - h->base) * 60.0 / (double)h->half_life_s);
 }
 
+/* S of e over the retained minutes (exact while e holds minute detail). */
 static double score_of(tier_rank *r, const rank_entity *e)
 {
-    double s = 0;
-    uint32_t i = rank_lower_bound(e, r->expired);
-    uint32_t prev = i > 0 ? e->c[i - 1].delta : 0;
-    for (; i < e->n; i++) {
-        s += (double)(int32_t)(e->c[i].delta - prev) * weight(r->hot, e->c[i].minute);
-        prev = e->c[i].delta;
-    }
-    return s;
+    return rank_hot_terms(r, e, r->expired, INT64_MAX);
 }
 
 /* Moves B to the unit step at or below m, rescaling every score by an
@@ -312,12 +312,24 @@ void rank_hot_add(tier_rank *r, uint32_t id, int64_t minute, int32_t delta)
     }
 }
 
-void rank_hot_recompute(tier_rank *r, uint32_t id)
+double rank_hot_terms(tier_rank *r, const rank_entity *e, int64_t from, int64_t to)
+{
+    double s = 0;
+    uint32_t i = rank_lower_bound(e, from);
+    uint32_t prev = i > 0 ? e->c[i - 1].delta : 0;
+    for (; i < e->n && e->c[i].minute < to; i++) {
+        s += (double)(int32_t)(e->c[i].delta - prev) * weight(r->hot, e->c[i].minute);
+        prev = e->c[i].delta;
+    }
+    return s;
+}
+
+void rank_hot_expire(tier_rank *r, uint32_t id, double gone)
 {
     struct rank_hot *h = r->hot;
     if (id >= h->cap || h->pos_all[id] == RANK_NONE)
         return;
-    h->score[id] = score_of(r, &r->ent[id]);
+    h->score[id] -= gone;
     heaps_fix(r, id);
 }
 

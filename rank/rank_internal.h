@@ -134,8 +134,10 @@ void rank_hot_free(tier_rank *r);
  * before the entity changes so that rank_hot_add cannot fail. */
 int rank_hot_reserve(tier_rank *r, uint32_t id, uint32_t svc);
 void rank_hot_add(tier_rank *r, uint32_t id, int64_t minute, int32_t delta);
-/* Recomputes the score of id from its cumulative vector (after a trim). */
-void rank_hot_recompute(tier_rank *r, uint32_t id);
+/* The hot terms of e's entries with minute in [from, to) (before a trim),
+ * and their removal from entity id's score (rank_hot.c). */
+double rank_hot_terms(tier_rank *r, const rank_entity *e, int64_t from, int64_t to);
+void rank_hot_expire(tier_rank *r, uint32_t id, double gone);
 /* Removes id from the order (the entity is being freed). */
 void rank_hot_drop(tier_rank *r, uint32_t id);
 

@@ -383,13 +383,14 @@ static void expire_locked(tier_rank *r, int64_t before)
         rank_entity *e = &r->ent[id];
         if (e->svc == RANK_NONE || e->n == 0)
             continue;
-        /* an entry in [was, before): an event that leaves the hot score */
+        /* entries in [was, before): events that leave the hot score */
         uint32_t first = rank_lower_bound(e, was);
         int had_old = first < e->n && e->c[first].minute < before;
+        double gone = had_old ? rank_hot_terms(r, e, was, before) : 0;
         if (entity_trim(r, e, before))
             entity_drop(r, id);
-        else if (had_old) /* its hot score must lose the expired minutes */
-            rank_hot_recompute(r, id);
+        else if (had_old)
+            rank_hot_expire(r, id, gone);
     }
 }
 
