@@ -25,6 +25,10 @@
 #define TIER_M_EDIT_COMMENT "tier.Tier/EditComment"
 #define TIER_M_DELETE_COMMENT "tier.Tier/DeleteComment"
 #define TIER_M_RESTORE_COMMENT "tier.Tier/RestoreComment"
+#define TIER_M_DELETE_COMMENTS "tier.Tier/DeleteComments"
+#define TIER_M_RESTORE_COMMENTS "tier.Tier/RestoreComments"
+#define TIER_M_EDIT_COMMENTS "tier.Tier/EditComments"
+#define TIER_M_DELETE_BY_AUTHOR "tier.Tier/DeleteByAuthor"
 #define TIER_M_TOP_CONTENTS "tier.Tier/TopContents"
 #define TIER_M_LATEST_COMMENTS "tier.Tier/LatestComments"
 
