@@ -437,6 +437,15 @@ TIER_CLUSTER_COMMENT(tier_cluster_delete_comment, TIER_M_DELETE_COMMENT, Tier__D
 TIER_CLUSTER_COMMENT(tier_cluster_restore_comment, TIER_M_RESTORE_COMMENT,
                      Tier__RestoreCommentRequest)
 
+/* Any tierd: it asks the others (local) and sums. */
+int tier_cluster_delete_by_author(tier_cluster *cl, const Tier__DeleteByAuthorRequest *req,
+                                  Tier__DeleteByAuthorReply **reply, tier_error *err)
+{
+    return route_comment(cl, 0, TIER_M_DELETE_BY_AUTHOR, &req->base,
+                         &tier__delete_by_author_reply__descriptor, (ProtobufCMessage **)reply,
+                         err);
+}
+
 #define TIER_CLUSTER_ONE(fn, name, Req, Rep, desc)                                                 \
     int fn(tier_cluster *cl, const Req *req, Rep **reply, tier_error *err)                         \
     {                                                                                              \

@@ -713,6 +713,10 @@ Test(ranking, bad_inputs_refused_with_their_codes)
     lq.cid = 0;
     cr_assert_eq(tier_latest_comments(f.c, &lq, &lrep, NULL), TIER_INVALID_ARGUMENT);
     lq.cid = 1;
+    lq.order = 7;
+    cr_assert_eq(tier_latest_comments(f.c, &lq, &lrep, NULL), TIER_INVALID_ARGUMENT);
+    /* By id: the third post's backfilled time may precede the others'. */
+    lq.order = TIER__LATEST_ORDER__LATEST_BY_ID;
     cr_assert_eq(tier_latest_comments(f.c, &lq, &lrep, NULL), TIER_OK);
     cr_assert_eq(lrep->n_comments, 3);
     cr_assert_eq(strlen(lrep->comments[2]->body), 65536, "the 64 KiB body comes back whole");
