@@ -5,7 +5,7 @@
  *   comment edit ID BODY | comment delete ID | comment restore ID
  *   comment delete|restore ID ID... | - [--at T]   (batches: DeleteComments...)
  *   comment delete --author A [--service S] [--at T]   (DeleteByAuthor, to the end)
- *   comments CID [-n N] [--cursor C] [--service S] [--by-id]
+ *   comments CID [-n N] [--cursor C] [--service S]
  *   top --from T --to T [-n N] [--service S] [--decrease]
  *
  * Times T are UTC: "2026-11-23 10:03" (or with a 'T'), milliseconds since
@@ -383,8 +383,7 @@ static int cmd_comments(tierctl *t, int argc, char **argv)
     int rv;
 
     if (argc < 2 || !tierctl_int(argv[1], &req.cid))
-        return tierctl_usage(
-            t, "usage: tierctl comments CID [-n N] [--cursor C] [--service S] [--by-id]");
+        return tierctl_usage(t, "usage: tierctl comments CID [-n N] [--cursor C] [--service S]");
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "-n") == 0 && i + 1 < argc && tierctl_int(argv[i + 1], &v) && v >= 0)
             req.n = (uint32_t)v, i++;
@@ -393,8 +392,6 @@ static int cmd_comments(tierctl *t, int argc, char **argv)
             i++;
         else if (strcmp(argv[i], "--service") == 0 && i + 1 < argc)
             req.service = argv[++i];
-        else if (strcmp(argv[i], "--by-id") == 0)
-            req.order = TIER__LATEST_ORDER__LATEST_BY_ID;
         else
             return tierctl_usage(t, "comments: unexpected argument \"%s\"", argv[i]);
     }
@@ -535,10 +532,10 @@ const tierctl_cmd tierctl_ranking_cmds[] = {
      "  a backfilled time (default now).  One line per comment: ok or why not; the\n"
      "  exit status is the first refusal's (0 when all were done).  --author A: every\n"
      "  live comment of A (of service S), in calls of 10,000 until none is left."},
-    {"comments", "comments CID [-n N] [--cursor C] [--service S] [--by-id]",
+    {"comments", "comments CID [-n N] [--cursor C] [--service S]",
      "newest live comments of a content, paged", cmd_comments,
      "  Newest first by creation time (backfilled comments at their time), id among\n"
-     "  equal times; --by-id: by id (arrival order) instead.\n"
+     "  equal times.\n"
      "  -n N: comments per page, 1..1000 (default 20); --cursor C: the next page, as\n"
      "  printed after the last one (\"(more: --cursor C)\", or next_cursor in JSON)."},
     {"top", "top --from T --to T [-n N] [--service S] [--decrease]",

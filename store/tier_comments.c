@@ -24,16 +24,9 @@
 
 static const char SQL_MAX_ID[] = "SELECT COALESCE(MAX(id), 0) FROM comments";
 #define LATEST_COLS "SELECT id, service, cid, author, body, created_ms, modified_ms FROM comments "
-/* Newest first by id (the old order, LATEST_BY_ID) ... */
-static const char SQL_LATEST[] =
-    LATEST_COLS "FORCE INDEX (latest) WHERE cid = ? AND deleted = 0 AND id < ? "
-                "ORDER BY id DESC LIMIT ?";
-static const char SQL_LATEST_SVC[] =
-    LATEST_COLS "FORCE INDEX (latest_svc) WHERE service = ? AND cid = ? AND deleted = 0 AND id < ? "
-                "ORDER BY id DESC LIMIT ?";
-/* ... or by creation time, then id (sql/013's indexes): a keyset cursor
- * (created_ms, id) written as two ranges of the index, which MariaDB scans
- * backwards without sorting. */
+/* Newest first by creation time, then id (sql/013's indexes): a keyset
+ * cursor (created_ms, id) written as two ranges of the index, which
+ * MariaDB scans backwards without sorting. */
 static const char SQL_LATEST_CREATED[] =
     LATEST_COLS "FORCE INDEX (latest_created) WHERE cid = ? AND deleted = 0 AND "
                 "(created_ms < ? OR (created_ms = ? AND id < ?)) "
@@ -44,11 +37,11 @@ static const char SQL_LATEST_CREATED_SVC[] =
                 "ORDER BY created_ms DESC, id DESC LIMIT ?";
 static const char SQL_CREATED_OF[] = "SELECT created_ms FROM comments WHERE id = ?";
 static const char SQL_BY_AUTHOR[] =
-    "SELECT id FROM comments FORCE INDEX (author_live) WHERE author = ? AND deleted = 0 "
+    "SELECT id FROM comments FORCE INDEX (author_idx) WHERE author = ? AND deleted = 0 "
     "AND created_ms <= ? AND last_transition_ms <= ? "
     "AND CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY id LIMIT ?";
 static const char SQL_BY_AUTHOR_SVC[] =
-    "SELECT id FROM comments FORCE INDEX (author_live) WHERE author = ? AND deleted = 0 "
+    "SELECT id FROM comments FORCE INDEX (author_idx) WHERE author = ? AND deleted = 0 "
     "AND created_ms <= ? AND last_transition_ms <= ? "
     "AND service = ? AND CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY id LIMIT ?";
 static const char SQL_SCAN_MINUTES[] =
@@ -946,16 +939,15 @@ typedef struct {
 } row_buf;
 
 int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t service_len,
-                         bool by_id, int64_t before_ms, int64_t before_id, uint32_t limit,
-                         tier_comment_fn fn, void *arg)
+                         int64_t before_ms, int64_t before_id, uint32_t limit, tier_comment_fn fn,
+                         void *arg)
 {
     MYSQL_BIND p[6], res[7];
     long long lcid = cid, lms = before_ms, lbefore = before_id, llimit = limit, id, rcid, created,
               modified;
     unsigned long sl = service_len;
     row_buf *rb = malloc(sizeof(*rb));
-    const char *sql = by_id ? (service_len > 0 ? SQL_LATEST_SVC : SQL_LATEST)
-                            : (service_len > 0 ? SQL_LATEST_CREATED_SVC : SQL_LATEST_CREATED);
+    const char *sql = service_len > 0 ? SQL_LATEST_CREATED_SVC : SQL_LATEST_CREATED;
     MYSQL_STMT *st;
     size_t k = 0;
     int rv;
@@ -965,10 +957,8 @@ int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t s
     if (service_len > 0)
         tier_db_bind_str(&p[k++], service, &sl);
     tier_db_bind_i64(&p[k++], &lcid);
-    if (!by_id) {
-        tier_db_bind_i64(&p[k++], &lms);
-        tier_db_bind_i64(&p[k++], &lms);
-    }
+    tier_db_bind_i64(&p[k++], &lms);
+    tier_db_bind_i64(&p[k++], &lms);
     tier_db_bind_i64(&p[k++], &lbefore);
     tier_db_bind_i64(&p[k++], &llimit);
     if ((rv = tier_db_run(db, sql, p, &st)) != TIER_OK)

@@ -146,14 +146,12 @@ int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *n
 /* Called per row; return non-zero to stop early. */
 typedef int (*tier_comment_fn)(void *arg, const tier_comment *c);
 
-/* Live comments of cid (of service, when service_len > 0), newest first,
- * at most limit rows, after the keyset cursor:
- *   by_id:  id descending, rows with id < before_id;
- *   else:   (created_ms, id) descending, rows with (created_ms, id) <
- *           (before_ms, before_id): a backfilled comment lists at its time. */
+/* Live comments of cid (of service, when service_len > 0), newest first
+ * by (created_ms, id) (a backfilled comment lists at its time), those
+ * before the keyset cursor (before_ms, before_id) only, at most limit. */
 int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t service_len,
-                         bool by_id, int64_t before_ms, int64_t before_id, uint32_t limit,
-                         tier_comment_fn fn, void *arg);
+                         int64_t before_ms, int64_t before_id, uint32_t limit, tier_comment_fn fn,
+                         void *arg);
 
 /* The created_ms of comment id (deleted or not); NOT_FOUND when absent. */
 int tier_comments_created_of(tier_db *db, int64_t id, int64_t *created_ms);

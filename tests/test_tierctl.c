@@ -376,7 +376,7 @@ Test(tierctl, wait_and_watch_a_move)
 }
 
 /* comment delete/restore with several ids (DeleteComments...), and
- * --author (DeleteByAuthor until done); comments --by-id. */
+ * --author (DeleteByAuthor until done). */
 Test(tierctl, comment_batches)
 {
     fx f;
@@ -404,8 +404,7 @@ Test(tierctl, comment_batches)
         ctl(a, sizeof(a), "--url", f.td.listen, "comment", "delete", "--author", "spam", NULL), 0,
         "%s", a);
     cr_assert(strstr(a, "2 comments of spam deleted") != NULL, "%s", a);
-    cr_assert_eq(ctl(a, sizeof(a), "--url", f.td.listen, "comments", "4", "--by-id", NULL), 0, "%s",
-                 a);
+    cr_assert_eq(ctl(a, sizeof(a), "--url", f.td.listen, "comments", "4", NULL), 0, "%s", a);
     char line[64];
     snprintf(line, sizeof(line), "%s  news  cid 4  ok", ids[2]);
     cr_assert(strncmp(a, line, strlen(line)) == 0, "only ok's comment is left: %s", a);
