@@ -6,9 +6,13 @@
  * once per arity at first use, and its address is the prepared-statement
  * cache key like any literal's.  A fixed set of arities (1000, 256, 128,
  * 64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2, 1 rows) keeps the number of
- * prepared statements per connection bounded (30) whatever the batch size,
+ * prepared statements per connection bounded (45) whatever the batch size,
  * while a typical group commit of a few dozen rows still takes two
- * statements, not six (each is a round trip inside the transaction).
+ * statements, not six (each is a round trip inside the transaction).  The
+ * edits/deletes/restores' four statements take six arities each, padded
+ * (PAD_ARITIES below): 24 more, 69 in all, within tier_db.c's STMT_CACHE
+ * (a statement past it is prepared again on every use: a flush of
+ * changes then cost several times as much).
  */
 #include "tier_comments.h"
 
@@ -26,13 +30,14 @@ static const char SQL_MAX_ID[] = "SELECT COALESCE(MAX(id), 0) FROM comments";
 #define LATEST_COLS "SELECT id, service, cid, author, body, created_ms, modified_ms FROM comments "
 /* Newest first by creation time, then id (sql/013's indexes): a keyset
  * cursor (created_ms, id) written as two ranges of the index, which
- * MariaDB scans backwards without sorting. */
+ * MariaDB scans backwards without sorting; deleted comments are skipped
+ * by their rows (the index leaves the flag out: deletes stay cheap). */
 static const char SQL_LATEST_CREATED[] =
-    LATEST_COLS "FORCE INDEX (latest_created) WHERE cid = ? AND deleted = 0 AND "
+    LATEST_COLS "FORCE INDEX (latest_time) WHERE cid = ? AND deleted = 0 AND "
                 "(created_ms < ? OR (created_ms = ? AND id < ?)) "
                 "ORDER BY created_ms DESC, id DESC LIMIT ?";
 static const char SQL_LATEST_CREATED_SVC[] =
-    LATEST_COLS "FORCE INDEX (latest_created_svc) WHERE service = ? AND cid = ? AND deleted = 0 "
+    LATEST_COLS "FORCE INDEX (latest_time_svc) WHERE service = ? AND cid = ? AND deleted = 0 "
                 "AND (created_ms < ? OR (created_ms = ? AND id < ?)) "
                 "ORDER BY created_ms DESC, id DESC LIMIT ?";
 static const char SQL_CREATED_OF[] = "SELECT created_ms FROM comments WHERE id = ?";
@@ -102,10 +107,17 @@ static const size_t ARITIES[] = {1000, 256, 128, 64, 48, 32, 24, 16, 12, 8, 6, 4
 static char *insert_sql[NARITIES];
 static char *upsert_sql[NARITIES];
 static char *keys_sql[NARITIES];
-static char *lock_sql[NARITIES];   /* the changes' comments, locked */
-static char *bodies_sql[NARITIES]; /* their bodies, when a reply needs them */
-static char *state_sql[NARITIES];  /* deleted, last_transition_ms written back */
-static char *body_sql[NARITIES];   /* body, modified_ms written back */
+/* The changes' statements take fewer arities, and a chunk is padded up to
+ * the next one by repeating one of its rows (an id twice in an IN list, or
+ * a row written twice with the same values, changes nothing): any chunk is
+ * one statement, and the connection's statements stay within STMT_CACHE
+ * (tier_db.c). */
+static const size_t PAD_ARITIES[] = {1000, 256, 64, 16, 4, 1};
+#define NPAD (sizeof(PAD_ARITIES) / sizeof(PAD_ARITIES[0]))
+static char *lock_sql[NPAD];   /* the changes' comments, locked */
+static char *bodies_sql[NPAD]; /* their bodies, when a reply needs them */
+static char *state_sql[NPAD];  /* deleted, last_transition_ms written back */
+static char *body_sql[NPAD];   /* body, modified_ms written back */
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
 static char *build_multi(const char *head, const char *row, const char *tail, size_t n)
@@ -139,11 +151,13 @@ static void build_sql(void)
                         "created = created + VALUES(created), deleted = deleted + VALUES(deleted), "
                         "restored = restored + VALUES(restored)",
                         ARITIES[a]);
+    }
+    for (size_t a = 0; a < NPAD; a++) {
         lock_sql[a] = build_multi("SELECT id, service, cid, author, created_ms, modified_ms, "
                                   "deleted, last_transition_ms FROM comments WHERE id IN (",
-                                  "?", ") ORDER BY id FOR UPDATE", ARITIES[a]);
+                                  "?", ") ORDER BY id FOR UPDATE", PAD_ARITIES[a]);
         bodies_sql[a] =
-            build_multi("SELECT id, body FROM comments WHERE id IN (", "?", ")", ARITIES[a]);
+            build_multi("SELECT id, body FROM comments WHERE id IN (", "?", ")", PAD_ARITIES[a]);
         /* The rows exist (locked above): only the UPDATE part runs; the
          * VALUES are placeholders for the NOT NULL columns. */
         state_sql[a] = build_multi("INSERT INTO comments (id, service, cid, author, body, "
@@ -151,13 +165,13 @@ static void build_sql(void)
                                    "(?, '', 0, '', '', 0, ?, ?)",
                                    " ON DUPLICATE KEY UPDATE deleted = VALUES(deleted), "
                                    "last_transition_ms = VALUES(last_transition_ms)",
-                                   ARITIES[a]);
+                                   PAD_ARITIES[a]);
         body_sql[a] = build_multi("INSERT INTO comments (id, service, cid, author, body, "
                                   "created_ms, modified_ms) VALUES ",
                                   "(?, '', 0, '', ?, 0, ?)",
                                   " ON DUPLICATE KEY UPDATE body = VALUES(body), "
                                   "modified_ms = VALUES(modified_ms)",
-                                  ARITIES[a]);
+                                  PAD_ARITIES[a]);
     }
 }
 
@@ -205,6 +219,69 @@ static int run_multi(tier_db *db, const multi *m, const void *rows, size_t n)
             m->bind(rows, at + i, &p[i * w], &lens[i * w], &nums[i * w]);
         rv = tier_db_run(db, m->sql[a], p, &st);
         at += k;
+    }
+    free(p);
+    free(lens);
+    free(nums);
+    return rv;
+}
+
+/* One padded chunk from rows[at..at+left): *take rows (at most 1000 and
+ * CHUNK_BYTES), sent as PAD_ARITIES[*a] rows, the rest copies of row
+ * *pad (the chunk's smallest) -- unless the copies would break the byte
+ * budget: then fewer rows, an arity exactly. */
+static void pad_plan(const multi *m, const void *rows, size_t at, size_t left, size_t *take,
+                     size_t *a, size_t *pad)
+{
+    size_t bytes = 0, k = 0, small = at;
+
+    while (k < left && k < PAD_ARITIES[0] &&
+           (k == 0 || bytes + m->bytes(rows, at + k) <= CHUNK_BYTES)) {
+        size_t b = m->bytes(rows, at + k);
+        if (b < m->bytes(rows, small))
+            small = at + k;
+        bytes += b;
+        k++;
+    }
+    *a = 0;
+    for (size_t i = 0; i < NPAD; i++) /* the smallest arity >= k */
+        if (PAD_ARITIES[i] >= k)
+            *a = i;
+    if (bytes + (PAD_ARITIES[*a] - k) * m->bytes(rows, small) > CHUNK_BYTES) {
+        while (PAD_ARITIES[*a] > k) /* the largest arity <= k, no copies */
+            (*a)++;
+        k = PAD_ARITIES[*a];
+    }
+    *take = k;
+    *pad = small;
+}
+
+/* run_multi with m->sql per PAD_ARITIES; each statement is handed to
+ * fetch (NULL: nothing to read). */
+typedef int (*stmt_fn)(tier_db *db, MYSQL_STMT *st, void *arg);
+
+static int run_padded(tier_db *db, const multi *m, const void *rows, size_t n, stmt_fn fetch,
+                      void *arg)
+{
+    size_t w = m->width, maxk = PAD_ARITIES[0];
+    MYSQL_BIND *p = calloc(maxk * w, sizeof(*p));
+    unsigned long *lens = calloc(maxk * w, sizeof(*lens));
+    long long *nums = calloc(maxk * w, sizeof(*nums));
+    MYSQL_STMT *st;
+    int rv = p && lens && nums ? TIER_OK : TIER_RESOURCE_EXHAUSTED;
+
+    for (size_t at = 0; rv == TIER_OK && at < n;) {
+        size_t take, a, pad;
+        pad_plan(m, rows, at, n - at, &take, &a, &pad);
+        if (m->sql[a] == NULL) {
+            rv = TIER_RESOURCE_EXHAUSTED;
+            break;
+        }
+        for (size_t i = 0; i < PAD_ARITIES[a]; i++)
+            m->bind(rows, i < take ? at + i : pad, &p[i * w], &lens[i * w], &nums[i * w]);
+        if ((rv = tier_db_run(db, m->sql[a], p, &st)) == TIER_OK && fetch != NULL)
+            rv = fetch(db, st, arg);
+        at += take;
     }
     free(p);
     free(lens);
@@ -452,44 +529,54 @@ static int crows_collect(tier_comment_op **ops, size_t n, crow **out, size_t *no
     return TIER_OK;
 }
 
-/* The largest arity not above left. */
-static size_t arity_for(size_t left)
+/* Ids as rows of a padded statement. */
+static void bind_id(const void *rows, size_t i, MYSQL_BIND *p, unsigned long *lens, long long *nums)
 {
-    for (size_t a = 0; a < NARITIES; a++)
-        if (ARITIES[a] <= left)
-            return a;
-    return NARITIES - 1;
+    (void)lens;
+    nums[0] = ((const long long *)rows)[i];
+    tier_db_bind_i64(&p[0], &nums[0]);
 }
 
-/* Runs sqls[arity] over the ids of rows[i] for which pick(rows[i]) holds,
- * in chunks; each chunk's statement is handed to fetch. */
+static size_t id_bytes(const void *rows, size_t i)
+{
+    (void)rows;
+    (void)i;
+    return 8;
+}
+
+/* Reads one statement's rows into the crows. */
 typedef int (*chunk_fetch)(tier_db *db, MYSQL_STMT *st, crow *rows, size_t n, void *buf);
 
+typedef struct {
+    chunk_fetch fetch;
+    crow *rows;
+    size_t n;
+    void *buf;
+} fetch_arg;
+
+static int fetch_chunk(tier_db *db, MYSQL_STMT *st, void *arg)
+{
+    fetch_arg *f = arg;
+    return f->fetch(db, st, f->rows, f->n, f->buf);
+}
+
+/* Runs sqls (per PAD_ARITIES) over the ids of rows[i] for which pick(rows[i])
+ * holds, in chunks of up to 1000; each chunk's result goes to fetch. */
 static int select_in(tier_db *db, char **sqls, crow *rows, size_t n, bool (*pick)(const crow *),
                      chunk_fetch fetch, void *buf)
 {
-    size_t maxk = ARITIES[0], m = 0;
-    MYSQL_BIND *p = calloc(maxk, sizeof(*p));
     long long *ids = calloc(n + 1, sizeof(*ids));
-    MYSQL_STMT *st;
-    int rv = p && ids ? TIER_OK : TIER_RESOURCE_EXHAUSTED;
+    multi m = {sqls, 1, bind_id, id_bytes};
+    fetch_arg fa = {fetch, rows, n, buf};
+    size_t k = 0;
+    int rv;
 
-    for (size_t i = 0; rv == TIER_OK && i < n; i++)
+    if (ids == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < n; i++)
         if (pick == NULL || pick(&rows[i]))
-            ids[m++] = rows[i].id;
-    for (size_t at = 0; rv == TIER_OK && at < m;) {
-        size_t a = arity_for(m - at), k = ARITIES[a];
-        if (sqls[a] == NULL) {
-            rv = TIER_RESOURCE_EXHAUSTED;
-            break;
-        }
-        for (size_t i = 0; i < k; i++)
-            tier_db_bind_i64(&p[i], &ids[at + i]);
-        if ((rv = tier_db_run(db, sqls[a], p, &st)) == TIER_OK)
-            rv = fetch(db, st, rows, n, buf);
-        at += k;
-    }
-    free(p);
+            ids[k++] = rows[i].id;
+    rv = run_padded(db, &m, ids, k, fetch_chunk, &fa);
     free(ids);
     return rv;
 }
@@ -735,9 +822,9 @@ static int write_back(tier_db *db, crow *rows, size_t n)
             bd[nb++] = &rows[i];
     }
     if (rv == TIER_OK && ns > 0)
-        rv = run_multi(db, &SET_STATE, st, ns);
+        rv = run_padded(db, &SET_STATE, st, ns, NULL, NULL);
     if (rv == TIER_OK && nb > 0)
-        rv = run_multi(db, &SET_BODY, bd, nb);
+        rv = run_padded(db, &SET_BODY, bd, nb, NULL, NULL);
     free(st);
     free(bd);
     return rv;

@@ -1,7 +1,7 @@
 /*
  * ranking_read.c -- the read side of ranking: TopContents, answered exactly
  * from the in-memory rank index, and LatestComments, answered from MySQL's
- * (cid, deleted, created_ms, id) index with a keyset cursor ((created_ms,
+ * (cid, created_ms, id) index with a keyset cursor ((created_ms,
  * id) of the cursor comment), so a page
  * costs the same however deep it is and concurrent posts never make a page
  * skip or repeat a comment.
