@@ -114,10 +114,11 @@ static char *keys_sql[NARITIES];
  * (tier_db.c). */
 static const size_t PAD_ARITIES[] = {1000, 256, 64, 16, 4, 1};
 #define NPAD (sizeof(PAD_ARITIES) / sizeof(PAD_ARITIES[0]))
-static char *lock_sql[NPAD];   /* the changes' comments, locked */
-static char *bodies_sql[NPAD]; /* their bodies, when a reply needs them */
-static char *state_sql[NPAD];  /* deleted, last_transition_ms written back */
-static char *body_sql[NPAD];   /* body, modified_ms written back */
+static char *lock_sql[NPAD];      /* the changes' comments, locked */
+static char *lock_body_sql[NPAD]; /* the same with their bodies (small flushes) */
+static char *bodies_sql[NPAD];    /* their bodies, when a reply needs them */
+static char *state_sql[NPAD];     /* deleted, last_transition_ms written back */
+static char *body_sql[NPAD];      /* body, modified_ms written back */
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
 static char *build_multi(const char *head, const char *row, const char *tail, size_t n)
@@ -156,6 +157,10 @@ static void build_sql(void)
         lock_sql[a] = build_multi("SELECT id, service, cid, author, created_ms, modified_ms, "
                                   "deleted, last_transition_ms FROM comments WHERE id IN (",
                                   "?", ") ORDER BY id FOR UPDATE", PAD_ARITIES[a]);
+        lock_body_sql[a] = build_multi("SELECT id, service, cid, author, created_ms, "
+                                       "modified_ms, deleted, last_transition_ms, body FROM "
+                                       "comments WHERE id IN (",
+                                       "?", ") ORDER BY id FOR UPDATE", PAD_ARITIES[a]);
         bodies_sql[a] =
             build_multi("SELECT id, body FROM comments WHERE id IN (", "?", ")", PAD_ARITIES[a]);
         /* The rows exist (locked above): only the UPDATE part runs; the
@@ -470,7 +475,15 @@ typedef struct {
     my_bool sn, an;
     long long id, cid, created, modified, last;
     int deleted;
+    bool with_body; /* lock_body_sql: the bodies too */
+    unsigned long bl;
+    my_bool bn;
+    char body[TIER_COMMENT_BODY_MAX + 1];
 } lock_buf;
+
+/* A flush of at most this many comments whose replies want bodies (single
+ * calls) reads them with the lock, saving a statement: 4 MiB at most. */
+#define LOCK_BODIES_MAX 64
 
 static char *dup_n(const char *s, size_t n)
 {
@@ -584,7 +597,7 @@ static int select_in(tier_db *db, char **sqls, crow *rows, size_t n, bool (*pick
 static int fetch_locked(tier_db *db, MYSQL_STMT *st, crow *rows, size_t n, void *buf)
 {
     lock_buf *lb = buf;
-    MYSQL_BIND res[8];
+    MYSQL_BIND res[9];
     int rv;
 
     tier_db_bind_i64(&res[0], &lb->id);
@@ -595,6 +608,8 @@ static int fetch_locked(tier_db *db, MYSQL_STMT *st, crow *rows, size_t n, void 
     tier_db_bind_i64(&res[5], &lb->modified);
     tier_db_bind_i32(&res[6], &lb->deleted);
     tier_db_bind_i64(&res[7], &lb->last);
+    tier_db_bind_buf(&res[8], lb->body, sizeof(lb->body) - 1, &lb->bl, &lb->bn);
+    res[8].buffer_type = MYSQL_TYPE_BLOB;
     if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
         return tier_db_status(db, st, "lock comments");
     while ((rv = mysql_stmt_fetch(st)) == 0 || rv == MYSQL_DATA_TRUNCATED) {
@@ -609,7 +624,11 @@ static int fetch_locked(tier_db *db, MYSQL_STMT *st, crow *rows, size_t n, void 
         c->modified = lb->modified;
         c->deleted = lb->deleted;
         c->last = lb->last;
-        if (c->service == NULL || c->author == NULL) {
+        if (lb->with_body) {
+            c->stored_len = clamp(lb->bl, sizeof(lb->body));
+            c->stored = dup_n(lb->body, c->stored_len);
+        }
+        if (c->service == NULL || c->author == NULL || (lb->with_body && c->stored == NULL)) {
             mysql_stmt_free_result(st);
             return TIER_RESOURCE_EXHAUSTED;
         }
@@ -839,17 +858,21 @@ static int apply_changes(tier_db *db, tier_comment_op **ops, size_t n, agg *g)
     size_t nr = 0;
     bool stored = false;
     void *buf = NULL;
+    lock_buf *lb;
     int rv = crows_collect(ops, n, &rows, &nr);
 
     if (rv != TIER_OK || nr == 0)
         goto out;
-    if ((buf = malloc(sizeof(lock_buf) > TIER_COMMENT_BODY_MAX + 1 ? sizeof(lock_buf)
-                                                                   : TIER_COMMENT_BODY_MAX + 1)) ==
-        NULL) {
+    if ((buf = malloc(sizeof(lock_buf))) == NULL) { /* also fetch_bodies' buffer */
         rv = TIER_RESOURCE_EXHAUSTED;
         goto out;
     }
-    if ((rv = select_in(db, lock_sql, rows, nr, NULL, fetch_locked, buf)) != TIER_OK)
+    lb = buf;
+    lb->with_body = false;
+    for (size_t i = 0; i < n && nr <= LOCK_BODIES_MAX; i++)
+        lb->with_body = lb->with_body || (ops[i]->kind != TIER_COP_POST && !ops[i]->no_body);
+    rv = select_in(db, lb->with_body ? lock_body_sql : lock_sql, rows, nr, NULL, fetch_locked, buf);
+    if (rv != TIER_OK)
         goto out;
     TIER_CRASH_AT("comments.after_lock");
     for (size_t i = 0; rv == TIER_OK && i < n; i++) {
@@ -867,8 +890,8 @@ static int apply_changes(tier_db *db, tier_comment_op **ops, size_t n, agg *g)
             agg_add(g, op->after.service, op->after.cid, op->time_ms, op->kind);
     }
     /* Read before write_back: a later edit in this flush must not show. */
-    if (rv == TIER_OK && stored)
-        rv = select_in(db, bodies_sql, rows, nr, wants_stored, fetch_bodies, buf);
+    if (rv == TIER_OK && stored && !lb->with_body)
+        rv = select_in(db, bodies_sql, rows, nr, wants_stored, fetch_bodies, lb->body);
     if (rv == TIER_OK && stored)
         rv = fill_stored(ops, n, rows, nr);
     if (rv == TIER_OK)
