@@ -281,8 +281,10 @@ static void *del_stream_main(void *arg)
         q.n_items = k;
         q.items = ptrs;
         if (tier_delete_comments(s->cl, &q, &rep, &err) != TIER_OK) {
+            /* A tierd from before issue 12 (UNIMPLEMENTED): the rest of
+             * the bench still runs, for comparisons. */
             fprintf(stderr, "DeleteComments: %s\n", err.message);
-            exit(1);
+            break;
         }
         for (size_t i = 0; i < rep->n_results; i++)
             s->done += (int)rep->results[i]->code == TIER_OK;
