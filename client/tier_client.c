@@ -169,6 +169,14 @@ TIER_METHOD(tier_delete_comment, TIER_M_DELETE_COMMENT, Tier__DeleteCommentReque
             Tier__CommentReply, tier__comment_reply__descriptor)
 TIER_METHOD(tier_restore_comment, TIER_M_RESTORE_COMMENT, Tier__RestoreCommentRequest,
             Tier__CommentReply, tier__comment_reply__descriptor)
+TIER_METHOD(tier_delete_comments, TIER_M_DELETE_COMMENTS, Tier__DeleteCommentsRequest,
+            Tier__CommentsReply, tier__comments_reply__descriptor)
+TIER_METHOD(tier_restore_comments, TIER_M_RESTORE_COMMENTS, Tier__RestoreCommentsRequest,
+            Tier__CommentsReply, tier__comments_reply__descriptor)
+TIER_METHOD(tier_edit_comments, TIER_M_EDIT_COMMENTS, Tier__EditCommentsRequest,
+            Tier__CommentsReply, tier__comments_reply__descriptor)
+TIER_METHOD(tier_delete_by_author, TIER_M_DELETE_BY_AUTHOR, Tier__DeleteByAuthorRequest,
+            Tier__DeleteByAuthorReply, tier__delete_by_author_reply__descriptor)
 TIER_METHOD(tier_top_contents, TIER_M_TOP_CONTENTS, Tier__TopContentsRequest,
             Tier__TopContentsReply, tier__top_contents_reply__descriptor)
 TIER_METHOD(tier_latest_comments, TIER_M_LATEST_COMMENTS, Tier__LatestCommentsRequest,

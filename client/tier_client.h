@@ -156,6 +156,19 @@ int tier_delete_comment(tier_client *c, const Tier__DeleteCommentRequest *req,
 /* Restores a deleted comment; FAILED_PRECONDITION if it is live. */
 int tier_restore_comment(tier_client *c, const Tier__RestoreCommentRequest *req,
                          Tier__CommentReply **reply, tier_error *err);
+/* Batches of up to 10000 changes (tier.proto says how each item is
+ * judged): one result per item, in order; OK when the batch was applied
+ * (then look at each result's code). */
+int tier_delete_comments(tier_client *c, const Tier__DeleteCommentsRequest *req,
+                         Tier__CommentsReply **reply, tier_error *err);
+int tier_restore_comments(tier_client *c, const Tier__RestoreCommentsRequest *req,
+                          Tier__CommentsReply **reply, tier_error *err);
+int tier_edit_comments(tier_client *c, const Tier__EditCommentsRequest *req,
+                       Tier__CommentsReply **reply, tier_error *err);
+/* Deletes up to req->limit of an author's live comments (every shard);
+ * call again until reply->remaining is 0. */
+int tier_delete_by_author(tier_client *c, const Tier__DeleteByAuthorRequest *req,
+                          Tier__DeleteByAuthorReply **reply, tier_error *err);
 /* Contents by comment-count change over [from, to): exact. */
 int tier_top_contents(tier_client *c, const Tier__TopContentsRequest *req,
                       Tier__TopContentsReply **reply, tier_error *err);
@@ -307,6 +320,18 @@ int tier_cluster_delete_comment(tier_cluster *cl, const Tier__DeleteCommentReque
                                 Tier__CommentReply **reply, tier_error *err);
 int tier_cluster_restore_comment(tier_cluster *cl, const Tier__RestoreCommentRequest *req,
                                  Tier__CommentReply **reply, tier_error *err);
+/* Batches of comment changes, cut by id % shards and sent in parallel;
+ * the results come back in request order (a comment older than the
+ * cluster's shards is reported "moved" in its result). */
+int tier_cluster_delete_comments(tier_cluster *cl, const Tier__DeleteCommentsRequest *req,
+                                 Tier__CommentsReply **reply, tier_error *err);
+int tier_cluster_restore_comments(tier_cluster *cl, const Tier__RestoreCommentsRequest *req,
+                                  Tier__CommentsReply **reply, tier_error *err);
+int tier_cluster_edit_comments(tier_cluster *cl, const Tier__EditCommentsRequest *req,
+                               Tier__CommentsReply **reply, tier_error *err);
+/* DeleteByAuthor through any tierd (it covers every shard). */
+int tier_cluster_delete_by_author(tier_cluster *cl, const Tier__DeleteByAuthorRequest *req,
+                                  Tier__DeleteByAuthorReply **reply, tier_error *err);
 
 /* ---- fsck */
 

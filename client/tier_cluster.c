@@ -366,26 +366,6 @@ bool tier_cluster_retry_again(tier_cluster *cl, tier_cluster_retry *r)
     return true;
 }
 
-/* One cid's call, to its owner, following moves. */
-static int route_one(tier_cluster *cl, int64_t cid, const char *method, const ProtobufCMessage *req,
-                     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **rep, tier_error *err)
-{
-    tier_error local;
-    tier_cluster_retry r;
-    int rv;
-
-    if (err == NULL)
-        err = &local;
-    tier_cluster_retry_begin(cl, &r);
-    do {
-        unsigned shards = tier_cluster_shards(cl);
-        unsigned k = shards > 1 ? tier_shard_of(cid, shards) : 0;
-        rv = tier_cluster_call_shard(cl, k, tier_cluster_connect_wait(cl, &r), method, req, rd, rep,
-                                     err);
-    } while (rv != TIER_OK && tier_cluster_retryable(rv, err) && tier_cluster_retry_again(cl, &r));
-    return rv;
-}
-
 /* The shard whose owner is url (after a MOVED), or `guess` when none is. */
 static unsigned shard_at(tier_cluster *cl, const char *url, unsigned guess)
 {
@@ -399,37 +379,57 @@ static unsigned shard_at(tier_cluster *cl, const char *url, unsigned guess)
     return k;
 }
 
+/* Which shard a call goes to first, of `shards`. */
+typedef unsigned (*shard_pick)(unsigned shards, int64_t key);
+
+/* A cid's call: its content's shard. */
+static unsigned pick_cid(unsigned shards, int64_t cid)
+{
+    return shards > 1 ? tier_shard_of(cid, shards) : 0;
+}
+
 /* A comment's change, by its id: ids are the shard's that made them (id %
  * shards, docs/CLUSTER.md); a comment from before the cluster had several
  * shards may live elsewhere, and its tierd's MOVED names the owner. */
-static int route_comment(tier_cluster *cl, int64_t id, const char *method,
-                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
-                         ProtobufCMessage **rep, tier_error *err)
+static unsigned pick_id(unsigned shards, int64_t id)
+{
+    return shards > 1 && id > 0 ? (unsigned)(id % shards) : 0;
+}
+
+/* One call to the shard pick(key) names, picked again after every
+ * topology refresh, until a MOVED names an owner: then to that one. */
+static int route(tier_cluster *cl, shard_pick pick, int64_t key, const char *method,
+                 const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                 ProtobufCMessage **rep, tier_error *err)
 {
     tier_error local;
     tier_cluster_retry r;
-    unsigned shards = tier_cluster_shards(cl);
-    unsigned k = shards > 1 && id > 0 ? (unsigned)(id % shards) : 0;
+    bool moved = false;
+    unsigned k = 0;
     int rv;
 
     if (err == NULL)
         err = &local;
     tier_cluster_retry_begin(cl, &r);
     for (;;) {
+        if (!moved)
+            k = pick(tier_cluster_shards(cl), key);
         rv = tier_cluster_call_shard(cl, k, tier_cluster_connect_wait(cl, &r), method, req, rd, rep,
                                      err);
         if (rv == TIER_OK || !tier_cluster_retryable(rv, err) || !tier_cluster_retry_again(cl, &r))
             return rv;
-        if (err->moved_to[0] != '\0')
+        if (err->moved_to[0] != '\0') {
             k = shard_at(cl, err->moved_to, k);
+            moved = true;
+        }
     }
 }
 
 #define TIER_CLUSTER_COMMENT(fn, name, Req)                                                        \
     int fn(tier_cluster *cl, const Req *req, Tier__CommentReply **reply, tier_error *err)          \
     {                                                                                              \
-        return route_comment(cl, req->id, name, &req->base, &tier__comment_reply__descriptor,      \
-                             (ProtobufCMessage **)reply, err);                                     \
+        return route(cl, pick_id, req->id, name, &req->base, &tier__comment_reply__descriptor,     \
+                     (ProtobufCMessage **)reply, err);                                             \
     }
 
 TIER_CLUSTER_COMMENT(tier_cluster_edit_comment, TIER_M_EDIT_COMMENT, Tier__EditCommentRequest)
@@ -437,10 +437,19 @@ TIER_CLUSTER_COMMENT(tier_cluster_delete_comment, TIER_M_DELETE_COMMENT, Tier__D
 TIER_CLUSTER_COMMENT(tier_cluster_restore_comment, TIER_M_RESTORE_COMMENT,
                      Tier__RestoreCommentRequest)
 
+/* Any tierd: it asks the others (local) and sums. */
+int tier_cluster_delete_by_author(tier_cluster *cl, const Tier__DeleteByAuthorRequest *req,
+                                  Tier__DeleteByAuthorReply **reply, tier_error *err)
+{
+    return route(cl, pick_id, 0, TIER_M_DELETE_BY_AUTHOR, &req->base,
+                 &tier__delete_by_author_reply__descriptor, (ProtobufCMessage **)reply, err);
+}
+
 #define TIER_CLUSTER_ONE(fn, name, Req, Rep, desc)                                                 \
     int fn(tier_cluster *cl, const Req *req, Rep **reply, tier_error *err)                         \
     {                                                                                              \
-        return route_one(cl, req->cid, name, &req->base, &desc, (ProtobufCMessage **)reply, err);  \
+        return route(cl, pick_cid, req->cid, name, &req->base, &desc, (ProtobufCMessage **)reply,  \
+                     err);                                                                         \
     }
 
 TIER_CLUSTER_ONE(tier_cluster_get_content, TIER_M_GET_CONTENT, Tier__GetContentRequest,

@@ -1,9 +1,12 @@
 /*
  * tier_cluster_batch.c -- batches cut by shard (tier_cluster_report_views,
- * _add_contents, _post_comments; tier_client.h).
+ * _add_contents, _post_comments, _delete_comments, _restore_comments,
+ * _edit_comments; tier_client.h).
  *
  * Generic over the request's one repeated message field (field 1, items
- * with an int64 `cid`) and the reply's (field 1, one result per item):
+ * with an int64 `cid`, or for changes of comments an int64 `id`: the shard
+ * that made the comment, id % shards, docs/CLUSTER.md) and the reply's
+ * (field 1, one result per item):
  * the request is cut into one part per shard, plus one for items without a
  * cid (cid 0, AddContents: tierd picks one) sent to any owner.  Parts are
  * sent at once, one thread each; a part refused as moved, or whose owner is
@@ -49,14 +52,28 @@ static void set_repeated(ProtobufCMessage *m, size_t n, ProtobufCMessage **items
     *(ProtobufCMessage ***)((char *)m + f->offset) = items;
 }
 
-static int64_t cid_of(const ProtobufCMessage *item)
+/* The item's int64 field `name`; *has says whether it has one. */
+static int64_t int64_field(const ProtobufCMessage *item, const char *name, bool *has)
 {
     const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field_by_name(item->descriptor, "cid");
+        protobuf_c_message_descriptor_get_field_by_name(item->descriptor, name);
 
-    if (f == NULL || f->type != PROTOBUF_C_TYPE_INT64)
+    *has = f != NULL && f->type == PROTOBUF_C_TYPE_INT64;
+    return *has ? *(const int64_t *)((const char *)item + f->offset) : 0;
+}
+
+/* The part of an item: its content's shard, or its comment id's. */
+static unsigned part_of(const ProtobufCMessage *item, unsigned shards)
+{
+    bool has;
+    int64_t cid = int64_field(item, "cid", &has), id;
+
+    if (shards <= 1)
         return 0;
-    return *(const int64_t *)((const char *)item + f->offset);
+    if (has)
+        return cid == 0 ? ANY : tier_shard_of(cid, shards);
+    id = int64_field(item, "id", &has);
+    return has && id > 0 ? (unsigned)(id % shards) : ANY;
 }
 
 typedef struct {
@@ -84,8 +101,7 @@ static void cut(batch *b, unsigned shards)
 {
     memset(b->count, 0, sizeof(b->count));
     for (size_t i = 0; i < b->n; i++) {
-        int64_t cid = cid_of(b->items[i]);
-        b->part[i] = shards <= 1 ? 0 : cid == 0 ? ANY : tier_shard_of(cid, shards);
+        b->part[i] = part_of(b->items[i], shards);
         b->pos[i] = b->count[b->part[i]]++;
     }
 }
@@ -259,3 +275,11 @@ TIER_CLUSTER_BATCH(tier_cluster_add_contents, TIER_M_ADD_CONTENTS, Tier__AddCont
                    Tier__AddContentsReply, tier__add_contents_reply__descriptor)
 TIER_CLUSTER_BATCH(tier_cluster_post_comments, TIER_M_POST_COMMENTS, Tier__PostCommentsRequest,
                    Tier__PostCommentsReply, tier__post_comments_reply__descriptor)
+TIER_CLUSTER_BATCH(tier_cluster_delete_comments, TIER_M_DELETE_COMMENTS,
+                   Tier__DeleteCommentsRequest, Tier__CommentsReply,
+                   tier__comments_reply__descriptor)
+TIER_CLUSTER_BATCH(tier_cluster_restore_comments, TIER_M_RESTORE_COMMENTS,
+                   Tier__RestoreCommentsRequest, Tier__CommentsReply,
+                   tier__comments_reply__descriptor)
+TIER_CLUSTER_BATCH(tier_cluster_edit_comments, TIER_M_EDIT_COMMENTS, Tier__EditCommentsRequest,
+                   Tier__CommentsReply, tier__comments_reply__descriptor)

@@ -3,6 +3,8 @@
  *
  *   comment post SERVICE CID AUTHOR BODY
  *   comment edit ID BODY | comment delete ID | comment restore ID
+ *   comment delete|restore ID ID... | - [--at T]   (batches: DeleteComments...)
+ *   comment delete --author A [--service S] [--at T]   (DeleteByAuthor, to the end)
  *   comments CID [-n N] [--cursor C] [--service S]
  *   top --from T --to T [-n N] [--service S] [--decrease] [--cursor C] [--all]
  *   top --order hot [--at T] [-n N] [--service S] [--cursor C] [--all]
@@ -13,6 +15,7 @@
  * whole minutes, so "now" means the end of the current minute (the window
  * --from -60m --to now is the last 60 minutes, the current one included).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -120,10 +123,233 @@ static int comment_change(tierctl *t, int argc, char **argv)
     return TIER_OK;
 }
 
+/* ------------------------------------------------------------ batches */
+
+/* Up to 10,000 ids per call (tier.proto's cap). */
+#define BATCH_MAX 10000
+
+typedef struct {
+    int64_t *ids;
+    size_t n, cap;
+    int64_t at_ms; /* --at: backfilled time; 0 = now */
+    const char *author, *service;
+} batch_args;
+
+static bool add_id(batch_args *b, int64_t id)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        int64_t *ids = realloc(b->ids, cap * sizeof(*ids));
+        if (ids == NULL)
+            return false;
+        b->ids = ids, b->cap = cap;
+    }
+    b->ids[b->n++] = id;
+    return true;
+}
+
+/* "-": ids from stdin, one per line (or separated by blanks). */
+static bool read_ids(tierctl *t, batch_args *b)
+{
+    char word[64];
+
+    while (scanf("%63s", word) == 1) {
+        int64_t id;
+        if (!tierctl_int(word, &id)) {
+            tierctl_usage(t, "comment: \"%s\" (stdin) is not a comment id", word);
+            return false;
+        }
+        if (!add_id(b, id))
+            return false;
+    }
+    return true;
+}
+
+static bool batch_parse(tierctl *t, int argc, char **argv, batch_args *b)
+{
+    for (int i = 2; i < argc; i++) {
+        int64_t id;
+        if (strcmp(argv[i], "--at") == 0 && i + 1 < argc) {
+            if (!tierctl_parse_time(argv[++i], tier_now_ms(), &b->at_ms)) {
+                tierctl_usage(t, "comment: --at \"%s\" is not a time: " TIERCTL_TIME_FORMS,
+                              argv[i]);
+                return false;
+            }
+        } else if (strcmp(argv[i], "--author") == 0 && i + 1 < argc) {
+            b->author = argv[++i];
+        } else if (strcmp(argv[i], "--service") == 0 && i + 1 < argc) {
+            b->service = argv[++i];
+        } else if (strcmp(argv[i], "-") == 0) {
+            if (!read_ids(t, b))
+                return false;
+        } else if (tierctl_int(argv[i], &id)) {
+            if (!add_id(b, id))
+                return false;
+        } else {
+            tierctl_usage(t, "comment %s: unexpected argument \"%s\"", argv[1], argv[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Sends ids[0..n) (at most BATCH_MAX) as one DeleteComments or
+ * RestoreComments call. */
+static int send_batch(tierctl *t, bool restore, const int64_t *ids, size_t n, int64_t at_ms,
+                      Tier__CommentsReply **rep)
+{
+    Tier__DeleteCommentRequest *d = calloc(n + 1, sizeof(*d));
+    void **p = calloc(n + 1, sizeof(*p));
+    tier_cluster *cl = tierctl_cluster(t);
+    int rv = TIER_RESOURCE_EXHAUSTED;
+
+    /* Delete and Restore items have the same fields (id, time_ms). */
+    Tier__RestoreCommentRequest *r = calloc(n + 1, sizeof(*r));
+    if (d != NULL && p != NULL && r != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            if (restore) {
+                tier__restore_comment_request__init(&r[i]);
+                r[i].id = ids[i], r[i].time_ms = at_ms, p[i] = &r[i];
+            } else {
+                tier__delete_comment_request__init(&d[i]);
+                d[i].id = ids[i], d[i].time_ms = at_ms, p[i] = &d[i];
+            }
+        }
+        if (restore) {
+            Tier__RestoreCommentsRequest q = TIER__RESTORE_COMMENTS_REQUEST__INIT;
+            q.n_items = n, q.items = (Tier__RestoreCommentRequest **)p;
+            rv = cl ? tier_cluster_restore_comments(cl, &q, rep, &t->err)
+                    : tier_restore_comments(t->client, &q, rep, &t->err);
+        } else {
+            Tier__DeleteCommentsRequest q = TIER__DELETE_COMMENTS_REQUEST__INIT;
+            q.n_items = n, q.items = (Tier__DeleteCommentRequest **)p;
+            rv = cl ? tier_cluster_delete_comments(cl, &q, rep, &t->err)
+                    : tier_delete_comments(t->client, &q, rep, &t->err);
+        }
+    }
+    free(d);
+    free(r);
+    free(p);
+    return rv;
+}
+
+/* Prints a batch's results; counts the refused ones and keeps the first
+ * refusal's code. */
+static void print_results(tierctl *t, const Tier__CommentsReply *rep, json_t *arr, size_t *refused,
+                          int *first)
+{
+    for (size_t i = 0; i < rep->n_results; i++) {
+        const Tier__CommentResult *x = rep->results[i];
+        if (x->code != 0) {
+            if ((*refused)++ == 0)
+                *first = (int)x->code;
+        }
+        if (t->json)
+            json_array_append_new(arr, json_pack("{s:o, s:s, s:o}", "id", tierctl_jint(x->id),
+                                                 "code", tier_status_name((int)x->code), "message",
+                                                 tierctl_jstr(x->message)));
+        else if (x->code == 0)
+            printf("%lld  ok\n", (long long)x->id);
+        else
+            printf("%lld  %s  %s\n", (long long)x->id, tier_status_name((int)x->code), x->message);
+    }
+}
+
+/* comment delete|restore ID ID... : batches of up to 10,000; exit status
+ * the first refused item's code (0 when all were done). */
+static int comment_batch(tierctl *t, bool restore, const batch_args *b)
+{
+    json_t *arr = t->json ? json_array() : NULL;
+    size_t refused = 0;
+    int first = TIER_OK, rv = TIER_OK;
+
+    for (size_t at = 0; rv == TIER_OK && at < b->n; at += BATCH_MAX) {
+        size_t k = b->n - at < BATCH_MAX ? b->n - at : BATCH_MAX;
+        Tier__CommentsReply *rep = NULL;
+        if ((rv = send_batch(t, restore, b->ids + at, k, b->at_ms, &rep)) == TIER_OK)
+            print_results(t, rep, arr, &refused, &first);
+        tier_free(rep);
+    }
+    if (t->json)
+        tierctl_emit(stdout, json_pack("{s:o}", "results", arr));
+    if (rv != TIER_OK)
+        return rv;
+    if (refused > 0) {
+        snprintf(t->err.message, sizeof(t->err.message), "%zu of %zu comments refused", refused,
+                 b->n);
+        return first;
+    }
+    return TIER_OK;
+}
+
+/* comment delete --author A: DeleteByAuthor until nothing is left. */
+static int comment_delete_author(tierctl *t, const batch_args *b)
+{
+    Tier__DeleteByAuthorRequest q = TIER__DELETE_BY_AUTHOR_REQUEST__INIT;
+    tier_cluster *cl = tierctl_cluster(t);
+    uint64_t total = 0, remaining = 1;
+    int rv = TIER_OK;
+
+    q.author = (char *)b->author;
+    q.service = (char *)(b->service ? b->service : "");
+    q.time_ms = b->at_ms;
+    while (rv == TIER_OK && remaining != 0) {
+        Tier__DeleteByAuthorReply *rep = NULL;
+        rv = cl ? tier_cluster_delete_by_author(cl, &q, &rep, &t->err)
+                : tier_delete_by_author(t->client, &q, &rep, &t->err);
+        if (rv == TIER_OK) {
+            total += rep->deleted;
+            /* Nothing deleted yet something left: others' changes race us;
+             * stop rather than spin. */
+            remaining = rep->deleted == 0 ? 0 : rep->remaining;
+        }
+        tier_free(rep);
+    }
+    if (rv != TIER_OK)
+        return rv;
+    if (t->json)
+        tierctl_emit(stdout, json_pack("{s:s, s:o}", "author", b->author, "deleted",
+                                       tierctl_jint((int64_t)total)));
+    else
+        printf("%llu comments of %s deleted\n", (unsigned long long)total, b->author);
+    return TIER_OK;
+}
+
+/* delete/restore with several ids, "-", --at or --author. */
+static bool is_batch(int argc, char **argv)
+{
+    if (strcmp(argv[1], "delete") != 0 && strcmp(argv[1], "restore") != 0)
+        return false;
+    return argc != 3 || strcmp(argv[2], "-") == 0;
+}
+
+static int cmd_batch(tierctl *t, int argc, char **argv)
+{
+    batch_args b = {0};
+    bool restore = strcmp(argv[1], "restore") == 0;
+    int rv;
+
+    if (!batch_parse(t, argc, argv, &b)) {
+        free(b.ids);
+        return TIERCTL_USAGE;
+    }
+    if (b.author != NULL && !restore && b.n == 0)
+        rv = comment_delete_author(t, &b);
+    else if (b.author == NULL && b.service == NULL && b.n > 0)
+        rv = comment_batch(t, restore, &b);
+    else
+        rv = tierctl_usage(t, "usage: tierctl comment %s ID... | - [--at T]%s", argv[1],
+                           restore ? "" : " | --author A [--service S] [--at T]");
+    free(b.ids);
+    return rv;
+}
+
 static int cmd_comment(tierctl *t, int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "post") == 0)
         return comment_post(t, argc, argv);
+    if (argc >= 3 && is_batch(argc, argv))
+        return cmd_batch(t, argc, argv);
     if (argc >= 2 && (strcmp(argv[1], "edit") == 0 || strcmp(argv[1], "delete") == 0 ||
                       strcmp(argv[1], "restore") == 0))
         return comment_change(t, argc, argv);
@@ -395,8 +621,16 @@ const tierctl_cmd tierctl_ranking_cmds[] = {
      cmd_comment, NULL},
     {"comment", "comment edit ID BODY | delete ID | restore ID",
      "edit, soft-delete or restore a comment", cmd_comment, NULL},
+    {"comment", "comment delete|restore ID ID...|- [--at T] | delete --author A [--service S]",
+     "delete or restore many comments (batches of 10,000), or all of an author's", cmd_comment,
+     "  IDs on the command line, or - to read them from stdin (one per line); --at T:\n"
+     "  a backfilled time (default now).  One line per comment: ok or why not; the\n"
+     "  exit status is the first refusal's (0 when all were done).  --author A: every\n"
+     "  live comment of A (of service S), in calls of 10,000 until none is left."},
     {"comments", "comments CID [-n N] [--cursor C] [--service S]",
      "newest live comments of a content, paged", cmd_comments,
+     "  Newest first by creation time (backfilled comments at their time), id among\n"
+     "  equal times.\n"
      "  -n N: comments per page, 1..1000 (default 20); --cursor C: the next page, as\n"
      "  printed after the last one (\"(more: --cursor C)\", or next_cursor in JSON)."},
     {"top", TOP_USAGE,

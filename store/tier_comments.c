@@ -6,9 +6,13 @@
  * once per arity at first use, and its address is the prepared-statement
  * cache key like any literal's.  A fixed set of arities (1000, 256, 128,
  * 64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2, 1 rows) keeps the number of
- * prepared statements per connection bounded (30) whatever the batch size,
+ * prepared statements per connection bounded (45) whatever the batch size,
  * while a typical group commit of a few dozen rows still takes two
- * statements, not six (each is a round trip inside the transaction).
+ * statements, not six (each is a round trip inside the transaction).  The
+ * edits/deletes/restores' four statements take six arities each, padded
+ * (PAD_ARITIES below): 24 more, 69 in all, within tier_db.c's STMT_CACHE
+ * (a statement past it is prepared again on every use: a flush of
+ * changes then cost several times as much).
  */
 #include "tier_comments.h"
 
@@ -17,23 +21,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tier_crash.h"
 #include "tier_slot.h"
 #include "tier_status.h"
 #include "tier_writer.h"
 
 static const char SQL_MAX_ID[] = "SELECT COALESCE(MAX(id), 0) FROM comments";
-static const char SQL_LOCK[] = "SELECT service, cid, author, body, created_ms, modified_ms, "
-                               "deleted, last_transition_ms FROM comments WHERE id = ? FOR UPDATE";
-static const char SQL_SET_DELETED[] =
-    "UPDATE comments SET deleted = ?, last_transition_ms = ? WHERE id = ?";
-static const char SQL_EDIT[] = "UPDATE comments SET body = ?, modified_ms = ? WHERE id = ?";
-static const char SQL_LATEST[] =
-    "SELECT id, service, cid, author, body, created_ms, modified_ms FROM comments "
-    "FORCE INDEX (latest) WHERE cid = ? AND deleted = 0 AND id < ? ORDER BY id DESC LIMIT ?";
-static const char SQL_LATEST_SVC[] =
-    "SELECT id, service, cid, author, body, created_ms, modified_ms FROM comments "
-    "FORCE INDEX (latest_svc) WHERE service = ? AND cid = ? AND deleted = 0 AND id < ? "
-    "ORDER BY id DESC LIMIT ?";
+#define LATEST_COLS "SELECT id, service, cid, author, body, created_ms, modified_ms FROM comments "
+/* Newest first by creation time, then id (sql/013's indexes): a keyset
+ * cursor (created_ms, id) written as two ranges of the index, which
+ * MariaDB scans backwards without sorting; deleted comments are skipped
+ * by their rows (the index leaves the flag out: deletes stay cheap). */
+static const char SQL_LATEST_CREATED[] =
+    LATEST_COLS "FORCE INDEX (latest_time) WHERE cid = ? AND deleted = 0 AND "
+                "(created_ms < ? OR (created_ms = ? AND id < ?)) "
+                "ORDER BY created_ms DESC, id DESC LIMIT ?";
+static const char SQL_LATEST_CREATED_SVC[] =
+    LATEST_COLS "FORCE INDEX (latest_time_svc) WHERE service = ? AND cid = ? AND deleted = 0 "
+                "AND (created_ms < ? OR (created_ms = ? AND id < ?)) "
+                "ORDER BY created_ms DESC, id DESC LIMIT ?";
+static const char SQL_CREATED_OF[] = "SELECT created_ms FROM comments WHERE id = ?";
+static const char SQL_BY_AUTHOR[] =
+    "SELECT id FROM comments FORCE INDEX (author_idx) WHERE author = ? AND deleted = 0 "
+    "AND created_ms <= ? AND last_transition_ms <= ? "
+    "AND CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY id LIMIT ?";
+static const char SQL_BY_AUTHOR_SVC[] =
+    "SELECT id FROM comments FORCE INDEX (author_idx) WHERE author = ? AND deleted = 0 "
+    "AND created_ms <= ? AND last_transition_ms <= ? "
+    "AND service = ? AND CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY id LIMIT ?";
 static const char SQL_SCAN_MINUTES[] =
     "SELECT minute, service, cid, delta, created, deleted, restored FROM comment_minute "
     "WHERE minute >= ? AND CRC32(cid) % 1024 BETWEEN ? AND ? ORDER BY minute, service, cid";
@@ -92,6 +107,18 @@ static const size_t ARITIES[] = {1000, 256, 128, 64, 48, 32, 24, 16, 12, 8, 6, 4
 static char *insert_sql[NARITIES];
 static char *upsert_sql[NARITIES];
 static char *keys_sql[NARITIES];
+/* The changes' statements take fewer arities, and a chunk is padded up to
+ * the next one by repeating one of its rows (an id twice in an IN list, or
+ * a row written twice with the same values, changes nothing): any chunk is
+ * one statement, and the connection's statements stay within STMT_CACHE
+ * (tier_db.c). */
+static const size_t PAD_ARITIES[] = {1000, 256, 64, 16, 4, 1};
+#define NPAD (sizeof(PAD_ARITIES) / sizeof(PAD_ARITIES[0]))
+static char *lock_sql[NPAD];      /* the changes' comments, locked */
+static char *lock_body_sql[NPAD]; /* the same with their bodies (small flushes) */
+static char *bodies_sql[NPAD];    /* their bodies, when a reply needs them */
+static char *state_sql[NPAD];     /* deleted, last_transition_ms written back */
+static char *body_sql[NPAD];      /* body, modified_ms written back */
 static pthread_once_t sql_once = PTHREAD_ONCE_INIT;
 
 static char *build_multi(const char *head, const char *row, const char *tail, size_t n)
@@ -125,6 +152,31 @@ static void build_sql(void)
                         "created = created + VALUES(created), deleted = deleted + VALUES(deleted), "
                         "restored = restored + VALUES(restored)",
                         ARITIES[a]);
+    }
+    for (size_t a = 0; a < NPAD; a++) {
+        lock_sql[a] = build_multi("SELECT id, service, cid, author, created_ms, modified_ms, "
+                                  "deleted, last_transition_ms FROM comments WHERE id IN (",
+                                  "?", ") ORDER BY id FOR UPDATE", PAD_ARITIES[a]);
+        lock_body_sql[a] = build_multi("SELECT id, service, cid, author, created_ms, "
+                                       "modified_ms, deleted, last_transition_ms, body FROM "
+                                       "comments WHERE id IN (",
+                                       "?", ") ORDER BY id FOR UPDATE", PAD_ARITIES[a]);
+        bodies_sql[a] =
+            build_multi("SELECT id, body FROM comments WHERE id IN (", "?", ")", PAD_ARITIES[a]);
+        /* The rows exist (locked above): only the UPDATE part runs; the
+         * VALUES are placeholders for the NOT NULL columns. */
+        state_sql[a] = build_multi("INSERT INTO comments (id, service, cid, author, body, "
+                                   "created_ms, deleted, last_transition_ms) VALUES ",
+                                   "(?, '', 0, '', '', 0, ?, ?)",
+                                   " ON DUPLICATE KEY UPDATE deleted = VALUES(deleted), "
+                                   "last_transition_ms = VALUES(last_transition_ms)",
+                                   PAD_ARITIES[a]);
+        body_sql[a] = build_multi("INSERT INTO comments (id, service, cid, author, body, "
+                                  "created_ms, modified_ms) VALUES ",
+                                  "(?, '', 0, '', ?, 0, ?)",
+                                  " ON DUPLICATE KEY UPDATE body = VALUES(body), "
+                                  "modified_ms = VALUES(modified_ms)",
+                                  PAD_ARITIES[a]);
     }
 }
 
@@ -172,6 +224,69 @@ static int run_multi(tier_db *db, const multi *m, const void *rows, size_t n)
             m->bind(rows, at + i, &p[i * w], &lens[i * w], &nums[i * w]);
         rv = tier_db_run(db, m->sql[a], p, &st);
         at += k;
+    }
+    free(p);
+    free(lens);
+    free(nums);
+    return rv;
+}
+
+/* One padded chunk from rows[at..at+left): *take rows (at most 1000 and
+ * CHUNK_BYTES), sent as PAD_ARITIES[*a] rows, the rest copies of row
+ * *pad (the chunk's smallest) -- unless the copies would break the byte
+ * budget: then fewer rows, an arity exactly. */
+static void pad_plan(const multi *m, const void *rows, size_t at, size_t left, size_t *take,
+                     size_t *a, size_t *pad)
+{
+    size_t bytes = 0, k = 0, small = at;
+
+    while (k < left && k < PAD_ARITIES[0] &&
+           (k == 0 || bytes + m->bytes(rows, at + k) <= CHUNK_BYTES)) {
+        size_t b = m->bytes(rows, at + k);
+        if (b < m->bytes(rows, small))
+            small = at + k;
+        bytes += b;
+        k++;
+    }
+    *a = 0;
+    for (size_t i = 0; i < NPAD; i++) /* the smallest arity >= k */
+        if (PAD_ARITIES[i] >= k)
+            *a = i;
+    if (bytes + (PAD_ARITIES[*a] - k) * m->bytes(rows, small) > CHUNK_BYTES) {
+        while (PAD_ARITIES[*a] > k) /* the largest arity <= k, no copies */
+            (*a)++;
+        k = PAD_ARITIES[*a];
+    }
+    *take = k;
+    *pad = small;
+}
+
+/* run_multi with m->sql per PAD_ARITIES; each statement is handed to
+ * fetch (NULL: nothing to read). */
+typedef int (*stmt_fn)(tier_db *db, MYSQL_STMT *st, void *arg);
+
+static int run_padded(tier_db *db, const multi *m, const void *rows, size_t n, stmt_fn fetch,
+                      void *arg)
+{
+    size_t w = m->width, maxk = PAD_ARITIES[0];
+    MYSQL_BIND *p = calloc(maxk * w, sizeof(*p));
+    unsigned long *lens = calloc(maxk * w, sizeof(*lens));
+    long long *nums = calloc(maxk * w, sizeof(*nums));
+    MYSQL_STMT *st;
+    int rv = p && lens && nums ? TIER_OK : TIER_RESOURCE_EXHAUSTED;
+
+    for (size_t at = 0; rv == TIER_OK && at < n;) {
+        size_t take, a, pad;
+        pad_plan(m, rows, at, n - at, &take, &a, &pad);
+        if (m->sql[a] == NULL) {
+            rv = TIER_RESOURCE_EXHAUSTED;
+            break;
+        }
+        for (size_t i = 0; i < PAD_ARITIES[a]; i++)
+            m->bind(rows, i < take ? at + i : pad, &p[i * w], &lens[i * w], &nums[i * w]);
+        if ((rv = tier_db_run(db, m->sql[a], p, &st)) == TIER_OK && fetch != NULL)
+            rv = fetch(db, st, arg);
+        at += take;
     }
     free(p);
     free(lens);
@@ -326,16 +441,49 @@ found:
 
 /* ------------------------------------------------------------ edits, deletes, restores */
 
-/* Result buffers for reading one comment back. */
+/*
+ * A flush's edits, deletes and restores take a fixed handful of statements
+ * however many there are (issue 12): every comment they name is read and
+ * locked by one `SELECT ... WHERE id IN (...) FOR UPDATE` per chunk of up
+ * to 1000 ids (ascending: two flushers lock in the same order), the ops are
+ * then judged and applied in memory in submission order (a delete then a
+ * restore of one comment in one flush behaves exactly as the two calls one
+ * after the other), and the final state of every changed comment is written
+ * back with multi-row INSERT ... ON DUPLICATE KEY UPDATE (the rows exist and
+ * are locked: only the UPDATE part ever runs).
+ */
+
+/* One comment named by a flush's changes: as locked, then as changed. */
+typedef struct {
+    int64_t id;
+    bool found;
+    char *service, *author;
+    int64_t cid, created, modified, last; /* last: last delete/restore, 0 none */
+    int deleted;
+    const char *body; /* the flush's last edit of it (borrowed); NULL: stored */
+    size_t body_len;
+    char *stored; /* its stored body, read only when a reply needs it */
+    size_t stored_len;
+    bool want_stored, state_dirty, body_dirty;
+} crow;
+
+/* Result buffers of the lock query. */
 typedef struct {
     char service[TIER_COMMENT_SERVICE_MAX * 4 + 1];
     char author[TIER_COMMENT_AUTHOR_MAX * 4 + 1];
-    char body[TIER_COMMENT_BODY_MAX + 1];
-    unsigned long sl, al, bl;
-    my_bool sn, an, bn;
-    long long cid, created, modified, last; /* last: last delete/restore, 0 none */
+    unsigned long sl, al;
+    my_bool sn, an;
+    long long id, cid, created, modified, last;
     int deleted;
-} row_buf;
+    bool with_body; /* lock_body_sql: the bodies too */
+    unsigned long bl;
+    my_bool bn;
+    char body[TIER_COMMENT_BODY_MAX + 1];
+} lock_buf;
+
+/* A flush of at most this many comments whose replies want bodies (single
+ * calls) reads them with the lock, saving a statement: 4 MiB at most. */
+#define LOCK_BODIES_MAX 64
 
 static char *dup_n(const char *s, size_t n)
 {
@@ -352,80 +500,175 @@ static size_t clamp(unsigned long len, size_t cap)
     return len < cap ? len : cap - 1;
 }
 
-/* Reads comment `id` FOR UPDATE into rb; NOT_FOUND when absent. */
-static int lock_row(tier_db *db, int64_t id, row_buf *rb)
+static int crow_cmp(const void *a, const void *b)
 {
-    MYSQL_BIND p[1], res[8];
-    long long lid = id;
-    MYSQL_STMT *st;
+    const crow *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static crow *crow_find(crow *rows, size_t n, int64_t id)
+{
+    crow key = {.id = id};
+    return bsearch(&key, rows, n, sizeof(*rows), crow_cmp);
+}
+
+static void crows_free(crow *rows, size_t n)
+{
+    for (size_t i = 0; rows != NULL && i < n; i++) {
+        free(rows[i].service);
+        free(rows[i].author);
+        free(rows[i].stored);
+    }
+    free(rows);
+}
+
+/* The distinct ids of the changes among ops, ascending; *out malloc'ed. */
+static int crows_collect(tier_comment_op **ops, size_t n, crow **out, size_t *nout)
+{
+    crow *rows = calloc(n + 1, sizeof(*rows));
+    size_t k = 0, u = 0;
+
+    if (rows == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i]->kind != TIER_COP_POST)
+            rows[k++].id = ops[i]->id;
+    qsort(rows, k, sizeof(*rows), crow_cmp);
+    for (size_t i = 0; i < k; i++)
+        if (u == 0 || rows[u - 1].id != rows[i].id)
+            rows[u++].id = rows[i].id;
+    *out = rows;
+    *nout = u;
+    return TIER_OK;
+}
+
+/* Ids as rows of a padded statement. */
+static void bind_id(const void *rows, size_t i, MYSQL_BIND *p, unsigned long *lens, long long *nums)
+{
+    (void)lens;
+    nums[0] = ((const long long *)rows)[i];
+    tier_db_bind_i64(&p[0], &nums[0]);
+}
+
+static size_t id_bytes(const void *rows, size_t i)
+{
+    (void)rows;
+    (void)i;
+    return 8;
+}
+
+/* Reads one statement's rows into the crows. */
+typedef int (*chunk_fetch)(tier_db *db, MYSQL_STMT *st, crow *rows, size_t n, void *buf);
+
+typedef struct {
+    chunk_fetch fetch;
+    crow *rows;
+    size_t n;
+    void *buf;
+} fetch_arg;
+
+static int fetch_chunk(tier_db *db, MYSQL_STMT *st, void *arg)
+{
+    fetch_arg *f = arg;
+    return f->fetch(db, st, f->rows, f->n, f->buf);
+}
+
+/* Runs sqls (per PAD_ARITIES) over the ids of rows[i] for which pick(rows[i])
+ * holds, in chunks of up to 1000; each chunk's result goes to fetch. */
+static int select_in(tier_db *db, char **sqls, crow *rows, size_t n, bool (*pick)(const crow *),
+                     chunk_fetch fetch, void *buf)
+{
+    long long *ids = calloc(n + 1, sizeof(*ids));
+    multi m = {sqls, 1, bind_id, id_bytes};
+    fetch_arg fa = {fetch, rows, n, buf};
+    size_t k = 0;
     int rv;
 
-    tier_db_bind_i64(&p[0], &lid);
-    if ((rv = tier_db_run(db, SQL_LOCK, p, &st)) != TIER_OK)
-        return rv;
-    tier_db_bind_buf(&res[0], rb->service, sizeof(rb->service) - 1, &rb->sl, &rb->sn);
-    tier_db_bind_i64(&res[1], &rb->cid);
-    tier_db_bind_buf(&res[2], rb->author, sizeof(rb->author) - 1, &rb->al, &rb->an);
-    tier_db_bind_buf(&res[3], rb->body, sizeof(rb->body) - 1, &rb->bl, &rb->bn);
-    res[3].buffer_type = MYSQL_TYPE_BLOB;
-    tier_db_bind_i64(&res[4], &rb->created);
-    tier_db_bind_i64(&res[5], &rb->modified);
-    tier_db_bind_i32(&res[6], &rb->deleted);
-    tier_db_bind_i64(&res[7], &rb->last);
-    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
-        return tier_db_status(db, st, "lock comment");
-    rv = mysql_stmt_fetch(st);
-    mysql_stmt_free_result(st);
-    if (rv == MYSQL_NO_DATA)
-        return TIER_NOT_FOUND;
-    if (rv != 0 && rv != MYSQL_DATA_TRUNCATED)
-        return tier_db_status(db, st, "lock comment");
-    return TIER_OK;
-}
-
-static int set_deleted(tier_db *db, int64_t id, int deleted, int64_t ms)
-{
-    MYSQL_BIND p[3];
-    long long lid = id, lms = ms;
-    MYSQL_STMT *st;
-
-    tier_db_bind_i32(&p[0], &deleted);
-    tier_db_bind_i64(&p[1], &lms);
-    tier_db_bind_i64(&p[2], &lid);
-    return tier_db_run(db, SQL_SET_DELETED, p, &st);
-}
-
-static int set_body(tier_db *db, int64_t id, const char *body, size_t len, int64_t ms)
-{
-    MYSQL_BIND p[3];
-    long long lid = id, lms = ms;
-    unsigned long bl = len;
-    MYSQL_STMT *st;
-
-    bind_blob(&p[0], body, &bl);
-    tier_db_bind_i64(&p[1], &lms);
-    tier_db_bind_i64(&p[2], &lid);
-    return tier_db_run(db, SQL_EDIT, p, &st);
-}
-
-/* Fills op->after from the row as it is after the change. */
-static int fill_after(tier_comment_op *op, const row_buf *rb)
-{
-    tier_comment *c = &op->after;
-    size_t bl = op->kind == TIER_COP_EDIT ? op->body_len : clamp(rb->bl, sizeof(rb->body));
-
-    c->id = op->id;
-    c->service = dup_n(rb->service, clamp(rb->sl, sizeof(rb->service)));
-    c->cid = rb->cid;
-    c->author = dup_n(rb->author, clamp(rb->al, sizeof(rb->author)));
-    c->body = dup_n(op->kind == TIER_COP_EDIT ? op->body : rb->body, bl);
-    c->body_len = bl;
-    c->created_ms = rb->created;
-    c->modified_ms = op->kind == TIER_COP_EDIT ? op->time_ms : rb->modified;
-    c->deleted = op->kind == TIER_COP_DELETE;
-    if (c->service == NULL || c->author == NULL || c->body == NULL)
+    if (ids == NULL)
         return TIER_RESOURCE_EXHAUSTED;
-    return TIER_OK;
+    for (size_t i = 0; i < n; i++)
+        if (pick == NULL || pick(&rows[i]))
+            ids[k++] = rows[i].id;
+    rv = run_padded(db, &m, ids, k, fetch_chunk, &fa);
+    free(ids);
+    return rv;
+}
+
+static int fetch_locked(tier_db *db, MYSQL_STMT *st, crow *rows, size_t n, void *buf)
+{
+    lock_buf *lb = buf;
+    MYSQL_BIND res[9];
+    int rv;
+
+    tier_db_bind_i64(&res[0], &lb->id);
+    tier_db_bind_buf(&res[1], lb->service, sizeof(lb->service) - 1, &lb->sl, &lb->sn);
+    tier_db_bind_i64(&res[2], &lb->cid);
+    tier_db_bind_buf(&res[3], lb->author, sizeof(lb->author) - 1, &lb->al, &lb->an);
+    tier_db_bind_i64(&res[4], &lb->created);
+    tier_db_bind_i64(&res[5], &lb->modified);
+    tier_db_bind_i32(&res[6], &lb->deleted);
+    tier_db_bind_i64(&res[7], &lb->last);
+    tier_db_bind_buf(&res[8], lb->body, sizeof(lb->body) - 1, &lb->bl, &lb->bn);
+    res[8].buffer_type = MYSQL_TYPE_BLOB;
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+        return tier_db_status(db, st, "lock comments");
+    while ((rv = mysql_stmt_fetch(st)) == 0 || rv == MYSQL_DATA_TRUNCATED) {
+        crow *c = crow_find(rows, n, lb->id);
+        if (c == NULL || c->found)
+            continue;
+        c->found = true;
+        c->service = dup_n(lb->service, clamp(lb->sl, sizeof(lb->service)));
+        c->author = dup_n(lb->author, clamp(lb->al, sizeof(lb->author)));
+        c->cid = lb->cid;
+        c->created = lb->created;
+        c->modified = lb->modified;
+        c->deleted = lb->deleted;
+        c->last = lb->last;
+        if (lb->with_body) {
+            c->stored_len = clamp(lb->bl, sizeof(lb->body));
+            c->stored = dup_n(lb->body, c->stored_len);
+        }
+        if (c->service == NULL || c->author == NULL || (lb->with_body && c->stored == NULL)) {
+            mysql_stmt_free_result(st);
+            return TIER_RESOURCE_EXHAUSTED;
+        }
+    }
+    mysql_stmt_free_result(st);
+    return rv == 1 ? tier_db_status(db, st, "lock comments") : TIER_OK;
+}
+
+static bool wants_stored(const crow *c)
+{
+    return c->found && c->want_stored;
+}
+
+/* Stored bodies, for replies that carry the whole comment (single calls). */
+static int fetch_bodies(tier_db *db, MYSQL_STMT *st, crow *rows, size_t n, void *buf)
+{
+    char *body = buf;
+    unsigned long bl;
+    my_bool bn;
+    long long id;
+    MYSQL_BIND res[2];
+    int rv;
+
+    tier_db_bind_i64(&res[0], &id);
+    tier_db_bind_buf(&res[1], body, TIER_COMMENT_BODY_MAX, &bl, &bn);
+    res[1].buffer_type = MYSQL_TYPE_BLOB;
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+        return tier_db_status(db, st, "comment bodies");
+    while ((rv = mysql_stmt_fetch(st)) == 0 || rv == MYSQL_DATA_TRUNCATED) {
+        crow *c = crow_find(rows, n, id);
+        if (c == NULL || c->stored != NULL)
+            continue;
+        c->stored_len = clamp(bl, TIER_COMMENT_BODY_MAX + 1);
+        if ((c->stored = dup_n(body, c->stored_len)) == NULL) {
+            mysql_stmt_free_result(st);
+            return TIER_RESOURCE_EXHAUSTED;
+        }
+    }
+    mysql_stmt_free_result(st);
+    return rv == 1 ? tier_db_status(db, st, "comment bodies") : TIER_OK;
 }
 
 /*
@@ -439,10 +682,10 @@ static int fill_after(tier_comment_op *op, const row_buf *rb)
  * a backfill within the clock skew, or a clock step back, put the floor
  * after now.
  */
-static bool in_order(tier_comment_op *op, const row_buf *rb)
+static bool in_order(tier_comment_op *op, const crow *c)
 {
-    bool transition = op->kind != TIER_COP_EDIT && rb->last > rb->created;
-    int64_t floor = transition ? rb->last : rb->created;
+    bool transition = op->kind != TIER_COP_EDIT && c->last > c->created;
+    int64_t floor = transition ? c->last : c->created;
 
     if (op->time_ms >= floor)
         return true;
@@ -467,42 +710,196 @@ static bool in_slots(const tier_db *db, int64_t cid)
     return s >= lo && s <= hi;
 }
 
-/* One edit/delete/restore; per-item outcomes go into op->code, the return
- * value is a failure of the whole transaction. */
-
-static int apply_change(tier_db *db, tier_comment_op *op, row_buf *rb)
+/* Judges op against c as the earlier ops left it; sets op->code. */
+static bool judge(tier_db *db, tier_comment_op *op, const crow *c)
 {
-    int rv = lock_row(db, op->id, rb);
-
     op->code = TIER_OK;
-    if (rv == TIER_NOT_FOUND) {
+    if (c == NULL || !c->found) {
         op->code = TIER_NOT_FOUND;
-        return TIER_OK;
+        return false;
     }
-    if (rv != TIER_OK)
-        return rv;
     /* Another shard's comment: its writer keeps its content's minutes in
      * memory, so it must be the one to change it. */
-    if (!in_slots(db, rb->cid)) {
+    if (!in_slots(db, c->cid)) {
         op->code = TIER_FAILED_PRECONDITION;
         op->floor = TIER_FLOOR_SHARD;
-        op->cid = rb->cid; /* the caller names its shard's owner */
-        return TIER_OK;
+        op->cid = c->cid; /* the caller names its shard's owner */
+        return false;
     }
     /* A deleted comment can only be restored: editing it would change
      * what nobody can see. */
-    if ((op->kind != TIER_COP_RESTORE && rb->deleted) ||
-        (op->kind == TIER_COP_RESTORE && !rb->deleted)) {
+    if ((op->kind != TIER_COP_RESTORE && c->deleted) ||
+        (op->kind == TIER_COP_RESTORE && !c->deleted)) {
         op->code = TIER_FAILED_PRECONDITION;
-        return TIER_OK;
+        return false;
     }
-    if (!in_order(op, rb))
-        return TIER_OK;
-    if (op->kind == TIER_COP_EDIT)
-        rv = set_body(db, op->id, op->body, op->body_len, op->time_ms);
-    else
-        rv = set_deleted(db, op->id, op->kind == TIER_COP_DELETE, op->time_ms);
-    return rv != TIER_OK ? rv : fill_after(op, rb);
+    return in_order(op, c);
+}
+
+/* Applies an accepted op to c in memory and fills op->after (its body:
+ * the flush's edit, or the stored one filled in later, or none). */
+static int apply_mem(tier_comment_op *op, crow *c)
+{
+    tier_comment *a = &op->after;
+
+    if (op->kind == TIER_COP_EDIT) {
+        c->body = op->body;
+        c->body_len = op->body_len;
+        c->modified = op->time_ms;
+        c->body_dirty = true;
+    } else {
+        c->deleted = op->kind == TIER_COP_DELETE;
+        c->last = op->time_ms;
+        c->state_dirty = true;
+    }
+    *a = (tier_comment){op->id, NULL, c->cid, NULL, NULL, 0, c->created, c->modified, c->deleted};
+    a->service = dup_n(c->service, strlen(c->service));
+    a->author = dup_n(c->author, strlen(c->author));
+    if (!op->no_body && c->body != NULL) {
+        a->body = dup_n(c->body, c->body_len);
+        a->body_len = c->body_len;
+    } else if (!op->no_body) {
+        c->want_stored = true; /* filled by fill_stored */
+    } else {
+        a->body = dup_n("", 0);
+    }
+    if (a->service == NULL || a->author == NULL || (a->body == NULL && !c->want_stored))
+        return TIER_RESOURCE_EXHAUSTED;
+    return TIER_OK;
+}
+
+/* The replies still missing their body get the stored one. */
+static int fill_stored(tier_comment_op **ops, size_t n, crow *rows, size_t nr)
+{
+    for (size_t i = 0; i < n; i++) {
+        tier_comment_op *op = ops[i];
+        crow *c;
+        if (op->kind == TIER_COP_POST || op->code != TIER_OK || op->after.body != NULL)
+            continue;
+        c = crow_find(rows, nr, op->id);
+        op->after.body = dup_n(c && c->stored ? c->stored : "", c ? c->stored_len : 0);
+        op->after.body_len = c && c->stored ? c->stored_len : 0;
+        if (op->after.body == NULL)
+            return TIER_RESOURCE_EXHAUSTED;
+    }
+    return TIER_OK;
+}
+
+/* comments rows written back: (id, deleted, last_transition_ms) ... */
+static void bind_state(const void *rows, size_t i, MYSQL_BIND *p, unsigned long *lens,
+                       long long *nums)
+{
+    const crow *c = ((crow *const *)rows)[i];
+    (void)lens;
+    nums[0] = c->id;
+    nums[1] = c->deleted;
+    nums[2] = c->last;
+    for (int k = 0; k < 3; k++)
+        tier_db_bind_i64(&p[k], &nums[k]);
+}
+
+/* ... and (id, body, modified_ms) of the edited ones. */
+static void bind_body(const void *rows, size_t i, MYSQL_BIND *p, unsigned long *lens,
+                      long long *nums)
+{
+    const crow *c = ((crow *const *)rows)[i];
+    nums[0] = c->id;
+    nums[1] = c->modified;
+    lens[0] = c->body_len;
+    tier_db_bind_i64(&p[0], &nums[0]);
+    bind_blob(&p[1], c->body, &lens[0]);
+    tier_db_bind_i64(&p[2], &nums[1]);
+}
+
+static size_t state_bytes(const void *rows, size_t i)
+{
+    (void)rows;
+    (void)i;
+    return 64;
+}
+
+static size_t body_bytes(const void *rows, size_t i)
+{
+    return ((crow *const *)rows)[i]->body_len + 64;
+}
+
+static const multi SET_STATE = {state_sql, 3, bind_state, state_bytes};
+static const multi SET_BODY = {body_sql, 3, bind_body, body_bytes};
+
+/* Writes the final state of every changed comment: two statements (per
+ * 1000 rows) at most. */
+static int write_back(tier_db *db, crow *rows, size_t n)
+{
+    crow **st = malloc((n + 1) * sizeof(*st)), **bd = malloc((n + 1) * sizeof(*bd));
+    size_t ns = 0, nb = 0;
+    int rv = st && bd ? TIER_OK : TIER_RESOURCE_EXHAUSTED;
+
+    for (size_t i = 0; rv == TIER_OK && i < n; i++) {
+        if (rows[i].state_dirty)
+            st[ns++] = &rows[i];
+        if (rows[i].body_dirty)
+            bd[nb++] = &rows[i];
+    }
+    if (rv == TIER_OK && ns > 0)
+        rv = run_padded(db, &SET_STATE, st, ns, NULL, NULL);
+    if (rv == TIER_OK && nb > 0)
+        rv = run_padded(db, &SET_BODY, bd, nb, NULL, NULL);
+    free(st);
+    free(bd);
+    return rv;
+}
+
+/* Every edit/delete/restore of ops: per-item outcomes go into op->code,
+ * the accepted count changes into g; the return value is a failure of the
+ * whole transaction. */
+static int apply_changes(tier_db *db, tier_comment_op **ops, size_t n, agg *g)
+{
+    crow *rows = NULL;
+    size_t nr = 0;
+    bool stored = false;
+    void *buf = NULL;
+    lock_buf *lb;
+    int rv = crows_collect(ops, n, &rows, &nr);
+
+    if (rv != TIER_OK || nr == 0)
+        goto out;
+    if ((buf = malloc(sizeof(lock_buf))) == NULL) { /* also fetch_bodies' buffer */
+        rv = TIER_RESOURCE_EXHAUSTED;
+        goto out;
+    }
+    lb = buf;
+    lb->with_body = false;
+    for (size_t i = 0; i < n && nr <= LOCK_BODIES_MAX; i++)
+        lb->with_body = lb->with_body || (ops[i]->kind != TIER_COP_POST && !ops[i]->no_body);
+    rv = select_in(db, lb->with_body ? lock_body_sql : lock_sql, rows, nr, NULL, fetch_locked, buf);
+    if (rv != TIER_OK)
+        goto out;
+    TIER_CRASH_AT("comments.after_lock");
+    for (size_t i = 0; rv == TIER_OK && i < n; i++) {
+        tier_comment_op *op = ops[i];
+        crow *c;
+        if (op->kind == TIER_COP_POST)
+            continue;
+        c = crow_find(rows, nr, op->id);
+        if (!judge(db, op, c))
+            continue;
+        rv = apply_mem(op, c);
+        stored = stored || c->want_stored;
+        /* An edit changes no count: it writes no comment_minute row. */
+        if (rv == TIER_OK && op->kind != TIER_COP_EDIT)
+            agg_add(g, op->after.service, op->after.cid, op->time_ms, op->kind);
+    }
+    /* Read before write_back: a later edit in this flush must not show. */
+    if (rv == TIER_OK && stored && !lb->with_body)
+        rv = select_in(db, bodies_sql, rows, nr, wants_stored, fetch_bodies, lb->body);
+    if (rv == TIER_OK && stored)
+        rv = fill_stored(ops, n, rows, nr);
+    if (rv == TIER_OK)
+        rv = write_back(db, rows, nr);
+out:
+    free(buf);
+    crows_free(rows, nr);
+    return rv;
 }
 
 /* ------------------------------------------------------------ apply */
@@ -512,7 +909,6 @@ static int apply_ops(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next
                      tier_comment_op **posts, agg *g)
 {
     size_t np = 0, nk = 0;
-    row_buf *rb = NULL;
     int rv;
 
     for (size_t i = 0; i < n; i++) {
@@ -533,21 +929,8 @@ static int apply_ops(tier_db *db, tier_comment_op **ops, size_t n, int64_t *next
     /* ALREADY_EXISTS here: a resend of a post already stored (sql/011). */
     if (nk > 0 && (rv = run_multi(db, &INSERT_KEYS, posts, nk)) != TIER_OK)
         return rv;
-    for (size_t i = 0; i < n; i++) {
-        tier_comment_op *op = ops[i];
-        if (op->kind == TIER_COP_POST)
-            continue;
-        if (rb == NULL && (rb = malloc(sizeof(*rb))) == NULL)
-            return TIER_RESOURCE_EXHAUSTED;
-        if ((rv = apply_change(db, op, rb)) != TIER_OK) {
-            free(rb);
-            return rv;
-        }
-        /* An edit changes no count: it writes no comment_minute row. */
-        if (op->code == TIER_OK && op->kind != TIER_COP_EDIT)
-            agg_add(g, op->after.service, op->after.cid, op->time_ms, op->kind);
-    }
-    free(rb);
+    if ((rv = apply_changes(db, ops, n, g)) != TIER_OK)
+        return rv;
     /* Rows locked in one global order: two transactions upserting the same
      * hot minutes (two flushers) then wait for each other, never deadlock. */
     qsort(g->rows, g->n, sizeof(*g->rows), minute_cmp);
@@ -656,13 +1039,25 @@ int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *n
 
 /* ------------------------------------------------------------ reads */
 
+/* Result buffers of a LatestComments row. */
+typedef struct {
+    char service[TIER_COMMENT_SERVICE_MAX * 4 + 1];
+    char author[TIER_COMMENT_AUTHOR_MAX * 4 + 1];
+    char body[TIER_COMMENT_BODY_MAX + 1];
+    unsigned long sl, al, bl;
+    my_bool sn, an, bn;
+} row_buf;
+
 int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t service_len,
-                         int64_t before, uint32_t limit, tier_comment_fn fn, void *arg)
+                         int64_t before_ms, int64_t before_id, uint32_t limit, tier_comment_fn fn,
+                         void *arg)
 {
-    MYSQL_BIND p[4], res[7];
-    long long lcid = cid, lbefore = before, llimit = limit, id, rcid, created, modified;
+    MYSQL_BIND p[6], res[7];
+    long long lcid = cid, lms = before_ms, lbefore = before_id, llimit = limit, id, rcid, created,
+              modified;
     unsigned long sl = service_len;
     row_buf *rb = malloc(sizeof(*rb));
+    const char *sql = service_len > 0 ? SQL_LATEST_CREATED_SVC : SQL_LATEST_CREATED;
     MYSQL_STMT *st;
     size_t k = 0;
     int rv;
@@ -672,9 +1067,11 @@ int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t s
     if (service_len > 0)
         tier_db_bind_str(&p[k++], service, &sl);
     tier_db_bind_i64(&p[k++], &lcid);
+    tier_db_bind_i64(&p[k++], &lms);
+    tier_db_bind_i64(&p[k++], &lms);
     tier_db_bind_i64(&p[k++], &lbefore);
     tier_db_bind_i64(&p[k++], &llimit);
-    if ((rv = tier_db_run(db, service_len > 0 ? SQL_LATEST_SVC : SQL_LATEST, p, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, sql, p, &st)) != TIER_OK)
         goto out;
     tier_db_bind_i64(&res[0], &id);
     tier_db_bind_buf(&res[1], rb->service, sizeof(rb->service) - 1, &rb->sl, &rb->sn);
@@ -703,6 +1100,62 @@ int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t s
 out:
     free(rb);
     return rv;
+}
+
+int tier_comments_created_of(tier_db *db, int64_t id, int64_t *created_ms)
+{
+    MYSQL_BIND p[1], res[1];
+    long long lid = id, v = 0;
+    MYSQL_STMT *st;
+    int rv;
+
+    tier_db_bind_i64(&p[0], &lid);
+    if ((rv = tier_db_run(db, SQL_CREATED_OF, p, &st)) != TIER_OK)
+        return rv;
+    tier_db_bind_i64(&res[0], &v);
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+        return tier_db_status(db, st, "created of");
+    rv = mysql_stmt_fetch(st);
+    mysql_stmt_free_result(st);
+    if (rv == MYSQL_NO_DATA)
+        return TIER_NOT_FOUND;
+    if (rv != 0)
+        return tier_db_status(db, st, "created of");
+    *created_ms = v;
+    return TIER_OK;
+}
+
+int tier_comments_by_author(tier_db *db, const char *author, size_t author_len, const char *service,
+                            size_t service_len, int64_t at_ms, uint32_t limit, int64_t *ids,
+                            size_t *n)
+{
+    MYSQL_BIND p[7], res[1];
+    unsigned long al = author_len, sl = service_len;
+    long long lo, hi, lim = limit, id, at = at_ms > 0 ? at_ms : INT64_MAX;
+    MYSQL_STMT *st;
+    size_t k = 0;
+    int rv;
+
+    *n = 0;
+    tier_db_slots(db, &lo, &hi); /* this shard's contents only */
+    tier_db_bind_str(&p[k++], author, &al);
+    tier_db_bind_i64(&p[k++], &at);
+    tier_db_bind_i64(&p[k++], &at);
+    if (service_len > 0)
+        tier_db_bind_str(&p[k++], service, &sl);
+    tier_db_bind_i64(&p[k++], &lo);
+    tier_db_bind_i64(&p[k++], &hi);
+    tier_db_bind_i64(&p[k++], &lim);
+    if ((rv = tier_db_run(db, service_len > 0 ? SQL_BY_AUTHOR_SVC : SQL_BY_AUTHOR, p, &st)) !=
+        TIER_OK)
+        return rv;
+    tier_db_bind_i64(&res[0], &id);
+    if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
+        return tier_db_status(db, st, "by author");
+    while ((rv = mysql_stmt_fetch(st)) == 0 && *n < limit)
+        ids[(*n)++] = id;
+    mysql_stmt_free_result(st);
+    return rv == 1 ? tier_db_status(db, st, "by author") : TIER_OK;
 }
 
 int tier_comments_scan_minutes(tier_db *db, int64_t from_minute, tier_minute_fn fn, void *arg)

@@ -98,6 +98,9 @@ typedef struct {
     bool replayed;
 
     bool live;
+    /* EDIT, DELETE, RESTORE: `after` without its body (an empty one): the
+     * batch calls, whose replies must fit 4 MiB for 10,000 items. */
+    bool no_body;
 
     int code;
     tier_comment_floor floor; /* why time_ms was refused; NONE otherwise */
@@ -120,9 +123,13 @@ int tier_comments_max_id(tier_db *db, int64_t *out);
 
 /*
  * Applies ops[0..n) in one transaction: posts first (ids from *next_id on,
- * in order), then edits/deletes/restores in order, each reading the
- * comment's row FOR UPDATE so changes of one comment serialise; then the
- * aggregated count changes are upserted into comment_minute; then COMMIT.
+ * in order), then edits/deletes/restores: all their comments read FOR
+ * UPDATE at once (one statement per 1000 ids), the ops judged and applied
+ * in memory in submission order (exactly as if one by one: delete then
+ * restore of one comment in one batch both succeed), the final rows
+ * written back with multi-row statements; then the aggregated count
+ * changes are upserted into comment_minute; then COMMIT.  So a flush costs
+ * a constant number of statements however many changes it carries.
  *
  * On TIER_OK every op has its code, *next_id has advanced, and *mins (malloc'ed,
  * caller frees; valid while the ops live) holds *nmins aggregated changes,
@@ -139,10 +146,24 @@ int tier_comments_apply(tier_db *db, tier_comment_op **ops, size_t n, int64_t *n
 /* Called per row; return non-zero to stop early. */
 typedef int (*tier_comment_fn)(void *arg, const tier_comment *c);
 
-/* Live comments of cid (of service, when service_len > 0) with id < before,
- * newest first, at most limit rows. */
+/* Live comments of cid (of service, when service_len > 0), newest first
+ * by (created_ms, id) (a backfilled comment lists at its time), those
+ * before the keyset cursor (before_ms, before_id) only, at most limit. */
 int tier_comments_latest(tier_db *db, int64_t cid, const char *service, size_t service_len,
-                         int64_t before, uint32_t limit, tier_comment_fn fn, void *arg);
+                         int64_t before_ms, int64_t before_id, uint32_t limit, tier_comment_fn fn,
+                         void *arg);
+
+/* The created_ms of comment id (deleted or not); NOT_FOUND when absent. */
+int tier_comments_created_of(tier_db *db, int64_t id, int64_t *created_ms);
+
+/* Up to limit ids of author's live comments (of service, when service_len >
+ * 0) whose content is in the connection's shard's slots, ascending; with
+ * at_ms > 0 only those a delete at at_ms may change (created and last
+ * restored at or before it), so a backfilled DeleteByAuthor never picks a
+ * comment it must refuse. */
+int tier_comments_by_author(tier_db *db, const char *author, size_t author_len, const char *service,
+                            size_t service_len, int64_t at_ms, uint32_t limit, int64_t *ids,
+                            size_t *n);
 
 /* Streams comment_minute rows with minute >= from_minute in minute order
  * (rows are not buffered: memory stays flat however many there are). */

@@ -13,7 +13,7 @@
 #include "tier_slot.h"
 #include "tier_status.h"
 
-#define STMT_CACHE 64
+#define STMT_CACHE 128
 
 struct tier_db {
     MYSQL *my;

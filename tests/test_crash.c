@@ -1094,6 +1094,108 @@ static void sc_comments_commit(fx *f)
     histories_initial(f);
 }
 
+/* A batch of 200 deletes, tierd dead with their comments locked and
+ * nothing written: the transaction is gone with the connection.  Every
+ * comment is live still, and comment_minute agrees with the comments
+ * table; the client's call, resent by its library to the restarted tierd,
+ * completes it (every item OK), and a second resend changes nothing
+ * (every item "already deleted", counts unchanged). */
+typedef struct {
+    fx *f;
+    int64_t ids[200];
+    int rv, ok, refused;
+} delete_call;
+
+static void *delete_thread(void *arg)
+{
+    delete_call *dc = arg;
+    Tier__DeleteCommentRequest items[200], *ptrs[200];
+    Tier__DeleteCommentsRequest q = TIER__DELETE_COMMENTS_REQUEST__INIT;
+    Tier__CommentsReply *r = NULL;
+    tier_client *c;
+
+    if ((dc->rv = tier_client_open(&c, dc->f->td.listen)) != TIER_OK)
+        return NULL;
+    tier_client_set_timeout(c, 30000);
+    for (int i = 0; i < 200; i++) {
+        tier__delete_comment_request__init(&items[i]);
+        items[i].id = dc->ids[i];
+        ptrs[i] = &items[i];
+    }
+    q.n_items = 200;
+    q.items = ptrs;
+    dc->ok = dc->refused = 0;
+    if ((dc->rv = tier_delete_comments(c, &q, &r, NULL)) == TIER_OK)
+        for (size_t i = 0; i < r->n_results; i++)
+            r->results[i]->code == 0 ? dc->ok++ : dc->refused++;
+    tier_free(r);
+    tier_client_close(c);
+    return NULL;
+}
+
+/* comment_minute's sum for cid equals its live comments. */
+static long long minute_sum_checked(fx *f, int cid)
+{
+    char q[256], a[32], b[32];
+
+    snprintf(q, sizeof(q), "SELECT COALESCE(SUM(delta), 0) FROM comment_minute WHERE cid = %d",
+             cid);
+    tier_test_sql1(f->my, q, a, sizeof(a));
+    snprintf(q, sizeof(q), "SELECT COUNT(*) FROM comments WHERE cid = %d AND deleted = 0", cid);
+    tier_test_sql1(f->my, q, b, sizeof(b));
+    cr_assert_str_eq(a, b, "%s: cid %d: comment_minute says %s, comments %s", f->point, cid, a, b);
+    return atoll(b);
+}
+
+static void sc_comments_lock(fx *f)
+{
+    delete_call dc = {.f = f};
+    Tier__PostCommentRequest items[200], *ptrs[200];
+    Tier__PostCommentsRequest pq = TIER__POST_COMMENTS_REQUEST__INIT;
+    Tier__PostCommentsReply *pr = NULL;
+    pthread_t th;
+
+    tierd_up(f, "comments.after_lock"); /* posts alone never reach it */
+    for (int i = 0; i < 200; i++) {
+        tier__post_comment_request__init(&items[i]);
+        items[i].service = "news";
+        items[i].cid = 1 + i % 2;
+        items[i].author = "crash";
+        items[i].body = "batch";
+        ptrs[i] = &items[i];
+    }
+    pq.n_comments = 200;
+    pq.comments = ptrs;
+    cr_assert_eq(tier_post_comments(f->c, &pq, &pr, &E), TIER_OK, "%s", E.message);
+    for (int i = 0; i < 200; i++)
+        dc.ids[i] = pr->results[i]->id;
+    tier_free(pr);
+    cr_assert_eq(pthread_create(&th, NULL, delete_thread, &dc), 0);
+    expect_crash(f, &f->td.pid, "tierd");
+    cr_assert_eq(minute_sum_checked(f, 1) + minute_sum_checked(f, 2), 200,
+                 "%s: a delete survived the crash uncommitted", f->point);
+    tierd_up(f, NULL);
+    pthread_join(th, NULL);
+    cr_assert_eq(dc.rv, TIER_OK, "%s: the resent batch was not answered", f->point);
+    cr_assert_eq(dc.ok, 200, "%s: %d of 200 deleted by the resend", f->point, dc.ok);
+    cr_assert_eq(minute_sum_checked(f, 1) + minute_sum_checked(f, 2), 0);
+    delete_thread(&dc); /* a client's own retry: nothing changes */
+    cr_assert_eq(dc.rv, TIER_OK);
+    cr_assert_eq(dc.refused, 200, "%s: a second delete was accepted", f->point);
+    cr_assert_eq(minute_sum_checked(f, 1) + minute_sum_checked(f, 2), 0);
+    Tier__TopContentsRequest tq = TIER__TOP_CONTENTS_REQUEST__INIT;
+    Tier__TopContentsReply *tr = NULL;
+    int64_t now = tier_now_ms() / 60000 * 60000;
+    tq.from_ms = now - 5 * 60000;
+    tq.to_ms = now + 60000;
+    cr_assert_eq(tier_top_contents(f->c, &tq, &tr, &E), TIER_OK, "%s", E.message);
+    for (size_t i = 0; i < tr->n_rows; i++)
+        cr_assert_eq(tr->rows[i]->change, 0, "%s: cid %lld counted %lld", f->point,
+                     (long long)tr->rows[i]->cid, (long long)tr->rows[i]->change);
+    tier_free(tr);
+    histories_initial(f);
+}
+
 /* SetPolicy committed, tierd dead before the reply: the restarted tierd
  * runs the new policy (version 1), and its planner moves a hot content. */
 static void sc_setpolicy_commit(fx *f)
@@ -1369,6 +1471,7 @@ static const scenario SCENARIOS[] = {
     {"migrate.before_retire", sc_migrate_before_retire, B_B_S_G, false},
     {"migrate.after_rmdir", sc_migrate_after_rmdir, B_B_S_G, false},
     {"views.after_commit", sc_views_commit, B_B_S_G, false},
+    {"comments.after_lock", sc_comments_lock, B_B_S_G, false},
     {"comments.after_commit", sc_comments_commit, B_B_S_G, false},
     {"setpolicy.after_commit", sc_setpolicy_commit, B_B_S_G, false},
     {"planner.after_script", sc_planner_script, B_B_S_G, false},

@@ -722,3 +722,63 @@ Test(shards, comment_changes_route_by_id)
     tier_cluster_close(cl);
     teardown(&f);
 }
+
+/* Batches of changes (issue 12): a tierd refuses a batch naming another
+ * shard's id whole (MOVED); libtier's cluster handle cuts it by id %
+ * shards and answers in request order; DeleteByAuthor through any tierd
+ * covers every shard. */
+Test(shards, comment_batches_split_by_id_and_delete_by_author_fans_out)
+{
+    fx f;
+    tier_cluster *cl;
+    char seeds[600], n[32];
+    int64_t ids[SHARDS * 2];
+    Tier__DeleteCommentRequest items[SHARDS * 2], *ptrs[SHARDS * 2];
+    Tier__DeleteCommentsRequest dq = TIER__DELETE_COMMENTS_REQUEST__INIT;
+    Tier__CommentsReply *dr = NULL;
+
+    setup(&f);
+    add_all(&f);
+    snprintf(seeds, sizeof(seeds), "%s,%s,%s", f.td[0].listen, f.td[1].listen, f.td[2].listen);
+    cr_assert_eq(tier_cluster_open(&cl, seeds, NULL, &E), TIER_OK, "%s", E.message);
+    for (int i = 0; i < SHARDS * 2; i++) {
+        Tier__PostCommentRequest pq = TIER__POST_COMMENT_REQUEST__INIT;
+        Tier__PostCommentReply *pr = NULL;
+        pq.service = "news";
+        pq.cid = f.cid[i % SHARDS][1];
+        pq.author = i < SHARDS ? "spam" : "batch";
+        pq.body = "b";
+        cr_assert_eq(tier_cluster_post_comment(cl, &pq, &pr, &E), TIER_OK, "%s", E.message);
+        ids[i] = pr->id;
+        tier_free(pr);
+    }
+    for (int i = 0; i < SHARDS; i++) { /* the "batch" ones, in reverse */
+        tier__delete_comment_request__init(&items[i]);
+        items[i].id = ids[2 * SHARDS - 1 - i];
+        ptrs[i] = &items[i];
+    }
+    dq.n_items = SHARDS;
+    dq.items = ptrs;
+    cr_expect_eq(tier_delete_comments(f.c[0], &dq, &dr, &E), TIER_FAILED_PRECONDITION);
+    cr_expect(E.moved_to[0] != '\0', "MOVED names the owner: %s", E.message);
+    cr_assert_eq(tier_cluster_delete_comments(cl, &dq, &dr, &E), TIER_OK, "%s", E.message);
+    cr_assert_eq(dr->n_results, SHARDS);
+    for (int i = 0; i < SHARDS; i++) {
+        cr_expect_eq(dr->results[i]->code, TIER_OK, "%s", dr->results[i]->message);
+        cr_expect_eq(dr->results[i]->id, items[i].id, "results in request order");
+    }
+    tier_free(dr);
+    Tier__DeleteByAuthorRequest aq = TIER__DELETE_BY_AUTHOR_REQUEST__INIT;
+    Tier__DeleteByAuthorReply *ar = NULL;
+    aq.author = "spam";
+    cr_assert_eq(tier_delete_by_author(f.c[1], &aq, &ar, &E), TIER_OK, "%s", E.message);
+    cr_expect_eq(ar->deleted, SHARDS, "every shard's comments of the author");
+    cr_expect_eq(ar->remaining, 0);
+    tier_free(ar);
+    tier_test_sql1(f.my, "SELECT COUNT(*) FROM comments WHERE deleted = 0", n, sizeof(n));
+    cr_expect_str_eq(n, "0");
+    tier_test_sql1(f.my, "SELECT COALESCE(SUM(delta), 0) FROM comment_minute", n, sizeof(n));
+    cr_expect_str_eq(n, "0");
+    tier_cluster_close(cl);
+    teardown(&f);
+}

@@ -374,3 +374,43 @@ Test(tierctl, wait_and_watch_a_move)
     cr_assert(strstr(out, "failed") != NULL, "%s", out);
     teardown(&f);
 }
+
+/* comment delete/restore with several ids (DeleteComments...), and
+ * --author (DeleteByAuthor until done). */
+Test(tierctl, comment_batches)
+{
+    fx f;
+    char a[8192], ids[3][24];
+    setup(&f);
+    for (int i = 0; i < 3; i++) {
+        Tier__PostCommentRequest pr = TIER__POST_COMMENT_REQUEST__INIT;
+        Tier__PostCommentReply *prep;
+        pr.service = "news";
+        pr.cid = 4;
+        pr.author = i < 2 ? "spam" : "ok";
+        pr.body = "b";
+        cr_assert_eq(tier_post_comment(f.c, &pr, &prep, NULL), TIER_OK);
+        snprintf(ids[i], sizeof(ids[i]), "%lld", (long long)prep->id);
+        tier_free(prep);
+    }
+    /* An unknown id: its line says so, the exit status is NOT_FOUND's. */
+    int st = ctl(a, sizeof(a), "--url", f.td.listen, "comment", "delete", ids[0], "999999", NULL);
+    cr_assert_eq(st, 64 + TIER_NOT_FOUND, "%d: %s", st, a);
+    cr_assert(strstr(a, " ok\n") != NULL && strstr(a, "999999  NOT_FOUND") != NULL, "%s", a);
+    cr_assert_eq(ctl(a, sizeof(a), "--url", f.td.listen, "--json", "comment", "restore", ids[0],
+                     ids[2], NULL),
+                 64 + TIER_FAILED_PRECONDITION, "%s", a);
+    cr_assert_eq(
+        ctl(a, sizeof(a), "--url", f.td.listen, "comment", "delete", "--author", "spam", NULL), 0,
+        "%s", a);
+    cr_assert(strstr(a, "2 comments of spam deleted") != NULL, "%s", a);
+    cr_assert_eq(ctl(a, sizeof(a), "--url", f.td.listen, "comments", "4", NULL), 0, "%s", a);
+    char line[64];
+    snprintf(line, sizeof(line), "%s  news  cid 4  ok", ids[2]);
+    cr_assert(strncmp(a, line, strlen(line)) == 0, "only ok's comment is left: %s", a);
+    cr_assert(strstr(a + 1, "  news  ") == strstr(a, "  news  "), "one comment: %s", a);
+    cr_assert_eq(
+        ctl(a, sizeof(a), "--url", f.td.listen, "comment", "restore", "--author", "x", NULL), 2,
+        "%s", a);
+    teardown(&f);
+}

@@ -39,6 +39,7 @@ const char *const tierd_crash_points[] = {
     /* the tiering policy (docs/POLICY.md) */
     "views.after_commit", /* increments committed to MySQL; no reply */
     /* comments (ranking_write.c) */
+    "comments.after_lock",    /* a flush's changed comments locked; nothing written */
     "comments.after_commit",  /* a group commit of comments in MySQL; no index update, no reply */
     "setpolicy.after_commit", /* the new policy version in MySQL; memory the old, no reply */
     "planner.after_script",   /* the planner's jobs in Redis; their targets not noted */

@@ -246,6 +246,15 @@ int ranking_register(ranking *r, tier_rpc_server *srv)
          &tier__comment_reply__descriptor, ranking_h_delete_comment},
         {TIER_M_RESTORE_COMMENT, &tier__restore_comment_request__descriptor,
          &tier__comment_reply__descriptor, ranking_h_restore_comment},
+        /* Batches wait for their flushes on a pooled thread. */
+        {TIER_M_DELETE_COMMENTS, &tier__delete_comments_request__descriptor,
+         &tier__comments_reply__descriptor, ranking_h_delete_comments},
+        {TIER_M_RESTORE_COMMENTS, &tier__restore_comments_request__descriptor,
+         &tier__comments_reply__descriptor, ranking_h_restore_comments},
+        {TIER_M_EDIT_COMMENTS, &tier__edit_comments_request__descriptor,
+         &tier__comments_reply__descriptor, ranking_h_edit_comments},
+        {TIER_M_DELETE_BY_AUTHOR, &tier__delete_by_author_request__descriptor,
+         &tier__delete_by_author_reply__descriptor, ranking_h_delete_by_author},
         /* Pooled: the index query takes a read lock, which a flush or the
          * close of a minute may hold for a while. */
         {TIER_M_TOP_CONTENTS, &tier__top_contents_request__descriptor,

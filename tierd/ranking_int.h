@@ -5,6 +5,7 @@
  *                    tick, method registration, the Health probe
  *   ranking_write.c  PostComment(s), Edit/Delete/RestoreComment and the
  *                    batcher's flush (MySQL transaction, then the index)
+ *   ranking_batch.c  Delete/Restore/EditComments and DeleteByAuthor
  *   ranking_read.c   TopContents (the index) and LatestComments (MySQL)
  *   ranking_cursor.c TopContents' paging cursor
  *   ranking_watch.c  WatchTop: held calls answered when a top list changes
@@ -32,6 +33,8 @@
 #define RANKING_MAX_SKEW_MS 5000
 /* Largest PostComments batch accepted. */
 #define RANKING_MAX_POSTS 10000
+/* Largest Delete/Restore/EditComments batch, and DeleteByAuthor's limit. */
+#define RANKING_MAX_CHANGES 10000
 /* Most items one flush commits at once. */
 #define RANKING_MAX_BATCH 4096
 /* Flushes in progress at once: while one waits for its COMMIT's fsync the
@@ -71,6 +74,12 @@ static inline int64_t ranking_minute(int64_t ms)
 /* Validation shared by the handlers. */
 bool ranking_service_valid(const char *s, size_t len);
 bool ranking_utf8_valid(const char *s, size_t len);
+bool ranking_body_valid(const char *s, size_t len);
+/* Why a change was refused ("<why>: <id>", with the times when out of
+ * order), as the single calls and the batches report it. */
+void ranking_refusal_text(const tier_comment_op *op, char *buf, size_t len);
+/* A comment copied into call's arena; NULL when out of memory. */
+Tier__Comment *ranking_comment_reply(tier_rpc_ctx *call, const tier_comment *c);
 
 /* TopContents' paging cursor (ranking_cursor.c). */
 #define RANKING_CURSOR_MAX 256
@@ -102,6 +111,15 @@ int ranking_h_delete_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessa
                              ProtobufCMessage *reply);
 int ranking_h_restore_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
                               ProtobufCMessage *reply);
+/* Batches (ranking_batch.c). */
+int ranking_h_delete_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                              ProtobufCMessage *reply);
+int ranking_h_restore_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                               ProtobufCMessage *reply);
+int ranking_h_edit_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                            ProtobufCMessage *reply);
+int ranking_h_delete_by_author(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                               ProtobufCMessage *reply);
 int ranking_h_top_contents(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
                            ProtobufCMessage *reply);
 int ranking_h_latest_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,

@@ -1,8 +1,9 @@
 /*
  * ranking_read.c -- the read side of ranking: TopContents, answered exactly
  * from the in-memory rank index (by change over a window, or by the hot
- * score; pages after a cursor, ranking_cursor.c), and LatestComments, answered from MySQL's
- * (cid, deleted, id) index with a keyset cursor (id < cursor), so a page
+ * score; pages after a cursor, ranking_cursor.c), and LatestComments,
+ * answered from MySQL's (cid, created_ms, id) index with a keyset cursor
+ * ((created_ms, id) of the cursor comment), so a page
  * costs the same however deep it is and concurrent posts never make a page
  * skip or repeat a comment.
  */
@@ -297,6 +298,7 @@ int ranking_h_latest_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMess
     Tier__LatestCommentsReply *rep = (Tier__LatestCommentsReply *)reply;
     size_t sl = q->service ? strlen(q->service) : 0;
     latest_page pg = {call, rep, q->n ? q->n : 20, 0, false, false};
+    int64_t before_ms = INT64_MAX;
     tier_db *db;
     int rv;
 
@@ -308,9 +310,18 @@ int ranking_h_latest_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMess
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     if ((db = tier_pool_get(r->deps->db)) == NULL)
         return tier_rpc_set_message(call, TIER_UNAVAILABLE, "MySQL unavailable");
+    /* The cursor comment's (created_ms, id) is where the page starts; its
+     * created_ms never changes (a delete is a mark). */
+    if (q->cursor > 0 && (rv = tier_comments_created_of(db, q->cursor, &before_ms)) != TIER_OK) {
+        tier_db_pool_put(r->deps->db, db);
+        if (rv == TIER_NOT_FOUND)
+            return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "cursor %lld names no comment",
+                                        (long long)q->cursor);
+        return tier_rpc_set_message(call, rv, "cannot read comments");
+    }
     /* n + 1 rows: the extra one only tells whether a further page exists. */
-    rv = tier_comments_latest(db, q->cid, q->service, sl, q->cursor ? q->cursor : INT64_MAX,
-                              pg.n + 1, latest_row, &pg);
+    rv = tier_comments_latest(db, q->cid, q->service, sl, before_ms,
+                              q->cursor ? q->cursor : INT64_MAX, pg.n + 1, latest_row, &pg);
     tier_db_pool_put(r->deps->db, db);
     if (rv != TIER_OK)
         return tier_rpc_set_message(call, rv, "cannot read comments");

@@ -67,7 +67,7 @@ bool ranking_utf8_valid(const char *s, size_t len)
     return true;
 }
 
-static bool body_valid(const char *s, size_t len)
+bool ranking_body_valid(const char *s, size_t len)
 {
     return len >= 1 && len <= TIER_COMMENT_BODY_MAX && s != NULL;
 }
@@ -85,7 +85,7 @@ static int check_post(const Tier__PostCommentRequest *c, int64_t now, tier_comme
         snprintf(msg, len, "cid must be positive");
     else if (al < 1 || al > TIER_COMMENT_AUTHOR_MAX || !ranking_utf8_valid(c->author, al))
         snprintf(msg, len, "author must be 1..255 bytes of UTF-8");
-    else if (!body_valid(c->body, bl))
+    else if (!ranking_body_valid(c->body, bl))
         snprintf(msg, len, "body must be 1..65536 bytes");
     else if (c->time_ms < 0 || c->time_ms > now + RANKING_MAX_SKEW_MS)
         snprintf(msg, len, "time_ms %lld is in the future (or negative)", (long long)c->time_ms);
@@ -370,7 +370,7 @@ int ranking_h_post_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessag
 /* ------------------------------------------------------------ edit, delete, restore */
 
 /* Copies a comment into the call's arena. */
-static Tier__Comment *comment_reply(tier_rpc_ctx *call, const tier_comment *c)
+Tier__Comment *ranking_comment_reply(tier_rpc_ctx *call, const tier_comment *c)
 {
     Tier__Comment *m = tier_rpc_alloc(call, sizeof(*m));
 
@@ -407,14 +407,21 @@ static const char *refusal(const tier_comment_op *op)
     return "comment is deleted (restore it first)";
 }
 
-/* "<why>: <id>", and for a time out of order the times it was between. */
-static int refusal_message(tier_rpc_ctx *call, const tier_comment_op *op)
+void ranking_refusal_text(const tier_comment_op *op, char *buf, size_t len)
 {
     if (op->floor == TIER_FLOOR_NONE || op->floor == TIER_FLOOR_SHARD)
-        return tier_rpc_set_message(call, op->code, "%s: %lld", refusal(op), (long long)op->id);
-    return tier_rpc_set_message(call, op->code, "%s: %lld (time_ms %lld, must be >= %lld)",
-                                refusal(op), (long long)op->id, (long long)op->time_ms,
-                                (long long)op->floor_ms);
+        snprintf(buf, len, "%s: %lld", refusal(op), (long long)op->id);
+    else
+        snprintf(buf, len, "%s: %lld (time_ms %lld, must be >= %lld)", refusal(op),
+                 (long long)op->id, (long long)op->time_ms, (long long)op->floor_ms);
+}
+
+static int refusal_message(tier_rpc_ctx *call, const tier_comment_op *op)
+{
+    char msg[256];
+
+    ranking_refusal_text(op, msg, sizeof(msg));
+    return tier_rpc_set_message(call, op->code, "%s", msg);
 }
 
 static void change_done(void *arg, int status)
@@ -431,7 +438,7 @@ static void change_done(void *arg, int status)
     } else if (op->code != TIER_OK) {
         code = refusal_message(w->call, op);
     } else {
-        rep->comment = comment_reply(w->call, &op->after);
+        rep->comment = ranking_comment_reply(w->call, &op->after);
         if (rep->comment == NULL)
             code = tier_rpc_set_message(w->call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     }
@@ -471,7 +478,7 @@ int ranking_h_edit_comment(void *arg, tier_rpc_ctx *call, const ProtobufCMessage
     size_t bl = q->body ? strlen(q->body) : 0;
     tier_comment_op op = {.kind = TIER_COP_EDIT, .id = q->id, .body = q->body, .body_len = bl};
 
-    if (!body_valid(q->body, bl))
+    if (!ranking_body_valid(q->body, bl))
         return tier_rpc_set_message(call, TIER_INVALID_ARGUMENT, "body must be 1..65536 bytes");
     return change(arg, call, &op, reply);
 }
