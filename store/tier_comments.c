@@ -10,9 +10,9 @@
  * while a typical group commit of a few dozen rows still takes two
  * statements, not six (each is a round trip inside the transaction).  The
  * edits/deletes/restores' four statements take six arities each, padded
- * (PAD_ARITIES below): 24 more, 69 in all, within tier_db.c's STMT_CACHE
- * (a statement past it is prepared again on every use: a flush of
- * changes then cost several times as much).
+ * (PAD_ARITIES below): 24 more, 69 in all.  Each is prepared once per
+ * connection and kept (tier_db.c), so fewer arities also mean fewer
+ * server-side statements.
  */
 #include "tier_comments.h"
 
@@ -110,7 +110,7 @@ static char *keys_sql[NARITIES];
 /* The changes' statements take fewer arities, and a chunk is padded up to
  * the next one by repeating one of its rows (an id twice in an IN list, or
  * a row written twice with the same values, changes nothing): any chunk is
- * one statement, and the connection's statements stay within STMT_CACHE
+ * one statement, and the connection keeps few prepared statements
  * (tier_db.c). */
 static const size_t PAD_ARITIES[] = {1000, 256, 64, 16, 4, 1};
 #define NPAD (sizeof(PAD_ARITIES) / sizeof(PAD_ARITIES[0]))

@@ -13,15 +13,20 @@
 #include "tier_slot.h"
 #include "tier_status.h"
 
-#define STMT_CACHE 128
+typedef struct {
+    const char *sql;
+    MYSQL_STMT *st;
+} db_stmt;
 
+/* The statement cache grows as needed and is never evicted from: its keys
+ * are the addresses of string literals, so it holds at most one entry per
+ * statement in the program (about a hundred).  A fixed cache that returned
+ * uncached statements once full leaked them: nobody closed them, and the
+ * server's prepared statements piled up until max_prepared_stmt_count. */
 struct tier_db {
     MYSQL *my;
-    struct {
-        const char *sql;
-        MYSQL_STMT *st;
-    } stmts[STMT_CACHE];
-    int nstmts;
+    db_stmt *stmts;
+    int nstmts, stmt_cap;
     bool broken;
     long long writer_token;
     int fence_id;
@@ -121,6 +126,7 @@ void tier_db_close(tier_db *db)
         return;
     for (int i = 0; i < db->nstmts; i++)
         mysql_stmt_close(db->stmts[i].st);
+    free(db->stmts);
     mysql_close(db->my);
     free(db);
 }
@@ -214,13 +220,19 @@ MYSQL_STMT *tier_db_prepare(tier_db *db, const char *sql)
         mysql_stmt_close(st);
         return NULL;
     }
-    if (db->nstmts < STMT_CACHE) {
-        db->stmts[db->nstmts].sql = sql;
-        db->stmts[db->nstmts].st = st;
-        db->nstmts++;
-    } else {
-        tier_warn("mysql: statement cache full; raise STMT_CACHE");
+    if (db->nstmts == db->stmt_cap) {
+        int cap = db->stmt_cap ? db->stmt_cap * 2 : 64;
+        db_stmt *v = realloc(db->stmts, (size_t)cap * sizeof(*v));
+        if (v == NULL) {
+            mysql_stmt_close(st);
+            return NULL;
+        }
+        db->stmts = v;
+        db->stmt_cap = cap;
     }
+    db->stmts[db->nstmts].sql = sql;
+    db->stmts[db->nstmts].st = st;
+    db->nstmts++;
     return st;
 }
 
