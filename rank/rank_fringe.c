@@ -1,0 +1,201 @@
+/*
+ * rank_fringe.c -- the fringe of a window over compacted history: the
+ * per-content sums of the few minutes between a window edge and the
+ * granule boundary next to it (see rank_compact.c for why they exist).
+ *
+ * Two stages, because the provider (tierd: a MariaDB query) must run
+ * without the index lock:
+ *   - tier_rank_fringe: the sink the provider fills, lock-free and knowing
+ *     nothing of the index (service names are copied into a small local
+ *     table: a query names one service or the few there are);
+ *   - rank_fringe_view: the sink resolved under the lock to entity ids,
+ *     summed per entity (sorted by id, for binary-search random access)
+ *     and, per service, sorted like a block list (change descending, cid
+ *     ascending) so the threshold algorithm reads it as one more list.
+ * Rows naming a content the index does not hold are dropped: the index is
+ * the reference (such a row is a write not yet applied, or expired).
+ */
+#include "rank_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tier_status.h"
+
+typedef struct {
+    uint32_t name;
+    int64_t cid;
+    int64_t delta, created, deleted, restored;
+} fringe_row;
+
+struct tier_rank_fringe {
+    char **names;
+    uint32_t nnames;
+    fringe_row *rows;
+    size_t n, cap;
+};
+
+tier_rank_fringe *rank_fringe_new(void)
+{
+    return calloc(1, sizeof(tier_rank_fringe));
+}
+
+void rank_fringe_free(tier_rank_fringe *f)
+{
+    if (f == NULL)
+        return;
+    for (uint32_t i = 0; i < f->nnames; i++)
+        free(f->names[i]);
+    free(f->names);
+    free(f->rows);
+    free(f);
+}
+
+static int64_t name_index(tier_rank_fringe *f, const char *name)
+{
+    for (uint32_t i = 0; i < f->nnames; i++)
+        if (strcmp(f->names[i], name) == 0)
+            return i;
+    char **nn = realloc(f->names, (f->nnames + 1) * sizeof(char *));
+    if (nn == NULL)
+        return -1;
+    f->names = nn;
+    if ((nn[f->nnames] = strdup(name)) == NULL)
+        return -1;
+    return f->nnames++;
+}
+
+int tier_rank_fringe_add(tier_rank_fringe *f, const tier_rank_event *ev)
+{
+    if (f == NULL || ev == NULL || ev->service == NULL || ev->service[0] == '\0')
+        return TIER_INVALID_ARGUMENT;
+    int64_t name = name_index(f, ev->service);
+    if (name < 0)
+        return TIER_RESOURCE_EXHAUSTED;
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 256;
+        fringe_row *nr = realloc(f->rows, nc * sizeof(fringe_row));
+        if (nr == NULL)
+            return TIER_RESOURCE_EXHAUSTED;
+        f->rows = nr;
+        f->cap = nc;
+    }
+    f->rows[f->n++] =
+        (fringe_row){(uint32_t)name, ev->cid, ev->delta, ev->created, ev->deleted, ev->restored};
+    return TIER_OK;
+}
+
+void rank_fringe_clear(tier_rank_fringe *f)
+{
+    f->n = 0;
+}
+
+/* ---- resolving ---- */
+
+static int cmp_sum(const void *pa, const void *pb)
+{
+    const rank_fringe_sum *a = pa, *b = pb;
+    return a->ent < b->ent ? -1 : a->ent > b->ent;
+}
+
+static int cmp_list(const void *pa, const void *pb, void *arg)
+{
+    const rank_entry *a = pa, *b = pb;
+    const tier_rank *r = arg;
+    if (a->delta != b->delta)
+        return a->delta > b->delta ? -1 : 1;
+    int64_t ca = r->ent[a->ent].cid, cb = r->ent[b->ent].cid;
+    return ca < cb ? -1 : ca > cb;
+}
+
+/* Maps f's rows to entity sums of services [svc_lo, svc_hi), summed per
+ * entity; v->nsum distinct entities sorted by id. */
+static int resolve_sums(tier_rank *r, const tier_rank_fringe *f, uint32_t svc_lo, uint32_t svc_hi,
+                        rank_fringe_view *v)
+{
+    uint32_t *svc_of = malloc((f->nnames ? f->nnames : 1) * sizeof(uint32_t));
+    v->sum = malloc((f->n ? f->n : 1) * sizeof(rank_fringe_sum));
+    if (svc_of == NULL || v->sum == NULL) {
+        free(svc_of);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    for (uint32_t i = 0; i < f->nnames; i++) {
+        svc_of[i] = RANK_NONE;
+        for (uint32_t s = svc_lo; s < svc_hi; s++)
+            if (strcmp(r->svc[s].name, f->names[i]) == 0)
+                svc_of[i] = s;
+    }
+    uint32_t n = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        const fringe_row *x = &f->rows[i];
+        uint32_t svc = svc_of[x->name];
+        uint32_t ent = svc == RANK_NONE ? RANK_NONE : rank_entity_find(r, svc, x->cid);
+        if (ent != RANK_NONE)
+            v->sum[n++] = (rank_fringe_sum){ent, x->delta, x->created, x->deleted, x->restored};
+    }
+    free(svc_of);
+    qsort(v->sum, n, sizeof(rank_fringe_sum), cmp_sum);
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (w > 0 && v->sum[w - 1].ent == v->sum[i].ent) {
+            v->sum[w - 1].delta += v->sum[i].delta;
+            v->sum[w - 1].created += v->sum[i].created;
+            v->sum[w - 1].deleted += v->sum[i].deleted;
+            v->sum[w - 1].restored += v->sum[i].restored;
+        } else {
+            v->sum[w++] = v->sum[i];
+        }
+    }
+    v->nsum = w;
+    return TIER_OK;
+}
+
+int rank_fringe_resolve(tier_rank *r, const tier_rank_fringe *f, uint32_t svc_lo, uint32_t svc_hi,
+                        rank_fringe_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    if (resolve_sums(r, f, svc_lo, svc_hi, v) != TIER_OK)
+        return TIER_RESOURCE_EXHAUSTED;
+    uint32_t ns = svc_hi - svc_lo;
+    v->list = malloc((v->nsum ? v->nsum : 1) * sizeof(rank_entry));
+    v->off = calloc(ns + 1, sizeof(uint32_t));
+    if (v->list == NULL || v->off == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    /* counting sort by service, then each service's run in block order */
+    for (uint32_t i = 0; i < v->nsum; i++)
+        v->off[r->ent[v->sum[i].ent].svc - svc_lo + 1]++;
+    for (uint32_t s = 0; s < ns; s++)
+        v->off[s + 1] += v->off[s];
+    uint32_t *fill = calloc(ns ? ns : 1, sizeof(uint32_t));
+    if (fill == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    for (uint32_t i = 0; i < v->nsum; i++) {
+        uint32_t s = r->ent[v->sum[i].ent].svc - svc_lo;
+        v->list[v->off[s] + fill[s]++] = (rank_entry){v->sum[i].ent, (int32_t)v->sum[i].delta};
+    }
+    free(fill);
+    for (uint32_t s = 0; s < ns; s++)
+        qsort_r(v->list + v->off[s], v->off[s + 1] - v->off[s], sizeof(rank_entry), cmp_list, r);
+    return TIER_OK;
+}
+
+const rank_fringe_sum *rank_fringe_lookup(const rank_fringe_view *v, uint32_t ent)
+{
+    uint32_t lo = 0, hi = v->nsum;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (v->sum[mid].ent < ent)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < v->nsum && v->sum[lo].ent == ent ? &v->sum[lo] : NULL;
+}
+
+void rank_fringe_view_free(rank_fringe_view *v)
+{
+    free(v->sum);
+    free(v->list);
+    free(v->off);
+    memset(v, 0, sizeof(*v));
+}
