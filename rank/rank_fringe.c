@@ -7,7 +7,10 @@
  * without the index lock:
  *   - tier_rank_fringe: the sink the provider fills, lock-free and knowing
  *     nothing of the index (service names are copied into a small local
- *     table: a query names one service or the few there are);
+ *     table: a query names one service or the few there are).  It sums
+ *     rows per content as they arrive (a hash on (service, cid)), so a
+ *     provider can stream raw per-minute rows and the sink stays the size
+ *     of the distinct contents, not of the rows;
  *   - rank_fringe_view: the sink resolved under the lock to entity ids,
  *     summed per entity (sorted by id, for binary-search random access)
  *     and, per service, sorted like a block list (change descending, cid
@@ -33,6 +36,8 @@ struct tier_rank_fringe {
     uint32_t nnames;
     fringe_row *rows;
     size_t n, cap;
+    uint32_t *slots; /* open addressing (name, cid) -> row index, RANK_NONE empty */
+    uint32_t mask;
 };
 
 tier_rank_fringe *rank_fringe_new(void)
@@ -48,6 +53,7 @@ void rank_fringe_free(tier_rank_fringe *f)
         free(f->names[i]);
     free(f->names);
     free(f->rows);
+    free(f->slots);
     free(f);
 }
 
@@ -65,13 +71,56 @@ static int64_t name_index(tier_rank_fringe *f, const char *name)
     return f->nnames++;
 }
 
+static uint32_t row_hash(uint32_t name, int64_t cid)
+{
+    uint64_t x = (uint64_t)cid * 0x9E3779B97F4A7C15ULL + name;
+    x ^= x >> 32;
+    return (uint32_t)x;
+}
+
+/* The slot of (name, cid): its row's index, or the empty slot to take. */
+static uint32_t *row_slot(tier_rank_fringe *f, uint32_t name, int64_t cid)
+{
+    for (uint32_t i = row_hash(name, cid) & f->mask;; i = (i + 1) & f->mask) {
+        uint32_t k = f->slots[i];
+        if (k == RANK_NONE || (f->rows[k].cid == cid && f->rows[k].name == name))
+            return &f->slots[i];
+    }
+}
+
+static int slots_fit(tier_rank_fringe *f)
+{
+    if (f->slots != NULL && (f->n + 1) * 2 <= (size_t)f->mask + 1)
+        return 0;
+    uint32_t ncap = f->slots ? (f->mask + 1) * 2 : 1024;
+    uint32_t *ns = malloc((size_t)ncap * sizeof(uint32_t));
+    if (ns == NULL)
+        return -1;
+    memset(ns, 0xff, (size_t)ncap * sizeof(uint32_t));
+    free(f->slots);
+    f->slots = ns;
+    f->mask = ncap - 1;
+    for (size_t k = 0; k < f->n; k++)
+        *row_slot(f, f->rows[k].name, f->rows[k].cid) = (uint32_t)k;
+    return 0;
+}
+
 int tier_rank_fringe_add(tier_rank_fringe *f, const tier_rank_event *ev)
 {
     if (f == NULL || ev == NULL || ev->service == NULL || ev->service[0] == '\0')
         return TIER_INVALID_ARGUMENT;
     int64_t name = name_index(f, ev->service);
-    if (name < 0)
+    if (name < 0 || f->n >= UINT32_MAX - 1 || slots_fit(f) != 0)
         return TIER_RESOURCE_EXHAUSTED;
+    uint32_t *slot = row_slot(f, (uint32_t)name, ev->cid);
+    if (*slot != RANK_NONE) { /* the content's sums so far */
+        fringe_row *x = &f->rows[*slot];
+        x->delta += ev->delta;
+        x->created += ev->created;
+        x->deleted += ev->deleted;
+        x->restored += ev->restored;
+        return TIER_OK;
+    }
     if (f->n == f->cap) {
         size_t nc = f->cap ? f->cap * 2 : 256;
         fringe_row *nr = realloc(f->rows, nc * sizeof(fringe_row));
@@ -80,6 +129,7 @@ int tier_rank_fringe_add(tier_rank_fringe *f, const tier_rank_event *ev)
         f->rows = nr;
         f->cap = nc;
     }
+    *slot = (uint32_t)f->n;
     f->rows[f->n++] =
         (fringe_row){(uint32_t)name, ev->cid, ev->delta, ev->created, ev->deleted, ev->restored};
     return TIER_OK;
@@ -88,6 +138,8 @@ int tier_rank_fringe_add(tier_rank_fringe *f, const tier_rank_event *ev)
 void rank_fringe_clear(tier_rank_fringe *f)
 {
     f->n = 0;
+    if (f->slots != NULL)
+        memset(f->slots, 0xff, ((size_t)f->mask + 1) * sizeof(uint32_t));
 }
 
 /* ---- resolving ---- */

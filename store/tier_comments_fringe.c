@@ -4,10 +4,13 @@
  *
  * The range is scanned through the primary key (minute, service, cid), so
  * the cost is the rows of those minutes: about 11,700 per minute at 500
- * comments/s over 200k Zipf contents.  The shard filter is the one the
+ * comments/s over 200k Zipf contents.  The rows are streamed as they are
+ * and the caller sums them (the rank index's fringe sink sums per content
+ * as rows arrive): MariaDB's GROUP BY over such a range goes through a
+ * temporary table and a filesort and was measured 15-30x slower than the
+ * plain scan (docs/BENCHMARKS.md 4d).  The shard filter is the one the
  * rebuild scan uses (CRC32(cid) % 1024 within the shard's slots), so a
- * shard sums only its own contents.  Sums are cast to BIGINT: SUM() of an
- * INT is a DECIMAL, which the integer binding would not take as is.
+ * shard reads only its own contents' rows.
  */
 #include "tier_comments_fringe.h"
 
@@ -15,19 +18,19 @@
 
 #include "tier_status.h"
 
-#define SUMS                                                                                       \
-    "SELECT service, cid, CAST(SUM(delta) AS SIGNED), CAST(SUM(created) AS SIGNED), "              \
-    "CAST(SUM(deleted) AS SIGNED), CAST(SUM(restored) AS SIGNED) FROM comment_minute "             \
-    "WHERE minute >= ? AND minute < ? AND CRC32(cid) % 1024 BETWEEN ? AND ? "
+#define ROWS                                                                                       \
+    "SELECT service, cid, delta, created, deleted, restored FROM comment_minute "                  \
+    "WHERE minute >= ? AND minute < ? AND CRC32(cid) % 1024 BETWEEN ? AND ?"
 
-static const char SQL_SUM_ALL[] = SUMS "GROUP BY service, cid";
-static const char SQL_SUM_ONE[] = SUMS "AND service = ? GROUP BY service, cid";
+static const char SQL_ROWS_ALL[] = ROWS;
+static const char SQL_ROWS_ONE[] = ROWS " AND service = ?";
 
-int tier_comments_sum_minutes(tier_db *db, const char *service, int64_t from_minute,
+int tier_comments_fringe_rows(tier_db *db, const char *service, int64_t from_minute,
                               int64_t to_minute, tier_minute_fn fn, void *arg)
 {
     MYSQL_BIND p[5], res[6];
-    long long from = from_minute, to = to_minute, lo, hi, cid, sum[4];
+    long long from = from_minute, to = to_minute, lo, hi, cid;
+    int v[4];
     char svc[TIER_COMMENT_SERVICE_MAX * 4 + 1];
     unsigned long sl, qlen = service ? strlen(service) : 0;
     my_bool sn;
@@ -41,27 +44,21 @@ int tier_comments_sum_minutes(tier_db *db, const char *service, int64_t from_min
     tier_db_bind_i64(&p[3], &hi);
     if (qlen > 0)
         tier_db_bind_str(&p[4], service, &qlen);
-    if ((rv = tier_db_run(db, qlen > 0 ? SQL_SUM_ONE : SQL_SUM_ALL, p, &st)) != TIER_OK)
+    if ((rv = tier_db_run(db, qlen > 0 ? SQL_ROWS_ONE : SQL_ROWS_ALL, p, &st)) != TIER_OK)
         return rv;
     tier_db_bind_buf(&res[0], svc, sizeof(svc) - 1, &sl, &sn);
     tier_db_bind_i64(&res[1], &cid);
     for (int i = 0; i < 4; i++)
-        tier_db_bind_i64(&res[2 + i], &sum[i]);
+        tier_db_bind_i32(&res[2 + i], &v[i]);
     if (mysql_stmt_bind_result(st, res) != 0)
-        return tier_db_status(db, st, "sum minutes");
+        return tier_db_status(db, st, "fringe minutes");
     while ((rv = mysql_stmt_fetch(st)) == 0 || rv == MYSQL_DATA_TRUNCATED) {
         svc[sl < sizeof(svc) ? sl : sizeof(svc) - 1] = '\0';
-        tier_comment_minute m = {svc,
-                                 cid,
-                                 from_minute,
-                                 (int32_t)sum[0],
-                                 (int32_t)sum[1],
-                                 (int32_t)sum[2],
-                                 (int32_t)sum[3]};
+        tier_comment_minute m = {svc, cid, from_minute, v[0], v[1], v[2], v[3]};
         if (fn(arg, &m) != 0)
             break;
     }
-    rv = rv == 1 ? tier_db_status(db, st, "sum minutes") : TIER_OK;
+    rv = rv == 1 ? tier_db_status(db, st, "fringe minutes") : TIER_OK;
     mysql_stmt_free_result(st);
     return rv;
 }

@@ -11,11 +11,11 @@
 #include "tier_comments.h"
 #include "tier_db.h"
 
-/* Calls fn once per (service, cid) of this connection's shard with rows in
- * minutes [from_minute, to_minute), service only when service is non-NULL
- * and non-empty; m->minute is from_minute and m's counts are the sums.
- * Streamed, in no particular order.  fn returning non-zero stops early. */
-int tier_comments_sum_minutes(tier_db *db, const char *service, int64_t from_minute,
+/* Calls fn for every comment_minute row of this connection's shard in
+ * minutes [from_minute, to_minute) (of `service` only when it is non-NULL
+ * and non-empty), streamed in key order; m->minute is from_minute: the
+ * caller sums the rows per content.  fn returning non-zero stops early. */
+int tier_comments_fringe_rows(tier_db *db, const char *service, int64_t from_minute,
                               int64_t to_minute, tier_minute_fn fn, void *arg);
 
 #endif

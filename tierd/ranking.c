@@ -111,7 +111,7 @@ static int ranking_fringe(void *ctx, const char *service, int64_t from, int64_t 
     tier_db *db = tier_pool_get(r->deps->db);
     if (db == NULL)
         return TIER_UNAVAILABLE;
-    int rv = tier_comments_sum_minutes(db, service, from, to, fringe_row, sink);
+    int rv = tier_comments_fringe_rows(db, service, from, to, fringe_row, sink);
     tier_db_pool_put(r->deps->db, db);
     return rv;
 }
