@@ -19,6 +19,12 @@
  * order, over windows ending now.
  *
  * usage: bench_rank_index [minutes (360)] [events per second (500)]
+ *
+ * Long mode (issue 12 item 2, compacted history; bench_rank_long.h):
+ *   bench_rank_index --days 30 --rate 500 --detail-min 360 --coarse-level 4
+ * streams days x 1440 compressed-time minutes into an index with compaction
+ * on and reports ingest rate, index memory, process RSS and top-100
+ * latency of windows now / old aligned / old unaligned.
  */
 #include <math.h>
 #include <stdint.h>
@@ -199,8 +205,12 @@ static void hot_and_pages(tier_rank *r, int64_t open)
         }
 }
 
+#include "bench_rank_long.h"
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strncmp(argv[1], "--", 2) == 0)
+        return long_main(argc, argv);
     int minutes = argc > 1 ? atoi(argv[1]) : 360;
     int per_sec = argc > 2 ? atoi(argv[2]) : 500;
     tier_rank *r = NULL;

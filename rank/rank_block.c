@@ -203,6 +203,15 @@ static int sort_runs_by_cid(const tier_rank *r, rank_entry *e, uint32_t n)
 
 static void build_leaf(tier_rank *r, rank_block *b)
 {
+    if (b->leaf) { /* a compacted granule: the difference across it */
+        int64_t end = b->start + rank_level_len(b->level);
+        for (uint32_t k = 0; k < b->n; k++) {
+            const rank_entity *e = &r->ent[b->e[k].ent];
+            uint32_t hi = rank_cum_before(e, end).delta, lo = rank_cum_before(e, b->start).delta;
+            b->e[k].delta = (int32_t)(hi - lo);
+        }
+        return;
+    }
     for (uint32_t k = 0; k < b->n; k++) {
         const rank_entity *e = &r->ent[b->e[k].ent];
         uint32_t i = rank_lower_bound(e, b->start); /* exists: see invariants */
@@ -280,7 +289,7 @@ int rank_block_ensure(tier_rank *r, rank_service *s, rank_block *b)
     if (b->built && b->built_version == b->version)
         return TIER_OK;
     uint32_t version = b->version;
-    if (b->level == 0)
+    if (b->level == 0 || b->leaf)
         build_leaf(r, b);
     else if (build_inner(r, s, b) != TIER_OK)
         return TIER_RESOURCE_EXHAUSTED;

@@ -13,6 +13,13 @@
  *     (L = 0..nlevels-1) holding every entity with an event in the block and
  *     its net change there, sorted by change descending.
  *
+ * Compaction (rank_compact.c): minutes older than the detail horizon keep
+ * only granule resolution (4^clevel minutes): one cumulative entry per
+ * entity and granule, no blocks below level clevel, and the level-clevel
+ * block of a compacted granule is a "leaf" like a level-0 block.  Window
+ * edges inside compacted granules are completed by a fringe read from the
+ * outside (rank_fringe.c).
+ *
  * The cumulative sums are kept modulo 2^32 (uint32): a difference of two
  * of them is exact whenever the true difference fits in int32, which is all
  * we promise, and it halves the memory of 64-bit sums.
@@ -52,6 +59,7 @@ typedef struct {
     uint32_t n, cap;
     uint32_t version, built_version;
     uint8_t level, built;
+    uint8_t leaf; /* compacted granule: e[] is its member list, built like level 0 */
 } rank_block;
 
 /* Blocks of one level of one service: v[i] is block number first + i, or
@@ -100,6 +108,12 @@ struct tier_rank {
     uint32_t scratch_cap, cur_stamp;
 
     struct rank_hot *hot; /* the hot order's scores and heaps (rank_hot.c) */
+    /* compaction, see rank_compact.c: minutes < horizon (a multiple of
+     * 4^clevel) hold granule resolution; detail 0 = never compact */
+    int64_t detail, horizon;
+    int clevel;
+    tier_rank_fringe_fn fringe_fn;
+    void *fringe_ctx;
 
     _Atomic size_t mem;
 };
@@ -119,6 +133,46 @@ static inline int64_t rank_level_len(int level)
 rank_cum rank_cum_before(const rank_entity *e, int64_t m);
 /* Index of the first entry with minute >= m. */
 uint32_t rank_lower_bound(const rank_entity *e, int64_t m);
+
+/* Entity id of (svc, cid), RANK_NONE when absent (tier_rank.c). */
+uint32_t rank_entity_find(const tier_rank *r, uint32_t svc, int64_t cid);
+
+/* Compaction (rank_compact.c).  rank_compact() moves the horizon to
+ * `horizon` (rounded down to a granule), under the exclusive lock. */
+void rank_compact(tier_rank *r, int64_t horizon);
+static inline int64_t rank_granule(const tier_rank *r)
+{
+    return rank_level_len(r->clevel);
+}
+/* The parts of [from, to) the index holds at granule resolution only:
+ * up to two minute ranges, returned in rg[], their count returned; *a and
+ * *b get the inner window [a, b) that the index answers alone (a == b
+ * when the fringe covers everything).  from must be >= r->expired. */
+int rank_fringe_ranges(const tier_rank *r, int64_t from, int64_t to, int64_t rg[2][2], int64_t *a,
+                       int64_t *b);
+
+/* A fringe resolved against the index (rank_fringe.c): per entity sums of
+ * the fringe minutes, sorted by entity id, and per service a sorted list
+ * in block order (change descending, cid ascending). */
+typedef struct {
+    uint32_t ent;
+    int64_t delta, created, deleted, restored;
+} rank_fringe_sum;
+
+typedef struct {
+    rank_fringe_sum *sum;
+    uint32_t nsum;
+    rank_entry *list; /* by service: list[off[s]..off[s+1]) for s in [svc_lo, svc_hi) */
+    uint32_t *off;
+} rank_fringe_view;
+
+tier_rank_fringe *rank_fringe_new(void);
+void rank_fringe_clear(tier_rank_fringe *f);
+void rank_fringe_free(tier_rank_fringe *f);
+int rank_fringe_resolve(tier_rank *r, const tier_rank_fringe *f, uint32_t svc_lo, uint32_t svc_hi,
+                        rank_fringe_view *v);
+const rank_fringe_sum *rank_fringe_lookup(const rank_fringe_view *v, uint32_t ent);
+void rank_fringe_view_free(rank_fringe_view *v);
 
 /* Blocks (rank_block.c). */
 rank_block *rank_block_get(tier_rank *r, rank_blockvec *bv, int level, int64_t start, int create);

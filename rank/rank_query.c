@@ -48,6 +48,12 @@
  * changes.  T cannot rise above 0, so TA alone would read nearly every
  * list to the end.  run_decrease() runs TA on the negative entries only and
  * then merges the remaining entries of all lists in ranking order.
+ *
+ * Compacted history (rank_compact.c): the window's edges inside compacted
+ * granules become a fringe whose per-content sums come from outside; the
+ * blocks cover the aligned inner window [from, to) of ta_query, the fringe
+ * is one more list per service (entities absent from it have 0 there, so
+ * every bound above holds unchanged) and random access adds its sums.
  */
 #include "rank_internal.h"
 
@@ -96,6 +102,7 @@ typedef struct {
     int64_t *strict_max, *zero_min; /* cid bounds for ties, see tie_blocked() */
     uint8_t *nstrict, *nzero;
     const tier_rank_key *after; /* paging: only rows strictly after it, see offer() */
+    const rank_fringe_view *fv; /* NULL: no fringe */
 } ta_query;
 
 /* ---- ordering ---- */
@@ -269,15 +276,10 @@ static uint32_t first_negative(const rank_entry *e, uint32_t n)
     return lo;
 }
 
-static int add_list(ta_query *q, uint32_t svc, int level, int64_t start)
+/* Adds e[0..n) (sorted like a block) as a list of service svc. */
+static int add_entries(ta_query *q, uint32_t svc, const rank_entry *e, uint32_t n)
 {
-    rank_service *s = &q->r->svc[svc];
-    rank_block *b = rank_block_get(q->r, &s->lv[level], level, start, 0);
-    if (b == NULL)
-        return TIER_OK;
-    if (rank_block_ensure(q->r, s, b) != TIER_OK)
-        return TIER_RESOURCE_EXHAUSTED;
-    if (b->n == 0)
+    if (n == 0)
         return TIER_OK;
     if (q->nlists == q->lists_cap) {
         uint32_t nc = q->lists_cap ? q->lists_cap * 2 : 32;
@@ -289,12 +291,35 @@ static int add_list(ta_query *q, uint32_t svc, int level, int64_t start)
     }
     ta_list *l = &q->lists[q->nlists++];
     l->svc = svc;
-    l->full = b->e;
-    l->nonneg = q->dec ? first_negative(b->e, b->n) : b->n;
+    l->full = e;
+    l->nonneg = q->dec ? first_negative(e, n) : n;
     if (q->dec) /* phase 1 reads only the negative tail, see run_decrease() */
-        list_reset(q, l, b->e + l->nonneg, b->n - l->nonneg);
+        list_reset(q, l, e + l->nonneg, n - l->nonneg);
     else
-        list_reset(q, l, b->e, b->n);
+        list_reset(q, l, e, n);
+    return TIER_OK;
+}
+
+static int add_list(ta_query *q, uint32_t svc, int level, int64_t start)
+{
+    rank_service *s = &q->r->svc[svc];
+    rank_block *b = rank_block_get(q->r, &s->lv[level], level, start, 0);
+    if (b == NULL)
+        return TIER_OK;
+    if (rank_block_ensure(q->r, s, b) != TIER_OK)
+        return TIER_RESOURCE_EXHAUSTED;
+    return add_entries(q, svc, b->e, b->n);
+}
+
+/* The fringe's list of each queried service. */
+static int add_fringe(ta_query *q)
+{
+    const rank_fringe_view *v = q->fv;
+    for (uint32_t s = q->svc_lo; v != NULL && s < q->svc_hi; s++) {
+        uint32_t lo = v->off[s - q->svc_lo], hi = v->off[s - q->svc_lo + 1];
+        if (add_entries(q, s, v->list + lo, hi - lo) != TIER_OK)
+            return TIER_RESOURCE_EXHAUSTED;
+    }
     return TIER_OK;
 }
 
@@ -320,9 +345,10 @@ static int collect_lists(ta_query *q, int64_t a, int64_t b)
             return TIER_RESOURCE_EXHAUSTED;
         m += rank_level_len(l);
     }
-    if (r->open >= q->from && r->open < q->to && r->open >= r->expired)
-        return add_block_all(q, 0, r->open);
-    return TIER_OK;
+    if (r->open >= q->from && r->open < q->to && r->open >= r->expired &&
+        add_block_all(q, 0, r->open) != TIER_OK)
+        return TIER_RESOURCE_EXHAUSTED;
+    return add_fringe(q);
 }
 
 /* ---- the algorithm ---- */
@@ -331,7 +357,8 @@ static int64_t window_sum(const ta_query *q, uint32_t ent)
 {
     const rank_entity *e = &q->r->ent[ent];
     uint32_t hi = rank_cum_before(e, q->to).delta, lo = rank_cum_before(e, q->from).delta;
-    return (int32_t)(hi - lo);
+    const rank_fringe_sum *f = q->fv ? rank_fringe_lookup(q->fv, ent) : NULL;
+    return (int32_t)(hi - lo) + (f ? f->delta : 0);
 }
 
 static int read_list(ta_query *q, ta_list *l, uint32_t count)
@@ -688,6 +715,13 @@ static void fill_rows(ta_query *q, tier_rank_row *rows, size_t *nrows)
         rows[i].deleted = (int32_t)(hi.deleted - lo.deleted);
         rows[i].restored = (int32_t)(hi.restored - lo.restored);
         rows[i].hot = 0;
+        const rank_fringe_sum *f = q->fv ? rank_fringe_lookup(q->fv, q->heap[i].ent) : NULL;
+        if (f != NULL) {
+            rows[i].change += f->delta;
+            rows[i].created += f->created;
+            rows[i].deleted += f->deleted;
+            rows[i].restored += f->restored;
+        }
     }
     *nrows = n;
 }
@@ -709,15 +743,9 @@ static int find_service(const tier_rank *r, const char *name, uint32_t *lo, uint
     return 0;
 }
 
-static int query_locked(ta_query *q, const char *service, tier_rank_row *rows, size_t *nrows)
+static int query_run(ta_query *q, tier_rank_row *rows, size_t *nrows)
 {
     tier_rank *r = q->r;
-    if (r->open < 0 || !find_service(r, service, &q->svc_lo, &q->svc_hi) || q->svc_lo == q->svc_hi)
-        return TIER_OK;
-    if (q->from < r->expired)
-        q->from = r->expired;
-    if (q->from >= q->to)
-        return TIER_OK;
     uint32_t ns = q->svc_hi - q->svc_lo;
     q->heap = malloc((size_t)q->limit * sizeof(ta_cand));
     q->tsum = malloc((size_t)ns * sizeof(int64_t));
@@ -740,6 +768,81 @@ static int query_locked(ta_query *q, const char *service, tier_rank_row *rows, s
     return rc;
 }
 
+/* The fringe ranges the window needs now (0 when none), under the lock. */
+static int window_fringe(const ta_query *q, int64_t rg[2][2], int64_t *a, int64_t *b)
+{
+    const tier_rank *r = q->r;
+    int64_t from = q->from < r->expired ? r->expired : q->from;
+    *a = from;
+    *b = q->to;
+    if (r->open < 0 || from >= q->to)
+        return 0;
+    return rank_fringe_ranges(r, from, q->to, rg, a, b);
+}
+
+/* f: the fringe fetched for ranges rg[0..nrg) (unused when nrg is 0);
+ * TIER_ABORTED when the window needs other ranges now. */
+static int query_locked(ta_query *q, const char *service, const tier_rank_fringe *f,
+                        int64_t rg[2][2], int nrg, tier_rank_row *rows, size_t *nrows)
+{
+    tier_rank *r = q->r;
+    int64_t now[2][2], a, b;
+    int nnow = window_fringe(q, now, &a, &b);
+    if (nnow != nrg || (nrg > 0 && memcmp(now, rg, (size_t)nrg * sizeof(now[0])) != 0))
+        return TIER_ABORTED;
+    if (r->open < 0 || !find_service(r, service, &q->svc_lo, &q->svc_hi) || q->svc_lo == q->svc_hi)
+        return TIER_OK;
+    if (q->from < r->expired)
+        q->from = r->expired;
+    if (q->from >= q->to)
+        return TIER_OK;
+    rank_fringe_view fv;
+    memset(&fv, 0, sizeof(fv));
+    int rc = TIER_OK;
+    if (nrg > 0 && (rc = rank_fringe_resolve(r, f, q->svc_lo, q->svc_hi, &fv)) == TIER_OK)
+        q->fv = &fv;
+    q->from = a; /* the blocks cover the inner window only */
+    q->to = b;
+    if (rc == TIER_OK)
+        rc = query_run(q, rows, nrows);
+    rank_fringe_view_free(&fv);
+    return rc;
+}
+
+static void query_free(ta_query *q)
+{
+    free(q->lists);
+    free(q->heap);
+    free(q->seen);
+    free(q->bits);
+    free(q->batch);
+    free(q->mheap);
+    free(q->tsum);
+    free(q->talive);
+    free(q->strict_max);
+    free(q->zero_min);
+    free(q->nstrict);
+    free(q->nzero);
+    memset(q, 0, sizeof(*q));
+}
+
+/* Asks the provider for the fringe ranges rg[0..nrg) into f. */
+static int fetch_fringe(tier_rank *r, const char *service, int64_t rg[2][2], int nrg,
+                        tier_rank_fringe *f)
+{
+    if (r->fringe_fn == NULL)
+        return TIER_FAILED_PRECONDITION;
+    rank_fringe_clear(f);
+    for (int i = 0; i < nrg; i++) {
+        int rc = r->fringe_fn(r->fringe_ctx, service, rg[i][0], rg[i][1], f);
+        if (rc != TIER_OK)
+            return rc;
+    }
+    return TIER_OK;
+}
+
+#define FRINGE_TRIES 4
+
 int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
                   int decrease, uint32_t limit, tier_rank_row *rows, size_t *nrows)
 {
@@ -749,6 +852,12 @@ int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_
                                nrows);
 }
 
+/*
+ * Two phases when the window has a fringe: the ranges are derived under
+ * the lock, fetched without it (a database read must not hold off ingest),
+ * and the query proper re-derives them under the lock; if the horizon
+ * moved meanwhile (once per granule at most) it fetches again.
+ */
 int tier_rank_top_after(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
                         int decrease, const tier_rank_key *after, uint32_t limit,
                         tier_rank_row *rows, size_t *nrows)
@@ -760,26 +869,33 @@ int tier_rank_top_after(tier_rank *r, const char *service, int64_t from_minute, 
     *nrows = 0;
     ta_query q;
     memset(&q, 0, sizeof(q));
-    q.r = r;
-    q.dec = decrease != 0;
-    q.from = from_minute;
-    q.to = to_minute;
-    q.limit = limit;
-    q.after = after;
-    pthread_rwlock_rdlock(&r->lock);
-    int rc = query_locked(&q, service, rows, nrows);
-    pthread_rwlock_unlock(&r->lock);
-    free(q.lists);
-    free(q.heap);
-    free(q.seen);
-    free(q.bits);
-    free(q.batch);
-    free(q.mheap);
-    free(q.tsum);
-    free(q.talive);
-    free(q.strict_max);
-    free(q.zero_min);
-    free(q.nstrict);
-    free(q.nzero);
+    tier_rank_fringe *f = NULL;
+    int64_t rg[2][2];
+    int nrg = 0, rc = TIER_ABORTED;
+    for (int tries = 0; rc == TIER_ABORTED && tries < FRINGE_TRIES; tries++) {
+        q.r = r;
+        q.dec = decrease != 0;
+        q.from = from_minute;
+        q.to = to_minute;
+        q.limit = limit;
+        q.after = after;
+        pthread_rwlock_rdlock(&r->lock);
+        rc = query_locked(&q, service, f, rg, nrg, rows, nrows);
+        if (rc == TIER_ABORTED) {
+            int64_t a, b;
+            nrg = window_fringe(&q, rg, &a, &b);
+        }
+        pthread_rwlock_unlock(&r->lock);
+        query_free(&q);
+        if (rc == TIER_ABORTED) {
+            if (f == NULL && (f = rank_fringe_new()) == NULL)
+                rc = TIER_RESOURCE_EXHAUSTED;
+            else if ((rc = fetch_fringe(r, service, rg, nrg, f)) == TIER_OK)
+                rc = TIER_ABORTED;
+        }
+    }
+    rank_fringe_free(f);
+    if (rc == TIER_ABORTED)
+        rc = TIER_UNAVAILABLE;
     return rc;
 }

@@ -154,6 +154,12 @@ static uint32_t slot_find(const tier_rank *r, uint32_t svc, int64_t cid, uint32_
     }
 }
 
+uint32_t rank_entity_find(const tier_rank *r, uint32_t svc, int64_t cid)
+{
+    uint32_t pos;
+    return slot_find(r, svc, cid, &pos);
+}
+
 static int slots_grow(tier_rank *r)
 {
     uint32_t ncap = (r->slot_mask + 1) * 2;
@@ -372,6 +378,10 @@ static void entity_drop(tier_rank *r, uint32_t id)
 
 static void expire_locked(tier_rank *r, int64_t before)
 {
+    /* a compacted granule is kept or dropped whole: its one entry per
+     * entity cannot be split (rank_compact.c) */
+    if (r->detail > 0 && before < r->horizon)
+        before = before / rank_granule(r) * rank_granule(r);
     if (before <= r->expired)
         return;
     int64_t was = r->expired;
@@ -416,9 +426,9 @@ static int event_empty(const tier_rank_event *ev)
     return ev->delta == 0 && ev->created == 0 && ev->deleted == 0 && ev->restored == 0;
 }
 
-static int bump_versions(tier_rank *r, rank_service *s, int64_t m)
+static int bump_versions(tier_rank *r, rank_service *s, int64_t m, int from_level)
 {
-    for (int l = 0; l < r->nlevels; l++) {
+    for (int l = from_level; l < r->nlevels; l++) {
         int64_t len = rank_level_len(l);
         rank_block *b = rank_block_get(r, &s->lv[l], l, m / len * len, 1);
         if (b == NULL)
@@ -435,19 +445,30 @@ static int apply_event(tier_rank *r, const tier_rank_event *ev, uint32_t *svc_ca
         svc = *svc_cache = service_intern(r, ev->service);
     if (svc == RANK_NONE)
         return TIER_RESOURCE_EXHAUSTED;
+    /* A compacted minute is charged to its granule (rank_compact.c): the
+     * entity's entry at the granule start, the granule's leaf block. */
+    int64_t m = ev->minute;
+    int leaf = 0;
+    if (m < r->horizon) {
+        leaf = r->clevel;
+        m = m / rank_granule(r) * rank_granule(r);
+    }
     /* blocks first: once the entity changed the touch must not fail */
-    if (bump_versions(r, &r->svc[svc], ev->minute) != 0)
+    if (bump_versions(r, &r->svc[svc], m, leaf) != 0)
         return TIER_RESOURCE_EXHAUSTED;
     uint32_t id = entity_get(r, svc, ev->cid);
     if (id == RANK_NONE)
         return TIER_RESOURCE_EXHAUSTED;
-    rank_block *b0 = rank_block_get(r, &r->svc[svc].lv[0], 0, ev->minute, 1);
+    rank_block *b0 = rank_block_get(r, &r->svc[svc].lv[leaf], leaf, m, 1);
     if (b0 == NULL ||
         rank_reserve(r, (void **)&b0->e, &b0->cap, b0->n + 1, sizeof(rank_entry)) != 0)
         return TIER_RESOURCE_EXHAUSTED;
     if (rank_hot_reserve(r, id, svc) != 0)
         return TIER_RESOURCE_EXHAUSTED;
-    int fresh = entity_add(r, &r->ent[id], (int32_t)ev->minute, ev);
+    if (leaf)
+        b0->leaf = 1;
+    /* the hot score takes the event's own minute (rank_hot_add below) */
+    int fresh = entity_add(r, &r->ent[id], (int32_t)m, ev);
     if (fresh < 0)
         return TIER_RESOURCE_EXHAUSTED;
     rank_hot_add(r, id, ev->minute, ev->delta);
@@ -470,6 +491,8 @@ static void move_open(tier_rank *r, int64_t m)
     int64_t keep_from = m - r->retention;
     if (keep_from - r->expired > r->retention / 16)
         expire_locked(r, keep_from);
+    if (r->detail > 0 && m - r->detail >= r->horizon + rank_granule(r))
+        rank_compact(r, m - r->detail);
 }
 
 int tier_rank_add_batch(tier_rank *r, const tier_rank_event *ev, size_t n)

@@ -97,7 +97,9 @@ void tier_rank_set_now(tier_rank *r, int64_t minute);
  * service NULL or "" ranks all services together.  decrease != 0 ranks by
  * smallest change first.  rows must hold `limit` rows; *nrows gets the count.
  * TIER_INVALID_ARGUMENT when from >= to, to - from > retention, limit is 0 or
- * above 1000, or a pointer is NULL. */
+ * above 1000, or a pointer is NULL.  With compaction on, a window with an
+ * edge inside a compacted granule calls the fringe provider (see below):
+ * TIER_FAILED_PRECONDITION when none is set, its status when it fails. */
 int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
                   int decrease, uint32_t limit, tier_rank_row *rows, size_t *nrows);
 
@@ -141,5 +143,34 @@ void tier_rank_expire(tier_rank *r, int64_t before_minute);
 int tier_rank_refresh(tier_rank *r, int budget);
 
 size_t tier_rank_memory(const tier_rank *r);
+
+/*
+ * Bounded memory over long retention (rank_compact.c).  With compaction on,
+ * minutes older than open - detail_minutes (rounded down to a granule of
+ * 4^coarse_level minutes) are kept at granule resolution only.  Windows
+ * stay exact: a window edge that falls inside a compacted granule needs the
+ * per-content sums of the "fringe" minutes between the edge and the
+ * granule boundary, which the index asks a fringe provider for (tierd
+ * reads them from comment_minute).  Answers of tier_rank_top() are the
+ * same as without compaction as long as the provider answers the truth.
+ *
+ * tier_rank_set_compaction: call before any event; detail_minutes >= 1
+ * (0 turns compaction off, the default), coarse_level in [1, levels) where
+ * 4^levels > retention.  TIER_INVALID_ARGUMENT otherwise.
+ */
+int tier_rank_set_compaction(tier_rank *r, int64_t detail_minutes, int coarse_level);
+
+/* The provider's sink: rows of per-content sums over the asked range
+ * (ev->minute is ignored; rows of one content may come split, they add). */
+typedef struct tier_rank_fringe tier_rank_fringe;
+int tier_rank_fringe_add(tier_rank_fringe *f, const tier_rank_event *ev);
+
+/* Called by tier_rank_top() WITHOUT the index lock held, for each fringe
+ * range [from, to) of a query over `service` (NULL: all services): adds
+ * every content's sums over those minutes with tier_rank_fringe_add() and
+ * returns TIER_OK or a status that tier_rank_top() then returns. */
+typedef int (*tier_rank_fringe_fn)(void *ctx, const char *service, int64_t from, int64_t to,
+                                   tier_rank_fringe *sink);
+void tier_rank_set_fringe_provider(tier_rank *r, tier_rank_fringe_fn fn, void *ctx);
 
 #endif

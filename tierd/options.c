@@ -63,6 +63,13 @@ static const tier_opt opts[] = {
      .min = 60, .max = 315360000, .def = "21600", .arg = "N",
      .help = "half-life of TopContents' HOT order (lowered to retention_min * 60 / 64 when "
              "above it, 60 at least)"},
+    {"rank_detail_min", "TIER_RANK_DETAIL_MIN", "rank-detail-min", TIER_OPT_MIN, F(rank_detail_min),
+     .min = 0, .max = 5256000, .def = "360", .arg = "N",
+     .help = "ranking keeps minute detail this long, granules before (0: always minutes; "
+             "docs/RANKING_MEMORY.md)"},
+    {"rank_coarse_level", "TIER_RANK_COARSE_LEVEL", "rank-coarse-level", TIER_OPT_INT,
+     F(rank_coarse_level), .min = 1, .max = 12, .def = "4", .arg = "L",
+     .help = "ranking granule before the detail horizon: 4^L minutes"},
     {"done_retention_s", "TIER_DONE_RETENTION_S", "done-retention-s", TIER_OPT_S,
      F(done_retention_s), .min = 0, .max = 31536000, .def = "3600", .arg = "N",
      .help = "finished move jobs stay listed (0: not kept)"},

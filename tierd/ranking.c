@@ -12,6 +12,14 @@
  * built) and, every retention/16, drops what fell out of the retention.
  * Every ten minutes comment_minute rows older than the retention are purged
  * from MySQL in small chunks.
+ *
+ * Compacted history (rank/rank_compact.c, docs/RANKING_MEMORY.md): the
+ * index keeps minute detail for rank_detail_min minutes and 4^L-minute
+ * granules before; a window edge inside an old granule makes the index
+ * ask ranking_fringe() for the per-content sums of the minutes between the
+ * edge and the granule boundary, read from comment_minute.  The rebuild
+ * streams in minute order and the index compacts as it goes, so it never
+ * holds more than the detail range at minute resolution.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +27,7 @@
 #include <string.h>
 
 #include "ranking_int.h"
+#include "tier_comments_fringe.h"
 #include "tier_log.h"
 #include "tier_methods.h"
 #include "tier_time.h"
@@ -82,6 +91,46 @@ out:
         tier_db_pool_put(r->deps->db, db);
     free(b);
     return rv;
+}
+
+/* ------------------------------------------------------------ fringe */
+
+static int fringe_row(void *arg, const tier_comment_minute *m)
+{
+    tier_rank_event ev = {m->service, m->cid,     m->minute,  m->delta,
+                          m->created, m->deleted, m->restored};
+    return tier_rank_fringe_add(arg, &ev) != TIER_OK;
+}
+
+/* The index's fringe provider: runs on the querying thread, without the
+ * index lock, with a pooled connection (its shard's slots). */
+static int ranking_fringe(void *ctx, const char *service, int64_t from, int64_t to,
+                          tier_rank_fringe *sink)
+{
+    ranking *r = ctx;
+    tier_db *db = tier_pool_get(r->deps->db);
+    if (db == NULL)
+        return TIER_UNAVAILABLE;
+    int rv = tier_comments_fringe_rows(db, service, from, to, fringe_row, sink);
+    tier_db_pool_put(r->deps->db, db);
+    return rv;
+}
+
+/* Compaction is on unless turned off, or meaningless for this retention
+ * (detail covering it all, or a granule as long as it). */
+static void ranking_compaction(ranking *r)
+{
+    const tierd_config *cfg = r->deps->cfg;
+    int64_t detail = cfg->rank_detail_min;
+    if (detail <= 0 || detail >= r->retention)
+        return;
+    if (tier_rank_set_compaction(r->rank, detail, (int)cfg->rank_coarse_level) != TIER_OK) {
+        tier_info("ranking: granules of 4^%u minutes do not fit a retention of %lld minutes: "
+                  "history kept at minute detail",
+                  cfg->rank_coarse_level, (long long)r->retention);
+        return;
+    }
+    tier_rank_set_fringe_provider(r->rank, ranking_fringe, r);
 }
 
 /* ------------------------------------------------------------ tick */
@@ -208,6 +257,7 @@ int ranking_open(ranking **out, const tierd_deps *deps)
         ranking_close(r);
         return rv;
     }
+    ranking_compaction(r);
     if ((rv = ranking_set_half_life(r)) != TIER_OK || (rv = ranking_load(r)) != TIER_OK) {
         ranking_close(r);
         return rv;

@@ -13,7 +13,10 @@
  * Invariant: the index holds exactly the count changes committed to
  * comment_minute within the retention, because the only writer of both is
  * the flusher, which feeds the index the very aggregates it just committed
- * (and start-up rebuilds the index from comment_minute).
+ * (and start-up rebuilds the index from comment_minute).  Before the
+ * index's detail horizon it holds them at granule resolution, and window
+ * edges inside a granule read the rest from comment_minute
+ * (docs/RANKING_MEMORY.md).
  */
 #ifndef RANKING_INT_H
 #define RANKING_INT_H

@@ -58,7 +58,12 @@ typedef struct {
     unsigned db_conns;     /* MySQL connections, default threads + 4 */
     uint32_t lease_ms;     /* default job lease (TIER_LEASE_MS), default 30000 */
     int64_t retention_min; /* ranking retention in minutes (TIER_RETENTION_MIN), default 30 days */
-    uint32_t hot_half_life_s;  /* TopContents HOT half-life (TIER_HOT_HALF_LIFE_S), 6 h */
+    uint32_t hot_half_life_s; /* TopContents HOT half-life (TIER_HOT_HALF_LIFE_S), 6 h */
+    /* ranking history compaction (rank/rank_compact.c): minute detail for the last
+     * rank_detail_min minutes (TIER_RANK_DETAIL_MIN, 360; 0 = off), granules of
+     * 4^rank_coarse_level minutes before (TIER_RANK_COARSE_LEVEL, 4) */
+    int64_t rank_detail_min;
+    unsigned rank_coarse_level;
     uint32_t done_retention_s; /* finished jobs stay listed (TIER_DONE_RETENTION_S), default 1 h */
     /* fsck (tierd/tiering_scrub.c) */
     uint32_t scrub_interval_s; /* background scrub period (TIER_SCRUB_INTERVAL_S), 3600; 0 off */

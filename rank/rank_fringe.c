@@ -1,0 +1,262 @@
+/*
+ * rank_fringe.c -- the fringe of a window over compacted history: the
+ * per-content sums of the few minutes between a window edge and the
+ * granule boundary next to it (see rank_compact.c for why they exist).
+ *
+ * Two stages, because the provider (tierd: a MariaDB query) must run
+ * without the index lock:
+ *   - tier_rank_fringe: the sink the provider fills, lock-free and knowing
+ *     nothing of the index (service names are copied into a small local
+ *     table: a query names one service or the few there are).  It sums
+ *     rows per content as they arrive (a hash on (service, cid)), so a
+ *     provider can stream raw per-minute rows and the sink stays the size
+ *     of the distinct contents, not of the rows;
+ *   - rank_fringe_view: the sink resolved under the lock to entity ids,
+ *     summed per entity (sorted by id, for binary-search random access)
+ *     and, per service, sorted like a block list (change descending, cid
+ *     ascending) so the threshold algorithm reads it as one more list.
+ * Rows naming a content the index does not hold are dropped: the index is
+ * the reference (such a row is a write not yet applied, or expired).
+ */
+#include "rank_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tier_status.h"
+
+typedef struct {
+    uint32_t name;
+    int64_t cid;
+    int64_t delta, created, deleted, restored;
+} fringe_row;
+
+struct tier_rank_fringe {
+    char **names;
+    uint32_t nnames;
+    fringe_row *rows;
+    size_t n, cap;
+    uint32_t *slots; /* open addressing (name, cid) -> row index, RANK_NONE empty */
+    uint32_t mask;
+};
+
+tier_rank_fringe *rank_fringe_new(void)
+{
+    return calloc(1, sizeof(tier_rank_fringe));
+}
+
+void rank_fringe_free(tier_rank_fringe *f)
+{
+    if (f == NULL)
+        return;
+    for (uint32_t i = 0; i < f->nnames; i++)
+        free(f->names[i]);
+    free(f->names);
+    free(f->rows);
+    free(f->slots);
+    free(f);
+}
+
+static int64_t name_index(tier_rank_fringe *f, const char *name)
+{
+    for (uint32_t i = 0; i < f->nnames; i++)
+        if (strcmp(f->names[i], name) == 0)
+            return i;
+    char **nn = realloc(f->names, (f->nnames + 1) * sizeof(char *));
+    if (nn == NULL)
+        return -1;
+    f->names = nn;
+    if ((nn[f->nnames] = strdup(name)) == NULL)
+        return -1;
+    return f->nnames++;
+}
+
+static uint32_t row_hash(uint32_t name, int64_t cid)
+{
+    uint64_t x = (uint64_t)cid * 0x9E3779B97F4A7C15ULL + name;
+    x ^= x >> 32;
+    return (uint32_t)x;
+}
+
+/* The slot of (name, cid): its row's index, or the empty slot to take. */
+static uint32_t *row_slot(tier_rank_fringe *f, uint32_t name, int64_t cid)
+{
+    for (uint32_t i = row_hash(name, cid) & f->mask;; i = (i + 1) & f->mask) {
+        uint32_t k = f->slots[i];
+        if (k == RANK_NONE || (f->rows[k].cid == cid && f->rows[k].name == name))
+            return &f->slots[i];
+    }
+}
+
+static int slots_fit(tier_rank_fringe *f)
+{
+    if (f->slots != NULL && (f->n + 1) * 2 <= (size_t)f->mask + 1)
+        return 0;
+    uint32_t ncap = f->slots ? (f->mask + 1) * 2 : 1024;
+    uint32_t *ns = malloc((size_t)ncap * sizeof(uint32_t));
+    if (ns == NULL)
+        return -1;
+    memset(ns, 0xff, (size_t)ncap * sizeof(uint32_t));
+    free(f->slots);
+    f->slots = ns;
+    f->mask = ncap - 1;
+    for (size_t k = 0; k < f->n; k++)
+        *row_slot(f, f->rows[k].name, f->rows[k].cid) = (uint32_t)k;
+    return 0;
+}
+
+int tier_rank_fringe_add(tier_rank_fringe *f, const tier_rank_event *ev)
+{
+    if (f == NULL || ev == NULL || ev->service == NULL || ev->service[0] == '\0')
+        return TIER_INVALID_ARGUMENT;
+    int64_t name = name_index(f, ev->service);
+    if (name < 0 || f->n >= UINT32_MAX - 1 || slots_fit(f) != 0)
+        return TIER_RESOURCE_EXHAUSTED;
+    uint32_t *slot = row_slot(f, (uint32_t)name, ev->cid);
+    if (*slot != RANK_NONE) { /* the content's sums so far */
+        fringe_row *x = &f->rows[*slot];
+        x->delta += ev->delta;
+        x->created += ev->created;
+        x->deleted += ev->deleted;
+        x->restored += ev->restored;
+        return TIER_OK;
+    }
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 256;
+        fringe_row *nr = realloc(f->rows, nc * sizeof(fringe_row));
+        if (nr == NULL)
+            return TIER_RESOURCE_EXHAUSTED;
+        f->rows = nr;
+        f->cap = nc;
+    }
+    *slot = (uint32_t)f->n;
+    f->rows[f->n++] =
+        (fringe_row){(uint32_t)name, ev->cid, ev->delta, ev->created, ev->deleted, ev->restored};
+    return TIER_OK;
+}
+
+void rank_fringe_clear(tier_rank_fringe *f)
+{
+    f->n = 0;
+    if (f->slots != NULL)
+        memset(f->slots, 0xff, ((size_t)f->mask + 1) * sizeof(uint32_t));
+}
+
+/* ---- resolving ---- */
+
+static int cmp_sum(const void *pa, const void *pb)
+{
+    const rank_fringe_sum *a = pa, *b = pb;
+    return a->ent < b->ent ? -1 : a->ent > b->ent;
+}
+
+/* The list sort key, with the cid inline: comparing through r->ent would
+ * cost two cache misses per comparison on 200k-entry fringes. */
+typedef struct {
+    uint32_t svc;
+    int32_t delta;
+    int64_t cid;
+    uint32_t ent;
+} list_key;
+
+static int cmp_list(const void *pa, const void *pb)
+{
+    const list_key *a = pa, *b = pb;
+    if (a->svc != b->svc)
+        return a->svc < b->svc ? -1 : 1;
+    if (a->delta != b->delta)
+        return a->delta > b->delta ? -1 : 1;
+    return a->cid < b->cid ? -1 : a->cid > b->cid;
+}
+
+/* Maps f's rows to entity sums of services [svc_lo, svc_hi), summed per
+ * entity; v->nsum distinct entities sorted by id. */
+static int resolve_sums(tier_rank *r, const tier_rank_fringe *f, uint32_t svc_lo, uint32_t svc_hi,
+                        rank_fringe_view *v)
+{
+    uint32_t *svc_of = malloc((f->nnames ? f->nnames : 1) * sizeof(uint32_t));
+    v->sum = malloc((f->n ? f->n : 1) * sizeof(rank_fringe_sum));
+    if (svc_of == NULL || v->sum == NULL) {
+        free(svc_of);
+        return TIER_RESOURCE_EXHAUSTED;
+    }
+    for (uint32_t i = 0; i < f->nnames; i++) {
+        svc_of[i] = RANK_NONE;
+        for (uint32_t s = svc_lo; s < svc_hi; s++)
+            if (strcmp(r->svc[s].name, f->names[i]) == 0)
+                svc_of[i] = s;
+    }
+    uint32_t n = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        const fringe_row *x = &f->rows[i];
+        uint32_t svc = svc_of[x->name];
+        uint32_t ent = svc == RANK_NONE ? RANK_NONE : rank_entity_find(r, svc, x->cid);
+        if (ent != RANK_NONE)
+            v->sum[n++] = (rank_fringe_sum){ent, x->delta, x->created, x->deleted, x->restored};
+    }
+    free(svc_of);
+    qsort(v->sum, n, sizeof(rank_fringe_sum), cmp_sum);
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (w > 0 && v->sum[w - 1].ent == v->sum[i].ent) {
+            v->sum[w - 1].delta += v->sum[i].delta;
+            v->sum[w - 1].created += v->sum[i].created;
+            v->sum[w - 1].deleted += v->sum[i].deleted;
+            v->sum[w - 1].restored += v->sum[i].restored;
+        } else {
+            v->sum[w++] = v->sum[i];
+        }
+    }
+    v->nsum = w;
+    return TIER_OK;
+}
+
+int rank_fringe_resolve(tier_rank *r, const tier_rank_fringe *f, uint32_t svc_lo, uint32_t svc_hi,
+                        rank_fringe_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    if (resolve_sums(r, f, svc_lo, svc_hi, v) != TIER_OK)
+        return TIER_RESOURCE_EXHAUSTED;
+    uint32_t ns = svc_hi - svc_lo;
+    v->list = malloc((v->nsum ? v->nsum : 1) * sizeof(rank_entry));
+    v->off = calloc(ns + 1, sizeof(uint32_t));
+    if (v->list == NULL || v->off == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    /* by service, then in block order: change descending, cid ascending */
+    list_key *k = malloc((v->nsum ? v->nsum : 1) * sizeof(list_key));
+    if (k == NULL)
+        return TIER_RESOURCE_EXHAUSTED;
+    for (uint32_t i = 0; i < v->nsum; i++) {
+        const rank_entity *e = &r->ent[v->sum[i].ent];
+        k[i] = (list_key){e->svc - svc_lo, (int32_t)v->sum[i].delta, e->cid, v->sum[i].ent};
+        v->off[k[i].svc + 1]++;
+    }
+    qsort(k, v->nsum, sizeof(list_key), cmp_list);
+    for (uint32_t s = 0; s < ns; s++)
+        v->off[s + 1] += v->off[s];
+    for (uint32_t i = 0; i < v->nsum; i++)
+        v->list[i] = (rank_entry){k[i].ent, k[i].delta};
+    free(k);
+    return TIER_OK;
+}
+
+const rank_fringe_sum *rank_fringe_lookup(const rank_fringe_view *v, uint32_t ent)
+{
+    uint32_t lo = 0, hi = v->nsum;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (v->sum[mid].ent < ent)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < v->nsum && v->sum[lo].ent == ent ? &v->sum[lo] : NULL;
+}
+
+void rank_fringe_view_free(rank_fringe_view *v)
+{
+    free(v->sum);
+    free(v->list);
+    free(v->off);
+    memset(v, 0, sizeof(*v));
+}

@@ -1,0 +1,417 @@
+/*
+ * test_rank_compact.c -- the ranking index with compacted history
+ * (rank/rank_compact.c) against a brute-force oracle.
+ *
+ * Small granules (4^2 or 4^3 minutes) and a short detail horizon make the
+ * index compact often; the streams backfill into compacted minutes too.
+ * The fringe provider is in-process: it sums the test's own event log, as
+ * tierd sums comment_minute.  Random windows with edges anywhere (aligned,
+ * unaligned, old, recent, straddling the horizon, inside one granule),
+ * INCREASE and DECREASE, one service and all, must match brute force.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tier_rank.h"
+#include "tier_status.h"
+
+#define NSVC 3
+#define NCID 300
+#define BASE_MINUTE 28000000
+
+static const char *svc_names[NSVC] = {"beta", "alpha", "gamma"};
+
+typedef struct {
+    tier_rank_event *ev;
+    size_t n, cap;
+} event_log;
+
+static uint64_t rng_state = 0x1234567ULL;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int64_t rnd_range(int64_t lo, int64_t hi) /* [lo, hi] */
+{
+    return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1));
+}
+
+static void log_push(event_log *lg, tier_rank_event e)
+{
+    if (lg->n == lg->cap) {
+        lg->cap = lg->cap ? lg->cap * 2 : 1024;
+        lg->ev = realloc(lg->ev, lg->cap * sizeof(*lg->ev));
+        cr_assert_not_null(lg->ev);
+    }
+    lg->ev[lg->n++] = e;
+}
+
+/* A random create/delete/restore; skewed cids so some entities dominate. */
+static tier_rank_event random_event(int64_t minute)
+{
+    tier_rank_event e = {0};
+    e.service = svc_names[rnd() % NSVC];
+    int64_t c = rnd_range(1, NCID);
+    e.cid = rnd() % 3 ? c % 20 + 1 : c;
+    e.minute = minute;
+    int kind = (int)(rnd() % 10);
+    if (kind < 6) {
+        e.delta = 1;
+        e.created = 1;
+    } else if (kind < 9) {
+        e.delta = -1;
+        e.deleted = 1;
+    } else {
+        e.delta = 1;
+        e.restored = 1;
+    }
+    return e;
+}
+
+/* ---- oracle ---- */
+
+typedef struct {
+    int svc;
+    int64_t cid;
+    int64_t change, created, deleted, restored;
+    int seen;
+} agg;
+
+static int svc_index(const char *name)
+{
+    for (int i = 0; i < NSVC; i++)
+        if (strcmp(svc_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static int oracle_dec;
+
+static int agg_cmp(const void *pa, const void *pb)
+{
+    const agg *a = pa, *b = pb;
+    if (a->change != b->change)
+        return (oracle_dec ? a->change > b->change : a->change < b->change) ? 1 : -1;
+    if (a->cid != b->cid)
+        return a->cid < b->cid ? -1 : 1;
+    return strcmp(svc_names[a->svc], svc_names[b->svc]);
+}
+
+static size_t oracle(const event_log *lg, int64_t min_minute, const char *service, int64_t from,
+                     int64_t to, int dec, uint32_t limit, agg *out)
+{
+    static agg table[NSVC][NCID + 1];
+    memset(table, 0, sizeof(table));
+    int want = service && service[0] ? svc_index(service) : -1;
+    for (size_t i = 0; i < lg->n; i++) {
+        const tier_rank_event *e = &lg->ev[i];
+        if (e->minute < from || e->minute >= to || e->minute < min_minute)
+            continue;
+        int s = svc_index(e->service);
+        if (want >= 0 && s != want)
+            continue;
+        agg *a = &table[s][e->cid];
+        a->svc = s;
+        a->cid = e->cid;
+        a->change += e->delta;
+        a->created += e->created;
+        a->deleted += e->deleted;
+        a->restored += e->restored;
+        a->seen = 1;
+    }
+    size_t n = 0;
+    for (int s = 0; s < NSVC; s++)
+        for (int c = 0; c <= NCID; c++)
+            if (table[s][c].seen)
+                out[n++] = table[s][c];
+    oracle_dec = dec;
+    qsort(out, n, sizeof(agg), agg_cmp);
+    return n < limit ? n : limit;
+}
+
+static void check_query(tier_rank *r, const event_log *lg, int64_t min_minute, const char *service,
+                        int64_t from, int64_t to, int dec, uint32_t limit)
+{
+    static agg want[NSVC * (NCID + 1)];
+    static tier_rank_row got[TIER_RANK_LIMIT_MAX];
+    size_t nwant = oracle(lg, min_minute, service, from, to, dec, limit, want), ngot = 0;
+    int rc = tier_rank_top(r, service, from, to, dec, limit, got, &ngot);
+    cr_assert_eq(rc, TIER_OK, "rc %d", rc);
+    cr_assert_eq(ngot, nwant, "window [%ld,%ld) svc %s dec %d limit %u: got %zu rows, want %zu",
+                 (long)from, (long)to, service ? service : "-", dec, limit, ngot, nwant);
+    for (size_t i = 0; i < ngot; i++) {
+        const agg *w = &want[i];
+        cr_assert(strcmp(got[i].service, svc_names[w->svc]) == 0 && got[i].cid == w->cid &&
+                      got[i].change == w->change && got[i].created == w->created &&
+                      got[i].deleted == w->deleted && got[i].restored == w->restored,
+                  "window [%ld,%ld) svc %s dec %d limit %u row %zu: got %s/%ld %ld, want %s/%ld "
+                  "%ld",
+                  (long)from, (long)to, service ? service : "-", dec, limit, i, got[i].service,
+                  (long)got[i].cid, (long)got[i].change, svc_names[w->svc], (long)w->cid,
+                  (long)w->change);
+    }
+}
+
+static uint32_t random_limit(void)
+{
+    switch (rnd() % 4) {
+    case 0:
+        return 1;
+    case 1:
+        return (uint32_t)rnd_range(1, 10);
+    case 2:
+        return (uint32_t)rnd_range(1, 1000);
+    default:
+        return 1000;
+    }
+}
+
+/* A window somewhere around [lo, hi): tiny, medium, huge, or past the data. */
+static void random_window(int64_t lo, int64_t hi, int64_t retention, int64_t *from, int64_t *to)
+{
+    int64_t len;
+    switch (rnd() % 4) {
+    case 0:
+        len = rnd_range(1, 3);
+        break;
+    case 1:
+        len = rnd_range(1, 80);
+        break;
+    case 2:
+        len = rnd_range(1, retention);
+        break;
+    default:
+        len = retention;
+        break;
+    }
+    *from = rnd_range(lo - 50, hi + 20);
+    if (rnd() % 5 == 0)
+        *from = hi - len + rnd_range(0, 2); /* ending about now */
+    *to = *from + len;
+}
+
+static const char *random_service(void)
+{
+    int k = (int)(rnd() % 5);
+    return k < NSVC ? svc_names[k] : (k == NSVC ? NULL : "");
+}
+
+static void feed(tier_rank *r, event_log *lg, tier_rank_event *batch, size_t n)
+{
+    cr_assert_eq(tier_rank_add_batch(r, batch, n), TIER_OK);
+    for (size_t i = 0; i < n; i++)
+        log_push(lg, batch[i]);
+}
+
+/* Generates one batch: mostly the current minute, some backfill. */
+static size_t make_batch(tier_rank_event *batch, size_t max, int64_t now, int64_t start)
+{
+    size_t n = (size_t)rnd_range(1, (int64_t)max);
+    for (size_t i = 0; i < n; i++) {
+        int64_t m = now;
+        if (rnd() % 10 == 0 && now > start)
+            m = rnd_range(start, now); /* backfill into a complete minute */
+        batch[i] = random_event(m);
+    }
+    return n;
+}
+
+/* ---- the in-process fringe provider ---- */
+
+typedef struct {
+    const event_log *lg;
+    int calls;
+    int fail;           /* status to return instead, 0: none */
+    tier_rank *advance; /* if set: move this index's open minute on the first call */
+    int64_t advance_to;
+} provider;
+
+static int fringe_from_log(void *ctx, const char *service, int64_t from, int64_t to,
+                           tier_rank_fringe *sink)
+{
+    provider *p = ctx;
+    p->calls++;
+    if (p->fail)
+        return p->fail;
+    if (p->advance != NULL) {
+        tier_rank_set_now(p->advance, p->advance_to); /* the horizon moves under the query */
+        p->advance = NULL;
+    }
+    /* one row per event: the sink must add rows of the same content */
+    for (size_t i = 0; i < p->lg->n; i++) {
+        const tier_rank_event *e = &p->lg->ev[i];
+        if (e->minute < from || e->minute >= to)
+            continue;
+        if (service && service[0] && strcmp(service, e->service) != 0)
+            continue;
+        cr_assert_eq(tier_rank_fringe_add(sink, e), TIER_OK);
+    }
+    return TIER_OK;
+}
+
+/* A window with an edge picked to hit the interesting places. */
+static void compact_window(int64_t start, int64_t now, int64_t retention, int64_t g, int64_t *from,
+                           int64_t *to)
+{
+    random_window(start, now + 1, retention, from, to);
+    switch (rnd() % 6) {
+    case 0: /* both edges unaligned, old */
+        *from = rnd_range(start, now);
+        *to = *from + rnd_range(1, 3 * g);
+        break;
+    case 1: /* inside one granule */
+        *from = rnd_range(start, now) / g * g + rnd_range(0, g - 2);
+        *to = *from + rnd_range(1, g - (*from % g));
+        break;
+    case 2: /* aligned edges */
+        *from = rnd_range(start, now) / g * g;
+        *to = *from + g * rnd_range(1, 20);
+        break;
+    default:
+        break;
+    }
+    if (*to - *from > retention)
+        *to = *from + retention;
+    if (*from < now + 1 - retention) { /* what expiry dropped is not compared */
+        *from = now + 1 - retention;
+        if (*to <= *from)
+            *to = *from + 1 + (int64_t)(rnd() % 5);
+    }
+}
+
+static void run_random(int64_t retention, int64_t detail, int level, int steps)
+{
+    tier_rank *r = NULL, *plain = NULL;
+    const char *seed = getenv("TIER_TEST_SEED"); /* other streams, same checks */
+    if (seed != NULL && strtoull(seed, NULL, 10) != 0)
+        rng_state = strtoull(seed, NULL, 10);
+    cr_assert_eq(tier_rank_alloc(&r, retention), TIER_OK);
+    cr_assert_eq(tier_rank_alloc(&plain, retention), TIER_OK);
+    cr_assert_eq(tier_rank_set_compaction(r, detail, level), TIER_OK);
+    event_log lg = {0};
+    provider p = {&lg, 0, 0, NULL, 0};
+    tier_rank_set_fringe_provider(r, fringe_from_log, &p);
+    int64_t g = (int64_t)1 << (2 * level);
+    tier_rank_event batch[64];
+    int64_t start = BASE_MINUTE + 77, now = start;
+    int queries = 0;
+    for (int step = 0; step < steps; step++) {
+        size_t n = make_batch(batch, 64, now, start);
+        cr_assert_eq(tier_rank_add_batch(plain, batch, n), TIER_OK);
+        feed(r, &lg, batch, n);
+        if (rnd() % 3 == 0)
+            now += rnd_range(1, rnd() % 10 == 0 ? 40 : 4);
+        if (rnd() % 7 == 0) {
+            tier_rank_set_now(r, now);
+            tier_rank_set_now(plain, now);
+        }
+        if (step % 2 == 0) {
+            int64_t from, to;
+            compact_window(start, now, retention, g, &from, &to);
+            check_query(r, &lg, 0, random_service(), from, to, (int)(rnd() % 2), random_limit());
+            queries++;
+        }
+    }
+    for (int i = 0; i < 600; i++) {
+        int64_t from, to;
+        compact_window(start, now, retention, g, &from, &to);
+        check_query(r, &lg, 0, random_service(), from, to, (int)(rnd() % 2), random_limit());
+        queries++;
+    }
+    cr_assert_gt(p.calls, 100, "the fringe was used %d times", p.calls);
+    cr_assert_lt(tier_rank_memory(r), tier_rank_memory(plain), "compacted %zu, plain %zu",
+                 tier_rank_memory(r), tier_rank_memory(plain));
+    tier_rank_free(r);
+    tier_rank_free(plain);
+    free(lg.ev);
+}
+
+Test(rank_compact, random_windows_match_brute_force_g16)
+{
+    run_random(4096, 64, 2, 2500);
+}
+
+Test(rank_compact, random_windows_match_brute_force_g64)
+{
+    run_random(4096, 100, 3, 2500);
+}
+
+Test(rank_compact, short_retention_expiry_and_compaction)
+{
+    run_random(300, 40, 2, 2500);
+}
+
+/* An old window with an edge inside a compacted granule needs the
+ * provider; an aligned one does not. */
+Test(rank_compact, provider_needed_only_for_unaligned_old_edges)
+{
+    tier_rank *r = NULL;
+    cr_assert_eq(tier_rank_alloc(&r, 4096), TIER_OK);
+    cr_assert_eq(tier_rank_set_compaction(r, 32, 2), TIER_OK);
+    event_log lg = {0};
+    int64_t m0 = BASE_MINUTE; /* a multiple of 16 */
+    for (int64_t m = m0; m < m0 + 200; m++) {
+        tier_rank_event e = random_event(m);
+        feed(r, &lg, &e, 1);
+    }
+    tier_rank_row rows[10];
+    size_t n;
+    cr_assert_eq(tier_rank_top(r, NULL, m0, m0 + 64, 0, 10, rows, &n), TIER_OK);
+    check_query(r, &lg, 0, NULL, m0 + 16, m0 + 190, 1, 10); /* old edge aligned, new in detail */
+    cr_assert_eq(tier_rank_top(r, NULL, m0 + 3, m0 + 64, 0, 10, rows, &n),
+                 TIER_FAILED_PRECONDITION);
+    provider p = {&lg, 0, TIER_UNAVAILABLE, NULL, 0};
+    tier_rank_set_fringe_provider(r, fringe_from_log, &p);
+    cr_assert_eq(tier_rank_top(r, NULL, m0 + 3, m0 + 64, 0, 10, rows, &n), TIER_UNAVAILABLE);
+    p.fail = 0;
+    check_query(r, &lg, 0, NULL, m0 + 3, m0 + 64, 0, 10);
+    cr_assert_eq(p.calls, 2);
+    cr_assert_eq(tier_rank_set_compaction(r, 32, 2), TIER_FAILED_PRECONDITION); /* not after data */
+    tier_rank_free(r);
+    free(lg.ev);
+}
+
+Test(rank_compact, invalid_settings)
+{
+    tier_rank *r = NULL;
+    cr_assert_eq(tier_rank_alloc(&r, 4096), TIER_OK); /* levels 0..6 */
+    cr_assert_eq(tier_rank_set_compaction(r, 10, 0), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_set_compaction(r, 10, 7), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_set_compaction(r, -1, 2), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_set_compaction(r, 5000, 2), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(tier_rank_set_compaction(r, 0, 0), TIER_OK);
+    cr_assert_eq(tier_rank_fringe_add(NULL, NULL), TIER_INVALID_ARGUMENT);
+    tier_rank_free(r);
+}
+
+/* The horizon moves between the fringe read and the query: the query sees
+ * it and reads the fringe again. */
+Test(rank_compact, horizon_moving_during_the_fringe_read)
+{
+    tier_rank *r = NULL;
+    cr_assert_eq(tier_rank_alloc(&r, 4096), TIER_OK);
+    cr_assert_eq(tier_rank_set_compaction(r, 32, 2), TIER_OK);
+    event_log lg = {0};
+    int64_t m0 = BASE_MINUTE;
+    for (int64_t m = m0; m < m0 + 100; m++) {
+        for (int k = 0; k < 5; k++) {
+            tier_rank_event e = random_event(m);
+            feed(r, &lg, &e, 1);
+        }
+    }
+    /* [m0+50, m0+70): detail now (horizon m0+64), compacted after the move */
+    provider p = {&lg, 0, 0, r, m0 + 140};
+    tier_rank_set_fringe_provider(r, fringe_from_log, &p);
+    check_query(r, &lg, 0, NULL, m0 + 3, m0 + 70, 0, 50);
+    cr_assert_geq(p.calls, 2);
+    check_query(r, &lg, 0, "alpha", m0 + 50, m0 + 70, 1, 50);
+    tier_rank_free(r);
+    free(lg.ev);
+}
