@@ -19,64 +19,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rank_brute.h"
 #include "tier_rank.h"
 #include "tier_status.h"
 
-#define NSVC 3
-#define NCID 300
-#define BASE_MINUTE 28000000
 #define ALL (TIER_RANK_LIMIT_MAX + 1) /* more than NSVC * NCID */
 
-static const char *svc_names[NSVC] = {"beta", "alpha", "gamma"};
+/* The random streams' seed (rank_brute.h). */
+uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
-typedef struct {
-    tier_rank_event *ev;
-    size_t n, cap;
-} event_log;
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static int64_t rnd_range(int64_t lo, int64_t hi) /* [lo, hi] */
-{
-    return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1));
-}
-
-static int svc_index(const char *name)
-{
-    for (int i = 0; i < NSVC; i++)
-        if (strcmp(svc_names[i], name) == 0)
-            return i;
-    return -1;
-}
-
-static tier_rank_event random_event(int64_t minute)
-{
-    tier_rank_event e = {0};
-    e.service = svc_names[rnd() % NSVC];
-    int64_t c = rnd_range(1, NCID);
-    e.cid = rnd() % 3 ? c % 20 + 1 : c;
-    e.minute = minute;
-    int kind = (int)(rnd() % 10);
-    if (kind < 6) {
-        e.delta = e.created = 1;
-    } else if (kind < 9) {
-        e.delta = -1;
-        e.deleted = 1;
-    } else {
-        e.delta = e.restored = 1;
-    }
-    return e;
-}
-
-static void feed(tier_rank *r, event_log *lg, int64_t now, int64_t oldest)
+/* Feeds one random batch: mostly the newest minute, some backfill. */
+static void feed_random(tier_rank *r, event_log *lg, int64_t now, int64_t oldest)
 {
     tier_rank_event batch[64];
     size_t n = (size_t)rnd_range(1, 64);
@@ -86,15 +39,7 @@ static void feed(tier_rank *r, event_log *lg, int64_t now, int64_t oldest)
             m = rnd_range(oldest, now); /* backfill */
         batch[i] = random_event(m);
     }
-    cr_assert_eq(tier_rank_add_batch(r, batch, n), TIER_OK);
-    for (size_t i = 0; i < n; i++) {
-        if (lg->n == lg->cap) {
-            lg->cap = lg->cap ? lg->cap * 2 : 4096;
-            lg->ev = realloc(lg->ev, lg->cap * sizeof(*lg->ev));
-            cr_assert_not_null(lg->ev);
-        }
-        lg->ev[lg->n++] = batch[i];
-    }
+    feed(r, lg, batch, n);
 }
 
 /* ---- the brute-force hot order ---- */
@@ -196,13 +141,8 @@ static void check_hot(tier_rank *r, const event_log *lg, int64_t min_minute, con
     }
 }
 
-static const char *random_service(void)
-{
-    int k = (int)(rnd() % 5);
-    return k < NSVC ? svc_names[k] : (k == NSVC ? NULL : "");
-}
-
-static uint32_t random_limit(void)
+/* Like random_limit, but up to ALL. */
+static uint32_t random_hot_limit(void)
 {
     switch (rnd() % 3) {
     case 0:
@@ -223,11 +163,11 @@ static void hot_run(int64_t half_life_s, int steps, int max_gap)
     event_log lg = {0};
     int64_t start = BASE_MINUTE + 13, now = start;
     for (int step = 0; step < steps; step++) {
-        feed(r, &lg, now, start);
+        feed_random(r, &lg, now, start);
         if (rnd() % 3 == 0)
             now += rnd_range(1, max_gap);
         if (step % 3 == 0)
-            check_hot(r, &lg, 0, random_service(), now, half_life_s, random_limit());
+            check_hot(r, &lg, 0, random_service(), now, half_life_s, random_hot_limit());
     }
     /* a later evaluation minute scales every score alike */
     check_hot(r, &lg, 0, NULL, now + 77, half_life_s, ALL);
@@ -263,7 +203,7 @@ Test(rank_hot, changing_the_half_life_recomputes)
     event_log lg = {0};
     int64_t start = BASE_MINUTE, now = start;
     for (int step = 0; step < 400; step++) {
-        feed(r, &lg, now, start);
+        feed_random(r, &lg, now, start);
         now += rnd() % 3;
     }
     check_hot(r, &lg, 0, NULL, now, TIER_RANK_HOT_HALF_LIFE_S, ALL);
@@ -283,7 +223,7 @@ Test(rank_hot, expiry_removes_old_minutes_from_scores)
     event_log lg = {0};
     int64_t start = BASE_MINUTE, now = start;
     for (int step = 0; step < 600; step++) {
-        feed(r, &lg, now, start);
+        feed_random(r, &lg, now, start);
         now += rnd() % 2;
     }
     int64_t cut = start + (now - start) / 2;
@@ -373,7 +313,7 @@ Test(rank_hot, pages_walk_the_whole_ranking)
     event_log lg = {0};
     int64_t start = BASE_MINUTE + 5, now = start;
     for (int step = 0; step < 900; step++) {
-        feed(r, &lg, now, start);
+        feed_random(r, &lg, now, start);
         now += rnd() % 3 == 0 ? rnd_range(1, 5) : 0;
         if (step % 5 == 0) {
             int order = (int)(rnd() % 3);

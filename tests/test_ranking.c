@@ -22,159 +22,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ranking_fixture.h"
+#include "ranking_model.h"
 #include "tier_client.h"
 #include "tier_testenv.h"
 #include "tier_time.h"
 
 /* ------------------------------------------------------------ a tierd */
 
-typedef struct {
-    tier_test_mysql m;
-    tier_test_tierd td;
-    char *dir;
-    tier_client *c;
-} fixture;
-
-static void start_tierd(fixture *f)
-{
-    char *extra[] = {"--threads", "32", NULL};
-    tier_test_tierd_start(&f->td, extra);
-    cr_assert_eq(tier_client_open(&f->c, f->td.listen), TIER_OK);
-    tier_client_set_timeout(f->c, 30000);
-}
-
-static void kill_tierd(fixture *f, int sig)
-{
-    tier_client_close(f->c);
-    f->c = NULL;
-    cr_assert_neq(tier_test_tierd_stop(&f->td, sig, 20000), -1, "tierd did not stop");
-}
-
-static void setup(fixture *f)
-{
-    memset(f, 0, sizeof(*f));
-    tier_test_mysql_env(&f->m);
-    tier_test_db_create(&f->m, NULL);
-    f->dir = tier_test_tmpdir();
-    tier_test_tierd_init(&f->td, f->dir, f->m.db, NULL);
-    tier_test_tierd_setenv_services(&f->td, &f->m, -1, -1);
-    start_tierd(f);
-}
-
-static void teardown(fixture *f)
-{
-    if (f->c != NULL)
-        kill_tierd(f, SIGTERM);
-    tier_test_db_drop(&f->m);
-    tier_test_rmtree(f->dir);
-    free(f->dir);
-}
-
-/* ------------------------------------------------------------ the model */
-
-typedef struct {
-    int svc; /* index into SVCS */
-    int64_t cid;
-    int64_t minute;
-    int kind; /* 0 create, 1 delete, 2 restore */
-} event;
-
-typedef struct {
-    int64_t id;
-    int svc;
-    int64_t cid;
-    bool deleted;
-    int64_t last_ms; /* creation, or the last delete or restore */
-} live;
-
-static const char *const SVCS[] = {"news", "sports", "blog"};
-#define NSVC 3
-
-typedef struct {
-    event *ev;
-    size_t nev, evcap;
-    live *cm;
-    size_t ncm, cmcap;
-} model;
-
-static void add_event(model *m, int svc, int64_t cid, int64_t minute, int kind)
-{
-    if (m->nev == m->evcap) {
-        m->evcap = m->evcap ? m->evcap * 2 : 1024;
-        m->ev = realloc(m->ev, m->evcap * sizeof(*m->ev));
-    }
-    m->ev[m->nev++] = (event){svc, cid, minute, kind};
-}
-
-static void add_comment(model *m, int64_t id, int svc, int64_t cid, int64_t created_ms)
-{
-    if (m->ncm == m->cmcap) {
-        m->cmcap = m->cmcap ? m->cmcap * 2 : 1024;
-        m->cm = realloc(m->cm, m->cmcap * sizeof(*m->cm));
-    }
-    m->cm[m->ncm++] = (live){id, svc, cid, false, created_ms};
-}
-
-typedef struct {
-    int svc;
-    int64_t cid;
-    int64_t change, created, deleted, restored;
-} row;
-
-static int cmp_inc(const void *a, const void *b)
-{
-    const row *x = a, *y = b;
-    if (x->change != y->change)
-        return x->change > y->change ? -1 : 1;
-    if (x->cid != y->cid)
-        return x->cid < y->cid ? -1 : 1;
-    return strcmp(SVCS[x->svc], SVCS[y->svc]);
-}
-
-static int cmp_dec(const void *a, const void *b)
-{
-    const row *x = a, *y = b;
-    if (x->change != y->change)
-        return x->change < y->change ? -1 : 1;
-    if (x->cid != y->cid)
-        return x->cid < y->cid ? -1 : 1;
-    return strcmp(SVCS[x->svc], SVCS[y->svc]);
-}
-
-#define MAXCID 300
-
-/* Brute force: sums per (service, cid) over [from, to); only contents with
- * an event in the window take part.  Returns the number of rows. */
-static size_t brute_top(const model *m, int svc, int64_t from, int64_t to, bool dec, row *out)
-{
-    static row acc[NSVC][MAXCID + 1];
-    static bool seen[NSVC][MAXCID + 1];
-    size_t n = 0;
-
-    memset(acc, 0, sizeof(acc));
-    memset(seen, 0, sizeof(seen));
-    for (size_t i = 0; i < m->nev; i++) {
-        const event *e = &m->ev[i];
-        if (e->minute < from || e->minute >= to || (svc >= 0 && e->svc != svc))
-            continue;
-        row *r = &acc[e->svc][e->cid];
-        seen[e->svc][e->cid] = true;
-        r->change += e->kind == 1 ? -1 : 1;
-        r->created += e->kind == 0;
-        r->deleted += e->kind == 1;
-        r->restored += e->kind == 2;
-    }
-    for (int s = 0; s < NSVC; s++)
-        for (int64_t c = 1; c <= MAXCID; c++)
-            if (seen[s][c]) {
-                out[n] = acc[s][c];
-                out[n].svc = s;
-                out[n].cid = c;
-                n++;
-            }
-    qsort(out, n, sizeof(*out), dec ? cmp_dec : cmp_inc);
-    return n;
-}
+/* tierd's arguments at every start (ranking_fixture.h).  The model, the
+ * brute force and the random streams are in ranking_model.h. */
+static char *const TIERD_ARGS[] = {"--threads", "32", NULL};
 
 /* ------------------------------------------------------------ calls */
 
@@ -218,45 +76,6 @@ static int change_call(tier_client *c, int kind, int64_t id)
     return rv;
 }
 
-/* Posts n comments with backfilled times in [lo_min, hi_min]. */
-static void post_random(tier_client *c, model *m, size_t n, int64_t lo_min, int64_t hi_min,
-                        unsigned *seed)
-{
-    Tier__PostCommentRequest *cs = calloc(n, sizeof(*cs));
-    Tier__PostCommentRequest **ps = calloc(n, sizeof(*ps));
-    Tier__PostCommentsRequest q = TIER__POST_COMMENTS_REQUEST__INIT;
-    Tier__PostCommentsReply *rep;
-    tier_error err;
-
-    for (size_t i = 0; i < n; i++) {
-        tier__post_comment_request__init(&cs[i]);
-        int svc = rand_r(seed) % NSVC;
-        /* Skewed cids: many ties and many repeats. */
-        int64_t cid = 1 + (rand_r(seed) % MAXCID) * (rand_r(seed) % MAXCID) / MAXCID;
-        int64_t minute = lo_min + rand_r(seed) % (hi_min - lo_min + 1);
-        cs[i].service = (char *)SVCS[svc];
-        cs[i].cid = cid;
-        cs[i].author = "tester";
-        cs[i].body = "a comment body of some length";
-        cs[i].time_ms = minute * 60000 + rand_r(seed) % 60000;
-        ps[i] = &cs[i];
-    }
-    q.n_comments = n;
-    q.comments = ps;
-    cr_assert_eq(tier_post_comments(c, &q, &rep, &err), TIER_OK, "%s", err.message);
-    cr_assert_eq(rep->n_results, n);
-    for (size_t i = 0; i < n; i++) {
-        cr_assert_eq(rep->results[i]->code, 0, "%s", rep->results[i]->message);
-        cr_assert_eq(rep->results[i]->created_ms, cs[i].time_ms);
-        int svc = cs[i].service == SVCS[0] ? 0 : cs[i].service == SVCS[1] ? 1 : 2;
-        add_comment(m, rep->results[i]->id, svc, cs[i].cid, cs[i].time_ms);
-        add_event(m, svc, cs[i].cid, cs[i].time_ms / 60000, 0);
-    }
-    tier_free(rep);
-    free(cs);
-    free(ps);
-}
-
 /* Deletes, restores and edits random comments, recording the events. */
 static void change_random(tier_client *c, model *m, size_t n, unsigned *seed)
 {
@@ -280,75 +99,17 @@ static void change_random(tier_client *c, model *m, size_t n, unsigned *seed)
     }
 }
 
-/* ------------------------------------------------------------ windows */
-
-typedef struct {
-    int64_t from, to; /* minutes */
-    int svc;          /* -1 = all */
-    bool dec;
-    uint32_t limit; /* as sent; 0 = 100 */
-} window;
-
-static void check_window(tier_client *c, const model *m, const window *w, row *buf)
-{
-    Tier__TopContentsRequest q = TIER__TOP_CONTENTS_REQUEST__INIT;
-    Tier__TopContentsReply *rep;
-    tier_error err;
-    uint32_t limit = w->limit ? w->limit : 100;
-
-    q.from_ms = w->from * 60000;
-    q.to_ms = w->to * 60000;
-    q.limit = w->limit;
-    q.service = w->svc >= 0 ? (char *)SVCS[w->svc] : "";
-    q.order = w->dec ? TIER__ORDER__DECREASE : TIER__ORDER__INCREASE;
-    cr_assert_eq(tier_top_contents(c, &q, &rep, &err), TIER_OK, "%s", err.message);
-    size_t n = brute_top(m, w->svc, w->from, w->to, w->dec, buf);
-    if (n > limit)
-        n = limit;
-    cr_assert_eq(rep->n_rows, n, "window [%lld, %lld) svc %d dec %d limit %u: %zu rows, want %zu",
-                 (long long)w->from, (long long)w->to, w->svc, w->dec, limit, rep->n_rows, n);
-    for (size_t i = 0; i < n; i++) {
-        const Tier__TopRow *r = rep->rows[i];
-        cr_assert(strcmp(r->service, SVCS[buf[i].svc]) == 0 && r->cid == buf[i].cid &&
-                      r->change == buf[i].change && r->created == buf[i].created &&
-                      r->deleted == buf[i].deleted && r->restored == buf[i].restored,
-                  "window [%lld, %lld) svc %d dec %d row %zu: got %s/%lld %lld (%lld,%lld,%lld) "
-                  "want %s/%lld %lld (%lld,%lld,%lld)",
-                  (long long)w->from, (long long)w->to, w->svc, w->dec, i, r->service,
-                  (long long)r->cid, (long long)r->change, (long long)r->created,
-                  (long long)r->deleted, (long long)r->restored, SVCS[buf[i].svc],
-                  (long long)buf[i].cid, (long long)buf[i].change, (long long)buf[i].created,
-                  (long long)buf[i].deleted, (long long)buf[i].restored);
-    }
-    tier_free(rep);
-}
-
-static window *random_windows(size_t n, int64_t lo, int64_t hi, unsigned *seed)
-{
-    static const uint32_t limits[] = {1, 3, 10, 50, 0, 1000};
-    window *w = calloc(n, sizeof(*w));
-    for (size_t i = 0; i < n; i++) {
-        int64_t a = lo + rand_r(seed) % (hi - lo + 1);
-        /* Short windows mostly, some very long. */
-        int64_t len =
-            rand_r(seed) % 4 == 0 ? 1 + rand_r(seed) % (hi - lo + 2) : 1 + rand_r(seed) % 15;
-        w[i] = (window){a, a + len, (int)(rand_r(seed) % (NSVC + 1)) - 1, rand_r(seed) % 2 == 0,
-                        limits[rand_r(seed) % 6]};
-    }
-    return w;
-}
-
 /* ------------------------------------------------------------ tests */
 
 Test(ranking, random_streams_equal_brute_force_and_survive_restart, .timeout = 600)
 {
-    fixture f;
+    ranking_fixture f;
     model m = {0};
     unsigned seed = 20261123;
     row *buf = calloc(NSVC * (MAXCID + 1), sizeof(*buf));
     const size_t NWIN = 1200;
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t now_min = tier_now_ms() / 60000, lo = now_min - 400;
     for (int round = 0; round < 8; round++) {
         post_random(f.c, &m, 700, lo, now_min - 1, &seed);
@@ -360,8 +121,8 @@ Test(ranking, random_streams_equal_brute_force_and_survive_restart, .timeout = 6
         check_window(f.c, &m, &w[i], buf);
 
     /* Killed without warning, started again: rebuilt from MySQL. */
-    kill_tierd(&f, SIGKILL);
-    start_tierd(&f);
+    ranking_fixture_kill(&f, SIGKILL);
+    ranking_fixture_start(&f);
     for (size_t i = 0; i < NWIN; i++)
         check_window(f.c, &m, &w[i], buf);
     /* And it keeps counting after the restart. */
@@ -374,7 +135,7 @@ Test(ranking, random_streams_equal_brute_force_and_survive_restart, .timeout = 6
     free(buf);
     free(m.ev);
     free(m.cm);
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }
 
 static int64_t post_at(tier_client *c, const char *svc, int64_t cid, int64_t time_ms)
@@ -421,10 +182,10 @@ static void top_str(tier_client *c, const char *svc, int64_t from_min, int64_t t
 
 Test(ranking, window_edges_and_freshness)
 {
-    fixture f;
+    ranking_fixture f;
     char s[256];
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t m = tier_now_ms() / 60000 - 30;     /* "10:03" */
     post_at(f.c, "edge", 1, m * 60000 + 59999); /* 10:03:59.999 */
     post_at(f.c, "edge", 2, (m + 1) * 60000);   /* 10:04:00.000 */
@@ -451,7 +212,7 @@ Test(ranking, window_edges_and_freshness)
     tier_free(rep);
     top_str(f.c, "fresh", cm, cm + 1, s, sizeof(s));
     cr_assert_str_eq(s, "42:1");
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }
 
 static int delete_at(tier_client *c, int64_t id, int64_t time_ms, bool restore)
@@ -472,10 +233,10 @@ static int delete_at(tier_client *c, int64_t id, int64_t time_ms, bool restore)
  * charged to that minute; never before the comment, never in the future. */
 Test(ranking, backfilled_delete_and_restore)
 {
-    fixture f;
+    ranking_fixture f;
     char s[256];
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t m = tier_now_ms() / 60000 - 100;
     int64_t id = post_at(f.c, "imp", 9, m * 60000 + 5000);
     cr_assert_eq(delete_at(f.c, id, m * 60000 + 1000, false), TIER_FAILED_PRECONDITION,
@@ -494,11 +255,11 @@ Test(ranking, backfilled_delete_and_restore)
     top_str(f.c, "imp", m, m + 8, s, sizeof(s));
     cr_assert_str_eq(s, "9:1");
     /* The same after a restart: the per-minute rows are durable. */
-    kill_tierd(&f, SIGKILL);
-    start_tierd(&f);
+    ranking_fixture_kill(&f, SIGKILL);
+    ranking_fixture_start(&f);
     top_str(f.c, "imp", m + 3, m + 4, s, sizeof(s));
     cr_assert_str_eq(s, "9:-1");
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }
 
 /* Pages through cid's comments with page size n; the ids, newest first. */
@@ -532,12 +293,12 @@ static size_t page_all(tier_client *c, int64_t cid, const char *svc, uint32_t n,
 
 Test(ranking, latest_comments_paging)
 {
-    fixture f;
+    ranking_fixture f;
     int64_t ids[300], svc_of[300], got[400];
     bool deleted[300] = {false};
     unsigned seed = 7;
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     for (int i = 0; i < 300; i++) {
         Tier__PostCommentRequest q = TIER__POST_COMMENT_REQUEST__INIT;
         Tier__PostCommentReply *rep;
@@ -574,7 +335,7 @@ Test(ranking, latest_comments_paging)
             cr_assert_eq(k, n, "extra comments");
         }
     }
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }
 
 static int post_code(tier_client *c, const char *svc, int64_t cid, const char *author,
@@ -618,13 +379,13 @@ static char *filled(size_t n)
 
 Test(ranking, bad_inputs_refused_with_their_codes)
 {
-    fixture f;
+    ranking_fixture f;
     char *body64k = filled(65536), *body_big = filled(65537);
     char *a255 = filled(255), *a256 = filled(256), *s64 = filled(64), *s65 = filled(65);
     int64_t now = tier_now_ms();
     size_t n;
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     /* Edges that are fine. */
     cr_assert_eq(post_code(f.c, "x", 1, a255, body64k, 0), TIER_OK);
     cr_assert_eq(post_code(f.c, s64, 1, "a", "b", 0), TIER_OK);
@@ -730,7 +491,7 @@ Test(ranking, bad_inputs_refused_with_their_codes)
     free(a256);
     free(s64);
     free(s65);
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }
 
 /* n PostComments items with an empty body: each refused by itself, so the
@@ -766,44 +527,30 @@ static int post_empty_n(tier_client *c, size_t n, size_t *results, tier_error *e
 
 Test(ranking, post_comments_capped_per_call)
 {
-    fixture f;
+    ranking_fixture f;
     tier_error err;
     size_t n = 0;
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     cr_assert_eq(post_empty_n(f.c, 10001, &n, &err), TIER_INVALID_ARGUMENT);
     cr_assert(strstr(err.message, "comments: at most 10000 per call") != NULL, "%s", err.message);
     cr_assert_eq(post_empty_n(f.c, 10000, &n, &err), TIER_OK, "%s", err.message);
     cr_assert_eq(n, 10000);
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }
 
 /* ------------------------------------------------------------ backfilled timelines (issue 8) */
-
-static int change_at(tier_client *c, int64_t id, int64_t time_ms, bool restore, tier_error *err)
-{
-    Tier__DeleteCommentRequest d = TIER__DELETE_COMMENT_REQUEST__INIT;
-    Tier__RestoreCommentRequest r = TIER__RESTORE_COMMENT_REQUEST__INIT;
-    Tier__CommentReply *rep = NULL;
-    int rv;
-
-    d.id = r.id = id;
-    d.time_ms = r.time_ms = time_ms;
-    rv = restore ? tier_restore_comment(c, &r, &rep, err) : tier_delete_comment(c, &d, &rep, err);
-    tier_free(rep);
-    return rv;
-}
 
 /* The issue's sequence: post at -50 min, delete at -20, restore backfilled
  * to -40 counted +2 for one comment in [-50, -20).  A delete or restore
  * must follow the comment's last transition; equal times are fine. */
 Test(ranking, backfilled_transitions_follow_the_timeline)
 {
-    fixture f;
+    ranking_fixture f;
     tier_error err;
     char s[256];
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t m = tier_now_ms() / 60000 - 60, t = m * 60000; /* minute -60 */
     int64_t id = post_at(f.c, "tl", 5, t + 10 * 60000);    /* -50 */
     cr_assert_eq(change_at(f.c, id, t + 40 * 60000, false, &err), TIER_OK, "%s", err.message);
@@ -819,8 +566,8 @@ Test(ranking, backfilled_transitions_follow_the_timeline)
     cr_assert(strstr(err.message, "before the comment's last restore") != NULL, "%s", err.message);
     cr_assert_eq(change_at(f.c, id, t + 50 * 60000, false, &err), TIER_OK, "%s", err.message);
     /* The floor survives a restart: it is in MySQL, not in tierd. */
-    kill_tierd(&f, SIGKILL);
-    start_tierd(&f);
+    ranking_fixture_kill(&f, SIGKILL);
+    ranking_fixture_start(&f);
     cr_assert_eq(change_at(f.c, id, t + 49 * 60000, true, &err), TIER_FAILED_PRECONDITION);
     cr_assert(strstr(err.message, "before the comment's last delete") != NULL, "%s", err.message);
     cr_assert_eq(change_at(f.c, id, t + 55 * 60000, true, &err), TIER_OK, "%s", err.message);
@@ -832,52 +579,18 @@ Test(ranking, backfilled_transitions_follow_the_timeline)
     cr_assert_str_eq(s, "5:1");
     /* Now (time_ms 0) is never refused for its time. */
     cr_assert_eq(change_at(f.c, id, 0, false, &err), TIER_OK, "%s", err.message);
-    teardown(&f);
-}
-
-/* Backfilled deletes and restores at random times, some before the
- * comment's last transition (refused) and some at it exactly (accepted):
- * every window equals the brute force over the accepted ones. */
-static void change_backfilled(tier_client *c, model *m, size_t n, int64_t hi_ms, unsigned *seed)
-{
-    tier_error err;
-
-    for (size_t i = 0; i < n; i++) {
-        live *l = &m->cm[rand_r(seed) % m->ncm];
-        int kind = l->deleted ? 2 : 1;
-        int64_t t, r = rand_r(seed) % 8;
-        if (l->last_ms >= hi_ms)
-            continue;
-        if (r == 0)
-            t = l->last_ms;
-        else if (r <= 2)
-            t = l->last_ms - 1 - rand_r(seed) % (30 * 60000);
-        else
-            t = l->last_ms + (int64_t)rand_r(seed) % (hi_ms - l->last_ms);
-        if (t <= 0) /* 0 would mean now */
-            continue;
-        bool ok = t >= l->last_ms;
-        int rv = change_at(c, l->id, t, kind == 2, &err);
-        cr_assert_eq(rv, ok ? TIER_OK : TIER_FAILED_PRECONDITION,
-                     "kind %d at %lld, last %lld: %d %s", kind, (long long)t, (long long)l->last_ms,
-                     rv, err.message);
-        if (ok) {
-            l->deleted = kind == 1;
-            l->last_ms = t;
-            add_event(m, l->svc, l->cid, t / 60000, kind);
-        }
-    }
+    ranking_fixture_teardown(&f);
 }
 
 Test(ranking, backfilled_histories_equal_brute_force, .timeout = 600)
 {
-    fixture f;
+    ranking_fixture f;
     model m = {0};
     unsigned seed = 20261130;
     row *buf = calloc(NSVC * (MAXCID + 1), sizeof(*buf));
     const size_t NWIN = 800;
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t now_min = tier_now_ms() / 60000, lo = now_min - 300;
     for (int round = 0; round < 4; round++) {
         post_random(f.c, &m, 500, lo, now_min - 60, &seed);
@@ -886,8 +599,8 @@ Test(ranking, backfilled_histories_equal_brute_force, .timeout = 600)
     window *w = random_windows(NWIN, lo - 5, now_min + 1, &seed);
     for (size_t i = 0; i < NWIN; i++)
         check_window(f.c, &m, &w[i], buf);
-    kill_tierd(&f, SIGKILL);
-    start_tierd(&f);
+    ranking_fixture_kill(&f, SIGKILL);
+    ranking_fixture_start(&f);
     for (size_t i = 0; i < NWIN; i++)
         check_window(f.c, &m, &w[i], buf);
 
@@ -895,5 +608,5 @@ Test(ranking, backfilled_histories_equal_brute_force, .timeout = 600)
     free(buf);
     free(m.ev);
     free(m.cm);
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }

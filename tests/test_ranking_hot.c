@@ -25,91 +25,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ranking_fixture.h"
+#include "ranking_model.h"
 #include "tier_client.h"
 #include "tier_testenv.h"
 #include "tier_time.h"
 
 #define HALF_LIFE_S 1800
-#define NSVC 3
-#define MAXCID 300
 
-static const char *const SVCS[] = {"news", "sports", "blog"};
+/* tierd's arguments at every start (ranking_fixture.h). */
+static char *const TIERD_ARGS[] = {"--hot-half-life-s", "1800", NULL};
 
-typedef struct {
-    tier_test_mysql m;
-    tier_test_tierd td;
-    char *dir;
-    tier_client *c;
-} fixture;
+/* ------------------------------------------------------------ the model (ranking_model.h) */
 
-static void start_tierd(fixture *f)
-{
-    char *extra[] = {"--hot-half-life-s", "1800", NULL};
-    tier_test_tierd_start(&f->td, extra);
-    cr_assert_eq(tier_client_open(&f->c, f->td.listen), TIER_OK);
-    tier_client_set_timeout(f->c, 30000);
-}
-
-static void kill_tierd(fixture *f, int sig)
-{
-    tier_client_close(f->c);
-    f->c = NULL;
-    cr_assert_neq(tier_test_tierd_stop(&f->td, sig, 20000), -1, "tierd did not stop");
-}
-
-static void setup(fixture *f)
-{
-    memset(f, 0, sizeof(*f));
-    tier_test_mysql_env(&f->m);
-    tier_test_db_create(&f->m, NULL);
-    f->dir = tier_test_tmpdir();
-    tier_test_tierd_init(&f->td, f->dir, f->m.db, NULL);
-    tier_test_tierd_setenv_services(&f->td, &f->m, -1, -1);
-    start_tierd(f);
-}
-
-static void teardown(fixture *f)
-{
-    if (f->c != NULL)
-        kill_tierd(f, SIGTERM);
-    tier_test_db_drop(&f->m);
-    tier_test_rmtree(f->dir);
-    free(f->dir);
-}
-
-/* ------------------------------------------------------------ the model */
-
-typedef struct {
-    int svc;
-    int64_t cid, minute;
-    int sign; /* +1 create or restore, -1 delete */
-} event;
-
-typedef struct {
-    int64_t id;
-    int svc;
-    int64_t cid;
-    bool deleted;
-    int64_t last_ms;
-} live;
-
-typedef struct {
-    event *ev;
-    size_t nev, evcap;
-    live *cm;
-    size_t ncm, cmcap;
-} model;
-
-static void add_event(model *m, int svc, int64_t cid, int64_t minute, int sign)
-{
-    if (m->nev == m->evcap) {
-        m->evcap = m->evcap ? m->evcap * 2 : 1024;
-        m->ev = realloc(m->ev, m->evcap * sizeof(*m->ev));
-    }
-    m->ev[m->nev++] = (event){svc, cid, minute, sign};
-}
-
-static void post_random(tier_client *c, model *m, size_t n, int64_t lo_min, int64_t hi_min,
+/* Posts n comments in [lo_min, hi_min], half of them in the last 20 minutes. */
+static void post_recent(tier_client *c, model *m, size_t n, int64_t lo_min, int64_t hi_min,
                         unsigned *seed)
 {
     Tier__PostCommentRequest *cs = calloc(n, sizeof(*cs));
@@ -138,12 +68,8 @@ static void post_random(tier_client *c, model *m, size_t n, int64_t lo_min, int6
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(rep->results[i]->code, 0, "%s", rep->results[i]->message);
         int svc = cs[i].service == SVCS[0] ? 0 : cs[i].service == SVCS[1] ? 1 : 2;
-        if (m->ncm == m->cmcap) {
-            m->cmcap = m->cmcap ? m->cmcap * 2 : 1024;
-            m->cm = realloc(m->cm, m->cmcap * sizeof(*m->cm));
-        }
-        m->cm[m->ncm++] = (live){rep->results[i]->id, svc, cs[i].cid, false, cs[i].time_ms};
-        add_event(m, svc, cs[i].cid, cs[i].time_ms / 60000, 1);
+        add_comment(m, rep->results[i]->id, svc, cs[i].cid, cs[i].time_ms);
+        add_event(m, svc, cs[i].cid, cs[i].time_ms / 60000, 0);
     }
     tier_free(rep);
     free(cs);
@@ -170,7 +96,7 @@ static void change_random(tier_client *c, model *m, size_t n, int64_t hi_ms, uns
         tier_free(rep);
         l->deleted = !l->deleted;
         l->last_ms = t;
-        add_event(m, l->svc, l->cid, t / 60000, l->deleted ? -1 : 1);
+        add_event(m, l->svc, l->cid, t / 60000, l->deleted ? 1 : 2);
     }
 }
 
@@ -190,9 +116,10 @@ static void brute_hot(const model *m, int64_t now)
     for (size_t i = 0; i < m->nev; i++) {
         const event *e = &m->ev[i];
         score *s = &table[e->svc][e->cid];
-        double term = e->sign * exp2(-(double)(now - e->minute) * 60.0 / HALF_LIFE_S);
+        int sign = e->kind == 1 ? -1 : 1;
+        double term = sign * exp2(-(double)(now - e->minute) * 60.0 / HALF_LIFE_S);
         s->seen = true;
-        s->change += e->sign;
+        s->change += sign;
         s->hot += term;
         s->mag += fabs(term);
     }
@@ -331,23 +258,23 @@ static void check_all(tier_client *c, const model *m, int64_t now_min, unsigned 
 
 Test(ranking_hot, hot_and_pages_equal_brute_force_and_survive_restart, .timeout = 600)
 {
-    fixture f;
+    ranking_fixture f;
     model m = {0};
     unsigned seed = 20261201;
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t now_min = tier_now_ms() / 60000, lo = now_min - 300;
     for (int round = 0; round < 4; round++) {
-        post_random(f.c, &m, 600, lo, now_min - 1, &seed);
+        post_recent(f.c, &m, 600, lo, now_min - 1, &seed);
         change_random(f.c, &m, 300, (now_min - 1) * 60000, &seed);
     }
     check_all(f.c, &m, now_min, &seed);
-    kill_tierd(&f, SIGKILL);
-    start_tierd(&f);
+    ranking_fixture_kill(&f, SIGKILL);
+    ranking_fixture_start(&f);
     check_all(f.c, &m, now_min, &seed);
     free(m.ev);
     free(m.cm);
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }
 
 static int top_code(tier_client *c, int order, int64_t from_ms, int64_t to_ms, uint32_t half_life,
@@ -370,14 +297,14 @@ static int top_code(tier_client *c, int order, int64_t from_ms, int64_t to_ms, u
 
 Test(ranking_hot, bad_requests_refused)
 {
-    fixture f;
+    ranking_fixture f;
     char msg[256];
     model m = {0};
     unsigned seed = 7;
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t now_min = tier_now_ms() / 60000, to = now_min * 60000, from = to - 3600000;
-    post_random(f.c, &m, 50, now_min - 30, now_min - 1, &seed);
+    post_recent(f.c, &m, 50, now_min - 30, now_min - 1, &seed);
     cr_assert_eq(top_code(f.c, TIER__ORDER__HOT, 0, 0, 0, "", msg, sizeof(msg)), TIER_OK);
     cr_assert_eq(top_code(f.c, TIER__ORDER__HOT, 0, to, HALF_LIFE_S, "", msg, sizeof(msg)),
                  TIER_OK);
@@ -432,7 +359,7 @@ Test(ranking_hot, bad_requests_refused)
                  TIER_INVALID_ARGUMENT);
     free(m.ev);
     free(m.cm);
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }
 
 /* ------------------------------------------------------------ tierctl */
@@ -459,14 +386,14 @@ static int ctl(const char *url, char *out, size_t len, ...)
 
 Test(ranking_hot, tierctl_top_hot_cursor_all)
 {
-    fixture f;
+    ranking_fixture f;
     model m = {0};
     unsigned seed = 11;
     static char out[1 << 20];
 
-    setup(&f);
+    ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t now_min = tier_now_ms() / 60000;
-    post_random(f.c, &m, 400, now_min - 100, now_min - 1, &seed);
+    post_recent(f.c, &m, 400, now_min - 100, now_min - 1, &seed);
     brute_hot(&m, now_min);
     size_t contents = 0;
     for (int s = 0; s < NSVC; s++)
@@ -523,5 +450,5 @@ Test(ranking_hot, tierctl_top_hot_cursor_all)
     cr_assert_eq(ctl(f.td.listen, out, sizeof(out), "top", "--order", "cold", NULL), 2, "%s", out);
     free(m.ev);
     free(m.cm);
-    teardown(&f);
+    ranking_fixture_teardown(&f);
 }

@@ -32,33 +32,15 @@
 #include <unistd.h>
 
 #include "tier.pb-c.h"
+#include "ranking_fixture.h"
 #include "tier_client.h"
 #include "tier_methods.h"
 #include "tier_rpc.h"
 #include "tier_slot.h"
 #include "tier_testenv.h"
 
-typedef struct {
-    tier_test_mysql m;
-    tier_test_tierd td;
-    char *dir;
-    tier_client *c;
-} fixture;
-
-static void setup(fixture *f, char *const extra[])
-{
-    memset(f, 0, sizeof(*f));
-    tier_test_mysql_env(&f->m);
-    tier_test_db_create(&f->m, NULL);
-    f->dir = tier_test_tmpdir();
-    tier_test_tierd_init(&f->td, f->dir, f->m.db, NULL);
-    tier_test_tierd_setenv_services(&f->td, &f->m, -1, -1);
-    tier_test_tierd_start(&f->td, extra);
-    cr_assert_eq(tier_client_open(&f->c, f->td.listen), TIER_OK);
-    tier_client_set_timeout(f->c, 30000);
-}
-
-static void teardown(fixture *f)
+/* Like ranking_fixture_teardown, and also kills any child a test left. */
+static void teardown(ranking_fixture *f)
 {
     tier_client_close(f->c);
     if (f->td.pid > 0)
@@ -69,7 +51,7 @@ static void teardown(fixture *f)
     free(f->dir);
 }
 
-static void post(fixture *f, const char *service, int64_t cid)
+static void post(ranking_fixture *f, const char *service, int64_t cid)
 {
     Tier__PostCommentRequest q = TIER__POST_COMMENT_REQUEST__INIT;
     Tier__PostCommentReply *rep = NULL;
@@ -84,8 +66,8 @@ static void post(fixture *f, const char *service, int64_t cid)
 }
 
 /* One step: TIER_OK with *rep, or the error code. */
-static int watch(fixture *f, Tier__TopContentsRequest *top, uint32_t window, uint64_t version,
-                 uint32_t wait_ms, Tier__WatchTopReply **rep)
+static int watch(ranking_fixture *f, Tier__TopContentsRequest *top, uint32_t window,
+                 uint64_t version, uint32_t wait_ms, Tier__WatchTopReply **rep)
 {
     Tier__WatchTopRequest q = TIER__WATCH_TOP_REQUEST__INIT;
     tier_error err;
@@ -109,7 +91,7 @@ static bool has_cid(const Tier__WatchTopReply *rep, int64_t cid)
 /* ------------------------------------------------------------ basics */
 
 typedef struct {
-    fixture *f;
+    ranking_fixture *f;
     uint64_t version;
     Tier__WatchTopReply *rep;
     int rv;
@@ -133,10 +115,10 @@ static void *hold_for_cid(void *arg)
 
 Test(watch, answers_at_once_then_wakes_on_a_change)
 {
-    fixture f;
+    ranking_fixture f;
     Tier__WatchTopReply *rep;
 
-    setup(&f, NULL);
+    ranking_fixture_setup(&f, NULL);
     post(&f, "web", 5);
     cr_assert_eq(watch(&f, NULL, 10, 0, 30000, &rep), TIER_OK);
     cr_assert(rep->changed);
@@ -168,11 +150,11 @@ Test(watch, answers_at_once_then_wakes_on_a_change)
  * a second comment on cid 9 puts it above cid 8 (same minute, more weight). */
 Test(watch, hot_lists_follow_the_decayed_order)
 {
-    fixture f;
+    ranking_fixture f;
     Tier__TopContentsRequest top = TIER__TOP_CONTENTS_REQUEST__INIT;
     Tier__WatchTopReply *rep, *next;
 
-    setup(&f, NULL);
+    ranking_fixture_setup(&f, NULL);
     top.order = TIER__ORDER__HOT;
     post(&f, "web", 8);
     post(&f, "web", 9);
@@ -202,12 +184,12 @@ Test(watch, hot_lists_follow_the_decayed_order)
 
 Test(watch, unchanged_hold_ends_with_changed_false)
 {
-    fixture f;
+    ranking_fixture f;
     Tier__WatchTopReply *rep;
     uint64_t v;
     bool seen = false;
 
-    setup(&f, NULL);
+    ranking_fixture_setup(&f, NULL);
     post(&f, "web", 5);
     cr_assert_eq(watch(&f, NULL, 10, 0, 0, &rep), TIER_OK);
     v = rep->version;
@@ -252,11 +234,11 @@ Test(watch, unchanged_hold_ends_with_changed_false)
 Test(watch, hostile_fields)
 {
     char *extra[] = {"--retention-min", "120", NULL};
-    fixture f;
+    ranking_fixture f;
     Tier__WatchTopReply *rep;
     Tier__TopContentsRequest top = TIER__TOP_CONTENTS_REQUEST__INIT;
 
-    setup(&f, extra);
+    ranking_fixture_setup(&f, extra);
     top.limit = 5000;
     cr_assert_eq(watch(&f, &top, 10, 0, 0, &rep), TIER_INVALID_ARGUMENT);
     top.limit = 1000;
@@ -334,14 +316,14 @@ static void hold_async(tier_rpc_client *rc, uint64_t v, int n, tally *t)
 Test(watch, cap_refuses_and_others_are_served)
 {
     char *extra[] = {"--watch-max", "3", NULL};
-    fixture f;
+    ranking_fixture f;
     Tier__WatchTopReply *rep;
     tier_rpc_client *rc;
     tier_rpc_error err;
     tally t = {0};
     bool refused = false;
 
-    setup(&f, extra);
+    ranking_fixture_setup(&f, extra);
     cr_assert_eq(watch(&f, NULL, 10, 0, 0, &rep), TIER_OK);
     uint64_t v = rep->version;
     tier_free(rep);
@@ -385,7 +367,7 @@ Test(watch, cap_refuses_and_others_are_served)
 
 /* The Health "ranking" message: "...; N watches held on L lists, C lists
  * computed". */
-static void watch_health(fixture *f, unsigned *held, unsigned long long *computed)
+static void watch_health(ranking_fixture *f, unsigned *held, unsigned long long *computed)
 {
     Tier__Rpc__HealthRequest q = TIER__RPC__HEALTH_REQUEST__INIT;
     Tier__Rpc__HealthReply *rep;
@@ -408,7 +390,7 @@ static void watch_health(fixture *f, unsigned *held, unsigned long long *compute
  * two, when the minute rolls meanwhile), not twenty. */
 Test(watch, watchers_of_one_list_share_its_computation)
 {
-    fixture f;
+    ranking_fixture f;
     Tier__WatchTopReply *rep;
     tier_rpc_client *rc;
     tier_rpc_error err;
@@ -416,7 +398,7 @@ Test(watch, watchers_of_one_list_share_its_computation)
     unsigned held = 0;
     unsigned long long c0, c1;
 
-    setup(&f, NULL);
+    ranking_fixture_setup(&f, NULL);
     cr_assert_eq(watch(&f, NULL, 10, 0, 0, &rep), TIER_OK);
     uint64_t v = rep->version;
     tier_free(rep);
@@ -438,13 +420,13 @@ Test(watch, watchers_of_one_list_share_its_computation)
 
 Test(watch, shutdown_answers_held_calls)
 {
-    fixture f;
+    ranking_fixture f;
     Tier__WatchTopReply *rep;
     tier_rpc_client *rc;
     tier_rpc_error err;
     tally t = {0};
 
-    setup(&f, NULL);
+    ranking_fixture_setup(&f, NULL);
     cr_assert_eq(watch(&f, NULL, 10, 0, 0, &rep), TIER_OK);
     uint64_t v = rep->version;
     tier_free(rep);
@@ -466,7 +448,7 @@ Test(watch, shutdown_answers_held_calls)
 /* ------------------------------------------------------------ tierctl */
 
 typedef struct {
-    fixture *f;
+    ranking_fixture *f;
     atomic_bool stop;
 } poster;
 
@@ -482,12 +464,12 @@ static void *keep_posting(void *arg)
 
 Test(watch, tierctl_watch_count_json)
 {
-    fixture f;
+    ranking_fixture f;
     poster p = {.f = NULL};
     pthread_t th;
     char out[65536];
 
-    setup(&f, NULL);
+    ranking_fixture_setup(&f, NULL);
     p.f = &f;
     cr_assert_eq(pthread_create(&th, NULL, keep_posting, &p), 0);
     char *bin = tier_test_bin("tierctl");
@@ -542,7 +524,7 @@ Test(watch, follows_other_shards)
     int64_t cid = 1;
     while (tier_shard_of(cid, 2) != 1)
         cid++;
-    fixture f0 = {.c = c[0]}, f1 = {.c = c[1]};
+    ranking_fixture f0 = {.c = c[0]}, f1 = {.c = c[1]};
     cr_assert_eq(watch(&f0, NULL, 10, 0, 0, &rep), TIER_OK, "first list");
     uint64_t v = rep->version;
     cr_assert_eq(rep->n_rows, 0);

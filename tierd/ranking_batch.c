@@ -142,68 +142,17 @@ static int too_many(tier_rpc_ctx *call, size_t n)
                                 RANKING_MAX_CHANGES, n);
 }
 
-/* DeleteComments and RestoreComments: items of (id, time_ms). */
-static int delete_or_restore(ranking *r, tier_rpc_ctx *call, tier_comment_op_kind kind,
-                             const int64_t *ids, const int64_t *times, size_t n,
-                             ProtobufCMessage *reply)
+/* DeleteComments, RestoreComments (items of (id, time_ms)) and
+ * EditComments (items of (id, body)): req is the request of kind's call. */
+static int change_batch(ranking *r, tier_rpc_ctx *call, tier_comment_op_kind kind,
+                        const ProtobufCMessage *req, ProtobufCMessage *reply)
 {
-    tier_comment_op *ops;
-    int rv;
-
-    if (n > RANKING_MAX_CHANGES)
-        return too_many(call, n);
-    if ((ops = calloc(n + 1, sizeof(*ops))) == NULL)
-        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        ops[i] = (tier_comment_op){.kind = kind, .id = ids[i], .time_ms = times[i]};
-    rv = run_changes(r, call, ops, n, (Tier__CommentsReply *)reply);
-    free(ops);
-    return rv;
-}
-
-/* The (id, time_ms) pairs of a batch, copied out of its items. */
-static int pairs(tier_rpc_ctx *call, size_t n, int64_t **ids, int64_t **times)
-{
-    *ids = tier_rpc_alloc(call, (n + 1) * sizeof(**ids));
-    *times = tier_rpc_alloc(call, (n + 1) * sizeof(**times));
-    return *ids && *times ? TIER_OK : TIER_RESOURCE_EXHAUSTED;
-}
-
-int ranking_h_delete_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
-                              ProtobufCMessage *reply)
-{
-    const Tier__DeleteCommentsRequest *q = (const Tier__DeleteCommentsRequest *)req;
-    int64_t *ids, *times;
-
-    if (q->n_items > RANKING_MAX_CHANGES)
-        return too_many(call, q->n_items);
-    if (pairs(call, q->n_items, &ids, &times) != TIER_OK)
-        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    for (size_t i = 0; i < q->n_items; i++)
-        ids[i] = q->items[i]->id, times[i] = q->items[i]->time_ms;
-    return delete_or_restore(arg, call, TIER_COP_DELETE, ids, times, q->n_items, reply);
-}
-
-int ranking_h_restore_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
-                               ProtobufCMessage *reply)
-{
-    const Tier__RestoreCommentsRequest *q = (const Tier__RestoreCommentsRequest *)req;
-    int64_t *ids, *times;
-
-    if (q->n_items > RANKING_MAX_CHANGES)
-        return too_many(call, q->n_items);
-    if (pairs(call, q->n_items, &ids, &times) != TIER_OK)
-        return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
-    for (size_t i = 0; i < q->n_items; i++)
-        ids[i] = q->items[i]->id, times[i] = q->items[i]->time_ms;
-    return delete_or_restore(arg, call, TIER_COP_RESTORE, ids, times, q->n_items, reply);
-}
-
-int ranking_h_edit_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
-                            ProtobufCMessage *reply)
-{
-    const Tier__EditCommentsRequest *q = (const Tier__EditCommentsRequest *)req;
-    size_t n = q->n_items;
+    const Tier__DeleteCommentsRequest *del = (const Tier__DeleteCommentsRequest *)req;
+    const Tier__RestoreCommentsRequest *res = (const Tier__RestoreCommentsRequest *)req;
+    const Tier__EditCommentsRequest *ed = (const Tier__EditCommentsRequest *)req;
+    size_t n = kind == TIER_COP_DELETE    ? del->n_items
+               : kind == TIER_COP_RESTORE ? res->n_items
+                                          : ed->n_items;
     tier_comment_op *ops;
     int rv;
 
@@ -212,13 +161,41 @@ int ranking_h_edit_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessag
     if ((ops = calloc(n + 1, sizeof(*ops))) == NULL)
         return tier_rpc_set_message(call, TIER_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        const char *b = q->items[i]->body;
-        ops[i] = (tier_comment_op){
-            .kind = TIER_COP_EDIT, .id = q->items[i]->id, .body = b, .body_len = b ? strlen(b) : 0};
+        tier_comment_op *op = &ops[i];
+        op->kind = kind;
+        if (kind == TIER_COP_DELETE) {
+            op->id = del->items[i]->id;
+            op->time_ms = del->items[i]->time_ms;
+        } else if (kind == TIER_COP_RESTORE) {
+            op->id = res->items[i]->id;
+            op->time_ms = res->items[i]->time_ms;
+        } else {
+            op->id = ed->items[i]->id;
+            op->body = ed->items[i]->body;
+            op->body_len = op->body ? strlen(op->body) : 0;
+        }
     }
-    rv = run_changes(arg, call, ops, n, (Tier__CommentsReply *)reply);
+    rv = run_changes(r, call, ops, n, (Tier__CommentsReply *)reply);
     free(ops);
     return rv;
+}
+
+int ranking_h_delete_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                              ProtobufCMessage *reply)
+{
+    return change_batch(arg, call, TIER_COP_DELETE, req, reply);
+}
+
+int ranking_h_restore_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                               ProtobufCMessage *reply)
+{
+    return change_batch(arg, call, TIER_COP_RESTORE, req, reply);
+}
+
+int ranking_h_edit_comments(void *arg, tier_rpc_ctx *call, const ProtobufCMessage *req,
+                            ProtobufCMessage *reply)
+{
+    return change_batch(arg, call, TIER_COP_EDIT, req, reply);
 }
 
 /* ------------------------------------------------------------ DeleteByAuthor */
