@@ -142,8 +142,15 @@ void rank_compact(tier_rank *r, int64_t horizon)
     r->horizon = horizon;
 }
 
-int rank_fringe_ranges(const tier_rank *r, int64_t from, int64_t to, int64_t rg[2][2], int64_t *a,
-                       int64_t *b)
+/* The part [lo, hi) of granule [gs, gs + g): read the shorter side. */
+static rank_fringe_part fringe_part(int64_t lo, int64_t hi, int64_t g)
+{
+    int64_t gs = lo / g * g;
+    return (rank_fringe_part){lo, hi, gs, (hi - lo) * 2 > g};
+}
+
+int rank_fringe_ranges(const tier_rank *r, int64_t from, int64_t to, rank_fringe_part p[2],
+                       int64_t *a, int64_t *b)
 {
     int64_t g = r->detail > 0 ? rank_granule(r) : 1;
     int n = 0;
@@ -152,15 +159,32 @@ int rank_fringe_ranges(const tier_rank *r, int64_t from, int64_t to, int64_t rg[
     if (from < r->horizon && from % g != 0) {
         int64_t up = (from / g + 1) * g;
         *a = up < to ? up : to;
-        rg[n][0] = from;
-        rg[n++][1] = *a;
+        p[n++] = fringe_part(from, *a, g);
     }
     if (*a < to && to < r->horizon && to % g != 0) {
         *b = to / g * g; /* >= *a: *a is aligned here */
-        rg[n][0] = *b;
-        rg[n++][1] = to;
+        p[n++] = fringe_part(*b, to, g);
     }
     if (*b < *a)
         *b = *a;
+    return n;
+}
+
+int rank_fringe_fetch_ranges(const rank_fringe_part *p, int64_t g, int64_t rg[2][2])
+{
+    int n = 0;
+    if (!p->comp) {
+        rg[n][0] = p->lo;
+        rg[n++][1] = p->hi;
+        return n;
+    }
+    if (p->gs < p->lo) {
+        rg[n][0] = p->gs;
+        rg[n++][1] = p->lo;
+    }
+    if (p->hi < p->gs + g) {
+        rg[n][0] = p->hi;
+        rg[n++][1] = p->gs + g;
+    }
     return n;
 }
