@@ -54,6 +54,9 @@
  * blocks cover the aligned inner window [from, to) of ta_query, the fringe
  * is one more list per service (entities absent from it have 0 there, so
  * every bound above holds unchanged) and random access adds its sums.
+ * Whether a part was read directly or through its complement (the shorter
+ * side of its granule) does not matter here: the view holds the part's own
+ * sums either way, and only contents with an event in it.
  */
 #include "rank_internal.h"
 
@@ -869,10 +872,13 @@ int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_
 }
 
 /*
- * Two phases when the window has a fringe: the ranges are derived under
- * the lock, fetched without it (a database read must not hold off ingest),
- * and the query proper re-derives them under the lock; if the horizon
- * moved meanwhile (once per granule at most) it fetches again.
+ * Two phases when the window has a fringe: the parts (their minutes and
+ * which side of the granule is read) are derived under the lock, fetched
+ * without it (a database read must not hold off ingest), and the query
+ * proper re-derives them under the lock; if the horizon moved meanwhile
+ * (once per granule at most) it fetches again.  A complement is turned
+ * into the part's sums under that same lock, from the granule totals the
+ * index holds then.
  */
 int tier_rank_top_after(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
                         int decrease, const tier_rank_key *after, uint32_t limit,
