@@ -191,23 +191,32 @@ static uint32_t sums_merge(rank_fringe_sum *s, uint32_t n)
     return w;
 }
 
+/* The service of each of f's names among [svc_lo, svc_hi), RANK_NONE when
+ * not one of them (malloc'ed; NULL when out of memory). */
+static uint32_t *sink_services(tier_rank *r, const tier_rank_fringe *f, uint32_t svc_lo,
+                               uint32_t svc_hi)
+{
+    uint32_t *svc_of = malloc((f->nnames ? f->nnames : 1) * sizeof(uint32_t));
+    for (uint32_t i = 0; svc_of != NULL && i < f->nnames; i++) {
+        svc_of[i] = RANK_NONE;
+        for (uint32_t s = svc_lo; s < svc_hi; s++)
+            if (strcmp(r->svc[s].name, f->names[i]) == 0)
+                svc_of[i] = s;
+    }
+    return svc_of;
+}
+
 /* f's rows as entity sums of services [svc_lo, svc_hi), summed per entity
  * and sorted by id, into *out (malloc'ed); the count, or -1. */
 static int64_t sink_sums(tier_rank *r, const tier_rank_fringe *f, uint32_t svc_lo, uint32_t svc_hi,
                          rank_fringe_sum **out)
 {
-    uint32_t *svc_of = malloc((f->nnames ? f->nnames : 1) * sizeof(uint32_t));
+    uint32_t *svc_of = sink_services(r, f, svc_lo, svc_hi);
     rank_fringe_sum *sum = malloc((f->n ? f->n : 1) * sizeof(rank_fringe_sum));
     if (svc_of == NULL || sum == NULL) {
         free(svc_of);
         free(sum);
         return -1;
-    }
-    for (uint32_t i = 0; i < f->nnames; i++) {
-        svc_of[i] = RANK_NONE;
-        for (uint32_t s = svc_lo; s < svc_hi; s++)
-            if (strcmp(r->svc[s].name, f->names[i]) == 0)
-                svc_of[i] = s;
     }
     uint32_t n = 0;
     for (size_t i = 0; i < f->n; i++) {
@@ -253,36 +262,62 @@ static const rank_fringe_sum *sum_find(const rank_fringe_sum *s, uint32_t n, uin
  * rows of an entity that is not a member (a write the index has not
  * applied) are ignored: the index is the reference, as for direct rows.
  *
- * Cost: the member list (about 200,000 entities per 256-minute granule on
- * the benchmark: two binary searches and a sort entry each, in memory)
- * instead of up to G/2 more minutes from the database (about 11,400 rows
- * each, each also hashed and sorted).
+ * Cost: one pass over the member list (about 200,000 entities per
+ * 256-minute granule on the benchmark: a bit, then two binary searches in
+ * id order; no sort) and one hash lookup per complement row, instead of up
+ * to G/2 more minutes from the database (about 11,400 rows each, each also
+ * hashed and sorted).
  */
 static int64_t part_complement(tier_rank *r, const tier_rank_fringe *f, const rank_fringe_part *p,
                                uint32_t svc_lo, uint32_t svc_hi, rank_fringe_sum **out)
 {
     int l = r->clevel;
     int64_t end = p->gs + rank_granule(r);
-    /* the member ids, under build_mu: a concurrent build sorts e[] in place */
-    pthread_mutex_lock(&r->build_mu);
-    size_t nm = 0;
-    for (uint32_t s = svc_lo; s < svc_hi; s++) {
-        rank_block *b = rank_block_get(r, &r->svc[s].lv[l], l, p->gs, 0);
-        nm += b != NULL ? b->n : 0;
-    }
-    rank_fringe_sum *m = malloc((nm ? nm : 1) * sizeof(rank_fringe_sum));
-    if (m == NULL) {
-        pthread_mutex_unlock(&r->build_mu);
+    /* The members as a bitmap over entity ids: read back in id order it is
+     * already the sorted list the view wants, with no sort; pos[] maps a
+     * member to its slot for the complement rows.  Under build_mu: a
+     * concurrent build sorts a block's e[] in place. */
+    size_t words = ((size_t)r->nent + 63) / 64;
+    uint64_t *bits = calloc(words ? words : 1, sizeof(uint64_t));
+    uint32_t *pos = malloc((r->nent ? r->nent : 1) * sizeof(uint32_t));
+    uint32_t *svc_of = sink_services(r, f, svc_lo, svc_hi);
+    if (bits == NULL || pos == NULL || svc_of == NULL) {
+        free(bits);
+        free(pos);
+        free(svc_of);
         return -1;
     }
     uint32_t n = 0;
+    pthread_mutex_lock(&r->build_mu);
     for (uint32_t s = svc_lo; s < svc_hi; s++) {
         rank_block *b = rank_block_get(r, &r->svc[s].lv[l], l, p->gs, 0);
-        for (uint32_t k = 0; b != NULL && k < b->n; k++)
-            m[n++].ent = b->e[k].ent;
+        for (uint32_t k = 0; b != NULL && k < b->n; k++) {
+            uint32_t id = b->e[k].ent;
+            uint64_t bit = (uint64_t)1 << (id & 63);
+            n += !(bits[id >> 6] & bit);
+            bits[id >> 6] |= bit;
+        }
     }
     pthread_mutex_unlock(&r->build_mu);
-    for (uint32_t i = 0; i < n; i++) { /* the granule totals */
+    rank_fringe_sum *m = malloc((n ? n : 1) * sizeof(rank_fringe_sum));
+    if (m == NULL) {
+        free(bits);
+        free(pos);
+        free(svc_of);
+        return -1;
+    }
+    n = 0;
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t x = bits[w]; x != 0; x &= x - 1) {
+            uint32_t id = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(x));
+            pos[id] = n;
+            m[n++].ent = id;
+        }
+    for (uint32_t i = 0; i < n; i++) { /* the granule totals, entities in id order */
+        if (i + 8 < n)
+            __builtin_prefetch(&r->ent[m[i + 8].ent]);
+        if (i + 4 < n && r->ent[m[i + 4].ent].c != NULL)
+            __builtin_prefetch(r->ent[m[i + 4].ent].c);
         const rank_entity *e = &r->ent[m[i].ent];
         rank_cum hi = rank_cum_before(e, end), lo = rank_cum_before(e, p->gs);
         m[i].delta = (int32_t)(hi.delta - lo.delta);
@@ -290,23 +325,22 @@ static int64_t part_complement(tier_rank *r, const tier_rank_fringe *f, const ra
         m[i].deleted = (int32_t)(hi.deleted - lo.deleted);
         m[i].restored = (int32_t)(hi.restored - lo.restored);
     }
-    qsort(m, n, sizeof(rank_fringe_sum), cmp_sum); /* members are distinct */
-    rank_fringe_sum *c = NULL;
-    int64_t nc = sink_sums(r, f, svc_lo, svc_hi, &c);
-    if (nc < 0) {
-        free(m);
-        return -1;
+    /* minus the complement: the sink holds one row per (service, cid) */
+    for (size_t i = 0; i < f->n; i++) {
+        const fringe_row *x = &f->rows[i];
+        uint32_t svc = svc_of[x->name];
+        uint32_t id = svc == RANK_NONE ? RANK_NONE : rank_entity_find(r, svc, x->cid);
+        if (id == RANK_NONE || !(bits[id >> 6] & ((uint64_t)1 << (id & 63))))
+            continue; /* not a member: no event of the granule in the index */
+        rank_fringe_sum *y = &m[pos[id]];
+        y->delta -= x->delta;
+        y->created -= x->created;
+        y->deleted -= x->deleted;
+        y->restored -= x->restored;
     }
-    for (int64_t i = 0; i < nc; i++) {
-        rank_fringe_sum *x = (rank_fringe_sum *)sum_find(m, n, c[i].ent);
-        if (x == NULL)
-            continue;
-        x->delta -= c[i].delta;
-        x->created -= c[i].created;
-        x->deleted -= c[i].deleted;
-        x->restored -= c[i].restored;
-    }
-    free(c);
+    free(bits);
+    free(pos);
+    free(svc_of);
     uint32_t w = 0;
     for (uint32_t i = 0; i < n; i++)
         if (m[i].delta != 0 || m[i].created != 0 || m[i].deleted != 0 || m[i].restored != 0)
