@@ -17,7 +17,11 @@
  * windows with unaligned edges (fringe).  For the latter the time spent in
  * the provider (regenerating minutes, which stands in for the database) is
  * measured apart and subtracted: "index ms" is what the index itself costs,
- * "fringe rows" how many rows the database would return.
+ * "fringe rows" how many rows the database would return (per provider
+ * call summed per content, as the sink keeps them).  "fringe min" is the
+ * minutes the index asked the provider for, per query; "direct min" the
+ * minutes of the fringe itself, what reading the needed side of each
+ * granule (instead of the shorter side) would have asked for.
  */
 #ifndef BENCH_RANK_LONG_H
 #define BENCH_RANK_LONG_H
@@ -33,6 +37,7 @@ typedef struct {
     uint8_t *touched;
     double spent;
     uint64_t rows;
+    uint64_t minutes; /* minutes the index asked the provider for */
 } long_gen;
 
 static uint64_t minute_seed(int64_t minute)
@@ -79,6 +84,7 @@ static int long_provider(void *ctx, const char *service, int64_t from, int64_t t
     (void)service; /* one service */
     double t0 = now_sec();
     uint64_t saved = rng;
+    g->minutes += (uint64_t)(to - from);
     for (int64_t m = from; m < to; m++)
         long_minute_sum(g, m);
     rng = saved;
@@ -175,8 +181,25 @@ static int long_check(long_gen *g, int64_t from, int64_t to, int dec, const tier
 
 typedef struct {
     double med, p99, fringe_med;
-    double rows;
+    double rows, minutes, direct;
 } long_stats;
+
+/* The fringe minutes of [from, to) if each part were read itself rather
+ * than through its complement (the index reads the shorter side of a
+ * granule, rank_compact.c): the "before" of the fringe min column.  The
+ * horizon is floor_G(open - detail), as the index keeps it. */
+static int64_t long_direct_minutes(int64_t from, int64_t to, int64_t open, int64_t detail,
+                                   int64_t gran)
+{
+    int64_t horizon = (open - detail) / gran * gran, a = from, n = 0;
+    if (from < horizon && from % gran != 0) {
+        a = (from / gran + 1) * gran < to ? (from / gran + 1) * gran : to;
+        n += a - from;
+    }
+    if (a < to && to < horizon && to % gran != 0)
+        n += to - to / gran * gran;
+    return n;
+}
 
 /* kind 0: ending now; 1: old, granule-aligned edges; 2: old, unaligned. */
 static long_stats long_measure(tier_rank *r, long_gen *g, const long_cfg *c, int64_t len, int kind,
@@ -186,7 +209,7 @@ static long_stats long_measure(tier_rank *r, long_gen *g, const long_cfg *c, int
     int64_t old_end = open - c->detail - gran; /* surely compacted before it */
     double *lat = malloc(c->queries * sizeof(double)), *fr = malloc(c->queries * sizeof(double));
     static tier_rank_row rows[100];
-    uint64_t rows0 = g->rows;
+    uint64_t rows0 = g->rows, min0 = g->minutes, direct = 0;
     for (int i = 0; i < c->queries; i++) {
         int64_t to = open + 1;
         if (kind > 0) {
@@ -198,6 +221,7 @@ static long_stats long_measure(tier_rank *r, long_gen *g, const long_cfg *c, int
             from = (from + gran - 1) / gran * gran;
             to = from + (len + gran - 1) / gran * gran;
         }
+        direct += (uint64_t)long_direct_minutes(from, to, open, c->detail, gran);
         size_t n = 0;
         double sp = g->spent, t0 = now_sec();
         int rc = tier_rank_top(r, NULL, from, to, dec, 100, rows, &n);
@@ -215,8 +239,12 @@ static long_stats long_measure(tier_rank *r, long_gen *g, const long_cfg *c, int
     }
     qsort(lat, c->queries, sizeof(double), cmp_double);
     qsort(fr, c->queries, sizeof(double), cmp_double);
-    long_stats s = {lat[c->queries / 2], lat[(int)ceil(c->queries * 0.99) - 1], fr[c->queries / 2],
-                    (double)(g->rows - rows0) / c->queries};
+    long_stats s = {lat[c->queries / 2],
+                    lat[(int)ceil(c->queries * 0.99) - 1],
+                    fr[c->queries / 2],
+                    (double)(g->rows - rows0) / c->queries,
+                    (double)(g->minutes - min0) / c->queries,
+                    (double)direct / c->queries};
     free(lat);
     free(fr);
     return s;
@@ -259,7 +287,8 @@ static int long_main(int argc, char **argv)
         tier_rank_set_compaction(r, c.detail, c.clevel) != TIER_OK)
         return 2;
     double *cdf = zipf_cdf();
-    long_gen g = {cdf, c.rate, calloc((NCID + 1) * 3, sizeof(int32_t)), calloc(NCID + 1, 1), 0, 0};
+    long_gen g = {cdf, c.rate, calloc((NCID + 1) * 3, sizeof(int32_t)), calloc(NCID + 1, 1), 0,
+                  0,   0};
     tier_rank_set_fringe_provider(r, long_provider, &g);
     printf("workload: %d days x %d events/s = %lld events, %d cids Zipf s=1.0, 10%% deletes; "
            "detail %d min, granule 4^%d = %d min\n",
@@ -277,8 +306,8 @@ static int long_main(int argc, char **argv)
     int bad = 0;
     printf("\ntop-100 latency, ms (%d queries each; index time, fringe fetch excluded)\n",
            c.queries);
-    printf("%-9s %-14s %-6s | %8s %8s | %12s %11s\n", "order", "placed", "win", "median", "p99",
-           "fringe rows", "fetch ms");
+    printf("%-9s %-14s %-6s | %8s %8s | %12s %11s | %10s %10s\n", "order", "placed", "win",
+           "median", "p99", "fringe rows", "fetch ms", "fringe min", "direct min");
     for (int dec = 0; dec < 2; dec++)
         for (int kind = 0; kind < 3; kind++)
             for (int k = 0; k < 5; k++) {
@@ -286,9 +315,9 @@ static int long_main(int argc, char **argv)
                 if (kind > 0 && len + c.detail + 2 * 1024 >= minutes)
                     continue; /* no old window of that length in the data */
                 long_stats s = long_measure(r, &g, &c, len, kind, dec, minutes, &bad);
-                printf("%-9s %-14s %-6lld | %8.3f %8.3f | %12.0f %11.1f\n",
+                printf("%-9s %-14s %-6lld | %8.3f %8.3f | %12.0f %11.1f | %10.1f %10.1f\n",
                        dec ? "DECREASE" : "INCREASE", kinds[kind], (long long)len, s.med, s.p99,
-                       s.rows, s.fringe_med);
+                       s.rows, s.fringe_med, s.minutes, s.direct);
             }
     printf("brute-force spot checks (windows <= 240 min): %s\n", bad ? "MISMATCH" : "all equal");
     printf("peak RSS %.1f MiB\n", proc_status_kib("VmHWM:") / 1024.0);

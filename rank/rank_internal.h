@@ -144,12 +144,25 @@ static inline int64_t rank_granule(const tier_rank *r)
 {
     return rank_level_len(r->clevel);
 }
-/* The parts of [from, to) the index holds at granule resolution only:
- * up to two minute ranges, returned in rg[], their count returned; *a and
- * *b get the inner window [a, b) that the index answers alone (a == b
- * when the fringe covers everything).  from must be >= r->expired. */
-int rank_fringe_ranges(const tier_rank *r, int64_t from, int64_t to, int64_t rg[2][2], int64_t *a,
-                       int64_t *b);
+/* One fringe part: the minutes [lo, hi) of the window inside the
+ * compacted granule [gs, gs + G).  comp 0: the provider is asked for
+ * [lo, hi) itself.  comp 1 (the part is longer than G/2): it is asked for
+ * the complement [gs, lo) and [hi, gs + G) instead, and the part's sums are
+ * the granule totals (from the index) minus the complement's, see
+ * rank_fringe.c.  rank_fringe_fetch_ranges() lists the ranges to ask for. */
+typedef struct {
+    int64_t lo, hi, gs, comp;
+} rank_fringe_part;
+
+/* The parts of [from, to) the index holds at granule resolution only: up
+ * to two, returned in p[], their count returned; *a and *b get the inner
+ * window [a, b) that the index answers alone (a == b when the fringe
+ * covers everything).  from must be >= r->expired. */
+int rank_fringe_ranges(const tier_rank *r, int64_t from, int64_t to, rank_fringe_part p[2],
+                       int64_t *a, int64_t *b);
+/* The minute ranges the provider is asked for to get part p (G the
+ * granule): up to two, in rg[], their count returned. */
+int rank_fringe_fetch_ranges(const rank_fringe_part *p, int64_t g, int64_t rg[2][2]);
 
 /* A fringe resolved against the index (rank_fringe.c): per entity sums of
  * the fringe minutes, sorted by entity id, and per service a sorted list
@@ -169,8 +182,11 @@ typedef struct {
 tier_rank_fringe *rank_fringe_new(void);
 void rank_fringe_clear(tier_rank_fringe *f);
 void rank_fringe_free(tier_rank_fringe *f);
-int rank_fringe_resolve(tier_rank *r, const tier_rank_fringe *f, uint32_t svc_lo, uint32_t svc_hi,
-                        rank_fringe_view *v);
+/* Resolves the sinks f[0..np), f[i] filled with the ranges of part p[i],
+ * into v: the window's fringe sums over services [svc_lo, svc_hi).  Under
+ * the index lock (shared); takes build_mu to read leaf blocks. */
+int rank_fringe_resolve(tier_rank *r, tier_rank_fringe *const *f, const rank_fringe_part *p, int np,
+                        uint32_t svc_lo, uint32_t svc_hi, rank_fringe_view *v);
 const rank_fringe_sum *rank_fringe_lookup(const rank_fringe_view *v, uint32_t ent);
 void rank_fringe_view_free(rank_fringe_view *v);
 

@@ -54,6 +54,9 @@
  * blocks cover the aligned inner window [from, to) of ta_query, the fringe
  * is one more list per service (entities absent from it have 0 there, so
  * every bound above holds unchanged) and random access adds its sums.
+ * Whether a part was read directly or through its complement (the shorter
+ * side of its granule) does not matter here: the view holds the part's own
+ * sums either way, and only contents with an event in it.
  */
 #include "rank_internal.h"
 
@@ -768,8 +771,8 @@ static int query_run(ta_query *q, tier_rank_row *rows, size_t *nrows)
     return rc;
 }
 
-/* The fringe ranges the window needs now (0 when none), under the lock. */
-static int window_fringe(const ta_query *q, int64_t rg[2][2], int64_t *a, int64_t *b)
+/* The fringe parts the window needs now (0 when none), under the lock. */
+static int window_fringe(const ta_query *q, rank_fringe_part p[2], int64_t *a, int64_t *b)
 {
     const tier_rank *r = q->r;
     int64_t from = q->from < r->expired ? r->expired : q->from;
@@ -777,18 +780,28 @@ static int window_fringe(const ta_query *q, int64_t rg[2][2], int64_t *a, int64_
     *b = q->to;
     if (r->open < 0 || from >= q->to)
         return 0;
-    return rank_fringe_ranges(r, from, q->to, rg, a, b);
+    return rank_fringe_ranges(r, from, q->to, p, a, b);
 }
 
-/* f: the fringe fetched for ranges rg[0..nrg) (unused when nrg is 0);
- * TIER_ABORTED when the window needs other ranges now. */
-static int query_locked(ta_query *q, const char *service, const tier_rank_fringe *f,
-                        int64_t rg[2][2], int nrg, tier_rank_row *rows, size_t *nrows)
+static int parts_equal(const rank_fringe_part *x, const rank_fringe_part *y, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (x[i].lo != y[i].lo || x[i].hi != y[i].hi || x[i].gs != y[i].gs ||
+            x[i].comp != y[i].comp)
+            return 0;
+    return 1;
+}
+
+/* f[i]: the fringe fetched for part p[i], i < np (unused when np is 0);
+ * TIER_ABORTED when the window needs other parts now. */
+static int query_locked(ta_query *q, const char *service, tier_rank_fringe *const *f,
+                        const rank_fringe_part *p, int np, tier_rank_row *rows, size_t *nrows)
 {
     tier_rank *r = q->r;
-    int64_t now[2][2], a, b;
+    rank_fringe_part now[2];
+    int64_t a, b;
     int nnow = window_fringe(q, now, &a, &b);
-    if (nnow != nrg || (nrg > 0 && memcmp(now, rg, (size_t)nrg * sizeof(now[0])) != 0))
+    if (nnow != np || !parts_equal(now, p, np))
         return TIER_ABORTED;
     if (r->open < 0 || !find_service(r, service, &q->svc_lo, &q->svc_hi) || q->svc_lo == q->svc_hi)
         return TIER_OK;
@@ -799,7 +812,7 @@ static int query_locked(ta_query *q, const char *service, const tier_rank_fringe
     rank_fringe_view fv;
     memset(&fv, 0, sizeof(fv));
     int rc = TIER_OK;
-    if (nrg > 0 && (rc = rank_fringe_resolve(r, f, q->svc_lo, q->svc_hi, &fv)) == TIER_OK)
+    if (np > 0 && (rc = rank_fringe_resolve(r, f, p, np, q->svc_lo, q->svc_hi, &fv)) == TIER_OK)
         q->fv = &fv;
     q->from = a; /* the blocks cover the inner window only */
     q->to = b;
@@ -826,17 +839,23 @@ static void query_free(ta_query *q)
     memset(q, 0, sizeof(*q));
 }
 
-/* Asks the provider for the fringe ranges rg[0..nrg) into f. */
-static int fetch_fringe(tier_rank *r, const char *service, int64_t rg[2][2], int nrg,
-                        tier_rank_fringe *f)
+/* Asks the provider for the minutes of each part p[i] into f[i] (the part
+ * itself, or its complement: rank_fringe_fetch_ranges()).  g: the granule
+ * the parts were derived with. */
+static int fetch_fringe(tier_rank *r, const char *service, const rank_fringe_part *p, int np,
+                        int64_t g, tier_rank_fringe *const *f)
 {
     if (r->fringe_fn == NULL)
         return TIER_FAILED_PRECONDITION;
-    rank_fringe_clear(f);
-    for (int i = 0; i < nrg; i++) {
-        int rc = r->fringe_fn(r->fringe_ctx, service, rg[i][0], rg[i][1], f);
-        if (rc != TIER_OK)
-            return rc;
+    for (int i = 0; i < np; i++) {
+        int64_t rg[2][2];
+        int nrg = rank_fringe_fetch_ranges(&p[i], g, rg);
+        rank_fringe_clear(f[i]);
+        for (int k = 0; k < nrg; k++) {
+            int rc = r->fringe_fn(r->fringe_ctx, service, rg[k][0], rg[k][1], f[i]);
+            if (rc != TIER_OK)
+                return rc;
+        }
     }
     return TIER_OK;
 }
@@ -853,10 +872,13 @@ int tier_rank_top(tier_rank *r, const char *service, int64_t from_minute, int64_
 }
 
 /*
- * Two phases when the window has a fringe: the ranges are derived under
- * the lock, fetched without it (a database read must not hold off ingest),
- * and the query proper re-derives them under the lock; if the horizon
- * moved meanwhile (once per granule at most) it fetches again.
+ * Two phases when the window has a fringe: the parts (their minutes and
+ * which side of the granule is read) are derived under the lock, fetched
+ * without it (a database read must not hold off ingest), and the query
+ * proper re-derives them under the lock; if the horizon moved meanwhile
+ * (once per granule at most) it fetches again.  A complement is turned
+ * into the part's sums under that same lock, from the granule totals the
+ * index holds then.
  */
 int tier_rank_top_after(tier_rank *r, const char *service, int64_t from_minute, int64_t to_minute,
                         int decrease, const tier_rank_key *after, uint32_t limit,
@@ -869,9 +891,10 @@ int tier_rank_top_after(tier_rank *r, const char *service, int64_t from_minute, 
     *nrows = 0;
     ta_query q;
     memset(&q, 0, sizeof(q));
-    tier_rank_fringe *f = NULL;
-    int64_t rg[2][2];
-    int nrg = 0, rc = TIER_ABORTED;
+    tier_rank_fringe *f[2] = {NULL, NULL};
+    rank_fringe_part p[2];
+    int np = 0, rc = TIER_ABORTED;
+    int64_t g = 1;
     for (int tries = 0; rc == TIER_ABORTED && tries < FRINGE_TRIES; tries++) {
         q.r = r;
         q.dec = decrease != 0;
@@ -880,21 +903,24 @@ int tier_rank_top_after(tier_rank *r, const char *service, int64_t from_minute, 
         q.limit = limit;
         q.after = after;
         pthread_rwlock_rdlock(&r->lock);
-        rc = query_locked(&q, service, f, rg, nrg, rows, nrows);
+        rc = query_locked(&q, service, f, p, np, rows, nrows);
         if (rc == TIER_ABORTED) {
             int64_t a, b;
-            nrg = window_fringe(&q, rg, &a, &b);
+            np = window_fringe(&q, p, &a, &b);
+            g = r->detail > 0 ? rank_granule(r) : 1; /* fixed once set, read under the lock */
         }
         pthread_rwlock_unlock(&r->lock);
         query_free(&q);
         if (rc == TIER_ABORTED) {
-            if (f == NULL && (f = rank_fringe_new()) == NULL)
-                rc = TIER_RESOURCE_EXHAUSTED;
-            else if ((rc = fetch_fringe(r, service, rg, nrg, f)) == TIER_OK)
+            for (int i = 0; i < np && rc == TIER_ABORTED; i++)
+                if (f[i] == NULL && (f[i] = rank_fringe_new()) == NULL)
+                    rc = TIER_RESOURCE_EXHAUSTED;
+            if (rc == TIER_ABORTED && (rc = fetch_fringe(r, service, p, np, g, f)) == TIER_OK)
                 rc = TIER_ABORTED;
         }
     }
-    rank_fringe_free(f);
+    rank_fringe_free(f[0]);
+    rank_fringe_free(f[1]);
     if (rc == TIER_ABORTED)
         rc = TIER_UNAVAILABLE;
     return rc;
