@@ -51,7 +51,7 @@ TestSuite(shards, .fini = tier_test_kill_children, .timeout = 300);
 
 static void shard_start(fx *f, int k)
 {
-    char shard[8];
+    char shard[12];
 
     snprintf(shard, sizeof(shard), "%d", k);
     tier_test_tierd_init(&f->td[k], NULL, f->m.db, f->prefix);
