@@ -215,20 +215,6 @@ Test(ranking, window_edges_and_freshness)
     ranking_fixture_teardown(&f);
 }
 
-static int delete_at(tier_client *c, int64_t id, int64_t time_ms, bool restore)
-{
-    Tier__DeleteCommentRequest d = TIER__DELETE_COMMENT_REQUEST__INIT;
-    Tier__RestoreCommentRequest r = TIER__RESTORE_COMMENT_REQUEST__INIT;
-    Tier__CommentReply *rep = NULL;
-    int rv;
-
-    d.id = r.id = id;
-    d.time_ms = r.time_ms = time_ms;
-    rv = restore ? tier_restore_comment(c, &r, &rep, NULL) : tier_delete_comment(c, &d, &rep, NULL);
-    tier_free(rep);
-    return rv;
-}
-
 /* Imports replay history: a delete or restore may carry its own time,
  * charged to that minute; never before the comment, never in the future. */
 Test(ranking, backfilled_delete_and_restore)
@@ -239,11 +225,11 @@ Test(ranking, backfilled_delete_and_restore)
     ranking_fixture_setup(&f, TIERD_ARGS);
     int64_t m = tier_now_ms() / 60000 - 100;
     int64_t id = post_at(f.c, "imp", 9, m * 60000 + 5000);
-    cr_assert_eq(delete_at(f.c, id, m * 60000 + 1000, false), TIER_FAILED_PRECONDITION,
+    cr_assert_eq(change_at(f.c, id, m * 60000 + 1000, false, NULL), TIER_FAILED_PRECONDITION,
                  "a delete before the comment existed");
-    cr_assert_eq(delete_at(f.c, id, tier_now_ms() + 3600000, false), TIER_INVALID_ARGUMENT);
-    cr_assert_eq(delete_at(f.c, id, (m + 3) * 60000, false), TIER_OK);
-    cr_assert_eq(delete_at(f.c, id, (m + 7) * 60000 + 1, true), TIER_OK);
+    cr_assert_eq(change_at(f.c, id, tier_now_ms() + 3600000, false, NULL), TIER_INVALID_ARGUMENT);
+    cr_assert_eq(change_at(f.c, id, (m + 3) * 60000, false, NULL), TIER_OK);
+    cr_assert_eq(change_at(f.c, id, (m + 7) * 60000 + 1, true, NULL), TIER_OK);
     top_str(f.c, "imp", m, m + 1, s, sizeof(s));
     cr_assert_str_eq(s, "9:1");
     top_str(f.c, "imp", m + 3, m + 4, s, sizeof(s));

@@ -43,10 +43,6 @@ static void post_recent(tier_client *c, model *m, size_t n, int64_t lo_min, int6
                         unsigned *seed)
 {
     Tier__PostCommentRequest *cs = calloc(n, sizeof(*cs));
-    Tier__PostCommentRequest **ps = calloc(n, sizeof(*ps));
-    Tier__PostCommentsRequest q = TIER__POST_COMMENTS_REQUEST__INIT;
-    Tier__PostCommentsReply *rep;
-    tier_error err;
 
     for (size_t i = 0; i < n; i++) {
         tier__post_comment_request__init(&cs[i]);
@@ -59,21 +55,9 @@ static void post_recent(tier_client *c, model *m, size_t n, int64_t lo_min, int6
         int64_t minute = rand_r(seed) % 2 ? hi_min - rand_r(seed) % (span < 20 ? span : 20)
                                           : lo_min + rand_r(seed) % span;
         cs[i].time_ms = minute * 60000 + rand_r(seed) % 60000;
-        ps[i] = &cs[i];
     }
-    q.n_comments = n;
-    q.comments = ps;
-    cr_assert_eq(tier_post_comments(c, &q, &rep, &err), TIER_OK, "%s", err.message);
-    cr_assert_eq(rep->n_results, n);
-    for (size_t i = 0; i < n; i++) {
-        cr_assert_eq(rep->results[i]->code, 0, "%s", rep->results[i]->message);
-        int svc = cs[i].service == SVCS[0] ? 0 : cs[i].service == SVCS[1] ? 1 : 2;
-        add_comment(m, rep->results[i]->id, svc, cs[i].cid, cs[i].time_ms);
-        add_event(m, svc, cs[i].cid, cs[i].time_ms / 60000, 0);
-    }
-    tier_free(rep);
+    post_built(c, m, cs, n);
     free(cs);
-    free(ps);
 }
 
 /* Backfilled deletes and restores, each after the comment's last change. */

@@ -84,28 +84,15 @@ size_t brute_top(const model *m, int svc, int64_t from, int64_t to, bool dec, ro
     return n;
 }
 
-/* Posts n comments with backfilled times in [lo_min, hi_min]. */
-void post_random(tier_client *c, model *m, size_t n, int64_t lo_min, int64_t hi_min, unsigned *seed)
+void post_built(tier_client *c, model *m, Tier__PostCommentRequest *cs, size_t n)
 {
-    Tier__PostCommentRequest *cs = calloc(n, sizeof(*cs));
     Tier__PostCommentRequest **ps = calloc(n, sizeof(*ps));
     Tier__PostCommentsRequest q = TIER__POST_COMMENTS_REQUEST__INIT;
     Tier__PostCommentsReply *rep;
     tier_error err;
 
-    for (size_t i = 0; i < n; i++) {
-        tier__post_comment_request__init(&cs[i]);
-        int svc = rand_r(seed) % NSVC;
-        /* Skewed cids: many ties and many repeats. */
-        int64_t cid = 1 + (rand_r(seed) % MAXCID) * (rand_r(seed) % MAXCID) / MAXCID;
-        int64_t minute = lo_min + rand_r(seed) % (hi_min - lo_min + 1);
-        cs[i].service = (char *)SVCS[svc];
-        cs[i].cid = cid;
-        cs[i].author = "tester";
-        cs[i].body = "a comment body of some length";
-        cs[i].time_ms = minute * 60000 + rand_r(seed) % 60000;
+    for (size_t i = 0; i < n; i++)
         ps[i] = &cs[i];
-    }
     q.n_comments = n;
     q.comments = ps;
     cr_assert_eq(tier_post_comments(c, &q, &rep, &err), TIER_OK, "%s", err.message);
@@ -118,8 +105,28 @@ void post_random(tier_client *c, model *m, size_t n, int64_t lo_min, int64_t hi_
         add_event(m, svc, cs[i].cid, cs[i].time_ms / 60000, 0);
     }
     tier_free(rep);
-    free(cs);
     free(ps);
+}
+
+/* Posts n comments with backfilled times in [lo_min, hi_min]. */
+void post_random(tier_client *c, model *m, size_t n, int64_t lo_min, int64_t hi_min, unsigned *seed)
+{
+    Tier__PostCommentRequest *cs = calloc(n, sizeof(*cs));
+
+    for (size_t i = 0; i < n; i++) {
+        tier__post_comment_request__init(&cs[i]);
+        int svc = rand_r(seed) % NSVC;
+        /* Skewed cids: many ties and many repeats. */
+        int64_t cid = 1 + (rand_r(seed) % MAXCID) * (rand_r(seed) % MAXCID) / MAXCID;
+        int64_t minute = lo_min + rand_r(seed) % (hi_min - lo_min + 1);
+        cs[i].service = (char *)SVCS[svc];
+        cs[i].cid = cid;
+        cs[i].author = "tester";
+        cs[i].body = "a comment body of some length";
+        cs[i].time_ms = minute * 60000 + rand_r(seed) % 60000;
+    }
+    post_built(c, m, cs, n);
+    free(cs);
 }
 
 void check_window(tier_client *c, const model *m, const window *w, row *buf)

@@ -60,6 +60,10 @@ typedef struct {
  * an event in the window take part.  Returns the number of rows. */
 size_t brute_top(const model *m, int svc, int64_t from, int64_t to, bool dec, row *out);
 
+/* Posts cs[0..n) (backfilled time_ms set, service one of SVCS) in one
+ * PostComments, checks each is stored at its time, and records it in m. */
+void post_built(tier_client *c, model *m, Tier__PostCommentRequest *cs, size_t n);
+
 /* Posts n comments with backfilled times in [lo_min, hi_min]. */
 void post_random(tier_client *c, model *m, size_t n, int64_t lo_min, int64_t hi_min,
                  unsigned *seed);
