@@ -71,6 +71,12 @@ tier_cluster *tierctl_cluster(tierctl *t);
 
 /* `top --watch` (tierctl_watch.c); argv as top's. */
 int tierctl_top_watch(tierctl *t, int argc, char **argv);
+/* TopContents/WatchTop rows (tierctl_ranking.c): as a JSON array (with
+ * "hot" when hot), and as a table, ranks counted from `first` ("-" when 0),
+ * the column header when header. */
+json_t *tierctl_top_rows_json(Tier__TopRow *const *rows, size_t n, bool hot);
+void tierctl_top_rows_print(Tier__TopRow *const *rows, size_t n, size_t first, bool hot,
+                            bool header);
 
 /* Sets t->err for a usage error and returns TIERCTL_USAGE. */
 int tierctl_usage(tierctl *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

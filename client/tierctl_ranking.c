@@ -406,15 +406,41 @@ static int cmd_comments(tierctl *t, int argc, char **argv)
 
 /* ------------------------------------------------------------ top */
 
-static json_t *top_row_json(const Tier__TopContentsRequest *req, const Tier__TopRow *r)
+json_t *tierctl_top_rows_json(Tier__TopRow *const *rows, size_t n, bool hot)
 {
-    json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "service", tierctl_jstr(r->service),
-                          "cid", tierctl_jint(r->cid), "change", tierctl_jint(r->change), "created",
-                          tierctl_jint(r->created), "deleted", tierctl_jint(r->deleted), "restored",
-                          tierctl_jint(r->restored));
-    if (req->order == TIER__ORDER__HOT)
-        json_object_set_new(o, "hot", json_real(r->hot));
-    return o;
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < n; i++) {
+        const Tier__TopRow *r = rows[i];
+        json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "service", tierctl_jstr(r->service),
+                              "cid", tierctl_jint(r->cid), "change", tierctl_jint(r->change),
+                              "created", tierctl_jint(r->created), "deleted",
+                              tierctl_jint(r->deleted), "restored", tierctl_jint(r->restored));
+        if (hot)
+            json_object_set_new(o, "hot", json_real(r->hot));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+void tierctl_top_rows_print(Tier__TopRow *const *rows, size_t n, size_t first, bool hot,
+                            bool header)
+{
+    if (header)
+        printf("%-5s %-16s %-20s %8s %8s %8s %8s%s\n", "rank", "service", "cid", "change",
+               "created", "deleted", "restored", hot ? "         hot" : "");
+    for (size_t i = 0; i < n; i++) {
+        const Tier__TopRow *r = rows[i];
+        char rank[24] = "-";
+        if (first > 0)
+            snprintf(rank, sizeof(rank), "%zu", first + i);
+        printf("%-5s %-16s %-20lld %8lld %8lld %8lld %8lld", rank, r->service, (long long)r->cid,
+               (long long)r->change, (long long)r->created, (long long)r->deleted,
+               (long long)r->restored);
+        if (hot)
+            printf(" %12.6g", r->hot);
+        printf("\n");
+    }
 }
 
 /* Prints one page; `first` is the rank of its first row (1 on the first
@@ -426,9 +452,7 @@ static void print_top(tierctl *t, const Tier__TopContentsRequest *req,
     bool hot = req->order == TIER__ORDER__HOT;
 
     if (t->json) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < rep->n_rows; i++)
-            json_array_append_new(arr, top_row_json(req, rep->rows[i]));
+        json_t *arr = tierctl_top_rows_json(rep->rows, rep->n_rows, hot);
         json_t *o = hot ? json_pack("{s:s, s:o}", "order", "hot", "rows", arr)
                         : json_pack("{s:s, s:o, s:o, s:o}", "order",
                                     req->order == TIER__ORDER__DECREASE ? "decrease" : "increase",
@@ -450,21 +474,7 @@ static void print_top(tierctl *t, const Tier__TopContentsRequest *req,
             tierctl_none();
         return;
     }
-    if (header)
-        printf("%-5s %-16s %-20s %8s %8s %8s %8s%s\n", "rank", "service", "cid", "change",
-               "created", "deleted", "restored", hot ? "         hot" : "");
-    for (size_t i = 0; i < rep->n_rows; i++) {
-        const Tier__TopRow *r = rep->rows[i];
-        char rank[24] = "-";
-        if (first > 0)
-            snprintf(rank, sizeof(rank), "%zu", first + i);
-        printf("%-5s %-16s %-20lld %8lld %8lld %8lld %8lld", rank, r->service, (long long)r->cid,
-               (long long)r->change, (long long)r->created, (long long)r->deleted,
-               (long long)r->restored);
-        if (hot)
-            printf(" %12.6g", r->hot);
-        printf("\n");
-    }
+    tierctl_top_rows_print(rep->rows, rep->n_rows, first, hot, header);
 }
 
 #define TOP_DEFAULT 100 /* TopContentsRequest.limit 0 */

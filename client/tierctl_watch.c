@@ -32,18 +32,7 @@ static void print_list(tierctl *t, const watch_args *a, const Tier__WatchTopRepl
     bool hot = a->top.order == TIER__ORDER__HOT;
 
     if (t->json) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < rep->n_rows; i++) {
-            const Tier__TopRow *r = rep->rows[i];
-            json_t *row =
-                json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "service", tierctl_jstr(r->service),
-                          "cid", tierctl_jint(r->cid), "change", tierctl_jint(r->change), "created",
-                          tierctl_jint(r->created), "deleted", tierctl_jint(r->deleted), "restored",
-                          tierctl_jint(r->restored));
-            if (hot)
-                json_object_set_new(row, "hot", json_real(r->hot));
-            json_array_append_new(arr, row);
-        }
+        json_t *arr = tierctl_top_rows_json(rep->rows, rep->n_rows, hot);
         tierctl_emit(
             stdout, json_pack("{s:o, s:o, s:o, s:o}", "minute", tierctl_jtime(rep->minute_ms),
                               "window_min", tierctl_jint(a->req.window_min), "version",
@@ -61,17 +50,7 @@ static void print_list(tierctl *t, const watch_args *a, const Tier__WatchTopRepl
     if (rep->n_rows == 0)
         tierctl_none();
     else
-        printf("%-5s %-16s %-20s %8s %8s %8s %8s%s\n", "rank", "service", "cid", "change",
-               "created", "deleted", "restored", hot ? "          hot" : "");
-    for (size_t i = 0; i < rep->n_rows; i++) {
-        const Tier__TopRow *r = rep->rows[i];
-        printf("%-5zu %-16s %-20lld %8lld %8lld %8lld %8lld", i + 1, r->service, (long long)r->cid,
-               (long long)r->change, (long long)r->created, (long long)r->deleted,
-               (long long)r->restored);
-        if (hot)
-            printf(" %12.4f", r->hot);
-        printf("\n");
-    }
+        tierctl_top_rows_print(rep->rows, rep->n_rows, 1, hot, true);
     printf("\n");
     fflush(stdout);
 }
